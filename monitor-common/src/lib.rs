@@ -1,0 +1,10 @@
+//! Shared between the XDP program (`no_std`, bpfel) and the controller: map layouts,
+//! the verdict reasons, the frame parser and the service-port rule.
+#![no_std]
+
+pub mod flow;
+pub mod maps;
+pub mod parse;
+pub mod verdict;
+
+pub use verdict::{Action, FrameClass, Mode, Reason, VERDICT_SLOTS, verdict_index};

@@ -1,0 +1,345 @@
+//! Keys and values of the maps the XDP program shares with the controller.
+//!
+//! All `#[repr(C)]`, `Copy`, with explicit padding and integer flags. Field order and
+//! sizes are the pinned-map layout: [`LAYOUT_VERSION`] changes whenever they do.
+
+use crate::parse::Addr;
+
+/// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
+/// `CONFIG` so that a controller can refuse pinned maps of another layout.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Map names, as the XDP object declares them and as they are pinned.
+pub mod names {
+    pub const CONFIG: &str = "CONFIG";
+    pub const DEVICES: &str = "DEVICES";
+    pub const DEVICE_STATS: &str = "DEVICE_STATS";
+    pub const UNENROLLED_STATS: &str = "UNENROLLED_STATS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const UNENROLLED_FLOWS: &str = "UNENROLLED_FLOWS";
+    pub const BASELINE: &str = "BASELINE";
+    pub const CONNTRACK: &str = "CONNTRACK";
+    pub const FRAGMENTS: &str = "FRAGMENTS";
+    pub const VERDICTS: &str = "VERDICTS";
+    pub const CLASSES: &str = "CLASSES";
+    /// Every map, in a fixed order (pinning, adoption, layout checks).
+    pub const ALL: [&str; 11] = [
+        CONFIG,
+        DEVICES,
+        DEVICE_STATS,
+        UNENROLLED_STATS,
+        FLOWS,
+        UNENROLLED_FLOWS,
+        BASELINE,
+        CONNTRACK,
+        FRAGMENTS,
+        VERDICTS,
+        CLASSES,
+    ];
+}
+
+/// Names of the XDP programs in the object.
+pub mod programs {
+    /// The monitor and enforcer.
+    pub const MONITOR: &str = "monitor_xdp";
+    /// Parses and counts frame classes only: the benchmark baseline.
+    pub const PARSE_ONLY: &str = "parse_only_xdp";
+}
+
+/// Enrolled devices (inventory size).
+pub const MAX_DEVICES: u32 = 16_384;
+/// Addresses outside the inventory tracked at once (least recently seen evicted).
+pub const MAX_UNENROLLED: u32 = 65_536;
+/// Flows of enrolled devices tracked at once (least recently seen evicted).
+pub const MAX_FLOWS: u32 = 262_144;
+/// Flows of unenrolled addresses tracked at once, in their own table so a flood of
+/// spoofed sources cannot evict an enrolled device's flows.
+pub const MAX_UNENROLLED_FLOWS: u32 = 65_536;
+/// Baseline entries (allocated on use, not up front).
+pub const MAX_BASELINE: u32 = 1_048_576;
+/// TCP connections whose server side is remembered.
+pub const MAX_CONNTRACK: u32 = 131_072;
+/// IP packets whose first fragment's verdict is remembered.
+pub const MAX_FRAGMENTS: u32 = 8_192;
+
+/// Flags of [`Config::flags`].
+pub const CONFIG_UNENROLLED_DROP: u8 = 1 << 0;
+/// Judge unenrolled addresses like devices in the global mode: they learn a baseline and
+/// are enforced against it (replay of a capture before any inventory exists).
+pub const CONFIG_JUDGE_UNENROLLED: u8 = 1 << 1;
+/// Frames come from a capture that may have been cut by a snapshot length.
+pub const CONFIG_CAPTURE_MAY_BE_CUT: u8 = 1 << 2;
+
+/// Global settings, the single entry of `CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// [`crate::Mode`] as u8.
+    pub mode: u8,
+    /// `CONFIG_*` flags.
+    pub flags: u8,
+    pub _pad: u16,
+    /// Policy generation, bumped by the controller on every policy load.
+    pub generation: u32,
+    /// [`LAYOUT_VERSION`] of the controller that wrote it.
+    pub layout_version: u32,
+    pub _pad2: u32,
+}
+
+/// Value of [`DeviceEntry::mode`] when the device follows the global mode.
+pub const MODE_INHERIT: u8 = 0xff;
+/// The device is life-critical: never enforced unless [`DEVICE_ENFORCE_CONFIRMED`].
+pub const DEVICE_LIFE_CRITICAL: u8 = 1 << 0;
+/// The device's own policy entry confirms enforcement although it is life-critical.
+pub const DEVICE_ENFORCE_CONFIRMED: u8 = 1 << 1;
+
+/// An enrolled device: value of `DEVICES`, keyed by its address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// Index into `DEVICE_STATS`; the controller keeps it stable per device name.
+    pub slot: u32,
+    /// [`crate::Mode`] as u8, or [`MODE_INHERIT`].
+    pub mode: u8,
+    /// `DEVICE_*` flags.
+    pub flags: u8,
+    pub _pad: u16,
+}
+
+/// Per-device counters, per CPU (`DEVICE_STATS` by slot, `UNENROLLED_STATS` by address).
+/// Times are `CLOCK_MONOTONIC` nanoseconds (coarse).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Packets dropped because of this device's policy.
+    pub dropped_packets: u64,
+    /// Packets that enforcement would have dropped (audit mode, life-critical spared).
+    pub would_drop_packets: u64,
+    /// Flows added to this device's baseline.
+    pub learned_flows: u64,
+}
+
+impl DeviceStats {
+    /// Adds another CPU's counters (times: earliest first seen, latest last seen).
+    pub fn merge(&mut self, other: &DeviceStats) {
+        self.packets_sent += other.packets_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.packets_received += other.packets_received;
+        self.bytes_received += other.bytes_received;
+        self.first_seen_ns = match (self.first_seen_ns, other.first_seen_ns) {
+            (0, t) | (t, 0) => t,
+            (a, b) => a.min(b),
+        };
+        self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
+        self.dropped_packets += other.dropped_packets;
+        self.would_drop_packets += other.would_drop_packets;
+        self.learned_flows += other.learned_flows;
+    }
+}
+
+/// Who opened the conversation, seen from the device: [`FlowKey::direction`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Both sides use the same port, or the protocol has none (NTP 123↔123, GRE, ESP).
+    Symmetric = 0,
+    /// The device is the client: it reaches the peer's service port.
+    Outbound = 1,
+    /// The peer is the client: it reaches the device's service port.
+    Inbound = 2,
+}
+
+impl Direction {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Symmetric => "both",
+            Direction::Outbound => "out",
+            Direction::Inbound => "in",
+        }
+    }
+
+    pub const fn reversed(self) -> Direction {
+        match self {
+            Direction::Symmetric => Direction::Symmetric,
+            Direction::Outbound => Direction::Inbound,
+            Direction::Inbound => Direction::Outbound,
+        }
+    }
+}
+
+impl TryFrom<u8> for Direction {
+    type Error = u8;
+    fn try_from(raw: u8) -> Result<Self, u8> {
+        match raw {
+            0 => Ok(Direction::Symmetric),
+            1 => Ok(Direction::Outbound),
+            2 => Ok(Direction::Inbound),
+            other => Err(other),
+        }
+    }
+}
+
+/// One conversation of one device: the key of `BASELINE`, `FLOWS` and `UNENROLLED_FLOWS`.
+/// A request and its reply have the same key, so replies of allowed flows pass.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub device: Addr,
+    pub peer: Addr,
+    /// The server's port (TCP, UDP, SCTP), the request type (ICMP echo), else 0.
+    pub service_port: u16,
+    pub protocol: u8,
+    /// [`Direction`] as u8.
+    pub direction: u8,
+}
+
+/// Per-flow counters, per CPU (`FLOWS`, `UNENROLLED_FLOWS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Device to peer.
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Peer to device.
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub last_seen_ns: u64,
+    pub dropped_packets: u64,
+}
+
+impl FlowStats {
+    pub fn merge(&mut self, other: &FlowStats) {
+        self.packets_sent += other.packets_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.packets_received += other.packets_received;
+        self.bytes_received += other.bytes_received;
+        self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
+        self.dropped_packets += other.dropped_packets;
+    }
+}
+
+/// Values of [`BaselineEntry::origin`].
+pub const ORIGIN_LEARNED: u8 = 1;
+pub const ORIGIN_POLICY: u8 = 2;
+pub const ORIGIN_IMPORTED: u8 = 3;
+
+/// A flow the device is allowed: value of `BASELINE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaselineEntry {
+    /// When it was learned (`CLOCK_MONOTONIC` ns), 0 for entries loaded from disk/policy.
+    pub learned_ns: u64,
+    /// `ORIGIN_*`.
+    pub origin: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
+    pub _pad3: u32,
+}
+
+/// A TCP connection, addresses in canonical order (`low` < `high` by (addr, port)).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnKey {
+    pub low: Addr,
+    pub high: Addr,
+    pub low_port: u16,
+    pub high_port: u16,
+}
+
+/// Which side of a [`ConnKey`] is the server (sent the SYN-ACK / received the SYN).
+pub const SERVER_LOW: u8 = 0;
+pub const SERVER_HIGH: u8 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnEntry {
+    /// `SERVER_LOW` or `SERVER_HIGH`.
+    pub server: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
+    pub _pad3: u32,
+}
+
+/// An IP packet being fragmented: key of `FRAGMENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentKey {
+    pub src: Addr,
+    pub dst: Addr,
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    pub protocol: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
+}
+
+/// What the first fragment decided, applied to the later ones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentEntry {
+    pub service_port: u16,
+    /// Direction of the flow as seen from the packet's source.
+    pub src_direction: u8,
+    /// [`crate::Action`] as u8.
+    pub action: u8,
+    /// [`crate::Reason`] as u8.
+    pub reason: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
+}
+
+/// Packet and byte counter: `VERDICTS` (by [`crate::verdict_index`]) and `CLASSES` (by
+/// [`crate::FrameClass`]), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C), Copy, made of integers and byte arrays with explicit padding,
+    // so every bit pattern is valid and none has implicit padding.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for DeviceEntry {}
+    unsafe impl aya::Pod for DeviceStats {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowStats {}
+    unsafe impl aya::Pod for BaselineEntry {}
+    unsafe impl aya::Pod for ConnKey {}
+    unsafe impl aya::Pod for ConnEntry {}
+    unsafe impl aya::Pod for FragmentKey {}
+    unsafe impl aya::Pod for FragmentEntry {}
+    unsafe impl aya::Pod for Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    /// Implicit padding would make the kernel's hash keys depend on garbage bytes.
+    #[test]
+    fn map_types_have_no_implicit_padding() {
+        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(size_of::<DeviceEntry>(), 8);
+        assert_eq!(size_of::<DeviceStats>(), 9 * 8);
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
+        assert_eq!(align_of::<FlowKey>(), 2);
+        assert_eq!(size_of::<FlowStats>(), 6 * 8);
+        assert_eq!(size_of::<BaselineEntry>(), 16);
+        assert_eq!(size_of::<ConnKey>(), 36);
+        assert_eq!(size_of::<ConnEntry>(), 8);
+        assert_eq!(size_of::<FragmentKey>(), 40);
+        assert_eq!(size_of::<FragmentEntry>(), 8);
+        assert_eq!(size_of::<Counter>(), 16);
+    }
+}

@@ -1,0 +1,486 @@
+//! The loaded XDP object: load (fresh or adopting pinned maps), attach, run frames through
+//! BPF_PROG_TEST_RUN, and typed access to every map.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, xdp::XdpMode},
+};
+use monitor_common::{
+    Action, FrameClass, Mode, Reason,
+    maps::{
+        BaselineEntry, Config, Counter, DeviceEntry, DeviceStats, FlowKey, FlowStats,
+        LAYOUT_VERSION, names, programs,
+    },
+    parse::Addr,
+    verdict_index,
+};
+
+/// The XDP object, built by build.rs from monitor-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MONITOR_EBPF_OBJECT"));
+
+/// What can go wrong with the datapath; each names the map, program or interface.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the XDP object failed (are you root, and is /sys/fs/bpf a bpf filesystem?)")]
+    Load(#[source] aya::EbpfError),
+    #[error("the XDP object has no program `{0}`")]
+    MissingProgram(&'static str),
+    #[error("the XDP object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("map `{name}`: {what}")]
+    Map {
+        name: &'static str,
+        what: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("program `{name}`: {what}")]
+    Program {
+        name: &'static str,
+        what: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("a frame of {0} bytes is shorter than an Ethernet header; the kernel's test run refuses it")]
+    FrameTooShort(usize),
+    #[error("a frame of {0} bytes is larger than a page; the kernel's test run refuses it")]
+    FrameTooLarge(usize),
+    #[error("counting the possible CPUs failed")]
+    Cpus(#[source] std::io::Error),
+    #[error("unknown XDP action {0} returned by the program")]
+    UnknownAction(u32),
+}
+
+type Result<T, E = DatapathError> = std::result::Result<T, E>;
+
+fn map_err(name: &'static str, what: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, what, source }
+}
+
+/// Frames BPF_PROG_TEST_RUN accepts for XDP: at least an Ethernet header, at most a page
+/// less the headroom and skb_shared_info the kernel reserves.
+pub const TEST_RUN_MIN_FRAME: usize = 14;
+pub const TEST_RUN_MAX_FRAME: usize = 4096 - 256 - 320;
+
+/// Where the pinned maps of a running monitor live.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/monitor";
+
+/// An IP address as the maps key it (IPv4-mapped IPv6).
+pub fn addr_key(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address behind a map key (IPv4-mapped keys come back as IPv4).
+pub fn addr_of(key: &Addr) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*key);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// How the datapath's maps are created.
+#[derive(Clone, Debug)]
+pub enum Maps {
+    /// Fresh maps owned by this process (replay, tests).
+    Private,
+    /// Maps pinned under this directory: reused if already pinned there (adoption after
+    /// a restart), created and pinned otherwise.
+    Pinned(PathBuf),
+}
+
+/// What a frame got from the program in a test run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestVerdict {
+    pub action: Action,
+    pub duration: std::time::Duration,
+}
+
+/// The loaded XDP object.
+pub struct Datapath {
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").finish_non_exhaustive()
+    }
+}
+
+impl Datapath {
+    /// Loads the object and its programs into the kernel. With fresh maps the CONFIG is
+    /// written (learn mode); adopted maps keep theirs.
+    pub fn load(maps: &Maps) -> Result<Self> {
+        let mut loader = EbpfLoader::new();
+        let pins: Vec<(&'static str, PathBuf)> = match maps {
+            Maps::Private => Vec::new(),
+            Maps::Pinned(dir) => names::ALL.iter().map(|n| (*n, dir.join(n))).collect(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(*name, path.as_path());
+        }
+        let ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
+        let mut datapath = Datapath { ebpf };
+        for name in [programs::MONITOR, programs::PARSE_ONLY] {
+            datapath.program_mut(name)?.load().map_err(|source| DatapathError::Program {
+                name,
+                what: "the verifier rejected it".into(),
+                source,
+            })?;
+        }
+        let config = datapath.config()?;
+        if config.layout_version == 0 {
+            datapath.set_config(Config {
+                mode: Mode::Learn as u8,
+                flags: 0,
+                _pad: 0,
+                generation: 0,
+                layout_version: LAYOUT_VERSION,
+                _pad2: 0,
+            })?;
+        }
+        Ok(datapath)
+    }
+
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp> {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name))?;
+        program.try_into().map_err(|source| DatapathError::Program {
+            name,
+            what: "is not an XDP program".into(),
+            source,
+        })
+    }
+
+    fn program(&self, name: &'static str) -> Result<&Xdp> {
+        let program = self
+            .ebpf
+            .program(name)
+            .ok_or(DatapathError::MissingProgram(name))?;
+        program.try_into().map_err(|source| DatapathError::Program {
+            name,
+            what: "is not an XDP program".into(),
+            source,
+        })
+    }
+
+    /// Attaches the monitor program to `iface`, returning the XDP mode it got. With
+    /// `XdpMode::Default` native mode is tried first and generic is the logged fallback.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<XdpMode> {
+        let program = self.program_mut(programs::MONITOR)?;
+        let attach_err = |mode: XdpMode| {
+            move |source| DatapathError::Program {
+                name: programs::MONITOR,
+                what: format!("attaching to interface `{iface}` in {mode:?} mode failed"),
+                source,
+            }
+        };
+        match mode {
+            XdpMode::Default => match program.attach(iface, XdpMode::Driver) {
+                Ok(_) => Ok(XdpMode::Driver),
+                Err(native) => {
+                    log::warn!(
+                        "native XDP on {iface} failed ({native}); falling back to generic (skb) mode"
+                    );
+                    program
+                        .attach(iface, XdpMode::Skb)
+                        .map_err(attach_err(XdpMode::Skb))?;
+                    Ok(XdpMode::Skb)
+                }
+            },
+            forced => {
+                program.attach(iface, forced).map_err(attach_err(forced))?;
+                Ok(forced)
+            }
+        }
+    }
+
+    /// Runs one frame through the monitor program (BPF_PROG_TEST_RUN): the same code and
+    /// maps as live traffic.
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestVerdict> {
+        self.test_run_program(programs::MONITOR, frame, 1)
+    }
+
+    /// Runs one frame `repeat` times through `program` (benchmarks).
+    pub fn test_run_program(
+        &self,
+        program: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<TestVerdict> {
+        if frame.len() < TEST_RUN_MIN_FRAME {
+            return Err(DatapathError::FrameTooShort(frame.len()));
+        }
+        if frame.len() > TEST_RUN_MAX_FRAME {
+            return Err(DatapathError::FrameTooLarge(frame.len()));
+        }
+        let result = self
+            .program(program)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DatapathError::Program {
+                name: program,
+                what: format!("test run of a {}-byte frame failed", frame.len()),
+                source,
+            })?;
+        let action = match result.return_value {
+            1 => Action::Drop,
+            2 => Action::Pass,
+            other => return Err(DatapathError::UnknownAction(other)),
+        };
+        Ok(TestVerdict {
+            action,
+            duration: result.duration,
+        })
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {
+        self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        let array: Array<&MapData, Config> =
+            Array::try_from(self.map(names::CONFIG)?).map_err(map_err(names::CONFIG, "wrong type"))?;
+        array.get(&0, 0).map_err(map_err(names::CONFIG, "reading entry 0"))
+    }
+
+    pub fn set_config(&mut self, config: Config) -> Result<()> {
+        let mut array: Array<&mut MapData, Config> = Array::try_from(self.map_mut(names::CONFIG)?)
+            .map_err(map_err(names::CONFIG, "wrong type"))?;
+        array.set(0, config, 0).map_err(map_err(names::CONFIG, "writing entry 0"))
+    }
+
+    /// Sets the global mode, keeping the rest of CONFIG.
+    pub fn set_mode(&mut self, mode: Mode) -> Result<()> {
+        let mut config = self.config()?;
+        config.mode = mode as u8;
+        self.set_config(config)
+    }
+
+    /// Sets or clears CONFIG flags.
+    pub fn set_flags(&mut self, flags: u8, on: bool) -> Result<()> {
+        let mut config = self.config()?;
+        if on {
+            config.flags |= flags;
+        } else {
+            config.flags &= !flags;
+        }
+        self.set_config(config)
+    }
+
+    /// Enrolls (or updates) the device at `addr`.
+    pub fn enroll(&mut self, addr: IpAddr, entry: DeviceEntry) -> Result<()> {
+        let mut devices: HashMap<&mut MapData, Addr, DeviceEntry> =
+            HashMap::try_from(self.map_mut(names::DEVICES)?)
+                .map_err(map_err(names::DEVICES, "wrong type"))?;
+        devices
+            .insert(addr_key(addr), entry, 0)
+            .map_err(map_err(names::DEVICES, "enrolling a device"))
+    }
+
+    /// Removes the device at `addr` from the inventory map.
+    pub fn unenroll(&mut self, addr: IpAddr) -> Result<()> {
+        let mut devices: HashMap<&mut MapData, Addr, DeviceEntry> =
+            HashMap::try_from(self.map_mut(names::DEVICES)?)
+                .map_err(map_err(names::DEVICES, "wrong type"))?;
+        match devices.remove(&addr_key(addr)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(names::DEVICES, "removing a device")(e)),
+        }
+    }
+
+    /// Every enrolled address and its entry.
+    pub fn devices(&self) -> Result<BTreeMap<IpAddr, DeviceEntry>> {
+        let devices: HashMap<&MapData, Addr, DeviceEntry> =
+            HashMap::try_from(self.map(names::DEVICES)?)
+                .map_err(map_err(names::DEVICES, "wrong type"))?;
+        devices
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (addr_of(&k), v)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::DEVICES, "reading"))
+    }
+
+    /// Counters of the device in `slot`, summed over CPUs.
+    pub fn device_stats(&self, slot: u32) -> Result<DeviceStats> {
+        let array: PerCpuArray<&MapData, DeviceStats> =
+            PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
+                .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
+        let values = array
+            .get(&slot, 0)
+            .map_err(map_err(names::DEVICE_STATS, "reading a slot"))?;
+        Ok(merge_stats(values.iter()))
+    }
+
+    /// Zeroes the counters of `slot` (a slot handed to a new device).
+    pub fn reset_device_stats(&mut self, slot: u32) -> Result<()> {
+        let mut array: PerCpuArray<&mut MapData, DeviceStats> =
+            PerCpuArray::try_from(self.map_mut(names::DEVICE_STATS)?)
+                .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![DeviceStats::default(); cpus])
+            .map_err(DatapathError::Cpus)?;
+        array
+            .set(slot, zeros, 0)
+            .map_err(map_err(names::DEVICE_STATS, "zeroing a slot"))
+    }
+
+    /// Counters of every unenrolled address still in the table, summed over CPUs.
+    pub fn unenrolled_stats(&self) -> Result<BTreeMap<IpAddr, DeviceStats>> {
+        let map: PerCpuHashMap<&MapData, Addr, DeviceStats> =
+            PerCpuHashMap::try_from(self.map(names::UNENROLLED_STATS)?)
+                .map_err(map_err(names::UNENROLLED_STATS, "wrong type"))?;
+        map.iter()
+            .map(|kv| kv.map(|(k, v)| (addr_of(&k), merge_stats(v.iter()))))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::UNENROLLED_STATS, "reading"))
+    }
+
+    /// Flows of enrolled devices (`enrolled = true`) or of other addresses.
+    pub fn flows(&self, enrolled: bool) -> Result<Vec<(FlowKey, FlowStats)>> {
+        let name = if enrolled {
+            names::FLOWS
+        } else {
+            names::UNENROLLED_FLOWS
+        };
+        let map: PerCpuHashMap<&MapData, FlowKey, FlowStats> =
+            PerCpuHashMap::try_from(self.map(name)?).map_err(map_err(name, "wrong type"))?;
+        map.iter()
+            .map(|kv| {
+                kv.map(|(k, v)| {
+                    let mut total = FlowStats::default();
+                    for per_cpu in v.iter() {
+                        total.merge(per_cpu);
+                    }
+                    (k, total)
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err(name, "reading"))
+    }
+
+    /// The whole baseline.
+    pub fn baseline(&self) -> Result<Vec<(FlowKey, BaselineEntry)>> {
+        let map: HashMap<&MapData, FlowKey, BaselineEntry> =
+            HashMap::try_from(self.map(names::BASELINE)?)
+                .map_err(map_err(names::BASELINE, "wrong type"))?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::BASELINE, "reading"))
+    }
+
+    /// Adds entries to the baseline (restored from disk, imported, promoted from policy).
+    pub fn insert_baseline(&mut self, entries: &[(FlowKey, BaselineEntry)]) -> Result<()> {
+        let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
+            HashMap::try_from(self.map_mut(names::BASELINE)?)
+                .map_err(map_err(names::BASELINE, "wrong type"))?;
+        for (key, entry) in entries {
+            map.insert(key, entry, 0)
+                .map_err(map_err(names::BASELINE, "inserting an entry"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a baseline entry; missing entries are not an error.
+    pub fn remove_baseline(&mut self, key: &FlowKey) -> Result<()> {
+        let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
+            HashMap::try_from(self.map_mut(names::BASELINE)?)
+                .map_err(map_err(names::BASELINE, "wrong type"))?;
+        match map.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(names::BASELINE, "removing an entry")(e)),
+        }
+    }
+
+    /// Packets and bytes per (action, reason), summed over CPUs; zero rows included.
+    pub fn verdicts(&self) -> Result<Vec<(Action, Reason, Counter)>> {
+        let array: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(self.map(names::VERDICTS)?)
+                .map_err(map_err(names::VERDICTS, "wrong type"))?;
+        let mut rows = Vec::new();
+        for &reason in Reason::ALL {
+            for action in Action::ALL {
+                let values = array
+                    .get(&verdict_index(action, reason), 0)
+                    .map_err(map_err(names::VERDICTS, "reading"))?;
+                rows.push((action, reason, sum_counters(values.iter())));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Packets and bytes per frame class, summed over CPUs.
+    pub fn classes(&self) -> Result<Vec<(FrameClass, Counter)>> {
+        let array: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(self.map(names::CLASSES)?)
+                .map_err(map_err(names::CLASSES, "wrong type"))?;
+        FrameClass::ALL
+            .into_iter()
+            .map(|class| {
+                array
+                    .get(&(class as u32), 0)
+                    .map(|values| (class, sum_counters(values.iter())))
+                    .map_err(map_err(names::CLASSES, "reading"))
+            })
+            .collect()
+    }
+}
+
+fn merge_stats<'a>(values: impl Iterator<Item = &'a DeviceStats>) -> DeviceStats {
+    let mut total = DeviceStats::default();
+    for per_cpu in values {
+        total.merge(per_cpu);
+    }
+    total
+}
+
+fn sum_counters<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
+    values.fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
+/// Makes sure `/sys/fs/bpf` is a bpf filesystem, mounting it if nothing is mounted there.
+pub fn ensure_bpffs(root: &Path) -> std::io::Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    std::fs::create_dir_all(root)?;
+    let c_root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
+    // SAFETY: statfs writes into the zeroed struct we own.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_root.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if stat.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    let fstype = c"bpf";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(fstype.as_ptr(), c_root.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
