@@ -120,44 +120,50 @@ pub struct IpPacket {
     pub icmp_code: u8,
 }
 
-/// The transport fields of an [`IpPacket`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Transport {
-    kind: TransportKind,
-    src_port: u16,
-    dst_port: u16,
-    tcp_flags: u8,
-    icmp_type: u8,
-    icmp_code: u8,
+impl IpPacket {
+    /// All zero: the starting point the parser fills in.
+    pub const EMPTY: IpPacket = IpPacket {
+        src: [0; 16],
+        dst: [0; 16],
+        fragment_id: 0,
+        src_port: 0,
+        dst_port: 0,
+        protocol: 0,
+        is_ipv6: false,
+        fragment: FragmentKind::Whole,
+        transport: TransportKind::Opaque,
+        tcp_flags: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+    };
 }
 
-const OPAQUE: Transport = Transport {
-    kind: TransportKind::Opaque,
-    src_port: 0,
-    dst_port: 0,
-    tcp_flags: 0,
-    icmp_type: 0,
-    icmp_code: 0,
-};
-
-/// What the parser made of a frame.
+/// What the parser made of a frame. Flat and fully defined, for the same reason as
+/// [`IpPacket`]; `fault` is one byte (a niche in [`Reason`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParsedFrame {
     pub class: FrameClass,
+    /// Why the frame is malformed, or `None` when it parsed.
+    pub fault: Option<Reason>,
     pub vlan_tags: u8,
     /// VLAN IDs, outer first; 0 where absent.
     pub vlan_ids: [u16; MAX_VLAN_TAGS],
-    pub ip: Option<IpPacket>,
+    /// `ip.src` and `ip.dst` hold the outermost IP header's addresses (set as soon as the
+    /// fixed IP header was readable, so a malformed packet is still charged to its
+    /// devices); the other fields of `ip` are valid only when `fault` is `None`.
+    pub has_ip: bool,
+    pub ip: IpPacket,
 }
 
-/// A frame the parser refused: its class (for the class counters) and the reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParseError {
-    pub class: FrameClass,
-    pub reason: Reason,
-    /// Outermost IP addresses, when the fixed IP header was readable before the fault
-    /// (so that a malformed packet can still be charged to its device).
-    pub addrs: Option<(Addr, Addr)>,
+impl ParsedFrame {
+    pub const EMPTY: ParsedFrame = ParsedFrame {
+        class: FrameClass::Malformed,
+        fault: None,
+        vlan_tags: 0,
+        vlan_ids: [0; MAX_VLAN_TAGS],
+        has_ip: false,
+        ip: IpPacket::EMPTY,
+    };
 }
 
 #[inline(always)]
@@ -173,15 +179,6 @@ fn read_at<F: FrameBytes + ?Sized, const N: usize>(frame: &F, offset: usize) -> 
     frame.read::<N>(offset)
 }
 
-#[inline(always)]
-fn fail(class: FrameClass, reason: Reason) -> ParseError {
-    ParseError {
-        class,
-        reason,
-        addrs: None,
-    }
-}
-
 /// How strictly IP lengths are checked against the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Snaplen {
@@ -195,52 +192,74 @@ pub enum Snaplen {
 /// Parses Ethernet, up to two VLAN tags, IPv4/IPv6 (with extension headers) and the
 /// transport header.
 #[inline(always)]
-pub fn parse_frame<F: FrameBytes + ?Sized>(
-    frame: &F,
-    snaplen: Snaplen,
-) -> Result<ParsedFrame, ParseError> {
-    let Some(eth) = read_at::<F, ETH_HEADER_LEN>(frame, 0) else {
-        return Err(fail(FrameClass::Malformed, Reason::TruncatedEthernet));
-    };
-    let mut ethertype = be16([eth[12], eth[13]]);
-    let mut offset = ETH_HEADER_LEN;
-    let mut vlan_ids = [0u16; MAX_VLAN_TAGS];
-    let mut vlan_tags = 0u8;
-    for slot in vlan_ids.iter_mut() {
-        if !matches!(
-            ethertype,
-            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
-        ) {
-            break;
-        }
-        let Some(tag) = read_at::<F, 4>(frame, offset) else {
-            return Err(fail(FrameClass::Malformed, Reason::BadVlan));
-        };
-        *slot = be16([tag[0], tag[1]]) & 0x0fff;
-        ethertype = be16([tag[2], tag[3]]);
-        offset += 4;
-        vlan_tags += 1;
+pub fn parse_frame<F: FrameBytes + ?Sized>(frame: &F, snaplen: Snaplen) -> ParsedFrame {
+    let mut out = ParsedFrame::EMPTY;
+    parse_frame_into(frame, snaplen, &mut out);
+    out
+}
+
+/// [`parse_frame`] writing into `out` (the XDP program's per-CPU scratch slot: a parsed
+/// frame does not fit its stack beside everything else).
+#[inline(always)]
+pub fn parse_frame_into<F: FrameBytes + ?Sized>(frame: &F, snaplen: Snaplen, out: &mut ParsedFrame) {
+    *out = ParsedFrame::EMPTY;
+    if let Err(reason) = parse_into(frame, snaplen, out) {
+        out.fault = Some(reason);
     }
-    if matches!(
+}
+
+#[inline(always)]
+fn is_vlan(ethertype: u16) -> bool {
+    matches!(
         ethertype,
         ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
-    ) {
-        return Err(fail(FrameClass::Malformed, Reason::BadVlan));
+    )
+}
+
+#[inline(always)]
+fn parse_into<F: FrameBytes + ?Sized>(
+    frame: &F,
+    snaplen: Snaplen,
+    out: &mut ParsedFrame,
+) -> Result<(), Reason> {
+    let eth = read_at::<F, ETH_HEADER_LEN>(frame, 0).ok_or(Reason::TruncatedEthernet)?;
+    let mut ethertype = be16([eth[12], eth[13]]);
+    let mut offset = ETH_HEADER_LEN;
+    for slot in 0..MAX_VLAN_TAGS {
+        if !is_vlan(ethertype) {
+            break;
+        }
+        let tag = read_at::<F, 4>(frame, offset).ok_or(Reason::BadVlan)?;
+        out.vlan_ids[slot] = be16([tag[0], tag[1]]) & 0x0fff;
+        out.vlan_tags += 1;
+        ethertype = be16([tag[2], tag[3]]);
+        offset += 4;
     }
-    let (class, ip) = match ethertype {
-        ETHERTYPE_IPV4 => (FrameClass::Ipv4, Some(parse_ipv4(frame, offset, snaplen)?)),
-        ETHERTYPE_IPV6 => (FrameClass::Ipv6, Some(parse_ipv6(frame, offset, snaplen)?)),
-        ETHERTYPE_ARP => (FrameClass::Arp, None),
-        ETHERTYPE_LLDP => (FrameClass::Lldp, None),
-        t if t < 0x0600 => (FrameClass::Llc, None),
-        _ => (FrameClass::OtherEthertype, None),
+    if is_vlan(ethertype) {
+        return Err(Reason::BadVlan);
+    }
+    out.class = match ethertype {
+        ETHERTYPE_IPV4 => FrameClass::Ipv4,
+        ETHERTYPE_IPV6 => FrameClass::Ipv6,
+        ETHERTYPE_ARP => FrameClass::Arp,
+        ETHERTYPE_LLDP => FrameClass::Lldp,
+        t if t < 0x0600 => FrameClass::Llc,
+        _ => FrameClass::OtherEthertype,
     };
-    Ok(ParsedFrame {
-        class,
-        vlan_tags,
-        vlan_ids,
-        ip,
-    })
+    match ethertype {
+        ETHERTYPE_IPV4 => parse_ipv4(frame, offset, snaplen, out),
+        ETHERTYPE_IPV6 => parse_ipv6(frame, offset, snaplen, out),
+        _ => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn fragment_kind(offset: u16, more_fragments: bool) -> FragmentKind {
+    match (offset, more_fragments) {
+        (0, false) => FragmentKind::Whole,
+        (0, true) => FragmentKind::First,
+        _ => FragmentKind::Later,
+    }
 }
 
 #[inline(always)]
@@ -248,44 +267,32 @@ fn parse_ipv4<F: FrameBytes + ?Sized>(
     frame: &F,
     l3: usize,
     snaplen: Snaplen,
-) -> Result<IpPacket, ParseError> {
-    let class = FrameClass::Ipv4;
-    let Some(h) = read_at::<F, 20>(frame, l3) else {
-        return Err(fail(class, Reason::MalformedIpv4));
-    };
-    let src = ipv4_mapped([h[12], h[13], h[14], h[15]]);
-    let dst = ipv4_mapped([h[16], h[17], h[18], h[19]]);
-    let bad = |reason| ParseError {
-        class,
-        reason,
-        addrs: Some((src, dst)),
-    };
+    out: &mut ParsedFrame,
+) -> Result<(), Reason> {
+    let bad = Reason::MalformedIpv4;
+    let h = read_at::<F, 20>(frame, l3).ok_or(bad)?;
+    out.ip.src = ipv4_mapped([h[12], h[13], h[14], h[15]]);
+    out.ip.dst = ipv4_mapped([h[16], h[17], h[18], h[19]]);
+    out.has_ip = true;
     if h[0] >> 4 != 4 {
-        return Err(bad(Reason::MalformedIpv4));
+        return Err(bad);
     }
     let header_len = usize::from(h[0] & 0x0f) * 4;
     let total_len = usize::from(be16([h[2], h[3]]));
     if header_len < 20 || total_len < header_len {
-        return Err(bad(Reason::MalformedIpv4));
+        return Err(bad);
     }
-    let end = packet_end(frame, l3 + total_len, snaplen).ok_or(bad(Reason::MalformedIpv4))?;
-    let protocol = h[9];
+    let end = packet_end(frame, l3 + total_len, snaplen).ok_or(bad)?;
+    out.ip.protocol = h[9];
     let flags_offset = be16([h[6], h[7]]);
-    let more_fragments = flags_offset & 0x2000 != 0;
-    let fragment = match (flags_offset & 0x1fff, more_fragments) {
-        (0, false) => FragmentKind::Whole,
-        (0, true) => FragmentKind::First,
-        _ => FragmentKind::Later,
-    };
-    let fragment_id = match fragment {
-        FragmentKind::Whole => 0,
-        _ => u32::from(be16([h[4], h[5]])),
-    };
-    let transport = match fragment {
-        FragmentKind::Later => OPAQUE,
-        _ => parse_transport(frame, l3 + header_len, end, protocol).map_err(bad)?,
-    };
-    Ok(ip_packet(src, dst, false, protocol, fragment, fragment_id, transport))
+    out.ip.fragment = fragment_kind(flags_offset & 0x1fff, flags_offset & 0x2000 != 0);
+    if out.ip.fragment != FragmentKind::Whole {
+        out.ip.fragment_id = u32::from(be16([h[4], h[5]]));
+    }
+    if out.ip.fragment == FragmentKind::Later {
+        return Ok(());
+    }
+    parse_transport(frame, l3 + header_len, end, &mut out.ip)
 }
 
 #[inline(always)]
@@ -293,22 +300,16 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
     frame: &F,
     l3: usize,
     snaplen: Snaplen,
-) -> Result<IpPacket, ParseError> {
-    let class = FrameClass::Ipv6;
-    let Some(h) = read_at::<F, 40>(frame, l3) else {
-        return Err(fail(class, Reason::MalformedIpv6));
-    };
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    dst.copy_from_slice(&h[24..40]);
-    let bad = |reason| ParseError {
-        class,
-        reason,
-        addrs: Some((src, dst)),
-    };
+    out: &mut ParsedFrame,
+) -> Result<(), Reason> {
+    let bad = Reason::MalformedIpv6;
+    let h = read_at::<F, 40>(frame, l3).ok_or(bad)?;
+    out.ip.src.copy_from_slice(&h[8..24]);
+    out.ip.dst.copy_from_slice(&h[24..40]);
+    out.ip.is_ipv6 = true;
+    out.has_ip = true;
     if h[0] >> 4 != 6 {
-        return Err(bad(Reason::MalformedIpv6));
+        return Err(bad);
     }
     let payload_len = usize::from(be16([h[4], h[5]]));
     // Payload length 0 announces a jumbogram (RFC 2675); the frame bounds it then.
@@ -317,18 +318,14 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
     } else {
         l3 + 40 + payload_len
     };
-    let end = packet_end(frame, claimed_end, snaplen).ok_or(bad(Reason::MalformedIpv6))?;
+    let end = packet_end(frame, claimed_end, snaplen).ok_or(bad)?;
     let mut next = h[6];
     let mut offset = l3 + 40;
-    let mut fragment = FragmentKind::Whole;
-    let mut fragment_id = 0;
     let mut upper = None;
     for _ in 0..MAX_IPV6_EXTENSIONS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
-                let Some(ext) = read_at::<F, 2>(frame, offset) else {
-                    return Err(bad(Reason::MalformedIpv6));
-                };
+                let ext = read_at::<F, 2>(frame, offset).ok_or(bad)?;
                 let len = if next == IPPROTO_AH {
                     (usize::from(ext[1]) + 2) * 4
                 } else {
@@ -337,28 +334,22 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
                 next = ext[0];
                 offset += len;
                 if offset > end {
-                    return Err(bad(Reason::MalformedIpv6));
+                    return Err(bad);
                 }
             }
             IPPROTO_FRAGMENT => {
-                let Some(ext) = read_at::<F, 8>(frame, offset) else {
-                    return Err(bad(Reason::MalformedIpv6));
-                };
+                let ext = read_at::<F, 8>(frame, offset).ok_or(bad)?;
                 next = ext[0];
                 offset += 8;
                 if offset > end {
-                    return Err(bad(Reason::MalformedIpv6));
+                    return Err(bad);
                 }
                 let offset_flags = be16([ext[2], ext[3]]);
-                fragment = match (offset_flags >> 3, offset_flags & 1 != 0) {
-                    (0, false) => FragmentKind::Whole,
-                    (0, true) => FragmentKind::First,
-                    _ => FragmentKind::Later,
-                };
-                if fragment != FragmentKind::Whole {
-                    fragment_id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
+                out.ip.fragment = fragment_kind(offset_flags >> 3, offset_flags & 1 != 0);
+                if out.ip.fragment != FragmentKind::Whole {
+                    out.ip.fragment_id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
                 }
-                if fragment == FragmentKind::Later {
+                if out.ip.fragment == FragmentKind::Later {
                     upper = Some(next);
                     break;
                 }
@@ -369,40 +360,12 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
             }
         }
     }
-    let Some(protocol) = upper else {
-        return Err(bad(Reason::Ipv6ChainTooLong));
-    };
-    let transport = match (fragment, protocol) {
-        (FragmentKind::Later, _) | (_, IPPROTO_NONE) => OPAQUE,
-        _ => parse_transport(frame, offset, end, protocol).map_err(bad)?,
-    };
-    Ok(ip_packet(src, dst, true, protocol, fragment, fragment_id, transport))
-}
-
-#[inline(always)]
-fn ip_packet(
-    src: Addr,
-    dst: Addr,
-    is_ipv6: bool,
-    protocol: u8,
-    fragment: FragmentKind,
-    fragment_id: u32,
-    transport: Transport,
-) -> IpPacket {
-    IpPacket {
-        src,
-        dst,
-        fragment_id,
-        src_port: transport.src_port,
-        dst_port: transport.dst_port,
-        protocol,
-        is_ipv6,
-        fragment,
-        transport: transport.kind,
-        tcp_flags: transport.tcp_flags,
-        icmp_type: transport.icmp_type,
-        icmp_code: transport.icmp_code,
+    let protocol = upper.ok_or(Reason::Ipv6ChainTooLong)?;
+    out.ip.protocol = protocol;
+    if out.ip.fragment == FragmentKind::Later || protocol == IPPROTO_NONE {
+        return Ok(());
     }
+    parse_transport(frame, offset, end, &mut out.ip)
 }
 
 /// Where the IP packet's bytes end in this frame, or `None` when its length field claims
@@ -426,48 +389,34 @@ fn parse_transport<F: FrameBytes + ?Sized>(
     frame: &F,
     l4: usize,
     end: usize,
-    protocol: u8,
-) -> Result<Transport, Reason> {
-    let needed = match protocol {
+    ip: &mut IpPacket,
+) -> Result<(), Reason> {
+    let needed = match ip.protocol {
         IPPROTO_TCP => 20,
         IPPROTO_UDP => 8,
         IPPROTO_SCTP => 12,
         IPPROTO_ICMP | IPPROTO_ICMPV6 => 4,
-        _ => return Ok(OPAQUE),
+        _ => return Ok(()),
     };
     if l4 + needed > end {
         return Err(Reason::TruncatedTransport);
     }
-    let Some(t) = read_at::<F, 4>(frame, l4) else {
-        return Err(Reason::TruncatedTransport);
-    };
-    match protocol {
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
-            let tcp_flags = if protocol == IPPROTO_TCP {
-                let Some(flags) = read_at::<F, 1>(frame, l4 + 13) else {
-                    return Err(Reason::TruncatedTransport);
-                };
-                flags[0]
-            } else {
-                0
-            };
-            Ok(Transport {
-                kind: TransportKind::Ports,
-                src_port: be16([t[0], t[1]]),
-                dst_port: be16([t[2], t[3]]),
-                tcp_flags,
-                icmp_type: 0,
-                icmp_code: 0,
-            })
+    let t = read_at::<F, 4>(frame, l4).ok_or(Reason::TruncatedTransport)?;
+    match ip.protocol {
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            ip.transport = TransportKind::Icmp;
+            ip.icmp_type = t[0];
+            ip.icmp_code = t[1];
         }
-        _ => Ok(Transport {
-            kind: TransportKind::Icmp,
-            src_port: 0,
-            dst_port: 0,
-            tcp_flags: 0,
-            icmp_type: t[0],
-            icmp_code: t[1],
-        }),
+        protocol => {
+            ip.transport = TransportKind::Ports;
+            ip.src_port = be16([t[0], t[1]]);
+            ip.dst_port = be16([t[2], t[3]]);
+            if protocol == IPPROTO_TCP {
+                let flags = read_at::<F, 1>(frame, l4 + 13).ok_or(Reason::TruncatedTransport)?;
+                ip.tcp_flags = flags[0];
+            }
+        }
     }
+    Ok(())
 }
-

@@ -23,7 +23,7 @@ use monitor_common::{
         MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICES, MAX_FLOWS, MAX_FRAGMENTS, MAX_UNENROLLED,
         MAX_UNENROLLED_FLOWS, MODE_INHERIT, ORIGIN_LEARNED,
     },
-    parse::{self, Addr, FragmentKind, FrameBytes, IpPacket, Snaplen},
+    parse::{self, Addr, FragmentKind, FrameBytes, IpPacket, ParsedFrame, Snaplen},
     verdict_index,
 };
 
@@ -52,6 +52,10 @@ static FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> =
     LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
 #[map]
 static VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
+/// The frame being judged, parsed straight into a per-CPU slot: it does not fit the stack
+/// beside everything else.
+#[map]
+static SCRATCH: PerCpuArray<ParsedFrame> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static CLASSES: PerCpuArray<Counter> = PerCpuArray::with_max_entries(FrameClass::COUNT as u32, 0);
 
@@ -121,15 +125,17 @@ pub fn monitor_xdp(ctx: XdpContext) -> u32 {
 pub fn parse_only_xdp(ctx: XdpContext) -> u32 {
     let frame = XdpFrame(&ctx);
     let len = frame.frame_len() as u64;
-    let class = match parse::parse_frame(&frame, Snaplen::Strict) {
-        Ok(parsed) => parsed.class,
-        Err(error) => error.class,
+    let Some(parsed) = SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
     };
-    add_counter(&CLASSES, class as u32, len);
+    // SAFETY: this CPU's slot, used only within this program run.
+    let parsed = unsafe { &mut *parsed };
+    parse::parse_frame_into(&frame, Snaplen::Strict, parsed);
+    add_counter(&CLASSES, parsed.class as u32, len);
     xdp_action::XDP_PASS
 }
 
-/// Per-packet context shared by the helpers below.
+/// Per-packet facts every stage needs.
 struct Packet {
     len: u64,
     now: u64,
@@ -159,26 +165,17 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     } else {
         Snaplen::Strict
     };
-    let (action, reason) = match parse::parse_frame(&frame, snaplen) {
-        Ok(parsed) => {
-            add_counter(&CLASSES, parsed.class as u32, packet.len);
-            match parsed.ip {
-                Some(ip) => {
-                    stash(&ip)?;
-                    judge_ip(&packet)
-                }
-                None => (Action::Pass, Reason::NotIp),
-            }
-        }
-        Err(error) => {
-            add_counter(&CLASSES, error.class as u32, packet.len);
-            let action = match error.addrs {
-                Some((src, dst)) => judge_malformed(&packet, src, dst),
-                None if packet.global == Mode::Enforce => Action::Drop,
-                None => Action::Pass,
-            };
-            (action, error.reason)
-        }
+    let parsed = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, used only within this program run.
+    let parsed = unsafe { &mut *parsed };
+    parse::parse_frame_into(&frame, snaplen, parsed);
+    add_counter(&CLASSES, parsed.class as u32, packet.len);
+    let (action, reason) = match (parsed.fault, parsed.has_ip) {
+        (None, true) => judge_ip(&packet)?,
+        (None, false) => (Action::Pass, Reason::NotIp),
+        (Some(fault), true) => (judge_malformed(&packet)?, fault),
+        (Some(fault), false) if packet.global == Mode::Enforce => (Action::Drop, fault),
+        (Some(fault), false) => (Action::Pass, fault),
     };
     add_counter(&VERDICTS, verdict_index(action, reason), packet.len);
     Ok(action)
@@ -195,113 +192,115 @@ fn add_counter(map: &PerCpuArray<Counter>, index: u32, len: u64) {
     }
 }
 
-/// How a device is treated now.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Treatment {
-    /// Not judged: an unenrolled address (unless CONFIG_JUDGE_UNENROLLED).
-    Unjudged,
-    Learn,
-    Audit,
-    Enforce,
-    /// Enforce asked for, but the device is life-critical without its own confirmation.
-    Spared,
+// How a side of a packet is treated (`Side::treatment`).
+/// An unenrolled address (unless CONFIG_JUDGE_UNENROLLED): counted, not judged.
+const UNJUDGED: u8 = 0;
+const LEARN: u8 = 1;
+const AUDIT: u8 = 2;
+const ENFORCE: u8 = 3;
+/// Enforce asked for, but the device is life-critical without its own confirmation.
+const SPARED: u8 = 4;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// One side of the packet being judged: source (index 0) or destination (index 1).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Side {
+    /// The flow as seen from this side (`key.device` is this side's address).
+    key: FlowKey,
+    /// DEVICE_STATS slot, or NO_SLOT when unenrolled.
+    slot: u32,
+    treatment: u8,
+    /// The verdict for this side ([`Action`] and [`Reason`] as u8).
+    action: u8,
+    reason: u8,
+    _pad: u8,
+}
+
+/// The judge's working state, in a per-CPU slot rather than on the stack.
+///
+/// The judge runs in stages (`prepare`, `judge_side` ×2, `finish`), each a BPF function
+/// that reads its inputs from here. Read back from a map, the inputs are unknown to the
+/// verifier, so each stage is checked a handful of times instead of once for every
+/// combination of the earlier stages' outcomes (which made the program "too large").
+/// For the same reason nothing here is an `Option` or an enum with payload: LLVM may fill
+/// undefined bytes from any register, and the verifier rejects that.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Work {
+    sides: [Side; 2],
+    /// What the first fragment got, for later fragments.
+    inherited_action: u8,
+    inherited_reason: u8,
+    is_later_fragment: u8,
+    /// The combined verdict.
+    action: u8,
+    reason: u8,
+    _pad: [u8; 3],
+}
+
+#[map]
+static WORK: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn work() -> Result<&'static mut Work, Fault> {
+    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, used only within this program run.
+    Ok(unsafe { &mut *work })
 }
 
 #[inline(always)]
-fn treatment(entry: &DeviceEntry, global: Mode) -> Treatment {
+fn parsed() -> Result<&'static ParsedFrame, Fault> {
+    let parsed = SCRATCH.get_ptr(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, written by the parser in this program run.
+    Ok(unsafe { &*parsed })
+}
+
+/// How `entry` is treated under the global mode.
+#[inline(always)]
+fn treatment_of(entry: &DeviceEntry, global: Mode) -> u8 {
     let mode = if entry.mode == MODE_INHERIT {
         global
     } else {
         Mode::try_from(entry.mode).unwrap_or(global)
     };
     match mode {
-        Mode::Learn => Treatment::Learn,
-        Mode::Audit => Treatment::Audit,
+        Mode::Learn => LEARN,
+        Mode::Audit => AUDIT,
         Mode::Enforce
             if entry.flags & DEVICE_LIFE_CRITICAL != 0
                 && entry.flags & DEVICE_ENFORCE_CONFIRMED == 0 =>
         {
-            Treatment::Spared
+            SPARED
         }
-        Mode::Enforce => Treatment::Enforce,
+        Mode::Enforce => ENFORCE,
     }
 }
 
-/// One side of a packet: its address and, if enrolled, its inventory entry.
-#[derive(Clone, Copy)]
-struct Endpoint {
-    addr: Addr,
-    /// Valid when `enrolled` (zeroed otherwise; no `Option`, see [`Case`]).
-    device: DeviceEntry,
-    enrolled: bool,
-}
-
-impl Endpoint {
-    #[inline(always)]
-    fn lookup(addr: Addr) -> Endpoint {
-        match DEVICES.get_ptr(&addr) {
-            // SAFETY: the entry is copied out at once.
-            Some(entry) => Endpoint {
-                addr,
-                device: unsafe { *entry },
-                enrolled: true,
-            },
-            None => Endpoint {
-                addr,
-                device: DeviceEntry {
-                    slot: NO_SLOT,
-                    mode: MODE_INHERIT,
-                    flags: 0,
-                    _pad: 0,
-                },
-                enrolled: false,
-            },
+/// Fills `side` for the address `addr`: its inventory entry, if any, decides treatment.
+#[inline(always)]
+fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
+    match DEVICES.get_ptr(addr) {
+        Some(entry) => {
+            // SAFETY: a map value, copied out at once.
+            let entry = unsafe { *entry };
+            side.slot = entry.slot;
+            side.treatment = treatment_of(&entry, packet.global);
+        }
+        None => {
+            side.slot = NO_SLOT;
+            side.treatment = if packet.flags & CONFIG_JUDGE_UNENROLLED == 0 {
+                UNJUDGED
+            } else {
+                match packet.global {
+                    Mode::Learn => LEARN,
+                    Mode::Audit => AUDIT,
+                    Mode::Enforce => ENFORCE,
+                }
+            };
         }
     }
-
-    #[inline(always)]
-    fn slot(&self) -> u32 {
-        if self.enrolled { self.device.slot } else { NO_SLOT }
-    }
-
-    /// How this endpoint is judged: enrolled devices by their entry, unenrolled
-    /// addresses only when CONFIG_JUDGE_UNENROLLED asks for it.
-    #[inline(always)]
-    fn treatment(&self, packet: &Packet) -> Treatment {
-        if self.enrolled {
-            treatment(&self.device, packet.global)
-        } else if packet.flags & CONFIG_JUDGE_UNENROLLED != 0 {
-            match packet.global {
-                Mode::Learn => Treatment::Learn,
-                Mode::Audit => Treatment::Audit,
-                Mode::Enforce => Treatment::Enforce,
-            }
-        } else {
-            Treatment::Unjudged
-        }
-    }
-}
-
-/// A malformed IP packet: counted against its devices, dropped only where enforcement
-/// applies to one of them (or, with no device involved, in global enforce mode).
-#[inline(never)]
-fn judge_malformed(packet: &Packet, src: Addr, dst: Addr) -> Action {
-    let src = Endpoint::lookup(src);
-    let dst = Endpoint::lookup(dst);
-    let mut action = if !src.enrolled && !dst.enrolled {
-        unenrolled_action(packet)
-    } else {
-        Action::Pass
-    };
-    for endpoint in [&src, &dst] {
-        if endpoint.enrolled && endpoint.treatment(packet) == Treatment::Enforce {
-            action = Action::Drop;
-        }
-    }
-    let dropped = action == Action::Drop;
-    count_device(packet, &src, charge(true, dropped, false));
-    count_device(packet, &dst, charge(false, dropped, false));
-    action
 }
 
 #[inline(always)]
@@ -313,65 +312,61 @@ fn unenrolled_action(packet: &Packet) -> Action {
     }
 }
 
-/// A verdict for one endpoint, before the two sides are combined.
-#[derive(Clone, Copy)]
-struct Judgement {
-    action: Action,
-    reason: Reason,
-}
-
-impl Judgement {
-    /// Drop wins; among passes, a violation (would-drop) says most, then learning.
-    #[inline(always)]
-    fn rank(&self) -> u8 {
-        match (self.action, self.reason) {
-            (Action::Drop, _) => 4,
-            (_, Reason::NotInBaseline | Reason::LifeCriticalSpared | Reason::FragmentUnmatched) => 3,
-            (_, Reason::Learned | Reason::BaselineFull) => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// The parsed IP packet, handed from the parser to [`judge_ip`] through a per-CPU slot.
-/// Read back from a map, its fields are unknown to the verifier, so it checks the judge
-/// once instead of once per path through the parser (which made the program "too large").
-#[map]
-static SCRATCH: PerCpuArray<IpPacket> = PerCpuArray::with_max_entries(1, 0);
-
-#[inline(always)]
-fn stash(ip: &IpPacket) -> Result<(), Fault> {
-    let slot = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
-    // SAFETY: this CPU's slot, used only within this program run.
-    unsafe { *slot = *ip };
-    Ok(())
-}
-
+/// A malformed IP packet: counted against its devices, dropped only where enforcement
+/// applies to one of them (or, with no device involved, under the unenrolled default).
 #[inline(never)]
-fn judge_ip(packet: &Packet) -> (Action, Reason) {
-    let Some(ip) = SCRATCH.get_ptr(0) else {
-        return (Action::Pass, Reason::NotIp);
+fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
+    let parsed = parsed()?;
+    let work = work()?;
+    enroll_side(packet, &mut work.sides[0], &parsed.ip.src);
+    enroll_side(packet, &mut work.sides[1], &parsed.ip.dst);
+    let [src, dst] = &work.sides;
+    let action = if src.slot == NO_SLOT && dst.slot == NO_SLOT {
+        unenrolled_action(packet)
+    } else if (src.slot != NO_SLOT && src.treatment == ENFORCE)
+        || (dst.slot != NO_SLOT && dst.treatment == ENFORCE)
+    {
+        Action::Drop
+    } else {
+        Action::Pass
     };
-    // SAFETY: this CPU's slot, written by `stash` in this program run.
-    let ip = unsafe { &*ip };
-    let src = Endpoint::lookup(ip.src);
-    let dst = Endpoint::lookup(ip.dst);
+    let dropped = action == Action::Drop;
+    count_device(packet, &parsed.ip.src, src.slot, charge(true, dropped, false));
+    count_device(packet, &parsed.ip.dst, dst.slot, charge(false, dropped, false));
+    Ok(action)
+}
 
-    // The service, and for later fragments the fate of their first fragment.
-    let mut inherited = Judgement {
-        action: Action::Pass,
-        reason: Reason::FragmentUnmatched,
-    };
-    let is_later_fragment = ip.fragment == FragmentKind::Later;
-    let service = match ip.fragment {
-        FragmentKind::Later => match FRAGMENTS.get_ptr(&fragment_key(ip)) {
+/// Judges an IP packet that parsed: one stage at a time (see [`Work`]).
+#[inline(never)]
+fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
+    prepare(packet)?;
+    judge_side(packet, &mut work()?.sides[0]);
+    judge_side(packet, &mut work()?.sides[1]);
+    finish(packet)?;
+    let work = work()?;
+    Ok((
+        Action::try_from(work.action).unwrap_or(Action::Pass),
+        Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
+    ))
+}
+
+/// Stage 1: who the two sides are, the service, and for later fragments what their first
+/// fragment got.
+#[inline(never)]
+fn prepare(packet: &Packet) -> Result<(), Fault> {
+    let ip = &parsed()?.ip;
+    let work = work()?;
+    enroll_side(packet, &mut work.sides[0], &ip.src);
+    enroll_side(packet, &mut work.sides[1], &ip.dst);
+    work.is_later_fragment = 0;
+    let service = if ip.fragment == FragmentKind::Later {
+        work.is_later_fragment = 1;
+        match FRAGMENTS.get_ptr(&fragment_key(ip)) {
             Some(entry) => {
-                // SAFETY: copied out at once.
+                // SAFETY: a map value, copied out at once.
                 let entry = unsafe { *entry };
-                inherited = Judgement {
-                    action: Action::try_from(entry.action).unwrap_or(Action::Pass),
-                    reason: Reason::try_from(entry.reason).unwrap_or(Reason::FragmentUnmatched),
-                };
+                work.inherited_action = entry.action;
+                work.inherited_reason = entry.reason;
                 let initiator = match Direction::try_from(entry.src_direction) {
                     Ok(Direction::Outbound) => Initiator::Src,
                     Ok(Direction::Inbound) => Initiator::Dst,
@@ -382,67 +377,55 @@ fn judge_ip(packet: &Packet) -> (Action, Reason) {
                     initiator,
                 }
             }
-            None => Service {
+            None => {
+                work.inherited_action = Action::Pass as u8;
+                work.inherited_reason = Reason::FragmentUnmatched as u8;
+                Service {
                     port: 0,
                     initiator: Initiator::Neither,
-                },
-        },
-        _ => resolve_service(ip),
+                }
+            }
+        }
+    } else {
+        resolve_service(ip)
     };
     let src_direction = flow::src_direction(service.initiator);
+    work.sides[0].key = flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction);
+    work.sides[1].key =
+        flow::flow_key(ip.dst, ip.src, ip.protocol, service.port, src_direction.reversed());
+    Ok(())
+}
 
-    let mut src_case = Case {
-        key: flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction),
-        treatment: Treatment::Learn,
-        slot: src.slot(),
-        inherited,
-        is_later_fragment,
-    };
-    let mut dst_case = Case {
-        key: flow::flow_key(ip.dst, ip.src, ip.protocol, service.port, src_direction.reversed()),
-        treatment: Treatment::Learn,
-        slot: dst.slot(),
-        inherited,
-        is_later_fragment,
-    };
-
-    let mut verdict = Judgement {
-        action: unenrolled_action(packet),
-        reason: Reason::Unenrolled,
-    };
-    src_case.treatment = src.treatment(packet);
-    dst_case.treatment = dst.treatment(packet);
-    let src_verdict = judge_endpoint(packet, &src_case);
-    let dst_verdict = judge_endpoint(packet, &dst_case);
-    if src_case.treatment != Treatment::Unjudged || dst_case.treatment != Treatment::Unjudged {
-        verdict = if dst_verdict.rank() > src_verdict.rank() {
-            dst_verdict
-        } else {
-            src_verdict
-        };
+/// The service port and initiator, remembering TCP handshakes in CONNTRACK.
+#[inline(always)]
+fn resolve_service(ip: &IpPacket) -> Service {
+    match flow::service_hint(ip) {
+        ServiceHint::Known(service) => service,
+        ServiceHint::TcpHandshake(service) => {
+            let (key, src_is_low) = flow::conn_key(ip, ip.src_port, ip.dst_port);
+            let entry = ConnEntry {
+                server: flow::conn_server(service, src_is_low),
+                _pad1: 0,
+                _pad2: 0,
+                _pad3: 0,
+            };
+            // A lost entry falls back to the lower-port rule, which agrees for ordinary
+            // clients.
+            let _ = CONNTRACK.insert(&key, &entry, 0);
+            service
+        }
+        ServiceHint::TcpEstablished { src_port, dst_port } => {
+            let (key, src_is_low) = flow::conn_key(ip, src_port, dst_port);
+            match CONNTRACK.get_ptr(&key) {
+                Some(entry) => {
+                    // SAFETY: one byte of a map value, read at once.
+                    let server = unsafe { (*entry).server };
+                    flow::service_from_conn(server, src_is_low, src_port, dst_port)
+                }
+                None => flow::by_ports(src_port, dst_port),
+            }
+        }
     }
-
-    if ip.fragment == FragmentKind::First {
-        let entry = FragmentEntry {
-            service_port: service.port,
-            src_direction: src_direction as u8,
-            action: verdict.action as u8,
-            reason: verdict.reason as u8,
-            _pad1: 0,
-            _pad2: 0,
-        };
-        // Losing this entry only makes later fragments unmatched: fails closed where enforced.
-        let _ = FRAGMENTS.insert(&fragment_key(ip), &entry, 0);
-    }
-
-    let dropped = verdict.action == Action::Drop;
-    let src_violation = src_verdict.rank() >= 3;
-    let dst_violation = dst_verdict.rank() >= 3;
-    count_device(packet, &src, charge(true, dropped && src_violation, src_violation));
-    count_device(packet, &dst, charge(false, dropped && dst_violation, dst_violation));
-    count_flow(packet, src.enrolled, &src_case.key, charge(true, dropped, false));
-    count_flow(packet, dst.enrolled, &dst_case.key, charge(false, dropped, false));
-    (verdict.action, verdict.reason)
 }
 
 #[inline(always)]
@@ -457,85 +440,51 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
     }
 }
 
-/// The service port and initiator, remembering TCP handshakes in CONNTRACK.
+/// Stage 2, once per side: the verdict of this side's policy, learning as it goes.
 #[inline(never)]
-fn resolve_service(ip: &IpPacket) -> Service {
-    match flow::service_hint(ip) {
-        ServiceHint::Known(service) => service,
-        ServiceHint::TcpHandshake(service) => {
-            {
-                let (key, src_is_low) = flow::conn_key(ip, ip.src_port, ip.dst_port);
-                let entry = ConnEntry {
-                    server: flow::conn_server(service, src_is_low),
-                    _pad1: 0,
-                    _pad2: 0,
-                    _pad3: 0,
-                };
-                // A lost entry falls back to the lower-port rule, which agrees for
-                // ordinary clients.
-                let _ = CONNTRACK.insert(&key, &entry, 0);
-            }
-            service
-        }
-        ServiceHint::TcpEstablished { src_port, dst_port } => {
-            let (key, src_is_low) = flow::conn_key(ip, src_port, dst_port);
-            match CONNTRACK.get_ptr(&key) {
-                // SAFETY: one byte copied out at once.
-                Some(entry) => {
-                    flow::service_from_conn(unsafe { (*entry).server }, src_is_low, src_port, dst_port)
-                }
-                None => flow::by_ports(src_port, dst_port),
-            }
-        }
-    }
+fn judge_side(packet: &Packet, side: &mut Side) {
+    let (action, reason) = side_verdict(packet, side);
+    side.action = action as u8;
+    side.reason = reason as u8;
 }
 
-/// One endpoint to judge: its flow key, how it is treated, its stats slot, and for later
-/// fragments what their first fragment got. Bundled because BPF calls take five arguments.
-///
-/// No `Option` fields: LLVM may store an uninitialised register for a `None` payload, and
-/// the verifier rejects reads of uninitialised registers.
-struct Case {
-    key: FlowKey,
-    treatment: Treatment,
-    /// DEVICE_STATS slot, or [`NO_SLOT`].
-    slot: u32,
-    /// For later fragments: what the first fragment got (valid when `is_later_fragment`).
-    inherited: Judgement,
-    is_later_fragment: bool,
-}
-
-const NO_SLOT: u32 = u32::MAX;
-
-#[inline(never)]
-fn judge_endpoint(packet: &Packet, case: &Case) -> Judgement {
-    let pass = |reason| Judgement {
-        action: Action::Pass,
-        reason,
-    };
-    if case.treatment == Treatment::Unjudged {
-        return pass(Reason::Unenrolled);
+#[inline(always)]
+fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
+    let treatment = side.treatment;
+    if treatment == UNJUDGED {
+        return (Action::Pass, Reason::Unenrolled);
     }
-    if case.is_later_fragment {
-        let first = case.inherited;
-        // A later fragment: its first fragment's verdict, or "unmatched".
-        if first.reason != Reason::FragmentUnmatched {
-            return first;
+    if let Ok(work) = work() {
+        if work.is_later_fragment != 0 {
+            // A later fragment shares its first fragment's fate; unmatched ones are
+            // dropped where enforced.
+            if work.inherited_reason != Reason::FragmentUnmatched as u8 {
+                return (
+                    Action::try_from(work.inherited_action).unwrap_or(Action::Pass),
+                    Reason::try_from(work.inherited_reason).unwrap_or(Reason::FragmentUnmatched),
+                );
+            }
+            return match treatment {
+                ENFORCE => (Action::Drop, Reason::FragmentUnmatched),
+                LEARN => (Action::Pass, Reason::Learned),
+                _ => (Action::Pass, Reason::FragmentUnmatched),
+            };
         }
-        return match case.treatment {
-            Treatment::Enforce => Judgement {
-                action: Action::Drop,
-                reason: Reason::FragmentUnmatched,
-            },
-            Treatment::Learn => pass(Reason::Learned),
-            Treatment::Audit | Treatment::Spared | Treatment::Unjudged => first,
-        };
     }
-    let key = &case.key;
+    let key = &side.key;
     let known = BASELINE.get_ptr(key).is_some();
-    match case.treatment {
-        Treatment::Learn if known => pass(Reason::Learned),
-        Treatment::Learn => {
+    if known {
+        return (
+            Action::Pass,
+            if treatment == LEARN {
+                Reason::Learned
+            } else {
+                Reason::InBaseline
+            },
+        );
+    }
+    match treatment {
+        LEARN => {
             let entry = BaselineEntry {
                 learned_ns: packet.now,
                 origin: ORIGIN_LEARNED,
@@ -545,33 +494,84 @@ fn judge_endpoint(packet: &Packet, case: &Case) -> Judgement {
             };
             match BASELINE.insert(key, &entry, u64::from(BPF_NOEXIST)) {
                 Ok(()) => {
-                    if let Some(stats) = DEVICE_STATS.get_ptr_mut(case.slot) {
+                    if let Some(stats) = DEVICE_STATS.get_ptr_mut(side.slot) {
                         // SAFETY: per-CPU slot.
                         unsafe { (*stats).learned_flows += 1 };
                     }
-                    pass(Reason::Learned)
+                    (Action::Pass, Reason::Learned)
                 }
                 // Another CPU learned it first.
-                Err(_) if BASELINE.get_ptr(key).is_some() => pass(Reason::Learned),
-                Err(_) => pass(Reason::BaselineFull),
+                Err(_) if BASELINE.get_ptr(key).is_some() => (Action::Pass, Reason::Learned),
+                Err(_) => (Action::Pass, Reason::BaselineFull),
             }
         }
-        _ if known => pass(Reason::InBaseline),
-        Treatment::Enforce => Judgement {
-            action: Action::Drop,
-            reason: Reason::NotInBaseline,
-        },
-        Treatment::Spared => pass(Reason::LifeCriticalSpared),
-        Treatment::Audit => pass(Reason::NotInBaseline),
-        Treatment::Unjudged => pass(Reason::Unenrolled),
+        ENFORCE => (Action::Drop, Reason::NotInBaseline),
+        SPARED => (Action::Pass, Reason::LifeCriticalSpared),
+        _ => (Action::Pass, Reason::NotInBaseline),
     }
+}
+
+/// Drop wins; among passes, a violation (would-drop) says most, then learning.
+#[inline(always)]
+fn rank(action: u8, reason: u8) -> u8 {
+    if action == Action::Drop as u8 {
+        4
+    } else if reason == Reason::NotInBaseline as u8
+        || reason == Reason::LifeCriticalSpared as u8
+        || reason == Reason::FragmentUnmatched as u8
+    {
+        3
+    } else if reason == Reason::Learned as u8 || reason == Reason::BaselineFull as u8 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Stage 3: the combined verdict, the first fragment's record, and the counters.
+#[inline(never)]
+fn finish(packet: &Packet) -> Result<(), Fault> {
+    let ip = &parsed()?.ip;
+    let work = work()?;
+    let [src, dst] = work.sides;
+    if src.treatment == UNJUDGED && dst.treatment == UNJUDGED {
+        work.action = unenrolled_action(packet) as u8;
+        work.reason = Reason::Unenrolled as u8;
+    } else if rank(dst.action, dst.reason) > rank(src.action, src.reason) {
+        work.action = dst.action;
+        work.reason = dst.reason;
+    } else {
+        work.action = src.action;
+        work.reason = src.reason;
+    }
+    if ip.fragment == FragmentKind::First {
+        let entry = FragmentEntry {
+            service_port: src.key.service_port,
+            src_direction: src.key.direction,
+            action: work.action,
+            reason: work.reason,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        // Losing this entry only makes later fragments unmatched: fails closed where
+        // enforced.
+        let _ = FRAGMENTS.insert(&fragment_key(ip), &entry, 0);
+    }
+    let dropped = work.action == Action::Drop as u8;
+    let src_violation = rank(src.action, src.reason) >= 3;
+    let dst_violation = rank(dst.action, dst.reason) >= 3;
+    count_device(packet, &ip.src, src.slot, charge(true, dropped && src_violation, src_violation));
+    count_device(packet, &ip.dst, dst.slot, charge(false, dropped && dst_violation, dst_violation));
+    count_flow(packet, src.slot != NO_SLOT, &work.sides[0].key, charge(true, dropped, false));
+    count_flow(packet, dst.slot != NO_SLOT, &work.sides[1].key, charge(false, dropped, false));
+    Ok(())
 }
 
 const CHARGE_SENT: u8 = 1 << 0;
 const CHARGE_DROPPED: u8 = 1 << 1;
 const CHARGE_VIOLATION: u8 = 1 << 2;
 
-/// How a packet is charged to an endpoint's counters, as `CHARGE_*` flags.
+/// How a packet is charged to a side's counters, as `CHARGE_*` flags.
 #[inline(always)]
 fn charge(sent: bool, dropped: bool, violation: bool) -> u8 {
     (if sent { CHARGE_SENT } else { 0 })
@@ -579,19 +579,20 @@ fn charge(sent: bool, dropped: bool, violation: bool) -> u8 {
         | (if violation { CHARGE_VIOLATION } else { 0 })
 }
 
-/// Charges a packet to one endpoint: enrolled devices by slot (never evicted), other
+/// Charges a packet to one side: enrolled devices by slot (never evicted), other
 /// addresses in their own LRU table.
 #[inline(never)]
-fn count_device(packet: &Packet, endpoint: &Endpoint, charge: u8) {
-    let stats = match endpoint.enrolled {
-        true => DEVICE_STATS.get_ptr_mut(endpoint.device.slot),
-        false => match UNENROLLED_STATS.get_ptr_mut(&endpoint.addr) {
+fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
+    let stats = if slot != NO_SLOT {
+        DEVICE_STATS.get_ptr_mut(slot)
+    } else {
+        match UNENROLLED_STATS.get_ptr_mut(addr) {
             Some(stats) => Some(stats),
             None => {
-                let _ = UNENROLLED_STATS.insert(&endpoint.addr, &ZERO_DEVICE_STATS, 0);
-                UNENROLLED_STATS.get_ptr_mut(&endpoint.addr)
+                let _ = UNENROLLED_STATS.insert(addr, &ZERO_DEVICE_STATS, 0);
+                UNENROLLED_STATS.get_ptr_mut(addr)
             }
-        },
+        }
     };
     let Some(stats) = stats else { return };
     // SAFETY: a per-CPU value, written only by this CPU while the program runs.
@@ -616,11 +617,7 @@ fn count_device(packet: &Packet, endpoint: &Endpoint, charge: u8) {
 
 #[inline(never)]
 fn count_flow(packet: &Packet, enrolled: bool, key: &FlowKey, charge: u8) {
-    let table = if enrolled {
-        &FLOWS
-    } else {
-        &UNENROLLED_FLOWS
-    };
+    let table = if enrolled { &FLOWS } else { &UNENROLLED_FLOWS };
     let stats = match table.get_ptr_mut(key) {
         Some(stats) => stats,
         None => {

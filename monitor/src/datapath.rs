@@ -131,12 +131,19 @@ impl Datapath {
         }
         let ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
         let mut datapath = Datapath { ebpf };
-        for name in [programs::MONITOR, programs::PARSE_ONLY] {
-            datapath.program_mut(name)?.load().map_err(|source| DatapathError::Program {
+        for name in [programs::PARSE_ONLY, programs::MONITOR] {
+            let program = datapath.program_mut(name)?;
+            program.load().map_err(|source| DatapathError::Program {
                 name,
                 what: "the verifier rejected it".into(),
                 source,
             })?;
+            if let Ok(info) = program.info() {
+                log::debug!(
+                    "{name}: the verifier processed {} instructions",
+                    info.verified_instruction_count().unwrap_or(0)
+                );
+            }
         }
         let config = datapath.config()?;
         if config.layout_version == 0 {
