@@ -52,6 +52,8 @@ pub enum DatapathError {
     FrameTooShort(usize),
     #[error("a frame of {0} bytes is larger than a page; the kernel's test run refuses it")]
     FrameTooLarge(usize),
+    #[error("pinning at {0}")]
+    Pin(PathBuf, #[source] aya::pin::PinError),
     #[error("counting the possible CPUs failed")]
     Cpus(#[source] std::io::Error),
     #[error("unknown XDP action {0} returned by the program")]
@@ -106,9 +108,22 @@ pub struct TestVerdict {
     pub duration: std::time::Duration,
 }
 
-/// The loaded XDP object.
+/// The loaded XDP object: its programs, and its maps (taken out into a [`MapSet`]).
 pub struct Datapath {
     ebpf: Ebpf,
+    maps: MapSet,
+}
+
+/// The datapath's maps, typed: from a freshly loaded object, or opened from their pins by
+/// a CLI command while the daemon runs.
+pub struct MapSet {
+    maps: BTreeMap<&'static str, aya::maps::Map>,
+}
+
+impl std::fmt::Debug for MapSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapSet").field("maps", &self.maps.keys()).finish()
+    }
 }
 
 impl std::fmt::Debug for Datapath {
@@ -129,8 +144,15 @@ impl Datapath {
         for (name, path) in &pins {
             loader.map_pin_path(*name, path.as_path());
         }
-        let ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
-        let mut datapath = Datapath { ebpf };
+        let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
+        let mut maps = BTreeMap::new();
+        for name in names::ALL {
+            maps.insert(name, ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?);
+        }
+        let mut datapath = Datapath {
+            ebpf,
+            maps: MapSet { maps },
+        };
         for name in [programs::PARSE_ONLY, programs::MONITOR] {
             let program = datapath.program_mut(name)?;
             program.load().map_err(|source| DatapathError::Program {
@@ -145,9 +167,9 @@ impl Datapath {
                 );
             }
         }
-        let config = datapath.config()?;
+        let config = datapath.maps.config()?;
         if config.layout_version == 0 {
-            datapath.set_config(Config {
+            datapath.maps.set_config(Config {
                 mode: Mode::Learn as u8,
                 flags: 0,
                 _pad: 0,
@@ -256,12 +278,52 @@ impl Datapath {
         })
     }
 
+    /// The maps.
+    pub fn maps(&self) -> &MapSet {
+        &self.maps
+    }
+
+    pub fn maps_mut(&mut self) -> &mut MapSet {
+        &mut self.maps
+    }
+
+    /// Pins the programs under `dir` (maps pinned with [`Maps::Pinned`] are pinned already).
+    pub fn pin_programs(&mut self, dir: &Path) -> Result<()> {
+        for name in [programs::MONITOR, programs::PARSE_ONLY] {
+            let path = dir.join(name);
+            // A pin left by an earlier run is replaced.
+            let _ = std::fs::remove_file(&path);
+            self.program_mut(name)?
+                .pin(&path)
+                .map_err(|e| DatapathError::Pin(path.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl MapSet {
+    /// Opens the maps pinned under `dir` by a running monitor.
+    pub fn open_pinned(dir: &Path) -> Result<Self> {
+        let mut maps = BTreeMap::new();
+        for name in names::ALL {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
+                name,
+                what: "opening the pinned map (is `monitor run` running, or was it run?)",
+                source,
+            })?;
+            let map = aya::maps::Map::from_map_data(data).map_err(map_err(name, "unsupported map type"))?;
+            maps.insert(name, map);
+        }
+        Ok(MapSet { maps })
+    }
+
     fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {
-        self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))
+        self.maps.get(name).ok_or(DatapathError::MissingMap(name))
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
-        self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))
+        self.maps.get_mut(name).ok_or(DatapathError::MissingMap(name))
     }
 
     pub fn config(&self) -> Result<Config> {
