@@ -1,6 +1,13 @@
 //! The controller of the hospital XDP flow monitor: loads the datapath, keeps the
 //! inventory and baseline, and answers the CLI.
+//!
+//! The packet path is `monitor-ebpf/src/main.rs`; the policy model is [`policy`].
 
+pub mod daemon;
 pub mod datapath;
+pub mod inventory;
+pub mod policy;
+pub mod replay;
+pub mod report;
 
-pub use datapath::{Datapath, DatapathError, Maps};
+pub use datapath::{Datapath, DatapathError, MapSet, Maps};

@@ -1,1 +1,415 @@
-fn main() {}
+//! `monitor`: the controller and CLI.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use monitor::{
+    daemon::{self, DaemonInfo, Paths, RunOptions, XdpModeArg},
+    datapath::{DEFAULT_PIN_DIR, MapSet},
+    inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
+    policy::{ModeSpec, Policy},
+    replay,
+    report::{self, age, monotonic_now_ns, table},
+};
+use monitor_common::{Mode, Reason};
+
+const EXAMPLES: &str = "\
+Examples:
+  monitor run --iface ward0 --iface core0 --policies policies/
+  monitor mode audit                        # whole router
+  monitor mode enforce --device pacs-1      # one device
+  monitor mode enforce --device pump-icu-1 --confirm-life-critical
+  monitor mode inherit --device pacs-1      # back to the global mode
+  monitor devices
+  monitor flows --device pump-icu-1 --json
+  monitor replay span-port.pcapng --learn-all --baseline-out baseline.json
+  monitor policy check policies/";
+
+/// Inline XDP flow monitor and micro-segmentation enforcer for hospital networks.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// Where the running monitor pins its programs and maps.
+    #[arg(long, global = true, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Where the inventory, baseline and daemon state are kept.
+    #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the XDP program, attach it to the interfaces and serve until stopped.
+    Run {
+        /// Interface to attach to (repeat for each leg of the router).
+        #[arg(long = "iface", required = true)]
+        interfaces: Vec<String>,
+        /// XDP attach mode.
+        #[arg(long, value_enum, default_value = "auto")]
+        xdp_mode: XdpModeArg,
+        /// Policy directory (devices, defaults).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Global mode to start in (default: as pinned, or the policy's, or learn).
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+    },
+    /// Switch learn / audit / enforce, for the router or one device. Takes effect at once.
+    Mode {
+        #[arg(value_enum)]
+        mode: ModeChoice,
+        /// Device name or address; without it the global mode changes.
+        #[arg(long)]
+        device: Option<String>,
+        /// Needed to enforce a life-critical device.
+        #[arg(long)]
+        confirm_life_critical: bool,
+    },
+    /// Mode, counters and verdicts of the running monitor.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrolled devices with their counters, and the busiest unenrolled addresses.
+    Devices {
+        #[arg(long)]
+        json: bool,
+        /// How many unenrolled addresses to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Flows per device: peer, protocol, service port, counters, whether the baseline has it.
+    Flows {
+        /// Only this device (name or address).
+        #[arg(long)]
+        device: Option<String>,
+        /// Include flows of unenrolled addresses.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a capture through the XDP program and report as if live.
+    Replay(replay::ReplayArgs),
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The verdict reasons: number, label, meaning.
+    Reasons {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the pinned programs and maps (the daemon must be stopped).
+    Detach,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check a policy directory; non-zero exit on errors.
+    Check { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Learn,
+    Audit,
+    Enforce,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(arg: ModeArg) -> Mode {
+        match arg {
+            ModeArg::Learn => Mode::Learn,
+            ModeArg::Audit => Mode::Audit,
+            ModeArg::Enforce => Mode::Enforce,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ModeChoice {
+    Learn,
+    Audit,
+    Enforce,
+    /// Per device only: follow the global mode again.
+    Inherit,
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_secs()
+        .init();
+    let cli = Cli::parse();
+    let paths = Paths {
+        pin_dir: cli.pin_dir.clone(),
+        state: StateDir::new(cli.state_dir.clone()),
+    };
+    match cli.command {
+        Command::Run {
+            interfaces,
+            xdp_mode,
+            policies,
+            mode,
+        } => tokio::runtime::Runtime::new()?.block_on(daemon::run(
+            &paths,
+            RunOptions {
+                interfaces,
+                xdp_mode,
+                policies,
+                mode: mode.map(Mode::from),
+            },
+        )),
+        Command::Mode {
+            mode,
+            device,
+            confirm_life_critical,
+        } => set_mode(&paths, mode, device.as_deref(), confirm_life_critical),
+        Command::Status { json } => status(&paths, json),
+        Command::Devices { json, top } => devices(&paths, json, top),
+        Command::Flows { device, all, json } => flows(&paths, device.as_deref(), all, json),
+        Command::Replay(args) => replay::command(args),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => policy_check(&dir),
+        Command::Reasons { json } => reasons(json),
+        Command::Detach => daemon::detach(&paths),
+    }
+}
+
+fn open_maps(paths: &Paths) -> Result<MapSet> {
+    MapSet::open_pinned(&paths.pin_dir).with_context(|| {
+        format!(
+            "no monitor maps under {}: start one with `monitor run --iface IFACE`",
+            paths.pin_dir.display()
+        )
+    })
+}
+
+fn set_mode(paths: &Paths, choice: ModeChoice, device: Option<&str>, confirmed: bool) -> Result<()> {
+    let mut maps = open_maps(paths)?;
+    let mode = match choice {
+        ModeChoice::Learn => Some(ModeSpec::Learn),
+        ModeChoice::Audit => Some(ModeSpec::Audit),
+        ModeChoice::Enforce => Some(ModeSpec::Enforce),
+        ModeChoice::Inherit => None,
+    };
+    match (device, mode) {
+        (None, None) => bail!("`inherit` applies to one device: add --device NAME"),
+        (None, Some(mode)) => {
+            maps.set_mode(Mode::from(mode))?;
+            let mut inventory = Inventory::load(&paths.state)?;
+            let spared: Vec<String> = inventory
+                .devices
+                .iter_mut()
+                .filter(|d| d.effective_mode(Mode::from(mode)).contains("life-critical"))
+                .map(|d| d.spec.name.clone())
+                .collect();
+            println!("global mode is now {}", Mode::from(mode).name());
+            if !spared.is_empty() {
+                println!(
+                    "life-critical devices stay audited (not enforced): {}",
+                    spared.join(", ")
+                );
+            }
+        }
+        (Some(name), mode) => {
+            let mut inventory = Inventory::load(&paths.state)?;
+            let device = inventory.set_override(name, mode, confirmed)?.clone();
+            for addr in &device.spec.addresses {
+                maps.enroll(*addr, device.entry())?;
+            }
+            inventory.save(&paths.state)?;
+            let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
+            println!(
+                "device {} is now in {} mode",
+                device.spec.name,
+                device.effective_mode(global)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn status(paths: &Paths, json: bool) -> Result<()> {
+    let maps = open_maps(paths)?;
+    let inventory = Inventory::load(&paths.state)?;
+    let status = report::status(&maps, &inventory)?;
+    let daemon: Option<DaemonInfo> = paths.state.read_json(daemon::DAEMON_FILE)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "status": status, "daemon": daemon }))?
+        );
+        return Ok(());
+    }
+    match &daemon {
+        Some(d) => {
+            let ifaces: Vec<String> = d
+                .interfaces
+                .iter()
+                .map(|i| format!("{} ({})", i.name, i.xdp_mode))
+                .collect();
+            println!("daemon: pid {} on {}", d.pid, ifaces.join(", "));
+        }
+        None => println!("daemon: not running (maps are pinned; counters and baseline kept)"),
+    }
+    println!("mode: {}", status.mode);
+    println!("unenrolled traffic: {}", status.unenrolled);
+    println!(
+        "devices: {} enrolled ({} addresses); baseline: {} entries; policy generation {}",
+        status.enrolled_devices, status.enrolled_addresses, status.baseline_entries, status.policy_generation
+    );
+    println!();
+    let rows: Vec<Vec<String>> = status
+        .verdicts
+        .iter()
+        .map(|v| vec![v.action.clone(), v.reason.clone(), v.packets.to_string(), v.bytes.to_string()])
+        .collect();
+    print!("{}", table(&["VERDICT", "REASON", "PACKETS", "BYTES"], &rows));
+    println!();
+    let rows: Vec<Vec<String>> = status
+        .classes
+        .iter()
+        .map(|c| vec![c.class.clone(), c.packets.to_string(), c.bytes.to_string()])
+        .collect();
+    print!("{}", table(&["FRAMES", "PACKETS", "BYTES"], &rows));
+    Ok(())
+}
+
+fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
+    let maps = open_maps(paths)?;
+    let inventory = Inventory::load(&paths.state)?;
+    let rows = report::device_rows(&maps, &inventory)?;
+    let mut unenrolled = report::unenrolled_rows(&maps)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "devices": rows, "unenrolled": unenrolled }))?
+        );
+        return Ok(());
+    }
+    let now = monotonic_now_ns();
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.kind.clone(),
+                d.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+                d.criticality.clone(),
+                d.mode.clone(),
+                format!("{}/{}", d.packets_sent, d.packets_received),
+                format!("{}/{}", d.bytes_sent, d.bytes_received),
+                d.dropped_packets.to_string(),
+                d.would_drop_packets.to_string(),
+                d.baseline_entries.to_string(),
+                age(now, d.last_seen_ns),
+                d.location.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "DEVICE", "KIND", "ADDRESSES", "CRITICALITY", "MODE", "PKTS OUT/IN", "BYTES OUT/IN",
+                "DROPPED", "WOULD-DROP", "BASELINE", "LAST SEEN", "LOCATION"
+            ],
+            &table_rows
+        )
+    );
+    if !unenrolled.is_empty() {
+        let total = unenrolled.len();
+        unenrolled.truncate(top);
+        println!("\n{total} unenrolled addresses; the busiest:");
+        let rows: Vec<Vec<String>> = unenrolled
+            .iter()
+            .map(|u| {
+                vec![
+                    u.address.to_string(),
+                    format!("{}/{}", u.packets_sent, u.packets_received),
+                    format!("{}/{}", u.bytes_sent, u.bytes_received),
+                    age(now, u.last_seen_ns),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["ADDRESS", "PKTS OUT/IN", "BYTES OUT/IN", "LAST SEEN"], &rows));
+    }
+    Ok(())
+}
+
+fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Result<()> {
+    let maps = open_maps(paths)?;
+    let inventory = Inventory::load(&paths.state)?;
+    let mut rows = report::flow_rows(&maps, &inventory, !all)?;
+    if let Some(name) = device {
+        let addresses: Vec<std::net::IpAddr> = match inventory.find(name) {
+            Ok(d) => d.spec.addresses.clone(),
+            Err(_) => vec![name.parse().with_context(|| {
+                format!("`{name}` is neither an enrolled device nor an IP address")
+            })?],
+        };
+        rows.retain(|r| addresses.contains(&r.device_address));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let now = monotonic_now_ns();
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|f| {
+            vec![
+                f.device.clone(),
+                f.direction.clone(),
+                f.peer.clone(),
+                format!("{}/{}", f.protocol, f.service_port),
+                format!("{}/{}", f.packets_sent, f.packets_received),
+                format!("{}/{}", f.bytes_sent, f.bytes_received),
+                f.dropped_packets.to_string(),
+                if f.in_baseline { "yes" } else { "no" }.into(),
+                age(now, f.last_seen_ns),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["DEVICE", "DIR", "PEER", "SERVICE", "PKTS OUT/IN", "BYTES OUT/IN", "DROPPED", "BASELINE", "LAST SEEN"],
+            &table_rows
+        )
+    );
+    Ok(())
+}
+
+fn policy_check(dir: &std::path::Path) -> Result<()> {
+    let policy = Policy::load_dir(dir)?;
+    println!(
+        "{}: ok, {} devices",
+        dir.display(),
+        policy.devices.len()
+    );
+    Ok(())
+}
+
+fn reasons(json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<serde_json::Value> = Reason::ALL
+            .iter()
+            .map(|r| serde_json::json!({"number": *r as u8, "label": r.label(), "description": r.description()}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = Reason::ALL
+        .iter()
+        .map(|r| vec![(*r as u8).to_string(), r.label().into(), r.description().into()])
+        .collect();
+    print!("{}", table(&["#", "REASON", "MEANING"], &rows));
+    Ok(())
+}

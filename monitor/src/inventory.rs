@@ -1,0 +1,291 @@
+//! The enrolled devices as the running monitor knows them: the policy's devices with their
+//! counter slots and the operator's mode overrides, kept in the state directory so that
+//! CLI commands and restarts see the same names and slots.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use monitor_common::{
+    Mode,
+    maps::{CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED, DeviceEntry, MODE_INHERIT},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    datapath::{DatapathError, MapSet},
+    policy::{Criticality, DeviceSpec, ModeSpec, Policy, UnenrolledSpec},
+};
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
+const INVENTORY_FILE: &str = "inventory.json";
+const INVENTORY_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {0}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("state file {0} is not valid")]
+    Json(PathBuf, #[source] serde_json::Error),
+    #[error("state file {0} has format version {1}; this monitor reads version {2}")]
+    Version(PathBuf, u32, u32),
+    #[error("no enrolled device is named or addressed `{0}` (see `monitor devices`)")]
+    UnknownDevice(String),
+    #[error(
+        "device `{0}` is life-critical: enforcing it can cut off patient care; \
+         add --confirm-life-critical if its owner has agreed"
+    )]
+    LifeCriticalNeedsConfirmation(String),
+    #[error("writing the datapath maps")]
+    Datapath(#[source] DatapathError),
+}
+
+/// The state directory, written with atomic replaces (temp file, fsync, rename, fsync dir).
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn io(&self, e: std::io::Error) -> StateError {
+        StateError::Io(self.root.clone(), e)
+    }
+
+    /// Writes `value` as JSON to `name`, replacing it atomically: a crash leaves the old or
+    /// the new file, never a torn one.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| self.io(e))?;
+        let path = self.root.join(name);
+        let tmp = self.root.join(format!(".{name}.tmp"));
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Json(path.clone(), e))?;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
+        file.write_all(&bytes).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| self.io(e))?;
+        std::fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Reads JSON from `name`, `None` when the file does not exist.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        let path = self.root.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Json(path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+}
+
+/// An operator's `monitor mode ... --device X`, kept across policy reloads and restarts.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModeOverride {
+    pub mode: ModeSpec,
+    /// Given with --confirm-life-critical.
+    pub confirmed: bool,
+}
+
+/// One enrolled device.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct EnrolledDevice {
+    /// Index of its counters in DEVICE_STATS.
+    pub slot: u32,
+    #[serde(flatten)]
+    pub spec: DeviceSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_override: Option<ModeOverride>,
+}
+
+impl EnrolledDevice {
+    /// The entry the XDP program reads: the operator's override beats the policy's mode.
+    pub fn entry(&self) -> DeviceEntry {
+        let mut entry = self.spec.entry(self.slot);
+        if let Some(over) = self.operator_override {
+            entry.mode = Mode::from(over.mode) as u8;
+            if over.mode == ModeSpec::Enforce && over.confirmed {
+                entry.flags |= DEVICE_ENFORCE_CONFIRMED;
+            } else if over.mode != ModeSpec::Enforce {
+                entry.flags &= !DEVICE_ENFORCE_CONFIRMED;
+            }
+        }
+        entry
+    }
+
+    /// The mode this device is in under `global`, as operators read it.
+    pub fn effective_mode(&self, global: Mode) -> &'static str {
+        let entry = self.entry();
+        let mode = if entry.mode == MODE_INHERIT {
+            global
+        } else {
+            Mode::try_from(entry.mode).unwrap_or(global)
+        };
+        if mode == Mode::Enforce
+            && self.spec.criticality == Criticality::LifeCritical
+            && entry.flags & DEVICE_ENFORCE_CONFIRMED == 0
+        {
+            "audit (life-critical, not confirmed for enforce)"
+        } else {
+            mode.name()
+        }
+    }
+}
+
+/// Every enrolled device, with slots that stay with a device's name.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Inventory {
+    pub version: u32,
+    pub devices: Vec<EnrolledDevice>,
+    pub unenrolled: UnenrolledSpec,
+}
+
+impl Inventory {
+    /// Reads the inventory from the state directory (empty when none was written yet).
+    pub fn load(state: &StateDir) -> Result<Inventory, StateError> {
+        match state.read_json::<Inventory>(INVENTORY_FILE)? {
+            Some(inventory) if inventory.version != INVENTORY_VERSION => Err(StateError::Version(
+                state.path().join(INVENTORY_FILE),
+                inventory.version,
+                INVENTORY_VERSION,
+            )),
+            Some(inventory) => Ok(inventory),
+            None => Ok(Inventory {
+                version: INVENTORY_VERSION,
+                ..Inventory::default()
+            }),
+        }
+    }
+
+    pub fn save(&self, state: &StateDir) -> Result<(), StateError> {
+        state.write_json(INVENTORY_FILE, self)
+    }
+
+    /// The inventory for `policy`: devices keep their slot and operator override by name;
+    /// new devices get the lowest free slot. Also returns the slots handed to new devices
+    /// (their counters must start from zero).
+    pub fn from_policy(policy: &Policy, previous: &Inventory) -> (Inventory, Vec<u32>) {
+        let old: BTreeMap<&str, &EnrolledDevice> = previous
+            .devices
+            .iter()
+            .map(|d| (d.spec.name.as_str(), d))
+            .collect();
+        let mut used: BTreeSet<u32> = policy
+            .devices
+            .iter()
+            .filter_map(|d| old.get(d.name.as_str()).map(|o| o.slot))
+            .collect();
+        let mut fresh = Vec::new();
+        let mut next_free = 0u32;
+        let devices = policy
+            .devices
+            .iter()
+            .map(|spec| {
+                let (slot, operator_override) = match old.get(spec.name.as_str()) {
+                    Some(prev) => (prev.slot, prev.operator_override),
+                    None => {
+                        while used.contains(&next_free) {
+                            next_free += 1;
+                        }
+                        used.insert(next_free);
+                        fresh.push(next_free);
+                        (next_free, None)
+                    }
+                };
+                EnrolledDevice {
+                    slot,
+                    spec: spec.clone(),
+                    operator_override,
+                }
+            })
+            .collect();
+        (
+            Inventory {
+                version: INVENTORY_VERSION,
+                devices,
+                unenrolled: policy.defaults.unenrolled,
+            },
+            fresh,
+        )
+    }
+
+    /// The device named `name`, or owning the address `name`.
+    pub fn find(&self, name: &str) -> Result<&EnrolledDevice, StateError> {
+        let ip: Option<IpAddr> = name.parse().ok();
+        self.devices
+            .iter()
+            .find(|d| d.spec.name == name || ip.is_some_and(|ip| d.spec.addresses.contains(&ip)))
+            .ok_or_else(|| StateError::UnknownDevice(name.to_string()))
+    }
+
+    fn find_mut(&mut self, name: &str) -> Result<&mut EnrolledDevice, StateError> {
+        let ip: Option<IpAddr> = name.parse().ok();
+        self.devices
+            .iter_mut()
+            .find(|d| d.spec.name == name || ip.is_some_and(|ip| d.spec.addresses.contains(&ip)))
+            .ok_or_else(|| StateError::UnknownDevice(name.to_string()))
+    }
+
+    /// Sets (or with `None` clears) the operator's mode override of a device. Enforcing a
+    /// life-critical device needs `confirmed`.
+    pub fn set_override(
+        &mut self,
+        name: &str,
+        mode: Option<ModeSpec>,
+        confirmed: bool,
+    ) -> Result<&EnrolledDevice, StateError> {
+        let device = self.find_mut(name)?;
+        if mode == Some(ModeSpec::Enforce)
+            && device.spec.criticality == Criticality::LifeCritical
+            && !confirmed
+        {
+            return Err(StateError::LifeCriticalNeedsConfirmation(device.spec.name.clone()));
+        }
+        device.operator_override = mode.map(|mode| ModeOverride { mode, confirmed });
+        Ok(device)
+    }
+
+    /// The device owning `addr`.
+    pub fn by_address(&self) -> BTreeMap<IpAddr, &EnrolledDevice> {
+        self.devices
+            .iter()
+            .flat_map(|d| d.spec.addresses.iter().map(move |a| (*a, d)))
+            .collect()
+    }
+
+    /// Writes the inventory into the maps: enrolls every address, removes addresses no
+    /// longer enrolled, zeroes the counters of `fresh_slots`, sets the unenrolled default.
+    pub fn apply(&self, maps: &mut MapSet, fresh_slots: &[u32]) -> Result<(), StateError> {
+        for slot in fresh_slots {
+            maps.reset_device_stats(*slot).map_err(StateError::Datapath)?;
+        }
+        let wanted = self.by_address();
+        for (addr, device) in &wanted {
+            maps.enroll(*addr, device.entry()).map_err(StateError::Datapath)?;
+        }
+        for addr in maps.devices().map_err(StateError::Datapath)?.keys() {
+            if !wanted.contains_key(addr) {
+                maps.unenroll(*addr).map_err(StateError::Datapath)?;
+            }
+        }
+        maps.set_flags(CONFIG_UNENROLLED_DROP, self.unenrolled == UnenrolledSpec::Drop)
+            .map_err(StateError::Datapath)
+    }
+}
