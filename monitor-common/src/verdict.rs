@@ -78,7 +78,7 @@ reasons! {
     InBaseline = 1, "in_baseline";
     /// The flow is not in the device's baseline: dropped in enforce mode, counted as would-drop in audit mode.
     NotInBaseline = 2, "not_in_baseline";
-    /// Would be dropped, but the device is life-critical and its own policy entry does not confirm enforcement.
+    /// Would be dropped (by its own or its peer's policy), but a life-critical device is involved whose own entry does not confirm enforcement.
     LifeCriticalSpared = 3, "life_critical_spared";
     /// Neither address is an enrolled device; the policy default for unenrolled traffic applies.
     Unenrolled = 4, "unenrolled";

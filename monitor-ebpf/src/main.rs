@@ -544,6 +544,12 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
         work.action = src.action;
         work.reason = src.reason;
     }
+    // A life-critical device's traffic is never dropped by surprise, not even by its
+    // peer's policy: only its own confirmed entry can enforce it.
+    if work.action == Action::Drop as u8 && (src.treatment == SPARED || dst.treatment == SPARED) {
+        work.action = Action::Pass as u8;
+        work.reason = Reason::LifeCriticalSpared as u8;
+    }
     if ip.fragment == FragmentKind::First {
         let entry = FragmentEntry {
             service_port: src.key.service_port,

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod datapath;
 pub mod inventory;
+pub mod lab;
 pub mod policy;
 pub mod replay;
 pub mod report;

@@ -1,0 +1,256 @@
+//! Real TCP and UDP traffic through the router namespace of a lab ward, with the XDP
+//! program attached in native mode on both legs.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use aya::programs::xdp::XdpMode;
+use monitor::{
+    Datapath, Maps,
+    inventory::Inventory,
+    lab::{CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward, tcp_exchange, udp_exchange},
+    policy::{ModeSpec, Policy},
+};
+use monitor_common::{Action, Mode, Reason, maps::DeviceStats};
+
+const TIMEOUT: Duration = Duration::from_millis(800);
+
+fn host(name: &str) -> IpAddr {
+    WARD_DEVICES
+        .iter()
+        .chain(CORE_SERVERS.iter())
+        .find(|h| h.name == name)
+        .unwrap_or_else(|| panic!("no lab host {name}"))
+        .address
+}
+
+fn service(name: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(host(name), port)
+}
+
+/// A lab ward with servers running and the monitor attached to both router legs, with
+/// the example ward policy enrolled.
+struct Bed {
+    datapath: Datapath,
+    inventory: Inventory,
+    // Field order is drop order: servers stop before their namespaces go.
+    _servers: Servers,
+    ward: Ward,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
+        let servers = Servers::start(
+            &ward.core,
+            &[service("pump-server", HTTPS), service("hl7-engine", MLLP), service("pacs", DICOM)],
+            &[service("dns", DNS), service("ntp", NTP)],
+        )
+        .unwrap_or_else(|e| panic!("starting servers: {e}"));
+        let mut datapath =
+            Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
+        let policy_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let policy = Policy::load_dir(&policy_dir).unwrap_or_else(|e| panic!("example policy: {e}"));
+        let (inventory, fresh) = Inventory::from_policy(&policy, &Inventory::default());
+        inventory
+            .apply(datapath.maps_mut(), &fresh)
+            .unwrap_or_else(|e| panic!("enrolling: {e}"));
+        {
+            let _inside = ward.router.enter().unwrap_or_else(|e| panic!("{e}"));
+            for leg in [&ward.ward_leg, &ward.core_leg] {
+                let mode = datapath
+                    .attach(leg, XdpMode::Driver)
+                    .unwrap_or_else(|e| panic!("attaching to {leg}: {e:?}"));
+                assert_eq!(mode, XdpMode::Driver);
+            }
+        }
+        Bed {
+            datapath,
+            inventory,
+            _servers: servers,
+            ward,
+        }
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.datapath
+            .maps_mut()
+            .set_mode(mode)
+            .unwrap_or_else(|e| panic!("setting mode: {e}"));
+    }
+
+    fn override_mode(&mut self, device: &str, mode: Option<ModeSpec>, confirmed: bool) {
+        let device = self
+            .inventory
+            .set_override(device, mode, confirmed)
+            .unwrap_or_else(|e| panic!("override {device}: {e}"))
+            .clone();
+        for addr in &device.spec.addresses {
+            self.datapath
+                .maps_mut()
+                .enroll(*addr, device.entry())
+                .unwrap_or_else(|e| panic!("enroll: {e}"));
+        }
+    }
+
+    fn stats(&self, device: &str) -> DeviceStats {
+        let slot = self
+            .inventory
+            .find(device)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .slot;
+        self.datapath
+            .maps()
+            .device_stats(slot)
+            .unwrap_or_else(|e| panic!("stats: {e}"))
+    }
+
+    fn verdict(&self, action: Action, reason: Reason) -> u64 {
+        self.datapath
+            .maps()
+            .verdicts()
+            .unwrap_or_else(|e| panic!("verdicts: {e}"))
+            .into_iter()
+            .find(|(a, r, _)| *a == action && *r == reason)
+            .map_or(0, |(_, _, c)| c.packets)
+    }
+
+    fn tcp(&self, from: &str, to: SocketAddr) -> Outcome {
+        let src = host(from);
+        self.ward
+            .ward
+            .run(move || tcp_exchange(src, to, b"MSH|^~\\&|ward|icu3|", TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn udp(&self, from: &str, to: SocketAddr, payload: &'static [u8]) -> Outcome {
+        let src = host(from);
+        self.ward
+            .ward
+            .run(move || udp_exchange(src, 0, to, payload, TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The normal traffic of the ward: every device uses its services once.
+    fn normal_traffic(&self) -> Vec<(&'static str, Outcome)> {
+        vec![
+            ("pump → pump-server https", self.tcp("pump-icu3-01", service("pump-server", HTTPS))),
+            ("monitor → hl7-engine mllp", self.tcp("monitor-icu3-01", service("hl7-engine", MLLP))),
+            ("ct → pacs dicom", self.tcp("ct-scanner-01", service("pacs", DICOM))),
+            ("badge → dns", self.udp("badge-reader-icu3", service("dns", DNS), b"dns?")),
+            ("workstation → ntp", self.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?")),
+            ("workstation → dns", self.udp("ws-icu3-nurses", service("dns", DNS), b"dns?")),
+        ]
+    }
+}
+
+fn assert_all(outcomes: Vec<(&str, Outcome)>, expected: Outcome) {
+    for (what, outcome) in outcomes {
+        assert_eq!(outcome, expected, "{what}");
+    }
+}
+
+#[test]
+fn per_device_counters_equal_what_was_sent() {
+    let bed = Bed::new();
+    const DATAGRAMS: u64 = 25;
+    const PAYLOAD: &[u8] = b"query for the lab dns server";
+    for _ in 0..DATAGRAMS {
+        assert_eq!(bed.udp("ct-scanner-01", service("dns", DNS), PAYLOAD), Outcome::Answered);
+    }
+    // Ethernet 14 + IPv4 20 + UDP 8 + payload, both ways.
+    let frame = 14 + 20 + 8 + PAYLOAD.len() as u64;
+    let ct = bed.stats("ct-scanner-01");
+    assert_eq!(ct.packets_sent, DATAGRAMS, "{ct:?}");
+    assert_eq!(ct.bytes_sent, DATAGRAMS * frame, "{ct:?}");
+    assert_eq!(ct.packets_received, DATAGRAMS, "{ct:?}");
+    assert_eq!(ct.bytes_received, DATAGRAMS * frame, "{ct:?}");
+    assert!(ct.first_seen_ns > 0 && ct.last_seen_ns >= ct.first_seen_ns, "{ct:?}");
+    assert_eq!(ct.dropped_packets, 0);
+    // The DNS server is not enrolled: counted among unenrolled addresses.
+    let unenrolled = bed.datapath.maps().unenrolled_stats().unwrap_or_else(|e| panic!("{e}"));
+    let dns = unenrolled
+        .get(&host("dns"))
+        .unwrap_or_else(|| panic!("dns server not counted: {unenrolled:?}"));
+    assert_eq!((dns.packets_received, dns.packets_sent), (DATAGRAMS, DATAGRAMS));
+    // Learn mode: the flow entered the baseline once, with the service port 53, not the
+    // client's ephemeral port.
+    let baseline = bed.datapath.maps().baseline().unwrap_or_else(|e| panic!("{e}"));
+    let ct_entries: Vec<_> = baseline
+        .iter()
+        .filter(|(k, _)| monitor::datapath::addr_of(&k.device) == host("ct-scanner-01"))
+        .collect();
+    assert_eq!(ct_entries.len(), 1, "{ct_entries:?}");
+    assert_eq!(ct_entries[0].0.service_port, DNS);
+    assert_eq!(ct.learned_flows, 1);
+    // Other devices saw nothing.
+    assert_eq!(bed.stats("pump-icu3-01").packets_sent, 0);
+}
+
+#[test]
+fn learn_then_enforce_keeps_the_baseline_and_drops_the_rest() {
+    let mut bed = Bed::new();
+    assert_all(bed.normal_traffic(), Outcome::Answered);
+    bed.set_mode(Mode::Enforce);
+
+    // Baseline flows and their replies keep working.
+    assert_all(bed.normal_traffic(), Outcome::Answered);
+    assert_all(bed.normal_traffic(), Outcome::Answered);
+
+    // A new port and a new peer are dropped.
+    let dropped_before = bed.stats("ct-scanner-01").dropped_packets;
+    assert_eq!(bed.tcp("ct-scanner-01", service("pump-server", HTTPS)), Outcome::TimedOut);
+    assert_eq!(bed.udp("badge-reader-icu3", service("ntp", NTP), b"ntp?"), Outcome::TimedOut);
+    assert!(bed.stats("ct-scanner-01").dropped_packets > dropped_before);
+    assert!(bed.stats("badge-reader-icu3").dropped_packets >= 1);
+    assert!(bed.verdict(Action::Drop, Reason::NotInBaseline) >= 2);
+
+    // The life-critical pump is never enforced by the global mode: a new flow passes and
+    // is counted as would-drop.
+    let pump_before = bed.stats("pump-icu3-01");
+    assert_eq!(bed.tcp("pump-icu3-01", service("pacs", DICOM)), Outcome::Answered);
+    let pump = bed.stats("pump-icu3-01");
+    assert_eq!(pump.dropped_packets, pump_before.dropped_packets);
+    assert!(pump.would_drop_packets > pump_before.would_drop_packets, "{pump:?}");
+    assert!(bed.verdict(Action::Pass, Reason::LifeCriticalSpared) > 0);
+
+    // Only its own confirmed entry enforces it.
+    bed.override_mode("pump-icu3-01", Some(ModeSpec::Enforce), true);
+    assert_eq!(bed.tcp("pump-icu3-01", service("hl7-engine", MLLP)), Outcome::TimedOut);
+    assert_eq!(bed.tcp("pump-icu3-01", service("pump-server", HTTPS)), Outcome::Answered);
+}
+
+#[test]
+fn audit_counts_without_dropping_and_device_overrides_win() {
+    let mut bed = Bed::new();
+    assert_all(bed.normal_traffic(), Outcome::Answered);
+    bed.set_mode(Mode::Audit);
+
+    let before = bed.stats("ct-scanner-01");
+    let audit_before = bed.verdict(Action::Pass, Reason::NotInBaseline);
+    assert_eq!(bed.tcp("ct-scanner-01", service("hl7-engine", MLLP)), Outcome::Answered);
+    let after = bed.stats("ct-scanner-01");
+    assert_eq!(after.dropped_packets, before.dropped_packets);
+    assert!(after.would_drop_packets > before.would_drop_packets, "{after:?}");
+    assert!(bed.verdict(Action::Pass, Reason::NotInBaseline) > audit_before);
+    assert_eq!(bed.verdict(Action::Drop, Reason::NotInBaseline), 0);
+
+    // One device enforced while the router audits.
+    bed.override_mode("ws-icu3-nurses", Some(ModeSpec::Enforce), false);
+    assert_eq!(bed.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?"), Outcome::Answered);
+    assert_eq!(bed.tcp("ws-icu3-nurses", service("pacs", DICOM)), Outcome::TimedOut);
+    assert_eq!(bed.tcp("ct-scanner-01", service("pacs", DICOM)), Outcome::Answered);
+    assert_eq!(bed.tcp("badge-reader-icu3", service("pacs", DICOM)), Outcome::Answered);
+
+    // And one device learning while the router enforces: its new flow is learned, then
+    // kept once it is enforced again.
+    bed.set_mode(Mode::Enforce);
+    bed.override_mode("ct-scanner-01", Some(ModeSpec::Learn), false);
+    assert_eq!(bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"), Outcome::Answered);
+    bed.override_mode("ct-scanner-01", None, false);
+    assert_eq!(bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"), Outcome::Answered);
+    assert_eq!(bed.udp("ct-scanner-01", service("dns", DNS), b"dns?"), Outcome::TimedOut);
+}
