@@ -112,17 +112,7 @@ impl NetNs {
 
     /// Moves the calling thread into this namespace until the guard drops.
     pub fn enter(&self) -> Result<EnteredNs> {
-        let err = |source| LabError::Enter {
-            name: self.name.clone(),
-            source,
-        };
-        let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
-        let target = File::open(format!("/run/netns/{}", self.name)).map_err(err)?;
-        // SAFETY: setns on a valid namespace fd affects only the calling thread's netns.
-        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        Ok(EnteredNs { original })
+        enter_netns(&self.name)
     }
 
     /// Runs `f` on a new thread inside this namespace.
@@ -158,6 +148,22 @@ impl Drop for NetNs {
             eprintln!("warning: could not delete network namespace {}: {e}", self.name);
         }
     }
+}
+
+/// Moves the calling thread into the named namespace (`/run/netns/NAME`, as `ip netns`
+/// makes them) until the guard drops. Threads it starts meanwhile start there too.
+pub fn enter_netns(name: &str) -> Result<EnteredNs> {
+    let err = |source| LabError::Enter {
+        name: name.to_string(),
+        source,
+    };
+    let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
+    let target = File::open(format!("/run/netns/{name}")).map_err(err)?;
+    // SAFETY: setns on a valid namespace fd affects only the calling thread's netns.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(EnteredNs { original })
 }
 
 /// The calling thread inside another namespace; back in its own on drop.

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod datapath;
+pub mod demo;
 pub mod inventory;
 pub mod lab;
 pub mod policy;

@@ -56,7 +56,14 @@ enum Command {
         /// Global mode to start in (default: as pinned, or the policy's, or learn).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
+        /// Attach to interfaces inside this network namespace (`ip netns` name), e.g. a
+        /// router VRF; pins stay in this host's /sys/fs/bpf.
+        #[arg(long)]
+        netns: Option<String>,
     },
+    /// Build a virtual ICU ward in network namespaces and show the monitor at work:
+    /// learn, enforce, a compromised device scanning. Removes everything it made.
+    Demo,
     /// Switch learn / audit / enforce, for the router or one device. Takes effect at once.
     Mode {
         #[arg(value_enum)]
@@ -155,7 +162,14 @@ fn main() -> Result<()> {
             xdp_mode,
             policies,
             mode,
-        } => tokio::runtime::Runtime::new()?.block_on(daemon::run(
+            netns,
+        } => {
+            // Before the runtime starts, so that its threads start in the namespace too.
+            let _inside = netns
+                .as_deref()
+                .map(monitor::lab::enter_netns)
+                .transpose()?;
+            tokio::runtime::Runtime::new()?.block_on(daemon::run(
             &paths,
             RunOptions {
                 interfaces,
@@ -163,7 +177,9 @@ fn main() -> Result<()> {
                 policies,
                 mode: mode.map(Mode::from),
             },
-        )),
+        ))
+        }
+        Command::Demo => monitor::demo::run(),
         Command::Mode {
             mode,
             device,

@@ -1,0 +1,301 @@
+//! `monitor demo`: a virtual ICU ward in network namespaces, the monitor inline on its
+//! router, a learn phase, enforcement, and a compromised device scanning the core.
+//!
+//! Everything it makes (namespaces, links, pins, state) is removed when it ends, also on
+//! Ctrl-C: the guards below drop in every case, and the daemon child is stopped first.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::lab::{
+    CORE_SERVERS, DICOM, DNS, HTTPS, LabHost, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
+    tcp_exchange, udp_exchange,
+};
+
+/// The example ward's policy, embedded so that the demo runs from anywhere.
+const WARD_POLICY: &str = include_str!("../../policies/ward.yaml");
+
+const TIMEOUT: Duration = Duration::from_millis(700);
+const SCAN_TIMEOUT: Duration = Duration::from_millis(150);
+
+fn host(name: &str) -> LabHost {
+    WARD_DEVICES
+        .iter()
+        .chain(CORE_SERVERS.iter())
+        .copied()
+        .find(|h| h.name == name)
+        .unwrap_or_else(|| panic!("the lab has no host {name}"))
+}
+
+fn at(name: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(host(name).address, port)
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The monitor daemon, stopped (SIGTERM, then SIGKILL) on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Demo {
+    exe: PathBuf,
+    pin_dir: PathBuf,
+    state_dir: PathBuf,
+    stop: Arc<AtomicBool>,
+}
+
+impl Demo {
+    /// Runs a `monitor` CLI command against the demo's daemon and prints its output.
+    fn cli(&self, args: &[&str]) -> Result<()> {
+        println!("\n$ monitor {}", args.join(" "));
+        let output = Command::new(&self.exe)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .output()
+            .with_context(|| format!("running monitor {}", args.join(" ")))?;
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        if !output.status.success() {
+            bail!(
+                "`monitor {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            bail!("interrupted; cleaning up");
+        }
+        Ok(())
+    }
+}
+
+/// The ward's normal day: every device uses its services.
+fn normal_traffic(ward: &Ward) -> Result<Vec<(String, Outcome)>> {
+    let tcp = |from: &str, to: SocketAddr, what: &str| -> Result<(String, Outcome)> {
+        let src = host(from).address;
+        let outcome = ward
+            .ward
+            .run(move || tcp_exchange(src, to, b"MSH|^~\\&|ICU3|ORU^R01|", TIMEOUT))?;
+        Ok((format!("{from} → {what}"), outcome))
+    };
+    let udp = |from: &str, to: SocketAddr, what: &str| -> Result<(String, Outcome)> {
+        let src = host(from).address;
+        let outcome = ward
+            .ward
+            .run(move || udp_exchange(src, 0, to, b"query", TIMEOUT))?;
+        Ok((format!("{from} → {what}"), outcome))
+    };
+    Ok(vec![
+        tcp("pump-icu3-01", at("pump-server", HTTPS), "pump server (HTTPS 443)")?,
+        tcp("monitor-icu3-01", at("hl7-engine", MLLP), "HL7 engine (MLLP 2575)")?,
+        tcp("ct-scanner-01", at("pacs", DICOM), "PACS (DICOM 104)")?,
+        udp("badge-reader-icu3", at("dns", DNS), "DNS (53/udp)")?,
+        udp("ws-icu3-nurses", at("dns", DNS), "DNS (53/udp)")?,
+        udp("ws-icu3-nurses", at("ntp", NTP), "NTP (123/udp)")?,
+        udp("pump-icu3-01", at("ntp", NTP), "NTP (123/udp)")?,
+    ])
+}
+
+fn report(outcomes: &[(String, Outcome)]) -> usize {
+    let mut answered = 0;
+    for (what, outcome) in outcomes {
+        let word = match outcome {
+            Outcome::Answered => {
+                answered += 1;
+                "ok"
+            }
+            Outcome::TimedOut => "DROPPED",
+            Outcome::Failed => "failed",
+        };
+        println!("  {word:<8} {what}");
+    }
+    answered
+}
+
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    if !nix_is_root() {
+        bail!("the demo builds network namespaces and loads XDP programs: run it as root");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("installing the Ctrl-C handler")?;
+    }
+    crate::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+        .context("/sys/fs/bpf is not a bpf filesystem and could not be mounted")?;
+    let tag = crate::lab::unique_name("demo");
+    let pin_dir = TempDir(PathBuf::from("/sys/fs/bpf").join(format!("monitor-{tag}")));
+    let state_dir = TempDir(std::env::temp_dir().join(format!("monitor-{tag}")));
+    let policy_dir = state_dir.0.join("policies");
+    std::fs::create_dir_all(&policy_dir)?;
+    std::fs::write(policy_dir.join("ward.yaml"), WARD_POLICY)?;
+    let demo = Demo {
+        exe: std::env::current_exe().context("locating the monitor binary")?,
+        pin_dir: pin_dir.0.clone(),
+        state_dir: state_dir.0.join("state"),
+        stop,
+    };
+
+    println!("== Building a virtual ICU ward in network namespaces");
+    let ward = Ward::build()?;
+    println!(
+        "   router {} (legs {} to the ward, {} to the core), ward {}, core {}",
+        ward.router.name(),
+        ward.ward_leg,
+        ward.core_leg,
+        ward.ward.name(),
+        ward.core.name()
+    );
+    for h in WARD_DEVICES {
+        println!("   device  {:<18} {}", h.name, h.address);
+    }
+    for h in CORE_SERVERS {
+        println!("   server  {:<18} {}", h.name, h.address);
+    }
+    let _servers = Servers::start(
+        &ward.core,
+        &[at("pump-server", HTTPS), at("hl7-engine", MLLP), at("pacs", DICOM)],
+        &[at("dns", DNS), at("ntp", NTP)],
+    )?;
+
+    println!("\n== Starting the monitor inline on the router (policy: the example ward)");
+    let child = Command::new(&demo.exe)
+        .arg("--pin-dir")
+        .arg(&demo.pin_dir)
+        .arg("--state-dir")
+        .arg(&demo.state_dir)
+        .args(["run", "--netns", ward.router.name(), "--iface", &ward.ward_leg, "--iface", &ward.core_leg])
+        .arg("--policies")
+        .arg(&policy_dir)
+        .args(["--mode", "learn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting `monitor run`")?;
+    let _daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !demo.state_dir.join(crate::daemon::DAEMON_FILE).exists() {
+        demo.check_stop()?;
+        if Instant::now() > deadline {
+            bail!("the monitor did not come up within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    println!("\n== Learn phase: the ward's normal traffic, three rounds");
+    for round in 1..=3 {
+        demo.check_stop()?;
+        let outcomes = normal_traffic(&ward)?;
+        let answered = outcomes.iter().filter(|(_, o)| *o == Outcome::Answered).count();
+        println!("   round {round}: {answered}/{} exchanges answered", outcomes.len());
+    }
+    demo.cli(&["devices"])?;
+
+    println!("\n== Switching the router to enforce");
+    demo.cli(&["mode", "enforce"])?;
+    demo.check_stop()?;
+    println!("\n   The ward's normal traffic under enforcement:");
+    let outcomes = normal_traffic(&ward)?;
+    let answered = report(&outcomes);
+    println!(
+        "   => normal traffic intact: {answered}/{} exchanges answered",
+        outcomes.len()
+    );
+
+    println!("\n== The badge reader is compromised and scans the core");
+    let scanner = host("badge-reader-icu3").address;
+    let mut probes = Vec::new();
+    for server in CORE_SERVERS {
+        for port in [22, 23, 80, 104, 135, 443, 445, 2575, 3389, 8080] {
+            probes.push(SocketAddr::new(server.address, port));
+        }
+    }
+    demo.check_stop()?;
+    let total = probes.len();
+    let results = ward.ward.run(move || {
+        probes
+            .into_iter()
+            .map(|to| (to, tcp_exchange(scanner, to, b"probe", SCAN_TIMEOUT)))
+            .collect::<Vec<_>>()
+    })?;
+    let through: Vec<_> = results
+        .iter()
+        .filter(|(_, o)| *o != Outcome::TimedOut)
+        .map(|(to, _)| to.to_string())
+        .collect();
+    println!(
+        "   {total} TCP probes to the 5 core servers: {} got a reply, {} were dropped at the router",
+        through.len(),
+        total - through.len()
+    );
+    if !through.is_empty() {
+        println!("   got through: {}", through.join(", "));
+    }
+    let outcomes = normal_traffic(&ward)?;
+    let answered = outcomes.iter().filter(|(_, o)| *o == Outcome::Answered).count();
+    println!(
+        "   meanwhile the rest of the ward: {answered}/{} normal exchanges answered",
+        outcomes.len()
+    );
+    demo.cli(&["flows", "--device", "badge-reader-icu3"])?;
+    demo.cli(&["status"])?;
+
+    println!("\n== Cleaning up: stopping the monitor, removing namespaces, pins and state");
+    drop(_daemon);
+    drop(_servers);
+    drop(ward);
+    drop(pin_dir);
+    drop(state_dir);
+    println!("   done in {:.1} s", started.elapsed().as_secs_f64());
+    if through.is_empty() && answered == outcomes.len() {
+        println!("\nResult: normal traffic intact, the scan was dropped.");
+        Ok(())
+    } else {
+        bail!("unexpected result: the scan or the normal traffic did not behave as enforced")
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
