@@ -54,8 +54,9 @@ macro_rules! reasons {
             }
 
             /// One-line explanation for operators (the docs table is built from this).
-            pub const fn description(self) -> &'static str {
-                match self { $(Reason::$variant => concat!($($doc),*),)* }
+            pub fn description(self) -> &'static str {
+                let doc = match self { $(Reason::$variant => concat!($($doc),*),)* };
+                doc.trim_start()
             }
         }
 
