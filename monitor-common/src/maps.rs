@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -22,8 +22,12 @@ pub mod names {
     pub const FRAGMENTS: &str = "FRAGMENTS";
     pub const VERDICTS: &str = "VERDICTS";
     pub const CLASSES: &str = "CLASSES";
+    pub const RULES: &str = "RULES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const EVENT_RATE: &str = "EVENT_RATE";
+    pub const EVENT_STATS: &str = "EVENT_STATS";
     /// Every map, in a fixed order (pinning, adoption, layout checks).
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 15] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -35,6 +39,10 @@ pub mod names {
         FRAGMENTS,
         VERDICTS,
         CLASSES,
+        RULES,
+        EVENTS,
+        EVENT_RATE,
+        EVENT_STATS,
     ];
 }
 
@@ -48,6 +56,18 @@ pub mod programs {
 
 /// Enrolled devices (inventory size).
 pub const MAX_DEVICES: u32 = 16_384;
+/// Addresses enrolled at once, in both policy generations (a device may have several).
+pub const MAX_DEVICE_ADDRESSES: u32 = 2 * 32_768;
+/// Rule sets (device × peer prefix) in both policy generations.
+pub const MAX_RULE_SETS: u32 = 2 * 32_768;
+/// Rules that can apply to one device toward one peer prefix.
+pub const MAX_RULES_PER_SET: usize = 16;
+/// Size of the violation event ring buffer.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Violation events per device per CPU per second; the rest are counted as suppressed.
+pub const EVENTS_PER_DEVICE_PER_SECOND: u32 = 20;
+/// Slot of EVENT_RATE shared by addresses outside the inventory.
+pub const UNENROLLED_RATE_SLOT: u32 = MAX_DEVICES;
 /// Addresses outside the inventory tracked at once (least recently seen evicted).
 pub const MAX_UNENROLLED: u32 = 65_536;
 /// Flows of enrolled devices tracked at once (least recently seen evicted).
@@ -79,7 +99,10 @@ pub struct Config {
     /// `CONFIG_*` flags.
     pub flags: u8,
     pub _pad: u16,
-    /// Policy generation, bumped by the controller on every policy load.
+    /// Policy generation, bumped by the controller on every policy load. Its low bit
+    /// selects which copy of the policy maps (`DEVICES`, `RULES`) packets read: a reload
+    /// writes the other copy and then flips this, so every packet sees the whole old or
+    /// the whole new policy.
     pub generation: u32,
     /// [`LAYOUT_VERSION`] of the controller that wrote it.
     pub layout_version: u32,
@@ -92,11 +115,33 @@ pub const MODE_INHERIT: u8 = 0xff;
 pub const DEVICE_LIFE_CRITICAL: u8 = 1 << 0;
 /// The device's own policy entry confirms enforcement although it is life-critical.
 pub const DEVICE_ENFORCE_CONFIRMED: u8 = 1 << 1;
+/// Policy rules apply to the device: look up `RULES`.
+pub const DEVICE_HAS_RULES: u8 = 1 << 2;
 
-/// An enrolled device: value of `DEVICES`, keyed by its address.
+/// The policy generation (0 or 1) a [`Config`] makes packets read.
+#[inline(always)]
+pub const fn active_generation(config: &Config) -> u8 {
+    (config.generation & 1) as u8
+}
+
+/// Key of `DEVICES`: an address in one policy generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub addr: Addr,
+    /// 0 or 1, see [`Config::generation`].
+    pub generation: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
+}
+
+/// An enrolled device: value of `DEVICES`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceEntry {
+    /// Break-glass: until this `CLOCK_MONOTONIC` time enforcement is lifted for the device
+    /// (it expires in the datapath, even without the controller); 0 when not in force.
+    pub break_glass_until_ns: u64,
     /// Index into `DEVICE_STATS`; the controller keeps it stable per device name.
     pub slot: u32,
     /// [`crate::Mode`] as u8, or [`MODE_INHERIT`].
@@ -105,6 +150,104 @@ pub struct DeviceEntry {
     pub flags: u8,
     pub _pad: u16,
 }
+
+impl DeviceEntry {
+    pub const fn new(slot: u32, mode: u8, flags: u8) -> DeviceEntry {
+        DeviceEntry {
+            break_glass_until_ns: 0,
+            slot,
+            mode,
+            flags,
+            _pad: 0,
+        }
+    }
+}
+
+/// Values of [`Rule::action`].
+pub const RULE_ALLOW: u8 = 1;
+pub const RULE_DENY: u8 = 2;
+/// [`Rule::protocol`] and [`Rule::direction`] value that matches any.
+pub const RULE_ANY: u8 = 0;
+
+/// One compiled allow or deny rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Service port range, inclusive (0..=65535 for protocols without ports).
+    pub port_low: u16,
+    pub port_high: u16,
+    /// IP protocol, or [`RULE_ANY`].
+    pub protocol: u8,
+    /// [`RULE_ANY`], or `Direction::Outbound`/`Inbound` as u8 seen from the device. A
+    /// rule matches a flow when this is any or equals the flow's direction, so symmetric
+    /// flows (NTP 123↔123, GRE) match only "any direction" rules.
+    pub direction: u8,
+    /// [`RULE_ALLOW`] or [`RULE_DENY`].
+    pub action: u8,
+    pub _pad: u8,
+    /// The rule's number in the compiled policy (for events and `policy explain`).
+    pub rule_id: u32,
+}
+
+/// Key data of `RULES` (an LPM trie): generation, device address, peer address. The
+/// prefix covers the generation and device fully (8 + 128 bits) and the peer's prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleKeyData {
+    pub generation: u8,
+    pub device: Addr,
+    pub peer: Addr,
+}
+
+/// Bits of a [`RuleKeyData`] prefix before the peer's.
+pub const RULE_PREFIX_BASE: u32 = 8 + 128;
+
+/// The rules that apply to a device toward the peers of one prefix: every rule whose
+/// peer prefix contains it (the compiler folds shorter prefixes into longer ones, since
+/// an LPM lookup returns only the longest match).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleSet {
+    pub count: u32,
+    pub _pad: u32,
+    pub rules: [Rule; MAX_RULES_PER_SET],
+}
+
+/// A violation (dropped or would-drop), sent to the controller through `EVENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub timestamp_ns: u64,
+    pub device: Addr,
+    pub peer: Addr,
+    /// The device's DEVICE_STATS slot, or u32::MAX when unenrolled.
+    pub slot: u32,
+    /// Events of this device dropped by the rate limit since its previous event.
+    pub suppressed: u32,
+    pub service_port: u16,
+    pub protocol: u8,
+    /// [`Direction`] as u8, seen from the device.
+    pub direction: u8,
+    /// [`crate::Action`] and [`crate::Reason`] as u8.
+    pub action: u8,
+    pub reason: u8,
+    pub _pad: u16,
+}
+
+/// Per-device, per-CPU event rate limit state: value of `EVENT_RATE` by slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventRate {
+    pub window_start_ns: u64,
+    pub sent_in_window: u32,
+    pub suppressed: u32,
+}
+
+/// Indexes of `EVENT_STATS` (per-CPU u64 counters).
+pub const EVENTS_LOST: u32 = 0;
+pub const EVENTS_SUPPRESSED: u32 = 1;
+pub const EVENTS_SENT: u32 = 2;
+pub const EVENT_STATS_SLOTS: u32 = 3;
 
 /// Per-device counters, per CPU (`DEVICE_STATS` by slot, `UNENROLLED_STATS` by address).
 /// Times are `CLOCK_MONOTONIC` nanoseconds (coarse).
@@ -123,6 +266,8 @@ pub struct DeviceStats {
     pub would_drop_packets: u64,
     /// Flows added to this device's baseline.
     pub learned_flows: u64,
+    /// Packets passed because break-glass lifted enforcement.
+    pub break_glass_packets: u64,
 }
 
 impl DeviceStats {
@@ -140,6 +285,7 @@ impl DeviceStats {
         self.dropped_packets += other.dropped_packets;
         self.would_drop_packets += other.would_drop_packets;
         self.learned_flows += other.learned_flows;
+        self.break_glass_packets += other.break_glass_packets;
     }
 }
 
@@ -310,6 +456,12 @@ mod pod {
     // so every bit pattern is valid and none has implicit padding.
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DeviceEntry {}
+    unsafe impl aya::Pod for DeviceKey {}
+    unsafe impl aya::Pod for Rule {}
+    unsafe impl aya::Pod for RuleKeyData {}
+    unsafe impl aya::Pod for RuleSet {}
+    unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for EventRate {}
     unsafe impl aya::Pod for DeviceStats {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
@@ -330,8 +482,14 @@ mod tests {
     #[test]
     fn map_types_have_no_implicit_padding() {
         assert_eq!(size_of::<Config>(), 16);
-        assert_eq!(size_of::<DeviceEntry>(), 8);
-        assert_eq!(size_of::<DeviceStats>(), 9 * 8);
+        assert_eq!(size_of::<DeviceEntry>(), 16);
+        assert_eq!(size_of::<DeviceKey>(), 20);
+        assert_eq!(size_of::<DeviceStats>(), 10 * 8);
+        assert_eq!(size_of::<Rule>(), 12);
+        assert_eq!(size_of::<RuleKeyData>(), 33);
+        assert_eq!(size_of::<RuleSet>(), 8 + 12 * MAX_RULES_PER_SET);
+        assert_eq!(size_of::<Event>(), 56);
+        assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 2);
         assert_eq!(size_of::<FlowStats>(), 6 * 8);

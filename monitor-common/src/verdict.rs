@@ -101,6 +101,12 @@ reasons! {
     TruncatedTransport = 12, "truncated_transport";
     /// Learn mode, but the baseline table is full: the flow was passed and not recorded.
     BaselineFull = 13, "baseline_full";
+    /// An allow rule of the policy matches: passed in every mode, baseline or not.
+    PolicyAllow = 14, "policy_allow";
+    /// A deny rule of the policy matches (deny wins over allow rules and the baseline): dropped in enforce mode, would-drop otherwise.
+    PolicyDeny = 15, "policy_deny";
+    /// Break-glass lifts enforcement for the device until it expires: passed and counted.
+    BreakGlass = 16, "break_glass";
 }
 
 impl Reason {
@@ -121,7 +127,10 @@ impl Reason {
     pub const fn is_violation(self) -> bool {
         matches!(
             self,
-            Reason::NotInBaseline | Reason::LifeCriticalSpared | Reason::FragmentUnmatched
+            Reason::NotInBaseline
+                | Reason::LifeCriticalSpared
+                | Reason::FragmentUnmatched
+                | Reason::PolicyDeny
         )
     }
 }

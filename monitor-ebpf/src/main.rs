@@ -10,7 +10,10 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
     helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
+        lpm_trie::Key as LpmKey,
+    },
     programs::XdpContext,
 };
 use monitor_common::{
@@ -18,6 +21,10 @@ use monitor_common::{
     flow::{self, Initiator, Service, ServiceHint},
     maps::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
+        DEVICE_HAS_RULES, DeviceKey, EVENT_STATS_SLOTS, EVENTS_BYTES, EVENTS_LOST,
+        EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT, EVENTS_SUPPRESSED, Event, EventRate,
+        MAX_DEVICE_ADDRESSES, MAX_RULE_SETS, MAX_RULES_PER_SET, RULE_ALLOW, RULE_ANY, RULE_DENY,
+        RULE_PREFIX_BASE, RuleKeyData, RuleSet, UNENROLLED_RATE_SLOT, active_generation,
         Config, ConnEntry, Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry,
         DeviceStats, Direction, FlowKey, FlowStats, FragmentEntry, FragmentKey, LAYOUT_VERSION,
         MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICES, MAX_FLOWS, MAX_FRAGMENTS, MAX_UNENROLLED,
@@ -30,7 +37,16 @@ use monitor_common::{
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
-static DEVICES: HashMap<Addr, DeviceEntry> = HashMap::with_max_entries(MAX_DEVICES, 0);
+static DEVICES: HashMap<DeviceKey, DeviceEntry> =
+    HashMap::with_max_entries(MAX_DEVICE_ADDRESSES, 0);
+#[map]
+static RULES: LpmTrie<RuleKeyData, RuleSet> = LpmTrie::with_max_entries(MAX_RULE_SETS, 0);
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+#[map]
+static EVENT_RATE: PerCpuArray<EventRate> = PerCpuArray::with_max_entries(MAX_DEVICES + 1, 0);
+#[map]
+static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_STATS_SLOTS, 0);
 #[map]
 static DEVICE_STATS: PerCpuArray<DeviceStats> = PerCpuArray::with_max_entries(MAX_DEVICES, 0);
 #[map]
@@ -71,6 +87,7 @@ static ZERO_DEVICE_STATS: DeviceStats = DeviceStats {
     dropped_packets: 0,
     would_drop_packets: 0,
     learned_flows: 0,
+    break_glass_packets: 0,
 };
 static ZERO_FLOW_STATS: FlowStats = FlowStats {
     packets_sent: 0,
@@ -141,6 +158,8 @@ struct Packet {
     now: u64,
     global: Mode,
     flags: u8,
+    /// Which copy of the policy maps this packet reads (see `Config::generation`).
+    generation: u8,
 }
 
 #[inline(always)]
@@ -159,6 +178,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
             Mode::Learn
         },
         flags: if layout_ok { config.flags } else { 0 },
+        generation: active_generation(config),
     };
     let snaplen = if packet.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
         Snaplen::CaptureMayBeCut
@@ -215,8 +235,14 @@ struct Side {
     /// The verdict for this side ([`Action`] and [`Reason`] as u8).
     action: u8,
     reason: u8,
-    _pad: u8,
+    /// `SIDE_*` flags.
+    flags: u8,
 }
+
+/// Break-glass is in force for this side's device.
+const SIDE_BREAK_GLASS: u8 = 1 << 0;
+/// Policy rules apply to this side's device.
+const SIDE_HAS_RULES: u8 = 1 << 1;
 
 /// The judge's working state, in a per-CPU slot rather than on the stack.
 ///
@@ -281,15 +307,29 @@ fn treatment_of(entry: &DeviceEntry, global: Mode) -> u8 {
 /// Fills `side` for the address `addr`: its inventory entry, if any, decides treatment.
 #[inline(always)]
 fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
-    match DEVICES.get_ptr(addr) {
+    let key = DeviceKey {
+        addr: *addr,
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    match DEVICES.get_ptr(&key) {
         Some(entry) => {
             // SAFETY: a map value, copied out at once.
             let entry = unsafe { *entry };
             side.slot = entry.slot;
             side.treatment = treatment_of(&entry, packet.global);
+            side.flags = 0;
+            if packet.now < entry.break_glass_until_ns {
+                side.flags |= SIDE_BREAK_GLASS;
+            }
+            if entry.flags & DEVICE_HAS_RULES != 0 {
+                side.flags |= SIDE_HAS_RULES;
+            }
         }
         None => {
             side.slot = NO_SLOT;
+            side.flags = 0;
             side.treatment = if packet.flags & CONFIG_JUDGE_UNENROLLED == 0 {
                 UNJUDGED
             } else {
@@ -454,6 +494,22 @@ fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
     if treatment == UNJUDGED {
         return (Action::Pass, Reason::Unenrolled);
     }
+    if side.flags & SIDE_BREAK_GLASS != 0 {
+        return (Action::Pass, Reason::BreakGlass);
+    }
+    if side.flags & SIDE_HAS_RULES != 0 {
+        match match_rules(packet, &side.key) {
+            RULE_DENY => {
+                return match treatment {
+                    ENFORCE => (Action::Drop, Reason::PolicyDeny),
+                    SPARED => (Action::Pass, Reason::LifeCriticalSpared),
+                    _ => (Action::Pass, Reason::PolicyDeny),
+                };
+            }
+            RULE_ALLOW => return (Action::Pass, Reason::PolicyAllow),
+            _ => {}
+        }
+    }
     if let Ok(work) = work() {
         if work.is_later_fragment != 0 {
             // A later fragment shares its first fragment's fate; unmatched ones are
@@ -511,6 +567,41 @@ fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
     }
 }
 
+/// The action of the policy rules for `key`: RULE_DENY if any deny rule matches (deny
+/// wins), else RULE_ALLOW if an allow rule does, else 0.
+#[inline(always)]
+fn match_rules(packet: &Packet, key: &FlowKey) -> u8 {
+    let lookup = LpmKey::new(
+        RULE_PREFIX_BASE + 128,
+        RuleKeyData {
+            generation: packet.generation,
+            device: key.device,
+            peer: key.peer,
+        },
+    );
+    let Some(set) = RULES.get(&lookup) else {
+        return 0;
+    };
+    let mut verdict = 0;
+    for i in 0..MAX_RULES_PER_SET {
+        if i as u32 >= set.count {
+            break;
+        }
+        let rule = &set.rules[i];
+        let matches = (rule.protocol == RULE_ANY || rule.protocol == key.protocol)
+            && (rule.direction == RULE_ANY || rule.direction == key.direction)
+            && rule.port_low <= key.service_port
+            && key.service_port <= rule.port_high;
+        if matches {
+            if rule.action == RULE_DENY {
+                return RULE_DENY;
+            }
+            verdict = RULE_ALLOW;
+        }
+    }
+    verdict
+}
+
 /// Drop wins; among passes, a violation (would-drop) says most, then learning.
 #[inline(always)]
 fn rank(action: u8, reason: u8) -> u8 {
@@ -519,9 +610,13 @@ fn rank(action: u8, reason: u8) -> u8 {
     } else if reason == Reason::NotInBaseline as u8
         || reason == Reason::LifeCriticalSpared as u8
         || reason == Reason::FragmentUnmatched as u8
+        || reason == Reason::PolicyDeny as u8
     {
         3
-    } else if reason == Reason::Learned as u8 || reason == Reason::BaselineFull as u8 {
+    } else if reason == Reason::Learned as u8
+        || reason == Reason::BaselineFull as u8
+        || reason == Reason::BreakGlass as u8
+    {
         2
     } else {
         1
@@ -566,8 +661,22 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
     let dropped = work.action == Action::Drop as u8;
     let src_violation = rank(src.action, src.reason) >= 3;
     let dst_violation = rank(dst.action, dst.reason) >= 3;
-    count_device(packet, &ip.src, src.slot, charge(true, dropped && src_violation, src_violation));
-    count_device(packet, &ip.dst, dst.slot, charge(false, dropped && dst_violation, dst_violation));
+    if src_violation {
+        emit_event(packet, &work.sides[0], dropped);
+    }
+    if dst_violation {
+        emit_event(packet, &work.sides[1], dropped);
+    }
+    let mut src_charge = charge(true, dropped && src_violation, src_violation);
+    if src.reason == Reason::BreakGlass as u8 {
+        src_charge |= CHARGE_BREAK_GLASS;
+    }
+    let mut dst_charge = charge(false, dropped && dst_violation, dst_violation);
+    if dst.reason == Reason::BreakGlass as u8 {
+        dst_charge |= CHARGE_BREAK_GLASS;
+    }
+    count_device(packet, &ip.src, src.slot, src_charge);
+    count_device(packet, &ip.dst, dst.slot, dst_charge);
     count_flow(packet, src.slot != NO_SLOT, &work.sides[0].key, charge(true, dropped, false));
     count_flow(packet, dst.slot != NO_SLOT, &work.sides[1].key, charge(false, dropped, false));
     Ok(())
@@ -576,6 +685,66 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
 const CHARGE_SENT: u8 = 1 << 0;
 const CHARGE_DROPPED: u8 = 1 << 1;
 const CHARGE_VIOLATION: u8 = 1 << 2;
+const CHARGE_BREAK_GLASS: u8 = 1 << 3;
+
+#[inline(always)]
+fn add_event_stat(index: u32) {
+    if let Some(counter) = EVENT_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Reports a violation to the controller, at most EVENTS_PER_DEVICE_PER_SECOND per
+/// device and CPU: a flood cannot drown the controller, and what the limit holds back is
+/// counted and reported with the device's next event.
+#[inline(never)]
+fn emit_event(packet: &Packet, side: &Side, dropped: bool) {
+    let slot = if side.slot == NO_SLOT {
+        UNENROLLED_RATE_SLOT
+    } else {
+        side.slot
+    };
+    let Some(rate) = EVENT_RATE.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: per-CPU slot.
+    let rate = unsafe { &mut *rate };
+    if packet.now.wrapping_sub(rate.window_start_ns) >= 1_000_000_000 {
+        rate.window_start_ns = packet.now;
+        rate.sent_in_window = 0;
+    }
+    if rate.sent_in_window >= EVENTS_PER_DEVICE_PER_SECOND {
+        rate.suppressed += 1;
+        add_event_stat(EVENTS_SUPPRESSED);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        add_event_stat(EVENTS_LOST);
+        return;
+    };
+    entry.write(Event {
+        timestamp_ns: packet.now,
+        device: side.key.device,
+        peer: side.key.peer,
+        slot: side.slot,
+        suppressed: rate.suppressed,
+        service_port: side.key.service_port,
+        protocol: side.key.protocol,
+        direction: side.key.direction,
+        action: if dropped {
+            Action::Drop as u8
+        } else {
+            Action::Pass as u8
+        },
+        reason: side.reason,
+        _pad: 0,
+    });
+    entry.submit(0);
+    rate.sent_in_window += 1;
+    rate.suppressed = 0;
+    add_event_stat(EVENTS_SENT);
+}
 
 /// How a packet is charged to a side's counters, as `CHARGE_*` flags.
 #[inline(always)]
@@ -618,6 +787,9 @@ fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
         stats.dropped_packets += 1;
     } else if charge & CHARGE_VIOLATION != 0 {
         stats.would_drop_packets += 1;
+    }
+    if charge & CHARGE_BREAK_GLASS != 0 {
+        stats.break_glass_packets += 1;
     }
 }
 

@@ -66,8 +66,9 @@ pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Re
     let policy = Policy::load_dir(dir)
         .with_context(|| format!("policy in {} not applied; the running policy stays", dir.display()))?;
     let previous = Inventory::load(state)?;
-    let (inventory, fresh) = Inventory::from_policy(&policy, &previous);
-    inventory.apply(datapath.maps_mut(), &fresh)?;
+    let rules = compiled_rules(&policy)?;
+    let (inventory, fresh) = Inventory::from_policy(&policy, &previous, &rules);
+    inventory.apply(datapath.maps_mut(), &fresh, &rules)?;
     if let Some(mode) = policy.defaults.mode {
         if previous.devices.is_empty() {
             // Only the first policy sets the starting mode: a reload must not undo an
@@ -75,9 +76,6 @@ pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Re
             datapath.maps_mut().set_mode(Mode::from(mode))?;
         }
     }
-    let mut config = datapath.maps().config()?;
-    config.generation = config.generation.wrapping_add(1);
-    datapath.maps_mut().set_config(config)?;
     inventory.save(state)?;
     log::info!(
         "policy from {} applied: {} devices",
@@ -85,6 +83,16 @@ pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Re
         inventory.devices.len()
     );
     Ok(inventory)
+}
+
+/// The policy's rules, folded into the rule sets the datapath reads.
+pub fn compiled_rules(
+    policy: &Policy,
+) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>> {
+    let rules = policy
+        .compile_rules()
+        .map_err(crate::policy::PolicyError::Invalid)?;
+    Ok(crate::policy::fold_rules(&rules).map_err(crate::policy::PolicyError::Invalid)?)
 }
 
 pub struct RunOptions {

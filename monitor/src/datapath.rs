@@ -9,14 +9,18 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, xdp::XdpMode},
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
     maps::{
-        BaselineEntry, Config, Counter, DeviceEntry, DeviceStats, FlowKey, FlowStats,
-        LAYOUT_VERSION, names, programs,
+        BaselineEntry, Config, Counter, DeviceEntry, DeviceKey, DeviceStats, EVENTS_LOST,
+        EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowStats, LAYOUT_VERSION, RuleKeyData, RuleSet,
+        active_generation, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -79,6 +83,16 @@ pub fn addr_key(ip: IpAddr) -> Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The `DEVICES` key of `addr` in `generation`.
+pub fn device_key(addr: IpAddr, generation: u8) -> DeviceKey {
+    DeviceKey {
+        addr: addr_key(addr),
+        generation,
+        _pad1: 0,
+        _pad2: 0,
     }
 }
 
@@ -356,37 +370,151 @@ impl MapSet {
         self.set_config(config)
     }
 
-    /// Enrolls (or updates) the device at `addr`.
+    fn devices_map_mut(&mut self) -> Result<HashMap<&mut MapData, DeviceKey, DeviceEntry>> {
+        HashMap::try_from(self.map_mut(names::DEVICES)?).map_err(map_err(names::DEVICES, "wrong type"))
+    }
+
+    fn devices_map(&self) -> Result<HashMap<&MapData, DeviceKey, DeviceEntry>> {
+        HashMap::try_from(self.map(names::DEVICES)?).map_err(map_err(names::DEVICES, "wrong type"))
+    }
+
+    fn active_generation(&self) -> Result<u8> {
+        Ok(active_generation(&self.config()?))
+    }
+
+    /// Enrolls (or updates) the device at `addr` in the policy packets read now. For a
+    /// whole inventory use [`MapSet::install_policy`], which switches atomically.
     pub fn enroll(&mut self, addr: IpAddr, entry: DeviceEntry) -> Result<()> {
-        let mut devices: HashMap<&mut MapData, Addr, DeviceEntry> =
-            HashMap::try_from(self.map_mut(names::DEVICES)?)
-                .map_err(map_err(names::DEVICES, "wrong type"))?;
-        devices
-            .insert(addr_key(addr), entry, 0)
+        let generation = self.active_generation()?;
+        self.devices_map_mut()?
+            .insert(device_key(addr, generation), entry, 0)
             .map_err(map_err(names::DEVICES, "enrolling a device"))
     }
 
-    /// Removes the device at `addr` from the inventory map.
+    /// Removes the device at `addr` from the policy packets read now.
     pub fn unenroll(&mut self, addr: IpAddr) -> Result<()> {
-        let mut devices: HashMap<&mut MapData, Addr, DeviceEntry> =
-            HashMap::try_from(self.map_mut(names::DEVICES)?)
-                .map_err(map_err(names::DEVICES, "wrong type"))?;
-        match devices.remove(&addr_key(addr)) {
+        let generation = self.active_generation()?;
+        match self.devices_map_mut()?.remove(&device_key(addr, generation)) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(names::DEVICES, "removing a device")(e)),
         }
     }
 
-    /// Every enrolled address and its entry.
+    /// Every address enrolled in the policy packets read now, with its entry.
     pub fn devices(&self) -> Result<BTreeMap<IpAddr, DeviceEntry>> {
-        let devices: HashMap<&MapData, Addr, DeviceEntry> =
-            HashMap::try_from(self.map(names::DEVICES)?)
-                .map_err(map_err(names::DEVICES, "wrong type"))?;
-        devices
+        let generation = self.active_generation()?;
+        self.devices_map()?
             .iter()
-            .map(|kv| kv.map(|(k, v)| (addr_of(&k), v)))
+            .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.generation == generation))
+            .map(|kv| kv.map(|(k, v)| (addr_of(&k.addr), v)))
             .collect::<Result<_, _>>()
             .map_err(map_err(names::DEVICES, "reading"))
+    }
+
+    /// Replaces the whole policy (devices and rules) so that every packet sees either the
+    /// whole old or the whole new one: the new policy is written into the generation
+    /// packets do not read, then one CONFIG write switches them over, then the old
+    /// generation is removed. An interrupted install leaves the old policy in force.
+    pub fn install_policy(
+        &mut self,
+        devices: &[(IpAddr, DeviceEntry)],
+        rules: &[(u32, RuleKeyData, RuleSet)],
+    ) -> Result<()> {
+        let config = self.config()?;
+        let old = active_generation(&config);
+        let new = old ^ 1;
+        // Leftovers of an interrupted install in the inactive generation.
+        self.clear_generation(new)?;
+        {
+            let mut map = self.devices_map_mut()?;
+            for (addr, entry) in devices {
+                map.insert(device_key(*addr, new), entry, 0)
+                    .map_err(map_err(names::DEVICES, "writing the new policy's devices"))?;
+            }
+        }
+        {
+            let mut map: LpmTrie<&mut MapData, RuleKeyData, RuleSet> =
+                LpmTrie::try_from(self.map_mut(names::RULES)?)
+                    .map_err(map_err(names::RULES, "wrong type"))?;
+            for (prefix_len, data, set) in rules {
+                let mut data = *data;
+                data.generation = new;
+                map.insert(&LpmKey::new(*prefix_len, data), set, 0)
+                    .map_err(map_err(names::RULES, "writing the new policy's rules"))?;
+            }
+        }
+        let mut switched = self.config()?;
+        switched.generation = config.generation.wrapping_add(1);
+        self.set_config(switched)?;
+        self.clear_generation(old)
+    }
+
+    fn clear_generation(&mut self, generation: u8) -> Result<()> {
+        let stale: Vec<DeviceKey> = self
+            .devices_map()?
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.generation == generation)
+            .collect();
+        let mut map = self.devices_map_mut()?;
+        for key in stale {
+            match map.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(names::DEVICES, "removing an old policy's device")(e)),
+            }
+        }
+        let mut rules: LpmTrie<&mut MapData, RuleKeyData, RuleSet> =
+            LpmTrie::try_from(self.map_mut(names::RULES)?).map_err(map_err(names::RULES, "wrong type"))?;
+        let stale: Vec<LpmKey<RuleKeyData>> = rules
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.data().generation == generation)
+            .collect();
+        for key in stale {
+            match rules.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(names::RULES, "removing an old policy's rules")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule sets of the policy packets read now: (prefix length, key, rules).
+    pub fn rules(&self) -> Result<Vec<(u32, RuleKeyData, RuleSet)>> {
+        let generation = self.active_generation()?;
+        let map: LpmTrie<&MapData, RuleKeyData, RuleSet> =
+            LpmTrie::try_from(self.map(names::RULES)?).map_err(map_err(names::RULES, "wrong type"))?;
+        map.iter()
+            .filter_map(|kv| match kv {
+                Ok((k, v)) if k.data().generation == generation => Some(Ok((k.prefix_len(), k.data(), v))),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::RULES, "reading"))
+    }
+
+    /// Event counters: (sent, suppressed by the rate limit, lost because the ring was full).
+    pub fn event_stats(&self) -> Result<(u64, u64, u64)> {
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(names::EVENT_STATS)?)
+            .map_err(map_err(names::EVENT_STATS, "wrong type"))?;
+        let sum = |index: u32| -> Result<u64> {
+            Ok(array
+                .get(&index, 0)
+                .map_err(map_err(names::EVENT_STATS, "reading"))?
+                .iter()
+                .sum())
+        };
+        Ok((sum(EVENTS_SENT)?, sum(EVENTS_SUPPRESSED)?, sum(EVENTS_LOST)?))
+    }
+
+    /// Takes the event ring buffer out of the set (one reader: the daemon).
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .maps
+            .remove(names::EVENTS)
+            .ok_or(DatapathError::MissingMap(names::EVENTS))?;
+        aya::maps::RingBuf::try_from(map).map_err(map_err(names::EVENTS, "wrong type"))
     }
 
     /// Counters of the device in `slot`, summed over CPUs.

@@ -11,7 +11,10 @@ use std::{
 
 use monitor_common::{
     Mode,
-    maps::{CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED, DeviceEntry, MODE_INHERIT},
+    maps::{
+        CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DeviceEntry,
+        MODE_INHERIT, RuleKeyData, RuleSet,
+    },
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -102,6 +105,18 @@ pub struct ModeOverride {
     pub confirmed: bool,
 }
 
+/// Break-glass in force for a device: enforcement lifted until it expires.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BreakGlass {
+    /// Expiry on CLOCK_MONOTONIC, as the datapath compares it.
+    pub until_monotonic_ns: u64,
+    /// Expiry, seconds since the Unix epoch (for people and for restarts).
+    pub until_unix: u64,
+    pub reason: String,
+    pub who: String,
+}
+
 /// One enrolled device.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -112,12 +127,23 @@ pub struct EnrolledDevice {
     pub spec: DeviceSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_override: Option<ModeOverride>,
+    /// Policy rules apply to it (the datapath looks up RULES only then).
+    #[serde(default)]
+    pub has_rules: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
 }
 
 impl EnrolledDevice {
     /// The entry the XDP program reads: the operator's override beats the policy's mode.
     pub fn entry(&self) -> DeviceEntry {
         let mut entry = self.spec.entry(self.slot);
+        if self.has_rules {
+            entry.flags |= DEVICE_HAS_RULES;
+        }
+        if let Some(glass) = &self.break_glass {
+            entry.break_glass_until_ns = glass.until_monotonic_ns;
+        }
         if let Some(over) = self.operator_override {
             entry.mode = Mode::from(over.mode) as u8;
             if over.mode == ModeSpec::Enforce && over.confirmed {
@@ -181,7 +207,12 @@ impl Inventory {
     /// The inventory for `policy`: devices keep their slot and operator override by name;
     /// new devices get the lowest free slot. Also returns the slots handed to new devices
     /// (their counters must start from zero).
-    pub fn from_policy(policy: &Policy, previous: &Inventory) -> (Inventory, Vec<u32>) {
+    pub fn from_policy(
+        policy: &Policy,
+        previous: &Inventory,
+        rules: &[(u32, RuleKeyData, RuleSet)],
+    ) -> (Inventory, Vec<u32>) {
+        let ruled: BTreeSet<[u8; 16]> = rules.iter().map(|(_, key, _)| key.device).collect();
         let old: BTreeMap<&str, &EnrolledDevice> = previous
             .devices
             .iter()
@@ -198,21 +229,26 @@ impl Inventory {
             .devices
             .iter()
             .map(|spec| {
-                let (slot, operator_override) = match old.get(spec.name.as_str()) {
-                    Some(prev) => (prev.slot, prev.operator_override),
+                let (slot, operator_override, break_glass) = match old.get(spec.name.as_str()) {
+                    Some(prev) => (prev.slot, prev.operator_override, prev.break_glass.clone()),
                     None => {
                         while used.contains(&next_free) {
                             next_free += 1;
                         }
                         used.insert(next_free);
                         fresh.push(next_free);
-                        (next_free, None)
+                        (next_free, None, None)
                     }
                 };
                 EnrolledDevice {
                     slot,
                     spec: spec.clone(),
                     operator_override,
+                    has_rules: spec
+                        .addresses
+                        .iter()
+                        .any(|a| ruled.contains(&crate::datapath::addr_key(*a))),
+                    break_glass,
                 }
             })
             .collect();
@@ -270,22 +306,30 @@ impl Inventory {
             .collect()
     }
 
-    /// Writes the inventory into the maps: enrolls every address, removes addresses no
-    /// longer enrolled, zeroes the counters of `fresh_slots`, sets the unenrolled default.
-    pub fn apply(&self, maps: &mut MapSet, fresh_slots: &[u32]) -> Result<(), StateError> {
+    /// Installs the inventory and `rules` as the policy packets read, in one atomic
+    /// switch (see [`MapSet::install_policy`]); zeroes the counters of `fresh_slots` first
+    /// and sets the unenrolled default.
+    pub fn apply(
+        &self,
+        maps: &mut MapSet,
+        fresh_slots: &[u32],
+        rules: &[(u32, RuleKeyData, RuleSet)],
+    ) -> Result<(), StateError> {
         for slot in fresh_slots {
             maps.reset_device_stats(*slot).map_err(StateError::Datapath)?;
         }
-        let wanted = self.by_address();
-        for (addr, device) in &wanted {
-            maps.enroll(*addr, device.entry()).map_err(StateError::Datapath)?;
-        }
-        for addr in maps.devices().map_err(StateError::Datapath)?.keys() {
-            if !wanted.contains_key(addr) {
-                maps.unenroll(*addr).map_err(StateError::Datapath)?;
-            }
-        }
+        let devices: Vec<(IpAddr, DeviceEntry)> = self
+            .by_address()
+            .into_iter()
+            .map(|(addr, device)| (addr, device.entry()))
+            .collect();
+        maps.install_policy(&devices, rules).map_err(StateError::Datapath)?;
         maps.set_flags(CONFIG_UNENROLLED_DROP, self.unenrolled == UnenrolledSpec::Drop)
             .map_err(StateError::Datapath)
+    }
+
+    /// The device named (or addressed) `name`, for changes.
+    pub fn device_mut(&mut self, name: &str) -> Result<&mut EnrolledDevice, StateError> {
+        self.find_mut(name)
     }
 }

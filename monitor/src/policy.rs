@@ -31,6 +31,93 @@ pub struct PolicyFile {
     pub defaults: Option<Defaults>,
     #[serde(default)]
     pub devices: Vec<DeviceSpec>,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// A named set of devices sharing rules ("every pump ...").
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GroupSpec {
+    pub name: String,
+    /// Devices by name.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Every device of these kinds.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Devices a rule is about, or a peer.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum Endpoint {
+    Device(String),
+    Group(String),
+    Kind(String),
+    /// Peers only: an address block (`10.20.0.0/16`, `fd00::/8`, or one address).
+    Cidr(String),
+    /// Peers only: anyone.
+    Any(bool),
+}
+
+/// Whether a rule lets the flow through or stops it. Deny wins.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+/// Who opens the flow, seen from the rule's devices.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleDirection {
+    /// The devices reach the peer's service (they are the client).
+    #[default]
+    Out,
+    /// The peer reaches the devices' service.
+    In,
+    Any,
+}
+
+/// Ports as written: `443`, `"8000-8100"`, or a list of those.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PortsSpec {
+    One(u16),
+    Text(String),
+    List(Vec<PortsSpec>),
+}
+
+/// An allow or deny rule.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleSpec {
+    /// Why the rule exists, for the people who review it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The devices the rule is about: `{device: NAME}`, `{group: NAME}` or `{kind: KIND}`.
+    pub devices: Endpoint,
+    /// The other side: `{device: ..}`, `{group: ..}`, `{kind: ..}`, `{cidr: ..}` or `{any: true}`.
+    pub peer: Endpoint,
+    /// tcp, udp, sctp, icmp, icmpv6, any, or a protocol number.
+    #[serde(default = "any_protocol")]
+    pub protocol: String,
+    /// Service ports (for ICMP echo: 8 or 128). Omitted: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<PortsSpec>,
+    #[serde(default)]
+    pub direction: RuleDirection,
+    pub action: RuleAction,
+}
+
+fn any_protocol() -> String {
+    "any".into()
 }
 
 /// What applies where no device entry says otherwise.
@@ -216,8 +303,12 @@ pub enum PolicyError {
 pub struct Policy {
     pub defaults: Defaults,
     pub devices: Vec<DeviceSpec>,
+    pub groups: Vec<GroupSpec>,
+    pub rules: Vec<(Place, RuleSpec)>,
     /// Where each device was defined (for messages), by name.
     pub origins: BTreeMap<String, Place>,
+    /// Problems that do not stop the policy from loading (printed by `policy check`).
+    pub warnings: Vec<Problem>,
 }
 
 /// A device entry's text position: serde does not give one, so the loader finds the
@@ -425,6 +516,31 @@ impl Policy {
                 policy.origins.entry(device.name.clone()).or_insert(place.clone());
                 policy.devices.push(device);
             }
+            for group in parsed.groups {
+                let nth = seen.entry(group.name.clone()).or_default();
+                let (line, column) = find_name(text, &group.name, *nth);
+                *nth += 1;
+                if policy.groups.iter().any(|g| g.name == group.name) {
+                    problems.push(Problem {
+                        place: Place {
+                            file: file.clone(),
+                            line,
+                            column,
+                        },
+                        message: format!("group `{}` is already defined", group.name),
+                    });
+                }
+                policy.groups.push(group);
+            }
+            let rule_lines = list_item_lines(text, "rules");
+            for (index, rule) in parsed.rules.into_iter().enumerate() {
+                let place = Place {
+                    file: file.clone(),
+                    line: rule_lines.get(index).copied(),
+                    column: None,
+                };
+                policy.rules.push((place, rule));
+            }
         }
         if policy.devices.len() > MAX_DEVICES {
             problems.push(Problem {
@@ -439,8 +555,11 @@ impl Policy {
                 ),
             });
         }
+        policy.devices.sort_by(|a, b| a.name.cmp(&b.name));
         if problems.is_empty() {
-            policy.devices.sort_by(|a, b| a.name.cmp(&b.name));
+            policy.check_rules(&mut problems);
+        }
+        if problems.is_empty() {
             Ok(policy)
         } else {
             Err(PolicyError::Invalid(problems))
@@ -451,6 +570,368 @@ impl Policy {
     pub fn device_names(&self) -> BTreeSet<&str> {
         self.devices.iter().map(|d| d.name.as_str()).collect()
     }
+}
+
+/// 1-based line numbers of the items of the top-level list `key:` in a YAML text.
+fn list_item_lines(text: &str, key: &str) -> Vec<usize> {
+    let mut lines = text.lines().enumerate();
+    let header = format!("{key}:");
+    if !lines.any(|(_, l)| l.trim_end() == header) {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    let mut indent = None;
+    for (index, line) in lines {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let depth = line.len() - trimmed.len();
+        match indent {
+            None if trimmed.starts_with("- ") => {
+                indent = Some(depth);
+                items.push(index + 1);
+            }
+            Some(d) if depth == d && trimmed.starts_with("- ") => items.push(index + 1),
+            Some(d) if depth < d || (depth == 0 && !trimmed.starts_with('-')) => break,
+            None if depth == 0 => break,
+            _ => {}
+        }
+    }
+    items
+}
+
+/// An address block in the maps' 128-bit space (IPv4 is IPv4-mapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    pub addr: [u8; 16],
+    /// 0..=128 bits.
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn host(ip: IpAddr) -> Prefix {
+        Prefix {
+            addr: crate::datapath::addr_key(ip),
+            len: 128,
+        }
+    }
+
+    pub const ANY: Prefix = Prefix {
+        addr: [0; 16],
+        len: 0,
+    };
+
+    /// Parses `10.20.0.0/16`, `fd00::/8` or a single address.
+    pub fn parse(text: &str) -> Option<Prefix> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let ip: IpAddr = addr.trim().parse().ok()?;
+        let len = match (ip, len) {
+            (IpAddr::V4(_), Some(l)) if l <= 32 => 96 + l,
+            (IpAddr::V6(_), Some(l)) if l <= 128 => l,
+            (_, Some(_)) => return None,
+            (_, None) => 128,
+        };
+        Some(Prefix::host(ip).truncated(len))
+    }
+
+    fn truncated(mut self, len: u8) -> Prefix {
+        for bit in usize::from(len)..128 {
+            self.addr[bit / 8] &= !(0x80 >> (bit % 8));
+        }
+        self.len = len;
+        self
+    }
+
+    /// Whether `other` lies within this block.
+    pub fn contains(&self, other: &Prefix) -> bool {
+        other.len >= self.len && other.truncated(self.len).addr == self.addr
+    }
+}
+
+/// One rule compiled for one device address toward one peer prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompiledRule {
+    pub device: IpAddr,
+    pub peer: Prefix,
+    pub rule: monitor_common::maps::Rule,
+}
+
+fn parse_protocol(text: &str) -> Option<u8> {
+    match text.to_ascii_lowercase().as_str() {
+        "any" => Some(monitor_common::maps::RULE_ANY),
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "sctp" => Some(132),
+        "icmp" => Some(1),
+        "icmpv6" => Some(58),
+        "gre" => Some(47),
+        "esp" => Some(50),
+        other => other.parse::<u8>().ok().filter(|p| *p != 0),
+    }
+}
+
+fn parse_ports(spec: &PortsSpec, out: &mut Vec<(u16, u16)>) -> Result<(), String> {
+    match spec {
+        PortsSpec::One(port) => out.push((*port, *port)),
+        PortsSpec::Text(text) => {
+            let range = match text.split_once('-') {
+                Some((lo, hi)) => (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()),
+                None => (text.trim().parse::<u16>(), text.trim().parse::<u16>()),
+            };
+            match range {
+                (Ok(lo), Ok(hi)) if lo <= hi => out.push((lo, hi)),
+                (Ok(lo), Ok(hi)) => return Err(format!("port range `{text}` runs backwards ({lo} > {hi})")),
+                _ => return Err(format!("`{text}` is not a port or a port range like 8000-8100")),
+            }
+        }
+        PortsSpec::List(list) => {
+            for item in list {
+                parse_ports(item, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Policy {
+    fn problem_at(place: &Place, message: String) -> Problem {
+        Problem {
+            place: place.clone(),
+            message,
+        }
+    }
+
+    /// The devices an endpoint names, or why it names none.
+    fn resolve_devices(&self, endpoint: &Endpoint) -> Result<Vec<&DeviceSpec>, String> {
+        match endpoint {
+            Endpoint::Device(name) => self
+                .devices
+                .iter()
+                .find(|d| &d.name == name)
+                .map(|d| vec![d])
+                .ok_or_else(|| format!("no device is named `{name}`")),
+            Endpoint::Group(name) => {
+                let group = self
+                    .groups
+                    .iter()
+                    .find(|g| &g.name == name)
+                    .ok_or_else(|| format!("no group is named `{name}`"))?;
+                let mut members = Vec::new();
+                for member in &group.members {
+                    members.push(
+                        self.devices
+                            .iter()
+                            .find(|d| &d.name == member)
+                            .ok_or_else(|| format!("group `{name}` lists `{member}`, which is no device"))?,
+                    );
+                }
+                for kind in &group.kinds {
+                    members.extend(self.devices.iter().filter(|d| &d.kind == kind));
+                }
+                members.sort_by(|a, b| a.name.cmp(&b.name));
+                members.dedup_by(|a, b| a.name == b.name);
+                Ok(members)
+            }
+            Endpoint::Kind(kind) => {
+                let members: Vec<&DeviceSpec> = self.devices.iter().filter(|d| &d.kind == kind).collect();
+                if members.is_empty() {
+                    Err(format!("no device is of kind `{kind}`"))
+                } else {
+                    Ok(members)
+                }
+            }
+            Endpoint::Cidr(_) | Endpoint::Any(_) => {
+                Err("`devices` must name devices: {device: ..}, {group: ..} or {kind: ..}".into())
+            }
+        }
+    }
+
+    /// The peer prefixes an endpoint names, and the enrolled devices among them (which get
+    /// the mirrored rule, so that the peer's own policy does not undo it).
+    fn resolve_peer(&self, endpoint: &Endpoint) -> Result<(Vec<Prefix>, Vec<&DeviceSpec>), String> {
+        match endpoint {
+            Endpoint::Cidr(text) => Prefix::parse(text)
+                .map(|p| (vec![p], Vec::new()))
+                .ok_or_else(|| format!("`{text}` is not an address or address block like 10.20.0.0/16")),
+            Endpoint::Any(true) => Ok((vec![Prefix::ANY], Vec::new())),
+            Endpoint::Any(false) => Err("`any: false` names no peer; remove the rule".into()),
+            other => {
+                let devices = self.resolve_devices(other)?;
+                let prefixes = devices
+                    .iter()
+                    .flat_map(|d| d.addresses.iter().map(|a| Prefix::host(*a)))
+                    .collect();
+                Ok((prefixes, devices))
+            }
+        }
+    }
+
+    /// Checks references, protocols, ports and contradictions of the rules; compiles them.
+    fn check_rules(&mut self, problems: &mut Vec<Problem>) {
+        for group in &self.groups {
+            if group.members.is_empty() && group.kinds.is_empty() {
+                self.warnings.push(Problem {
+                    place: Place { file: PathBuf::from("(policy)"), line: None, column: None },
+                    message: format!("group `{}` has no members and no kinds", group.name),
+                });
+            }
+        }
+        match self.compile_rules() {
+            Ok(_) => {}
+            Err(mut found) => problems.append(&mut found),
+        }
+        // Contradictions: an allow and a deny covering the same devices, peers and ports.
+        let rules = &self.rules;
+        for (i, (place_a, a)) in rules.iter().enumerate() {
+            for (place_b, b) in rules.iter().skip(i + 1) {
+                if a.action != b.action && a.devices == b.devices && a.peer == b.peer && a.protocol == b.protocol && a.ports == b.ports && a.direction == b.direction {
+                    self.warnings.push(Problem {
+                        place: place_b.clone(),
+                        message: format!(
+                            "this rule contradicts the rule at {place_a} (same devices, peer, protocol and ports); deny wins"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every rule, compiled per device address and peer prefix (not yet folded).
+    pub fn compile_rules(&self) -> Result<Vec<CompiledRule>, Vec<Problem>> {
+        use monitor_common::maps::{Direction, RULE_ALLOW, RULE_ANY, RULE_DENY, Rule};
+        let mut problems = Vec::new();
+        let mut out = Vec::new();
+        for (id, (place, spec)) in self.rules.iter().enumerate() {
+            let devices = match self.resolve_devices(&spec.devices) {
+                Ok(d) => d,
+                Err(m) => {
+                    problems.push(Self::problem_at(place, format!("devices: {m}")));
+                    continue;
+                }
+            };
+            let (peers, peer_devices) = match self.resolve_peer(&spec.peer) {
+                Ok(p) => p,
+                Err(m) => {
+                    problems.push(Self::problem_at(place, format!("peer: {m}")));
+                    continue;
+                }
+            };
+            let Some(protocol) = parse_protocol(&spec.protocol) else {
+                problems.push(Self::problem_at(
+                    place,
+                    format!("protocol `{}` is not tcp, udp, sctp, icmp, icmpv6, any or a protocol number", spec.protocol),
+                ));
+                continue;
+            };
+            let mut ports = Vec::new();
+            match &spec.ports {
+                None => ports.push((0, u16::MAX)),
+                Some(p) => {
+                    if let Err(m) = parse_ports(p, &mut ports) {
+                        problems.push(Self::problem_at(place, format!("ports: {m}")));
+                        continue;
+                    }
+                }
+            }
+            let action = match spec.action {
+                RuleAction::Allow => RULE_ALLOW,
+                RuleAction::Deny => RULE_DENY,
+            };
+            let (direction, mirrored) = match spec.direction {
+                RuleDirection::Out => (Direction::Outbound as u8, Direction::Inbound as u8),
+                RuleDirection::In => (Direction::Inbound as u8, Direction::Outbound as u8),
+                RuleDirection::Any => (RULE_ANY, RULE_ANY),
+            };
+            for (low, high) in &ports {
+                let rule = |direction| Rule {
+                    port_low: *low,
+                    port_high: *high,
+                    protocol,
+                    direction,
+                    action,
+                    _pad: 0,
+                    rule_id: id as u32,
+                };
+                for device in &devices {
+                    for addr in &device.addresses {
+                        for peer in &peers {
+                            out.push(CompiledRule { device: *addr, peer: *peer, rule: rule(direction) });
+                        }
+                    }
+                }
+                // The peer devices see the same flows from their side.
+                for peer in &peer_devices {
+                    for addr in &peer.addresses {
+                        for device in &devices {
+                            for subject in &device.addresses {
+                                out.push(CompiledRule {
+                                    device: *addr,
+                                    peer: Prefix::host(*subject),
+                                    rule: rule(mirrored),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            if let Err(mut more) = fold_rules(&out).map(|_| ()) {
+                problems.append(&mut more);
+            }
+        }
+        if problems.is_empty() { Ok(out) } else { Err(problems) }
+    }
+}
+
+/// Rule sets for the `RULES` LPM trie: per device address and peer prefix, every rule
+/// whose peer block contains that prefix (an LPM lookup finds only the longest match).
+pub fn fold_rules(
+    rules: &[CompiledRule],
+) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>, Vec<Problem>> {
+    use monitor_common::maps::{MAX_RULES_PER_SET, RULE_PREFIX_BASE, Rule, RuleKeyData, RuleSet};
+    let mut by_device: BTreeMap<IpAddr, Vec<&CompiledRule>> = BTreeMap::new();
+    for rule in rules {
+        by_device.entry(rule.device).or_default().push(rule);
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (device, list) in by_device {
+        let prefixes: BTreeSet<Prefix> = list.iter().map(|r| r.peer).collect();
+        for prefix in prefixes {
+            let mut applicable: Vec<Rule> = list
+                .iter()
+                .filter(|r| r.peer.contains(&prefix))
+                .map(|r| r.rule)
+                .collect();
+            applicable.sort_by_key(|r| (r.rule_id, r.port_low, r.direction));
+            applicable.dedup();
+            if applicable.len() > MAX_RULES_PER_SET {
+                problems.push(Problem {
+                    place: Place { file: PathBuf::from("(policy)"), line: None, column: None },
+                    message: format!(
+                        "{} rules apply to {device} toward {}/{}; at most {MAX_RULES_PER_SET} can (merge port lists into ranges or use groups)",
+                        applicable.len(),
+                        crate::datapath::addr_of(&prefix.addr),
+                        prefix.len
+                    ),
+                });
+                continue;
+            }
+            let mut set = RuleSet { count: applicable.len() as u32, _pad: 0, rules: [Rule::default(); MAX_RULES_PER_SET] };
+            set.rules[..applicable.len()].copy_from_slice(&applicable);
+            out.push((
+                RULE_PREFIX_BASE + u32::from(prefix.len),
+                RuleKeyData { generation: 0, device: crate::datapath::addr_key(device), peer: prefix.addr },
+                set,
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with '-').
@@ -479,12 +960,11 @@ impl DeviceSpec {
         if self.confirm_enforce && self.mode == Some(ModeSpec::Enforce) {
             flags |= DEVICE_ENFORCE_CONFIRMED;
         }
-        DeviceEntry {
+        DeviceEntry::new(
             slot,
-            mode: self.mode.map_or(MODE_INHERIT, |m| Mode::from(m) as u8),
+            self.mode.map_or(MODE_INHERIT, |m| Mode::from(m) as u8),
             flags,
-            _pad: 0,
-        }
+        )
     }
 }
 

@@ -54,9 +54,10 @@ impl Bed {
             Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
         let policy_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let policy = Policy::load_dir(&policy_dir).unwrap_or_else(|e| panic!("example policy: {e}"));
-        let (inventory, fresh) = Inventory::from_policy(&policy, &Inventory::default());
+        let rules = monitor::daemon::compiled_rules(&policy).unwrap_or_else(|e| panic!("rules: {e}"));
+        let (inventory, fresh) = Inventory::from_policy(&policy, &Inventory::default(), &rules);
         inventory
-            .apply(datapath.maps_mut(), &fresh)
+            .apply(datapath.maps_mut(), &fresh, &rules)
             .unwrap_or_else(|e| panic!("enrolling: {e}"));
         {
             let _inside = ward.router.enter().unwrap_or_else(|e| panic!("{e}"));
