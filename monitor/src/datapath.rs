@@ -13,7 +13,11 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, xdp::XdpMode},
+    programs::{
+        ProgramError, TestRun, TestRunOptions, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId, XdpMode},
+    },
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
@@ -58,6 +62,21 @@ pub enum DatapathError {
     FrameTooLarge(usize),
     #[error("pinning at {0}")]
     Pin(PathBuf, #[source] aya::pin::PinError),
+    #[error(
+        "the pinned map {path} has key/value/entries {found:?}, but this build expects {expected:?}: \
+         it was made by another version of monitor. Stop that version, run `monitor detach` \
+         (counters are lost; the baseline saved in the state directory is restored at the next start), \
+         then start this one"
+    )]
+    Layout {
+        path: PathBuf,
+        found: (u32, u32, u32),
+        expected: (u32, u32, u32),
+    },
+    #[error("interface `{0}` does not exist (in this network namespace)")]
+    NoInterface(String),
+    #[error("link pin {0}")]
+    Link(PathBuf, #[source] aya::programs::links::LinkError),
     #[error("counting the possible CPUs failed")]
     Cpus(#[source] std::io::Error),
     #[error("unknown XDP action {0} returned by the program")]
@@ -105,6 +124,63 @@ pub fn addr_of(key: &Addr) -> IpAddr {
     }
 }
 
+/// The shape every map must have: (name, key size, value size, max entries), derived from
+/// the same types and constants the XDP program declares its maps with.
+pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
+    use core::mem::size_of;
+    use monitor_common::{
+        FrameClass, VERDICT_SLOTS,
+        maps::{
+            ConnEntry, ConnKey, EVENT_STATS_SLOTS, EVENTS_BYTES, EventRate, FragmentEntry,
+            FragmentKey, MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICE_ADDRESSES, MAX_DEVICES, MAX_FLOWS,
+            MAX_FRAGMENTS, MAX_RULE_SETS, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
+        },
+    };
+    let size = |n: usize| n as u32;
+    vec![
+        (names::CONFIG, 4, size(size_of::<Config>()), 1),
+        (names::DEVICES, size(size_of::<DeviceKey>()), size(size_of::<DeviceEntry>()), MAX_DEVICE_ADDRESSES),
+        (names::DEVICE_STATS, 4, size(size_of::<DeviceStats>()), MAX_DEVICES),
+        (names::UNENROLLED_STATS, size(size_of::<Addr>()), size(size_of::<DeviceStats>()), MAX_UNENROLLED),
+        (names::FLOWS, size(size_of::<FlowKey>()), size(size_of::<FlowStats>()), MAX_FLOWS),
+        (names::UNENROLLED_FLOWS, size(size_of::<FlowKey>()), size(size_of::<FlowStats>()), MAX_UNENROLLED_FLOWS),
+        (names::BASELINE, size(size_of::<FlowKey>()), size(size_of::<BaselineEntry>()), MAX_BASELINE),
+        (names::CONNTRACK, size(size_of::<ConnKey>()), size(size_of::<ConnEntry>()), MAX_CONNTRACK),
+        (names::FRAGMENTS, size(size_of::<FragmentKey>()), size(size_of::<FragmentEntry>()), MAX_FRAGMENTS),
+        (names::VERDICTS, 4, size(size_of::<Counter>()), VERDICT_SLOTS),
+        (names::CLASSES, 4, size(size_of::<Counter>()), FrameClass::COUNT as u32),
+        (names::RULES, 4 + size(size_of::<RuleKeyData>()), size(size_of::<RuleSet>()), MAX_RULE_SETS),
+        (names::EVENTS, 0, 0, EVENTS_BYTES),
+        (names::EVENT_RATE, 4, size(size_of::<EventRate>()), MAX_DEVICES + 1),
+        (names::EVENT_STATS, 4, 8, EVENT_STATS_SLOTS),
+    ]
+}
+
+/// Checks the maps pinned under `dir` (if any) against [`expected_layout`]: maps left by
+/// a build with another layout are refused before anything adopts them.
+pub fn check_pinned_layout(dir: &Path) -> Result<()> {
+    for (name, key, value, max) in expected_layout() {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|source| DatapathError::Map {
+            name,
+            what: "reading the pinned map's shape",
+            source,
+        })?;
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if found != (key, value, max) {
+            return Err(DatapathError::Layout {
+                path,
+                found,
+                expected: (key, value, max),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// How the datapath's maps are created.
 #[derive(Clone, Debug)]
 pub enum Maps {
@@ -150,6 +226,9 @@ impl Datapath {
     /// Loads the object and its programs into the kernel. With fresh maps the CONFIG is
     /// written (learn mode); adopted maps keep theirs.
     pub fn load(maps: &Maps) -> Result<Self> {
+        if let Maps::Pinned(dir) = maps {
+            check_pinned_layout(dir)?;
+        }
         let mut loader = EbpfLoader::new();
         let pins: Vec<(&'static str, PathBuf)> = match maps {
             Maps::Private => Vec::new(),
@@ -222,6 +301,10 @@ impl Datapath {
     /// Attaches the monitor program to `iface`, returning the XDP mode it got. With
     /// `XdpMode::Default` native mode is tried first and generic is the logged fallback.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<XdpMode> {
+        self.attach_link(iface, mode).map(|(mode, _)| mode)
+    }
+
+    fn attach_link(&mut self, iface: &str, mode: XdpMode) -> Result<(XdpMode, XdpLinkId)> {
         let program = self.program_mut(programs::MONITOR)?;
         let attach_err = |mode: XdpMode| {
             move |source| DatapathError::Program {
@@ -232,22 +315,67 @@ impl Datapath {
         };
         match mode {
             XdpMode::Default => match program.attach(iface, XdpMode::Driver) {
-                Ok(_) => Ok(XdpMode::Driver),
+                Ok(id) => Ok((XdpMode::Driver, id)),
                 Err(native) => {
                     log::warn!(
                         "native XDP on {iface} failed ({native}); falling back to generic (skb) mode"
                     );
-                    program
+                    let id = program
                         .attach(iface, XdpMode::Skb)
                         .map_err(attach_err(XdpMode::Skb))?;
-                    Ok(XdpMode::Skb)
+                    Ok((XdpMode::Skb, id))
                 }
             },
             forced => {
-                program.attach(iface, forced).map_err(attach_err(forced))?;
-                Ok(forced)
+                let id = program.attach(iface, forced).map_err(attach_err(forced))?;
+                Ok((forced, id))
             }
         }
+    }
+
+    /// Attaches to `iface` so that the attachment outlives this process: the link is
+    /// pinned at `link_pin`. When a pin from an earlier run exists for the same interface
+    /// (`previous_ifindex`), that link is adopted and its program replaced atomically
+    /// (bpf_link_update): there is no moment without a program on the interface.
+    /// Returns whether it adopted.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: XdpMode,
+        link_pin: &Path,
+        previous_ifindex: Option<u32>,
+    ) -> Result<(XdpMode, bool)> {
+        let ifindex = if_index(iface).ok_or_else(|| DatapathError::NoInterface(iface.into()))?;
+        if link_pin.exists() {
+            if previous_ifindex == Some(ifindex) {
+                let pinned = PinnedLink::from_pin(link_pin)
+                    .map_err(|e| DatapathError::Link(link_pin.to_path_buf(), e))?;
+                let link = XdpLink::try_from(FdLink::from(pinned))
+                    .map_err(|e| DatapathError::Link(link_pin.to_path_buf(), e))?;
+                self.program_mut(programs::MONITOR)?
+                    .attach_to_link(link)
+                    .map_err(|source| DatapathError::Program {
+                        name: programs::MONITOR,
+                        what: format!("replacing the program on {iface}'s pinned link"),
+                        source,
+                    })?;
+                return Ok((mode, true));
+            }
+            // The interface went away (and its link with it) or is another one now.
+            let _ = std::fs::remove_file(link_pin);
+        }
+        let (got, id) = self.attach_link(iface, mode)?;
+        let program = self.program_mut(programs::MONITOR)?;
+        let link = program.take_link(id).map_err(|source| DatapathError::Program {
+            name: programs::MONITOR,
+            what: format!("taking the link on {iface}"),
+            source,
+        })?;
+        let link = FdLink::try_from(link).map_err(|e| DatapathError::Link(link_pin.to_path_buf(), e))?;
+        // The pin keeps the attachment; this process's fd closes when `link` drops.
+        link.pin(link_pin)
+            .map_err(|e| DatapathError::Pin(link_pin.to_path_buf(), e))?;
+        Ok((got, false))
     }
 
     /// Runs one frame through the monitor program (BPF_PROG_TEST_RUN): the same code and
@@ -655,6 +783,14 @@ fn sum_counters<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
         packets: acc.packets + c.packets,
         bytes: acc.bytes + c.bytes,
     })
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn if_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// Makes sure `/sys/fs/bpf` is a bpf filesystem, mounting it if nothing is mounted there.

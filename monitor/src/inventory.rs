@@ -115,6 +115,9 @@ pub struct BreakGlass {
     pub until_unix: u64,
     pub reason: String,
     pub who: String,
+    /// The device's break-glass packet counter when it started (for the closing record).
+    #[serde(default)]
+    pub packets_at_start: u64,
 }
 
 /// One enrolled device.

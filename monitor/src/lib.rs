@@ -3,9 +3,12 @@
 //!
 //! The packet path is `monitor-ebpf/src/main.rs`; the policy model is [`policy`].
 
+pub mod baseline;
+pub mod breakglass;
 pub mod daemon;
 pub mod datapath;
 pub mod demo;
+pub mod events;
 pub mod inventory;
 pub mod lab;
 pub mod policy;

@@ -111,8 +111,69 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the pinned programs and maps (the daemon must be stopped).
+    /// Remove the pinned links, programs and maps (the daemon must be stopped); the
+    /// baseline is saved to the state directory first.
     Detach,
+    /// Ask the running daemon to re-read its policy directory (as SIGHUP does).
+    Reload,
+    /// Break-glass: lift enforcement for a device or group at once, for a while.
+    Allow {
+        /// Device name or address (repeatable).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// A group of the policy, a device kind, or a ward.
+        #[arg(long)]
+        group: Option<String>,
+        /// How long, e.g. 30m, 2h.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (kept in the audit record).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Violations (dropped and would-drop) as the daemon recorded them.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The learned baseline: export, compare, import.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BaselineCommand {
+    /// Write the baseline (of one device or all) as a reviewable file.
+    Export {
+        #[arg(long)]
+        device: Option<String>,
+        /// json: the baseline format (re-importable); yaml: allow rules for the policy
+        /// directory (promotes learned flows into policy).
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// What the live baseline has that a snapshot file lacks (and the reverse).
+    Diff {
+        snapshot: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Add the entries of a baseline file to the live baseline.
+    Import { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +255,15 @@ fn main() -> Result<()> {
         } => policy_check(&dir),
         Command::Reasons { json } => reasons(json),
         Command::Detach => daemon::detach(&paths),
+        Command::Reload => daemon::reload(&paths),
+        Command::Allow {
+            devices,
+            group,
+            duration,
+            reason,
+        } => allow(&paths, devices, group.as_deref(), duration, &reason),
+        Command::Events { follow, json } => monitor::events::show(&paths.state, follow, json),
+        Command::Baseline { command } => baseline(&paths, command),
     }
 }
 
@@ -236,10 +306,11 @@ fn set_mode(paths: &Paths, choice: ModeChoice, device: Option<&str>, confirmed: 
         (Some(name), mode) => {
             let mut inventory = Inventory::load(&paths.state)?;
             let device = inventory.set_override(name, mode, confirmed)?.clone();
+            // Saved first: a policy reload running meanwhile rebuilds from this file.
+            inventory.save(&paths.state)?;
             for addr in &device.spec.addresses {
                 maps.enroll(*addr, device.entry())?;
             }
-            inventory.save(&paths.state)?;
             let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
             println!(
                 "device {} is now in {} mode",
@@ -405,12 +476,131 @@ fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Result<(
 
 fn policy_check(dir: &std::path::Path) -> Result<()> {
     let policy = Policy::load_dir(dir)?;
+    for warning in &policy.warnings {
+        println!("warning: {warning}");
+    }
     println!(
-        "{}: ok, {} devices",
+        "{}: ok, {} devices, {} groups, {} rules, {} warnings",
         dir.display(),
-        policy.devices.len()
+        policy.devices.len(),
+        policy.groups.len(),
+        policy.rules.len(),
+        policy.warnings.len()
     );
     Ok(())
+}
+
+fn allow(
+    paths: &Paths,
+    mut devices: Vec<String>,
+    group: Option<&str>,
+    duration: std::time::Duration,
+    reason: &str,
+) -> Result<()> {
+    let mut maps = open_maps(paths)?;
+    if let Some(group) = group {
+        let inventory = Inventory::load(&paths.state)?;
+        let daemon: Option<DaemonInfo> = paths.state.read_json(daemon::DAEMON_FILE)?;
+        let policy = daemon
+            .and_then(|d| d.policies)
+            .map(|dir| Policy::load_dir(&dir))
+            .transpose()?;
+        let from_group: Vec<String> = policy
+            .iter()
+            .flat_map(|p| p.groups.iter())
+            .filter(|g| g.name == group)
+            .flat_map(|g| {
+                g.members.iter().cloned().chain(
+                    inventory
+                        .devices
+                        .iter()
+                        .filter(|d| g.kinds.contains(&d.spec.kind))
+                        .map(|d| d.spec.name.clone()),
+                )
+            })
+            .collect();
+        let members: Vec<String> = if from_group.is_empty() {
+            inventory
+                .devices
+                .iter()
+                .filter(|d| d.spec.kind == group || d.spec.location.ward.as_deref() == Some(group))
+                .map(|d| d.spec.name.clone())
+                .collect()
+        } else {
+            from_group
+        };
+        if members.is_empty() {
+            bail!("`{group}` is no group of the policy, device kind or ward");
+        }
+        devices.extend(members);
+    }
+    devices.sort();
+    devices.dedup();
+    monitor::breakglass::allow(&mut maps, &paths.state, &devices, duration, reason)
+}
+
+fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
+    use monitor::baseline::BaselineFile;
+    let inventory = Inventory::load(&paths.state)?;
+    let only = |device: Option<&str>| -> Result<Option<Vec<std::net::IpAddr>>> {
+        device
+            .map(|name| match inventory.find(name) {
+                Ok(d) => Ok(d.spec.addresses.clone()),
+                Err(_) => Ok(vec![name.parse().with_context(|| {
+                    format!("`{name}` is neither an enrolled device nor an IP address")
+                })?]),
+            })
+            .transpose()
+    };
+    match command {
+        BaselineCommand::Export { device, format, output } => {
+            let maps = open_maps(paths)?;
+            let mut file = BaselineFile::from_map(&maps.baseline()?);
+            if let Some(addresses) = only(device.as_deref())? {
+                file.entries.retain(|r| addresses.contains(&r.device));
+            }
+            let text = match format {
+                ExportFormat::Json => serde_json::to_string_pretty(&file)?,
+                ExportFormat::Yaml => monitor::policy::baseline_as_policy(&file, &inventory)?,
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {} entries to {}", file.entries.len(), path.display());
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        BaselineCommand::Diff { snapshot, device } => {
+            let maps = open_maps(paths)?;
+            let mut live = BaselineFile::from_map(&maps.baseline()?);
+            let mut old = BaselineFile::read(&snapshot)?;
+            if let Some(addresses) = only(device.as_deref())? {
+                live.entries.retain(|r| addresses.contains(&r.device));
+                old.entries.retain(|r| addresses.contains(&r.device));
+            }
+            let (added, removed) = live.diff(&old);
+            let by_address = inventory.by_address();
+            let name = |ip: &std::net::IpAddr| by_address.get(ip).map_or_else(|| ip.to_string(), |d| d.spec.name.clone());
+            for r in &added {
+                println!("+ {} {} {} {}/{}", name(&r.device), r.direction, name(&r.peer), report::protocol_name(r.protocol), r.service_port);
+            }
+            for r in &removed {
+                println!("- {} {} {} {}/{}", name(&r.device), r.direction, name(&r.peer), report::protocol_name(r.protocol), r.service_port);
+            }
+            println!("{} new since the snapshot, {} gone", added.len(), removed.len());
+            Ok(())
+        }
+        BaselineCommand::Import { file } => {
+            let mut maps = open_maps(paths)?;
+            let file = BaselineFile::read(&file)?;
+            let entries = file.map_entries();
+            maps.insert_baseline(&entries)?;
+            println!("imported {} baseline entries", entries.len());
+            Ok(())
+        }
+    }
 }
 
 fn reasons(json: bool) -> Result<()> {

@@ -670,7 +670,12 @@ fn parse_protocol(text: &str) -> Option<u8> {
         "icmpv6" => Some(58),
         "gre" => Some(47),
         "esp" => Some(50),
-        other => other.parse::<u8>().ok().filter(|p| *p != 0),
+        other => other
+            .strip_prefix("ip-proto-")
+            .unwrap_or(other)
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p != 0),
     }
 }
 
@@ -1041,4 +1046,46 @@ mod tests {
         assert_eq!(parse_mac("00:1b:44:11:3a"), None);
         assert_eq!(parse_mac("zz:1b:44:11:3a:b7"), None);
     }
+}
+
+/// Learned baseline entries as allow rules: a policy file people can review and keep in
+/// the policy directory (promoting what was learned into policy).
+pub fn baseline_as_policy(
+    file: &crate::baseline::BaselineFile,
+    inventory: &crate::inventory::Inventory,
+) -> Result<String, serde_yaml_ng::Error> {
+    let by_address = inventory.by_address();
+    let rules = file
+        .entries
+        .iter()
+        .filter_map(|record| {
+            let device = by_address.get(&record.device)?;
+            let peer = match by_address.get(&record.peer) {
+                Some(peer) => Endpoint::Device(peer.spec.name.clone()),
+                None => Endpoint::Cidr(record.peer.to_string()),
+            };
+            Some(RuleSpec {
+                description: Some(format!("learned: {}", record.origin)),
+                devices: Endpoint::Device(device.spec.name.clone()),
+                peer,
+                protocol: crate::report::protocol_name(record.protocol),
+                ports: Some(PortsSpec::One(record.service_port)),
+                direction: match record.direction.as_str() {
+                    "in" => RuleDirection::In,
+                    "out" => RuleDirection::Out,
+                    _ => RuleDirection::Any,
+                },
+                action: RuleAction::Allow,
+            })
+        })
+        .collect();
+    let text = serde_yaml_ng::to_string(&PolicyFile {
+        defaults: None,
+        devices: Vec::new(),
+        groups: Vec::new(),
+        rules,
+    })?;
+    Ok(format!(
+        "# Allow rules promoted from the learned baseline by `monitor baseline export --format yaml`.\n# Review, then keep this file in the policy directory.\n{text}"
+    ))
 }

@@ -5,6 +5,7 @@
 
 mod build_ebpf;
 mod cmd;
+mod demo;
 mod setup;
 mod test;
 
@@ -30,6 +31,8 @@ enum Command {
     BuildEbpf,
     /// Run setup, build everything, run every test; fails on any failure or on zero tests.
     Test(test::Args),
+    /// Run setup, build the monitor, and run its demo lab: a virtual ICU ward.
+    Demo,
 }
 
 impl Cli {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
         Command::BuildEbpf => build_ebpf::run().map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(args),
+        Command::Demo => demo::run().map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("xtask: error: {e:#}");
