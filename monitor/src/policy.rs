@@ -52,17 +52,68 @@ pub struct GroupSpec {
     pub description: Option<String>,
 }
 
-/// Devices a rule is about, or a peer.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// Devices a rule is about, or a peer: exactly one of its fields, as written
+/// `{device: NAME}`, `{group: NAME}`, `{kind: KIND}`, `{cidr: BLOCK}` or `{any: true}`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EndpointSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Peers only: an address block (`10.20.0.0/16`, `fd00::/8`, or one address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// Peers only: anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<bool>,
+}
+
+/// What an [`EndpointSpec`] names.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Device(String),
     Group(String),
     Kind(String),
-    /// Peers only: an address block (`10.20.0.0/16`, `fd00::/8`, or one address).
     Cidr(String),
-    /// Peers only: anyone.
     Any(bool),
+}
+
+impl TryFrom<&EndpointSpec> for Endpoint {
+    type Error = String;
+    fn try_from(spec: &EndpointSpec) -> Result<Endpoint, String> {
+        let named: Vec<Endpoint> = [
+            spec.device.clone().map(Endpoint::Device),
+            spec.group.clone().map(Endpoint::Group),
+            spec.kind.clone().map(Endpoint::Kind),
+            spec.cidr.clone().map(Endpoint::Cidr),
+            spec.any.map(Endpoint::Any),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match <[Endpoint; 1]>::try_from(named) {
+            Ok([one]) => Ok(one),
+            Err(v) if v.is_empty() => Err("names nothing: give one of device, group, kind, cidr, any".into()),
+            Err(_) => Err("names more than one of device, group, kind, cidr, any; give exactly one".into()),
+        }
+    }
+}
+
+impl From<Endpoint> for EndpointSpec {
+    fn from(endpoint: Endpoint) -> EndpointSpec {
+        let mut spec = EndpointSpec::default();
+        match endpoint {
+            Endpoint::Device(n) => spec.device = Some(n),
+            Endpoint::Group(n) => spec.group = Some(n),
+            Endpoint::Kind(n) => spec.kind = Some(n),
+            Endpoint::Cidr(n) => spec.cidr = Some(n),
+            Endpoint::Any(b) => spec.any = Some(b),
+        }
+        spec
+    }
 }
 
 /// Whether a rule lets the flow through or stops it. Deny wins.
@@ -102,9 +153,9 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The devices the rule is about: `{device: NAME}`, `{group: NAME}` or `{kind: KIND}`.
-    pub devices: Endpoint,
+    pub devices: EndpointSpec,
     /// The other side: `{device: ..}`, `{group: ..}`, `{kind: ..}`, `{cidr: ..}` or `{any: true}`.
-    pub peer: Endpoint,
+    pub peer: EndpointSpec,
     /// tcp, udp, sctp, icmp, icmpv6, any, or a protocol number.
     #[serde(default = "any_protocol")]
     pub protocol: String,
@@ -811,14 +862,24 @@ impl Policy {
         let mut problems = Vec::new();
         let mut out = Vec::new();
         for (id, (place, spec)) in self.rules.iter().enumerate() {
-            let devices = match self.resolve_devices(&spec.devices) {
+            let endpoints = Endpoint::try_from(&spec.devices)
+                .map_err(|m| format!("devices: {m}"))
+                .and_then(|d| Endpoint::try_from(&spec.peer).map(|p| (d, p)).map_err(|m| format!("peer: {m}")));
+            let (subject, peer) = match endpoints {
+                Ok(pair) => pair,
+                Err(m) => {
+                    problems.push(Self::problem_at(place, m));
+                    continue;
+                }
+            };
+            let devices = match self.resolve_devices(&subject) {
                 Ok(d) => d,
                 Err(m) => {
                     problems.push(Self::problem_at(place, format!("devices: {m}")));
                     continue;
                 }
             };
-            let (peers, peer_devices) = match self.resolve_peer(&spec.peer) {
+            let (peers, peer_devices) = match self.resolve_peer(&peer) {
                 Ok(p) => p,
                 Err(m) => {
                     problems.push(Self::problem_at(place, format!("peer: {m}")));
@@ -1066,8 +1127,8 @@ pub fn baseline_as_policy(
             };
             Some(RuleSpec {
                 description: Some(format!("learned: {}", record.origin)),
-                devices: Endpoint::Device(device.spec.name.clone()),
-                peer,
+                devices: Endpoint::Device(device.spec.name.clone()).into(),
+                peer: peer.into(),
                 protocol: crate::report::protocol_name(record.protocol),
                 ports: Some(PortsSpec::One(record.service_port)),
                 direction: match record.direction.as_str() {

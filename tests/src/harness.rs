@@ -1,0 +1,238 @@
+//! Drives the real `monitor` binary against a lab ward: a daemon child process attached
+//! inside the lab's router namespace, with its own pin and state directories, all removed
+//! when the harness drops.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use monitor::lab::{
+    CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward, tcp_exchange,
+    udp_exchange, unique_name,
+};
+
+/// The `monitor` binary of this build (built on demand when missing).
+pub fn monitor_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/debug/deps/this-test → target/debug/monitor
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
+    let bin = dir.join("monitor");
+    if !bin.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "monitor", "--bin", "monitor"])
+            .status()
+            .unwrap_or_else(|e| panic!("building monitor: {e}"));
+        assert!(status.success(), "building the monitor binary failed");
+    }
+    bin
+}
+
+pub fn host(name: &str) -> IpAddr {
+    WARD_DEVICES
+        .iter()
+        .chain(CORE_SERVERS.iter())
+        .find(|h| h.name == name)
+        .unwrap_or_else(|| panic!("no lab host {name}"))
+        .address
+}
+
+pub fn service(name: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(host(name), port)
+}
+
+/// A directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(base: &Path, prefix: &str) -> TempDir {
+        let path = base.join(unique_name(prefix));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The example ward policy of the repository.
+pub fn example_policy() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/ward.yaml"))
+        .unwrap_or_else(|e| panic!("reading policies/ward.yaml: {e}"))
+}
+
+/// A lab ward with its servers, a policy directory, and (when started) a daemon.
+pub struct Lab {
+    pub daemon: Option<Child>,
+    pub pin_dir: TempDir,
+    pub state_dir: TempDir,
+    pub policy_dir: TempDir,
+    pub servers: Option<Servers>,
+    pub ward: Ward,
+}
+
+impl Lab {
+    /// Builds the ward, starts the servers and writes `policy` as the policy directory.
+    pub fn new(policy: &str) -> Lab {
+        let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
+        let servers = Servers::start(
+            &ward.core,
+            &[service("pump-server", HTTPS), service("hl7-engine", MLLP), service("pacs", DICOM)],
+            &[service("dns", DNS), service("ntp", NTP)],
+        )
+        .unwrap_or_else(|e| panic!("starting servers: {e}"));
+        monitor::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+            .unwrap_or_else(|e| panic!("bpffs: {e}"));
+        let pin_dir = TempDir(Path::new("/sys/fs/bpf").join(unique_name("mtest")));
+        let state_dir = TempDir::new(&std::env::temp_dir(), "mstate");
+        let policy_dir = TempDir::new(&std::env::temp_dir(), "mpolicy");
+        std::fs::write(policy_dir.0.join("ward.yaml"), policy)
+            .unwrap_or_else(|e| panic!("writing the policy: {e}"));
+        Lab {
+            daemon: None,
+            pin_dir,
+            state_dir,
+            policy_dir,
+            servers: Some(servers),
+            ward,
+        }
+    }
+
+    /// `monitor --pin-dir .. --state-dir .. ARGS`, its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(monitor_bin())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir.0)
+            .arg("--state-dir")
+            .arg(&self.state_dir.0)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running monitor {args:?}: {e}"))
+    }
+
+    /// Like [`Lab::cli`], panicking unless it succeeds; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "monitor {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts `monitor run` on both router legs and waits until it serves.
+    pub fn start(&mut self, extra: &[&str]) {
+        assert!(self.daemon.is_none(), "a daemon is already running");
+        let daemon_file = self.state_dir.0.join("daemon.json");
+        let _ = std::fs::remove_file(&daemon_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.0.join("daemon.log"))
+            .unwrap_or_else(|e| panic!("daemon log: {e}"));
+        let child = Command::new(monitor_bin())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir.0)
+            .arg("--state-dir")
+            .arg(&self.state_dir.0)
+            .args(["run", "--netns", self.ward.router.name()])
+            .args(["--iface", &self.ward.ward_leg, "--iface", &self.ward.core_leg])
+            .arg("--policies")
+            .arg(&self.policy_dir.0)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting monitor run: {e}"));
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !daemon_file.exists() {
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("monitor run exited early ({status}):\n{}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "monitor run did not come up:\n{}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.0.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the daemon and waits for it to exit.
+    pub fn stop(&mut self, signal: i32) {
+        let mut child = self.daemon.take().unwrap_or_else(|| panic!("no daemon running"));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not exit after signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn tcp(&self, from: &str, to: SocketAddr, timeout: Duration) -> Outcome {
+        let src = host(from);
+        self.ward
+            .ward
+            .run(move || tcp_exchange(src, to, b"MSH|^~\\&|lab|", timeout))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn udp(&self, from: &str, to: SocketAddr, timeout: Duration) -> Outcome {
+        let src = host(from);
+        self.ward
+            .ward
+            .run(move || udp_exchange(src, 0, to, b"query", timeout))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The ward's normal traffic, each exchange once.
+    pub fn normal_traffic(&self) -> Vec<(&'static str, Outcome)> {
+        let t = Duration::from_millis(800);
+        vec![
+            ("pump → pump-server https", self.tcp("pump-icu3-01", service("pump-server", HTTPS), t)),
+            ("monitor → hl7-engine mllp", self.tcp("monitor-icu3-01", service("hl7-engine", MLLP), t)),
+            ("ct → pacs dicom", self.tcp("ct-scanner-01", service("pacs", DICOM), t)),
+            ("badge → dns", self.udp("badge-reader-icu3", service("dns", DNS), t)),
+            ("workstation → ntp", self.udp("ws-icu3-nurses", service("ntp", NTP), t)),
+        ]
+    }
+
+    pub fn assert_normal_traffic(&self, expected: Outcome) {
+        for (what, outcome) in self.normal_traffic() {
+            assert_eq!(outcome, expected, "{what}");
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The servers stop before their namespace goes; the pins go with pin_dir.
+        self.servers.take();
+    }
+}
