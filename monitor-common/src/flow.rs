@@ -204,3 +204,359 @@ pub fn flow_key(
         direction: direction as u8,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The service-port rule and the keys built from it.
+
+    use super::*;
+    use crate::parse::{
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDP, TCP_FIN, TCP_RST, ipv4_mapped,
+    };
+
+    const A: Addr = ipv4_mapped([10, 3, 0, 20]);
+    const B: Addr = ipv4_mapped([10, 9, 0, 80]);
+
+    fn ports(protocol: u8, src: Addr, sport: u16, dst: Addr, dport: u16, flags: u8) -> IpPacket {
+        IpPacket {
+            src,
+            dst,
+            src_port: sport,
+            dst_port: dport,
+            protocol,
+            transport: TransportKind::Ports,
+            tcp_flags: flags,
+            ..IpPacket::EMPTY
+        }
+    }
+
+    fn icmp(protocol: u8, src: Addr, dst: Addr, icmp_type: u8) -> IpPacket {
+        IpPacket {
+            src,
+            dst,
+            protocol,
+            transport: TransportKind::Icmp,
+            icmp_type,
+            ..IpPacket::EMPTY
+        }
+    }
+
+    fn known(ip: &IpPacket) -> Service {
+        match service_hint(ip) {
+            ServiceHint::Known(s) => s,
+            other => panic!("{ip:?} gave {other:?}, expected a known service"),
+        }
+    }
+
+    /// The service of a TCP packet, given what CONNTRACK holds (as the XDP program does).
+    fn tcp_service(ip: &IpPacket, conntrack: &mut Option<(ConnKey, u8)>) -> Service {
+        match service_hint(ip) {
+            ServiceHint::TcpHandshake(service) => {
+                let (key, src_is_low) = conn_key(ip, ip.src_port, ip.dst_port);
+                *conntrack = Some((key, conn_server(service, src_is_low)));
+                service
+            }
+            ServiceHint::TcpEstablished { src_port, dst_port } => {
+                let (key, src_is_low) = conn_key(ip, src_port, dst_port);
+                match conntrack {
+                    Some((k, server)) if *k == key => {
+                        service_from_conn(*server, src_is_low, src_port, dst_port)
+                    }
+                    _ => by_ports(src_port, dst_port),
+                }
+            }
+            ServiceHint::Known(s) => panic!("TCP packet {ip:?} gave Known({s:?})"),
+        }
+    }
+
+    /// The key of the packet's flow seen from `device`, as the XDP program builds it.
+    fn key_from(device: Addr, ip: &IpPacket, service: Service) -> FlowKey {
+        let dir = src_direction(service.initiator);
+        if device == ip.src {
+            flow_key(ip.src, ip.dst, ip.protocol, service.port, dir)
+        } else {
+            flow_key(ip.dst, ip.src, ip.protocol, service.port, dir.reversed())
+        }
+    }
+
+    #[test]
+    fn lower_port_is_the_service() {
+        assert_eq!(
+            by_ports(53124, 53),
+            Service {
+                port: 53,
+                initiator: Initiator::Src
+            }
+        );
+        assert_eq!(
+            by_ports(53, 53124),
+            Service {
+                port: 53,
+                initiator: Initiator::Dst
+            }
+        );
+        assert_eq!(
+            by_ports(123, 123),
+            Service {
+                port: 123,
+                initiator: Initiator::Neither
+            }
+        );
+        assert_eq!(
+            by_ports(0, 1),
+            Service {
+                port: 0,
+                initiator: Initiator::Dst
+            }
+        );
+        assert_eq!(
+            by_ports(65535, 65534),
+            Service {
+                port: 65534,
+                initiator: Initiator::Src
+            }
+        );
+    }
+
+    #[test]
+    fn tcp_syn_and_syn_ack_decide_the_server() {
+        // SYN to a port above the client's: still the destination's.
+        let syn = ports(IPPROTO_TCP, A, 1000, B, 50000, TCP_SYN);
+        assert_eq!(
+            service_hint(&syn),
+            ServiceHint::TcpHandshake(Service {
+                port: 50000,
+                initiator: Initiator::Src
+            })
+        );
+        let syn_ack = ports(IPPROTO_TCP, B, 50000, A, 1000, TCP_SYN | TCP_ACK);
+        assert_eq!(
+            service_hint(&syn_ack),
+            ServiceHint::TcpHandshake(Service {
+                port: 50000,
+                initiator: Initiator::Dst
+            })
+        );
+        for flags in [TCP_ACK, TCP_ACK | TCP_FIN, TCP_RST, TCP_RST | TCP_ACK, 0] {
+            let p = ports(IPPROTO_TCP, A, 1000, B, 50000, flags);
+            assert_eq!(
+                service_hint(&p),
+                ServiceHint::TcpEstablished {
+                    src_port: 1000,
+                    dst_port: 50000
+                },
+                "flags {flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn udp_and_sctp_use_the_lower_port() {
+        for protocol in [IPPROTO_UDP, IPPROTO_SCTP] {
+            // SYN bits mean nothing outside TCP.
+            let p = ports(protocol, A, 40000, B, 2905, TCP_SYN);
+            assert_eq!(
+                known(&p),
+                Service {
+                    port: 2905,
+                    initiator: Initiator::Src
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn icmp_echo_request_and_reply_share_the_request_type() {
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMP, A, B, 8)),
+            Service {
+                port: 8,
+                initiator: Initiator::Src
+            }
+        );
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMP, B, A, 0)),
+            Service {
+                port: 8,
+                initiator: Initiator::Dst
+            }
+        );
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMPV6, A, B, 128)),
+            Service {
+                port: 128,
+                initiator: Initiator::Src
+            }
+        );
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMPV6, B, A, 129)),
+            Service {
+                port: 128,
+                initiator: Initiator::Dst
+            }
+        );
+        // Other types are symmetric, by type.
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMP, A, B, 3)),
+            Service {
+                port: 3,
+                initiator: Initiator::Neither
+            }
+        );
+        assert_eq!(
+            known(&icmp(IPPROTO_ICMPV6, A, B, 135)),
+            Service {
+                port: 135,
+                initiator: Initiator::Neither
+            }
+        );
+    }
+
+    #[test]
+    fn opaque_packets_are_symmetric_port_0() {
+        let gre = IpPacket {
+            src: A,
+            dst: B,
+            protocol: 47,
+            ..IpPacket::EMPTY
+        };
+        assert_eq!(
+            known(&gre),
+            Service {
+                port: 0,
+                initiator: Initiator::Neither
+            }
+        );
+    }
+
+    #[test]
+    fn conn_key_is_the_same_both_ways() {
+        let out = ports(IPPROTO_TCP, A, 1000, B, 50000, TCP_ACK);
+        let back = ports(IPPROTO_TCP, B, 50000, A, 1000, TCP_ACK);
+        let (k1, low1) = conn_key(&out, 1000, 50000);
+        let (k2, low2) = conn_key(&back, 50000, 1000);
+        assert_eq!(k1, k2);
+        assert_ne!(low1, low2);
+        assert!(low1, "10.3.0.20 sorts below 10.9.0.80");
+        assert_eq!((k1.low, k1.low_port, k1.high, k1.high_port), (A, 1000, B, 50000));
+        // The same address on both sides (a host talking to itself): ports decide.
+        let own = ports(IPPROTO_TCP, A, 6000, A, 5000, TCP_ACK);
+        let (k, src_is_low) = conn_key(&own, 6000, 5000);
+        assert!(!src_is_low);
+        assert_eq!((k.low_port, k.high_port), (5000, 6000));
+    }
+
+    #[test]
+    fn established_tcp_follows_the_handshake_in_every_order() {
+        // Client on either side of the address order, server port above or below the client's.
+        for (client, server) in [(A, B), (B, A)] {
+            for (cport, sport) in [(1000u16, 50000u16), (51000, 443)] {
+                let mut conntrack = None;
+                let syn = ports(IPPROTO_TCP, client, cport, server, sport, TCP_SYN);
+                let syn_ack = ports(IPPROTO_TCP, server, sport, client, cport, TCP_SYN | TCP_ACK);
+                let ack = ports(IPPROTO_TCP, client, cport, server, sport, TCP_ACK);
+                let data = ports(IPPROTO_TCP, server, sport, client, cport, TCP_ACK);
+                let expected = key_from(client, &syn, tcp_service(&syn, &mut conntrack));
+                assert_eq!(expected.service_port, sport);
+                assert_eq!(expected.direction, Direction::Outbound as u8);
+                for p in [syn_ack, ack, data] {
+                    let service = tcp_service(&p, &mut conntrack);
+                    assert_eq!(service.port, sport, "{p:?}");
+                    assert_eq!(key_from(client, &p, service), expected, "{p:?}");
+                }
+                // Without the handshake, the lower-port rule: right only for low server ports.
+                let mut empty = None;
+                let guessed = tcp_service(&ack, &mut empty);
+                assert_eq!(guessed.port, sport.min(cport));
+            }
+        }
+    }
+
+    #[test]
+    fn conn_server_round_trips() {
+        for server_is_src in [true, false] {
+            for src_is_low in [true, false] {
+                let initiator = if server_is_src {
+                    Initiator::Dst
+                } else {
+                    Initiator::Src
+                };
+                let server = conn_server(Service { port: 1, initiator }, src_is_low);
+                let back = service_from_conn(server, src_is_low, 7, 9);
+                let want = if server_is_src {
+                    Service {
+                        port: 7,
+                        initiator: Initiator::Dst,
+                    }
+                } else {
+                    Service {
+                        port: 9,
+                        initiator: Initiator::Src,
+                    }
+                };
+                assert_eq!(
+                    back, want,
+                    "server_is_src {server_is_src}, src_is_low {src_is_low}"
+                );
+                // The other direction of the same connection.
+                let reverse = service_from_conn(server, !src_is_low, 9, 7);
+                assert_eq!(reverse.port, want.port);
+                assert_ne!(reverse.initiator, want.initiator);
+            }
+        }
+        assert_ne!(SERVER_LOW, SERVER_HIGH);
+    }
+
+    #[test]
+    fn request_and_reply_have_one_key_per_device() {
+        let pairs = [
+            (
+                ports(IPPROTO_UDP, A, 53124, B, 53, 0),
+                ports(IPPROTO_UDP, B, 53, A, 53124, 0),
+            ),
+            (
+                ports(IPPROTO_UDP, A, 123, B, 123, 0),
+                ports(IPPROTO_UDP, B, 123, A, 123, 0),
+            ),
+            (
+                ports(IPPROTO_SCTP, A, 40001, B, 3868, 0),
+                ports(IPPROTO_SCTP, B, 3868, A, 40001, 0),
+            ),
+            (icmp(IPPROTO_ICMP, A, B, 8), icmp(IPPROTO_ICMP, B, A, 0)),
+            (icmp(IPPROTO_ICMPV6, A, B, 128), icmp(IPPROTO_ICMPV6, B, A, 129)),
+        ];
+        for (request, reply) in pairs {
+            for device in [A, B] {
+                let k1 = key_from(device, &request, known(&request));
+                let k2 = key_from(device, &reply, known(&reply));
+                assert_eq!(k1, k2, "{request:?} / {reply:?} seen from {device:?}");
+                assert_eq!(k1.device, device);
+                assert_ne!(k1.service_port, 53124, "the client's port never makes the key");
+                assert_ne!(k1.service_port, 40001, "the client's port never makes the key");
+            }
+            // The two devices see opposite directions (or both symmetric).
+            let from_a = key_from(A, &request, known(&request));
+            let from_b = key_from(B, &request, known(&request));
+            let dir_a = Direction::try_from(from_a.direction).expect("valid direction");
+            assert_eq!(from_b.direction, dir_a.reversed() as u8);
+        }
+    }
+
+    #[test]
+    fn src_direction_and_flow_key() {
+        assert_eq!(src_direction(Initiator::Src), Direction::Outbound);
+        assert_eq!(src_direction(Initiator::Dst), Direction::Inbound);
+        assert_eq!(src_direction(Initiator::Neither), Direction::Symmetric);
+        let k = flow_key(A, B, IPPROTO_UDP, 514, Direction::Inbound);
+        assert_eq!(
+            k,
+            FlowKey {
+                device: A,
+                peer: B,
+                service_port: 514,
+                protocol: IPPROTO_UDP,
+                direction: Direction::Inbound as u8
+            }
+        );
+    }
+}

@@ -420,3 +420,703 @@ fn parse_transport<F: FrameBytes + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Host tests of the parser: valid frames parse to the right fields, and every
+    //! truncation point of several frames gives the right fault (never a panic).
+
+    extern crate std;
+
+    use super::*;
+    use std::{format, string::String, vec, vec::Vec};
+
+    const A: [u8; 4] = [10, 3, 0, 20];
+    const B: [u8; 4] = [10, 9, 0, 80];
+    const A6: Addr = [0xfd, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0x20];
+    const B6: Addr = [0xfd, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x80];
+
+    // --- A few bytes-level builders (monitor-tests has the full one; this crate is
+    // below it in the dependency graph). ---
+
+    fn eth(tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        for (tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t
+    }
+
+    fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; 8];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        let len = u16::try_from(8 + payload.len()).expect("short");
+        t[4..6].copy_from_slice(&len.to_be_bytes());
+        t.extend_from_slice(payload);
+        t
+    }
+
+    /// IPv4 header (with `options`, a multiple of 4) and `payload`; `frag` is the flags
+    /// and offset field.
+    fn ipv4(protocol: u8, options: &[u8], frag: u16, id: u16, payload: &[u8]) -> Vec<u8> {
+        let hl = 20 + options.len();
+        let mut h = vec![0u8; 20];
+        h[0] = 0x40 | u8::try_from(hl / 4).expect("short");
+        let total = u16::try_from(hl + payload.len()).expect("short");
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6..8].copy_from_slice(&frag.to_be_bytes());
+        h[8] = 64;
+        h[9] = protocol;
+        h[12..16].copy_from_slice(&A);
+        h[16..20].copy_from_slice(&B);
+        h.extend_from_slice(options);
+        h.extend_from_slice(payload);
+        h
+    }
+
+    fn v4_frame(protocol: u8, payload: &[u8]) -> Vec<u8> {
+        eth(&[], ETHERTYPE_IPV4, &ipv4(protocol, &[], 0, 1, payload))
+    }
+
+    /// An extension header: (kind, length field).
+    type ExtSpec = (u8, u8);
+
+    /// IPv6 header, extension headers and `payload` as `protocol`. Fragment headers get
+    /// `frag` as their offset/flags field and id 0x01020304.
+    fn ipv6(exts: &[ExtSpec], frag: u16, protocol: u8, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (i, &(kind, len)) in exts.iter().enumerate() {
+            let next = exts.get(i + 1).map_or(protocol, |e| e.0);
+            let size = match kind {
+                IPPROTO_FRAGMENT => 8,
+                IPPROTO_AH => (usize::from(len) + 2) * 4,
+                _ => (usize::from(len) + 1) * 8,
+            };
+            let mut e = vec![0u8; size];
+            e[0] = next;
+            if kind == IPPROTO_FRAGMENT {
+                e[2..4].copy_from_slice(&frag.to_be_bytes());
+                e[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+            } else {
+                e[1] = len;
+            }
+            body.extend_from_slice(&e);
+        }
+        body.extend_from_slice(payload);
+        let mut h = vec![0u8; 40];
+        h[0] = 0x60;
+        let plen = u16::try_from(body.len()).expect("short");
+        h[4..6].copy_from_slice(&plen.to_be_bytes());
+        h[6] = exts.first().map_or(protocol, |e| e.0);
+        h[7] = 64;
+        h[8..24].copy_from_slice(&A6);
+        h[24..40].copy_from_slice(&B6);
+        h.extend_from_slice(&body);
+        h
+    }
+
+    fn v6_frame(exts: &[ExtSpec], protocol: u8, payload: &[u8]) -> Vec<u8> {
+        eth(&[], ETHERTYPE_IPV6, &ipv6(exts, 0, protocol, payload))
+    }
+
+    fn strict(frame: &[u8]) -> ParsedFrame {
+        parse_frame(frame, Snaplen::Strict)
+    }
+
+    fn cut(frame: &[u8]) -> ParsedFrame {
+        parse_frame(frame, Snaplen::CaptureMayBeCut)
+    }
+
+    /// Checks the parse of every prefix of `frame` against `expect(len)`: (fault, class,
+    /// has_ip). Collects all mismatches into one message.
+    fn every_prefix(
+        name: &str,
+        frame: &[u8],
+        snaplen: Snaplen,
+        expect: impl Fn(usize) -> (Option<Reason>, FrameClass, bool),
+    ) {
+        let mut errors: Vec<String> = Vec::new();
+        for len in 0..=frame.len() {
+            let got = parse_frame(&frame[..len], snaplen);
+            let want = expect(len);
+            if (got.fault, got.class, got.has_ip) != want {
+                errors.push(format!(
+                    "cut at {len}: got {:?}/{:?}/has_ip {}, expected {:?}/{:?}/has_ip {}",
+                    got.fault, got.class, got.has_ip, want.0, want.1, want.2
+                ));
+            }
+            if got.has_ip && got.ip.src == [0; 16] {
+                errors.push(format!("cut at {len}: has_ip without the source address"));
+            }
+        }
+        assert!(errors.is_empty(), "{name} ({snaplen:?}):\n{}", errors.join("\n"));
+    }
+
+    // --- Valid frames ---
+
+    #[test]
+    fn ipv4_tcp_parses_to_its_fields() {
+        let p = strict(&v4_frame(IPPROTO_TCP, &tcp(40000, 443, TCP_SYN)));
+        assert_eq!(p.fault, None);
+        assert_eq!(p.class, FrameClass::Ipv4);
+        assert_eq!(p.vlan_tags, 0);
+        assert!(p.has_ip);
+        assert_eq!(p.ip.src, ipv4_mapped(A));
+        assert_eq!(p.ip.dst, ipv4_mapped(B));
+        assert!(!p.ip.is_ipv6);
+        assert_eq!(p.ip.protocol, IPPROTO_TCP);
+        assert_eq!(p.ip.transport, TransportKind::Ports);
+        assert_eq!((p.ip.src_port, p.ip.dst_port), (40000, 443));
+        assert_eq!(p.ip.tcp_flags, TCP_SYN);
+        assert_eq!(p.ip.fragment, FragmentKind::Whole);
+        assert_eq!(p.ip.fragment_id, 0, "whole packets carry no fragment id");
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses() {
+        assert_eq!(
+            ipv4_mapped([192, 0, 2, 1]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
+        );
+    }
+
+    #[test]
+    fn udp_sctp_icmp_and_icmpv6_fields() {
+        let p = strict(&v4_frame(IPPROTO_UDP, &udp(53124, 53, b"q")));
+        assert_eq!((p.fault, p.ip.transport), (None, TransportKind::Ports));
+        assert_eq!((p.ip.src_port, p.ip.dst_port, p.ip.tcp_flags), (53124, 53, 0));
+
+        let mut sctp = vec![0x9c, 0x41, 0x0b, 0x59];
+        sctp.extend_from_slice(&[0; 8]);
+        let p = strict(&v4_frame(IPPROTO_SCTP, &sctp));
+        assert_eq!((p.fault, p.ip.src_port, p.ip.dst_port), (None, 40001, 2905));
+
+        let p = strict(&v4_frame(IPPROTO_ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]));
+        assert_eq!((p.fault, p.ip.transport), (None, TransportKind::Icmp));
+        assert_eq!((p.ip.icmp_type, p.ip.icmp_code), (8, 0));
+        assert_eq!((p.ip.src_port, p.ip.dst_port), (0, 0));
+
+        let p = strict(&v6_frame(&[], IPPROTO_ICMPV6, &[129, 0, 0, 0, 0, 1, 0, 1]));
+        assert_eq!(
+            (p.fault, p.class, p.ip.transport),
+            (None, FrameClass::Ipv6, TransportKind::Icmp)
+        );
+        assert_eq!((p.ip.icmp_type, p.ip.is_ipv6), (129, true));
+        assert_eq!((p.ip.src, p.ip.dst), (A6, B6));
+    }
+
+    #[test]
+    fn other_ip_protocols_are_opaque() {
+        let p = strict(&v4_frame(47, &[0, 0, 0x08, 0]));
+        assert_eq!(
+            (p.fault, p.ip.protocol, p.ip.transport),
+            (None, 47, TransportKind::Opaque)
+        );
+        let p = strict(&v6_frame(&[], IPPROTO_NONE, &[]));
+        assert_eq!(
+            (p.fault, p.ip.protocol, p.ip.transport),
+            (None, IPPROTO_NONE, TransportKind::Opaque)
+        );
+        let p = strict(&v6_frame(&[(IPPROTO_HOPOPTS, 0)], IPPROTO_NONE, &[0xaa; 3]));
+        assert_eq!((p.fault, p.ip.protocol), (None, IPPROTO_NONE));
+    }
+
+    #[test]
+    fn vlan_tags_are_read_outer_first_without_priority_bits() {
+        let payload = ipv4(IPPROTO_UDP, &[], 0, 1, &udp(1, 2, &[]));
+        for outer in [ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_VLAN] {
+            let p = strict(&eth(
+                &[(outer, 0xa064), (ETHERTYPE_VLAN, 0xe00a)],
+                ETHERTYPE_IPV4,
+                &payload,
+            ));
+            assert_eq!(p.fault, None, "outer {outer:#x}");
+            assert_eq!((p.vlan_tags, p.vlan_ids), (2, [100, 10]), "outer {outer:#x}");
+            assert_eq!(p.class, FrameClass::Ipv4);
+        }
+        let p = strict(&eth(&[(ETHERTYPE_VLAN, 7)], ETHERTYPE_IPV4, &payload));
+        assert_eq!((p.fault, p.vlan_tags, p.vlan_ids), (None, 1, [7, 0]));
+    }
+
+    #[test]
+    fn a_third_vlan_tag_is_bad_vlan() {
+        let payload = ipv4(IPPROTO_UDP, &[], 0, 1, &udp(1, 2, &[]));
+        let tags = [(ETHERTYPE_QINQ, 100), (ETHERTYPE_VLAN, 10), (ETHERTYPE_VLAN, 11)];
+        let p = strict(&eth(&tags, ETHERTYPE_IPV4, &payload));
+        assert_eq!(
+            (p.fault, p.class, p.has_ip),
+            (Some(Reason::BadVlan), FrameClass::Malformed, false)
+        );
+    }
+
+    #[test]
+    fn non_ip_frames_are_classified() {
+        let cases = [
+            (ETHERTYPE_ARP, FrameClass::Arp),
+            (ETHERTYPE_LLDP, FrameClass::Lldp),
+            (38, FrameClass::Llc),
+            (0x05ff, FrameClass::Llc),
+            (0x0600, FrameClass::OtherEthertype),
+            (0x888e, FrameClass::OtherEthertype),
+            (0x8847, FrameClass::OtherEthertype),
+        ];
+        for (ethertype, class) in cases {
+            let p = strict(&eth(&[], ethertype, &[0; 46]));
+            assert_eq!(
+                (p.fault, p.class, p.has_ip),
+                (None, class, false),
+                "ethertype {ethertype:#x}"
+            );
+            let p = strict(&eth(&[(ETHERTYPE_VLAN, 5)], ethertype, &[0; 42]));
+            assert_eq!(
+                (p.fault, p.class, p.vlan_tags),
+                (None, class, 1),
+                "tagged {ethertype:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_extension_chain_is_walked() {
+        let exts = [
+            (IPPROTO_HOPOPTS, 0),
+            (IPPROTO_ROUTING, 2),
+            (IPPROTO_DSTOPTS, 1),
+            (IPPROTO_AH, 4),
+            (IPPROTO_FRAGMENT, 0),
+        ];
+        let p = strict(&v6_frame(&exts, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN | TCP_ACK)));
+        assert_eq!(p.fault, None);
+        assert_eq!(
+            (p.ip.protocol, p.ip.src_port, p.ip.dst_port),
+            (IPPROTO_TCP, 40000, 443)
+        );
+        assert_eq!(p.ip.tcp_flags, TCP_SYN | TCP_ACK);
+        assert_eq!(p.ip.fragment, FragmentKind::Whole, "an atomic fragment is whole");
+    }
+
+    #[test]
+    fn ah_length_counts_32_bit_words() {
+        // AH with payload length 4 is 24 bytes; read in 8-byte units it would be 40 and
+        // the ports would come from the wrong place.
+        let p = strict(&v6_frame(
+            &[(IPPROTO_AH, 4)],
+            IPPROTO_UDP,
+            &udp(5000, 514, &[0xee; 24]),
+        ));
+        assert_eq!((p.fault, p.ip.src_port, p.ip.dst_port), (None, 5000, 514));
+    }
+
+    #[test]
+    fn ipv6_chain_of_max_extensions_parses() {
+        let exts: Vec<ExtSpec> = (0..MAX_IPV6_EXTENSIONS)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (IPPROTO_DSTOPTS, 0)
+                } else {
+                    (IPPROTO_ROUTING, 0)
+                }
+            })
+            .collect();
+        let p = strict(&v6_frame(&exts, IPPROTO_UDP, &udp(40000, 514, b"x")));
+        assert_eq!(
+            p.fault, None,
+            "{MAX_IPV6_EXTENSIONS} extension headers are not too many"
+        );
+        assert_eq!((p.ip.protocol, p.ip.dst_port), (IPPROTO_UDP, 514));
+    }
+
+    #[test]
+    fn ipv6_chain_longer_than_max_is_too_long() {
+        for n in [MAX_IPV6_EXTENSIONS + 1, MAX_IPV6_EXTENSIONS + 3] {
+            let exts: Vec<ExtSpec> = (0..n).map(|_| (IPPROTO_DSTOPTS, 0)).collect();
+            let p = strict(&v6_frame(&exts, IPPROTO_UDP, &udp(40000, 514, b"x")));
+            assert_eq!(p.fault, Some(Reason::Ipv6ChainTooLong), "{n} extension headers");
+            assert!(p.has_ip, "the addresses are known");
+            assert_eq!(p.ip.src, A6);
+        }
+    }
+
+    #[test]
+    fn headers_past_max_header_offset_are_chain_too_long() {
+        // One destination-options header long enough that the UDP header starts past
+        // MAX_HEADER_OFFSET: the frame is fine, the parser just does not look that far.
+        let len8 = u8::try_from(MAX_HEADER_OFFSET / 8).expect("fits");
+        let frame = v6_frame(&[(IPPROTO_DSTOPTS, len8)], IPPROTO_UDP, &udp(40000, 514, b"x"));
+        assert!(frame.len() - 9 > MAX_HEADER_OFFSET);
+        assert_eq!(strict(&frame).fault, Some(Reason::Ipv6ChainTooLong));
+        // Two headers, the second starting past the limit.
+        let frame = v6_frame(
+            &[(IPPROTO_DSTOPTS, len8), (IPPROTO_ROUTING, 0)],
+            IPPROTO_UDP,
+            &udp(1, 2, b"x"),
+        );
+        assert_eq!(strict(&frame).fault, Some(Reason::Ipv6ChainTooLong));
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let seg = udp(40000, 514, &[0x5a; 40]);
+        let first = strict(&eth(
+            &[],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_UDP, &[], 0x2000, 0x4242, &seg[..16]),
+        ));
+        assert_eq!(first.fault, None);
+        assert_eq!(
+            (first.ip.fragment, first.ip.fragment_id),
+            (FragmentKind::First, 0x4242)
+        );
+        assert_eq!(
+            (first.ip.transport, first.ip.dst_port),
+            (TransportKind::Ports, 514)
+        );
+
+        let later = strict(&eth(
+            &[],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_UDP, &[], 2, 0x4242, &seg[16..]),
+        ));
+        assert_eq!(later.fault, None);
+        assert_eq!(
+            (later.ip.fragment, later.ip.fragment_id),
+            (FragmentKind::Later, 0x4242)
+        );
+        assert_eq!(later.ip.protocol, IPPROTO_UDP);
+        assert_eq!(
+            later.ip.transport,
+            TransportKind::Opaque,
+            "no transport header in a later fragment"
+        );
+        assert_eq!((later.ip.src_port, later.ip.dst_port), (0, 0));
+
+        // The last fragment (offset set, MF clear) is a later one too; DF alone is whole.
+        let last = strict(&eth(
+            &[],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_UDP, &[], 0x2000 | 5, 9, &[0; 8]),
+        ));
+        assert_eq!(last.ip.fragment, FragmentKind::Later);
+        let df = strict(&eth(
+            &[],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_UDP, &[], 0x4000, 9, &seg),
+        ));
+        assert_eq!(
+            (df.fault, df.ip.fragment, df.ip.fragment_id),
+            (None, FragmentKind::Whole, 0)
+        );
+        // A later fragment shorter than any transport header is not truncated.
+        let tiny = strict(&eth(&[], ETHERTYPE_IPV4, &ipv4(IPPROTO_TCP, &[], 3, 9, &[1])));
+        assert_eq!((tiny.fault, tiny.ip.fragment), (None, FragmentKind::Later));
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        let seg = udp(40000, 514, &[0x33; 40]);
+        let first = strict(&eth(
+            &[],
+            ETHERTYPE_IPV6,
+            &ipv6(
+                &[(IPPROTO_HOPOPTS, 0), (IPPROTO_FRAGMENT, 0)],
+                1,
+                IPPROTO_UDP,
+                &seg[..16],
+            ),
+        ));
+        assert_eq!(first.fault, None);
+        assert_eq!(
+            (first.ip.fragment, first.ip.fragment_id),
+            (FragmentKind::First, 0x0102_0304)
+        );
+        assert_eq!((first.ip.protocol, first.ip.dst_port), (IPPROTO_UDP, 514));
+
+        let later = strict(&eth(
+            &[],
+            ETHERTYPE_IPV6,
+            &ipv6(&[(IPPROTO_FRAGMENT, 0)], 2 << 3, IPPROTO_UDP, &seg[16..]),
+        ));
+        assert_eq!(later.fault, None);
+        assert_eq!(
+            (later.ip.fragment, later.ip.fragment_id),
+            (FragmentKind::Later, 0x0102_0304)
+        );
+        assert_eq!(
+            (later.ip.protocol, later.ip.transport),
+            (IPPROTO_UDP, TransportKind::Opaque)
+        );
+
+        // Headers after a later fragment's fragment header are not walked: they are data.
+        let later = strict(&eth(
+            &[],
+            ETHERTYPE_IPV6,
+            &ipv6(&[(IPPROTO_FRAGMENT, 0)], 3 << 3, IPPROTO_DSTOPTS, &[0xff; 3]),
+        ));
+        assert_eq!((later.fault, later.ip.protocol), (None, IPPROTO_DSTOPTS));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_a_header() {
+        let mut frame = v4_frame(IPPROTO_UDP, &udp(53124, 53, &[]));
+        assert_eq!(frame.len(), 42);
+        frame.resize(60, 0);
+        let p = strict(&frame);
+        assert_eq!((p.fault, p.ip.dst_port), (None, 53));
+
+        // A TCP header cut by the IP length stays cut even if padding follows.
+        let mut frame = v4_frame(IPPROTO_TCP, &tcp(40000, 443, TCP_SYN)[..10]);
+        frame.resize(60, 0);
+        assert_eq!(strict(&frame).fault, Some(Reason::TruncatedTransport));
+        let mut frame = v6_frame(&[], IPPROTO_UDP, &[0x9c, 0x40, 0, 53]);
+        frame.resize(80, 0);
+        assert_eq!(strict(&frame).fault, Some(Reason::TruncatedTransport));
+        // An extension header the payload length does not hold, padding or not.
+        let mut frame = v6_frame(&[], IPPROTO_HOPOPTS, &[IPPROTO_UDP, 1, 0, 0]);
+        frame.resize(120, 0);
+        assert_eq!(strict(&frame).fault, Some(Reason::MalformedIpv6));
+    }
+
+    #[test]
+    fn broken_ipv4_headers_are_malformed() {
+        let good = v4_frame(IPPROTO_UDP, &udp(1, 2, b"payload"));
+        let l3 = ETH_HEADER_LEN;
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        for ihl in [0u8, 1, 4] {
+            let mut f = good.clone();
+            f[l3] = 0x40 | ihl;
+            cases.push(("ihl below 5", f));
+        }
+        let mut f = good.clone();
+        f[l3] = 0x4f; // 60-byte header in a 35-byte packet
+        cases.push(("ihl beyond total length", f));
+        let mut f = good.clone();
+        f[l3 + 2..l3 + 4].copy_from_slice(&19u16.to_be_bytes());
+        cases.push(("total length below 20", f));
+        let mut f = good.clone();
+        f[l3 + 2..l3 + 4]
+            .copy_from_slice(&(u16::try_from(good.len() - l3 + 1).expect("short")).to_be_bytes());
+        cases.push(("total length one past the frame", f));
+        for version in [0u8, 5, 6, 15] {
+            let mut f = good.clone();
+            f[l3] = (version << 4) | 5;
+            cases.push(("wrong version", f));
+        }
+        for (what, frame) in cases {
+            let p = strict(&frame);
+            assert_eq!(p.fault, Some(Reason::MalformedIpv4), "{what}");
+            assert_eq!(
+                (p.class, p.has_ip),
+                (FrameClass::Ipv4, true),
+                "{what}: addresses were readable"
+            );
+            assert_eq!((p.ip.src, p.ip.dst), (ipv4_mapped(A), ipv4_mapped(B)), "{what}");
+        }
+    }
+
+    #[test]
+    fn broken_ipv6_headers_are_malformed() {
+        let good = v6_frame(&[], IPPROTO_UDP, &udp(1, 2, b"payload"));
+        let l3 = ETH_HEADER_LEN;
+        let mut f = good.clone();
+        f[l3] = 0x40;
+        let p = strict(&f);
+        assert_eq!(
+            (p.fault, p.has_ip, p.ip.src),
+            (Some(Reason::MalformedIpv6), true, A6)
+        );
+        let mut f = good.clone();
+        f[l3 + 4..l3 + 6].copy_from_slice(&16u16.to_be_bytes());
+        assert_eq!(
+            strict(&f).fault,
+            Some(Reason::MalformedIpv6),
+            "payload length past the frame"
+        );
+        assert_eq!(cut(&f).fault, None, "... which a cut capture allows");
+    }
+
+    #[test]
+    fn ipv6_payload_length_zero_is_bounded_by_the_frame() {
+        let mut f = v6_frame(&[], IPPROTO_UDP, &udp(5000, 53, b"q"));
+        f[ETH_HEADER_LEN + 4..ETH_HEADER_LEN + 6].copy_from_slice(&[0, 0]);
+        let p = strict(&f);
+        assert_eq!((p.fault, p.ip.dst_port), (None, 53));
+        let short = &f[..f.len() - 6];
+        assert_eq!(strict(short).fault, Some(Reason::TruncatedTransport));
+    }
+
+    #[test]
+    fn ip_lengths_past_the_frame_strict_versus_cut_capture() {
+        let frame = v4_frame(IPPROTO_TCP, &tcp(40000, 443, TCP_ACK));
+        let mut long = frame.clone();
+        long[ETH_HEADER_LEN + 2..ETH_HEADER_LEN + 4].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(strict(&long).fault, Some(Reason::MalformedIpv4));
+        let p = cut(&long);
+        assert_eq!(
+            (p.fault, p.ip.src_port, p.ip.dst_port, p.ip.tcp_flags),
+            (None, 40000, 443, TCP_ACK)
+        );
+        // The cut capture still bounds reads by the frame: a cut TCP header is truncated.
+        assert_eq!(
+            cut(&long[..long.len() - 1]).fault,
+            Some(Reason::TruncatedTransport)
+        );
+        // Both agree on well-formed frames.
+        assert_eq!(strict(&frame), cut(&frame));
+    }
+
+    // --- Every truncation point ---
+
+    #[test]
+    fn every_truncation_of_a_tagged_ipv4_tcp_frame_with_options() {
+        let frame = eth(
+            &[(ETHERTYPE_VLAN, 10)],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_TCP, &[0x94, 4, 0, 0], 0, 7, &tcp(40000, 443, TCP_SYN)),
+        );
+        let (tag_end, l3_fixed_end, l4) = (18, 38, 42);
+        assert_eq!(frame.len(), l4 + 20);
+        let prefix = |len: usize| match len {
+            0..14 => Some((Some(Reason::TruncatedEthernet), FrameClass::Malformed, false)),
+            14..18 => Some((Some(Reason::BadVlan), FrameClass::Malformed, false)),
+            _ if len < l3_fixed_end => Some((Some(Reason::MalformedIpv4), FrameClass::Ipv4, false)),
+            _ if len == frame.len() => Some((None, FrameClass::Ipv4, true)),
+            _ => None,
+        };
+        assert!(tag_end < l3_fixed_end);
+        every_prefix("vlan/ipv4+options/tcp", &frame, Snaplen::Strict, |len| {
+            prefix(len).unwrap_or((Some(Reason::MalformedIpv4), FrameClass::Ipv4, true))
+        });
+        every_prefix("vlan/ipv4+options/tcp", &frame, Snaplen::CaptureMayBeCut, |len| {
+            prefix(len).unwrap_or((Some(Reason::TruncatedTransport), FrameClass::Ipv4, true))
+        });
+    }
+
+    #[test]
+    fn every_truncation_of_a_qinq_ipv4_udp_frame() {
+        let frame = eth(
+            &[(ETHERTYPE_QINQ, 100), (ETHERTYPE_VLAN, 10)],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_UDP, &[], 0, 7, &udp(53124, 53, b"abcd")),
+        );
+        let (l3, l4) = (22, 42);
+        every_prefix(
+            "qinq/ipv4/udp",
+            &frame,
+            Snaplen::CaptureMayBeCut,
+            |len| match len {
+                0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+                14..22 => (Some(Reason::BadVlan), FrameClass::Malformed, false),
+                _ if len < l3 + 20 => (Some(Reason::MalformedIpv4), FrameClass::Ipv4, false),
+                _ if len < l4 + 8 => (Some(Reason::TruncatedTransport), FrameClass::Ipv4, true),
+                // The UDP payload may be cut in a capture.
+                _ => (None, FrameClass::Ipv4, true),
+            },
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_an_ipv6_extension_chain() {
+        // hop-by-hop (8) + first fragment (8) + destination options (16) + UDP (8 + 4).
+        let frame = eth(
+            &[],
+            ETHERTYPE_IPV6,
+            &ipv6(
+                &[(IPPROTO_HOPOPTS, 0), (IPPROTO_FRAGMENT, 0), (IPPROTO_DSTOPTS, 1)],
+                1,
+                IPPROTO_UDP,
+                &udp(40000, 514, b"abcd"),
+            ),
+        );
+        let l4 = 14 + 40 + 8 + 8 + 16;
+        assert_eq!(frame.len(), l4 + 12);
+        every_prefix("ipv6 chain/udp", &frame, Snaplen::Strict, |len| match len {
+            0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+            14..54 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, false),
+            _ if len < frame.len() => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, true),
+            _ => (None, FrameClass::Ipv6, true),
+        });
+        every_prefix(
+            "ipv6 chain/udp",
+            &frame,
+            Snaplen::CaptureMayBeCut,
+            |len| match len {
+                0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+                14..54 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, false),
+                _ if len < l4 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, true),
+                _ if len < l4 + 8 => (Some(Reason::TruncatedTransport), FrameClass::Ipv6, true),
+                _ => (None, FrameClass::Ipv6, true),
+            },
+        );
+    }
+
+    #[test]
+    fn every_transport_cut_by_the_ip_length_is_truncated() {
+        let transports: [(u8, usize); 5] = [
+            (IPPROTO_TCP, 20),
+            (IPPROTO_UDP, 8),
+            (IPPROTO_SCTP, 12),
+            (IPPROTO_ICMP, 4),
+            (IPPROTO_ICMPV6, 4),
+        ];
+        for (protocol, needed) in transports {
+            let header: Vec<u8> = (1..=u8::try_from(needed).expect("short")).collect();
+            for k in 0..=needed {
+                let want = if k < needed {
+                    Some(Reason::TruncatedTransport)
+                } else {
+                    None
+                };
+                for (family, frame) in [
+                    ("ipv4", v4_frame(protocol, &header[..k])),
+                    ("ipv6", v6_frame(&[], protocol, &header[..k])),
+                ] {
+                    let p = strict(&frame);
+                    assert_eq!(
+                        p.fault, want,
+                        "{family} protocol {protocol} with {k} of {needed} header bytes"
+                    );
+                    assert!(p.has_ip);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_into_a_used_slot_leaves_nothing_behind() {
+        let mut slot = strict(&eth(
+            &[(ETHERTYPE_VLAN, 9)],
+            ETHERTYPE_IPV6,
+            &ipv6(&[(IPPROTO_FRAGMENT, 0)], 1, IPPROTO_TCP, &tcp(1, 2, TCP_SYN)),
+        ));
+        assert!(slot.has_ip && slot.ip.fragment_id != 0 && slot.vlan_tags == 1);
+        let arp = eth(&[], ETHERTYPE_ARP, &[0; 28]);
+        parse_frame_into(arp.as_slice(), Snaplen::Strict, &mut slot);
+        assert_eq!(slot, strict(&arp));
+        assert_eq!(slot.ip, IpPacket::EMPTY);
+    }
+
+    #[test]
+    fn slice_reads_stay_inside_the_frame() {
+        let bytes = [1u8, 2, 3, 4];
+        let frame: &[u8] = &bytes;
+        assert_eq!(frame.read::<4>(0), Some(&[1, 2, 3, 4]));
+        assert_eq!(frame.read::<2>(2), Some(&[3, 4]));
+        assert_eq!(frame.read::<2>(3), None);
+        assert_eq!(frame.read::<1>(usize::MAX), None, "offset overflow");
+        assert_eq!(frame.frame_len(), 4);
+    }
+}

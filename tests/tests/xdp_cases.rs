@@ -1,0 +1,2582 @@
+//! Table-driven BPF_PROG_TEST_RUN cases for the XDP program.
+//!
+//! Each case has a setup (global mode and flags, enrolled devices, baseline entries) and
+//! runs its frames in order. Every frame ("step") states the action and reason it must
+//! get, its frame class and who it is charged to, and the runner checks the *whole*
+//! change of the counters against that:
+//! - `VERDICTS`: exactly one (action, reason) counter moved, by one packet and the frame's
+//!   length in bytes; `CLASSES`: likewise for exactly one class;
+//! - `DEVICE_STATS` of every enrolled slot and `UNENROLLED_STATS` of every address:
+//!   packets/bytes sent and received, dropped, would-drop, learned flows, break-glass;
+//! - `BASELINE`: exactly the entries the step learns are added, nothing is removed;
+//! - `FLOWS`/`UNENROLLED_FLOWS`: for a parsed IP packet exactly the two entries of its
+//!   flow key (one per side, in the table of that side) move; otherwise none.
+//!
+//! Loading the object takes about half a second, so cases with the same setup share a
+//! datapath when they cannot see each other's state: every state the program keeps
+//! between frames (baseline, conntrack, fragments) is keyed by the two addresses and the
+//! protocol, so a case joins a datapath only if none of its frames shares an (address
+//! pair, protocol) with a frame run there before. Since every check is a delta, what an
+//! earlier case counted does not matter.
+//!
+//! Failures name the case and the frame; all failures of a table are reported together.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use monitor::{
+    Datapath, Maps,
+    datapath::{addr_key, addr_of},
+};
+use monitor_common::{
+    Action, FrameClass, Mode, Reason,
+    maps::{
+        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, Counter,
+        DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry, DeviceStats, Direction, FlowKey,
+        FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_POLICY,
+    },
+    parse::{MAX_HEADER_OFFSET, MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
+};
+use monitor_tests::packet::{
+    ETH_MIN_FRAME, ETHERTYPE_ARP, ETHERTYPE_EAPOL, ETHERTYPE_IPV4, Ethernet, Ext, IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6,
+    TCP_ACK, TCP_PSH, TCP_SYN, TPID_8021AD, TPID_8021Q, TPID_QINQ_OLD, Transport, arp_frame, lldp_frame,
+    padded, stp_frame, truncated,
+};
+
+// ---------------------------------------------------------------------------------------
+// The cast
+// ---------------------------------------------------------------------------------------
+
+/// Workstation (enrolled, slot 3).
+const WS: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 20);
+/// PACS server (enrolled in the cases that need two devices, slot 5).
+const PACS: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
+/// Infusion pump (life-critical, slot 10).
+const PUMP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+/// Unenrolled server, DNS resolvers, NTP server, and two unknown hosts.
+const SRV: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 80);
+const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
+const DNS2: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 53);
+const NTP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 123);
+const HOST_X: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 1);
+const HOST_Y: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 2);
+/// IPv6 workstation (enrolled, slot 6) and unenrolled IPv6 peers.
+const WS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 3, 0, 0, 0, 0x20);
+const SRV6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 9, 0, 0, 0, 0x80);
+const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x53);
+
+const SLOT_WS: u32 = 3;
+const SLOT_PACS: u32 = 5;
+const SLOT_WS6: u32 = 6;
+const SLOT_PUMP: u32 = 10;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Dev {
+    addr: IpAddr,
+    entry: DeviceEntry,
+}
+
+impl Dev {
+    fn new(addr: impl Into<IpAddr>, slot: u32) -> Dev {
+        Dev {
+            addr: addr.into(),
+            entry: DeviceEntry::new(slot, MODE_INHERIT, 0),
+        }
+    }
+
+    fn mode(mut self, mode: Mode) -> Dev {
+        self.entry.mode = mode as u8;
+        self
+    }
+
+    fn flags(mut self, flags: u8) -> Dev {
+        self.entry.flags = flags;
+        self
+    }
+}
+
+fn ws() -> Dev {
+    Dev::new(WS, SLOT_WS)
+}
+
+fn ws6() -> Dev {
+    Dev::new(WS6, SLOT_WS6)
+}
+
+fn pacs() -> Dev {
+    Dev::new(PACS, SLOT_PACS)
+}
+
+fn pump() -> Dev {
+    Dev::new(PUMP, SLOT_PUMP).flags(DEVICE_LIFE_CRITICAL)
+}
+
+/// A flow key as the maps hold it.
+fn key(
+    device: impl Into<IpAddr>,
+    peer: impl Into<IpAddr>,
+    protocol: u8,
+    port: u16,
+    dir: Direction,
+) -> FlowKey {
+    FlowKey {
+        device: addr_key(device.into()),
+        peer: addr_key(peer.into()),
+        service_port: port,
+        protocol,
+        direction: dir as u8,
+    }
+}
+
+use Direction::{Inbound, Outbound, Symmetric};
+
+// ---------------------------------------------------------------------------------------
+// Cases and steps
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+struct Setup {
+    mode: Mode,
+    flags: u8,
+    devices: Vec<Dev>,
+    baseline: Vec<FlowKey>,
+    /// Overwrite CONFIG's layout version (a controller of another layout wrote it).
+    layout_version: Option<u32>,
+}
+
+impl Setup {
+    fn new(mode: Mode) -> Setup {
+        Setup {
+            mode,
+            flags: 0,
+            devices: Vec::new(),
+            baseline: Vec::new(),
+            layout_version: None,
+        }
+    }
+
+    fn dev(mut self, dev: Dev) -> Setup {
+        self.devices.push(dev);
+        self
+    }
+
+    fn flags(mut self, flags: u8) -> Setup {
+        self.flags |= flags;
+        self
+    }
+
+    fn baseline(mut self, key: FlowKey) -> Setup {
+        self.baseline.push(key);
+        self
+    }
+
+    fn slot_of(&self, addr: IpAddr) -> Option<u32> {
+        self.devices.iter().find(|d| d.addr == addr).map(|d| d.entry.slot)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    frame: Vec<u8>,
+    action: Action,
+    reason: Reason,
+    class: FrameClass,
+    /// (source, destination) charged as sender and receiver; `None` when the frame has
+    /// no readable IP addresses.
+    ends: Option<(IpAddr, IpAddr)>,
+    dropped: Vec<IpAddr>,
+    would_drop: Vec<IpAddr>,
+    /// (protocol, service port, direction seen from the source) of the flow entries.
+    flow: Option<(u8, u16, Direction)>,
+    /// Baseline entries this frame adds (learned_flows moves for enrolled devices).
+    learns: Vec<FlowKey>,
+}
+
+fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) -> Step {
+    Step {
+        frame,
+        action,
+        reason,
+        class,
+        ends: None,
+        dropped: Vec::new(),
+        would_drop: Vec::new(),
+        flow: None,
+        learns: Vec::new(),
+    }
+}
+
+fn pass(frame: Vec<u8>, reason: Reason, class: FrameClass) -> Step {
+    verdict(frame, Action::Pass, reason, class)
+}
+
+fn drop(frame: Vec<u8>, reason: Reason, class: FrameClass) -> Step {
+    verdict(frame, Action::Drop, reason, class)
+}
+
+impl Step {
+    fn between(mut self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> Step {
+        self.ends = Some((src.into(), dst.into()));
+        self
+    }
+
+    fn dropped(mut self, addr: impl Into<IpAddr>) -> Step {
+        self.dropped.push(addr.into());
+        self
+    }
+
+    fn would_drop(mut self, addr: impl Into<IpAddr>) -> Step {
+        self.would_drop.push(addr.into());
+        self
+    }
+
+    fn flow(mut self, protocol: u8, port: u16, dir: Direction) -> Step {
+        self.flow = Some((protocol, port, dir));
+        self
+    }
+
+    fn learns(mut self, key: FlowKey) -> Step {
+        self.learns.push(key);
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    name: &'static str,
+    setup: Setup,
+    steps: Vec<Step>,
+}
+
+fn case(name: &'static str, setup: Setup, steps: Vec<Step>) -> Case {
+    Case { name, setup, steps }
+}
+
+// ---------------------------------------------------------------------------------------
+// The runner
+// ---------------------------------------------------------------------------------------
+
+/// Everything a step may change.
+#[derive(Clone, Debug)]
+struct Snapshot {
+    verdicts: BTreeMap<(Action, Reason), Counter>,
+    classes: BTreeMap<u8, Counter>,
+    devices: BTreeMap<u32, DeviceStats>,
+    unenrolled: BTreeMap<IpAddr, DeviceStats>,
+    flows: BTreeMap<(bool, FlowKey), FlowStats>,
+    baseline: BTreeSet<FlowKey>,
+}
+
+fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
+    let maps = datapath.maps();
+    let verdicts = must(maps.verdicts(), "VERDICTS");
+    let classes = must(maps.classes(), "CLASSES");
+    let mut devices = BTreeMap::new();
+    for dev in &setup.devices {
+        let stats = must(maps.device_stats(dev.entry.slot), "DEVICE_STATS");
+        devices.insert(dev.entry.slot, stats);
+    }
+    let mut flows = BTreeMap::new();
+    for enrolled in [true, false] {
+        for (key, stats) in must(maps.flows(enrolled), "FLOWS") {
+            flows.insert((enrolled, key), stats);
+        }
+    }
+    Snapshot {
+        verdicts: verdicts.into_iter().map(|(a, r, c)| ((a, r), c)).collect(),
+        classes: classes.into_iter().map(|(class, c)| (class as u8, c)).collect(),
+        devices,
+        unenrolled: must(maps.unenrolled_stats(), "UNENROLLED_STATS"),
+        flows,
+        baseline: must(maps.baseline(), "BASELINE")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+    }
+}
+
+fn must<T>(result: Result<T, monitor::DatapathError>, map: &str) -> T {
+    result.unwrap_or_else(|e| panic!("reading {map}: {e:?}"))
+}
+
+/// The counters of [`DeviceStats`] a step changes (times left out): packets sent, bytes
+/// sent, packets received, bytes received, dropped, would-drop, learned flows, passed by
+/// break-glass (never expected to move here).
+type StatCounts = [u64; 8];
+
+fn counts(s: &DeviceStats) -> StatCounts {
+    [
+        s.packets_sent,
+        s.bytes_sent,
+        s.packets_received,
+        s.bytes_received,
+        s.dropped_packets,
+        s.would_drop_packets,
+        s.learned_flows,
+        s.break_glass_packets,
+    ]
+}
+
+fn delta<const N: usize>(after: [u64; N], before: [u64; N]) -> [u64; N] {
+    std::array::from_fn(|i| after[i].wrapping_sub(before[i]))
+}
+
+fn flow_counts(s: &FlowStats) -> [u64; 5] {
+    [
+        s.packets_sent,
+        s.bytes_sent,
+        s.packets_received,
+        s.bytes_received,
+        s.dropped_packets,
+    ]
+}
+
+fn describe_key(k: &FlowKey) -> String {
+    format!(
+        "{} -> {} proto {} port {} dir {:?}",
+        addr_of(&k.device),
+        addr_of(&k.peer),
+        k.protocol,
+        k.service_port,
+        Direction::try_from(k.direction)
+    )
+}
+
+fn load(case: &Case) -> Datapath {
+    let name = case.name;
+    let setup = &case.setup;
+    let mut datapath =
+        Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("case `{name}`: loading failed: {e:?}"));
+    let maps = datapath.maps_mut();
+    let mut config = maps
+        .config()
+        .unwrap_or_else(|e| panic!("case `{name}`: reading CONFIG: {e:?}"));
+    config.mode = setup.mode as u8;
+    config.flags = setup.flags;
+    if let Some(version) = setup.layout_version {
+        config.layout_version = version;
+    }
+    maps.set_config(config)
+        .unwrap_or_else(|e| panic!("case `{name}`: writing CONFIG: {e:?}"));
+    for dev in &setup.devices {
+        maps.enroll(dev.addr, dev.entry)
+            .unwrap_or_else(|e| panic!("case `{name}`: enrolling {}: {e:?}", dev.addr));
+    }
+    let entries: Vec<(FlowKey, BaselineEntry)> = setup
+        .baseline
+        .iter()
+        .map(|k| {
+            (
+                *k,
+                BaselineEntry {
+                    learned_ns: 0,
+                    origin: ORIGIN_POLICY,
+                    _pad1: 0,
+                    _pad2: 0,
+                    _pad3: 0,
+                },
+            )
+        })
+        .collect();
+    maps.insert_baseline(&entries)
+        .unwrap_or_else(|e| panic!("case `{name}`: inserting the baseline: {e:?}"));
+    datapath
+}
+
+/// Runs one step and returns what did not match.
+fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
+    let mut errors = Vec::new();
+    let len = step.frame.len() as u64;
+    let before = snapshot(datapath, setup);
+    let got = match datapath.test_run(&step.frame) {
+        Ok(verdict) => verdict.action,
+        Err(e) => return vec![format!("test run failed: {e:?}")],
+    };
+    let after = snapshot(datapath, setup);
+
+    if got != step.action {
+        errors.push(format!("action {got:?}, expected {:?}", step.action));
+    }
+
+    // Exactly one verdict counter, by one packet of this length.
+    let moved: Vec<String> = after
+        .verdicts
+        .iter()
+        .filter_map(|(slot, c)| {
+            let b = before.verdicts.get(slot).copied().unwrap_or_default();
+            let d = (c.packets.wrapping_sub(b.packets), c.bytes.wrapping_sub(b.bytes));
+            (d != (0, 0)).then(|| format!("{:?}/{:?} +{} pkt +{} B", slot.0, slot.1, d.0, d.1))
+        })
+        .collect();
+    let expected = format!("{:?}/{:?} +1 pkt +{len} B", step.action, step.reason);
+    if moved != [expected.clone()] {
+        errors.push(format!("verdict counters moved {moved:?}, expected [{expected}]"));
+    }
+
+    // Exactly one class counter.
+    let moved: Vec<String> = after
+        .classes
+        .iter()
+        .filter_map(|(class, c)| {
+            let b = before.classes.get(class).copied().unwrap_or_default();
+            let d = (c.packets.wrapping_sub(b.packets), c.bytes.wrapping_sub(b.bytes));
+            let name = FrameClass::try_from(*class).map_or("?", FrameClass::label);
+            (d != (0, 0)).then(|| format!("{name} +{} pkt +{} B", d.0, d.1))
+        })
+        .collect();
+    let expected = format!("{} +1 pkt +{len} B", step.class.label());
+    if moved != [expected.clone()] {
+        errors.push(format!("class counters moved {moved:?}, expected [{expected}]"));
+    }
+
+    // Device and unenrolled-address counters.
+    let mut want: BTreeMap<IpAddr, StatCounts> = BTreeMap::new();
+    if let Some((src, dst)) = step.ends {
+        want.entry(src).or_default()[0] += 1;
+        want.entry(src).or_default()[1] += len;
+        want.entry(dst).or_default()[2] += 1;
+        want.entry(dst).or_default()[3] += len;
+    }
+    for addr in &step.dropped {
+        want.entry(*addr).or_default()[4] += 1;
+    }
+    for addr in &step.would_drop {
+        want.entry(*addr).or_default()[5] += 1;
+    }
+    for k in &step.learns {
+        let addr = addr_of(&k.device);
+        if setup.slot_of(addr).is_some() {
+            want.entry(addr).or_default()[6] += 1;
+        }
+    }
+    for dev in &setup.devices {
+        let slot = dev.entry.slot;
+        let got = delta(counts(&after.devices[&slot]), counts(&before.devices[&slot]));
+        let expected = want.get(&dev.addr).copied().unwrap_or_default();
+        if got != expected {
+            errors.push(format!(
+                "device {} (slot {slot}) [sent pkt, sent B, recv pkt, recv B, dropped, would-drop, learned, break-glass] \
+                 changed by {got:?}, expected {expected:?}",
+                dev.addr
+            ));
+        }
+        if expected[..4] != [0; 4] && after.devices[&slot].last_seen_ns == 0 {
+            errors.push(format!("device {}: last_seen_ns not set", dev.addr));
+        }
+    }
+    let addrs: BTreeSet<IpAddr> = before
+        .unenrolled
+        .keys()
+        .chain(after.unenrolled.keys())
+        .copied()
+        .chain(want.keys().copied().filter(|a| setup.slot_of(*a).is_none()))
+        .collect();
+    for addr in addrs {
+        if setup.slot_of(addr).is_some() {
+            errors.push(format!("enrolled {addr} appears in UNENROLLED_STATS"));
+            continue;
+        }
+        let zero = DeviceStats::default();
+        let got = delta(
+            counts(after.unenrolled.get(&addr).unwrap_or(&zero)),
+            counts(before.unenrolled.get(&addr).unwrap_or(&zero)),
+        );
+        let expected = want.get(&addr).copied().unwrap_or_default();
+        if got != expected {
+            errors.push(format!(
+                "unenrolled {addr} [sent pkt, sent B, recv pkt, recv B, dropped, would-drop, learned, break-glass] \
+                 changed by {got:?}, expected {expected:?}"
+            ));
+        }
+    }
+
+    // Baseline.
+    let added: Vec<String> = after
+        .baseline
+        .difference(&before.baseline)
+        .map(describe_key)
+        .collect();
+    let removed: Vec<String> = before
+        .baseline
+        .difference(&after.baseline)
+        .map(describe_key)
+        .collect();
+    let mut expected: Vec<String> = step.learns.iter().map(describe_key).collect();
+    expected.sort();
+    let mut added_sorted = added.clone();
+    added_sorted.sort();
+    if added_sorted != expected {
+        errors.push(format!("baseline gained {added:?}, expected {expected:?}"));
+    }
+    if !removed.is_empty() {
+        errors.push(format!("baseline lost {removed:?}"));
+    }
+
+    // Flow entries.
+    let mut want_flows: BTreeMap<(bool, FlowKey), [u64; 5]> = BTreeMap::new();
+    if let (Some((src, dst)), Some((protocol, port, dir))) = (step.ends, step.flow) {
+        let dropped = u64::from(step.action == Action::Drop);
+        let src_key = key(src, dst, protocol, port, dir);
+        let dst_key = key(dst, src, protocol, port, dir.reversed());
+        want_flows.insert((setup.slot_of(src).is_some(), src_key), [1, len, 0, 0, dropped]);
+        want_flows.insert((setup.slot_of(dst).is_some(), dst_key), [0, 0, 1, len, dropped]);
+    } else if step.flow.is_some() {
+        errors.push("the case gives a flow but no ends".to_string());
+    }
+    let flow_keys: BTreeSet<(bool, FlowKey)> = before
+        .flows
+        .keys()
+        .chain(after.flows.keys())
+        .chain(want_flows.keys())
+        .copied()
+        .collect();
+    for (enrolled, k) in flow_keys {
+        let zero = FlowStats::default();
+        let got = delta(
+            flow_counts(after.flows.get(&(enrolled, k)).unwrap_or(&zero)),
+            flow_counts(before.flows.get(&(enrolled, k)).unwrap_or(&zero)),
+        );
+        let expected = want_flows.get(&(enrolled, k)).copied().unwrap_or_default();
+        if got != expected {
+            let table = if enrolled { "FLOWS" } else { "UNENROLLED_FLOWS" };
+            errors.push(format!(
+                "{table} [{}] [sent pkt, sent B, recv pkt, recv B, dropped] changed by {got:?}, expected {expected:?}",
+                describe_key(&k)
+            ));
+        }
+    }
+    errors
+}
+
+/// (lower address, higher address, protocol) of every IP frame of a case: the keys of
+/// all state the program keeps between frames include these.
+fn footprint(case: &Case) -> BTreeSet<(IpAddr, IpAddr, u8)> {
+    case.steps
+        .iter()
+        .filter_map(|step| {
+            let parsed = parse_frame(step.frame.as_slice(), Snaplen::CaptureMayBeCut);
+            parsed.has_ip.then(|| {
+                let (a, b) = (addr_of(&parsed.ip.src), addr_of(&parsed.ip.dst));
+                (a.min(b), a.max(b), parsed.ip.protocol)
+            })
+        })
+        .collect()
+}
+
+/// A loaded datapath and the footprint of the cases run on it.
+struct Bin {
+    datapath: Datapath,
+    footprint: BTreeSet<(IpAddr, IpAddr, u8)>,
+}
+
+/// Runs every case of a table, sharing datapaths as the module docs describe; panics
+/// with every failure.
+fn run_table(table: &str, cases: Vec<Case>) {
+    let mut names = BTreeSet::new();
+    for c in &cases {
+        assert!(
+            names.insert(c.name),
+            "table {table}: case name `{}` used twice",
+            c.name
+        );
+        assert!(
+            !c.steps.is_empty(),
+            "table {table}: case `{}` has no frame",
+            c.name
+        );
+    }
+    // Cases grouped by setup, in table order within a group.
+    let mut groups: Vec<(&Setup, Vec<&Case>)> = Vec::new();
+    for c in &cases {
+        match groups.iter_mut().find(|(setup, _)| **setup == c.setup) {
+            Some((_, members)) => members.push(c),
+            None => groups.push((&c.setup, vec![c])),
+        }
+    }
+    let mut failures = Vec::new();
+    let mut frames = 0;
+    let mut loads = 0;
+    for (_, members) in groups {
+        let mut bins: Vec<Bin> = Vec::new();
+        for c in members {
+            let footprint = footprint(c);
+            let bin = match bins.iter().position(|b| b.footprint.is_disjoint(&footprint)) {
+                Some(i) => &mut bins[i],
+                None => {
+                    loads += 1;
+                    bins.push(Bin {
+                        datapath: load(c),
+                        footprint: BTreeSet::new(),
+                    });
+                    bins.last_mut().expect("just pushed")
+                }
+            };
+            bin.footprint.extend(footprint);
+            for (i, step) in c.steps.iter().enumerate() {
+                frames += 1;
+                for error in check_step(&bin.datapath, &c.setup, step) {
+                    failures.push(format!(
+                        "case `{}` frame {}/{} ({} bytes): {error}",
+                        c.name,
+                        i + 1,
+                        c.steps.len(),
+                        step.frame.len()
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "table {table}: {} cases, {frames} frames, {loads} datapaths loaded",
+        cases.len()
+    );
+    let failed_cases: BTreeSet<&str> = failures.iter().filter_map(|f| f.split('`').nth(1)).collect();
+    assert!(
+        failures.is_empty(),
+        "table {table}: {} of {} cases failed ({frames} frames):\n  {}",
+        failed_cases.len(),
+        cases.len(),
+        failures.join("\n  ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames used by several cases
+// ---------------------------------------------------------------------------------------
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    Ipv4::new(src, dst).frame(&Transport::tcp(sport, dport, flags))
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    Ipv4::new(src, dst).frame(&Transport::udp(sport, dport, b"0123456789abcdef"))
+}
+
+/// A UDP datagram long enough to fragment at 16 bytes: [first, later].
+fn udp_fragments(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, id: u16) -> [Vec<u8>; 2] {
+    Ipv4::new(src, dst)
+        .id(id)
+        .fragments(&Transport::udp(40000, dport, &[0x5a; 48]), 16)
+}
+
+/// `n` extension headers (cycling through the kinds, fragment header atomic).
+fn ext_chain(n: usize) -> Vec<Ext> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => Ext::hop_by_hop(),
+            1 => Ext::dest_opts(),
+            2 => Ext::routing(),
+            _ => Ext::fragment(0, false, 0),
+        })
+        .collect()
+}
+
+fn with_exts(mut ip: Ipv6, exts: Vec<Ext>) -> Ipv6 {
+    ip.ext.extend(exts);
+    ip
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------------------
+
+/// Every protocol and encapsulation the parser knows, in learn mode (and the non-IP ones
+/// under enforce, where they must still pass).
+#[test]
+fn protocols_and_encapsulations() {
+    let learn = || Setup::new(Mode::Learn).dev(ws()).dev(ws6());
+    let enforce_all = || Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP);
+    let v4 = FrameClass::Ipv4;
+    let v6 = FrameClass::Ipv6;
+    let cases = vec![
+        case(
+            "ipv4 tcp syn learns the server port",
+            learn(),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "ipv4 udp dns query learns port 53",
+            learn(),
+            vec![
+                pass(udp(WS, 53124, DNS, 53), Reason::Learned, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound)
+                    .learns(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "ipv4 sctp init learns the lower port",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::sctp(40001, 2905)),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_SCTP, 2905, Outbound)
+                .learns(key(WS, SRV, IPPROTO_SCTP, 2905, Outbound)),
+            ],
+        ),
+        case(
+            "ipv4 icmp echo request learns type 8",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::icmp_echo(true, 1, 1)),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_ICMP, 8, Outbound)
+                .learns(key(WS, SRV, IPPROTO_ICMP, 8, Outbound)),
+            ],
+        ),
+        case(
+            "ipv4 other protocol (gre) is symmetric port 0",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::raw(47, &[0, 0, 0x08, 0])),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(47, 0, Symmetric)
+                .learns(key(WS, SRV, 47, 0, Symmetric)),
+            ],
+        ),
+        case(
+            "ipv6 tcp syn learns the server port",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::tcp(40000, 443, TCP_SYN)),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_TCP, 443, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 udp dns query learns port 53",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, DNS6).frame(&Transport::udp(40123, 53, b"q")),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, DNS6)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS6, DNS6, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 sctp learns the lower port",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::sctp(40001, 3868)),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_SCTP, 3868, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_SCTP, 3868, Outbound)),
+            ],
+        ),
+        case(
+            "icmpv6 echo request learns type 128",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_echo(true, 9, 1)),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_ICMPV6, 128, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_ICMPV6, 128, Outbound)),
+            ],
+        ),
+        case(
+            "icmpv6 neighbor solicitation is symmetric by type",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_ICMPV6, 135, Symmetric)
+                .learns(key(WS6, SRV6, IPPROTO_ICMPV6, 135, Symmetric)),
+            ],
+        ),
+        case(
+            "arp passes under enforce with unenrolled drop",
+            enforce_all(),
+            vec![pass(arp_frame(WS, SRV), Reason::NotIp, FrameClass::Arp)],
+        ),
+        case(
+            "lldp passes under enforce",
+            enforce_all(),
+            vec![pass(lldp_frame(), Reason::NotIp, FrameClass::Lldp)],
+        ),
+        case(
+            "802.3 llc (stp bpdu) passes under enforce",
+            enforce_all(),
+            vec![pass(stp_frame(), Reason::NotIp, FrameClass::Llc)],
+        ),
+        case(
+            "other ethertype (eapol) passes under enforce",
+            enforce_all(),
+            vec![pass(
+                padded(
+                    &Ethernet::new().frame(ETHERTYPE_EAPOL, &[2, 1, 0, 0]),
+                    ETH_MIN_FRAME,
+                ),
+                Reason::NotIp,
+                FrameClass::OtherEthertype,
+            )],
+        ),
+        case(
+            "802.1q tagged arp passes",
+            enforce_all(),
+            vec![pass(
+                {
+                    let plain = arp_frame(WS, SRV);
+                    Ethernet::new().dot1q(10).frame(ETHERTYPE_ARP, &plain[14..])
+                },
+                Reason::NotIp,
+                FrameClass::Arp,
+            )],
+        ),
+        case(
+            "802.1q tagged ipv4 udp",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, DNS).frame_in(&Ethernet::new().dot1q(10), &Transport::udp(53124, 53, b"q")),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, DNS)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "qinq 802.1ad + 802.1q ipv4 tcp",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame_in(
+                        &Ethernet::new().dot1ad(100).dot1q(10),
+                        &Transport::tcp(40000, 443, TCP_SYN),
+                    ),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_TCP, 443, Outbound)
+                .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "pre-standard qinq 0x9100 + 802.1q ipv6 udp",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, DNS6).frame_in(
+                        &Ethernet::new().tag(TPID_QINQ_OLD, 200).dot1q(20),
+                        &Transport::udp(40123, 53, b"q"),
+                    ),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, DNS6)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS6, DNS6, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "three stacked vlan tags are bad_vlan, passed in learn",
+            learn(),
+            vec![pass(
+                Ipv4::new(WS, SRV).frame_in(
+                    &Ethernet::new().dot1ad(100).dot1q(10).dot1q(11),
+                    &Transport::tcp(40000, 443, TCP_SYN),
+                ),
+                Reason::BadVlan,
+                FrameClass::Malformed,
+            )],
+        ),
+        case(
+            "three stacked vlan tags are dropped under global enforce",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![drop(
+                Ipv4::new(WS, SRV).frame_in(
+                    &Ethernet::new()
+                        .tag(TPID_8021AD, 100)
+                        .tag(TPID_8021Q, 10)
+                        .tag(TPID_8021Q, 11),
+                    &Transport::udp(40000, 53, b"q"),
+                ),
+                Reason::BadVlan,
+                FrameClass::Malformed,
+            )],
+        ),
+        case(
+            "vlan tag cut short",
+            learn(),
+            vec![pass(
+                truncated(&Ethernet::new().dot1q(10).frame(ETHERTYPE_IPV4, &[]), 16),
+                Reason::BadVlan,
+                FrameClass::Malformed,
+            )],
+        ),
+        case(
+            "second vlan tag cut short",
+            learn(),
+            vec![pass(
+                truncated(
+                    &Ethernet::new().dot1ad(100).dot1q(10).frame(ETHERTYPE_IPV4, &[]),
+                    20,
+                ),
+                Reason::BadVlan,
+                FrameClass::Malformed,
+            )],
+        ),
+        case(
+            "ipv4 with router-alert option",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .options(&[0x94, 0x04, 0, 0])
+                        .frame(&Transport::udp(40000, 514, b"<13>syslog")),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_UDP, 514, Outbound)
+                .learns(key(WS, SRV, IPPROTO_UDP, 514, Outbound)),
+            ],
+        ),
+        case(
+            "ipv4 with 40 bytes of options (ihl 15)",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .options(&[1; 40])
+                        .frame(&Transport::tcp(40000, 8443, TCP_SYN)),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .learns(key(WS, SRV, IPPROTO_TCP, 8443, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 hop-by-hop, routing, destination options, ah, atomic fragment, tcp",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6)
+                        .ext(Ext::hop_by_hop())
+                        .ext(Ext::Routing { len8: 2 })
+                        .ext(Ext::DestOpts { len8: 1 })
+                        .ext(Ext::ah())
+                        .ext(Ext::fragment(0, false, 77))
+                        .frame(&Transport::tcp(40000, 443, TCP_SYN)),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_TCP, 443, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 chain of exactly MAX_IPV6_EXTENSIONS headers parses",
+            learn(),
+            vec![
+                pass(
+                    with_exts(Ipv6::new(WS6, SRV6), ext_chain(MAX_IPV6_EXTENSIONS))
+                        .frame(&Transport::udp(40000, 514, b"x")),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_UDP, 514, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_UDP, 514, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 chain longer than MAX_IPV6_EXTENSIONS passes in learn",
+            learn(),
+            vec![
+                pass(
+                    with_exts(Ipv6::new(WS6, SRV6), ext_chain(MAX_IPV6_EXTENSIONS + 1))
+                        .frame(&Transport::udp(40000, 514, b"x")),
+                    Reason::Ipv6ChainTooLong,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 chain too long is dropped for an enforced device",
+            Setup::new(Mode::Enforce).dev(ws6()),
+            vec![
+                drop(
+                    with_exts(Ipv6::new(WS6, SRV6), ext_chain(MAX_IPV6_EXTENSIONS + 2))
+                        .frame(&Transport::udp(40000, 514, b"x")),
+                    Reason::Ipv6ChainTooLong,
+                    v6,
+                )
+                .between(WS6, SRV6)
+                .dropped(WS6),
+            ],
+        ),
+        case(
+            "ipv6 headers past MAX_HEADER_OFFSET are chain_too_long",
+            learn(),
+            vec![
+                pass(
+                    {
+                        // One destination-options header long enough that the UDP header starts
+                        // past the bytes the parser looks into.
+                        let len8 = u8::try_from(MAX_HEADER_OFFSET / 8).expect("fits");
+                        let frame = Ipv6::new(WS6, SRV6)
+                            .ext(Ext::DestOpts { len8 })
+                            .frame(&Transport::udp(40000, 514, b"x"));
+                        assert!(frame.len() - 9 > MAX_HEADER_OFFSET);
+                        frame
+                    },
+                    Reason::Ipv6ChainTooLong,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+    ];
+    run_table("protocols_and_encapsulations", cases);
+}
+
+/// Truncations at every header boundary, broken lengths and versions, Ethernet padding,
+/// and how malformed frames are judged in each mode.
+#[test]
+fn malformed_and_truncated() {
+    let learn = || Setup::new(Mode::Learn).dev(ws()).dev(ws6());
+    let v4 = FrameClass::Ipv4;
+    let v6 = FrameClass::Ipv6;
+    let syn = || tcp(WS, 40000, SRV, 443, TCP_SYN);
+    let l3 = 14;
+    let l4 = l3 + 20;
+    let cases = vec![
+        case(
+            "ethernet header only, ipv4 ethertype",
+            learn(),
+            vec![pass(truncated(&syn(), l3), Reason::MalformedIpv4, v4)],
+        ),
+        case(
+            "ethernet header only is dropped under global enforce",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![drop(truncated(&syn(), l3), Reason::MalformedIpv4, v4)],
+        ),
+        case(
+            "ethernet header only is passed under global audit",
+            Setup::new(Mode::Audit).dev(ws()),
+            vec![pass(truncated(&syn(), l3), Reason::MalformedIpv4, v4)],
+        ),
+        case(
+            "ipv4 fixed header cut (19 of 20 bytes)",
+            learn(),
+            vec![pass(truncated(&syn(), l3 + 19), Reason::MalformedIpv4, v4)],
+        ),
+        case(
+            "ipv4 cut inside the options",
+            learn(),
+            vec![
+                pass(
+                    truncated(
+                        &Ipv4::new(WS, SRV)
+                            .options(&[1; 8])
+                            .frame(&Transport::tcp(40000, 443, TCP_SYN)),
+                        l3 + 22,
+                    ),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv4 cut at the end of its header (strict: length beyond frame)",
+            learn(),
+            vec![pass(truncated(&syn(), l4), Reason::MalformedIpv4, v4).between(WS, SRV)],
+        ),
+        case(
+            "ipv4 tcp cut inside tcp (strict: length beyond frame)",
+            learn(),
+            vec![pass(truncated(&syn(), l4 + 10), Reason::MalformedIpv4, v4).between(WS, SRV)],
+        ),
+        case(
+            "ipv4 tcp cut inside tcp in a capture that may be cut",
+            learn().flags(CONFIG_CAPTURE_MAY_BE_CUT),
+            vec![pass(truncated(&syn(), l4 + 10), Reason::TruncatedTransport, v4).between(WS, SRV)],
+        ),
+        case(
+            "ipv4 tcp payload cut in a capture that may be cut still parses",
+            learn().flags(CONFIG_CAPTURE_MAY_BE_CUT),
+            vec![
+                pass(
+                    truncated(
+                        &Ipv4::new(WS, SRV)
+                            .frame(&Transport::tcp_with_payload(40000, 443, TCP_ACK, &[7; 100])),
+                        l4 + 20 + 4,
+                    ),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_TCP, 443, Outbound)
+                .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "tcp header cut by the ipv4 total length",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::raw(IPPROTO_TCP, &syn()[l4..l4 + 10])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "udp header cut by the ipv4 total length",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, DNS).frame(&Transport::raw(IPPROTO_UDP, &[0xcf, 0x04, 0, 53])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, DNS),
+            ],
+        ),
+        case(
+            "icmp header cut by the ipv4 total length",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::raw(IPPROTO_ICMP, &[8, 0])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "sctp header cut by the ipv4 total length",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::raw(
+                        IPPROTO_SCTP,
+                        &[0x9c, 0x41, 0x0b, 0x59, 0, 0, 0, 0],
+                    )),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv6 fixed header cut (39 of 40 bytes)",
+            learn(),
+            vec![pass(
+                truncated(&Ipv6::new(WS6, SRV6).frame(&Transport::udp(1, 2, &[])), l3 + 39),
+                Reason::MalformedIpv6,
+                v6,
+            )],
+        ),
+        case(
+            "ipv6 cut at the end of its fixed header (strict)",
+            learn(),
+            vec![
+                pass(
+                    truncated(
+                        &Ipv6::new(WS6, SRV6).frame(&Transport::udp(40000, 53, &[])),
+                        l3 + 40,
+                    ),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 hop-by-hop header longer than the payload",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::raw(
+                        IPPROTO_HOPOPTS,
+                        &[IPPROTO_UDP, 1, 1, 4, 0, 0, 0, 0],
+                    )),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 fragment header cut",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::raw(IPPROTO_FRAGMENT, &[IPPROTO_UDP, 0, 0, 1])),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 extension header cut in a capture that may be cut",
+            learn().flags(CONFIG_CAPTURE_MAY_BE_CUT),
+            vec![
+                pass(
+                    truncated(
+                        &Ipv6::new(WS6, SRV6)
+                            .ext(Ext::DestOpts { len8: 2 })
+                            .frame(&Transport::udp(40000, 53, b"q")),
+                        l3 + 40 + 12,
+                    ),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 tcp header cut by the payload length",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::raw(
+                        IPPROTO_TCP,
+                        &[0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0],
+                    )),
+                    Reason::TruncatedTransport,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv6 udp after an extension header, cut by the payload length",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, DNS6)
+                        .ext(Ext::hop_by_hop())
+                        .frame(&Transport::raw(IPPROTO_UDP, &[0x9c, 0x40, 0, 53])),
+                    Reason::TruncatedTransport,
+                    v6,
+                )
+                .between(WS6, DNS6),
+            ],
+        ),
+        case(
+            "icmpv6 header cut by the payload length",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::raw(IPPROTO_ICMPV6, &[128])),
+                    Reason::TruncatedTransport,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ipv4 header length below 20 bytes (ihl 4)",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).ihl(4).frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv4 header length beyond the total length (ihl 15, total 28)",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).ihl(15).frame(&Transport::udp(40000, 53, &[])),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv4 total length below the header length",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .total_len(10)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv4 total length beyond the frame",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .total_len(1000)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ipv4 total length beyond the frame is fine in a capture that may be cut",
+            learn().flags(CONFIG_CAPTURE_MAY_BE_CUT),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .total_len(1000)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS, SRV, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "ipv6 payload length beyond the frame",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6)
+                        .payload_len(600)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ip version 6 under the ipv4 ethertype",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .version(6)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "ip version 4 under the ipv6 ethertype",
+            learn(),
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6)
+                        .version(4)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv6,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
+        ),
+        case(
+            "ethernet padding after a short ipv4 udp packet is not malformed",
+            learn(),
+            vec![
+                pass(
+                    padded(
+                        &Ipv4::new(WS, DNS).frame(&Transport::udp(53124, 53, &[])),
+                        ETH_MIN_FRAME,
+                    ),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, DNS)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "ethernet padding after a short tagged ipv4 icmp packet is not malformed",
+            learn(),
+            vec![
+                pass(
+                    padded(
+                        &Ipv4::new(WS, SRV).frame_in(
+                            &Ethernet::new().dot1q(30),
+                            &Transport::Icmp {
+                                icmp_type: 8,
+                                code: 0,
+                                rest: [0, 1, 0, 1],
+                                payload: Vec::new(),
+                            },
+                        ),
+                        ETH_MIN_FRAME,
+                    ),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_ICMP, 8, Outbound)
+                .learns(key(WS, SRV, IPPROTO_ICMP, 8, Outbound)),
+            ],
+        ),
+        case(
+            "trailing bytes after an ipv6 packet are not malformed",
+            learn(),
+            vec![
+                pass(
+                    padded(
+                        &Ipv6::new(WS6, DNS6).frame(&Transport::udp(40123, 53, &[])),
+                        62 + 16,
+                    ),
+                    Reason::Learned,
+                    v6,
+                )
+                .between(WS6, DNS6)
+                .flow(IPPROTO_UDP, 53, Outbound)
+                .learns(key(WS6, DNS6, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "malformed ip in learn passes even with unenrolled drop set",
+            Setup::new(Mode::Learn).flags(CONFIG_UNENROLLED_DROP),
+            vec![pass(truncated(&syn(), l4 + 10), Reason::MalformedIpv4, v4).between(WS, SRV)],
+        ),
+        case(
+            "malformed ip of a device overridden to enforce under global learn is dropped",
+            Setup::new(Mode::Learn).dev(ws().mode(Mode::Enforce)),
+            vec![
+                drop(
+                    Ipv4::new(WS, SRV).frame(&Transport::raw(IPPROTO_TCP, &[0x9c, 0x40, 0x01, 0xbb])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS),
+            ],
+        ),
+        case(
+            "malformed ip between two devices: only the enforced one is charged the drop",
+            Setup::new(Mode::Learn)
+                .dev(ws().mode(Mode::Audit))
+                .dev(pacs().mode(Mode::Enforce)),
+            vec![
+                drop(
+                    Ipv4::new(WS, PACS)
+                        .ihl(3)
+                        .frame(&Transport::udp(40000, 104, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, PACS)
+                .dropped(PACS),
+            ],
+        ),
+        case(
+            "malformed ip of a life-critical device under global enforce is spared",
+            Setup::new(Mode::Enforce).dev(pump()),
+            vec![
+                pass(
+                    Ipv4::new(PUMP, SRV).frame(&Transport::raw(IPPROTO_UDP, &[0x9c, 0x40])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(PUMP, SRV),
+            ],
+        ),
+        case(
+            "malformed ip between an enforced device and a spared life-critical one passes",
+            Setup::new(Mode::Enforce).dev(ws()).dev(pump()),
+            vec![
+                pass(
+                    Ipv4::new(WS, PUMP).frame(&Transport::raw(IPPROTO_UDP, &[0x9c, 0x40])),
+                    Reason::TruncatedTransport,
+                    v4,
+                )
+                .between(WS, PUMP),
+            ],
+        ),
+        case(
+            "malformed ip of a device in global audit passes",
+            Setup::new(Mode::Audit).dev(ws()),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV)
+                        .total_len(9)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(WS, SRV),
+            ],
+        ),
+        case(
+            "malformed ip between unenrolled hosts under enforce passes by default",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                pass(
+                    Ipv4::new(HOST_X, HOST_Y)
+                        .version(5)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(HOST_X, HOST_Y),
+            ],
+        ),
+        case(
+            "malformed ip between unenrolled hosts is dropped with unenrolled drop",
+            Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            vec![
+                drop(
+                    Ipv4::new(HOST_X, HOST_Y)
+                        .version(5)
+                        .frame(&Transport::udp(40000, 53, b"q")),
+                    Reason::MalformedIpv4,
+                    v4,
+                )
+                .between(HOST_X, HOST_Y)
+                .dropped(HOST_X)
+                .dropped(HOST_Y),
+            ],
+        ),
+    ];
+    run_table("malformed_and_truncated", cases);
+}
+
+/// First and later fragments, matched and unmatched, in every mode.
+#[test]
+fn fragments() {
+    let v4 = FrameClass::Ipv4;
+    let v6 = FrameClass::Ipv6;
+    let syslog = key(WS, SRV, IPPROTO_UDP, 514, Outbound);
+    let cases = vec![
+        case(
+            "ipv4 first fragment learns, the later one follows it",
+            Setup::new(Mode::Learn).dev(ws()),
+            {
+                let [first, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    pass(first, Reason::Learned, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 514, Outbound)
+                        .learns(syslog),
+                    pass(later, Reason::Learned, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                ]
+            },
+        ),
+        case(
+            "ipv4 later fragment without a first is dropped under enforce",
+            Setup::new(Mode::Enforce).dev(ws()),
+            {
+                let [_, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    drop(later, Reason::FragmentUnmatched, v4)
+                        .between(WS, SRV)
+                        .dropped(WS)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "ipv4 later fragment without a first is a would-drop under audit",
+            Setup::new(Mode::Audit).dev(ws()),
+            {
+                let [_, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    pass(later, Reason::FragmentUnmatched, v4)
+                        .between(WS, SRV)
+                        .would_drop(WS)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "ipv4 later fragment without a first passes in learn and learns nothing",
+            Setup::new(Mode::Learn).dev(ws()),
+            {
+                let [_, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    pass(later, Reason::Learned, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "ipv4 later fragment whose first was dropped under enforce is dropped",
+            Setup::new(Mode::Enforce).dev(ws()),
+            {
+                let [first, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    drop(first, Reason::NotInBaseline, v4)
+                        .between(WS, SRV)
+                        .dropped(WS)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                    drop(later, Reason::NotInBaseline, v4)
+                        .between(WS, SRV)
+                        .dropped(WS)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                ]
+            },
+        ),
+        case(
+            "ipv4 fragments of a baseline flow pass under enforce",
+            Setup::new(Mode::Enforce).dev(ws()).baseline(syslog),
+            {
+                let [first, later] = udp_fragments(WS, SRV, 514, 0x4242);
+                vec![
+                    pass(first, Reason::InBaseline, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(later, Reason::InBaseline, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                ]
+            },
+        ),
+        case(
+            "ipv4 later fragment of another id is not covered by a first",
+            Setup::new(Mode::Enforce).dev(ws()).baseline(syslog),
+            {
+                let [first, _] = udp_fragments(WS, SRV, 514, 1);
+                let [_, later] = udp_fragments(WS, SRV, 514, 2);
+                vec![
+                    pass(first, Reason::InBaseline, v4)
+                        .between(WS, SRV)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                    drop(later, Reason::FragmentUnmatched, v4)
+                        .between(WS, SRV)
+                        .dropped(WS)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "ipv4 fragments toward a device: the reply direction follows the first",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            {
+                let [first, later] = Ipv4::new(DNS, WS)
+                    .id(9)
+                    .fragments(&Transport::udp(53, 53124, &[0x11; 64]), 24);
+                vec![
+                    pass(first, Reason::InBaseline, v4)
+                        .between(DNS, WS)
+                        .flow(IPPROTO_UDP, 53, Inbound),
+                    pass(later, Reason::InBaseline, v4)
+                        .between(DNS, WS)
+                        .flow(IPPROTO_UDP, 53, Inbound),
+                ]
+            },
+        ),
+        case(
+            "ipv6 fragments of a baseline flow pass under enforce",
+            Setup::new(Mode::Enforce)
+                .dev(ws6())
+                .baseline(key(WS6, SRV6, IPPROTO_UDP, 514, Outbound)),
+            {
+                let [first, later] = Ipv6::new(WS6, SRV6).ext(Ext::hop_by_hop()).fragments(
+                    &Transport::udp(40000, 514, &[0x33; 48]),
+                    16,
+                    0xdead_beef,
+                );
+                vec![
+                    pass(first, Reason::InBaseline, v6)
+                        .between(WS6, SRV6)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(later, Reason::InBaseline, v6)
+                        .between(WS6, SRV6)
+                        .flow(IPPROTO_UDP, 514, Outbound),
+                ]
+            },
+        ),
+        case(
+            "ipv6 later fragment without a first is dropped under enforce",
+            Setup::new(Mode::Enforce).dev(ws6()),
+            {
+                let [_, later] =
+                    Ipv6::new(WS6, SRV6).fragments(&Transport::udp(40000, 514, &[0x33; 48]), 16, 5);
+                vec![
+                    drop(later, Reason::FragmentUnmatched, v6)
+                        .between(WS6, SRV6)
+                        .dropped(WS6)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "ipv6 first fragment dropped under enforce takes its later fragment along",
+            Setup::new(Mode::Enforce).dev(ws6()),
+            {
+                let [first, later] = Ipv6::new(WS6, SRV6).fragments(
+                    &Transport::tcp_with_payload(40000, 22, TCP_SYN, &[0; 40]),
+                    24,
+                    6,
+                );
+                vec![
+                    drop(first, Reason::NotInBaseline, v6)
+                        .between(WS6, SRV6)
+                        .dropped(WS6)
+                        .flow(IPPROTO_TCP, 22, Outbound),
+                    drop(later, Reason::NotInBaseline, v6)
+                        .between(WS6, SRV6)
+                        .dropped(WS6)
+                        .flow(IPPROTO_TCP, 22, Outbound),
+                ]
+            },
+        ),
+        case(
+            "later fragment between unenrolled hosts passes as unenrolled",
+            Setup::new(Mode::Enforce).dev(ws()),
+            {
+                let [_, later] = udp_fragments(HOST_X, HOST_Y, 514, 3);
+                vec![pass(later, Reason::Unenrolled, v4).between(HOST_X, HOST_Y).flow(
+                    IPPROTO_UDP,
+                    0,
+                    Symmetric,
+                )]
+            },
+        ),
+        case(
+            "later fragment of a life-critical device without a first is not dropped",
+            Setup::new(Mode::Enforce).dev(pump()),
+            {
+                let [_, later] = udp_fragments(PUMP, SRV, 514, 3);
+                vec![
+                    pass(later, Reason::FragmentUnmatched, v4)
+                        .between(PUMP, SRV)
+                        .would_drop(PUMP)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+        case(
+            "later fragment without a first from an enforced device to a spared one passes",
+            Setup::new(Mode::Enforce).dev(ws()).dev(pump()),
+            {
+                let [_, later] = udp_fragments(WS, PUMP, 514, 3);
+                vec![
+                    pass(later, Reason::LifeCriticalSpared, v4)
+                        .between(WS, PUMP)
+                        .would_drop(WS)
+                        .would_drop(PUMP)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
+            },
+        ),
+    ];
+    run_table("fragments", cases);
+}
+
+/// Learn mode: which key a flow is learned under (the service port, never the client's).
+#[test]
+fn learning_service_ports() {
+    let learn = || Setup::new(Mode::Learn).dev(ws());
+    let v4 = FrameClass::Ipv4;
+    let cases = vec![
+        case(
+            "tcp handshake: syn learns the service port, syn-ack and ack reuse it",
+            learn(),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+                pass(tcp(SRV, 443, WS, 40000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
+                    .between(SRV, WS)
+                    .flow(IPPROTO_TCP, 443, Inbound),
+                pass(tcp(WS, 40000, SRV, 443, TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "tcp syn-ack seen first decides the server",
+            learn(),
+            vec![
+                pass(tcp(SRV, 8080, WS, 33000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
+                    .between(SRV, WS)
+                    .flow(IPPROTO_TCP, 8080, Inbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 8080, Outbound)),
+                pass(tcp(WS, 33000, SRV, 8080, TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "tcp server port above the client port follows the handshake via conntrack",
+            learn(),
+            vec![
+                pass(tcp(WS, 1000, SRV, 50000, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 50000, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 50000, Outbound)),
+                pass(tcp(SRV, 50000, WS, 1000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
+                    .between(SRV, WS)
+                    .flow(IPPROTO_TCP, 50000, Inbound),
+                pass(tcp(WS, 1000, SRV, 50000, TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 50000, Outbound),
+                pass(
+                    Ipv4::new(SRV, WS).frame(&Transport::tcp_with_payload(
+                        50000,
+                        1000,
+                        TCP_ACK | TCP_PSH,
+                        b"data",
+                    )),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 50000, Inbound),
+            ],
+        ),
+        case(
+            "tcp server on the device: inbound syn learns the device's own port",
+            learn(),
+            vec![
+                pass(tcp(SRV, 1023, WS, 3389, TCP_SYN), Reason::Learned, v4)
+                    .between(SRV, WS)
+                    .flow(IPPROTO_TCP, 3389, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 3389, Inbound)),
+                pass(tcp(WS, 3389, SRV, 1023, TCP_SYN | TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 3389, Inbound),
+                pass(tcp(WS, 3389, SRV, 1023, TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 3389, Inbound),
+            ],
+        ),
+        case(
+            "tcp established without a seen handshake uses the lower port",
+            learn(),
+            vec![
+                pass(tcp(WS, 51000, SRV, 443, TCP_ACK), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "udp request and reply share one key",
+            learn(),
+            vec![
+                pass(udp(WS, 53124, DNS, 53), Reason::Learned, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound)
+                    .learns(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+                pass(udp(DNS, 53, WS, 53124), Reason::Learned, v4)
+                    .between(DNS, WS)
+                    .flow(IPPROTO_UDP, 53, Inbound),
+                pass(udp(WS, 61000, DNS, 53), Reason::Learned, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+            ],
+        ),
+        case(
+            "udp reply seen first learns the request's key",
+            learn(),
+            vec![
+                pass(udp(DNS, 53, WS, 53124), Reason::Learned, v4)
+                    .between(DNS, WS)
+                    .flow(IPPROTO_UDP, 53, Inbound)
+                    .learns(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            ],
+        ),
+        case(
+            "udp with equal ports is symmetric",
+            learn(),
+            vec![
+                pass(udp(WS, 123, NTP, 123), Reason::Learned, v4)
+                    .between(WS, NTP)
+                    .flow(IPPROTO_UDP, 123, Symmetric)
+                    .learns(key(WS, NTP, IPPROTO_UDP, 123, Symmetric)),
+                pass(udp(NTP, 123, WS, 123), Reason::Learned, v4)
+                    .between(NTP, WS)
+                    .flow(IPPROTO_UDP, 123, Symmetric),
+            ],
+        ),
+        case(
+            "icmp echo request and reply share one key",
+            learn(),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::icmp_echo(true, 7, 1)),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_ICMP, 8, Outbound)
+                .learns(key(WS, SRV, IPPROTO_ICMP, 8, Outbound)),
+                pass(
+                    Ipv4::new(SRV, WS).frame(&Transport::icmp_echo(false, 7, 1)),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_ICMP, 8, Inbound),
+            ],
+        ),
+        case(
+            "icmpv6 echo request and reply share one key",
+            Setup::new(Mode::Learn).dev(ws6()),
+            vec![
+                pass(
+                    Ipv6::new(SRV6, WS6).frame(&Transport::icmpv6_echo(true, 7, 1)),
+                    Reason::Learned,
+                    FrameClass::Ipv6,
+                )
+                .between(SRV6, WS6)
+                .flow(IPPROTO_ICMPV6, 128, Outbound)
+                .learns(key(WS6, SRV6, IPPROTO_ICMPV6, 128, Inbound)),
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_echo(false, 7, 1)),
+                    Reason::Learned,
+                    FrameClass::Ipv6,
+                )
+                .between(WS6, SRV6)
+                .flow(IPPROTO_ICMPV6, 128, Inbound),
+            ],
+        ),
+        case(
+            "two enrolled devices each learn their own side",
+            learn().dev(pacs()),
+            vec![
+                pass(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, PACS)
+                    .flow(IPPROTO_TCP, 104, Outbound)
+                    .learns(key(WS, PACS, IPPROTO_TCP, 104, Outbound))
+                    .learns(key(PACS, WS, IPPROTO_TCP, 104, Inbound)),
+            ],
+        ),
+        case(
+            "a flow already in the baseline is not learned again",
+            learn().baseline(key(WS, DNS, IPPROTO_UDP, 53, Outbound)),
+            vec![
+                pass(udp(WS, 53124, DNS, 53), Reason::Learned, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+            ],
+        ),
+        case(
+            "judge-unenrolled learns for unenrolled addresses",
+            Setup::new(Mode::Learn).flags(CONFIG_JUDGE_UNENROLLED),
+            vec![
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Learned, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound)
+                    .learns(key(HOST_X, HOST_Y, IPPROTO_UDP, 514, Outbound))
+                    .learns(key(HOST_Y, HOST_X, IPPROTO_UDP, 514, Inbound)),
+            ],
+        ),
+        case(
+            "unenrolled traffic in learn is counted, not learned",
+            learn(),
+            vec![
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+            ],
+        ),
+        case(
+            "config of another layout is ignored: learn, nothing dropped",
+            Setup {
+                layout_version: Some(LAYOUT_VERSION + 1),
+                ..Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP)
+            },
+            vec![
+                pass(tcp(WS, 40000, SRV, 22, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 22, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 22, Outbound)),
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+            ],
+        ),
+    ];
+    run_table("learning_service_ports", cases);
+}
+
+/// Audit and enforce, per-device overrides, life-critical devices, unenrolled traffic.
+#[test]
+fn enforcement_modes() {
+    let v4 = FrameClass::Ipv4;
+    let dns = key(WS, DNS, IPPROTO_UDP, 53, Outbound);
+    let cases = vec![
+        case(
+            "enforce: baseline flow and its reply pass, new peer and new port drop",
+            Setup::new(Mode::Enforce).dev(ws()).baseline(dns),
+            vec![
+                pass(udp(WS, 53124, DNS, 53), Reason::InBaseline, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+                pass(udp(DNS, 53, WS, 53124), Reason::InBaseline, v4)
+                    .between(DNS, WS)
+                    .flow(IPPROTO_UDP, 53, Inbound),
+                drop(udp(WS, 53124, DNS2, 53), Reason::NotInBaseline, v4)
+                    .between(WS, DNS2)
+                    .dropped(WS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+                drop(udp(WS, 53124, DNS, 853), Reason::NotInBaseline, v4)
+                    .between(WS, DNS)
+                    .dropped(WS)
+                    .flow(IPPROTO_UDP, 853, Outbound),
+                drop(
+                    Ipv4::new(WS, DNS).frame(&Transport::tcp(40000, 53, TCP_SYN)),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, DNS)
+                .dropped(WS)
+                .flow(IPPROTO_TCP, 53, Outbound),
+            ],
+        ),
+        case(
+            "enforce: inbound to a device's baseline service passes, other inbound drops",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_TCP, 3389, Inbound)),
+            vec![
+                pass(tcp(SRV, 50123, WS, 3389, TCP_SYN), Reason::InBaseline, v4)
+                    .between(SRV, WS)
+                    .flow(IPPROTO_TCP, 3389, Outbound),
+                pass(
+                    tcp(WS, 3389, SRV, 50123, TCP_SYN | TCP_ACK),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_TCP, 3389, Inbound),
+                drop(tcp(SRV, 50124, WS, 445, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(SRV, WS)
+                    .dropped(WS)
+                    .flow(IPPROTO_TCP, 445, Outbound),
+            ],
+        ),
+        case(
+            "enforce: tcp with the server port above the client's passes via conntrack",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_TCP, 50000, Outbound)),
+            vec![
+                pass(tcp(WS, 1000, SRV, 50000, TCP_SYN), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 50000, Outbound),
+                pass(
+                    tcp(SRV, 50000, WS, 1000, TCP_SYN | TCP_ACK),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 50000, Inbound),
+                pass(tcp(WS, 1000, SRV, 50000, TCP_ACK), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 50000, Outbound),
+                pass(
+                    tcp(SRV, 50000, WS, 1000, TCP_ACK | TCP_PSH),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 50000, Inbound),
+                // Another connection whose handshake was not seen: the lower-port rule
+                // makes port 1001 the service, which the baseline does not hold.
+                drop(tcp(WS, 1001, SRV, 50000, TCP_ACK), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .dropped(WS)
+                    .flow(IPPROTO_TCP, 1001, Inbound),
+            ],
+        ),
+        case(
+            "enforce: icmp echo of a baseline flow passes both ways",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_ICMP, 8, Outbound)),
+            vec![
+                pass(
+                    Ipv4::new(WS, SRV).frame(&Transport::icmp_echo(true, 3, 1)),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_ICMP, 8, Outbound),
+                pass(
+                    Ipv4::new(SRV, WS).frame(&Transport::icmp_echo(false, 3, 1)),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_ICMP, 8, Inbound),
+                drop(
+                    Ipv4::new(SRV, WS).frame(&Transport::icmp_echo(true, 4, 1)),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .dropped(WS)
+                .flow(IPPROTO_ICMP, 8, Outbound),
+            ],
+        ),
+        case(
+            "audit: passes everything, counts would-drop",
+            Setup::new(Mode::Audit).dev(ws()).baseline(dns),
+            vec![
+                pass(tcp(WS, 40000, SRV, 22, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_TCP, 22, Outbound),
+                pass(udp(WS, 53124, DNS, 53), Reason::InBaseline, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+            ],
+        ),
+        case(
+            "device override enforce beats global learn",
+            Setup::new(Mode::Learn).dev(ws().mode(Mode::Enforce)),
+            vec![
+                drop(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .dropped(WS)
+                    .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "device override learn beats global enforce",
+            Setup::new(Mode::Enforce).dev(ws().mode(Mode::Learn)),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            ],
+        ),
+        case(
+            "device override audit beats global enforce",
+            Setup::new(Mode::Enforce).dev(ws().mode(Mode::Audit)),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device under global enforce is spared",
+            Setup::new(Mode::Enforce).dev(pump()),
+            vec![
+                pass(
+                    tcp(PUMP, 40000, SRV, 8080, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device as destination under global enforce is spared",
+            Setup::new(Mode::Enforce).dev(pump()),
+            vec![
+                pass(udp(SRV, 40000, PUMP, 161), Reason::LifeCriticalSpared, v4)
+                    .between(SRV, PUMP)
+                    .would_drop(PUMP)
+                    .flow(IPPROTO_UDP, 161, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device with an enforce override but no confirmation is spared",
+            Setup::new(Mode::Enforce).dev(pump().mode(Mode::Enforce)),
+            vec![
+                pass(
+                    tcp(PUMP, 40000, SRV, 8080, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device with confirmed enforce override is enforced",
+            Setup::new(Mode::Learn).dev(
+                pump()
+                    .mode(Mode::Enforce)
+                    .flags(DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED),
+            ),
+            vec![
+                drop(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(PUMP, SRV)
+                    .dropped(PUMP)
+                    .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device's baseline flow passes without a would-drop",
+            Setup::new(Mode::Enforce)
+                .dev(pump())
+                .baseline(key(PUMP, SRV, IPPROTO_TCP, 8080, Outbound)),
+            vec![
+                pass(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device in global audit counts a would-drop",
+            Setup::new(Mode::Audit).dev(pump()),
+            vec![
+                pass(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(PUMP, SRV)
+                    .would_drop(PUMP)
+                    .flow(IPPROTO_TCP, 8080, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device is spared from its enforced peer's policy",
+            Setup::new(Mode::Enforce).dev(ws()).dev(pump()),
+            vec![
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8443, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device's baseline flow is spared from its enforced peer's policy",
+            Setup::new(Mode::Enforce).dev(ws()).dev(pump()).baseline(key(
+                PUMP,
+                WS,
+                IPPROTO_TCP,
+                8443,
+                Inbound,
+            )),
+            vec![
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .flow(IPPROTO_TCP, 8443, Outbound),
+            ],
+        ),
+        case(
+            "life-critical device in learn is not dropped by its peer's enforce override",
+            Setup::new(Mode::Learn).dev(ws().mode(Mode::Enforce)).dev(pump()),
+            vec![
+                pass(udp(PUMP, 40000, WS, 2575), Reason::LifeCriticalSpared, v4)
+                    .between(PUMP, WS)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 2575, Outbound)
+                    .learns(key(PUMP, WS, IPPROTO_UDP, 2575, Outbound)),
+            ],
+        ),
+        case(
+            "life-critical device in audit is not dropped by its peer's enforce override",
+            Setup::new(Mode::Audit).dev(ws().mode(Mode::Enforce)).dev(pump()),
+            vec![
+                pass(udp(PUMP, 40000, WS, 2575), Reason::LifeCriticalSpared, v4)
+                    .between(PUMP, WS)
+                    .would_drop(WS)
+                    .would_drop(PUMP)
+                    .flow(IPPROTO_UDP, 2575, Outbound),
+            ],
+        ),
+        case(
+            "confirmed life-critical device is dropped by its peer's policy",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(
+                    pump()
+                        .mode(Mode::Enforce)
+                        .flags(DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED),
+                )
+                .baseline(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound)),
+            vec![
+                drop(tcp(WS, 40000, PUMP, 8443, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, PUMP)
+                    .dropped(WS)
+                    .flow(IPPROTO_TCP, 8443, Outbound),
+            ],
+        ),
+        case(
+            "unenrolled traffic under enforce passes by default",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+            ],
+        ),
+        case(
+            "unenrolled traffic under enforce is dropped with unenrolled drop",
+            Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            vec![
+                drop(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
+                    .between(HOST_X, HOST_Y)
+                    .dropped(HOST_X)
+                    .dropped(HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+            ],
+        ),
+        case(
+            "unenrolled drop leaves an enrolled device's baseline flow alone",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(dns)
+                .flags(CONFIG_UNENROLLED_DROP),
+            vec![
+                pass(udp(WS, 53124, DNS, 53), Reason::InBaseline, v4)
+                    .between(WS, DNS)
+                    .flow(IPPROTO_UDP, 53, Outbound),
+            ],
+        ),
+        case(
+            "unenrolled traffic in audit with unenrolled drop passes",
+            Setup::new(Mode::Audit).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            vec![
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+            ],
+        ),
+        case(
+            "judge-unenrolled enforces unenrolled addresses against the baseline",
+            Setup::new(Mode::Enforce)
+                .flags(CONFIG_JUDGE_UNENROLLED)
+                .baseline(key(HOST_X, HOST_Y, IPPROTO_UDP, 514, Outbound))
+                .baseline(key(HOST_Y, HOST_X, IPPROTO_UDP, 514, Inbound)),
+            vec![
+                pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::InBaseline, v4)
+                    .between(HOST_X, HOST_Y)
+                    .flow(IPPROTO_UDP, 514, Outbound),
+                drop(udp(HOST_X, 40000, HOST_Y, 515), Reason::NotInBaseline, v4)
+                    .between(HOST_X, HOST_Y)
+                    .dropped(HOST_X)
+                    .dropped(HOST_Y)
+                    .flow(IPPROTO_UDP, 515, Outbound),
+            ],
+        ),
+        case(
+            "two devices: the one that drops is charged the drop, the auditing one a would-drop",
+            Setup::new(Mode::Learn)
+                .dev(ws().mode(Mode::Audit))
+                .dev(pacs().mode(Mode::Enforce)),
+            vec![
+                drop(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, PACS)
+                    .would_drop(WS)
+                    .dropped(PACS)
+                    .flow(IPPROTO_TCP, 104, Outbound),
+            ],
+        ),
+        case(
+            "two devices: a flow both baselines hold passes",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pacs())
+                .baseline(key(WS, PACS, IPPROTO_TCP, 104, Outbound))
+                .baseline(key(PACS, WS, IPPROTO_TCP, 104, Inbound)),
+            vec![
+                pass(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::InBaseline, v4)
+                    .between(WS, PACS)
+                    .flow(IPPROTO_TCP, 104, Outbound),
+                pass(
+                    tcp(PACS, 104, WS, 40000, TCP_SYN | TCP_ACK),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(PACS, WS)
+                .flow(IPPROTO_TCP, 104, Inbound),
+            ],
+        ),
+        case(
+            "two devices: missing from one side's baseline drops",
+            Setup::new(Mode::Enforce).dev(ws()).dev(pacs()).baseline(key(
+                WS,
+                PACS,
+                IPPROTO_TCP,
+                104,
+                Outbound,
+            )),
+            vec![
+                drop(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::NotInBaseline, v4)
+                    .between(WS, PACS)
+                    .dropped(PACS)
+                    .flow(IPPROTO_TCP, 104, Outbound),
+            ],
+        ),
+    ];
+    run_table("enforcement_modes", cases);
+}
+
+#[test]
+fn frames_shorter_than_ethernet_are_refused_by_the_test_run() {
+    let datapath = Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading failed: {e:?}"));
+    let frame = truncated(&tcp(WS, 1, SRV, 2, TCP_SYN), 13);
+    match datapath.test_run(&frame) {
+        Err(monitor::DatapathError::FrameTooShort(13)) => {}
+        other => panic!("a 13-byte frame gave {other:?}, expected FrameTooShort(13)"),
+    }
+}
+
+/// The XDP program reads frames through its own bounds check (`ptr_at`); the host reads
+/// slices. At every cut of a few deep frames, both must reach the same fault and class.
+#[test]
+fn xdp_parser_agrees_with_the_host_parser_at_every_cut() {
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "802.1q / ipv4 with options / tcp",
+            Ipv4::new(WS, SRV).options(&[0x94, 0x04, 0, 0]).frame_in(
+                &Ethernet::new().dot1q(10),
+                &Transport::tcp_with_payload(40000, 443, TCP_SYN, b"xy"),
+            ),
+        ),
+        (
+            "qinq / ipv6 hop-by-hop, first fragment, destination options / udp",
+            Ipv6::new(WS6, SRV6)
+                .ext(Ext::hop_by_hop())
+                .ext(Ext::fragment(0, true, 5))
+                .ext(Ext::DestOpts { len8: 1 })
+                .frame_in(
+                    &Ethernet::new().dot1ad(100).dot1q(10),
+                    &Transport::udp(40000, 514, b"abcd"),
+                ),
+        ),
+        (
+            "ipv4 / icmp echo",
+            Ipv4::new(WS, SRV).frame(&Transport::icmp_echo(true, 1, 1)),
+        ),
+        (
+            "ipv6 / sctp",
+            Ipv6::new(WS6, SRV6).frame(&Transport::sctp(40001, 3868)),
+        ),
+        ("arp", arp_frame(WS, SRV)),
+    ];
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (flags, snaplen) in [
+        (0, Snaplen::Strict),
+        (CONFIG_CAPTURE_MAY_BE_CUT, Snaplen::CaptureMayBeCut),
+    ] {
+        let c = case(
+            "parser agreement",
+            Setup::new(Mode::Learn).flags(flags),
+            Vec::new(),
+        );
+        let datapath = load(&c);
+        for (name, frame) in &frames {
+            for len in 14..=frame.len() {
+                let cut = &frame[..len];
+                let host = parse_frame(cut, snaplen);
+                let reason = host.fault.unwrap_or(if host.has_ip {
+                    Reason::Unenrolled
+                } else {
+                    Reason::NotIp
+                });
+                let step = pass(cut.to_vec(), reason, host.class);
+                let before = snapshot(&datapath, &c.setup);
+                runs += 1;
+                let got = datapath
+                    .test_run(cut)
+                    .unwrap_or_else(|e| panic!("{name} cut at {len}: test run failed: {e:?}"));
+                let after = snapshot(&datapath, &c.setup);
+                let moved = |a: &BTreeMap<(Action, Reason), Counter>,
+                             b: &BTreeMap<(Action, Reason), Counter>| {
+                    a.iter()
+                        .filter(|(k, v)| b.get(k).copied().unwrap_or_default() != **v)
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                };
+                let verdicts = moved(&after.verdicts, &before.verdicts);
+                let classes: Vec<u8> = after
+                    .classes
+                    .iter()
+                    .filter(|(k, v)| before.classes.get(k).copied().unwrap_or_default() != **v)
+                    .map(|(k, _)| *k)
+                    .collect();
+                if got.action != Action::Pass
+                    || verdicts != [(Action::Pass, step.reason)]
+                    || classes != [step.class as u8]
+                {
+                    failures.push(format!(
+                        "{name} cut at {len} ({snaplen:?}): XDP gave {:?} {verdicts:?} class {classes:?}, \
+                         the host parser {:?} class {:?}",
+                        got.action, step.reason, step.class
+                    ));
+                }
+            }
+        }
+    }
+    assert!(runs > 300, "only {runs} cuts were run");
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} cuts disagree:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
