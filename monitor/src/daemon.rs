@@ -159,6 +159,10 @@ pub struct RunOptions {
     pub xdp_mode: XdpModeArg,
     pub policies: Option<PathBuf>,
     pub mode: Option<Mode>,
+    /// Where `/metrics` and `/map` are served (`monitor::metrics`); bound by the caller
+    /// before it enters `--netns`, so that they are on the host's network. `None`: not
+    /// served (the activity history is kept all the same).
+    pub metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// The newest modification time among the policy directory's files.
@@ -292,6 +296,10 @@ pub async fn run_with_stats(
             policies: options.policies.clone(),
         },
     )?;
+
+    // Observability (metrics.rs): the activity sampler and the /metrics and /map server;
+    // both stop when this guard drops at the end of the function.
+    let _observability = crate::metrics::start(paths, options.metrics_listener, stats.clone());
 
     let events = EventWriter::new(&paths.state)?;
     let ring = datapath.maps_mut().take_events()?;

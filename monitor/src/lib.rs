@@ -3,14 +3,18 @@
 //!
 //! The packet path is `monitor-ebpf/src/main.rs`; the policy model is [`policy`].
 
+pub mod activity;
 pub mod baseline;
 pub mod breakglass;
 pub mod daemon;
 pub mod datapath;
 pub mod demo;
+pub mod devmap;
 pub mod events;
 pub mod inventory;
 pub mod lab;
+pub mod metrics;
+pub mod oui;
 pub mod policy;
 pub mod replay;
 pub mod report;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use monitor::{
     daemon::{self, DaemonInfo, Paths, RunOptions, XdpModeArg},
     datapath::{DEFAULT_PIN_DIR, MapSet},
+    devmap,
     inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
     policy::{ModeSpec, Policy},
     replay,
@@ -24,7 +25,37 @@ Examples:
   monitor devices
   monitor flows --device pump-icu-1 --json
   monitor replay span-port.pcapng --learn-all --baseline-out baseline.json
-  monitor policy check policies/";
+  monitor policy check policies/
+  monitor map                               # devices by ward, in a table
+  monitor map --format html -o map.html     # the same as http://127.0.0.1:9479/map
+  curl -s http://127.0.0.1:9479/metrics     # Prometheus metrics of `monitor run`";
+
+const MAP_EXAMPLES: &str = "\
+Examples:
+  monitor map                               # a table: ward, device, vendor, protection, ...
+  monitor map --format html -o map.html     # one page to open in any browser
+  monitor map --json | jq '.attention'      # devices needing attention, for scripts
+  monitor map --format dot | dot -Tsvg > map.svg
+The running daemon serves the same page at http://127.0.0.1:9479/map (see --metrics-addr).";
+
+/// `--metrics-addr`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+enum MetricsAddr {
+    At(std::net::SocketAddr),
+    Off,
+}
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+            return Ok(MetricsAddr::Off);
+        }
+        s.parse()
+            .map(MetricsAddr::At)
+            .map_err(|e| format!("`{s}` is not ADDRESS:PORT (e.g. 127.0.0.1:9479) or `off`: {e}"))
+    }
+}
 
 /// Inline XDP flow monitor and micro-segmentation enforcer for hospital networks.
 #[derive(Debug, Parser)]
@@ -60,6 +91,28 @@ enum Command {
         /// router VRF; pins stay in this host's /sys/fs/bpf.
         #[arg(long)]
         netns: Option<String>,
+        /// Serve Prometheus metrics at /metrics and the device map at /map on this
+        /// address (default 127.0.0.1:9479; `off` to serve nothing). Bound before
+        /// entering --netns: on the host's network.
+        #[arg(long, value_name = "ADDR|off")]
+        metrics_addr: Option<MetricsAddr>,
+    },
+    /// The device map: every device with its vendor, location, peers by role, when it is
+    /// used, violations, baseline and protection; grouped by ward.
+    #[command(after_help = MAP_EXAMPLES)]
+    Map {
+        /// table (terminal), html (one self-contained page), json, or dot (Graphviz).
+        #[arg(long, value_enum, default_value = "table")]
+        format: devmap::Format,
+        /// Same as --format json.
+        #[arg(long)]
+        json: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Devices learning for longer than this many days stand out.
+        #[arg(long, default_value_t = devmap::DEFAULT_MAX_LEARNING_DAYS)]
+        max_learning_days: u64,
     },
     /// Build a virtual ICU ward in network namespaces and show the monitor at work:
     /// learn, enforce, a compromised device scanning. Removes everything it made.
@@ -224,7 +277,26 @@ fn main() -> Result<()> {
             policies,
             mode,
             netns,
+            metrics_addr,
         } => {
+            // Bound before entering the namespace: metrics are for the management network.
+            // An address asked for must work; the default may be taken (another monitor),
+            // and then the monitor runs without it rather than not at all.
+            let metrics_listener = match metrics_addr {
+                Some(MetricsAddr::Off) => None,
+                Some(MetricsAddr::At(addr)) => Some(monitor::metrics::bind(addr)?),
+                None => {
+                    let port = monitor::metrics::DEFAULT_PORT;
+                    match monitor::metrics::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+                        Ok(listener) => Some(listener),
+                        Err(e) => {
+                            let e = monitor::metrics::error_chain(&e);
+                            log::warn!("{e}; running without metrics");
+                            None
+                        }
+                    }
+                }
+            };
             // Before the runtime starts, so that its threads start in the namespace too.
             let _inside = netns
                 .as_deref()
@@ -237,10 +309,20 @@ fn main() -> Result<()> {
                 xdp_mode,
                 policies,
                 mode: mode.map(Mode::from),
+                metrics_listener,
             },
         ))
         }
         Command::Demo => monitor::demo::run(),
+        Command::Map {
+            format,
+            json,
+            output,
+            max_learning_days,
+        } => {
+            let format = if json { devmap::Format::Json } else { format };
+            device_map(&paths, format, output.as_deref(), max_learning_days)
+        }
         Command::Mode {
             mode,
             device,
@@ -265,6 +347,33 @@ fn main() -> Result<()> {
         Command::Events { follow, json } => monitor::events::show(&paths.state, follow, json),
         Command::Baseline { command } => baseline(&paths, command),
     }
+}
+
+fn device_map(
+    paths: &Paths,
+    format: devmap::Format,
+    output: Option<&std::path::Path>,
+    max_learning_days: u64,
+) -> Result<()> {
+    let maps = open_maps(paths)?;
+    let oui = match monitor::oui::OuiDb::load_default() {
+        Ok(db) => Some(db),
+        Err(e) => {
+            log::warn!("{e}: no vendors shown");
+            None
+        }
+    };
+    let mut inputs = devmap::Inputs::read(&maps, &paths.state, oui.as_ref())?;
+    inputs.max_learning_days = max_learning_days;
+    let text = devmap::render(&devmap::build(&inputs), format)?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn open_maps(paths: &Paths) -> Result<MapSet> {

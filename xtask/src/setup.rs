@@ -25,6 +25,13 @@ const TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("tcpdump", "tcpdump"),
     ("ip", "iproute2"),
+    // The observability tests: a real Prometheus (and promtool), headless Chromium for the
+    // device map, and the IEEE MAC registry the map names vendors from. ieee-data has no
+    // command; Debian's sh (dash) answers `command -v` for an existing file path too.
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    ("chromium", "chromium"),
+    ("/usr/share/ieee-data/oui.csv", "ieee-data"),
 ];
 
 /// tshark's postinst asks whether non-root users may capture; unanswered it would wait on a
