@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -52,6 +52,8 @@ pub mod programs {
     pub const MONITOR: &str = "monitor_xdp";
     /// Parses and counts frame classes only: the benchmark baseline.
     pub const PARSE_ONLY: &str = "parse_only_xdp";
+    /// Returns XDP_TX for every frame: the benchmark's live-frames traffic generator.
+    pub const TX: &str = "tx_xdp";
 }
 
 /// Enrolled devices (inventory size).
@@ -72,8 +74,9 @@ pub const UNENROLLED_RATE_SLOT: u32 = MAX_DEVICES;
 pub const MAX_UNENROLLED: u32 = 65_536;
 /// Flows of enrolled devices tracked at once (least recently seen evicted).
 pub const MAX_FLOWS: u32 = 262_144;
-/// Flows of unenrolled addresses tracked at once, in their own table so a flood of
-/// spoofed sources cannot evict an enrolled device's flows.
+/// Flows between unenrolled addresses, and enrolled devices' new flows that violate the
+/// policy, tracked at once in their own table: a flood of spoofed sources or a scan
+/// churns this table, never an enrolled device's legitimate flows.
 pub const MAX_UNENROLLED_FLOWS: u32 = 65_536;
 /// Baseline entries (allocated on use, not up front).
 pub const MAX_BASELINE: u32 = 1_048_576;
@@ -106,7 +109,9 @@ pub struct Config {
     pub generation: u32,
     /// [`LAYOUT_VERSION`] of the controller that wrote it.
     pub layout_version: u32,
-    pub _pad2: u32,
+    /// Bumped by the controller whenever it removes baseline entries: flows cached as
+    /// "in the baseline" under an older epoch look the baseline up again.
+    pub baseline_epoch: u32,
 }
 
 /// Value of [`DeviceEntry::mode`] when the device follows the global mode.
@@ -357,6 +362,10 @@ pub struct FlowStats {
     pub bytes_received: u64,
     pub last_seen_ns: u64,
     pub dropped_packets: u64,
+    /// `baseline_epoch + 1` of CONFIG when this flow was last found in the baseline, so
+    /// that established flows skip the baseline lookup; 0 when not known to be in it.
+    pub in_baseline_epoch: u32,
+    pub _pad: u32,
 }
 
 impl FlowStats {
@@ -367,6 +376,7 @@ impl FlowStats {
         self.bytes_received += other.bytes_received;
         self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
         self.dropped_packets += other.dropped_packets;
+        self.in_baseline_epoch = self.in_baseline_epoch.max(other.in_baseline_epoch);
     }
 }
 
@@ -492,7 +502,7 @@ mod tests {
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 2);
-        assert_eq!(size_of::<FlowStats>(), 6 * 8);
+        assert_eq!(size_of::<FlowStats>(), 7 * 8);
         assert_eq!(size_of::<BaselineEntry>(), 16);
         assert_eq!(size_of::<ConnKey>(), 36);
         assert_eq!(size_of::<ConnEntry>(), 8);

@@ -173,7 +173,10 @@ fn be16(b: [u8; 2]) -> u16 {
 
 #[inline(always)]
 fn read_at<F: FrameBytes + ?Sized, const N: usize>(frame: &F, offset: usize) -> Option<&[u8; N]> {
-    if offset > MAX_HEADER_OFFSET {
+    // Headers start at or before MAX_HEADER_OFFSET (the callers check); their fields lie
+    // within the largest header read, 64 bytes on. The bound also gives the verifier a
+    // finite range for every packet offset.
+    if offset > MAX_HEADER_OFFSET + 64 {
         return None;
     }
     frame.read::<N>(offset)
@@ -322,7 +325,16 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
     let mut next = h[6];
     let mut offset = l3 + 40;
     let mut upper = None;
-    for _ in 0..MAX_IPV6_EXTENSIONS {
+    // One more round than extension headers: the last one may only find the upper
+    // protocol.
+    for walked in 0..=MAX_IPV6_EXTENSIONS {
+        let extension = matches!(
+            next,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+        );
+        if extension && (walked == MAX_IPV6_EXTENSIONS || offset > MAX_HEADER_OFFSET) {
+            return Err(Reason::Ipv6ChainTooLong);
+        }
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let ext = read_at::<F, 2>(frame, offset).ok_or(bad)?;
@@ -364,6 +376,13 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
     out.ip.protocol = protocol;
     if out.ip.fragment == FragmentKind::Later || protocol == IPPROTO_NONE {
         return Ok(());
+    }
+    let has_transport = matches!(
+        protocol,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_ICMP | IPPROTO_ICMPV6
+    );
+    if has_transport && offset > MAX_HEADER_OFFSET {
+        return Err(Reason::Ipv6ChainTooLong);
     }
     parse_transport(frame, offset, end, &mut out.ip)
 }

@@ -330,10 +330,10 @@ impl IpFrame {
         };
         let later = fragment.as_ref().is_some_and(|f| f.offset != 0);
         let walked = extensions.len() + usize::from(fragment.is_some());
-        // Each extension takes one step of the walk; reaching the upper protocol takes
-        // one more, unless a later fragment ends the walk on its fragment header.
-        let steps = if later { walked } else { walked + 1 };
-        steps > MAX_IPV6_EXTENSIONS
+        // The walk takes up to MAX_IPV6_EXTENSIONS extension headers (a later fragment's
+        // header ends it early) and then reads the upper protocol.
+        let _ = later;
+        walked > MAX_IPV6_EXTENSIONS
     }
 
     /// Where each header the parser reads starts (IPv6 extensions, fragment header, the

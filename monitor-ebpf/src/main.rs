@@ -6,6 +6,8 @@
 #![no_std]
 #![no_main]
 
+use core::ptr::NonNull;
+
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
     helpers::bpf_ktime_get_coarse_ns,
@@ -96,6 +98,8 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
     bytes_received: 0,
     last_seen_ns: 0,
     dropped_packets: 0,
+    in_baseline_epoch: 0,
+    _pad: 0,
 };
 
 /// The one bounds check every packet read goes through.
@@ -152,6 +156,15 @@ pub fn parse_only_xdp(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Bounces every frame back out of the interface it came in on: the benchmark's traffic
+/// generator (`cargo xtask bench`). Run in BPF_PROG_TEST_RUN's live-frames mode on one end
+/// of a veth pair, it pushes the test frame into the peer at millions of packets per
+/// second, far beyond what a socket sender reaches. Never attached to an interface.
+#[xdp]
+pub fn tx_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
 /// Per-packet facts every stage needs.
 struct Packet {
     len: u64,
@@ -160,6 +173,8 @@ struct Packet {
     flags: u8,
     /// Which copy of the policy maps this packet reads (see `Config::generation`).
     generation: u8,
+    /// `Config::baseline_epoch + 1`: the tag of flows cached as in the baseline.
+    baseline_tag: u32,
 }
 
 #[inline(always)]
@@ -179,6 +194,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         },
         flags: if layout_ok { config.flags } else { 0 },
         generation: active_generation(config),
+        baseline_tag: config.baseline_epoch.wrapping_add(1),
     };
     let snaplen = if packet.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
         Snaplen::CaptureMayBeCut
@@ -243,6 +259,9 @@ struct Side {
 const SIDE_BREAK_GLASS: u8 = 1 << 0;
 /// Policy rules apply to this side's device.
 const SIDE_HAS_RULES: u8 = 1 << 1;
+/// A life-critical device not confirmed for enforcement: no verdict may drop its traffic,
+/// not even its peer's.
+const SIDE_PROTECTED: u8 = 1 << 2;
 
 /// The judge's working state, in a per-CPU slot rather than on the stack.
 ///
@@ -326,6 +345,9 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
             if entry.flags & DEVICE_HAS_RULES != 0 {
                 side.flags |= SIDE_HAS_RULES;
             }
+            if entry.flags & DEVICE_LIFE_CRITICAL != 0 && side.treatment != ENFORCE {
+                side.flags |= SIDE_PROTECTED;
+            }
         }
         None => {
             side.slot = NO_SLOT;
@@ -361,18 +383,27 @@ fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
     enroll_side(packet, &mut work.sides[0], &parsed.ip.src);
     enroll_side(packet, &mut work.sides[1], &parsed.ip.dst);
     let [src, dst] = &work.sides;
-    let action = if src.slot == NO_SLOT && dst.slot == NO_SLOT {
+    let src_enforces = src.slot != NO_SLOT && src.treatment == ENFORCE;
+    let dst_enforces = dst.slot != NO_SLOT && dst.treatment == ENFORCE;
+    let unenrolled_pair = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    let action = if unenrolled_pair {
         unenrolled_action(packet)
-    } else if (src.slot != NO_SLOT && src.treatment == ENFORCE)
-        || (dst.slot != NO_SLOT && dst.treatment == ENFORCE)
-    {
+    } else if (src_enforces || dst_enforces) && (src.flags | dst.flags) & SIDE_PROTECTED == 0 {
         Action::Drop
     } else {
         Action::Pass
     };
     let dropped = action == Action::Drop;
-    count_device(packet, &parsed.ip.src, src.slot, charge(true, dropped, false));
-    count_device(packet, &parsed.ip.dst, dst.slot, charge(false, dropped, false));
+    // As in `finish`: a side is charged the drop its own policy made; an unenrolled
+    // address is counted on its own only beside another.
+    if src.slot != NO_SLOT || unenrolled_pair {
+        let charge = charge(true, dropped && (src_enforces || unenrolled_pair), false);
+        count_device(packet, &parsed.ip.src, src.slot, charge);
+    }
+    if dst.slot != NO_SLOT || unenrolled_pair {
+        let charge = charge(false, dropped && (dst_enforces || unenrolled_pair), false);
+        count_device(packet, &parsed.ip.dst, dst.slot, charge);
+    }
     Ok(action)
 }
 
@@ -380,8 +411,8 @@ fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
 #[inline(never)]
 fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
     prepare(packet)?;
-    judge_side(packet, &mut work()?.sides[0]);
-    judge_side(packet, &mut work()?.sides[1]);
+    judge_side(packet, &mut work()?.sides[0], CHARGE_SENT);
+    judge_side(packet, &mut work()?.sides[1], 0);
     finish(packet)?;
     let work = work()?;
     Ok((
@@ -481,32 +512,79 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
 }
 
 /// Stage 2, once per side: the verdict of this side's policy, learning as it goes.
+///
+/// An enrolled device's flow is counted here too: its FLOWS entry caches whether the flow
+/// is in the baseline, so an established flow costs one hash lookup instead of two. New
+/// flows that violate the policy (scans, spoofed sources) are counted in the separate
+/// UNENROLLED_FLOWS table instead, so that a flood of them cannot evict the device's
+/// legitimate flows. `sent` is CHARGE_SENT for the packet's source side.
 #[inline(never)]
-fn judge_side(packet: &Packet, side: &mut Side) {
-    let (action, reason) = side_verdict(packet, side);
+fn judge_side(packet: &Packet, side: &mut Side, sent: u8) {
+    let enrolled = side.slot != NO_SLOT;
+    // NonNull, not a raw pointer: `Option<*mut T>` has no niche, and its undefined payload
+    // when `None` is what the verifier rejects (see `Work`).
+    let known = if enrolled {
+        FLOWS.get_ptr_mut(&side.key).and_then(NonNull::new)
+    } else {
+        None
+    };
+    // SAFETY: a per-CPU value of this CPU.
+    let cached = known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_epoch } == packet.baseline_tag);
+    let (action, reason, in_baseline) = side_verdict(packet, side, cached);
     side.action = action as u8;
     side.reason = reason as u8;
+    if !enrolled {
+        return;
+    }
+    let flow = match known {
+        Some(flow) => Some(flow),
+        None if rank(side.action, side.reason) >= 3 => flow_entry(&UNENROLLED_FLOWS, &side.key),
+        None => flow_entry(&FLOWS, &side.key),
+    };
+    if let Some(mut flow) = flow {
+        // SAFETY: a per-CPU value, written only by this CPU while the program runs.
+        let flow = unsafe { flow.as_mut() };
+        // Whether the packet is dropped is known only when both sides are judged:
+        // `finish` counts that.
+        add_flow_packet(packet, flow, sent);
+        if in_baseline {
+            flow.in_baseline_epoch = packet.baseline_tag;
+        }
+    }
 }
 
+/// The verdict of one side, and whether its flow is in the baseline. `cached`: the flow
+/// is known to be in the baseline already.
 #[inline(always)]
-fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
+fn side_verdict(packet: &Packet, side: &Side, cached: bool) -> (Action, Reason, bool) {
+    let (decided, action, reason) = side_rules(packet, side);
+    if !decided {
+        return baseline_verdict(packet, side, cached);
+    }
+    (action, reason, false)
+}
+
+/// What decides before the baseline: treatment, break-glass, rules, fragments. The first
+/// field says whether it decided (no `Option`: see [`Work`] on undefined bytes).
+#[inline(always)]
+fn side_rules(packet: &Packet, side: &Side) -> (bool, Action, Reason) {
     let treatment = side.treatment;
     if treatment == UNJUDGED {
-        return (Action::Pass, Reason::Unenrolled);
+        return (true, Action::Pass, Reason::Unenrolled);
     }
     if side.flags & SIDE_BREAK_GLASS != 0 {
-        return (Action::Pass, Reason::BreakGlass);
+        return (true, Action::Pass, Reason::BreakGlass);
     }
     if side.flags & SIDE_HAS_RULES != 0 {
         match match_rules(packet, &side.key) {
             RULE_DENY => {
                 return match treatment {
-                    ENFORCE => (Action::Drop, Reason::PolicyDeny),
-                    SPARED => (Action::Pass, Reason::LifeCriticalSpared),
-                    _ => (Action::Pass, Reason::PolicyDeny),
+                    ENFORCE => (true, Action::Drop, Reason::PolicyDeny),
+                    SPARED => (true, Action::Pass, Reason::LifeCriticalSpared),
+                    _ => (true, Action::Pass, Reason::PolicyDeny),
                 };
             }
-            RULE_ALLOW => return (Action::Pass, Reason::PolicyAllow),
+            RULE_ALLOW => return (true, Action::Pass, Reason::PolicyAllow),
             _ => {}
         }
     }
@@ -516,30 +594,35 @@ fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
             // dropped where enforced.
             if work.inherited_reason != Reason::FragmentUnmatched as u8 {
                 return (
+                    true,
                     Action::try_from(work.inherited_action).unwrap_or(Action::Pass),
                     Reason::try_from(work.inherited_reason).unwrap_or(Reason::FragmentUnmatched),
                 );
             }
             return match treatment {
-                ENFORCE => (Action::Drop, Reason::FragmentUnmatched),
-                LEARN => (Action::Pass, Reason::Learned),
-                _ => (Action::Pass, Reason::FragmentUnmatched),
+                ENFORCE => (true, Action::Drop, Reason::FragmentUnmatched),
+                LEARN => (true, Action::Pass, Reason::Learned),
+                _ => (true, Action::Pass, Reason::FragmentUnmatched),
             };
         }
     }
+    (false, Action::Pass, Reason::Unenrolled)
+}
+
+/// The baseline's verdict (learning in learn mode), and whether the flow is in it.
+#[inline(always)]
+fn baseline_verdict(packet: &Packet, side: &Side, cached: bool) -> (Action, Reason, bool) {
+    let treatment = side.treatment;
     let key = &side.key;
-    let known = BASELINE.get_ptr(key).is_some();
-    if known {
-        return (
-            Action::Pass,
-            if treatment == LEARN {
-                Reason::Learned
-            } else {
-                Reason::InBaseline
-            },
-        );
+    if cached || BASELINE.get_ptr(key).is_some() {
+        let reason = if treatment == LEARN {
+            Reason::Learned
+        } else {
+            Reason::InBaseline
+        };
+        return (Action::Pass, reason, true);
     }
-    match treatment {
+    let (action, reason) = match treatment {
         LEARN => {
             let entry = BaselineEntry {
                 learned_ns: packet.now,
@@ -554,17 +637,20 @@ fn side_verdict(packet: &Packet, side: &Side) -> (Action, Reason) {
                         // SAFETY: per-CPU slot.
                         unsafe { (*stats).learned_flows += 1 };
                     }
-                    (Action::Pass, Reason::Learned)
+                    return (Action::Pass, Reason::Learned, true);
                 }
                 // Another CPU learned it first.
-                Err(_) if BASELINE.get_ptr(key).is_some() => (Action::Pass, Reason::Learned),
+                Err(_) if BASELINE.get_ptr(key).is_some() => {
+                    return (Action::Pass, Reason::Learned, true);
+                }
                 Err(_) => (Action::Pass, Reason::BaselineFull),
             }
         }
         ENFORCE => (Action::Drop, Reason::NotInBaseline),
         SPARED => (Action::Pass, Reason::LifeCriticalSpared),
         _ => (Action::Pass, Reason::NotInBaseline),
-    }
+    };
+    (action, reason, false)
 }
 
 /// The action of the policy rules for `key`: RULE_DENY if any deny rule matches (deny
@@ -632,6 +718,12 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
     if src.treatment == UNJUDGED && dst.treatment == UNJUDGED {
         work.action = unenrolled_action(packet) as u8;
         work.reason = Reason::Unenrolled as u8;
+    } else if src.treatment == UNJUDGED {
+        work.action = dst.action;
+        work.reason = dst.reason;
+    } else if dst.treatment == UNJUDGED {
+        work.action = src.action;
+        work.reason = src.reason;
     } else if rank(dst.action, dst.reason) > rank(src.action, src.reason) {
         work.action = dst.action;
         work.reason = dst.reason;
@@ -641,7 +733,7 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
     }
     // A life-critical device's traffic is never dropped by surprise, not even by its
     // peer's policy: only its own confirmed entry can enforce it.
-    if work.action == Action::Drop as u8 && (src.treatment == SPARED || dst.treatment == SPARED) {
+    if work.action == Action::Drop as u8 && (src.flags | dst.flags) & SIDE_PROTECTED != 0 {
         work.action = Action::Pass as u8;
         work.reason = Reason::LifeCriticalSpared as u8;
     }
@@ -667,18 +759,48 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
     if dst_violation {
         emit_event(packet, &work.sides[1], dropped);
     }
-    let mut src_charge = charge(true, dropped && src_violation, src_violation);
+    // A side is charged the drop its own verdict made (both, when neither is enrolled);
+    // a side that only audits is charged a would-drop.
+    let unenrolled_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    let src_dropped = dropped && (src.action == Action::Drop as u8 || unenrolled_pair);
+    let dst_dropped = dropped && (dst.action == Action::Drop as u8 || unenrolled_pair);
+    let mut src_charge = charge(true, src_dropped, src_violation);
     if src.reason == Reason::BreakGlass as u8 {
         src_charge |= CHARGE_BREAK_GLASS;
     }
-    let mut dst_charge = charge(false, dropped && dst_violation, dst_violation);
+    let mut dst_charge = charge(false, dst_dropped, dst_violation);
     if dst.reason == Reason::BreakGlass as u8 {
         dst_charge |= CHARGE_BREAK_GLASS;
     }
-    count_device(packet, &ip.src, src.slot, src_charge);
-    count_device(packet, &ip.dst, dst.slot, dst_charge);
-    count_flow(packet, src.slot != NO_SLOT, &work.sides[0].key, charge(true, dropped, false));
-    count_flow(packet, dst.slot != NO_SLOT, &work.sides[1].key, charge(false, dropped, false));
+    // An address outside the inventory is counted on its own only when it talks to
+    // another such address: next to an enrolled device it is that device's peer, counted
+    // in the device's flow (and a spoofing flood fills only its own tables).
+    let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    if src.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &ip.src, src.slot, src_charge);
+    }
+    if dst.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &ip.dst, dst.slot, dst_charge);
+    }
+    if both_unenrolled {
+        count_flow(packet, &UNENROLLED_FLOWS, &work.sides[0].key, charge(true, dropped, false));
+        count_flow(packet, &UNENROLLED_FLOWS, &work.sides[1].key, charge(false, dropped, false));
+    } else if dropped {
+        // judge_side counted the packet in the enrolled sides' flows (in FLOWS, or in the
+        // separate table for a new violating flow); the drop is known only now.
+        for side in [&work.sides[0], &work.sides[1]] {
+            if side.slot != NO_SLOT {
+                let flow = match FLOWS.get_ptr_mut(&side.key) {
+                    Some(flow) => Some(flow),
+                    None => UNENROLLED_FLOWS.get_ptr_mut(&side.key),
+                };
+                if let Some(flow) = flow {
+                    // SAFETY: a per-CPU value of this CPU.
+                    unsafe { (*flow).dropped_packets += 1 };
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -793,21 +915,20 @@ fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
     }
 }
 
-#[inline(never)]
-fn count_flow(packet: &Packet, enrolled: bool, key: &FlowKey, charge: u8) {
-    let table = if enrolled { &FLOWS } else { &UNENROLLED_FLOWS };
-    let stats = match table.get_ptr_mut(key) {
-        Some(stats) => stats,
+/// The flow's entry in `table`, created when missing.
+#[inline(always)]
+fn flow_entry(table: &LruPerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey) -> Option<NonNull<FlowStats>> {
+    match table.get_ptr_mut(key).and_then(NonNull::new) {
+        Some(stats) => Some(stats),
         None => {
             let _ = table.insert(key, &ZERO_FLOW_STATS, 0);
-            match table.get_ptr_mut(key) {
-                Some(stats) => stats,
-                None => return,
-            }
+            table.get_ptr_mut(key).and_then(NonNull::new)
         }
-    };
-    // SAFETY: a per-CPU value, written only by this CPU while the program runs.
-    let stats = unsafe { &mut *stats };
+    }
+}
+
+#[inline(always)]
+fn add_flow_packet(packet: &Packet, stats: &mut FlowStats, charge: u8) {
     if charge & CHARGE_SENT != 0 {
         stats.packets_sent += 1;
         stats.bytes_sent += packet.len;
@@ -818,6 +939,14 @@ fn count_flow(packet: &Packet, enrolled: bool, key: &FlowKey, charge: u8) {
     stats.last_seen_ns = packet.now;
     if charge & CHARGE_DROPPED != 0 {
         stats.dropped_packets += 1;
+    }
+}
+
+#[inline(never)]
+fn count_flow(packet: &Packet, table: &LruPerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, charge: u8) {
+    if let Some(mut stats) = flow_entry(table, key) {
+        // SAFETY: a per-CPU value, written only by this CPU while the program runs.
+        add_flow_packet(packet, unsafe { stats.as_mut() }, charge);
     }
 }
 

@@ -246,7 +246,7 @@ impl Datapath {
             ebpf,
             maps: MapSet { maps },
         };
-        for name in [programs::PARSE_ONLY, programs::MONITOR] {
+        for name in [programs::PARSE_ONLY, programs::MONITOR, programs::TX] {
             let program = datapath.program_mut(name)?;
             program.load().map_err(|source| DatapathError::Program {
                 name,
@@ -268,7 +268,7 @@ impl Datapath {
                 _pad: 0,
                 generation: 0,
                 layout_version: LAYOUT_VERSION,
-                _pad2: 0,
+                baseline_epoch: 0,
             })?;
         }
         Ok(datapath)
@@ -439,6 +439,37 @@ impl Datapath {
                 .pin(&path)
                 .map_err(|e| DatapathError::Pin(path.clone(), e))?;
         }
+        Ok(())
+    }
+
+    /// Pushes `frame` out of interface `ifindex` `count` times (benchmarks): BPF_PROG_TEST_RUN
+    /// in live-frames mode runs the [`programs::TX`] program as if the frame had arrived on
+    /// `ifindex`, and its XDP_TX sends it for real, `batch` frames at a time, into the
+    /// interface's peer. Call it from a thread inside `ifindex`'s network namespace.
+    pub fn test_run_live(&self, ifindex: u32, frame: &[u8], count: u32, batch: u32) -> Result<()> {
+        if frame.len() < TEST_RUN_MIN_FRAME {
+            return Err(DatapathError::FrameTooShort(frame.len()));
+        }
+        if frame.len() > TEST_RUN_MAX_FRAME {
+            return Err(DatapathError::FrameTooLarge(frame.len()));
+        }
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data 0 and data_end the frame's length.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        self.program(programs::TX)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat: count,
+                attrs: aya::programs::TestRunAttrs::new().xdp_live_frames(batch),
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DatapathError::Program {
+                name: programs::TX,
+                what: format!("live-frames run into interface {ifindex} failed"),
+                source,
+            })?;
         Ok(())
     }
 }
@@ -731,9 +762,13 @@ impl MapSet {
             HashMap::try_from(self.map_mut(names::BASELINE)?)
                 .map_err(map_err(names::BASELINE, "wrong type"))?;
         match map.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(names::BASELINE, "removing an entry")(e)),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(names::BASELINE, "removing an entry")(e)),
         }
+        // Flows cached as "in the baseline" must look it up again.
+        let mut config = self.config()?;
+        config.baseline_epoch = config.baseline_epoch.wrapping_add(1);
+        self.set_config(config)
     }
 
     /// Packets and bytes per (action, reason), summed over CPUs; zero rows included.

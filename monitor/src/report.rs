@@ -193,9 +193,13 @@ pub fn flow_rows(
     let baseline: std::collections::HashSet<FlowKey> =
         maps.baseline()?.into_iter().map(|(k, _)| k).collect();
     let mut flows: Vec<(FlowKey, FlowStats)> = maps.flows(true)?;
-    if !enrolled_only {
-        flows.extend(maps.flows(false)?);
-    }
+    // The second table holds flows between unenrolled addresses and enrolled devices'
+    // violating flows (kept apart so floods cannot evict the legitimate ones).
+    flows.extend(
+        maps.flows(false)?
+            .into_iter()
+            .filter(|(key, _)| !enrolled_only || by_address.contains_key(&addr_of(&key.device))),
+    );
     let mut rows: Vec<FlowRow> = flows
         .into_iter()
         .map(|(key, stats)| {

@@ -171,12 +171,18 @@ fn per_device_counters_equal_what_was_sent() {
     assert_eq!(ct.bytes_received, DATAGRAMS * frame, "{ct:?}");
     assert!(ct.first_seen_ns > 0 && ct.last_seen_ns >= ct.first_seen_ns, "{ct:?}");
     assert_eq!(ct.dropped_packets, 0);
-    // The DNS server is not enrolled: counted among unenrolled addresses.
+    // The DNS server is not enrolled: it is counted as the scanner's peer, in its flow,
+    // not as an unenrolled address of its own.
     let unenrolled = bed.datapath.maps().unenrolled_stats().unwrap_or_else(|e| panic!("{e}"));
-    let dns = unenrolled
-        .get(&host("dns"))
-        .unwrap_or_else(|| panic!("dns server not counted: {unenrolled:?}"));
-    assert_eq!((dns.packets_received, dns.packets_sent), (DATAGRAMS, DATAGRAMS));
+    assert!(!unenrolled.contains_key(&host("dns")), "{unenrolled:?}");
+    let flows = bed.datapath.maps().flows(true).unwrap_or_else(|e| panic!("{e}"));
+    let dns_flow = flows
+        .iter()
+        .find(|(k, _)| monitor::datapath::addr_of(&k.peer) == host("dns"))
+        .unwrap_or_else(|| panic!("no flow to the dns server: {flows:?}"));
+    assert_eq!((dns_flow.1.packets_sent, dns_flow.1.packets_received), (DATAGRAMS, DATAGRAMS));
+    assert_eq!(dns_flow.1.bytes_sent, DATAGRAMS * frame);
+    assert_eq!(dns_flow.0.service_port, DNS);
     // Learn mode: the flow entered the baseline once, with the service port 53, not the
     // client's ephemeral port.
     let baseline = bed.datapath.maps().baseline().unwrap_or_else(|e| panic!("{e}"));

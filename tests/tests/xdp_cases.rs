@@ -484,7 +484,16 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
             counts(after.unenrolled.get(&addr).unwrap_or(&zero)),
             counts(before.unenrolled.get(&addr).unwrap_or(&zero)),
         );
-        let expected = want.get(&addr).copied().unwrap_or_default();
+        // An unenrolled address is counted on its own only beside another one; next to an
+        // enrolled device it is that device's peer, counted in the device's flow.
+        let both_unenrolled = step
+            .ends
+            .is_some_and(|(src, dst)| setup.slot_of(src).is_none() && setup.slot_of(dst).is_none());
+        let expected = if both_unenrolled {
+            want.get(&addr).copied().unwrap_or_default()
+        } else {
+            StatCounts::default()
+        };
         if got != expected {
             errors.push(format!(
                 "unenrolled {addr} [sent pkt, sent B, recv pkt, recv B, dropped, would-drop, learned, break-glass] \
@@ -518,11 +527,27 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     // Flow entries.
     let mut want_flows: BTreeMap<(bool, FlowKey), [u64; 5]> = BTreeMap::new();
     if let (Some((src, dst)), Some((protocol, port, dir))) = (step.ends, step.flow) {
-        let dropped = u64::from(step.action == Action::Drop);
+        let packet_dropped = step.action == Action::Drop;
         let src_key = key(src, dst, protocol, port, dir);
         let dst_key = key(dst, src, protocol, port, dir.reversed());
-        want_flows.insert((setup.slot_of(src).is_some(), src_key), [1, len, 0, 0, dropped]);
-        want_flows.insert((setup.slot_of(dst).is_some(), dst_key), [0, 0, 1, len, dropped]);
+        let both_unenrolled = setup.slot_of(src).is_none() && setup.slot_of(dst).is_none();
+        for (addr, k, counts) in [(src, src_key, [1, len, 0, 0]), (dst, dst_key, [0, 0, 1, len])] {
+            if both_unenrolled {
+                let dropped = u64::from(packet_dropped);
+                want_flows.insert((false, k), [counts[0], counts[1], counts[2], counts[3], dropped]);
+                continue;
+            }
+            if setup.slot_of(addr).is_none() {
+                // The unenrolled peer of an enrolled device keeps no flow of its own.
+                continue;
+            }
+            // An enrolled side's flow lives in FLOWS once it exists there; a new flow that
+            // violates the side's policy goes to the separate table.
+            let violating = step.dropped.contains(&addr) || step.would_drop.contains(&addr);
+            let in_flows = before.flows.contains_key(&(true, k)) || !violating;
+            let dropped = u64::from(packet_dropped);
+            want_flows.insert((in_flows, k), [counts[0], counts[1], counts[2], counts[3], dropped]);
+        }
     } else if step.flow.is_some() {
         errors.push("the case gives a flow but no ends".to_string());
     }
