@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with a `run` function, so adding one (say
 //! `demo`) is `mod demo;`, a `Demo` variant in [`Command`] and an arm in `main`.
 
+mod bench;
 mod build_ebpf;
 mod cmd;
 mod demo;
@@ -33,6 +34,8 @@ enum Command {
     Test(test::Args),
     /// Run setup, build the monitor, and run its demo lab: a virtual ICU ward.
     Demo,
+    /// Run setup, build in release, measure the datapath and controller, write BENCHMARKS.md.
+    Bench(bench::Args),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::BuildEbpf => build_ebpf::run().map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(args),
         Command::Demo => demo::run().map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("xtask: error: {e:#}");

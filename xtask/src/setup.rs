@@ -25,6 +25,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("tcpdump", "tcpdump"),
     ("ip", "iproute2"),
+    // `cargo xtask bench`: the nftables reference, and GRO on veth receivers.
+    ("nft", "nftables"),
+    ("ethtool", "ethtool"),
     // The observability tests: a real Prometheus (and promtool), headless Chromium for the
     // device map, and the IEEE MAC registry the map names vendors from. ieee-data has no
     // command; Debian's sh (dash) answers `command -v` for an existing file path too.

@@ -1,0 +1,1191 @@
+//! The benchmark driver behind `cargo xtask bench` (not part of the test suite): measures
+//! the datapath and the controller and writes BENCHMARKS.md.
+//!
+//! Every figure is a ratio to a reference measured in the same run, interleaved with it,
+//! because this machine (2 vCPUs, shared with other work) drifts by tens of percent from
+//! minute to minute: only same-run ratios mean anything.
+//!
+//! 1. Per-packet cost: BPF_PROG_TEST_RUN (repeat 1e6) of `monitor_xdp` against
+//!    `parse_only_xdp` (the same parser, nothing else), frame by frame, at 10 / 1,000 /
+//!    10,000 devices and up to 1,000,000 baseline entries.
+//! 2. Packets per second into a veth pair in a router namespace: the monitor in native XDP
+//!    against nftables (netdev ingress, an equivalent set) against no filter. Traffic comes
+//!    from BPF_PROG_TEST_RUN's live-frames mode (`tx_xdp` returns XDP_TX on the sender's
+//!    end), counted where the receiver's NAPI took it (the veth's rx counters).
+//! 3. Controller: /metrics scrape time and size and resident memory at 10 and 10,000
+//!    devices (`monitor run`), baseline save and load at 1,000,000 entries.
+//!
+//! Usage: monitor-bench [--out BENCHMARKS.md] [--runs 5] [--monitor-bin PATH] [--quick]
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::programs::xdp::XdpMode;
+use monitor::{
+    baseline::BaselineFile,
+    daemon::save_baseline,
+    datapath::{Datapath, Maps, addr_key, if_index},
+    inventory::StateDir,
+    lab::{NetNs, unique_name, veth},
+};
+use monitor_common::{
+    Action, Mode,
+    maps::{BaselineEntry, DeviceEntry, FlowKey, MODE_INHERIT, ORIGIN_IMPORTED, programs},
+};
+
+/// Repetitions per BPF_PROG_TEST_RUN call: the kernel reports the mean over these.
+const REPEAT: u32 = 1_000_000;
+/// Frames per live-frames batch (the kernel's maximum is 256).
+const LIVE_BATCH: u32 = 64;
+/// How long one packets-per-second run lasts, roughly.
+const LIVE_RUN_SECONDS: f64 = 1.0;
+/// The floors of issue 5.
+const FLOOR_HIT_RATIO: f64 = 4.0;
+const FLOOR_FLATNESS: f64 = 0.20;
+const FLOOR_PPS_RATIO: f64 = 2.5;
+const FLOOR_SCRAPE_MS: f64 = 100.0;
+const FLOOR_RSS_MB: f64 = 100.0;
+
+#[derive(Debug)]
+struct Args {
+    out: PathBuf,
+    runs: usize,
+    monitor_bin: Option<PathBuf>,
+    /// Fewer and smaller cases: for trying the driver out, not for the report.
+    quick: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        out: PathBuf::from("BENCHMARKS.md"),
+        runs: 5,
+        monitor_bin: None,
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--out" => args.out = it.next().context("--out needs a path")?.into(),
+            "--runs" => args.runs = it.next().context("--runs needs a number")?.parse()?,
+            "--monitor-bin" => args.monitor_bin = Some(it.next().context("--monitor-bin needs a path")?.into()),
+            "--quick" => args.quick = true,
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("monitor-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monitor-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let mut report = Report::new(args);
+    // One datapath for the per-packet costs and the baseline save/load at 1M entries.
+    let mut datapath = Datapath::load(&Maps::Private).context("loading the XDP object")?;
+    let cost = per_packet_cost(&mut datapath, args);
+    match &cost {
+        Ok(cost) => report.cost(cost),
+        Err(e) => report.failed("1. Per-packet cost", e),
+    }
+    // The live test runs before the 1M-entry save/load so that kernel memory is not at
+    // its peak while packets are counted.
+    match packets_per_second(args) {
+        Ok(live) => report.live(&live),
+        Err(e) => report.failed("2. Packets per second", &e),
+    }
+    let persistence = baseline_save_load(&datapath, args);
+    drop(datapath);
+    let controller = controller(args);
+    report.controller(persistence, controller);
+    report.finish(started.elapsed());
+    std::fs::write(&args.out, &report.text).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("monitor-bench: wrote {} ({:.0} s)", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics
+
+/// Median and spread of one figure over the runs.
+#[derive(Clone, Copy, Debug)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+impl Stat {
+    fn of(samples: &[f64]) -> Stat {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+            n,
+        }
+    }
+
+    /// `median (min–max)` with `digits` decimals.
+    fn show(&self, digits: usize) -> String {
+        format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.min, self.max, d = digits)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames
+
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const DEVICE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The server every device talks to (outside the inventory, as a core server often is).
+const SERVER_V4: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
+const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x20, 0, 0, 0, 0, 0, 0x10);
+/// The device the measured frames come from, device 0 (IPv6: its second address).
+const DEVICE0_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
+const CLIENT_PORT: u16 = 40_000;
+/// The allowed service (in the baseline) and one that is not.
+const ALLOWED_PORT: u16 = 443;
+const DENIED_PORT: u16 = 9_999;
+
+/// Device `i`'s IPv4 address: 10.100.0.1, 10.100.0.2, ...
+fn device_v4(i: u32) -> Ipv4Addr {
+    let n = i + 1;
+    Ipv4Addr::new(10, 100 + (n >> 16) as u8, (n >> 8) as u8, n as u8)
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ethernet(dst: [u8; 6], vlan: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&DEVICE_MAC);
+    if let Some(vid) = vlan {
+        frame.extend_from_slice(&0x8100u16.to_be_bytes());
+        frame.extend_from_slice(&vid.to_be_bytes());
+    }
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(payload);
+    // The minimum Ethernet frame (without FCS): 60 bytes.
+    if frame.len() < 60 {
+        frame.resize(60, 0);
+    }
+    frame
+}
+
+/// A UDP datagram with an 18-byte payload (a 60-byte frame, the smallest there is).
+fn udp(src_port: u16, dst_port: u16) -> Vec<u8> {
+    let mut udp = Vec::with_capacity(26);
+    udp.extend_from_slice(&src_port.to_be_bytes());
+    udp.extend_from_slice(&dst_port.to_be_bytes());
+    udp.extend_from_slice(&26u16.to_be_bytes());
+    // Checksum 0: none (IPv4); nothing on the measured paths verifies it.
+    udp.extend_from_slice(&0u16.to_be_bytes());
+    udp.extend_from_slice(&[0x42; 18]);
+    udp
+}
+
+fn ipv4_udp(dst_mac: [u8; 6], vlan: Option<u16>, src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
+    let payload = udp(CLIENT_PORT, dst_port);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend_from_slice(&payload);
+    ethernet(dst_mac, vlan, 0x0800, &ip)
+}
+
+fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, dst_port: u16) -> Vec<u8> {
+    let payload = udp(CLIENT_PORT, dst_port);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[17, 64]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(&payload);
+    ethernet(ROUTER_MAC, None, 0x86dd, &ip)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Per-packet cost
+
+/// One measured frame: what it is, the global mode, the frame, and the action expected.
+struct Case {
+    name: &'static str,
+    mode: Mode,
+    frame: Vec<u8>,
+    expect: Action,
+}
+
+fn cases() -> Vec<Case> {
+    let hit = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, ALLOWED_PORT);
+    let miss = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, DENIED_PORT);
+    vec![
+        Case { name: "learn (known flow)", mode: Mode::Learn, frame: hit.clone(), expect: Action::Pass },
+        Case { name: "enforce, baseline hit", mode: Mode::Enforce, frame: hit.clone(), expect: Action::Pass },
+        Case { name: "enforce, drop", mode: Mode::Enforce, frame: miss.clone(), expect: Action::Drop },
+        Case { name: "audit (would-drop)", mode: Mode::Audit, frame: miss, expect: Action::Pass },
+        Case {
+            name: "IPv6, enforce hit",
+            mode: Mode::Enforce,
+            frame: ipv6_udp(DEVICE0_V6, SERVER_V6, ALLOWED_PORT),
+            expect: Action::Pass,
+        },
+        Case {
+            name: "VLAN 802.1Q, enforce hit",
+            mode: Mode::Enforce,
+            frame: ipv4_udp(ROUTER_MAC, Some(110), device_v4(0), SERVER_V4, ALLOWED_PORT),
+            expect: Action::Pass,
+        },
+    ]
+}
+
+/// A datapath state: devices enrolled and baseline entries in the table.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    devices: u32,
+    baseline: u32,
+}
+
+/// Results for one (scale, case): monitor ns, parse-only ns, and their per-run ratio.
+struct CostRow {
+    scale: Scale,
+    case: &'static str,
+    monitor_ns: Stat,
+    parse_ns: Stat,
+    ratio: Stat,
+}
+
+struct CostResults {
+    rows: Vec<CostRow>,
+    verified_insns: Vec<(&'static str, u32)>,
+}
+
+fn enroll_range(datapath: &mut Datapath, from: u32, to: u32) -> Result<()> {
+    for i in from..to {
+        datapath.maps_mut().enroll(IpAddr::V4(device_v4(i)), DeviceEntry::new(i, MODE_INHERIT, 0))?;
+    }
+    Ok(())
+}
+
+/// Filler baseline entries: device `j % devices` reaches a distinct peer and port, as a
+/// large learned baseline would look. None of them matches a measured frame.
+fn fill_baseline(datapath: &mut Datapath, from: u32, to: u32, devices: u32) -> Result<()> {
+    let entry = BaselineEntry { learned_ns: 0, origin: ORIGIN_IMPORTED, _pad1: 0, _pad2: 0, _pad3: 0 };
+    let mut chunk = Vec::with_capacity(65_536);
+    for j in from..to {
+        let peer = Ipv4Addr::new(172, 16 + (j >> 16) as u8, (j >> 8) as u8, j as u8);
+        chunk.push((
+            FlowKey {
+                device: addr_key(IpAddr::V4(device_v4(j % devices))),
+                peer: addr_key(IpAddr::V4(peer)),
+                service_port: 1_000 + (j % 50_000) as u16,
+                protocol: 6,
+                direction: 1,
+            },
+            entry,
+        ));
+        if chunk.len() == chunk.capacity() {
+            datapath.maps_mut().insert_baseline(&chunk)?;
+            chunk.clear();
+        }
+    }
+    datapath.maps_mut().insert_baseline(&chunk)?;
+    Ok(())
+}
+
+fn test_run_ns(datapath: &Datapath, program: &'static str, frame: &[u8], expect: Option<Action>) -> Result<f64> {
+    let verdict = datapath.test_run_program(program, frame, REPEAT)?;
+    if let Some(expect) = expect
+        && verdict.action != expect
+    {
+        bail!("{program} returned {:?}, expected {expect:?}", verdict.action);
+    }
+    Ok(verdict.duration.as_nanos() as f64)
+}
+
+fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> {
+    println!("monitor-bench: 1. per-packet cost (BPF_PROG_TEST_RUN, repeat {REPEAT})");
+    let scales: Vec<Scale> = if args.quick {
+        vec![Scale { devices: 10, baseline: 0 }, Scale { devices: 10_000, baseline: 100_000 }]
+    } else {
+        vec![
+            Scale { devices: 10, baseline: 0 },
+            Scale { devices: 1_000, baseline: 0 },
+            Scale { devices: 10_000, baseline: 0 },
+            Scale { devices: 10_000, baseline: 100_000 },
+            Scale { devices: 10_000, baseline: 1_000_000 },
+        ]
+    };
+    let cases = cases();
+    // Device 0's IPv6 address, and its allowed flows learned the way live traffic would.
+    datapath.maps_mut().enroll(IpAddr::V6(DEVICE0_V6), DeviceEntry::new(0, MODE_INHERIT, 0))?;
+    let mut enrolled = 0;
+    let mut filled = 0;
+    let mut rows = Vec::new();
+    for scale in scales {
+        enroll_range(datapath, enrolled, scale.devices)?;
+        enrolled = scale.devices;
+        fill_baseline(datapath, filled, scale.baseline, scale.devices)?;
+        filled = scale.baseline;
+        datapath.maps_mut().set_mode(Mode::Learn)?;
+        for case in cases.iter().filter(|c| c.expect == Action::Pass && c.mode == Mode::Enforce) {
+            datapath.test_run(&case.frame)?;
+        }
+        let table = datapath.maps().baseline()?.len();
+        println!("  {} devices, {} baseline entries in the table", scale.devices, table);
+        // Per case: monitor ns, parse-only ns, their ratio; one sample per run.
+        let mut samples: BTreeMap<&str, [Vec<f64>; 3]> = BTreeMap::new();
+        for _ in 0..args.runs {
+            for case in &cases {
+                datapath.maps_mut().set_mode(case.mode)?;
+                // Interleaved: the reference right before the program, every run.
+                let parse = test_run_ns(datapath, programs::PARSE_ONLY, &case.frame, None)?;
+                let monitor = test_run_ns(datapath, programs::MONITOR, &case.frame, Some(case.expect))?;
+                let entry = samples.entry(case.name).or_default();
+                entry[0].push(monitor);
+                entry[1].push(parse);
+                entry[2].push(monitor / parse);
+            }
+        }
+        for case in &cases {
+            let [monitor, parse, ratio] = &samples[case.name];
+            let row = CostRow {
+                scale: Scale { devices: scale.devices, baseline: table as u32 },
+                case: case.name,
+                monitor_ns: Stat::of(monitor),
+                parse_ns: Stat::of(parse),
+                ratio: Stat::of(ratio),
+            };
+            println!(
+                "    {:<26} monitor {:>6.1} ns  parse-only {:>5.1} ns  ratio {}",
+                row.case,
+                row.monitor_ns.median,
+                row.parse_ns.median,
+                row.ratio.show(2)
+            );
+            rows.push(row);
+        }
+    }
+    datapath.maps_mut().set_mode(Mode::Learn)?;
+    let verified_insns = verified_instructions(datapath);
+    Ok(CostResults { rows, verified_insns })
+}
+
+/// How many instructions the verifier processed per program (`bpftool prog show`): a
+/// rough, noise-free measure of how much code a program has.
+fn verified_instructions(_datapath: &Datapath) -> Vec<(&'static str, u32)> {
+    let Ok(out) = Command::new("bpftool").args(["-j", "prog", "show"]).output() else {
+        return Vec::new();
+    };
+    let Ok(progs) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
+    let pid = std::process::id();
+    let mut found = Vec::new();
+    for name in [programs::PARSE_ONLY, programs::MONITOR] {
+        // bpftool truncates names to 15 bytes, as the kernel keeps them.
+        let short = &name[..name.len().min(15)];
+        let insns = progs.as_array().into_iter().flatten().find_map(|p| {
+            let ours = p["pids"].as_array().is_some_and(|pids| pids.iter().any(|x| x["pid"] == pid));
+            (ours && p["name"] == short).then(|| p["verified_insns"].as_u64())?
+        });
+        if let Some(insns) = insns {
+            found.push((name, insns as u32));
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Packets per second
+
+/// What filters the receiving interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filter {
+    Monitor,
+    Nftables,
+    None,
+}
+
+impl Filter {
+    const ALL: [Filter; 3] = [Filter::Monitor, Filter::Nftables, Filter::None];
+
+    fn name(self) -> &'static str {
+        match self {
+            Filter::Monitor => "monitor (XDP native)",
+            Filter::Nftables => "nftables (netdev ingress)",
+            Filter::None => "no filter",
+        }
+    }
+}
+
+/// One veth pair: the sender's end (in the generator namespace) and the receiver's (in
+/// the router namespace), each filtered by one [`Filter`].
+struct Pair {
+    filter: Filter,
+    sender_ifindex: u32,
+    receiver: String,
+    receiver_mac: [u8; 6],
+}
+
+struct LiveRow {
+    traffic: &'static str,
+    filter: Filter,
+    pps: Stat,
+    /// Frames the receiver could not take (its ring was full), as a share of those sent.
+    dropped_share: Stat,
+    /// pps of this filter over nftables' pps, per run.
+    vs_nft: Stat,
+    /// pps of this filter over the unfiltered pps, per run.
+    vs_none: Stat,
+}
+
+struct LiveResults {
+    rows: Vec<LiveRow>,
+    devices: u32,
+    frames_per_run: u32,
+}
+
+fn rx_counters(ns: &NetNs, iface: &str) -> Result<(u64, u64)> {
+    let out = ns.ip(&["-s", "-j", "link", "show", "dev", iface])?;
+    let json: serde_json::Value = serde_json::from_str(&out)?;
+    let rx = &json[0]["stats64"]["rx"];
+    Ok((
+        rx["packets"].as_u64().context("rx packets")?,
+        rx["dropped"].as_u64().context("rx dropped")?,
+    ))
+}
+
+fn mac_of(ns: &NetNs, iface: &str) -> Result<[u8; 6]> {
+    let out = ns.ip(&["-j", "link", "show", "dev", iface])?;
+    let json: serde_json::Value = serde_json::from_str(&out)?;
+    let text = json[0]["address"].as_str().context("link address")?;
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(part, 16)?;
+    }
+    Ok(mac)
+}
+
+/// Pins the calling thread to one CPU, so that generator and receiver share it the same
+/// way in every run (veth's receive path runs in the softirq the sender raises).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn unpin() {
+    // SAFETY: as in `pin_to_cpu`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Pushes `count` frames into `pair` and returns (pps taken by the receiver, share of the
+/// frames it could not take).
+fn live_run(datapath: &Datapath, generator: &NetNs, router: &NetNs, pair: &Pair, frame: &[u8], count: u32) -> Result<(f64, f64)> {
+    let (rx0, drop0) = rx_counters(router, &pair.receiver)?;
+    let started = {
+        let _inside = generator.enter()?;
+        let started = Instant::now();
+        datapath.test_run_live(pair.sender_ifindex, frame, count, LIVE_BATCH)?;
+        started
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let (rx1, drop1) = rx_counters(router, &pair.receiver)?;
+    let taken = rx1 - rx0;
+    Ok((taken as f64 / elapsed, (drop1 - drop0) as f64 / f64::from(count)))
+}
+
+fn packets_per_second(args: &Args) -> Result<LiveResults> {
+    println!("monitor-bench: 2. packets per second (live frames into veth, native XDP vs nftables vs none)");
+    let devices: u32 = if args.quick { 1_000 } else { 10_000 };
+    let router = NetNs::new("brt")?;
+    let generator = NetNs::new("bgn")?;
+    let mut pairs = Vec::new();
+    for (i, filter) in Filter::ALL.into_iter().enumerate() {
+        let sender = unique_name("bs");
+        let receiver = unique_name("br");
+        veth(&generator, &sender, &router, &receiver)?;
+        router.ip(&["addr", "add", &format!("192.168.{}.1/24", 100 + i), "dev", &receiver])?;
+        // veth takes XDP_TX/redirected frames only into a NAPI ring, which it has when a
+        // program is attached or GRO is on; GRO on every receiver keeps the three alike.
+        router.exec(&["ethtool", "-K", &receiver, "gro", "on"])?;
+        let sender_ifindex = {
+            let _inside = generator.enter()?;
+            if_index(&sender).context("sender ifindex")?
+        };
+        let receiver_mac = mac_of(&router, &receiver)?;
+        pairs.push(Pair { filter, sender_ifindex, receiver, receiver_mac });
+    }
+
+    // The monitor: `devices` enrolled, each allowed to reach the server on 443/udp, enforced.
+    let mut datapath = Datapath::load(&Maps::Private)?;
+    enroll_range(&mut datapath, 0, devices)?;
+    datapath.maps_mut().set_mode(Mode::Learn)?;
+    let probe = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, ALLOWED_PORT);
+    datapath.test_run(&probe)?;
+    let learned = datapath.maps().baseline()?;
+    let (key0, entry0) = *learned.first().context("the probe frame was not learned")?;
+    let entries: Vec<_> = (1..devices)
+        .map(|i| (FlowKey { device: addr_key(IpAddr::V4(device_v4(i))), ..key0 }, entry0))
+        .collect();
+    datapath.maps_mut().insert_baseline(&entries)?;
+    datapath.maps_mut().set_mode(Mode::Enforce)?;
+    let monitor_pair = &pairs[0];
+    {
+        let _inside = router.enter()?;
+        datapath.attach(&monitor_pair.receiver, XdpMode::Driver)?;
+    }
+
+    // nftables: the same allowed (device, server, port) triples; everything else dropped.
+    let nft_pair = &pairs[1];
+    let mut rules = String::from("table netdev bench {\n  set allowed {\n    type ipv4_addr . ipv4_addr . inet_service\n    elements = {\n");
+    for i in 0..devices {
+        let _ = writeln!(rules, "      {} . {SERVER_V4} . {ALLOWED_PORT},", device_v4(i));
+    }
+    let _ = write!(
+        rules,
+        "    }}\n  }}\n  chain ingress {{\n    type filter hook ingress device \"{}\" priority 0; policy accept;\n    ip saddr . ip daddr . udp dport @allowed counter accept\n    counter drop\n  }}\n}}\n",
+        nft_pair.receiver
+    );
+    let rules_path = std::env::temp_dir().join(format!("monitor-bench-{}.nft", std::process::id()));
+    std::fs::write(&rules_path, &rules)?;
+    let rules_arg = rules_path.to_string_lossy().into_owned();
+    let loaded = router.exec(&["nft", "-f", &rules_arg]);
+    let _ = std::fs::remove_file(&rules_path);
+    loaded.context("loading the nftables rule set")?;
+
+    let traffic = [("denied (dropped by the filter)", DENIED_PORT), ("allowed (passed to the stack)", ALLOWED_PORT)];
+    let frame_for = |pair: &Pair, port: u16| ipv4_udp(pair.receiver_mac, None, device_v4(0), SERVER_V4, port);
+
+    // Calibrate the run length on the slowest case (nftables dropping).
+    let cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    pin_to_cpu(cpu);
+    let (calibration, _) = live_run(&datapath, &generator, &router, nft_pair, &frame_for(nft_pair, DENIED_PORT), 200_000)?;
+    let frames_per_run = ((calibration * LIVE_RUN_SECONDS) as u32).clamp(200_000, 20_000_000);
+    let frames_per_run = if args.quick { frames_per_run / 4 } else { frames_per_run };
+    println!("  {frames_per_run} frames per run, generator pinned to CPU {cpu}");
+
+    let mut samples: BTreeMap<(usize, usize), Vec<(f64, f64)>> = BTreeMap::new();
+    for run in 0..args.runs {
+        for (t, (_, port)) in traffic.iter().enumerate() {
+            // Rotate the order so that no filter always runs first (warm or cold caches).
+            for k in 0..pairs.len() {
+                let f = (k + run) % pairs.len();
+                let pair = &pairs[f];
+                let result = live_run(&datapath, &generator, &router, pair, &frame_for(pair, *port), frames_per_run)?;
+                samples.entry((t, f)).or_default().push(result);
+            }
+        }
+    }
+    unpin();
+
+    let mut rows = Vec::new();
+    for (t, (traffic_name, _)) in traffic.iter().enumerate() {
+        for (f, pair) in pairs.iter().enumerate() {
+            let own = &samples[&(t, f)];
+            let nft = &samples[&(t, 1)];
+            let none = &samples[&(t, 2)];
+            let ratio = |other: &Vec<(f64, f64)>| -> Vec<f64> { own.iter().zip(other).map(|(a, b)| a.0 / b.0).collect() };
+            let row = LiveRow {
+                traffic: traffic_name,
+                filter: pair.filter,
+                pps: Stat::of(&own.iter().map(|s| s.0).collect::<Vec<_>>()),
+                dropped_share: Stat::of(&own.iter().map(|s| s.1).collect::<Vec<_>>()),
+                vs_nft: Stat::of(&ratio(nft)),
+                vs_none: Stat::of(&ratio(none)),
+            };
+            println!(
+                "  {:<32} {:<26} {:>6.2} Mpps  vs nftables {}  vs none {}",
+                row.traffic,
+                row.filter.name(),
+                row.pps.median / 1e6,
+                row.vs_nft.show(2),
+                row.vs_none.show(2)
+            );
+            rows.push(row);
+        }
+    }
+    // Sanity: the monitor really judged the frames it was given.
+    let verdicts = datapath.maps().verdicts()?;
+    let dropped: u64 = verdicts.iter().filter(|(a, _, _)| *a == Action::Drop).map(|(_, _, c)| c.packets).sum();
+    if dropped == 0 {
+        bail!("the monitor dropped nothing: the live frames did not reach it");
+    }
+    Ok(LiveResults { rows, devices, frames_per_run })
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Controller
+
+struct Persistence {
+    entries: usize,
+    file_bytes: u64,
+    save_s: Stat,
+    dump_s: Stat,
+    load_s: Stat,
+    insert_s: Stat,
+}
+
+/// Saving and restoring the baseline at 1,000,000 entries, as the daemon does it (every
+/// few seconds; at start), against the map syscalls alone.
+fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
+    println!("monitor-bench: 3a. baseline save and load");
+    let dir = std::env::temp_dir().join(format!("monitor-bench-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let state = StateDir::new(&dir);
+    let runs = args.runs.min(3);
+    let (mut save, mut dump, mut load, mut insert) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut entries = 0;
+    let path = dir.join(monitor::baseline::STATE_FILE);
+    let result = (|| -> Result<()> {
+        for _ in 0..runs {
+            let t = Instant::now();
+            let raw = datapath.maps().baseline()?;
+            dump.push(t.elapsed().as_secs_f64());
+            entries = raw.len();
+            drop(raw);
+            let t = Instant::now();
+            save_baseline(datapath.maps(), &state)?;
+            save.push(t.elapsed().as_secs_f64());
+
+            let mut fresh = Datapath::load(&Maps::Private)?;
+            let t = Instant::now();
+            let file = BaselineFile::read(&path)?;
+            let restored = file.map_entries();
+            drop(file);
+            fresh.maps_mut().insert_baseline(&restored)?;
+            load.push(t.elapsed().as_secs_f64());
+            drop(fresh);
+            // The reference: the same entries inserted with nothing to read or parse.
+            let mut fresh = Datapath::load(&Maps::Private)?;
+            let t = Instant::now();
+            fresh.maps_mut().insert_baseline(&restored)?;
+            insert.push(t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    })();
+    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    let p = Persistence {
+        entries,
+        file_bytes,
+        save_s: Stat::of(&save),
+        dump_s: Stat::of(&dump),
+        load_s: Stat::of(&load),
+        insert_s: Stat::of(&insert),
+    };
+    println!(
+        "  {} entries, {:.1} MB: save {} s (map read alone {} s), load {} s (map insert alone {} s)",
+        p.entries,
+        p.file_bytes as f64 / 1e6,
+        p.save_s.show(2),
+        p.dump_s.show(2),
+        p.load_s.show(2),
+        p.insert_s.show(2)
+    );
+    Ok(p)
+}
+
+/// A `monitor run` with a generated inventory, and what it measured.
+struct ControllerRun {
+    devices: u32,
+    scrape_ms: Stat,
+    scrape_bytes: usize,
+    rss_mb: f64,
+    peak_rss_mb: f64,
+}
+
+struct ControllerResults {
+    runs: Vec<ControllerRun>,
+}
+
+fn write_inventory(dir: &Path, devices: u32) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // Files of at most 1,000 devices: policy files are capped in size.
+    for file in 0..devices.div_ceil(1_000) {
+        let mut text = String::from("devices:\n");
+        for i in file * 1_000..((file + 1) * 1_000).min(devices) {
+            let ward = i / 200;
+            let _ = write!(
+                text,
+                "  - name: dev-{i:05}\n    kind: {}\n    addresses: [{}]\n    mac: \"00:09:fb:{:02x}:{:02x}:{:02x}\"\n    location: {{ site: main, building: B, floor: \"{}\", ward: ward-{ward}, room: \"{}\", vlan: {} }}\n    criticality: normal\n    owner: clinical-it\n",
+                ["infusion-pump", "patient-monitor", "workstation", "modality"][(i % 4) as usize],
+                device_v4(i),
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+                ward % 10,
+                i % 40,
+                100 + ward % 50,
+            );
+        }
+        if file == 0 {
+            text = format!("defaults:\n  mode: learn\n  unenrolled: pass\n\n{text}");
+        }
+        std::fs::write(dir.join(format!("inventory-{file:02}.yaml")), text)?;
+    }
+    Ok(())
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let Some(body_at) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        bail!("no HTTP header in the answer from {addr}{path}");
+    };
+    if !response.starts_with(b"HTTP/1.1 200") && !response.starts_with(b"HTTP/1.0 200") {
+        bail!("{addr}{path}: {}", String::from_utf8_lossy(&response[..body_at]));
+    }
+    Ok(response[body_at + 4..].to_vec())
+}
+
+fn status_kb(pid: u32, field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("{field} of {pid}"))?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
+
+/// Stops the daemon with SIGTERM (as an operator would), then removes its pins.
+struct Daemon {
+    child: Child,
+    monitor: PathBuf,
+    pin_dir: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child, by its id.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = Command::new(&self.monitor)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("detach")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn controller_run(monitor: &Path, devices: u32, runs: usize) -> Result<ControllerRun> {
+    let router = NetNs::new("bct")?;
+    let other = NetNs::new("bcp")?;
+    let iface = unique_name("bc");
+    veth(&router, &iface, &other, &unique_name("bp"))?;
+    let id = format!("{}-{devices}", std::process::id());
+    let work = std::env::temp_dir().join(format!("monitor-bench-ctl-{id}"));
+    let policies = work.join("policies");
+    write_inventory(&policies, devices)?;
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + (devices % 7) as u16;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = Command::new(monitor)
+        .arg("--pin-dir")
+        .arg(format!("/sys/fs/bpf/monitor-bench-{id}"))
+        .arg("--state-dir")
+        .arg(work.join("state"))
+        .args(["run", "--iface", &iface, "--netns", router.name(), "--xdp-mode", "native"])
+        .arg("--policies")
+        .arg(&policies)
+        .args(["--metrics-addr", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", monitor.display()))?;
+    let mut daemon = Daemon {
+        child,
+        monitor: monitor.to_path_buf(),
+        pin_dir: PathBuf::from(format!("/sys/fs/bpf/monitor-bench-{id}")),
+        state_dir: work.clone(),
+    };
+    // Ready when /metrics answers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = daemon.child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            bail!("`monitor run` exited ({status}): {}", stderr.trim());
+        }
+        if http_get(addr, "/metrics").is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("`monitor run` did not serve /metrics within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..runs.max(5) * 2 {
+        let t = Instant::now();
+        let body = http_get(addr, "/metrics")?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+    }
+    let pid = daemon.child.id();
+    let rss_mb = status_kb(pid, "VmRSS:")? / 1024.0;
+    let peak_rss_mb = status_kb(pid, "VmHWM:")? / 1024.0;
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&work);
+    let run = ControllerRun { devices, scrape_ms: Stat::of(&times), scrape_bytes: bytes, rss_mb, peak_rss_mb };
+    println!(
+        "  {devices} devices: /metrics {} ms, {} bytes; RSS {:.1} MB (peak {:.1} MB)",
+        run.scrape_ms.show(1),
+        run.scrape_bytes,
+        run.rss_mb,
+        run.peak_rss_mb
+    );
+    Ok(run)
+}
+
+fn controller(args: &Args) -> Result<ControllerResults> {
+    println!("monitor-bench: 3b. controller (/metrics, memory)");
+    let monitor = match &args.monitor_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("monitor"),
+    };
+    let help = Command::new(&monitor).args(["run", "--help"]).output().with_context(|| format!("running {}", monitor.display()))?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--metrics-addr") {
+        bail!("{} has no `run --metrics-addr` yet: /metrics cannot be measured", monitor.display());
+    }
+    let mut runs = Vec::new();
+    for devices in [10, 10_000] {
+        runs.push(controller_run(&monitor, devices, args.runs)?);
+    }
+    Ok(ControllerResults { runs })
+}
+
+// ---------------------------------------------------------------------------------------
+// The report
+
+struct Report {
+    text: String,
+    floors: Vec<(String, String, bool)>,
+    pending: Vec<String>,
+    runs: usize,
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Report {
+    fn new(args: &Args) -> Report {
+        let mut text = String::new();
+        let _ = writeln!(text, "# Benchmarks\n");
+        let _ = writeln!(
+            text,
+            "Written by `cargo xtask bench` (tests/src/bin/monitor-bench.rs); not part of the test suite. \
+             Every figure is a ratio to a reference measured in the same run, interleaved with it: \
+             this machine is shared and its two vCPUs share caches unevenly from run to run, so \
+             absolute numbers drift between runs while same-run ratios hold. Figures are medians of \
+             {} runs with the min–max spread in parentheses.\n",
+            args.runs
+        );
+        let _ = writeln!(text, "| | |\n|---|---|");
+        let _ = writeln!(text, "| Date | {} |", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+        let _ = writeln!(text, "| Commit | {} |", command_line("git", &["rev-parse", "--short", "HEAD"]));
+        let _ = writeln!(text, "| CPU | {} × {} |", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+        let _ = writeln!(text, "| Kernel | {} |", command_line("uname", &["-r"]));
+        let _ = writeln!(text, "| Runs | {}{} |\n", args.runs, if args.quick { " (--quick: reduced cases, not for comparison)" } else { "" });
+        Report { text, floors: Vec::new(), pending: Vec::new(), runs: args.runs }
+    }
+
+    fn failed(&mut self, section: &str, e: &anyhow::Error) {
+        let _ = writeln!(self.text, "## {section}\n\nNot measured in this run: {e:#}\n");
+        self.pending.push(format!("{section}: {e:#}"));
+    }
+
+    fn floor(&mut self, what: String, got: String, met: bool) {
+        self.floors.push((what, got, met));
+    }
+
+    fn cost(&mut self, cost: &CostResults) {
+        let t = &mut self.text;
+        let _ = writeln!(t, "## 1. Per-packet cost (BPF_PROG_TEST_RUN)\n");
+        let _ = writeln!(
+            t,
+            "Method: one 60-byte frame run {REPEAT} times per BPF_PROG_TEST_RUN call; the kernel \
+             reports the mean time per run. Reference: `parse_only_xdp`, the same parser and \
+             frame-class counter with nothing else, run on the same frame right before \
+             `monitor_xdp`, in every run; the ratio is taken per run, then the median. Devices \
+             are enrolled one address each (10.100.x.y); filler baseline entries are distinct \
+             (device, peer, port) triples of those devices. The measured frames come from device \
+             0 to a server outside the inventory (UDP to port 443, in the baseline, or 9999, not). \
+             \"Learn (known flow)\" is learn mode's steady state (the flow is already in the \
+             baseline: a lookup, no insert), since a repeated frame learns only once. \
+             \"Enforce, drop\" and \"audit\" emit a violation event at most 20 times a second per \
+             device; nearly all runs take the rate limit's suppressed path.\n"
+        );
+        let _ = writeln!(t, "| devices | baseline entries | case | monitor ns | parse-only ns | ratio |\n|---:|---:|---|---:|---:|---:|");
+        for row in &cost.rows {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | **{}** |",
+                row.scale.devices,
+                row.scale.baseline,
+                row.case,
+                row.monitor_ns.show(1),
+                row.parse_ns.show(1),
+                row.ratio.show(2)
+            );
+        }
+        if !cost.verified_insns.is_empty() {
+            let list: Vec<String> = cost.verified_insns.iter().map(|(n, i)| format!("`{n}` {i}")).collect();
+            let _ = writeln!(t, "\nInstructions the verifier processed (all paths, not per packet): {}.", list.join(", "));
+        }
+        let hits: Vec<&CostRow> = cost.rows.iter().filter(|r| r.case == "enforce, baseline hit").collect();
+        let worst = hits.iter().map(|r| r.ratio.median).fold(0.0, f64::max);
+        let ns: Vec<f64> = hits.iter().map(|r| r.monitor_ns.median).collect();
+        let ratios: Vec<f64> = hits.iter().map(|r| r.ratio.median).collect();
+        let spread = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(0.0, f64::max);
+            hi / lo - 1.0
+        };
+        let (ns_spread, ratio_spread) = (spread(&ns), spread(&ratios));
+        let _ = writeln!(
+            t,
+            "\nEnforce with a baseline hit, across scales: highest ratio {worst:.2}; the monitor's ns \
+             vary by {:.0}% and the ratio by {:.0}% from the smallest to the largest scale.\n",
+            ns_spread * 100.0,
+            ratio_spread * 100.0
+        );
+        if !hits.is_empty() {
+            self.floor(format!("enforce-hit cost ≤ {FLOOR_HIT_RATIO}× parse-only"), format!("{worst:.2}× (worst scale)"), worst <= FLOOR_HIT_RATIO);
+            self.floor(
+                format!("enforce-hit flat within {:.0}% from 10 to 10,000 devices and up to 1M entries", FLOOR_FLATNESS * 100.0),
+                format!("ratio varies {:.0}%, ns {:.0}%", ratio_spread * 100.0, ns_spread * 100.0),
+                ratio_spread <= FLOOR_FLATNESS,
+            );
+        }
+    }
+
+    fn live(&mut self, live: &LiveResults) {
+        let t = &mut self.text;
+        let _ = writeln!(t, "## 2. Packets per second through a veth pair\n");
+        let _ = writeln!(
+            t,
+            "Method: a generator namespace and a router namespace joined by three veth pairs, one \
+             per filter on the router's end: the monitor attached in native XDP mode (enforce, \
+             {devices} devices enrolled, each allowed to reach 10.20.0.10 on 443/udp: {devices} \
+             baseline entries), nftables with the equivalent rule set in the router namespace \
+             (`table netdev`, a set of type `ipv4_addr . ipv4_addr . inet_service` holding the \
+             same {devices} (device, server, port) triples, chain on hook ingress of that device: \
+             `ip saddr . ip daddr . udp dport @allowed accept`, then `drop`), and no filter. \
+             Traffic: BPF_PROG_TEST_RUN in live-frames mode runs `tx_xdp` (XDP_TX) on the sender's \
+             end, {frames} 60-byte UDP frames per run from device 0 in batches of {LIVE_BATCH}, \
+             which veth delivers into the receiver's NAPI ring. GRO is on for all three receivers \
+             (veth accepts such frames only with NAPI, which GRO or an XDP program turns on). \
+             Counted: the receiver's rx packets (frames its NAPI took) over the wall time of the \
+             run; frames refused because its ring was full are its rx dropped, shown as a share \
+             of those sent. The generator is pinned to one CPU, and veth's receive runs in the \
+             softirq it raises, on the same CPU, so each pps includes the generator's own cost \
+             (the same for all three). Allowed frames are passed to the router's stack, which \
+             drops them (no route; forwarding off): the same stack cost for all three. The order \
+             of the filters rotates from run to run.\n",
+            devices = live.devices,
+            frames = live.frames_per_run,
+        );
+        let _ = writeln!(t, "| traffic | filter | Mpps | vs nftables | vs no filter | refused by the ring |\n|---|---|---:|---:|---:|---:|");
+        for row in &live.rows {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.2} ({:.2}–{:.2}) | **{}** | {} | {:.1}% |",
+                row.traffic,
+                row.filter.name(),
+                row.pps.median / 1e6,
+                row.pps.min / 1e6,
+                row.pps.max / 1e6,
+                row.vs_nft.show(2),
+                row.vs_none.show(2),
+                row.dropped_share.median * 100.0
+            );
+        }
+        let _ = writeln!(t);
+        for row in live.rows.iter().filter(|r| r.filter == Filter::Monitor) {
+            let what = format!("monitor ≥ {FLOOR_PPS_RATIO}× nftables pps, {} traffic", row.traffic);
+            self.floor(what, format!("{:.2}×", row.vs_nft.median), row.vs_nft.median >= FLOOR_PPS_RATIO);
+        }
+    }
+
+    fn controller(&mut self, persistence: Result<Persistence>, controller: Result<ControllerResults>) {
+        let _ = writeln!(self.text, "## 3. Controller\n");
+        match &controller {
+            Ok(c) => {
+                let t = &mut self.text;
+                let _ = writeln!(
+                    t,
+                    "Method: `monitor run` (release build) attached in native mode to a veth in its \
+                     own router namespace, with a generated inventory (one address, MAC and \
+                     location per device, 200 devices per ward), serving /metrics on 127.0.0.1. \
+                     Scrape: wall time of `GET /metrics` over a fresh TCP connection, {} scrapes \
+                     one after another once it answers. Memory: VmRSS and VmHWM (peak) of the \
+                     process afterwards. Reference: the same at 10 devices.\n",
+                    self.runs.max(5) * 2
+                );
+                let _ = writeln!(t, "| devices | /metrics ms | /metrics size | RSS MB | peak RSS MB |\n|---:|---:|---:|---:|---:|");
+                for r in &c.runs {
+                    let _ = writeln!(
+                        t,
+                        "| {} | {} | {:.0} kB | {:.1} | {:.1} |",
+                        r.devices,
+                        r.scrape_ms.show(1),
+                        r.scrape_bytes as f64 / 1e3,
+                        r.rss_mb,
+                        r.peak_rss_mb
+                    );
+                }
+                if let (Some(small), Some(big)) = (c.runs.first(), c.runs.last()) {
+                    let _ = writeln!(
+                        t,
+                        "\nAt {} devices against {}: scrape time {:.1}×, size {:.1}×, RSS {:.1}×.\n",
+                        big.devices,
+                        small.devices,
+                        big.scrape_ms.median / small.scrape_ms.median,
+                        big.scrape_bytes as f64 / small.scrape_bytes.max(1) as f64,
+                        big.rss_mb / small.rss_mb
+                    );
+                    let scrape = big.scrape_ms.median;
+                    let rss = big.peak_rss_mb.max(big.rss_mb);
+                    self.floor(
+                        format!("/metrics at {} devices < {FLOOR_SCRAPE_MS} ms", big.devices),
+                        format!("{scrape:.1} ms ({:.2}× the floor)", scrape / FLOOR_SCRAPE_MS),
+                        scrape < FLOOR_SCRAPE_MS,
+                    );
+                    self.floor(
+                        format!("controller memory at {} devices < {FLOOR_RSS_MB} MB", big.devices),
+                        format!("{rss:.1} MB peak ({:.2}× the floor)", rss / FLOOR_RSS_MB),
+                        rss < FLOOR_RSS_MB,
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "/metrics and memory: not measured in this run: {e:#}\n");
+                self.pending.push(format!("/metrics and controller memory: {e:#}"));
+            }
+        }
+        match &persistence {
+            Ok(p) => {
+                let t = &mut self.text;
+                let _ = writeln!(
+                    t,
+                    "Baseline persistence at {} entries (the table after section 1; {} runs). Save: \
+                     `monitor::daemon::save_baseline` (read the map, write the JSON file \
+                     atomically, {:.1} MB), against reading the map alone. Load: read and parse the \
+                     file and insert every entry into a fresh datapath's map, as a restart does, \
+                     against the inserts alone.\n",
+                    p.entries,
+                    p.save_s.n,
+                    p.file_bytes as f64 / 1e6
+                );
+                let _ = writeln!(t, "| | seconds | reference s | ratio |\n|---|---:|---:|---:|");
+                let _ = writeln!(t, "| save | {} | {} (map read) | {:.1} |", p.save_s.show(2), p.dump_s.show(2), p.save_s.median / p.dump_s.median);
+                let _ = writeln!(t, "| load | {} | {} (map insert) | {:.1} |\n", p.load_s.show(2), p.insert_s.show(2), p.load_s.median / p.insert_s.median);
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "Baseline save and load: not measured in this run: {e:#}\n");
+                self.pending.push(format!("baseline save/load: {e:#}"));
+            }
+        }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        let t = &mut self.text;
+        let _ = writeln!(t, "## Floors\n\n| floor | this run | met |\n|---|---|---|");
+        for (what, got, met) in &self.floors {
+            let _ = writeln!(t, "| {what} | {got} | {} |", if *met { "yes" } else { "**no**" });
+        }
+        if !self.pending.is_empty() {
+            let _ = writeln!(t, "\n## Not measured in this run\n");
+            for p in &self.pending {
+                let _ = writeln!(t, "- {p}");
+            }
+        }
+        let _ = writeln!(t, "\nThe whole run took {:.0} s.", elapsed.as_secs_f64());
+    }
+}
