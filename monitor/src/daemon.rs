@@ -117,9 +117,21 @@ pub fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
 
 /// Reads and applies the policy directory; on any problem the running policy stays.
 pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Result<Inventory> {
-    let policy = Policy::load_dir(dir).with_context(|| {
+    apply_policy_with(datapath, state, dir, &mut crate::mud::Names::default())
+}
+
+/// [`apply_policy`], with the MUD names (`crate::mud`) resolved through `names`: those new
+/// or past their TTL are asked now, the others are taken as known.
+pub fn apply_policy_with(
+    datapath: &mut Datapath,
+    state: &StateDir,
+    dir: &Path,
+    names: &mut crate::mud::Names,
+) -> Result<Inventory> {
+    let mut policy = Policy::load_dir(dir).with_context(|| {
         format!("policy in {} not applied; the running policy stays", dir.display())
     })?;
+    names.apply(&mut policy);
     for warning in &policy.warnings {
         log::warn!("{warning}");
     }
@@ -240,8 +252,10 @@ pub async fn run_with_stats(
         log::info!("restored {restored} baseline entries from the state directory");
     }
     let adopted_policy = datapath.maps().config()?.generation > 0;
+    // MUD names, each re-resolved when its TTL runs out (the tick below).
+    let mut mud_names = crate::mud::Names::default();
     if let Some(dir) = &options.policies {
-        match apply_policy(&mut datapath, &paths.state, dir) {
+        match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
             Ok(_) => {
                 stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 stats.last_good_reload_unix.store(unix_now(), Ordering::Relaxed);
@@ -334,12 +348,13 @@ pub async fn run_with_stats(
                 let now = options.policies.as_deref().and_then(policy_stamp);
                 let changed = now != stamp;
                 stamp = now;
-                changed
+                // A MUD name whose answer changed after its TTL: apply the policy again.
+                changed || mud_names.refresh_expired()
             }
         };
         if reload {
             if let Some(dir) = &options.policies {
-                match apply_policy(&mut datapath, &paths.state, dir) {
+                match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
                     Ok(_) => {
                         stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
                         stats.last_good_reload_unix.store(unix_now(), Ordering::Relaxed);

@@ -14,6 +14,7 @@ pub mod events;
 pub mod inventory;
 pub mod lab;
 pub mod metrics;
+pub mod mud;
 pub mod oui;
 pub mod policy;
 pub mod replay;

@@ -35,6 +35,10 @@ pub struct PolicyFile {
     pub groups: Vec<GroupSpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Manufacturer Usage Description files (RFC 8520) as rules for a device kind
+    /// ([`crate::mud`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mud: Vec<crate::mud::MudEntry>,
 }
 
 /// A named set of devices sharing rules ("every pump ...").
@@ -360,6 +364,9 @@ pub struct Policy {
     pub origins: BTreeMap<String, Place>,
     /// Problems that do not stop the policy from loading (printed by `policy check`).
     pub warnings: Vec<Problem>,
+    /// MUD files in use; their rules with fixed peers are in `rules`, those with DNS names
+    /// are added once resolved ([`crate::mud::Names::apply`]).
+    pub mud: Vec<crate::mud::MudImport>,
 }
 
 /// A device entry's text position: serde does not give one, so the loader finds the
@@ -373,6 +380,18 @@ fn find_name(text: &str, name: &str, nth: usize) -> (Option<usize>, Option<usize
             (value == name).then_some((Some(index + 1), Some(col + 1)))
         })
         .nth(nth)
+        .unwrap_or((None, None))
+}
+
+/// Where a top-level `key` is written: `key:` in YAML, `"key"` in JSON.
+fn find_key(text: &str, key: &str) -> (Option<usize>, Option<usize>) {
+    let (yaml, json) = (format!("{key}:"), format!("\"{key}\""));
+    text.lines()
+        .enumerate()
+        .find_map(|(index, line)| {
+            let col = if line.starts_with(&yaml) { Some(0) } else { line.find(&json) }?;
+            Some((Some(index + 1), Some(col + 1)))
+        })
         .unwrap_or((None, None))
 }
 
@@ -442,6 +461,7 @@ impl Policy {
         let mut problems = Vec::new();
         let mut policy = Policy::default();
         let mut defaults_from: Option<PathBuf> = None;
+        let mut group_places: BTreeMap<String, Place> = BTreeMap::new();
         let mut addresses: BTreeMap<IpAddr, String> = BTreeMap::new();
         for (file, text) in sources {
             let parsed: Result<PolicyFile, Problem> =
@@ -478,11 +498,12 @@ impl Policy {
             };
             if let Some(defaults) = parsed.defaults {
                 if let Some(first) = &defaults_from {
+                    let (line, column) = find_key(text, "defaults");
                     problems.push(Problem {
                         place: Place {
                             file: file.clone(),
-                            line: None,
-                            column: None,
+                            line,
+                            column,
                         },
                         message: format!(
                             "`defaults` is already set in {}; only one file may set it",
@@ -581,6 +602,11 @@ impl Policy {
                         message: format!("group `{}` is already defined", group.name),
                     });
                 }
+                group_places.entry(group.name.clone()).or_insert(Place {
+                    file: file.clone(),
+                    line,
+                    column,
+                });
                 policy.groups.push(group);
             }
             let rule_lines = list_item_lines(text, "rules");
@@ -592,7 +618,24 @@ impl Policy {
                 };
                 policy.rules.push((place, rule));
             }
+            crate::mud::load_entries(file, text, parsed.mud, &mut policy, &mut problems);
         }
+        // Members are checked at their group, also when no rule uses the group.
+        for group in &policy.groups {
+            for member in &group.members {
+                if !policy.devices.iter().any(|d| &d.name == member) {
+                    problems.push(Problem {
+                        place: group_places.get(&group.name).cloned().unwrap_or_else(|| Place {
+                            file: PathBuf::from("(policy)"),
+                            line: None,
+                            column: None,
+                        }),
+                        message: format!("group `{}` lists `{member}`, which is no device", group.name),
+                    });
+                }
+            }
+        }
+        crate::mud::check_kinds(&policy, &mut problems);
         if policy.devices.len() > MAX_DEVICES {
             problems.push(Problem {
                 place: Place {
@@ -624,7 +667,7 @@ impl Policy {
 }
 
 /// 1-based line numbers of the items of the top-level list `key:` in a YAML text.
-fn list_item_lines(text: &str, key: &str) -> Vec<usize> {
+pub(crate) fn list_item_lines(text: &str, key: &str) -> Vec<usize> {
     let mut lines = text.lines().enumerate();
     let header = format!("{key}:");
     if !lines.any(|(_, l)| l.trim_end() == header) {
@@ -946,7 +989,8 @@ impl Policy {
             }
         }
         if problems.is_empty() {
-            if let Err(mut more) = fold_rules(&out).map(|_| ()) {
+            let places: Vec<&Place> = self.rules.iter().map(|(place, _)| place).collect();
+            if let Err(mut more) = fold_rules_at(&out, &places).map(|_| ()) {
                 problems.append(&mut more);
             }
         }
@@ -958,6 +1002,15 @@ impl Policy {
 /// whose peer block contains that prefix (an LPM lookup finds only the longest match).
 pub fn fold_rules(
     rules: &[CompiledRule],
+) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>, Vec<Problem>> {
+    fold_rules_at(rules, &[])
+}
+
+/// [`fold_rules`], placing a rule set that is too big at the rule (by `rule_id`, an index
+/// into `places`) that passes the limit.
+fn fold_rules_at(
+    rules: &[CompiledRule],
+    places: &[&Place],
 ) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>, Vec<Problem>> {
     use monitor_common::maps::{MAX_RULES_PER_SET, RULE_PREFIX_BASE, Rule, RuleKeyData, RuleSet};
     let mut by_device: BTreeMap<IpAddr, Vec<&CompiledRule>> = BTreeMap::new();
@@ -977,8 +1030,9 @@ pub fn fold_rules(
             applicable.sort_by_key(|r| (r.rule_id, r.port_low, r.direction));
             applicable.dedup();
             if applicable.len() > MAX_RULES_PER_SET {
+                let over = places.get(applicable[MAX_RULES_PER_SET].rule_id as usize);
                 problems.push(Problem {
-                    place: Place { file: PathBuf::from("(policy)"), line: None, column: None },
+                    place: over.map_or_else(|| Place { file: PathBuf::from("(policy)"), line: None, column: None }, |p| (*p).clone()),
                     message: format!(
                         "{} rules apply to {device} toward {}/{}; at most {MAX_RULES_PER_SET} can (merge port lists into ranges or use groups)",
                         applicable.len(),
@@ -1145,6 +1199,7 @@ pub fn baseline_as_policy(
         devices: Vec::new(),
         groups: Vec::new(),
         rules,
+        mud: Vec::new(),
     })?;
     Ok(format!(
         "# Allow rules promoted from the learned baseline by `monitor baseline export --format yaml`.\n# Review, then keep this file in the policy directory.\n{text}"
