@@ -734,6 +734,19 @@ impl MapSet {
             .map_err(map_err(name, "reading"))
     }
 
+    /// Every flow of the enrolled devices: FLOWS, and their violating flows, which the
+    /// datapath keeps apart in UNENROLLED_FLOWS so that floods cannot evict legitimate ones.
+    pub fn enrolled_flows(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
+        let enrolled: std::collections::BTreeSet<IpAddr> = self.devices()?.into_keys().collect();
+        let mut flows = self.flows(true)?;
+        flows.extend(
+            self.flows(false)?
+                .into_iter()
+                .filter(|(key, _)| enrolled.contains(&addr_of(&key.device))),
+        );
+        Ok(flows)
+    }
+
     /// The whole baseline.
     pub fn baseline(&self) -> Result<Vec<(FlowKey, BaselineEntry)>> {
         let map: HashMap<&MapData, FlowKey, BaselineEntry> =

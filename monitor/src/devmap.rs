@@ -125,7 +125,7 @@ impl<'a> Inputs<'a> {
             global_mode: Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn),
             stats,
             baseline: maps.baseline()?,
-            flows: maps.flows(true)?,
+            flows: maps.enrolled_flows()?,
             inventory,
             oui,
             now_unix: unix_now(),
