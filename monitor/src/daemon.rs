@@ -239,6 +239,12 @@ pub async fn run_with_stats(
     if options.interfaces.is_empty() {
         bail!("give at least one --iface to attach to");
     }
+    // First, so that a stop request during start-up is handled (after start-up) rather
+    // than killing the process half-way.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
         .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
     std::fs::create_dir_all(&paths.pin_dir)
@@ -330,10 +336,6 @@ pub async fn run_with_stats(
         std::process::id()
     );
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stamp = options.policies.as_deref().and_then(policy_stamp);
     let mut last_save = Instant::now();
