@@ -154,6 +154,11 @@ enum Command {
     },
     /// Run a capture through the XDP program and report as if live.
     Replay(replay::ReplayArgs),
+    /// MUD files (RFC 8520) of a policy directory: what each one opens, for review.
+    Mud {
+        #[command(subcommand)]
+        command: MudCommand,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -227,6 +232,18 @@ enum BaselineCommand {
 enum ExportFormat {
     Json,
     Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+enum MudCommand {
+    /// The rules each MUD file of a policy directory becomes; names are resolved only with
+    /// --resolve (through each entry's dns-servers, or the system's resolver).
+    Show {
+        dir: PathBuf,
+        /// Ask DNS for the files' names, as the daemon does, and show their addresses.
+        #[arg(long)]
+        resolve: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +352,9 @@ fn main() -> Result<()> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy_check(&dir),
+        Command::Mud {
+            command: MudCommand::Show { dir, resolve },
+        } => mud_show(&dir, resolve),
         Command::Reasons { json } => reasons(json),
         Command::Detach => daemon::detach(&paths),
         Command::Reload => daemon::reload(&paths),
@@ -580,6 +600,16 @@ fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Result<(
             &table_rows
         )
     );
+    Ok(())
+}
+
+fn mud_show(dir: &std::path::Path, resolve: bool) -> Result<()> {
+    let policy = Policy::load_dir(dir)?;
+    let mut names = monitor::mud::Names::default();
+    if resolve {
+        names.apply(&mut policy.clone());
+    }
+    print!("{}", monitor::mud::describe(&policy, resolve.then_some(&names)));
     Ok(())
 }
 

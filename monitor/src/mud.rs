@@ -62,7 +62,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// A name without addresses, when the answer gives no negative TTL, is asked again after this.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// A name whose servers did not answer is asked again after this; its last addresses stay.
-pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// (Asking blocks the daemon's loop for at most the resolver's 2 s timeout.)
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 /// How long one question may take, all servers and attempts included.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -134,6 +135,17 @@ pub struct MudRule {
     pub action: RuleAction,
     /// The ACEs it comes from, `acl/ace`.
     pub aces: Vec<String>,
+}
+
+impl MudRule {
+    /// `out`, `in` or `any`, as policy files write it.
+    pub fn direction_name(&self) -> &'static str {
+        match self.direction {
+            RuleDirection::Out => "out",
+            RuleDirection::In => "in",
+            RuleDirection::Any => "any",
+        }
+    }
 }
 
 /// What the `ietf-mud:mud` container says about the device.
@@ -365,6 +377,57 @@ pub fn check_kinds(policy: &Policy, problems: &mut Vec<Problem>) {
                 message: format!("mud entry: no device is of kind `{}`", import.kind),
             });
         }
+    }
+}
+
+/// The policy's MUD files and the rules each becomes, for people to review (`monitor mud
+/// show`); with `names`, the addresses each name has.
+pub fn describe(policy: &Policy, names: Option<&Names>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if policy.mud.is_empty() {
+        out.push_str("no MUD files in this policy\n");
+    }
+    for import in &policy.mud {
+        let info = &import.mud.info;
+        let _ = writeln!(out, "{} for every device of kind `{}` ({})", import.file.display(), import.kind, import.place);
+        let about: Vec<&str> = [&info.systeminfo, &info.mfg_name, &info.model_name, &info.firmware_rev]
+            .into_iter()
+            .filter_map(|v| v.as_deref())
+            .collect();
+        let _ = writeln!(out, "  {} ({}), last update {}", info.mud_url, about.join(", "), info.last_update);
+        if !info.is_supported {
+            let _ = writeln!(out, "  the manufacturer no longer supports this device");
+        }
+        for rule in &import.mud.rules {
+            let action = match rule.action {
+                RuleAction::Allow => "allow",
+                RuleAction::Deny => "deny",
+            };
+            let direction = rule.direction_name();
+            let ports = match &rule.ports {
+                None => String::new(),
+                Some(p) => format!("/{}", ports_text(p)),
+            };
+            let _ = writeln!(out, "  {action} {direction} {}{ports} peer {}   [{}]", rule.protocol, rule.peer, rule.aces.join(", "));
+            if let (Some(names), MudPeer::Name { name, family }) = (names, &rule.peer) {
+                let question = Question {
+                    name: name.clone(),
+                    family: *family,
+                    servers: import.dns_servers.clone(),
+                };
+                let _ = writeln!(out, "      {question}: {}", join(&names.addresses(&question)));
+            }
+        }
+    }
+    out
+}
+
+fn ports_text(ports: &PortsSpec) -> String {
+    match ports {
+        PortsSpec::One(p) => p.to_string(),
+        PortsSpec::Text(t) => t.clone(),
+        PortsSpec::List(list) => list.iter().map(ports_text).collect::<Vec<_>>().join(","),
     }
 }
 
@@ -1586,6 +1649,25 @@ mod tests {
             "the request ACE and the reply ACE are one flow rule"
         );
         assert!(mud.warnings.is_empty(), "{:?}", mud.warnings);
+    }
+
+    #[test]
+    fn the_pump_example_allows_its_server_and_time_and_nothing_more() {
+        let text = include_str!("../../policies/mud/infusion-pump.json");
+        let mud = parse(text, &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        let summary: Vec<String> = mud
+            .rules
+            .iter()
+            .map(|r| format!("{:?} {} {} {:?} {}", r.action, r.direction_name(), r.protocol, r.ports, r.peer))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "Allow out tcp Some(One(443)) pump-server.icu.example (A)",
+                "Allow out udp Some(One(123)) 10.20.0.123/32",
+            ]
+        );
+        assert_eq!(mud.rules[1].aces, ["pump-v4fr/time", "pump-v4to/time-replies"]);
     }
 
     #[test]

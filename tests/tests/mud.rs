@@ -436,6 +436,32 @@ fn the_rfc_example_loads_and_its_names_wait_for_the_resolver() {
     // `policy check` accepts it.
     let output = Command::new(monitor_bin()).args(["policy", "check"]).arg(&dir.0).output().unwrap_or_else(|e| panic!("{e}"));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // `monitor mud show` says what the file opens; with --resolve (inside a namespace of its
+    // own, asking the responder there), also the addresses.
+    let ns = NetNs::new("mdn").unwrap_or_else(|e| panic!("{e}"));
+    let dns = Responder::start(&ns, BTreeMap::new());
+    dns.set(NAME, &[server], 60);
+    std::fs::write(dir.0.join("ward.yaml"), format!("{BADGE}{}", mud_entry(Some(dns.addr)))).unwrap_or_else(|e| panic!("{e}"));
+    let show = |resolve: bool| {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns.name()]).arg(monitor_bin()).args(["mud", "show"]).arg(&dir.0);
+        if resolve {
+            command.arg("--resolve");
+        }
+        let output = command.output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let text = show(false);
+    assert!(text.contains("for every device of kind `badge-reader`"), "{text}");
+    assert!(
+        text.contains("allow out tcp/443 peer test.example.com (AAAA)   [mud-76100-v6fr/cl0-frdev, mud-76100-v6to/cl0-todev]"),
+        "{text}"
+    );
+    assert!(!text.contains("fd00:20::10") && dns.asked(NAME).is_empty(), "resolved without --resolve:\n{text}");
+    let text = show(true);
+    assert!(text.contains("test.example.com AAAA: fd00:20::10"), "{text}");
+    assert_eq!(dns.asked(NAME).len(), 1);
 }
 
 #[test]
