@@ -107,6 +107,8 @@ reasons! {
     PolicyDeny = 15, "policy_deny";
     /// Break-glass lifts enforcement for the device until it expires: passed and counted.
     BreakGlass = 16, "break_glass";
+    /// IPv6 neighbour and router discovery (ICMPv6 types 133 to 137), IPv6's ARP: always passed, never learned.
+    NeighborDiscovery = 17, "neighbor_discovery";
 }
 
 impl Reason {

@@ -207,6 +207,9 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     parse::parse_frame_into(&frame, snaplen, parsed);
     add_counter(&CLASSES, parsed.class as u32, packet.len);
     let (action, reason) = match (parsed.fault, parsed.has_ip) {
+        // Without it an enforced IPv6 device loses its neighbours, as an IPv4 one would
+        // without ARP (which, not being IP, always passes).
+        (None, true) if is_neighbor_discovery(&parsed.ip) => (Action::Pass, Reason::NeighborDiscovery),
         (None, true) => judge_ip(&packet)?,
         (None, false) => (Action::Pass, Reason::NotIp),
         (Some(fault), true) => (judge_malformed(&packet)?, fault),
@@ -215,6 +218,15 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     };
     add_counter(&VERDICTS, verdict_index(action, reason), packet.len);
     Ok(action)
+}
+
+/// ICMPv6 router solicitation/advertisement, neighbour solicitation/advertisement and
+/// redirect (types 133 to 137).
+#[inline(always)]
+fn is_neighbor_discovery(ip: &IpPacket) -> bool {
+    ip.protocol == parse::IPPROTO_ICMPV6
+        && ip.transport == parse::TransportKind::Icmp
+        && (133..=137).contains(&ip.icmp_type)
 }
 
 #[inline(always)]
@@ -410,11 +422,14 @@ fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
 /// Judges an IP packet that parsed: one stage at a time (see [`Work`]).
 #[inline(never)]
 fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
-    prepare(packet)?;
-    judge_side(packet, &mut work()?.sides[0], CHARGE_SENT);
-    judge_side(packet, &mut work()?.sides[1], 0);
-    finish(packet)?;
+    // The per-CPU slots are looked up once and handed down: the stages read their inputs
+    // from map memory, which the verifier does not track (see `Work`).
+    let ip = &parsed()?.ip;
     let work = work()?;
+    prepare(packet, ip, work);
+    judge_side(packet, work, true);
+    judge_side(packet, work, false);
+    finish(packet, ip, work);
     Ok((
         Action::try_from(work.action).unwrap_or(Action::Pass),
         Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
@@ -424,9 +439,7 @@ fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
 /// Stage 1: who the two sides are, the service, and for later fragments what their first
 /// fragment got.
 #[inline(never)]
-fn prepare(packet: &Packet) -> Result<(), Fault> {
-    let ip = &parsed()?.ip;
-    let work = work()?;
+fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) {
     enroll_side(packet, &mut work.sides[0], &ip.src);
     enroll_side(packet, &mut work.sides[1], &ip.dst);
     work.is_later_fragment = 0;
@@ -464,7 +477,6 @@ fn prepare(packet: &Packet) -> Result<(), Fault> {
     work.sides[0].key = flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction);
     work.sides[1].key =
         flow::flow_key(ip.dst, ip.src, ip.protocol, service.port, src_direction.reversed());
-    Ok(())
 }
 
 /// The service port and initiator, remembering TCP handshakes in CONNTRACK.
@@ -511,6 +523,14 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
     }
 }
 
+/// What a later fragment inherits from its first fragment (copied out of `Work` so the
+/// side can be borrowed mutably).
+struct Inherited {
+    later: bool,
+    action: u8,
+    reason: u8,
+}
+
 /// Stage 2, once per side: the verdict of this side's policy, learning as it goes.
 ///
 /// An enrolled device's flow is counted here too: its FLOWS entry caches whether the flow
@@ -519,7 +539,17 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
 /// UNENROLLED_FLOWS table instead, so that a flood of them cannot evict the device's
 /// legitimate flows. `sent` is CHARGE_SENT for the packet's source side.
 #[inline(never)]
-fn judge_side(packet: &Packet, side: &mut Side, sent: u8) {
+fn judge_side(packet: &Packet, work: &mut Work, source: bool) {
+    let fragment = Inherited {
+        later: work.is_later_fragment != 0,
+        action: work.inherited_action,
+        reason: work.inherited_reason,
+    };
+    let (side, sent) = if source {
+        (&mut work.sides[0], CHARGE_SENT)
+    } else {
+        (&mut work.sides[1], 0)
+    };
     let enrolled = side.slot != NO_SLOT;
     // NonNull, not a raw pointer: `Option<*mut T>` has no niche, and its undefined payload
     // when `None` is what the verifier rejects (see `Work`).
@@ -530,7 +560,7 @@ fn judge_side(packet: &Packet, side: &mut Side, sent: u8) {
     };
     // SAFETY: a per-CPU value of this CPU.
     let cached = known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_epoch } == packet.baseline_tag);
-    let (action, reason, in_baseline) = side_verdict(packet, side, cached);
+    let (action, reason, in_baseline) = side_verdict(packet, side, &fragment, cached);
     side.action = action as u8;
     side.reason = reason as u8;
     if !enrolled {
@@ -556,8 +586,13 @@ fn judge_side(packet: &Packet, side: &mut Side, sent: u8) {
 /// The verdict of one side, and whether its flow is in the baseline. `cached`: the flow
 /// is known to be in the baseline already.
 #[inline(always)]
-fn side_verdict(packet: &Packet, side: &Side, cached: bool) -> (Action, Reason, bool) {
-    let (decided, action, reason) = side_rules(packet, side);
+fn side_verdict(
+    packet: &Packet,
+    side: &Side,
+    fragment: &Inherited,
+    cached: bool,
+) -> (Action, Reason, bool) {
+    let (decided, action, reason) = side_rules(packet, side, fragment);
     if !decided {
         return baseline_verdict(packet, side, cached);
     }
@@ -567,7 +602,7 @@ fn side_verdict(packet: &Packet, side: &Side, cached: bool) -> (Action, Reason, 
 /// What decides before the baseline: treatment, break-glass, rules, fragments. The first
 /// field says whether it decided (no `Option`: see [`Work`] on undefined bytes).
 #[inline(always)]
-fn side_rules(packet: &Packet, side: &Side) -> (bool, Action, Reason) {
+fn side_rules(packet: &Packet, side: &Side, fragment: &Inherited) -> (bool, Action, Reason) {
     let treatment = side.treatment;
     if treatment == UNJUDGED {
         return (true, Action::Pass, Reason::Unenrolled);
@@ -588,23 +623,21 @@ fn side_rules(packet: &Packet, side: &Side) -> (bool, Action, Reason) {
             _ => {}
         }
     }
-    if let Ok(work) = work() {
-        if work.is_later_fragment != 0 {
-            // A later fragment shares its first fragment's fate; unmatched ones are
-            // dropped where enforced.
-            if work.inherited_reason != Reason::FragmentUnmatched as u8 {
-                return (
-                    true,
-                    Action::try_from(work.inherited_action).unwrap_or(Action::Pass),
-                    Reason::try_from(work.inherited_reason).unwrap_or(Reason::FragmentUnmatched),
-                );
-            }
-            return match treatment {
-                ENFORCE => (true, Action::Drop, Reason::FragmentUnmatched),
-                LEARN => (true, Action::Pass, Reason::Learned),
-                _ => (true, Action::Pass, Reason::FragmentUnmatched),
-            };
+    if fragment.later {
+        // A later fragment shares its first fragment's fate; unmatched ones are dropped
+        // where enforced.
+        if fragment.reason != Reason::FragmentUnmatched as u8 {
+            return (
+                true,
+                Action::try_from(fragment.action).unwrap_or(Action::Pass),
+                Reason::try_from(fragment.reason).unwrap_or(Reason::FragmentUnmatched),
+            );
         }
+        return match treatment {
+            ENFORCE => (true, Action::Drop, Reason::FragmentUnmatched),
+            LEARN => (true, Action::Pass, Reason::Learned),
+            _ => (true, Action::Pass, Reason::FragmentUnmatched),
+        };
     }
     (false, Action::Pass, Reason::Unenrolled)
 }
@@ -711,9 +744,7 @@ fn rank(action: u8, reason: u8) -> u8 {
 
 /// Stage 3: the combined verdict, the first fragment's record, and the counters.
 #[inline(never)]
-fn finish(packet: &Packet) -> Result<(), Fault> {
-    let ip = &parsed()?.ip;
-    let work = work()?;
+fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) {
     let [src, dst] = work.sides;
     if src.treatment == UNJUDGED && dst.treatment == UNJUDGED {
         work.action = unenrolled_action(packet) as u8;
@@ -801,7 +832,6 @@ fn finish(packet: &Packet) -> Result<(), Fault> {
             }
         }
     }
-    Ok(())
 }
 
 const CHARGE_SENT: u8 = 1 << 0;

@@ -836,18 +836,13 @@ fn protocols_and_encapsulations() {
             ],
         ),
         case(
-            "icmpv6 neighbor solicitation is symmetric by type",
-            learn(),
-            vec![
-                pass(
-                    Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
-                    Reason::Learned,
-                    v6,
-                )
-                .between(WS6, SRV6)
-                .flow(IPPROTO_ICMPV6, 135, Symmetric)
-                .learns(key(WS6, SRV6, IPPROTO_ICMPV6, 135, Symmetric)),
-            ],
+            "icmpv6 neighbor solicitation always passes, unjudged and unlearned",
+            enforce_all(),
+            vec![pass(
+                Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
+                Reason::NeighborDiscovery,
+                v6,
+            )],
         ),
         case(
             "arp passes under enforce with unenrolled drop",
