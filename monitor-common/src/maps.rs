@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -109,9 +109,10 @@ pub struct Config {
     pub generation: u32,
     /// [`LAYOUT_VERSION`] of the controller that wrote it.
     pub layout_version: u32,
-    /// Bumped by the controller whenever it removes baseline entries: flows cached as
-    /// "in the baseline" under an older epoch look the baseline up again.
-    pub baseline_epoch: u32,
+    /// Bumped by the controller whenever it changes a device entry or the policy, or
+    /// removes baseline entries: what flow entries cache (their devices' entries, being
+    /// in the baseline) under an older epoch is looked up again.
+    pub cache_epoch: u32,
 }
 
 /// Value of [`DeviceEntry::mode`] when the device follows the global mode.
@@ -362,9 +363,20 @@ pub struct FlowStats {
     pub bytes_received: u64,
     pub last_seen_ns: u64,
     pub dropped_packets: u64,
-    /// `baseline_epoch + 1` of CONFIG when this flow was last found in the baseline, so
+    /// `cache_epoch + 1` of CONFIG when this flow was last found in the baseline, so
     /// that established flows skip the baseline lookup; 0 when not known to be in it.
-    pub in_baseline_epoch: u32,
+    pub in_baseline_tag: u32,
+    /// `cache_epoch + 1` when the device entries below were copied from DEVICES, so that
+    /// established flows skip both DEVICES lookups; 0 when not cached (break-glass).
+    pub devices_tag: u32,
+    /// The flow's device (this entry's `FlowKey::device`): slot, mode and flags.
+    pub own_slot: u32,
+    /// The peer's slot, or u32::MAX when the peer is not enrolled.
+    pub peer_slot: u32,
+    pub own_mode: u8,
+    pub own_flags: u8,
+    pub peer_mode: u8,
+    pub peer_flags: u8,
     pub _pad: u32,
 }
 
@@ -376,7 +388,7 @@ impl FlowStats {
         self.bytes_received += other.bytes_received;
         self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
         self.dropped_packets += other.dropped_packets;
-        self.in_baseline_epoch = self.in_baseline_epoch.max(other.in_baseline_epoch);
+        self.in_baseline_tag = self.in_baseline_tag.max(other.in_baseline_tag);
     }
 }
 
@@ -502,7 +514,7 @@ mod tests {
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 2);
-        assert_eq!(size_of::<FlowStats>(), 7 * 8);
+        assert_eq!(size_of::<FlowStats>(), 6 * 8 + 6 * 4);
         assert_eq!(size_of::<BaselineEntry>(), 16);
         assert_eq!(size_of::<ConnKey>(), 36);
         assert_eq!(size_of::<ConnEntry>(), 8);

@@ -98,7 +98,14 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
     bytes_received: 0,
     last_seen_ns: 0,
     dropped_packets: 0,
-    in_baseline_epoch: 0,
+    in_baseline_tag: 0,
+    devices_tag: 0,
+    own_slot: 0,
+    peer_slot: 0,
+    own_mode: 0,
+    own_flags: 0,
+    peer_mode: 0,
+    peer_flags: 0,
     _pad: 0,
 };
 
@@ -173,8 +180,8 @@ struct Packet {
     flags: u8,
     /// Which copy of the policy maps this packet reads (see `Config::generation`).
     generation: u8,
-    /// `Config::baseline_epoch + 1`: the tag of flows cached as in the baseline.
-    baseline_tag: u32,
+    /// `Config::cache_epoch + 1`: the tag of what flow entries cache.
+    cache_tag: u32,
 }
 
 #[inline(always)]
@@ -194,7 +201,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         },
         flags: if layout_ok { config.flags } else { 0 },
         generation: active_generation(config),
-        baseline_tag: config.baseline_epoch.wrapping_add(1),
+        cache_tag: config.cache_epoch.wrapping_add(1),
     };
     let snaplen = if packet.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
         Snaplen::CaptureMayBeCut
@@ -265,6 +272,10 @@ struct Side {
     reason: u8,
     /// `SIDE_*` flags.
     flags: u8,
+    /// The device entry's mode and flags as DEVICES has them (for the flow's cache).
+    entry_mode: u8,
+    entry_flags: u8,
+    _pad: u16,
 }
 
 /// Break-glass is in force for this side's device.
@@ -345,9 +356,19 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         _pad2: 0,
     };
     match DEVICES.get_ptr(&key) {
+        // SAFETY: a map value, copied out at once.
+        Some(entry) => fill_side(packet, side, Some(unsafe { *entry })),
+        None => fill_side(packet, side, None),
+    }
+}
+
+/// Fills `side` from its device entry (or the lack of one): how it is treated now.
+#[inline(always)]
+fn fill_side(packet: &Packet, side: &mut Side, entry: Option<DeviceEntry>) {
+    match entry {
         Some(entry) => {
-            // SAFETY: a map value, copied out at once.
-            let entry = unsafe { *entry };
+            side.entry_mode = entry.mode;
+            side.entry_flags = entry.flags;
             side.slot = entry.slot;
             side.treatment = treatment_of(&entry, packet.global);
             side.flags = 0;
@@ -364,6 +385,8 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         None => {
             side.slot = NO_SLOT;
             side.flags = 0;
+            side.entry_mode = MODE_INHERIT;
+            side.entry_flags = 0;
             side.treatment = if packet.flags & CONFIG_JUDGE_UNENROLLED == 0 {
                 UNJUDGED
             } else {
@@ -426,22 +449,76 @@ fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
     // from map memory, which the verifier does not track (see `Work`).
     let ip = &parsed()?.ip;
     let work = work()?;
-    prepare(packet, ip, work);
-    judge_side(packet, work, true);
-    judge_side(packet, work, false);
-    finish(packet, ip, work);
+    // The stages return a scalar the caller uses: LLVM drops unused return values, and a
+    // subprogram whose R0 is left holding a stack pointer is rejected by the verifier
+    // ("cannot return stack pointer to the caller").
+    let later_fragment = prepare(packet, ip, work) != 0;
+    // An established flow's entry caches both devices' entries: one FLOWS lookup then
+    // stands for two DEVICES lookups (see `FlowStats::devices_tag`). Later fragments,
+    // rare, take the plain path.
+    let src_flow = if later_fragment {
+        None
+    } else {
+        FLOWS.get_ptr_mut(&work.sides[0].key).and_then(NonNull::new)
+    };
+    let mut dst_flow = None;
+    if later_fragment {
+        enroll_side(packet, &mut work.sides[0], &ip.src);
+        enroll_side(packet, &mut work.sides[1], &ip.dst);
+    } else if !identify_from_cache(packet, work, src_flow, true) {
+        dst_flow = FLOWS.get_ptr_mut(&work.sides[1].key).and_then(NonNull::new);
+        if !identify_from_cache(packet, work, dst_flow, false) {
+            enroll_side(packet, &mut work.sides[0], &ip.src);
+            enroll_side(packet, &mut work.sides[1], &ip.dst);
+        }
+    }
+    let src_action = judge_side(packet, work, true, src_flow);
+    let dst_action = judge_side(packet, work, false, dst_flow);
+    let action = finish(packet, ip, work);
+    if action != work.action || (src_action | dst_action) > Action::Drop as u8 {
+        return Err(Fault);
+    }
     Ok((
         Action::try_from(work.action).unwrap_or(Action::Pass),
         Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
     ))
 }
 
-/// Stage 1: who the two sides are, the service, and for later fragments what their first
-/// fragment got.
+/// Fills both sides from the device entries `flow` caches, if it does under the current
+/// epoch; `flow` belongs to the source side when `source`. Returns whether it did.
 #[inline(never)]
-fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) {
-    enroll_side(packet, &mut work.sides[0], &ip.src);
-    enroll_side(packet, &mut work.sides[1], &ip.dst);
+fn identify_from_cache(
+    packet: &Packet,
+    work: &mut Work,
+    flow: Option<NonNull<FlowStats>>,
+    source: bool,
+) -> bool {
+    let Some(flow) = flow else {
+        return false;
+    };
+    // SAFETY: a per-CPU value of this CPU, copied out at once.
+    let flow = unsafe { *flow.as_ptr() };
+    if flow.devices_tag != packet.cache_tag {
+        return false;
+    }
+    let own = DeviceEntry::new(flow.own_slot, flow.own_mode, flow.own_flags);
+    let peer = DeviceEntry::new(flow.peer_slot, flow.peer_mode, flow.peer_flags);
+    let peer = if flow.peer_slot == NO_SLOT { None } else { Some(peer) };
+    let [src, dst] = &mut work.sides;
+    if source {
+        fill_side(packet, src, Some(own));
+        fill_side(packet, dst, peer);
+    } else {
+        fill_side(packet, dst, Some(own));
+        fill_side(packet, src, peer);
+    }
+    true
+}
+
+/// Stage 1: the service, and for later fragments what their first fragment got.
+#[inline(never)]
+fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
+    let _ = packet;
     work.is_later_fragment = 0;
     let service = if ip.fragment == FragmentKind::Later {
         work.is_later_fragment = 1;
@@ -477,6 +554,7 @@ fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) {
     work.sides[0].key = flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction);
     work.sides[1].key =
         flow::flow_key(ip.dst, ip.src, ip.protocol, service.port, src_direction.reversed());
+    work.is_later_fragment
 }
 
 /// The service port and initiator, remembering TCP handshakes in CONNTRACK.
@@ -539,32 +617,38 @@ struct Inherited {
 /// UNENROLLED_FLOWS table instead, so that a flood of them cannot evict the device's
 /// legitimate flows. `sent` is CHARGE_SENT for the packet's source side.
 #[inline(never)]
-fn judge_side(packet: &Packet, work: &mut Work, source: bool) {
+fn judge_side(
+    packet: &Packet,
+    work: &mut Work,
+    source: bool,
+    looked_up: Option<NonNull<FlowStats>>,
+) -> u8 {
     let fragment = Inherited {
         later: work.is_later_fragment != 0,
         action: work.inherited_action,
         reason: work.inherited_reason,
     };
-    let (side, sent) = if source {
-        (&mut work.sides[0], CHARGE_SENT)
+    let [src, dst] = &mut work.sides;
+    let (side, other, sent) = if source {
+        (src, &*dst, CHARGE_SENT)
     } else {
-        (&mut work.sides[1], 0)
+        (dst, &*src, 0)
     };
     let enrolled = side.slot != NO_SLOT;
     // NonNull, not a raw pointer: `Option<*mut T>` has no niche, and its undefined payload
     // when `None` is what the verifier rejects (see `Work`).
-    let known = if enrolled {
-        FLOWS.get_ptr_mut(&side.key).and_then(NonNull::new)
-    } else {
-        None
+    let known = match looked_up {
+        Some(flow) => Some(flow),
+        None if enrolled => FLOWS.get_ptr_mut(&side.key).and_then(NonNull::new),
+        None => None,
     };
     // SAFETY: a per-CPU value of this CPU.
-    let cached = known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_epoch } == packet.baseline_tag);
+    let cached = known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_tag } == packet.cache_tag);
     let (action, reason, in_baseline) = side_verdict(packet, side, &fragment, cached);
     side.action = action as u8;
     side.reason = reason as u8;
     if !enrolled {
-        return;
+        return side.action;
     }
     let flow = match known {
         Some(flow) => Some(flow),
@@ -578,9 +662,22 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) {
         // `finish` counts that.
         add_flow_packet(packet, flow, sent);
         if in_baseline {
-            flow.in_baseline_epoch = packet.baseline_tag;
+            flow.in_baseline_tag = packet.cache_tag;
+        }
+        if flow.devices_tag != packet.cache_tag {
+            // Break-glass entries are not cached: their deadline must be compared.
+            if (side.flags | other.flags) & SIDE_BREAK_GLASS == 0 {
+                flow.devices_tag = packet.cache_tag;
+                flow.own_slot = side.slot;
+                flow.own_mode = side.entry_mode;
+                flow.own_flags = side.entry_flags;
+                flow.peer_slot = other.slot;
+                flow.peer_mode = other.entry_mode;
+                flow.peer_flags = other.entry_flags;
+            }
         }
     }
+    side.action
 }
 
 /// The verdict of one side, and whether its flow is in the baseline. `cached`: the flow
@@ -744,7 +841,7 @@ fn rank(action: u8, reason: u8) -> u8 {
 
 /// Stage 3: the combined verdict, the first fragment's record, and the counters.
 #[inline(never)]
-fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) {
+fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let [src, dst] = work.sides;
     if src.treatment == UNJUDGED && dst.treatment == UNJUDGED {
         work.action = unenrolled_action(packet) as u8;
@@ -832,6 +929,7 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) {
             }
         }
     }
+    work.action
 }
 
 const CHARGE_SENT: u8 = 1 << 0;

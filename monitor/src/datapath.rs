@@ -268,7 +268,7 @@ impl Datapath {
                 _pad: 0,
                 generation: 0,
                 layout_version: LAYOUT_VERSION,
-                baseline_epoch: 0,
+                cache_epoch: 0,
             })?;
         }
         Ok(datapath)
@@ -547,16 +547,18 @@ impl MapSet {
         let generation = self.active_generation()?;
         self.devices_map_mut()?
             .insert(device_key(addr, generation), entry, 0)
-            .map_err(map_err(names::DEVICES, "enrolling a device"))
+            .map_err(map_err(names::DEVICES, "enrolling a device"))?;
+        self.bump_cache_epoch()
     }
 
     /// Removes the device at `addr` from the policy packets read now.
     pub fn unenroll(&mut self, addr: IpAddr) -> Result<()> {
         let generation = self.active_generation()?;
         match self.devices_map_mut()?.remove(&device_key(addr, generation)) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(names::DEVICES, "removing a device")(e)),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(names::DEVICES, "removing a device")(e)),
         }
+        self.bump_cache_epoch()
     }
 
     /// Every address enrolled in the policy packets read now, with its entry.
@@ -602,8 +604,10 @@ impl MapSet {
                     .map_err(map_err(names::RULES, "writing the new policy's rules"))?;
             }
         }
+        // One write switches the generation and drops every flow's cached device entries.
         let mut switched = self.config()?;
         switched.generation = config.generation.wrapping_add(1);
+        switched.cache_epoch = switched.cache_epoch.wrapping_add(1);
         self.set_config(switched)?;
         self.clear_generation(old)
     }
@@ -779,8 +783,14 @@ impl MapSet {
             Err(e) => return Err(map_err(names::BASELINE, "removing an entry")(e)),
         }
         // Flows cached as "in the baseline" must look it up again.
+        self.bump_cache_epoch()
+    }
+
+    /// Makes the datapath forget what flow entries cache (device entries, baseline
+    /// membership): after any change of DEVICES, RULES or a baseline removal.
+    pub fn bump_cache_epoch(&mut self) -> Result<()> {
         let mut config = self.config()?;
-        config.baseline_epoch = config.baseline_epoch.wrapping_add(1);
+        config.cache_epoch = config.cache_epoch.wrapping_add(1);
         self.set_config(config)
     }
 
