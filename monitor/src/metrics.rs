@@ -2,10 +2,13 @@
 //! and the device map at `/map` (HTML), `/map.json` and `/map.dot`.
 //!
 //! Every name starts with `hospmon_`. A scrape opens nothing: the pinned maps are opened
-//! once when the server starts, and each scrape reads each map once (the per-device
-//! counters one lookup per device, the baseline once, hash maps' sizes by walking their
-//! keys) and builds the map-derived metrics afresh. Series of a device removed from the
-//! inventory are therefore gone from the next scrape, and nothing per flow, address or
+//! once when the server starts. A scrape reads the per-device counters in batches and the
+//! small tables, and writes the exposition text directly (no prometheus objects per
+//! series: at 10,000 devices those cost seconds and hundreds of MB). It walks no large
+//! table: the baseline (entries per device) and the hash maps' fill levels are counted by
+//! a background thread every [`COUNT_EVERY`] or less often, and exposed with their age.
+//! The inventory is parsed again only when its file changed. Series of a device removed
+//! from the inventory are gone from the next scrape, and nothing per flow, address or
 //! port ever becomes a label: addresses outside the inventory are summed into one set of
 //! series. The medical device is the `medical_device` label; `device` is the network
 //! interface, as node_exporter names it.
@@ -26,11 +29,11 @@ use std::{
 };
 
 use aya::maps::{MapData, MapType};
-use monitor_common::{Mode, maps::names};
-use prometheus::{
-    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-    proto::MetricFamily,
+use monitor_common::{
+    Mode,
+    maps::{DeviceStats, names},
 };
+use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
     activity::{Sampler, unix_now, unix_of_monotonic},
@@ -172,6 +175,10 @@ impl UnenrolledTotals {
     }
 }
 
+/// The inventory's file in the state directory (`inventory::INVENTORY_FILE`, private
+/// there): its identity tells whether the cached inventory is still current.
+const INVENTORY_FILE: &str = "inventory.json";
+
 /// A hash map whose fill level is reported (`hospmon_map_entries`).
 struct SizedMap {
     name: &'static str,
@@ -230,51 +237,34 @@ fn count_keys(map: &SizedMap) -> Result<u64, std::io::Error> {
     Ok(count)
 }
 
-/// Reads the pinned maps and the state directory into metric families.
-pub struct Scraper {
+/// How often, at most, the background counter walks the hash tables: the baseline (per
+/// device) and the fill level of every hash map. A walk is one syscall per entry (about a
+/// second at 100,000 baseline entries), far too slow for a scrape; the counts are served
+/// from here with their age (`hospmon_map_entries_age_seconds`).
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The background walks take at most 1/COUNT_DUTY of one core: a walk that took `t` is
+/// followed by at least `t * COUNT_DUTY` of rest.
+const COUNT_DUTY: u32 = 20;
+
+/// What the background counter found in the tables.
+#[derive(Debug)]
+struct TableCounts {
+    /// Baseline entries per device address.
+    baseline_per_addr: HashMap<IpAddr, u64>,
+    /// Entries and capacity of each hash map, in `names::ALL` order.
+    entries: Vec<(&'static str, u64, u32)>,
+    at: Instant,
+}
+
+/// The tables the counter walks: its own handles, so that a walk never holds the
+/// scraper's lock.
+struct Counter {
     maps: MapSet,
     sized: Vec<SizedMap>,
-    state: StateDir,
-    unenrolled: UnenrolledTotals,
-    controller: Arc<ControllerStats>,
 }
 
-impl std::fmt::Debug for Scraper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scraper").finish_non_exhaustive()
-    }
-}
-
-/// Builds metric vectors into one registry, naming the metric in errors.
-struct Families {
-    registry: Registry,
-}
-
-impl Families {
-    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
-        let err = |e| MetricsError::Prometheus(name.to_string(), e);
-        let vec = IntCounterVec::new(Opts::new(name, help), labels).map_err(err)?;
-        self.registry.register(Box::new(vec.clone())).map_err(err)?;
-        Ok(vec)
-    }
-
-    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec> {
-        let err = |e| MetricsError::Prometheus(name.to_string(), e);
-        let vec = GaugeVec::new(Opts::new(name, help), labels).map_err(err)?;
-        self.registry.register(Box::new(vec.clone())).map_err(err)?;
-        Ok(vec)
-    }
-}
-
-const DEVICE_LABELS: [&str; 4] = ["medical_device", "kind", "ward", "criticality"];
-
-impl Scraper {
-    /// Opens the maps pinned under `pin_dir` once, for every scrape to come.
-    pub fn open(
-        pin_dir: &Path,
-        state: StateDir,
-        controller: Arc<ControllerStats>,
-    ) -> Result<Scraper> {
+impl Counter {
+    fn open(pin_dir: &Path) -> Result<Counter> {
         let maps = MapSet::open_pinned(pin_dir)?;
         let mut sized = Vec::new();
         for name in names::ALL {
@@ -302,12 +292,266 @@ impl Scraper {
                 });
             }
         }
+        Ok(Counter { maps, sized })
+    }
+
+    fn count(&self) -> Result<TableCounts> {
+        let mut baseline_per_addr: HashMap<IpAddr, u64> = HashMap::new();
+        for (key, _) in self.maps.baseline()? {
+            *baseline_per_addr.entry(addr_of(&key.device)).or_default() += 1;
+        }
+        let mut entries = Vec::with_capacity(self.sized.len());
+        for map in &self.sized {
+            let count = count_keys(map).map_err(|e| MetricsError::Count(map.name, e))?;
+            entries.push((map.name, count, map.capacity));
+        }
+        Ok(TableCounts {
+            baseline_per_addr,
+            entries,
+            at: Instant::now(),
+        })
+    }
+
+    /// Recounts in a thread of its own until the scraper (the only strong owner of
+    /// `cache`) is gone. A failed walk is logged and the old counts stay, ageing.
+    fn run(self, cache: std::sync::Weak<Mutex<Arc<TableCounts>>>, first_took: std::time::Duration) {
+        let mut took = first_took;
+        loop {
+            std::thread::sleep(COUNT_EVERY.max(took * COUNT_DUTY));
+            let Some(cache) = cache.upgrade() else {
+                return;
+            };
+            let started = Instant::now();
+            match self.count() {
+                Ok(counts) => {
+                    *cache.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(counts);
+                }
+                Err(e) => log::warn!("counting table entries: {}", error_chain(&e)),
+            }
+            took = started.elapsed();
+        }
+    }
+}
+
+/// The per-CPU array of device counters, read in batches (BPF_MAP_LOOKUP_BATCH): one
+/// syscall per `STATS_BATCH` slots instead of one per device (10,000 syscalls were the
+/// largest part of a scrape's own work at 10,000 devices).
+struct StatsArray {
+    data: MapData,
+    cpus: usize,
+}
+
+const STATS_BATCH: usize = 1024;
+
+impl StatsArray {
+    fn open(pin_dir: &Path) -> Result<StatsArray> {
+        let path = pin_dir.join(names::DEVICE_STATS);
+        let data = MapData::from_pin(&path).map_err(|e| MetricsError::Pin(path.clone(), e))?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(_, e)| MetricsError::Count(names::DEVICE_STATS, e))?;
+        Ok(StatsArray { data, cpus })
+    }
+
+    /// Counters of slots `0..slots`, summed over CPUs, indexed by slot.
+    fn read(&self, slots: usize) -> Result<Vec<DeviceStats>, std::io::Error> {
+        #[repr(C)]
+        struct Batch {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        // The kernel copies each slot's value for every possible CPU, each rounded up
+        // to 8 bytes: DeviceStats is all u64, so that is the struct itself.
+        const _: () = assert!(std::mem::size_of::<DeviceStats>().is_multiple_of(8));
+        let fd = self.data.fd().as_fd().as_raw_fd() as u32;
+        let mut keys = vec![0u32; STATS_BATCH];
+        let mut values = vec![DeviceStats::default(); STATS_BATCH * self.cpus];
+        let mut out = vec![DeviceStats::default(); slots];
+        let mut read = 0usize;
+        let mut token = 0u32;
+        while read < slots {
+            let mut next = 0u32;
+            let mut attr = Batch {
+                in_batch: if read == 0 {
+                    0
+                } else {
+                    &token as *const u32 as u64
+                },
+                out_batch: &mut next as *mut u32 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: (slots - read).min(STATS_BATCH) as u32,
+                map_fd: fd,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: the buffers hold `count` keys and `count` values of every possible
+            // CPU, and outlive the call; the kernel writes them, `next` and `count`.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut Batch,
+                    std::mem::size_of::<Batch>(),
+                )
+            };
+            // ENOENT: the end of the array, with the last slots in this batch.
+            let end = rc != 0;
+            if end {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(err);
+                }
+            }
+            let got = (attr.count as usize).min(STATS_BATCH);
+            for (key, per_cpu) in keys[..got].iter().zip(values.chunks(self.cpus)) {
+                if let Some(total) = out.get_mut(*key as usize) {
+                    for value in per_cpu {
+                        total.merge(value);
+                    }
+                }
+            }
+            read += got;
+            if end || got == 0 {
+                break;
+            }
+            token = next;
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the pinned maps and the state directory into the exposition text.
+pub struct Scraper {
+    maps: MapSet,
+    stats: StatsArray,
+    state: StateDir,
+    unenrolled: UnenrolledTotals,
+    controller: Arc<ControllerStats>,
+    counts: Arc<Mutex<Arc<TableCounts>>>,
+    /// The inventory and the identity of the file it was read from: re-parsed only when
+    /// the file was replaced (10,000 devices take ~50 ms to parse).
+    inventory: Option<(Option<InventoryStamp>, Arc<Inventory>)>,
+}
+
+impl std::fmt::Debug for Scraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraper").finish_non_exhaustive()
+    }
+}
+
+/// Inode, length and modification time of the inventory file. The inventory is written
+/// by atomic rename, so any change gives a new inode.
+type InventoryStamp = (u64, u64, Option<std::time::SystemTime>);
+
+/// The exposition text, written directly: a scrape at 10,000 devices has ~130,000
+/// series, and building them as prometheus objects first cost seconds and hundreds of MB.
+struct Text {
+    out: String,
+}
+
+/// A sample value: counters are integers, gauges floats.
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+impl Text {
+    /// Starts a family. HELP texts are constants without backslashes or newlines.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        use std::fmt::Write as _;
+        let _ = write!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    }
+
+    /// One sample; `labels` is already rendered (`a="x",b="y"`), or empty.
+    fn sample(&mut self, name: &str, labels: &str, extra: Option<(&str, &str)>, value: Value) {
+        use std::fmt::Write as _;
+        self.out.push_str(name);
+        if !labels.is_empty() || extra.is_some() {
+            self.out.push('{');
+            self.out.push_str(labels);
+            if let Some((k, v)) = extra {
+                if !labels.is_empty() {
+                    self.out.push(',');
+                }
+                push_label(&mut self.out, k, v);
+            }
+            self.out.push('}');
+        }
+        let _ = match value {
+            Value::Int(v) => writeln!(self.out, " {v}"),
+            Value::Float(v) if v.is_finite() => writeln!(self.out, " {v}"),
+            Value::Float(v) if v.is_nan() => writeln!(self.out, " NaN"),
+            Value::Float(v) => writeln!(self.out, " {}Inf", if v > 0.0 { '+' } else { '-' }),
+        };
+    }
+
+    /// A family of one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: Value) {
+        self.family(name, kind, help);
+        self.sample(name, "", None, value);
+    }
+}
+
+/// Appends `key="value"` with the value escaped as the text format requires.
+fn push_label(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// What a scrape exposes of one device, read before the families are written (each
+/// family's samples must be contiguous).
+struct DeviceRow {
+    labels: String,
+    stats: DeviceStats,
+    mode: &'static str,
+    held: bool,
+    baseline: u64,
+    glass: bool,
+    last_seen: Option<u64>,
+}
+
+impl Scraper {
+    /// Opens the maps pinned under `pin_dir` once, for every scrape to come, counts the
+    /// tables once and starts the background counter.
+    pub fn open(
+        pin_dir: &Path,
+        state: StateDir,
+        controller: Arc<ControllerStats>,
+    ) -> Result<Scraper> {
+        let maps = MapSet::open_pinned(pin_dir)?;
+        let counter = Counter::open(pin_dir)?;
+        let started = Instant::now();
+        let counts = Arc::new(Mutex::new(Arc::new(counter.count()?)));
+        let took = started.elapsed();
+        let weak = Arc::downgrade(&counts);
+        std::thread::Builder::new()
+            .name("table-counter".into())
+            .spawn(move || counter.run(weak, took))
+            .map_err(|e| MetricsError::Count("(starting the counter thread)", e))?;
         Ok(Scraper {
             maps,
-            sized,
+            stats: StatsArray::open(pin_dir)?,
             state,
             unenrolled: UnenrolledTotals::default(),
             controller,
+            counts,
+            inventory: None,
         })
     }
 
@@ -319,171 +563,226 @@ impl Scraper {
     /// One scrape: the exposition text.
     pub fn scrape(&mut self) -> Result<String> {
         let started = Instant::now();
-        let families = match self.collect() {
-            Ok(families) => families,
-            Err(e) => {
-                process().scrape_errors.inc();
-                return Err(e);
-            }
-        };
+        let mut text = Text { out: String::new() };
+        if let Err(e) = self.collect(&mut text) {
+            process().scrape_errors.inc();
+            return Err(e);
+        }
         process()
             .scrape_duration
             .set(started.elapsed().as_secs_f64());
-        let mut all = process().registry.gather();
-        all.extend(families);
-        all.sort_by(|a, b| a.name().cmp(b.name()));
-        TextEncoder::new()
-            .encode_to_string(&all)
-            .map_err(|e| MetricsError::Prometheus("(encoding)".into(), e))
+        let own = TextEncoder::new()
+            .encode_to_string(&process().registry.gather())
+            .map_err(|e| MetricsError::Prometheus("(encoding)".into(), e))?;
+        text.out.push_str(&own);
+        Ok(text.out)
     }
 
-    fn collect(&mut self) -> Result<Vec<MetricFamily>> {
-        let inventory = Inventory::load(&self.state)?;
+    /// The inventory, re-read only when its file changed.
+    fn inventory(&mut self) -> Result<Arc<Inventory>> {
+        use std::os::unix::fs::MetadataExt as _;
+        let stamp = std::fs::metadata(self.state.path().join(INVENTORY_FILE))
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.modified().ok()));
+        if let Some((old, inventory)) = &self.inventory
+            && stamp.is_some()
+            && *old == stamp
+        {
+            return Ok(inventory.clone());
+        }
+        let inventory = Arc::new(Inventory::load(&self.state)?);
+        self.inventory = Some((stamp, inventory.clone()));
+        Ok(inventory)
+    }
+
+    fn collect(&mut self, t: &mut Text) -> Result<()> {
+        let inventory = self.inventory()?;
         let daemon: Option<DaemonInfo> = self.state.read_json(DAEMON_FILE)?;
         let config = self.maps.config()?;
         let global = Mode::try_from(config.mode).unwrap_or(Mode::Learn);
         let now_mono = monotonic_now_ns();
         let now = unix_now();
-        let f = Families {
-            registry: Registry::new(),
-        };
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
 
-        // Per device. The baseline is read once and counted per address.
-        let mut baseline_per_addr: HashMap<IpAddr, u64> = HashMap::new();
-        for (key, _) in self.maps.baseline()? {
-            *baseline_per_addr.entry(addr_of(&key.device)).or_default() += 1;
-        }
-        let packets = f.counter(
-            "hospmon_device_packets_total",
-            "Packets of an enrolled medical device, by direction (sent by it, received by it).",
-            &[&DEVICE_LABELS[..], &["direction"]].concat(),
-        )?;
-        let bytes = f.counter(
-            "hospmon_device_bytes_total",
-            "Bytes (whole frames) of an enrolled medical device, by direction.",
-            &[&DEVICE_LABELS[..], &["direction"]].concat(),
-        )?;
-        let dropped = f.counter(
-            "hospmon_device_dropped_packets_total",
-            "Packets dropped because of the device's policy (enforce mode).",
-            &DEVICE_LABELS,
-        )?;
-        let would_drop = f.counter(
-            "hospmon_device_would_drop_packets_total",
-            "Packets enforcement would have dropped but passed (audit mode, or a life-critical device spared).",
-            &DEVICE_LABELS,
-        )?;
-        let learned = f.counter(
-            "hospmon_device_learned_flows_total",
-            "Flows learned into the device's baseline.",
-            &DEVICE_LABELS,
-        )?;
-        let mode = f.gauge(
-            "hospmon_device_mode",
-            "1 for the mode the device is in (learn, audit, enforce), 0 for the others.",
-            &[&DEVICE_LABELS[..], &["mode"]].concat(),
-        )?;
-        let held = f.gauge(
-            "hospmon_device_enforcement_held_back",
-            "1 when enforce mode applies but the device stays audited: life-critical and not confirmed for enforcement.",
-            &DEVICE_LABELS,
-        )?;
-        let baseline = f.gauge(
-            "hospmon_device_baseline_entries",
-            "Flows in the device's baseline (learned, imported or from policy).",
-            &DEVICE_LABELS,
-        )?;
-        let last_seen = f.gauge(
-            "hospmon_device_last_seen_timestamp_seconds",
-            "When the device's last packet was seen, Unix time (absent if never seen).",
-            &DEVICE_LABELS,
-        )?;
-        let glass = f.gauge(
-            "hospmon_device_break_glass",
-            "1 while break-glass lifts enforcement for the device, else 0.",
-            &DEVICE_LABELS,
-        )?;
-        let glass_packets = f.counter(
-            "hospmon_device_break_glass_packets_total",
-            "Packets passed because break-glass lifted enforcement for the device.",
-            &DEVICE_LABELS,
-        )?;
+        // Per device: read everything first, then write family by family.
+        let slots = inventory
+            .devices
+            .iter()
+            .map(|d| d.slot as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let all_stats = match self.stats.read(slots) {
+            Ok(all) => Some(all),
+            Err(e) => {
+                // A kernel without batch lookups (before 5.6): one lookup per device.
+                log::debug!(
+                    "batch read of {}: {e}; reading per device",
+                    names::DEVICE_STATS
+                );
+                None
+            }
+        };
+        let mut rows = Vec::with_capacity(inventory.devices.len());
         for device in &inventory.devices {
             let spec = &device.spec;
-            let ward = devmap::ward_of(spec);
-            let labels = [
-                spec.name.as_str(),
-                spec.kind.as_str(),
-                ward.as_str(),
-                spec.criticality.name(),
-            ];
-            let with = |extra: &'static str| -> [&str; 5] {
-                [labels[0], labels[1], labels[2], labels[3], extra]
+            let mut labels = String::with_capacity(96);
+            push_label(&mut labels, "medical_device", &spec.name);
+            labels.push(',');
+            push_label(&mut labels, "kind", &spec.kind);
+            labels.push(',');
+            push_label(&mut labels, "ward", &devmap::ward_of(spec));
+            labels.push(',');
+            push_label(&mut labels, "criticality", spec.criticality.name());
+            let stats = match all_stats.as_ref().and_then(|a| a.get(device.slot as usize)) {
+                Some(stats) => *stats,
+                None => self.maps.device_stats(device.slot)?,
             };
-            let stats = self.maps.device_stats(device.slot)?;
-            packets
-                .with_label_values(&with("sent"))
-                .inc_by(stats.packets_sent);
-            packets
-                .with_label_values(&with("received"))
-                .inc_by(stats.packets_received);
-            bytes
-                .with_label_values(&with("sent"))
-                .inc_by(stats.bytes_sent);
-            bytes
-                .with_label_values(&with("received"))
-                .inc_by(stats.bytes_received);
-            dropped
-                .with_label_values(&labels)
-                .inc_by(stats.dropped_packets);
-            would_drop
-                .with_label_values(&labels)
-                .inc_by(stats.would_drop_packets);
-            learned
-                .with_label_values(&labels)
-                .inc_by(stats.learned_flows);
             let effective = device.effective_mode(global);
-            let current = Mode::ALL
+            let mode = Mode::ALL
                 .into_iter()
                 .find(|m| effective.starts_with(m.name()))
-                .unwrap_or(global);
-            for m in Mode::ALL {
-                mode.with_label_values(&with(m.name()))
-                    .set(if m == current { 1.0 } else { 0.0 });
+                .unwrap_or(global)
+                .name();
+            rows.push(DeviceRow {
+                labels,
+                stats,
+                mode,
+                held: effective.contains("life-critical"),
+                baseline: spec
+                    .addresses
+                    .iter()
+                    .map(|a| counts.baseline_per_addr.get(a).copied().unwrap_or(0))
+                    .sum(),
+                glass: device
+                    .break_glass
+                    .as_ref()
+                    .is_some_and(|g| g.until_unix > now),
+                last_seen: unix_of_monotonic(stats.last_seen_ns, now_mono, now),
+            });
+        }
+        // The device families are nearly all of the text (13 samples per device, each its
+        // labels and ~60 bytes more): allocated once rather than grown by doubling, which
+        // would briefly hold both the old and the new buffer.
+        let estimate: usize = rows.iter().map(|r| (r.labels.len() + 64) * 13).sum();
+        t.out.reserve(estimate + 32 * 1024);
+        let bool_value = |b: bool| Value::Float(if b { 1.0 } else { 0.0 });
+        {
+            let name = "hospmon_device_packets_total";
+            t.family(
+                name,
+                "counter",
+                "Packets of an enrolled medical device, by direction (sent by it, received by it).",
+            );
+            for r in &rows {
+                let v = r.stats.packets_sent;
+                t.sample(name, &r.labels, Some(("direction", "sent")), Value::Int(v));
+                let v = r.stats.packets_received;
+                t.sample(
+                    name,
+                    &r.labels,
+                    Some(("direction", "received")),
+                    Value::Int(v),
+                );
             }
-            held.with_label_values(&labels)
-                .set(if effective.contains("life-critical") {
-                    1.0
-                } else {
-                    0.0
-                });
-            let entries: u64 = spec
-                .addresses
-                .iter()
-                .map(|a| baseline_per_addr.get(a).copied().unwrap_or(0))
-                .sum();
-            baseline.with_label_values(&labels).set(entries as f64);
-            let in_force = device
-                .break_glass
-                .as_ref()
-                .is_some_and(|g| g.until_unix > now);
-            glass
-                .with_label_values(&labels)
-                .set(if in_force { 1.0 } else { 0.0 });
-            glass_packets
-                .with_label_values(&labels)
-                .inc_by(stats.break_glass_packets);
-            if let Some(t) = unix_of_monotonic(stats.last_seen_ns, now_mono, now) {
-                last_seen.with_label_values(&labels).set(t as f64);
+            let name = "hospmon_device_bytes_total";
+            t.family(
+                name,
+                "counter",
+                "Bytes (whole frames) of an enrolled medical device, by direction.",
+            );
+            for r in &rows {
+                let v = r.stats.bytes_sent;
+                t.sample(name, &r.labels, Some(("direction", "sent")), Value::Int(v));
+                let v = r.stats.bytes_received;
+                t.sample(
+                    name,
+                    &r.labels,
+                    Some(("direction", "received")),
+                    Value::Int(v),
+                );
             }
         }
-        f.gauge(
+        type Of = fn(&DeviceRow) -> Option<Value>;
+        let per_device: [(&str, &str, &str, Of); 8] = [
+            (
+                "hospmon_device_dropped_packets_total",
+                "counter",
+                "Packets dropped because of the device's policy (enforce mode).",
+                |r| Some(Value::Int(r.stats.dropped_packets)),
+            ),
+            (
+                "hospmon_device_would_drop_packets_total",
+                "counter",
+                "Packets enforcement would have dropped but passed (audit mode, or a life-critical device spared).",
+                |r| Some(Value::Int(r.stats.would_drop_packets)),
+            ),
+            (
+                "hospmon_device_learned_flows_total",
+                "counter",
+                "Flows learned into the device's baseline.",
+                |r| Some(Value::Int(r.stats.learned_flows)),
+            ),
+            (
+                "hospmon_device_enforcement_held_back",
+                "gauge",
+                "1 when enforce mode applies but the device stays audited: life-critical and not confirmed for enforcement.",
+                |r| Some(Value::Float(if r.held { 1.0 } else { 0.0 })),
+            ),
+            (
+                "hospmon_device_baseline_entries",
+                "gauge",
+                "Flows in the device's baseline (learned, imported or from policy), as counted at hospmon_map_entries_age_seconds ago.",
+                |r| Some(Value::Int(r.baseline)),
+            ),
+            (
+                "hospmon_device_last_seen_timestamp_seconds",
+                "gauge",
+                "When the device's last packet was seen, Unix time (absent if never seen).",
+                |r| r.last_seen.map(Value::Int),
+            ),
+            (
+                "hospmon_device_break_glass",
+                "gauge",
+                "1 while break-glass lifts enforcement for the device, else 0.",
+                |r| Some(Value::Float(if r.glass { 1.0 } else { 0.0 })),
+            ),
+            (
+                "hospmon_device_break_glass_packets_total",
+                "counter",
+                "Packets passed because break-glass lifted enforcement for the device.",
+                |r| Some(Value::Int(r.stats.break_glass_packets)),
+            ),
+        ];
+        for (name, kind, help, of) in per_device {
+            t.family(name, kind, help);
+            for r in &rows {
+                if let Some(v) = of(r) {
+                    t.sample(name, &r.labels, None, v);
+                }
+            }
+        }
+        // Only the mode a device is in: the other modes' series would always be 0 and
+        // made up two thirds of this family (queries use `== 1` or count the series).
+        let name = "hospmon_device_mode";
+        t.family(
+            name,
+            "gauge",
+            "1 for the mode the device is in (learn, audit, enforce); the other modes have no series.",
+        );
+        for r in &rows {
+            t.sample(name, &r.labels, Some(("mode", r.mode)), Value::Float(1.0));
+        }
+        drop(rows);
+        t.single(
             "hospmon_devices_enrolled",
+            "gauge",
             "Medical devices in the inventory.",
-            &[],
-        )?
-        .with_label_values(&[] as &[&str])
-        .set(inventory.devices.len() as f64);
+            Value::Int(inventory.devices.len() as u64),
+        );
 
         // Everything outside the inventory, summed.
         let table = self.maps.unenrolled_stats()?;
@@ -499,157 +798,208 @@ impl Scraper {
             )
         }));
         let totals = self.unenrolled.totals;
-        let u_packets = f.counter(
-            "hospmon_unenrolled_packets_total",
+        let name = "hospmon_unenrolled_packets_total";
+        t.family(
+            name,
+            "counter",
             "Packets of addresses outside the inventory, all summed, by direction (sent by them, received by them).",
-            &["direction"],
-        )?;
-        let u_bytes = f.counter(
-            "hospmon_unenrolled_bytes_total",
+        );
+        t.sample(name, "", Some(("direction", "sent")), Value::Int(totals[0]));
+        t.sample(
+            name,
+            "",
+            Some(("direction", "received")),
+            Value::Int(totals[2]),
+        );
+        let name = "hospmon_unenrolled_bytes_total";
+        t.family(
+            name,
+            "counter",
             "Bytes of addresses outside the inventory, all summed, by direction.",
-            &["direction"],
-        )?;
-        u_packets.with_label_values(&["sent"]).inc_by(totals[0]);
-        u_bytes.with_label_values(&["sent"]).inc_by(totals[1]);
-        u_packets.with_label_values(&["received"]).inc_by(totals[2]);
-        u_bytes.with_label_values(&["received"]).inc_by(totals[3]);
-        f.gauge(
+        );
+        t.sample(name, "", Some(("direction", "sent")), Value::Int(totals[1]));
+        t.sample(
+            name,
+            "",
+            Some(("direction", "received")),
+            Value::Int(totals[3]),
+        );
+        t.single(
             "hospmon_unenrolled_addresses",
+            "gauge",
             "Addresses outside the inventory the datapath tracks now.",
-            &[],
-        )?
-        .with_label_values(&[] as &[&str])
-        .set(self.unenrolled.addresses() as f64);
+            Value::Int(self.unenrolled.addresses() as u64),
+        );
 
         // Verdicts and frame classes of the whole router.
-        let v_packets = f.counter(
-            "hospmon_verdict_packets_total",
+        let verdicts: Vec<(String, _)> = self
+            .maps
+            .verdicts()?
+            .into_iter()
+            .map(|(action, reason, counter)| {
+                let mut labels = String::new();
+                push_label(&mut labels, "action", action.name());
+                labels.push(',');
+                push_label(&mut labels, "reason", reason.label());
+                (labels, counter)
+            })
+            .collect();
+        let name = "hospmon_verdict_packets_total";
+        t.family(
+            name,
+            "counter",
             "Packets by verdict: action (pass, drop) and reason (see `monitor reasons`), all interfaces.",
-            &["action", "reason"],
-        )?;
-        let v_bytes = f.counter(
-            "hospmon_verdict_bytes_total",
+        );
+        for (labels, counter) in &verdicts {
+            t.sample(name, labels, None, Value::Int(counter.packets));
+        }
+        let name = "hospmon_verdict_bytes_total";
+        t.family(
+            name,
+            "counter",
             "Bytes by verdict action and reason, all interfaces.",
-            &["action", "reason"],
-        )?;
-        for (action, reason, counter) in self.maps.verdicts()? {
-            let labels = [action.name(), reason.label()];
-            v_packets.with_label_values(&labels).inc_by(counter.packets);
-            v_bytes.with_label_values(&labels).inc_by(counter.bytes);
+        );
+        for (labels, counter) in &verdicts {
+            t.sample(name, labels, None, Value::Int(counter.bytes));
         }
-        let c_frames = f.counter(
-            "hospmon_frames_total",
+        let classes = self.maps.classes()?;
+        let name = "hospmon_frames_total";
+        t.family(
+            name,
+            "counter",
             "Frames by class (ipv4, ipv6, arp, llc, lldp, other_ethertype, malformed), all interfaces.",
-            &["class"],
-        )?;
-        let c_bytes = f.counter(
-            "hospmon_frame_bytes_total",
-            "Bytes of frames by class, all interfaces.",
-            &["class"],
-        )?;
-        for (class, counter) in self.maps.classes()? {
-            c_frames
-                .with_label_values(&[class.label()])
-                .inc_by(counter.packets);
-            c_bytes
-                .with_label_values(&[class.label()])
-                .inc_by(counter.bytes);
+        );
+        for (class, counter) in &classes {
+            t.sample(
+                name,
+                "",
+                Some(("class", class.label())),
+                Value::Int(counter.packets),
+            );
         }
-        let g_mode = f.gauge(
-            "hospmon_mode",
+        let name = "hospmon_frame_bytes_total";
+        t.family(name, "counter", "Bytes of frames by class, all interfaces.");
+        for (class, counter) in &classes {
+            t.sample(
+                name,
+                "",
+                Some(("class", class.label())),
+                Value::Int(counter.bytes),
+            );
+        }
+        let name = "hospmon_mode";
+        t.family(
+            name,
+            "gauge",
             "1 for the router-wide mode (learn, audit, enforce), 0 for the others.",
-            &["mode"],
-        )?;
+        );
         for m in Mode::ALL {
-            g_mode
-                .with_label_values(&[m.name()])
-                .set(if m == global { 1.0 } else { 0.0 });
+            t.sample(name, "", Some(("mode", m.name())), bool_value(m == global));
         }
-        f.gauge(
+        t.single(
             "hospmon_policy_generation",
+            "gauge",
             "Policy generation in the datapath, bumped by every policy load.",
-            &[],
-        )?
-        .with_label_values(&[] as &[&str])
-        .set(f64::from(config.generation));
+            Value::Int(u64::from(config.generation)),
+        );
 
         // Violation events (datapath → controller) and policy loads (the daemon's counts).
         let (sent, suppressed, lost) = self.maps.event_stats()?;
-        let events = f.counter(
-            "hospmon_events_total",
+        let name = "hospmon_events_total";
+        t.family(
+            name,
+            "counter",
             "Violation events by outcome: sent to the controller, suppressed by the per-device rate limit.",
-            &["outcome"],
-        )?;
-        events.with_label_values(&["sent"]).inc_by(sent);
-        events.with_label_values(&["suppressed"]).inc_by(suppressed);
-        f.counter(
+        );
+        t.sample(name, "", Some(("outcome", "sent")), Value::Int(sent));
+        t.sample(
+            name,
+            "",
+            Some(("outcome", "suppressed")),
+            Value::Int(suppressed),
+        );
+        t.single(
             "hospmon_events_lost_total",
+            "counter",
             "Violation events lost because the event ring buffer was full.",
-            &[],
-        )?
-        .with_label_values(&[] as &[&str])
-        .inc_by(lost);
-        let reloads = f.counter(
-            "hospmon_policy_reloads_total",
+            Value::Int(lost),
+        );
+        let name = "hospmon_policy_reloads_total";
+        t.family(
+            name,
+            "counter",
             "Policy loads (at start and on reload) by result: ok, or failed (the running policy stayed).",
-            &["result"],
-        )?;
-        reloads
-            .with_label_values(&["ok"])
-            .inc_by(self.controller.reloads_ok.load(Ordering::Relaxed));
-        reloads
-            .with_label_values(&["failed"])
-            .inc_by(self.controller.reloads_failed.load(Ordering::Relaxed));
-        f.gauge(
+        );
+        let ok = self.controller.reloads_ok.load(Ordering::Relaxed);
+        let failed = self.controller.reloads_failed.load(Ordering::Relaxed);
+        t.sample(name, "", Some(("result", "ok")), Value::Int(ok));
+        t.sample(name, "", Some(("result", "failed")), Value::Int(failed));
+        t.single(
             "hospmon_policy_last_reload_success_timestamp_seconds",
+            "gauge",
             "When a policy was last applied successfully, Unix time; 0 if never.",
-            &[],
-        )?
-        .with_label_values(&[] as &[&str])
-        .set(
-            self.controller
-                .last_good_reload_unix
-                .load(Ordering::Relaxed) as f64,
+            Value::Int(
+                self.controller
+                    .last_good_reload_unix
+                    .load(Ordering::Relaxed),
+            ),
         );
 
         // Interfaces, as the daemon attached them.
-        let xdp = f.gauge(
-            "hospmon_interface_xdp_mode",
+        let name = "hospmon_interface_xdp_mode";
+        t.family(
+            name,
+            "gauge",
             "1 for each interface the monitor is attached to, with its XDP mode (native, generic).",
-            &["device", "mode"],
-        )?;
+        );
         for iface in daemon.iter().flat_map(|d| &d.interfaces) {
-            xdp.with_label_values(&[iface.name.as_str(), iface.xdp_mode.as_str()])
-                .set(1.0);
+            let mut labels = String::new();
+            push_label(&mut labels, "device", &iface.name);
+            t.sample(
+                name,
+                &labels,
+                Some(("mode", &iface.xdp_mode)),
+                Value::Float(1.0),
+            );
         }
 
-        // How full the tables are.
-        let entries = f.gauge(
-            "hospmon_map_entries",
-            "Entries in a datapath table now.",
-            &["map"],
-        )?;
-        let capacity = f.gauge(
-            "hospmon_map_capacity_entries",
-            "Entries a datapath table holds at most.",
-            &["map"],
-        )?;
-        let pressure = f.gauge(
-            "hospmon_map_pressure_ratio",
-            "Entries over capacity of a datapath table (1: full; LRU tables then evict).",
-            &["map"],
-        )?;
-        for map in &self.sized {
-            let count = count_keys(map).map_err(|e| MetricsError::Count(map.name, e))?;
-            entries.with_label_values(&[map.name]).set(count as f64);
-            capacity
-                .with_label_values(&[map.name])
-                .set(f64::from(map.capacity));
-            pressure
-                .with_label_values(&[map.name])
-                .set(count as f64 / f64::from(map.capacity.max(1)));
+        // How full the tables are, as the background counter last found them.
+        let name = "hospmon_map_entries";
+        t.family(
+            name,
+            "gauge",
+            "Entries in a datapath table, as counted at hospmon_map_entries_age_seconds ago.",
+        );
+        for (map, count, _) in &counts.entries {
+            t.sample(name, "", Some(("map", map)), Value::Int(*count));
         }
-        Ok(f.registry.gather())
+        let name = "hospmon_map_capacity_entries";
+        t.family(name, "gauge", "Entries a datapath table holds at most.");
+        for (map, _, capacity) in &counts.entries {
+            t.sample(
+                name,
+                "",
+                Some(("map", map)),
+                Value::Int(u64::from(*capacity)),
+            );
+        }
+        let name = "hospmon_map_pressure_ratio";
+        t.family(
+            name,
+            "gauge",
+            "Entries over capacity of a datapath table (1: full; LRU tables then evict).",
+        );
+        for (map, count, capacity) in &counts.entries {
+            let ratio = *count as f64 / f64::from((*capacity).max(1));
+            t.sample(name, "", Some(("map", map)), Value::Float(ratio));
+        }
+        t.single(
+            "hospmon_map_entries_age_seconds",
+            "gauge",
+            "Seconds since the tables were last walked for hospmon_map_entries and hospmon_device_baseline_entries (a walk is too slow for a scrape; it runs in the background).",
+            Value::Float(counts.at.elapsed().as_secs_f64()),
+        );
+        Ok(())
     }
 }
 
@@ -912,6 +1262,7 @@ pub fn metric_names() -> BTreeMap<&'static str, &'static str> {
         ("hospmon_map_entries", "gauge"),
         ("hospmon_map_capacity_entries", "gauge"),
         ("hospmon_map_pressure_ratio", "gauge"),
+        ("hospmon_map_entries_age_seconds", "gauge"),
         ("hospmon_policy_reloads_total", "counter"),
         (
             "hospmon_policy_last_reload_success_timestamp_seconds",
@@ -944,6 +1295,32 @@ mod tests {
         // b is back from zero.
         t.update([(a, [6, 600, 1, 100]), (b, [1, 100, 0, 0])]);
         assert_eq!(t.totals, [9, 900, 1, 100]);
+    }
+
+    #[test]
+    fn text_escapes_label_values_and_writes_values_as_the_format_wants() {
+        let mut labels = String::new();
+        push_label(&mut labels, "medical_device", "a\\b\"c\nd");
+        assert_eq!(labels, r#"medical_device="a\\b\"c\nd""#);
+        let mut t = Text { out: String::new() };
+        t.family("hospmon_x", "gauge", "An example.");
+        t.sample(
+            "hospmon_x",
+            &labels,
+            Some(("mode", "learn")),
+            Value::Float(1.0),
+        );
+        t.sample("hospmon_x", "", Some(("mode", "audit")), Value::Float(0.25));
+        t.sample("hospmon_x", "", None, Value::Float(f64::INFINITY));
+        t.sample("hospmon_x", "", None, Value::Int(u64::MAX));
+        assert_eq!(
+            t.out,
+            "# HELP hospmon_x An example.\n# TYPE hospmon_x gauge\n\
+             hospmon_x{medical_device=\"a\\\\b\\\"c\\nd\",mode=\"learn\"} 1\n\
+             hospmon_x{mode=\"audit\"} 0.25\n\
+             hospmon_x +Inf\n\
+             hospmon_x 18446744073709551615\n"
+        );
     }
 
     #[test]
