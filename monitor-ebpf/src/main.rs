@@ -216,7 +216,10 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let (action, reason) = match (parsed.fault, parsed.has_ip) {
         // Without it an enforced IPv6 device loses its neighbours, as an IPv4 one would
         // without ARP (which, not being IP, always passes).
-        (None, true) if is_neighbor_discovery(&parsed.ip) => (Action::Pass, Reason::NeighborDiscovery),
+        (None, true) if is_neighbor_discovery(&parsed.ip) => {
+            count_unjudged(&packet)?;
+            (Action::Pass, Reason::NeighborDiscovery)
+        }
         (None, true) => judge_ip(&packet)?,
         (None, false) => (Action::Pass, Reason::NotIp),
         (Some(fault), true) => (judge_malformed(&packet)?, fault),
@@ -440,6 +443,25 @@ fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
         count_device(packet, &parsed.ip.dst, dst.slot, charge);
     }
     Ok(action)
+}
+
+/// Charges a packet that is passed without judgement (neighbour discovery) to its sides,
+/// as any packet is: devices by slot, unenrolled addresses beside one another.
+#[inline(never)]
+fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
+    let parsed = parsed()?;
+    let work = work()?;
+    enroll_side(packet, &mut work.sides[0], &parsed.ip.src);
+    enroll_side(packet, &mut work.sides[1], &parsed.ip.dst);
+    let [src, dst] = &work.sides;
+    let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    if src.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &parsed.ip.src, src.slot, CHARGE_SENT);
+    }
+    if dst.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &parsed.ip.dst, dst.slot, 0);
+    }
+    Ok(())
 }
 
 /// Judges an IP packet that parsed: one stage at a time (see [`Work`]).
@@ -730,9 +752,10 @@ fn side_rules(packet: &Packet, side: &Side, fragment: &Inherited) -> (bool, Acti
                 Reason::try_from(fragment.reason).unwrap_or(Reason::FragmentUnmatched),
             );
         }
+        // Learn mode has nothing to learn from it: counted as unmatched, so operators see
+        // it before they enforce.
         return match treatment {
             ENFORCE => (true, Action::Drop, Reason::FragmentUnmatched),
-            LEARN => (true, Action::Pass, Reason::Learned),
             _ => (true, Action::Pass, Reason::FragmentUnmatched),
         };
     }

@@ -248,11 +248,25 @@ impl Datapath {
         };
         for name in [programs::PARSE_ONLY, programs::MONITOR, programs::TX] {
             let program = datapath.program_mut(name)?;
-            program.load().map_err(|source| DatapathError::Program {
-                name,
-                what: "the verifier rejected it".into(),
-                source,
-            })?;
+            // The kernel abandons a verification with EAGAIN when a signal is pending
+            // (busy test runners, a daemon being signalled); libbpf retries such loads, so
+            // do we.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match program.load() {
+                    Ok(()) => break,
+                    Err(ProgramError::LoadError { io_error, .. })
+                        if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < 5 => {}
+                    Err(source) => {
+                        return Err(DatapathError::Program {
+                            name,
+                            what: "the verifier rejected it".into(),
+                            source,
+                        });
+                    }
+                }
+            }
             if let Ok(info) = program.info() {
                 log::debug!(
                     "{name}: the verifier processed {} instructions",

@@ -842,7 +842,8 @@ fn protocols_and_encapsulations() {
                 Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
                 Reason::NeighborDiscovery,
                 v6,
-            )],
+            )
+            .between(WS6, SRV6)],
         ),
         case(
             "arp passes under enforce with unenrolled drop",
@@ -1429,10 +1430,10 @@ fn malformed_and_truncated() {
                     Ipv4::new(WS, SRV)
                         .version(6)
                         .frame(&Transport::udp(40000, 53, b"q")),
+                    // No addresses: a header of another version has none there.
                     Reason::MalformedIpv4,
                     v4,
-                )
-                .between(WS, SRV),
+                ),
             ],
         ),
         case(
@@ -1445,8 +1446,7 @@ fn malformed_and_truncated() {
                         .frame(&Transport::udp(40000, 53, b"q")),
                     Reason::MalformedIpv6,
                     v6,
-                )
-                .between(WS6, SRV6),
+                ),
             ],
         ),
         case(
@@ -1586,8 +1586,9 @@ fn malformed_and_truncated() {
             Setup::new(Mode::Enforce).dev(ws()),
             vec![
                 pass(
+                    // IHL below 5: the addresses are still where they belong.
                     Ipv4::new(HOST_X, HOST_Y)
-                        .version(5)
+                        .ihl(4)
                         .frame(&Transport::udp(40000, 53, b"q")),
                     Reason::MalformedIpv4,
                     v4,
@@ -1600,8 +1601,9 @@ fn malformed_and_truncated() {
             Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
             vec![
                 drop(
+                    // IHL below 5: the addresses are still where they belong.
                     Ipv4::new(HOST_X, HOST_Y)
-                        .version(5)
+                        .ihl(4)
                         .frame(&Transport::udp(40000, 53, b"q")),
                     Reason::MalformedIpv4,
                     v4,
@@ -1665,13 +1667,14 @@ fn fragments() {
             },
         ),
         case(
-            "ipv4 later fragment without a first passes in learn and learns nothing",
+            "ipv4 later fragment without a first passes in learn, unmatched, and learns nothing",
             Setup::new(Mode::Learn).dev(ws()),
             {
                 let [_, later] = udp_fragments(WS, SRV, 514, 0x4242);
                 vec![
-                    pass(later, Reason::Learned, v4)
+                    pass(later, Reason::FragmentUnmatched, v4)
                         .between(WS, SRV)
+                        .would_drop(WS)
                         .flow(IPPROTO_UDP, 0, Symmetric),
                 ]
             },
