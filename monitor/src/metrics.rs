@@ -31,7 +31,7 @@ use std::{
 use aya::maps::{MapData, MapType};
 use monitor_common::{
     Mode,
-    maps::{DeviceStats, names},
+    maps::{BaselineEntry, DeviceStats, FlowKey, names},
 };
 use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -259,13 +259,19 @@ struct TableCounts {
 /// The tables the counter walks: its own handles, so that a walk never holds the
 /// scraper's lock.
 struct Counter {
-    maps: MapSet,
+    /// The baseline, walked key by key: no copy of the table is made (at 1,000,000
+    /// entries a copy would be tens of MB), and values are not read.
+    baseline: aya::maps::Map,
+    baseline_pin: PathBuf,
     sized: Vec<SizedMap>,
 }
 
 impl Counter {
     fn open(pin_dir: &Path) -> Result<Counter> {
-        let maps = MapSet::open_pinned(pin_dir)?;
+        let baseline_pin = pin_dir.join(names::BASELINE);
+        let baseline = MapData::from_pin(&baseline_pin)
+            .and_then(aya::maps::Map::from_map_data)
+            .map_err(|e| MetricsError::Pin(baseline_pin.clone(), e))?;
         let mut sized = Vec::new();
         for name in names::ALL {
             let path = pin_dir.join(name);
@@ -292,12 +298,20 @@ impl Counter {
                 });
             }
         }
-        Ok(Counter { maps, sized })
+        Ok(Counter {
+            baseline,
+            baseline_pin,
+            sized,
+        })
     }
 
     fn count(&self) -> Result<TableCounts> {
         let mut baseline_per_addr: HashMap<IpAddr, u64> = HashMap::new();
-        for (key, _) in self.maps.baseline()? {
+        let err = |e| MetricsError::Pin(self.baseline_pin.clone(), e);
+        let baseline: aya::maps::HashMap<&MapData, FlowKey, BaselineEntry> =
+            aya::maps::HashMap::try_from(&self.baseline).map_err(err)?;
+        for key in baseline.keys() {
+            let key = key.map_err(err)?;
             *baseline_per_addr.entry(addr_of(&key.device)).or_default() += 1;
         }
         let mut entries = Vec::with_capacity(self.sized.len());
