@@ -514,6 +514,15 @@ fn attach_xdp_drop(ifindex: u32) -> Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(link as i32) })
 }
 
+/// What a receiver may add over the XDP_DROP floor, per frame, to take FLOOR_PPS_RATIO
+/// times nftables' frames per CPU-second: (floor + nft) / ratio − floor.
+fn budget_ns(floor: Option<&LiveRow>, nft: &LiveRow) -> f64 {
+    let Some(floor) = floor else { return f64::NAN };
+    let floor_ns = 1e9 / floor.cpu_pps.median;
+    let nft_ns = 1e9 / nft.cpu_pps.median;
+    nft_ns / FLOOR_PPS_RATIO - floor_ns
+}
+
 /// CPU time (ns) the scheduler has given a task so far: /proc/.../schedstat, first field.
 fn schedstat_ns(path: &str) -> u64 {
     std::fs::read_to_string(path)
@@ -1136,7 +1145,9 @@ impl Report {
         );
         let _ = writeln!(text, "| | |\n|---|---|");
         let _ = writeln!(text, "| Date | {} |", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-        let _ = writeln!(text, "| Commit | {} |", command_line("git", &["rev-parse", "--short", "HEAD"]));
+        let commit = command_line("git", &["rev-parse", "--short", "HEAD"]);
+        let commit = if commit.is_empty() { "unknown (not run from a git checkout)".to_owned() } else { commit };
+        let _ = writeln!(text, "| Commit | {commit} |");
         let _ = writeln!(text, "| CPU | {} × {} |", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
         let _ = writeln!(text, "| Kernel | {} |", command_line("uname", &["-r"]));
         let _ = writeln!(text, "| Runs | {}{} |\n", args.runs, if args.quick { " (--quick: reduced cases, not for comparison)" } else { "" });
@@ -1270,11 +1281,14 @@ impl Report {
                 let _ = writeln!(
                     t,
                     "{traffic}: the monitor takes {:.2}× nftables' frames per CPU-second; over the \
-                     XDP_DROP floor, nftables adds {:.0} ns per frame and the monitor {:.0} ns ({:.1}×).\n",
+                     XDP_DROP floor, nftables adds {:.0} ns per frame and the monitor {:.0} ns ({:.1}×). \
+                     For {FLOOR_PPS_RATIO}× nftables' rate the monitor could add at most {:.0} ns per frame \
+                     over the floor here.\n",
                     monitor.vs_nft.median,
                     nft.added_ns.median,
                     monitor.added_ns.median,
-                    nft.added_ns.median / monitor.added_ns.median
+                    nft.added_ns.median / monitor.added_ns.median,
+                    budget_ns(find(Filter::Floor), nft)
                 );
                 let what = format!("monitor ≥ {FLOOR_PPS_RATIO}× nftables pps, {traffic} traffic");
                 floors.push((what, format!("{:.2}×", monitor.vs_nft.median), monitor.vs_nft.median >= FLOOR_PPS_RATIO));
