@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -26,8 +26,11 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const EVENT_RATE: &str = "EVENT_RATE";
     pub const EVENT_STATS: &str = "EVENT_STATS";
+    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+    pub const IFACE_VERDICTS: &str = "IFACE_VERDICTS";
+    pub const DEVICE_REASONS: &str = "DEVICE_REASONS";
     /// Every map, in a fixed order (pinning, adoption, layout checks).
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -43,6 +46,9 @@ pub mod names {
         EVENTS,
         EVENT_RATE,
         EVENT_STATS,
+        IFACE_SLOTS,
+        IFACE_VERDICTS,
+        DEVICE_REASONS,
     ];
 }
 
@@ -68,6 +74,19 @@ pub const MAX_RULES_PER_SET: usize = 16;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Violation events per device per CPU per second; the rest are counted as suppressed.
 pub const EVENTS_PER_DEVICE_PER_SECOND: u32 = 20;
+/// Interface indexes IFACE_SLOTS covers (ifindex below this).
+pub const MAX_IFINDEX: u32 = 4096;
+/// Interfaces whose verdicts are counted apart (`IFACE_VERDICTS`).
+pub const MAX_IFACES: u32 = 16;
+/// Reason counters per device in `DEVICE_REASONS` (room for the list to grow).
+pub const DEVICE_REASON_SLOTS: u32 = 32;
+
+/// Index of a device's reason counter in `DEVICE_REASONS`.
+#[inline(always)]
+pub const fn device_reason_index(slot: u32, reason: u8) -> u32 {
+    slot * DEVICE_REASON_SLOTS + (reason as u32 % DEVICE_REASON_SLOTS)
+}
+
 /// Slot of EVENT_RATE shared by addresses outside the inventory.
 pub const UNENROLLED_RATE_SLOT: u32 = MAX_DEVICES;
 /// Addresses outside the inventory tracked at once (least recently seen evicted).

@@ -27,6 +27,7 @@ use monitor_common::{
         EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT, EVENTS_SUPPRESSED, Event, EventRate,
         MAX_DEVICE_ADDRESSES, MAX_RULE_SETS, MAX_RULES_PER_SET, RULE_ALLOW, RULE_ANY, RULE_DENY,
         RULE_PREFIX_BASE, RuleKeyData, RuleSet, UNENROLLED_RATE_SLOT, active_generation,
+        DEVICE_REASON_SLOTS, MAX_IFACES, MAX_IFINDEX, device_reason_index,
         Config, ConnEntry, Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry,
         DeviceStats, Direction, FlowKey, FlowStats, FragmentEntry, FragmentKey, LAYOUT_VERSION,
         MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICES, MAX_FLOWS, MAX_FRAGMENTS, MAX_UNENROLLED,
@@ -70,6 +71,17 @@ static FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> =
     LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
 #[map]
 static VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
+/// Interface index → 1 + its IFACE_VERDICTS block (0: not counted apart), set by the
+/// controller for the interfaces it attaches to.
+#[map]
+static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+#[map]
+static IFACE_VERDICTS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(MAX_IFACES * VERDICT_SLOTS, 0);
+/// Packets per enrolled device and reason of its own verdict (4 MiB per CPU).
+#[map]
+static DEVICE_REASONS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(MAX_DEVICES * DEVICE_REASON_SLOTS, 0);
 /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the stack
 /// beside everything else.
 #[map]
@@ -226,7 +238,13 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         (Some(fault), false) if packet.global == Mode::Enforce => (Action::Drop, fault),
         (Some(fault), false) => (Action::Pass, fault),
     };
-    add_counter(&VERDICTS, verdict_index(action, reason), packet.len);
+    let index = verdict_index(action, reason);
+    add_counter(&VERDICTS, index, packet.len);
+    if let Some(slot) = IFACE_SLOTS.get(ctx.ingress_ifindex() as u32) {
+        if *slot != 0 {
+            add_counter(&IFACE_VERDICTS, (*slot - 1) * VERDICT_SLOTS + index, packet.len);
+        }
+    }
     Ok(action)
 }
 
@@ -455,6 +473,8 @@ fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
     enroll_side(packet, &mut work.sides[1], &parsed.ip.dst);
     let [src, dst] = &work.sides;
     let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    count_reason(src.slot, Reason::NeighborDiscovery as u8);
+    count_reason(dst.slot, Reason::NeighborDiscovery as u8);
     if src.slot != NO_SLOT || both_unenrolled {
         count_device(packet, &parsed.ip.src, src.slot, CHARGE_SENT);
     }
@@ -926,6 +946,8 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     // An address outside the inventory is counted on its own only when it talks to
     // another such address: next to an enrolled device it is that device's peer, counted
     // in the device's flow (and a spoofing flood fills only its own tables).
+    count_reason(src.slot, src.reason);
+    count_reason(dst.slot, dst.reason);
     let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
     if src.slot != NO_SLOT || both_unenrolled {
         count_device(packet, &ip.src, src.slot, src_charge);
@@ -953,6 +975,18 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         }
     }
     work.action
+}
+
+/// Counts a packet under `reason` for the device in `slot` (nothing when unenrolled).
+#[inline(always)]
+fn count_reason(slot: u32, reason: u8) {
+    if slot == NO_SLOT {
+        return;
+    }
+    if let Some(counter) = DEVICE_REASONS.get_ptr_mut(device_reason_index(slot, reason)) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *counter += 1 };
+    }
 }
 
 const CHARGE_SENT: u8 = 1 << 0;

@@ -78,6 +78,9 @@ pub struct DaemonInfo {
 pub struct AttachedInterface {
     pub name: String,
     pub xdp_mode: String,
+    /// Where its verdicts are counted apart (IFACE_VERDICTS block).
+    #[serde(default)]
+    pub slot: u32,
 }
 
 pub const DAEMON_FILE: &str = "daemon.json";
@@ -301,9 +304,16 @@ pub async fn run_with_stats(
                 xdp_mode: mode_name(mode).into(),
             }
         };
+        let slot = attached.len() as u32;
+        if let Some(ifindex) = datapath::if_index(iface).filter(|_| slot < monitor_common::maps::MAX_IFACES) {
+            datapath
+                .maps_mut()
+                .set_interface_slot(ifindex, Some(slot))?;
+        }
         attached.push(AttachedInterface {
             name: iface.clone(),
             xdp_mode: record.xdp_mode.clone(),
+            slot,
         });
         links.insert(iface.clone(), record);
     }
@@ -384,6 +394,10 @@ pub async fn run_with_stats(
                     match datapath.attach_pinned(iface, options.xdp_mode.into(), &pin, None) {
                         Ok((mode, _)) => {
                             log::info!("interface {iface} is back: attached in {} mode", mode_name(mode));
+                            let slot = options.interfaces.iter().position(|i| i == iface).unwrap_or(0) as u32;
+                            if let Err(e) = datapath.maps_mut().set_interface_slot(index, Some(slot)) {
+                                log::error!("counting {iface}'s verdicts: {e:#}");
+                            }
                             links.insert(
                                 iface.clone(),
                                 LinkRecord {

@@ -153,6 +153,19 @@ pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
         (names::EVENTS, 0, 0, EVENTS_BYTES),
         (names::EVENT_RATE, 4, size(size_of::<EventRate>()), MAX_DEVICES + 1),
         (names::EVENT_STATS, 4, 8, EVENT_STATS_SLOTS),
+        (names::IFACE_SLOTS, 4, 4, monitor_common::maps::MAX_IFINDEX),
+        (
+            names::IFACE_VERDICTS,
+            4,
+            size(size_of::<Counter>()),
+            monitor_common::maps::MAX_IFACES * VERDICT_SLOTS,
+        ),
+        (
+            names::DEVICE_REASONS,
+            4,
+            8,
+            MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS,
+        ),
     ]
 }
 
@@ -715,7 +728,18 @@ impl MapSet {
             .map_err(DatapathError::Cpus)?;
         array
             .set(slot, zeros, 0)
-            .map_err(map_err(names::DEVICE_STATS, "zeroing a slot"))
+            .map_err(map_err(names::DEVICE_STATS, "zeroing a slot"))?;
+        let mut reasons: PerCpuArray<&mut MapData, u64> =
+            PerCpuArray::try_from(self.map_mut(names::DEVICE_REASONS)?)
+                .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
+        for reason in 0..monitor_common::maps::DEVICE_REASON_SLOTS {
+            let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])
+                .map_err(DatapathError::Cpus)?;
+            reasons
+                .set(monitor_common::maps::device_reason_index(slot, reason as u8), zeros, 0)
+                .map_err(map_err(names::DEVICE_REASONS, "zeroing a slot"))?;
+        }
+        Ok(())
     }
 
     /// Counters of every unenrolled address still in the table, summed over CPUs.
@@ -750,6 +774,54 @@ impl MapSet {
             })
             .collect::<Result<_, _>>()
             .map_err(map_err(name, "reading"))
+    }
+
+    /// Counts the verdicts of interface `ifindex` apart, in block `slot` (< MAX_IFACES);
+    /// `None` stops counting it apart.
+    pub fn set_interface_slot(&mut self, ifindex: u32, slot: Option<u32>) -> Result<()> {
+        let mut array: Array<&mut MapData, u32> = Array::try_from(self.map_mut(names::IFACE_SLOTS)?)
+            .map_err(map_err(names::IFACE_SLOTS, "wrong type"))?;
+        array
+            .set(ifindex, slot.map_or(0, |s| s + 1), 0)
+            .map_err(map_err(names::IFACE_SLOTS, "writing an interface's slot"))
+    }
+
+    /// Packets and bytes per (action, reason) seen on the interface counted in `slot`.
+    pub fn interface_verdicts(&self, slot: u32) -> Result<Vec<(Action, Reason, Counter)>> {
+        let array: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(self.map(names::IFACE_VERDICTS)?)
+                .map_err(map_err(names::IFACE_VERDICTS, "wrong type"))?;
+        let mut rows = Vec::new();
+        for &reason in Reason::ALL {
+            for action in Action::ALL {
+                let index = slot * monitor_common::VERDICT_SLOTS + verdict_index(action, reason);
+                let values = array
+                    .get(&index, 0)
+                    .map_err(map_err(names::IFACE_VERDICTS, "reading"))?;
+                rows.push((action, reason, sum_counters(values.iter())));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Packets of the device in `slot` by the reason of its own verdict (non-zero only).
+    pub fn device_reasons(&self, slot: u32) -> Result<Vec<(Reason, u64)>> {
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(names::DEVICE_REASONS)?)
+                .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
+        let mut rows = Vec::new();
+        for &reason in Reason::ALL {
+            let index = monitor_common::maps::device_reason_index(slot, reason as u8);
+            let total: u64 = array
+                .get(&index, 0)
+                .map_err(map_err(names::DEVICE_REASONS, "reading"))?
+                .iter()
+                .sum();
+            if total > 0 {
+                rows.push((reason, total));
+            }
+        }
+        Ok(rows)
     }
 
     /// Every flow of the enrolled devices: FLOWS, and their violating flows, which the

@@ -977,6 +977,37 @@ impl Scraper {
             );
         }
 
+        // Verdicts per interface: the packets that arrived on it (non-zero rows only).
+        let name = "hospmon_interface_packets_total";
+        t.family(
+            name,
+            "counter",
+            "Packets that arrived on an interface the monitor is attached to, by verdict action and reason.",
+        );
+        let mut bytes_rows = Vec::new();
+        for iface in daemon.iter().flat_map(|d| &d.interfaces) {
+            let Ok(rows) = self.maps.interface_verdicts(iface.slot) else {
+                continue;
+            };
+            for (action, reason, counter) in rows.into_iter().filter(|(_, _, c)| c.packets > 0) {
+                let mut labels = String::new();
+                push_label(&mut labels, "device", &iface.name);
+                labels.push(',');
+                push_label(&mut labels, "action", action.name());
+                t.sample(name, &labels, Some(("reason", reason.label())), Value::Int(counter.packets));
+                bytes_rows.push((labels, reason.label(), counter.bytes));
+            }
+        }
+        let name = "hospmon_interface_bytes_total";
+        t.family(
+            name,
+            "counter",
+            "Bytes (whole frames) that arrived on an interface the monitor is attached to, by verdict action and reason.",
+        );
+        for (labels, reason, bytes) in &bytes_rows {
+            t.sample(name, labels, Some(("reason", reason)), Value::Int(*bytes));
+        }
+
         // How full the tables are, as the background counter last found them.
         let name = "hospmon_map_entries";
         t.family(
@@ -1283,6 +1314,8 @@ pub fn metric_names() -> BTreeMap<&'static str, &'static str> {
         ("hospmon_mode", "gauge"),
         ("hospmon_policy_generation", "gauge"),
         ("hospmon_interface_xdp_mode", "gauge"),
+        ("hospmon_interface_packets_total", "counter"),
+        ("hospmon_interface_bytes_total", "counter"),
         ("hospmon_map_entries", "gauge"),
         ("hospmon_map_capacity_entries", "gauge"),
         ("hospmon_map_pressure_ratio", "gauge"),

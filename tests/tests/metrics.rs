@@ -238,6 +238,13 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
             format!(r#"hospmon_interface_xdp_mode{{device="{ward_leg}",mode="native"}}"#),
             1.0,
         ),
+        // The blocked requests arrived on the ward leg and were dropped there.
+        (
+            format!(
+                r#"hospmon_interface_packets_total{{device="{ward_leg}",action="drop",reason="not_in_baseline"}}"#
+            ),
+            BLOCKED as f64,
+        ),
         (r#"hospmon_build_info"#.into(), 1.0),
         (r#"hospmon_policy_reloads_total{result="ok"}"#.into(), 1.0),
         (
