@@ -347,27 +347,51 @@ impl Counter {
     }
 }
 
-/// The per-CPU array of device counters, read in batches (BPF_MAP_LOOKUP_BATCH): one
-/// syscall per `STATS_BATCH` slots instead of one per device (10,000 syscalls were the
-/// largest part of a scrape's own work at 10,000 devices).
-struct StatsArray {
+/// A per-CPU array of counters read in batches (BPF_MAP_LOOKUP_BATCH): one syscall per
+/// `STATS_BATCH` entries instead of one per entry (10,000 syscalls were the largest part
+/// of a scrape's own work at 10,000 devices). Used for DEVICE_STATS (by slot) and
+/// DEVICE_REASONS (by slot and reason).
+struct BatchArray<T> {
     data: MapData,
     cpus: usize,
+    _values: std::marker::PhantomData<T>,
 }
 
 const STATS_BATCH: usize = 1024;
 
-impl StatsArray {
-    fn open(pin_dir: &Path) -> Result<StatsArray> {
-        let path = pin_dir.join(names::DEVICE_STATS);
+/// A value the kernel copies as whole u64 words, summed over CPUs by `add`.
+trait Summed: Copy + Default {
+    fn add(&mut self, other: &Self);
+}
+
+impl Summed for DeviceStats {
+    fn add(&mut self, other: &Self) {
+        self.merge(other);
+    }
+}
+
+impl Summed for u64 {
+    fn add(&mut self, other: &Self) {
+        *self += *other;
+    }
+}
+
+type StatsArray = BatchArray<DeviceStats>;
+
+impl<T: Summed> BatchArray<T> {
+    fn open_named(pin_dir: &Path, name: &'static str) -> Result<BatchArray<T>> {
+        let path = pin_dir.join(name);
         let data = MapData::from_pin(&path).map_err(|e| MetricsError::Pin(path.clone(), e))?;
-        let cpus =
-            aya::util::nr_cpus().map_err(|(_, e)| MetricsError::Count(names::DEVICE_STATS, e))?;
-        Ok(StatsArray { data, cpus })
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| MetricsError::Count(name, e))?;
+        Ok(BatchArray {
+            data,
+            cpus,
+            _values: std::marker::PhantomData,
+        })
     }
 
-    /// Counters of slots `0..slots`, summed over CPUs, indexed by slot.
-    fn read(&self, slots: usize) -> Result<Vec<DeviceStats>, std::io::Error> {
+    /// Entries `0..count`, summed over CPUs, by index.
+    fn read(&self, count: usize) -> Result<Vec<T>, std::io::Error> {
         #[repr(C)]
         struct Batch {
             in_batch: u64,
@@ -380,16 +404,16 @@ impl StatsArray {
             flags: u64,
         }
         const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-        // The kernel copies each slot's value for every possible CPU, each rounded up
-        // to 8 bytes: DeviceStats is all u64, so that is the struct itself.
-        const _: () = assert!(std::mem::size_of::<DeviceStats>().is_multiple_of(8));
+        // The kernel copies each entry's value for every possible CPU, each rounded up to
+        // 8 bytes: both value types are made of u64s.
+        assert!(std::mem::size_of::<T>().is_multiple_of(8), "values must be whole u64 words");
         let fd = self.data.fd().as_fd().as_raw_fd() as u32;
         let mut keys = vec![0u32; STATS_BATCH];
-        let mut values = vec![DeviceStats::default(); STATS_BATCH * self.cpus];
-        let mut out = vec![DeviceStats::default(); slots];
+        let mut values = vec![T::default(); STATS_BATCH * self.cpus];
+        let mut out = vec![T::default(); count];
         let mut read = 0usize;
         let mut token = 0u32;
-        while read < slots {
+        while read < count {
             let mut next = 0u32;
             let mut attr = Batch {
                 in_batch: if read == 0 {
@@ -400,7 +424,7 @@ impl StatsArray {
                 out_batch: &mut next as *mut u32 as u64,
                 keys: keys.as_mut_ptr() as u64,
                 values: values.as_mut_ptr() as u64,
-                count: (slots - read).min(STATS_BATCH) as u32,
+                count: (count - read).min(STATS_BATCH) as u32,
                 map_fd: fd,
                 elem_flags: 0,
                 flags: 0,
@@ -415,7 +439,7 @@ impl StatsArray {
                     std::mem::size_of::<Batch>(),
                 )
             };
-            // ENOENT: the end of the array, with the last slots in this batch.
+            // ENOENT: the end of the array, with the last entries in this batch.
             let end = rc != 0;
             if end {
                 let err = std::io::Error::last_os_error();
@@ -427,7 +451,7 @@ impl StatsArray {
             for (key, per_cpu) in keys[..got].iter().zip(values.chunks(self.cpus)) {
                 if let Some(total) = out.get_mut(*key as usize) {
                     for value in per_cpu {
-                        total.merge(value);
+                        total.add(value);
                     }
                 }
             }
@@ -441,10 +465,17 @@ impl StatsArray {
     }
 }
 
+impl StatsArray {
+    fn open(pin_dir: &Path) -> Result<StatsArray> {
+        BatchArray::open_named(pin_dir, names::DEVICE_STATS)
+    }
+}
+
 /// Reads the pinned maps and the state directory into the exposition text.
 pub struct Scraper {
     maps: MapSet,
     stats: StatsArray,
+    reasons: BatchArray<u64>,
     state: StateDir,
     unenrolled: UnenrolledTotals,
     controller: Arc<ControllerStats>,
@@ -531,6 +562,7 @@ fn push_label(out: &mut String, key: &str, value: &str) {
 /// What a scrape exposes of one device, read before the families are written (each
 /// family's samples must be contiguous).
 struct DeviceRow {
+    slot: u32,
     labels: String,
     stats: DeviceStats,
     mode: &'static str,
@@ -561,6 +593,7 @@ impl Scraper {
         Ok(Scraper {
             maps,
             stats: StatsArray::open(pin_dir)?,
+            reasons: BatchArray::open_named(pin_dir, names::DEVICE_REASONS)?,
             state,
             unenrolled: UnenrolledTotals::default(),
             controller,
@@ -629,6 +662,11 @@ impl Scraper {
             .map(|d| d.slot as usize + 1)
             .max()
             .unwrap_or(0);
+        // Reasons too: a few hundred syscalls for 10,000 devices (32 counters each).
+        let all_reasons = self
+            .reasons
+            .read(slots * monitor_common::maps::DEVICE_REASON_SLOTS as usize)
+            .ok();
         let all_stats = match self.stats.read(slots) {
             Ok(all) => Some(all),
             Err(e) => {
@@ -662,6 +700,7 @@ impl Scraper {
                 .unwrap_or(global)
                 .name();
             rows.push(DeviceRow {
+                slot: device.slot,
                 labels,
                 stats,
                 mode,
@@ -776,6 +815,24 @@ impl Scraper {
             for r in &rows {
                 if let Some(v) = of(r) {
                     t.sample(name, &r.labels, None, v);
+                }
+            }
+        }
+        // Verdicts by reason, per device: only the reasons the device has seen.
+        let name = "hospmon_device_verdict_packets_total";
+        t.family(
+            name,
+            "counter",
+            "Packets of an enrolled medical device by the reason of its own verdict (numbered in `monitor reasons`).",
+        );
+        if let Some(reasons) = &all_reasons {
+            for r in &rows {
+                for &reason in monitor_common::Reason::ALL {
+                    let index = monitor_common::maps::device_reason_index(r.slot, reason as u8);
+                    let count = reasons.get(index as usize).copied().unwrap_or(0);
+                    if count > 0 {
+                        t.sample(name, &r.labels, Some(("reason", reason.label())), Value::Int(count));
+                    }
                 }
             }
         }
@@ -1295,6 +1352,7 @@ pub fn metric_names() -> BTreeMap<&'static str, &'static str> {
         ("hospmon_device_packets_total", "counter"),
         ("hospmon_device_bytes_total", "counter"),
         ("hospmon_device_dropped_packets_total", "counter"),
+        ("hospmon_device_verdict_packets_total", "counter"),
         ("hospmon_device_would_drop_packets_total", "counter"),
         ("hospmon_device_learned_flows_total", "counter"),
         ("hospmon_device_mode", "gauge"),

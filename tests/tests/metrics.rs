@@ -238,6 +238,11 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
             format!(r#"hospmon_interface_xdp_mode{{device="{ward_leg}",mode="native"}}"#),
             1.0,
         ),
+        (
+            r#"hospmon_device_verdict_packets_total{medical_device="badge-reader-icu3",reason="not_in_baseline"}"#
+                .into(),
+            BLOCKED as f64,
+        ),
         // The blocked requests arrived on the ward leg and were dropped there.
         (
             format!(
@@ -392,13 +397,17 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
         );
     }
 
-    // Cardinality: 1,000 unknown source addresses add no series.
+    // Cardinality: 1,000 unknown source addresses add no series. A few spoofed frames
+    // first, so that the series their verdicts bring once (by reason, per interface) are
+    // there before counting: what must not grow is a series per address.
     let series = |prom: &Prometheus| prom.value(r#"count({job="monitor"})"#).unwrap_or(0.0);
-    let before = series(&prom);
     let dns = match host("dns") {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(_) => panic!("the lab's dns server is IPv4"),
     };
+    let _ = spoofed_sources(&lab, 5, dns);
+    prom.wait_scrapes(2.0);
+    let before = series(&prom);
     let sources = spoofed_sources(&lab, 1000, dns);
     wait_for(
         "Prometheus to see 1,000 more unenrolled addresses",
