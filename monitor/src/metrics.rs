@@ -253,6 +253,9 @@ struct TableCounts {
     baseline_per_addr: HashMap<IpAddr, u64>,
     /// Entries and capacity of each hash map, in `names::ALL` order.
     entries: Vec<(&'static str, u64, u32)>,
+    /// DEVICE_REASONS summed over CPUs (slot × reason), empty if the read failed: half a
+    /// million counters at full size, too many to read in every scrape.
+    device_reasons: Vec<u64>,
     at: Instant,
 }
 
@@ -264,6 +267,7 @@ struct Counter {
     baseline: aya::maps::Map,
     baseline_pin: PathBuf,
     sized: Vec<SizedMap>,
+    reasons: BatchArray<u64>,
 }
 
 impl Counter {
@@ -302,6 +306,7 @@ impl Counter {
             baseline,
             baseline_pin,
             sized,
+            reasons: BatchArray::open_named(pin_dir, names::DEVICE_REASONS)?,
         })
     }
 
@@ -319,9 +324,15 @@ impl Counter {
             let count = count_keys(map).map_err(|e| MetricsError::Count(map.name, e))?;
             entries.push((map.name, count, map.capacity));
         }
+        let all = (monitor_common::maps::MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS) as usize;
+        let device_reasons = self.reasons.read(all).unwrap_or_else(|e| {
+            log::warn!("reading {}: {e}", names::DEVICE_REASONS);
+            Vec::new()
+        });
         Ok(TableCounts {
             baseline_per_addr,
             entries,
+            device_reasons,
             at: Instant::now(),
         })
     }
@@ -475,7 +486,6 @@ impl StatsArray {
 pub struct Scraper {
     maps: MapSet,
     stats: StatsArray,
-    reasons: BatchArray<u64>,
     state: StateDir,
     unenrolled: UnenrolledTotals,
     controller: Arc<ControllerStats>,
@@ -593,7 +603,6 @@ impl Scraper {
         Ok(Scraper {
             maps,
             stats: StatsArray::open(pin_dir)?,
-            reasons: BatchArray::open_named(pin_dir, names::DEVICE_REASONS)?,
             state,
             unenrolled: UnenrolledTotals::default(),
             controller,
@@ -662,11 +671,6 @@ impl Scraper {
             .map(|d| d.slot as usize + 1)
             .max()
             .unwrap_or(0);
-        // Reasons too: a few hundred syscalls for 10,000 devices (32 counters each).
-        let all_reasons = self
-            .reasons
-            .read(slots * monitor_common::maps::DEVICE_REASON_SLOTS as usize)
-            .ok();
         let all_stats = match self.stats.read(slots) {
             Ok(all) => Some(all),
             Err(e) => {
@@ -823,9 +827,10 @@ impl Scraper {
         t.family(
             name,
             "counter",
-            "Packets of an enrolled medical device by the reason of its own verdict (numbered in `monitor reasons`).",
+            "Packets of an enrolled medical device by the reason of its own verdict (numbered in `monitor reasons`), as counted at hospmon_map_entries_age_seconds ago.",
         );
-        if let Some(reasons) = &all_reasons {
+        {
+            let reasons = &counts.device_reasons;
             for r in &rows {
                 for &reason in monitor_common::Reason::ALL {
                     let index = monitor_common::maps::device_reason_index(r.slot, reason as u8);
