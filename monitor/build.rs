@@ -5,10 +5,20 @@
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("monitor/ sits in the workspace").to_path_buf();
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .expect("monitor/ sits in the workspace")
+        .to_path_buf();
     let ebpf_dir = root.join("monitor-ebpf");
-    for watched in ["monitor-ebpf/src", "monitor-ebpf/Cargo.toml", "monitor-ebpf/Cargo.lock", "monitor-common/src", "monitor-common/Cargo.toml"] {
+    for watched in [
+        "monitor-ebpf/src",
+        "monitor-ebpf/Cargo.toml",
+        "monitor-ebpf/Cargo.lock",
+        "monitor-common/src",
+        "monitor-common/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -23,10 +33,21 @@ fn main() {
         .arg(&target_dir);
     // The outer build's toolchain and flags must not leak into the nightly BPF build.
     for var in [
-        "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTDOC",
-        "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR",
-        "CARGO_MAKEFLAGS", "CARGO", "CARGO_BUILD_RUSTFLAGS", "CARGO_LLVM_COV",
-        "LLVM_PROFILE_FILE", "CARGO_INCREMENTAL",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTDOC",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+        "CARGO_INCREMENTAL",
     ] {
         cargo.env_remove(var);
     }

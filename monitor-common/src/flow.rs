@@ -119,7 +119,24 @@ pub fn service_hint(ip: &IpPacket) -> ServiceHint {
 
 #[inline(always)]
 fn addr_words(addr: &Addr) -> (u64, u64) {
-    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *addr;
+    let [
+        a0,
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6,
+        a7,
+        b0,
+        b1,
+        b2,
+        b3,
+        b4,
+        b5,
+        b6,
+        b7,
+    ] = *addr;
     (
         u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
         u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
@@ -438,7 +455,10 @@ mod tests {
         assert_eq!(k1, k2);
         assert_ne!(low1, low2);
         assert!(low1, "10.3.0.20 sorts below 10.9.0.80");
-        assert_eq!((k1.low, k1.low_port, k1.high, k1.high_port), (A, 1000, B, 50000));
+        assert_eq!(
+            (k1.low, k1.low_port, k1.high, k1.high_port),
+            (A, 1000, B, 50000)
+        );
         // The same address on both sides (a host talking to itself): ports decide.
         let own = ports(IPPROTO_TCP, A, 6000, A, 5000, TCP_ACK);
         let (k, src_is_low) = conn_key(&own, 6000, 5000);
@@ -523,7 +543,10 @@ mod tests {
                 ports(IPPROTO_SCTP, B, 3868, A, 40001, 0),
             ),
             (icmp(IPPROTO_ICMP, A, B, 8), icmp(IPPROTO_ICMP, B, A, 0)),
-            (icmp(IPPROTO_ICMPV6, A, B, 128), icmp(IPPROTO_ICMPV6, B, A, 129)),
+            (
+                icmp(IPPROTO_ICMPV6, A, B, 128),
+                icmp(IPPROTO_ICMPV6, B, A, 129),
+            ),
         ];
         for (request, reply) in pairs {
             for device in [A, B] {
@@ -531,8 +554,14 @@ mod tests {
                 let k2 = key_from(device, &reply, known(&reply));
                 assert_eq!(k1, k2, "{request:?} / {reply:?} seen from {device:?}");
                 assert_eq!(k1.device, device);
-                assert_ne!(k1.service_port, 53124, "the client's port never makes the key");
-                assert_ne!(k1.service_port, 40001, "the client's port never makes the key");
+                assert_ne!(
+                    k1.service_port, 53124,
+                    "the client's port never makes the key"
+                );
+                assert_ne!(
+                    k1.service_port, 40001,
+                    "the client's port never makes the key"
+                );
             }
             // The two devices see opposite directions (or both symmetric).
             let from_a = key_from(A, &request, known(&request));

@@ -70,7 +70,9 @@ pub type Addr = [u8; 16];
 
 #[inline(always)]
 pub const fn ipv4_mapped(v4: [u8; 4]) -> Addr {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
 }
 
 /// Where a frame stands among the fragments of its IP packet.
@@ -204,7 +206,11 @@ pub fn parse_frame<F: FrameBytes + ?Sized>(frame: &F, snaplen: Snaplen) -> Parse
 /// [`parse_frame`] writing into `out` (the XDP program's per-CPU scratch slot: a parsed
 /// frame does not fit its stack beside everything else).
 #[inline(always)]
-pub fn parse_frame_into<F: FrameBytes + ?Sized>(frame: &F, snaplen: Snaplen, out: &mut ParsedFrame) {
+pub fn parse_frame_into<F: FrameBytes + ?Sized>(
+    frame: &F,
+    snaplen: Snaplen,
+    out: &mut ParsedFrame,
+) {
     *out = ParsedFrame::EMPTY;
     if let Err(reason) = parse_into(frame, snaplen, out) {
         out.fault = Some(reason);
@@ -391,7 +397,11 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
 /// Where the IP packet's bytes end in this frame, or `None` when its length field claims
 /// more than a live frame holds.
 #[inline(always)]
-fn packet_end<F: FrameBytes + ?Sized>(frame: &F, claimed_end: usize, snaplen: Snaplen) -> Option<usize> {
+fn packet_end<F: FrameBytes + ?Sized>(
+    frame: &F,
+    claimed_end: usize,
+    snaplen: Snaplen,
+) -> Option<usize> {
     let frame_len = frame.frame_len();
     if claimed_end <= frame_len {
         Some(claimed_end)
@@ -583,7 +593,11 @@ mod tests {
                 errors.push(format!("cut at {len}: has_ip without the source address"));
             }
         }
-        assert!(errors.is_empty(), "{name} ({snaplen:?}):\n{}", errors.join("\n"));
+        assert!(
+            errors.is_empty(),
+            "{name} ({snaplen:?}):\n{}",
+            errors.join("\n")
+        );
     }
 
     // --- Valid frames ---
@@ -618,7 +632,10 @@ mod tests {
     fn udp_sctp_icmp_and_icmpv6_fields() {
         let p = strict(&v4_frame(IPPROTO_UDP, &udp(53124, 53, b"q")));
         assert_eq!((p.fault, p.ip.transport), (None, TransportKind::Ports));
-        assert_eq!((p.ip.src_port, p.ip.dst_port, p.ip.tcp_flags), (53124, 53, 0));
+        assert_eq!(
+            (p.ip.src_port, p.ip.dst_port, p.ip.tcp_flags),
+            (53124, 53, 0)
+        );
 
         let mut sctp = vec![0x9c, 0x41, 0x0b, 0x59];
         sctp.extend_from_slice(&[0; 8]);
@@ -665,7 +682,11 @@ mod tests {
                 &payload,
             ));
             assert_eq!(p.fault, None, "outer {outer:#x}");
-            assert_eq!((p.vlan_tags, p.vlan_ids), (2, [100, 10]), "outer {outer:#x}");
+            assert_eq!(
+                (p.vlan_tags, p.vlan_ids),
+                (2, [100, 10]),
+                "outer {outer:#x}"
+            );
             assert_eq!(p.class, FrameClass::Ipv4);
         }
         let p = strict(&eth(&[(ETHERTYPE_VLAN, 7)], ETHERTYPE_IPV4, &payload));
@@ -675,7 +696,11 @@ mod tests {
     #[test]
     fn a_third_vlan_tag_is_bad_vlan() {
         let payload = ipv4(IPPROTO_UDP, &[], 0, 1, &udp(1, 2, &[]));
-        let tags = [(ETHERTYPE_QINQ, 100), (ETHERTYPE_VLAN, 10), (ETHERTYPE_VLAN, 11)];
+        let tags = [
+            (ETHERTYPE_QINQ, 100),
+            (ETHERTYPE_VLAN, 10),
+            (ETHERTYPE_VLAN, 11),
+        ];
         let p = strict(&eth(&tags, ETHERTYPE_IPV4, &payload));
         assert_eq!(
             (p.fault, p.class, p.has_ip),
@@ -719,14 +744,22 @@ mod tests {
             (IPPROTO_AH, 4),
             (IPPROTO_FRAGMENT, 0),
         ];
-        let p = strict(&v6_frame(&exts, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN | TCP_ACK)));
+        let p = strict(&v6_frame(
+            &exts,
+            IPPROTO_TCP,
+            &tcp(40000, 443, TCP_SYN | TCP_ACK),
+        ));
         assert_eq!(p.fault, None);
         assert_eq!(
             (p.ip.protocol, p.ip.src_port, p.ip.dst_port),
             (IPPROTO_TCP, 40000, 443)
         );
         assert_eq!(p.ip.tcp_flags, TCP_SYN | TCP_ACK);
-        assert_eq!(p.ip.fragment, FragmentKind::Whole, "an atomic fragment is whole");
+        assert_eq!(
+            p.ip.fragment,
+            FragmentKind::Whole,
+            "an atomic fragment is whole"
+        );
     }
 
     #[test]
@@ -765,7 +798,11 @@ mod tests {
         for n in [MAX_IPV6_EXTENSIONS + 1, MAX_IPV6_EXTENSIONS + 3] {
             let exts: Vec<ExtSpec> = (0..n).map(|_| (IPPROTO_DSTOPTS, 0)).collect();
             let p = strict(&v6_frame(&exts, IPPROTO_UDP, &udp(40000, 514, b"x")));
-            assert_eq!(p.fault, Some(Reason::Ipv6ChainTooLong), "{n} extension headers");
+            assert_eq!(
+                p.fault,
+                Some(Reason::Ipv6ChainTooLong),
+                "{n} extension headers"
+            );
             assert!(p.has_ip, "the addresses are known");
             assert_eq!(p.ip.src, A6);
         }
@@ -776,7 +813,11 @@ mod tests {
         // One destination-options header long enough that the UDP header starts past
         // MAX_HEADER_OFFSET: the frame is fine, the parser just does not look that far.
         let len8 = u8::try_from(MAX_HEADER_OFFSET / 8).expect("fits");
-        let frame = v6_frame(&[(IPPROTO_DSTOPTS, len8)], IPPROTO_UDP, &udp(40000, 514, b"x"));
+        let frame = v6_frame(
+            &[(IPPROTO_DSTOPTS, len8)],
+            IPPROTO_UDP,
+            &udp(40000, 514, b"x"),
+        );
         assert!(frame.len() - 9 > MAX_HEADER_OFFSET);
         assert_eq!(strict(&frame).fault, Some(Reason::Ipv6ChainTooLong));
         // Two headers, the second starting past the limit.
@@ -841,7 +882,11 @@ mod tests {
             (None, FragmentKind::Whole, 0)
         );
         // A later fragment shorter than any transport header is not truncated.
-        let tiny = strict(&eth(&[], ETHERTYPE_IPV4, &ipv4(IPPROTO_TCP, &[], 3, 9, &[1])));
+        let tiny = strict(&eth(
+            &[],
+            ETHERTYPE_IPV4,
+            &ipv4(IPPROTO_TCP, &[], 3, 9, &[1]),
+        ));
         assert_eq!((tiny.fault, tiny.ip.fragment), (None, FragmentKind::Later));
     }
 
@@ -884,7 +929,12 @@ mod tests {
         let later = strict(&eth(
             &[],
             ETHERTYPE_IPV6,
-            &ipv6(&[(IPPROTO_FRAGMENT, 0)], 3 << 3, IPPROTO_DSTOPTS, &[0xff; 3]),
+            &ipv6(
+                &[(IPPROTO_FRAGMENT, 0)],
+                3 << 3,
+                IPPROTO_DSTOPTS,
+                &[0xff; 3],
+            ),
         ));
         assert_eq!((later.fault, later.ip.protocol), (None, IPPROTO_DSTOPTS));
     }
@@ -935,7 +985,10 @@ mod tests {
             f[l3] = (version << 4) | 5;
             let p = strict(&f);
             assert_eq!(p.fault, Some(Reason::MalformedIpv4), "version {version}");
-            assert!(!p.has_ip, "version {version}: a header of another version has no addresses there");
+            assert!(
+                !p.has_ip,
+                "version {version}: a header of another version has no addresses there"
+            );
         }
         for (what, frame) in cases {
             let p = strict(&frame);
@@ -945,7 +998,11 @@ mod tests {
                 (FrameClass::Ipv4, true),
                 "{what}: addresses were readable"
             );
-            assert_eq!((p.ip.src, p.ip.dst), (ipv4_mapped(A), ipv4_mapped(B)), "{what}");
+            assert_eq!(
+                (p.ip.src, p.ip.dst),
+                (ipv4_mapped(A), ipv4_mapped(B)),
+                "{what}"
+            );
         }
     }
 
@@ -1004,12 +1061,22 @@ mod tests {
         let frame = eth(
             &[(ETHERTYPE_VLAN, 10)],
             ETHERTYPE_IPV4,
-            &ipv4(IPPROTO_TCP, &[0x94, 4, 0, 0], 0, 7, &tcp(40000, 443, TCP_SYN)),
+            &ipv4(
+                IPPROTO_TCP,
+                &[0x94, 4, 0, 0],
+                0,
+                7,
+                &tcp(40000, 443, TCP_SYN),
+            ),
         );
         let (tag_end, l3_fixed_end, l4) = (18, 38, 42);
         assert_eq!(frame.len(), l4 + 20);
         let prefix = |len: usize| match len {
-            0..14 => Some((Some(Reason::TruncatedEthernet), FrameClass::Malformed, false)),
+            0..14 => Some((
+                Some(Reason::TruncatedEthernet),
+                FrameClass::Malformed,
+                false,
+            )),
             14..18 => Some((Some(Reason::BadVlan), FrameClass::Malformed, false)),
             _ if len < l3_fixed_end => Some((Some(Reason::MalformedIpv4), FrameClass::Ipv4, false)),
             _ if len == frame.len() => Some((None, FrameClass::Ipv4, true)),
@@ -1019,9 +1086,12 @@ mod tests {
         every_prefix("vlan/ipv4+options/tcp", &frame, Snaplen::Strict, |len| {
             prefix(len).unwrap_or((Some(Reason::MalformedIpv4), FrameClass::Ipv4, true))
         });
-        every_prefix("vlan/ipv4+options/tcp", &frame, Snaplen::CaptureMayBeCut, |len| {
-            prefix(len).unwrap_or((Some(Reason::TruncatedTransport), FrameClass::Ipv4, true))
-        });
+        every_prefix(
+            "vlan/ipv4+options/tcp",
+            &frame,
+            Snaplen::CaptureMayBeCut,
+            |len| prefix(len).unwrap_or((Some(Reason::TruncatedTransport), FrameClass::Ipv4, true)),
+        );
     }
 
     #[test]
@@ -1037,7 +1107,11 @@ mod tests {
             &frame,
             Snaplen::CaptureMayBeCut,
             |len| match len {
-                0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+                0..14 => (
+                    Some(Reason::TruncatedEthernet),
+                    FrameClass::Malformed,
+                    false,
+                ),
                 14..22 => (Some(Reason::BadVlan), FrameClass::Malformed, false),
                 _ if len < l3 + 20 => (Some(Reason::MalformedIpv4), FrameClass::Ipv4, false),
                 _ if len < l4 + 8 => (Some(Reason::TruncatedTransport), FrameClass::Ipv4, true),
@@ -1054,7 +1128,11 @@ mod tests {
             &[],
             ETHERTYPE_IPV6,
             &ipv6(
-                &[(IPPROTO_HOPOPTS, 0), (IPPROTO_FRAGMENT, 0), (IPPROTO_DSTOPTS, 1)],
+                &[
+                    (IPPROTO_HOPOPTS, 0),
+                    (IPPROTO_FRAGMENT, 0),
+                    (IPPROTO_DSTOPTS, 1),
+                ],
                 1,
                 IPPROTO_UDP,
                 &udp(40000, 514, b"abcd"),
@@ -1063,7 +1141,11 @@ mod tests {
         let l4 = 14 + 40 + 8 + 8 + 16;
         assert_eq!(frame.len(), l4 + 12);
         every_prefix("ipv6 chain/udp", &frame, Snaplen::Strict, |len| match len {
-            0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+            0..14 => (
+                Some(Reason::TruncatedEthernet),
+                FrameClass::Malformed,
+                false,
+            ),
             14..54 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, false),
             _ if len < frame.len() => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, true),
             _ => (None, FrameClass::Ipv6, true),
@@ -1073,7 +1155,11 @@ mod tests {
             &frame,
             Snaplen::CaptureMayBeCut,
             |len| match len {
-                0..14 => (Some(Reason::TruncatedEthernet), FrameClass::Malformed, false),
+                0..14 => (
+                    Some(Reason::TruncatedEthernet),
+                    FrameClass::Malformed,
+                    false,
+                ),
                 14..54 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, false),
                 _ if len < l4 => (Some(Reason::MalformedIpv6), FrameClass::Ipv6, true),
                 _ if len < l4 + 8 => (Some(Reason::TruncatedTransport), FrameClass::Ipv6, true),
@@ -1119,7 +1205,12 @@ mod tests {
         let mut slot = strict(&eth(
             &[(ETHERTYPE_VLAN, 9)],
             ETHERTYPE_IPV6,
-            &ipv6(&[(IPPROTO_FRAGMENT, 0)], 1, IPPROTO_TCP, &tcp(1, 2, TCP_SYN)),
+            &ipv6(
+                &[(IPPROTO_FRAGMENT, 0)],
+                1,
+                IPPROTO_TCP,
+                &tcp(1, 2, TCP_SYN),
+            ),
         ));
         assert!(slot.has_ip && slot.ip.fragment_id != 0 && slot.vlan_tags == 1);
         let arp = eth(&[], ETHERTYPE_ARP, &[0; 28]);

@@ -44,10 +44,9 @@ use etherparse::{Ipv6ExtensionSlice, LinkExtSlice, NetSlice, SlicedPacket};
 use monitor_common::{
     FrameClass, Reason,
     parse::{
-        FragmentKind, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP,
-        IPPROTO_UDP, MAX_HEADER_OFFSET, MAX_IPV6_EXTENSIONS, ParsedFrame, Snaplen,
-        TransportKind, ipv4_mapped, parse_frame,
+        FragmentKind, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP,
+        IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_HEADER_OFFSET,
+        MAX_IPV6_EXTENSIONS, ParsedFrame, Snaplen, TransportKind, ipv4_mapped, parse_frame,
     },
 };
 use proptest::{
@@ -59,10 +58,24 @@ use proptest::{
 
 #[derive(Clone, Debug)]
 enum Transport {
-    Tcp { sport: u16, dport: u16, flags: u8, option_words: u8 },
-    Udp { sport: u16, dport: u16 },
-    Sctp { sport: u16, dport: u16 },
-    Icmp { kind: u8, code: u8 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        option_words: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        kind: u8,
+        code: u8,
+    },
     Other(u8),
 }
 
@@ -102,9 +115,16 @@ struct IpFrame {
 
 fn transport() -> impl Strategy<Value = Transport> {
     prop_oneof![
-        (any::<u16>(), any::<u16>(), any::<u8>(), 0u8..=10).prop_map(|(sport, dport, flags, option_words)| {
-            Transport::Tcp { sport, dport, flags, option_words }
-        }),
+        (any::<u16>(), any::<u16>(), any::<u8>(), 0u8..=10).prop_map(
+            |(sport, dport, flags, option_words)| {
+                Transport::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                    option_words,
+                }
+            }
+        ),
         (any::<u16>(), any::<u16>()).prop_map(|(sport, dport)| Transport::Udp { sport, dport }),
         (any::<u16>(), any::<u16>()).prop_map(|(sport, dport)| Transport::Sctp { sport, dport }),
         (any::<u8>(), any::<u8>()).prop_map(|(kind, code)| Transport::Icmp { kind, code }),
@@ -117,7 +137,10 @@ fn transport() -> impl Strategy<Value = Transport> {
 
 fn tags() -> impl Strategy<Value = Vec<(u16, u16)>> {
     prop::collection::vec(
-        (prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100]), any::<u16>()),
+        (
+            prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100]),
+            any::<u16>(),
+        ),
         0..=2,
     )
 }
@@ -137,7 +160,10 @@ fn extensions() -> impl Strategy<Value = Vec<(u8, u8)>> {
     (
         any::<bool>(),
         prop::collection::vec(
-            (prop::sample::select(vec![IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_AH]), length.clone()),
+            (
+                prop::sample::select(vec![IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_AH]),
+                length.clone(),
+            ),
             0..=7,
         ),
         length,
@@ -149,7 +175,11 @@ fn extensions() -> impl Strategy<Value = Vec<(u8, u8)>> {
             }
             chain.extend(rest.into_iter().map(|(kind, len)| {
                 // etherparse refuses an authentication header with payload length 0.
-                if kind == IPPROTO_AH { (kind, len.max(1)) } else { (kind, len) }
+                if kind == IPPROTO_AH {
+                    (kind, len.max(1))
+                } else {
+                    (kind, len)
+                }
             }));
             chain
         })
@@ -157,18 +187,34 @@ fn extensions() -> impl Strategy<Value = Vec<(u8, u8)>> {
 
 fn network() -> impl Strategy<Value = Network> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), 0u8..=10, any::<bool>(), fragment()).prop_map(
-            |(src, dst, option_words, dont_fragment, fragment)| Network::V4 {
+        (
+            any::<[u8; 4]>(),
+            any::<[u8; 4]>(),
+            0u8..=10,
+            any::<bool>(),
+            fragment()
+        )
+            .prop_map(
+                |(src, dst, option_words, dont_fragment, fragment)| Network::V4 {
+                    src,
+                    dst,
+                    option_words,
+                    dont_fragment,
+                    fragment,
+                }
+            ),
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            extensions(),
+            prop::option::of(fragment())
+        )
+            .prop_map(|(src, dst, extensions, fragment)| Network::V6 {
                 src,
                 dst,
-                option_words,
-                dont_fragment,
-                fragment,
-            }
-        ),
-        (any::<[u8; 16]>(), any::<[u8; 16]>(), extensions(), prop::option::of(fragment())).prop_map(
-            |(src, dst, extensions, fragment)| Network::V6 { src, dst, extensions, fragment }
-        ),
+                extensions,
+                fragment
+            }),
     ]
 }
 
@@ -203,7 +249,12 @@ impl Transport {
 
     fn bytes(&self, payload: &[u8]) -> Vec<u8> {
         let mut t = match self {
-            Transport::Tcp { sport, dport, flags, option_words } => {
+            Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                option_words,
+            } => {
                 let mut t = vec![0u8; 20 + 4 * usize::from(*option_words)];
                 t[0..2].copy_from_slice(&sport.to_be_bytes());
                 t[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -250,7 +301,13 @@ impl IpFrame {
         let protocol = self.transport.protocol(self.is_v6());
         let upper = self.transport.bytes(&self.payload);
         match &self.network {
-            Network::V4 { src, dst, option_words, dont_fragment, fragment } => {
+            Network::V4 {
+                src,
+                dst,
+                option_words,
+                dont_fragment,
+                fragment,
+            } => {
                 f.extend_from_slice(&0x0800u16.to_be_bytes());
                 let header_len = 20 + 4 * usize::from(*option_words);
                 let mut h = vec![0u8; header_len];
@@ -274,7 +331,12 @@ impl IpFrame {
                 f.extend_from_slice(&h);
                 f.extend_from_slice(&upper);
             }
-            Network::V6 { src, dst, extensions, fragment } => {
+            Network::V6 {
+                src,
+                dst,
+                extensions,
+                fragment,
+            } => {
                 f.extend_from_slice(&0x86ddu16.to_be_bytes());
                 let mut chain: Vec<(u8, Vec<u8>)> = extensions
                     .iter()
@@ -325,7 +387,12 @@ impl IpFrame {
     /// the upper protocol, or before a later fragment's fragment header, where the walk
     /// stops.
     fn too_many_extensions(&self) -> bool {
-        let Network::V6 { extensions, fragment, .. } = &self.network else {
+        let Network::V6 {
+            extensions,
+            fragment,
+            ..
+        } = &self.network
+        else {
             return false;
         };
         let later = fragment.as_ref().is_some_and(|f| f.offset != 0);
@@ -339,7 +406,12 @@ impl IpFrame {
     /// Where each header the parser reads starts (IPv6 extensions, fragment header, the
     /// transport header when there is one to read).
     fn header_starts(&self) -> Vec<usize> {
-        let Network::V6 { extensions, fragment, .. } = &self.network else {
+        let Network::V6 {
+            extensions,
+            fragment,
+            ..
+        } = &self.network
+        else {
             return Vec::new();
         };
         let later = fragment.as_ref().is_some_and(|f| f.offset != 0);
@@ -366,7 +438,9 @@ impl IpFrame {
     /// A header within 20 bytes of `MAX_HEADER_OFFSET` or past it: checked by
     /// `headers_near_max_header_offset_follow_the_documented_bound`, not compared here.
     fn near_the_offset_bound(&self) -> bool {
-        self.header_starts().iter().any(|&s| s + 20 > MAX_HEADER_OFFSET)
+        self.header_starts()
+            .iter()
+            .any(|&s| s + 20 > MAX_HEADER_OFFSET)
     }
 }
 
@@ -416,7 +490,11 @@ fn reference(frame: &[u8]) -> Reference {
             let mut fragment = (0, false, 0);
             for ext in ip.extensions().clone().into_iter() {
                 if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                    fragment = (f.fragment_offset().value(), f.more_fragments(), f.identification());
+                    fragment = (
+                        f.fragment_offset().value(),
+                        f.more_fragments(),
+                        f.identification(),
+                    );
                 }
             }
             (
@@ -442,7 +520,11 @@ fn reference(frame: &[u8]) -> Reference {
         dst,
         protocol,
         fragment,
-        fragment_id: if fragment == FragmentKind::Whole { 0 } else { id },
+        fragment_id: if fragment == FragmentKind::Whole {
+            0
+        } else {
+            id
+        },
         transport: TransportKind::Opaque,
         ports: (0, 0),
         tcp_flags: 0,
@@ -457,8 +539,21 @@ fn reference(frame: &[u8]) -> Reference {
                 .unwrap_or_else(|e| panic!("etherparse: tcp {e:?}"));
             r.transport = TransportKind::Ports;
             r.ports = (t.source_port(), t.destination_port());
-            let bits = [t.fin(), t.syn(), t.rst(), t.psh(), t.ack(), t.urg(), t.ece(), t.cwr()];
-            r.tcp_flags = bits.iter().enumerate().map(|(i, b)| u8::from(*b) << i).sum();
+            let bits = [
+                t.fin(),
+                t.syn(),
+                t.rst(),
+                t.psh(),
+                t.ack(),
+                t.urg(),
+                t.ece(),
+                t.cwr(),
+            ];
+            r.tcp_flags = bits
+                .iter()
+                .enumerate()
+                .map(|(i, b)| u8::from(*b) << i)
+                .sum();
         }
         IPPROTO_UDP => {
             let u = etherparse::UdpHeaderSlice::from_slice(payload)
@@ -511,7 +606,10 @@ fn ours(p: &ParsedFrame) -> Reference {
 fn cases(default: u32) -> u32 {
     std::env::var("FUZZ_PARSER_CASES")
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("FUZZ_PARSER_CASES={v} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("FUZZ_PARSER_CASES={v} is not a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -521,9 +619,10 @@ fn runner(default_cases: u32) -> TestRunner {
         failure_persistence: None,
         ..Config::default()
     };
-    let seed = std::env::var("FUZZ_PARSER_SEED")
-        .ok()
-        .map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("FUZZ_PARSER_SEED={v} is not a number")));
+    let seed = std::env::var("FUZZ_PARSER_SEED").ok().map(|v| {
+        v.parse::<u64>()
+            .unwrap_or_else(|_| panic!("FUZZ_PARSER_SEED={v} is not a number"))
+    });
     match seed {
         Some(seed) => {
             let mut bytes = [0u8; 32];
@@ -535,8 +634,12 @@ fn runner(default_cases: u32) -> TestRunner {
     }
 }
 
-fn run<S: Strategy>(name: &str, default_cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn run<S: Strategy>(
+    name: &str,
+    default_cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
     let start = std::time::Instant::now();
@@ -544,7 +647,11 @@ where
     if let Err(e) = runner.run(&strategy, test) {
         panic!("{name}: {e}");
     }
-    eprintln!("{name}: {} cases in {:?}", runner.config().cases, start.elapsed());
+    eprintln!(
+        "{name}: {} cases in {:?}",
+        runner.config().cases,
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -554,7 +661,11 @@ fn valid_frames_parse_like_etherparse() {
         let strict = parse_frame(frame.as_slice(), Snaplen::Strict);
         let cut = parse_frame(frame.as_slice(), Snaplen::CaptureMayBeCut);
         prop_assert_eq!(strict, cut, "a whole frame parses the same in both modes");
-        let class = if spec.is_v6() { FrameClass::Ipv6 } else { FrameClass::Ipv4 };
+        let class = if spec.is_v6() {
+            FrameClass::Ipv6
+        } else {
+            FrameClass::Ipv4
+        };
         prop_assert_eq!(strict.class, class);
         prop_assert!(strict.has_ip);
         if spec.near_the_offset_bound() {
@@ -562,7 +673,12 @@ fn valid_frames_parse_like_etherparse() {
         }
         if spec.too_many_extensions() {
             // The documented bound: etherparse walks on, the parser gives up.
-            prop_assert_eq!(strict.fault, Some(Reason::Ipv6ChainTooLong), "{:02x?}", frame);
+            prop_assert_eq!(
+                strict.fault,
+                Some(Reason::Ipv6ChainTooLong),
+                "{:02x?}",
+                frame
+            );
             return Ok(());
         }
         prop_assert_eq!(strict.fault, None, "a valid frame: {:02x?}", frame);
@@ -675,15 +791,22 @@ fn random_bytes_never_panic() {
     // and transport code.
     let strategy = (
         prop::collection::vec(any::<u8>(), 0..700),
-        prop::sample::select(vec![0x0800u16, 0x86dd, 0x8100, 0x88a8, 0x9100, 0x0806, 0x1234]),
+        prop::sample::select(vec![
+            0x0800u16, 0x86dd, 0x8100, 0x88a8, 0x9100, 0x0806, 0x1234,
+        ]),
         any::<bool>(),
     );
-    run("random bytes", 4000, strategy, |(mut bytes, ethertype, set)| {
-        if set && bytes.len() >= 14 {
-            bytes[12..14].copy_from_slice(&ethertype.to_be_bytes());
-        }
-        check_any(&bytes)
-    });
+    run(
+        "random bytes",
+        4000,
+        strategy,
+        |(mut bytes, ethertype, set)| {
+            if set && bytes.len() >= 14 {
+                bytes[12..14].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            check_any(&bytes)
+        },
+    );
 }
 
 #[test]
@@ -696,15 +819,26 @@ fn three_vlan_tags_are_bad_vlan() {
             dst: [10, 0, 0, 2],
             option_words: 0,
             dont_fragment: false,
-            fragment: Fragment { offset: 0, more: false, id: 0 },
+            fragment: Fragment {
+                offset: 0,
+                more: false,
+                id: 0,
+            },
         },
         transport: Transport::Udp { sport: 1, dport: 2 },
         payload: vec![],
         padding: 0,
     };
     let frame = spec.bytes();
-    assert_eq!(reference(&frame).vlan_ids, vec![1, 2, 3], "etherparse takes three tags");
-    assert_eq!(parse_frame(frame.as_slice(), Snaplen::Strict).fault, Some(Reason::BadVlan));
+    assert_eq!(
+        reference(&frame).vlan_ids,
+        vec![1, 2, 3],
+        "etherparse takes three tags"
+    );
+    assert_eq!(
+        parse_frame(frame.as_slice(), Snaplen::Strict).fault,
+        Some(Reason::BadVlan)
+    );
 }
 
 /// A frame whose single destination-options header (length field `len`) puts the next
@@ -734,16 +868,35 @@ fn headers_near_max_header_offset_follow_the_documented_bound() {
     for len in 50u8..=70 {
         let l4 = 14 + 40 + (usize::from(len) + 1) * 8;
         for transport in [
-            Transport::Tcp { sport: 40000, dport: 443, flags: 0x12, option_words: 0 },
-            Transport::Udp { sport: 40000, dport: 53 },
+            Transport::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: 0x12,
+                option_words: 0,
+            },
+            Transport::Udp {
+                sport: 40000,
+                dport: 53,
+            },
         ] {
             let frame = v6_with_dstopts(len, transport.clone());
             let p = parse_frame(frame.as_slice(), Snaplen::Strict);
-            let want = if l4 <= MAX_HEADER_OFFSET { None } else { Some(Reason::Ipv6ChainTooLong) };
+            let want = if l4 <= MAX_HEADER_OFFSET {
+                None
+            } else {
+                Some(Reason::Ipv6ChainTooLong)
+            };
             if p.fault != want {
-                problems.push(format!("{transport:?} at offset {l4}: fault {:?}, expected {want:?}", p.fault));
+                problems.push(format!(
+                    "{transport:?} at offset {l4}: fault {:?}, expected {want:?}",
+                    p.fault
+                ));
             } else if want.is_none() && ours(&p) != reference(&frame) {
-                problems.push(format!("{transport:?} at offset {l4}: {:?} vs etherparse {:?}", ours(&p), reference(&frame)));
+                problems.push(format!(
+                    "{transport:?} at offset {l4}: {:?} vs etherparse {:?}",
+                    ours(&p),
+                    reference(&frame)
+                ));
             }
         }
         // An extension header starting past the bound.
@@ -769,5 +922,10 @@ fn headers_near_max_header_offset_follow_the_documented_bound() {
             ));
         }
     }
-    assert!(problems.is_empty(), "{} frames near MAX_HEADER_OFFSET:\n  {}", problems.len(), problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{} frames near MAX_HEADER_OFFSET:\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
 }

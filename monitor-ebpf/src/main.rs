@@ -23,15 +23,15 @@ use monitor_common::{
     flow::{self, Initiator, Service, ServiceHint},
     maps::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
-        DEVICE_HAS_RULES, DeviceKey, EVENT_STATS_SLOTS, EVENTS_BYTES, EVENTS_LOST,
-        EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT, EVENTS_SUPPRESSED, Event, EventRate,
-        MAX_DEVICE_ADDRESSES, MAX_RULE_SETS, MAX_RULES_PER_SET, RULE_ALLOW, RULE_ANY, RULE_DENY,
+        Config, ConnEntry, Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES,
+        DEVICE_LIFE_CRITICAL, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats, Direction,
+        EVENT_STATS_SLOTS, EVENTS_BYTES, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT,
+        EVENTS_SUPPRESSED, Event, EventRate, FlowKey, FlowStats, FragmentEntry, FragmentKey,
+        LAYOUT_VERSION, MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICE_ADDRESSES, MAX_DEVICES, MAX_FLOWS,
+        MAX_FRAGMENTS, MAX_IFACES, MAX_IFINDEX, MAX_RULE_SETS, MAX_RULES_PER_SET, MAX_UNENROLLED,
+        MAX_UNENROLLED_FLOWS, MODE_INHERIT, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY,
         RULE_PREFIX_BASE, RuleKeyData, RuleSet, UNENROLLED_RATE_SLOT, active_generation,
-        DEVICE_REASON_SLOTS, MAX_IFACES, MAX_IFINDEX, device_reason_index,
-        Config, ConnEntry, Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry,
-        DeviceStats, Direction, FlowKey, FlowStats, FragmentEntry, FragmentKey, LAYOUT_VERSION,
-        MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICES, MAX_FLOWS, MAX_FRAGMENTS, MAX_UNENROLLED,
-        MAX_UNENROLLED_FLOWS, MODE_INHERIT, ORIGIN_LEARNED,
+        device_reason_index,
     },
     parse::{self, Addr, FragmentKind, FrameBytes, IpPacket, ParsedFrame, Snaplen},
     verdict_index,
@@ -56,7 +56,8 @@ static DEVICE_STATS: PerCpuArray<DeviceStats> = PerCpuArray::with_max_entries(MA
 static UNENROLLED_STATS: LruPerCpuHashMap<Addr, DeviceStats> =
     LruPerCpuHashMap::with_max_entries(MAX_UNENROLLED, 0);
 #[map]
-static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> =
+    LruPerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
 #[map]
 static UNENROLLED_FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> =
     LruPerCpuHashMap::with_max_entries(MAX_UNENROLLED_FLOWS, 0);
@@ -242,7 +243,11 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     add_counter(&VERDICTS, index, packet.len);
     if let Some(slot) = IFACE_SLOTS.get(ctx.ingress_ifindex() as u32) {
         if *slot != 0 {
-            add_counter(&IFACE_VERDICTS, (*slot - 1) * VERDICT_SLOTS + index, packet.len);
+            add_counter(
+                &IFACE_VERDICTS,
+                (*slot - 1) * VERDICT_SLOTS + index,
+                packet.len,
+            );
         }
     }
     Ok(action)
@@ -545,7 +550,11 @@ fn identify_from_cache(
     }
     let own = DeviceEntry::new(flow.own_slot, flow.own_mode, flow.own_flags);
     let peer = DeviceEntry::new(flow.peer_slot, flow.peer_mode, flow.peer_flags);
-    let peer = if flow.peer_slot == NO_SLOT { None } else { Some(peer) };
+    let peer = if flow.peer_slot == NO_SLOT {
+        None
+    } else {
+        Some(peer)
+    };
     let [src, dst] = &mut work.sides;
     if source {
         fill_side(packet, src, Some(own));
@@ -594,8 +603,13 @@ fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     };
     let src_direction = flow::src_direction(service.initiator);
     work.sides[0].key = flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction);
-    work.sides[1].key =
-        flow::flow_key(ip.dst, ip.src, ip.protocol, service.port, src_direction.reversed());
+    work.sides[1].key = flow::flow_key(
+        ip.dst,
+        ip.src,
+        ip.protocol,
+        service.port,
+        src_direction.reversed(),
+    );
     work.is_later_fragment
 }
 
@@ -685,7 +699,8 @@ fn judge_side(
         None => None,
     };
     // SAFETY: a per-CPU value of this CPU.
-    let cached = known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_tag } == packet.cache_tag);
+    let cached =
+        known.is_some_and(|flow| unsafe { flow.as_ref().in_baseline_tag } == packet.cache_tag);
     let (action, reason, in_baseline) = side_verdict(packet, side, &fragment, cached);
     side.action = action as u8;
     side.reason = reason as u8;
@@ -956,8 +971,18 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         count_device(packet, &ip.dst, dst.slot, dst_charge);
     }
     if both_unenrolled {
-        count_flow(packet, &UNENROLLED_FLOWS, &work.sides[0].key, charge(true, dropped, false));
-        count_flow(packet, &UNENROLLED_FLOWS, &work.sides[1].key, charge(false, dropped, false));
+        count_flow(
+            packet,
+            &UNENROLLED_FLOWS,
+            &work.sides[0].key,
+            charge(true, dropped, false),
+        );
+        count_flow(
+            packet,
+            &UNENROLLED_FLOWS,
+            &work.sides[1].key,
+            charge(false, dropped, false),
+        );
     } else if dropped {
         // judge_side counted the packet in the enrolled sides' flows (in FLOWS, or in the
         // separate table for a new violating flow); the drop is known only now.
@@ -1102,7 +1127,10 @@ fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
 
 /// The flow's entry in `table`, created when missing.
 #[inline(always)]
-fn flow_entry(table: &LruPerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey) -> Option<NonNull<FlowStats>> {
+fn flow_entry(
+    table: &LruPerCpuHashMap<FlowKey, FlowStats>,
+    key: &FlowKey,
+) -> Option<NonNull<FlowStats>> {
     match table.get_ptr_mut(key).and_then(NonNull::new) {
         Some(stats) => Some(stats),
         None => {
@@ -1128,7 +1156,12 @@ fn add_flow_packet(packet: &Packet, stats: &mut FlowStats, charge: u8) {
 }
 
 #[inline(never)]
-fn count_flow(packet: &Packet, table: &LruPerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, charge: u8) {
+fn count_flow(
+    packet: &Packet,
+    table: &LruPerCpuHashMap<FlowKey, FlowStats>,
+    key: &FlowKey,
+    charge: u8,
+) {
     if let Some(mut stats) = flow_entry(table, key) {
         // SAFETY: a per-CPU value, written only by this CPU while the program runs.
         add_flow_packet(packet, unsafe { stats.as_mut() }, charge);

@@ -23,7 +23,9 @@ pub enum BaselineError {
     Read(String, #[source] std::io::Error),
     #[error("{0} is not a baseline file")]
     Parse(String, #[source] serde_json::Error),
-    #[error("{file} has format `{format}` version {version}; this monitor reads `{FORMAT}` version {VERSION}")]
+    #[error(
+        "{file} has format `{format}` version {version}; this monitor reads `{FORMAT}` version {VERSION}"
+    )]
     Version {
         file: String,
         format: String,
@@ -117,7 +119,10 @@ impl Record {
 
 impl BaselineFile {
     pub fn from_map(entries: &[(FlowKey, BaselineEntry)]) -> BaselineFile {
-        let mut records: Vec<Record> = entries.iter().map(|(k, e)| Record::from_map(k, e)).collect();
+        let mut records: Vec<Record> = entries
+            .iter()
+            .map(|(k, e)| Record::from_map(k, e))
+            .collect();
         records.sort();
         BaselineFile {
             format: FORMAT.into(),
@@ -171,12 +176,27 @@ impl BaselineFile {
     /// Entries of `self` not in `older` (what a device learned since a snapshot), and
     /// entries of `older` no longer in `self`.
     pub fn diff<'a>(&'a self, older: &'a BaselineFile) -> (Vec<&'a Record>, Vec<&'a Record>) {
-        let strip = |r: &Record| (r.device, r.peer, r.protocol, r.service_port, r.direction.clone());
+        let strip = |r: &Record| {
+            (
+                r.device,
+                r.peer,
+                r.protocol,
+                r.service_port,
+                r.direction.clone(),
+            )
+        };
         let old: BTreeSet<_> = older.entries.iter().map(strip).collect();
         let new: BTreeSet<_> = self.entries.iter().map(strip).collect();
         (
-            self.entries.iter().filter(|r| !old.contains(&strip(r))).collect(),
-            older.entries.iter().filter(|r| !new.contains(&strip(r))).collect(),
+            self.entries
+                .iter()
+                .filter(|r| !old.contains(&strip(r)))
+                .collect(),
+            older
+                .entries
+                .iter()
+                .filter(|r| !new.contains(&strip(r)))
+                .collect(),
         )
     }
 }
@@ -202,14 +222,20 @@ mod tests {
 
     #[test]
     fn wrong_versions_and_bad_entries_are_named() {
-        let err = BaselineFile::parse("b.json", br#"{"format":"monitor-baseline","version":9,"entries":[]}"#)
-            .expect_err("version 9");
+        let err = BaselineFile::parse(
+            "b.json",
+            br#"{"format":"monitor-baseline","version":9,"entries":[]}"#,
+        )
+        .expect_err("version 9");
         assert!(err.to_string().contains("version 9"), "{err}");
         let err = BaselineFile::parse(
             "b.json",
             br#"{"format":"monitor-baseline","version":1,"entries":[{"device":"10.0.0.1","peer":"10.0.0.2","protocol":6,"service-port":80,"direction":"sideways"}]}"#,
         )
         .expect_err("bad direction");
-        assert!(err.to_string().contains("entry 0") && err.to_string().contains("sideways"), "{err}");
+        assert!(
+            err.to_string().contains("entry 0") && err.to_string().contains("sideways"),
+            "{err}"
+        );
     }
 }

@@ -146,7 +146,10 @@ pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
             continue;
         }
         let total = maps.device_stats(device.slot)?.break_glass_packets;
-        closed.insert(device.spec.name.clone(), total.saturating_sub(glass.packets_at_start));
+        closed.insert(
+            device.spec.name.clone(),
+            total.saturating_sub(glass.packets_at_start),
+        );
         records.push((glass.who.clone(), glass.reason.clone()));
         device.break_glass = None;
     }
@@ -173,6 +176,9 @@ pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
             maps.enroll(*addr, device.entry())?;
         }
     }
-    log::info!("break-glass expired for {}", closed.keys().cloned().collect::<Vec<_>>().join(", "));
+    log::info!(
+        "break-glass expired for {}",
+        closed.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
     Ok(())
 }

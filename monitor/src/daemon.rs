@@ -132,7 +132,10 @@ pub fn apply_policy_with(
     names: &mut crate::mud::Names,
 ) -> Result<Inventory> {
     let mut policy = Policy::load_dir(dir).with_context(|| {
-        format!("policy in {} not applied; the running policy stays", dir.display())
+        format!(
+            "policy in {} not applied; the running policy stays",
+            dir.display()
+        )
     })?;
     names.apply(&mut policy);
     for warning in &policy.warnings {
@@ -162,7 +165,13 @@ pub fn apply_policy_with(
 /// The policy's rules, folded into the rule sets the datapath reads.
 pub fn compiled_rules(
     policy: &Policy,
-) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>> {
+) -> Result<
+    Vec<(
+        u32,
+        monitor_common::maps::RuleKeyData,
+        monitor_common::maps::RuleSet,
+    )>,
+> {
     let rules = policy
         .compile_rules()
         .map_err(crate::policy::PolicyError::Invalid)?;
@@ -252,11 +261,11 @@ pub async fn run_with_stats(
         .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
     std::fs::create_dir_all(&paths.pin_dir)
         .with_context(|| format!("creating pin directory {}", paths.pin_dir.display()))?;
-    let mut datapath = Datapath::load(&Maps::Pinned(paths.pin_dir.clone()))
-        .context("loading the XDP program")?;
+    let mut datapath =
+        Datapath::load(&Maps::Pinned(paths.pin_dir.clone())).context("loading the XDP program")?;
     datapath.pin_programs(&paths.pin_dir)?;
-    let restored = restore_baseline(&mut datapath, &paths.state)
-        .context("restoring the saved baseline")?;
+    let restored =
+        restore_baseline(&mut datapath, &paths.state).context("restoring the saved baseline")?;
     if restored > 0 {
         log::info!("restored {restored} baseline entries from the state directory");
     }
@@ -267,7 +276,9 @@ pub async fn run_with_stats(
         match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
             Ok(_) => {
                 stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                stats.last_good_reload_unix.store(unix_now(), Ordering::Relaxed);
+                stats
+                    .last_good_reload_unix
+                    .store(unix_now(), Ordering::Relaxed);
             }
             // A restart with a broken policy keeps enforcing the pinned one.
             Err(e) if adopted_policy => {
@@ -305,7 +316,9 @@ pub async fn run_with_stats(
             }
         };
         let slot = attached.len() as u32;
-        if let Some(ifindex) = datapath::if_index(iface).filter(|_| slot < monitor_common::maps::MAX_IFACES) {
+        if let Some(ifindex) =
+            datapath::if_index(iface).filter(|_| slot < monitor_common::maps::MAX_IFACES)
+        {
             datapath
                 .maps_mut()
                 .set_interface_slot(ifindex, Some(slot))?;
@@ -369,7 +382,9 @@ pub async fn run_with_stats(
                 match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
                     Ok(_) => {
                         stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                        stats.last_good_reload_unix.store(unix_now(), Ordering::Relaxed);
+                        stats
+                            .last_good_reload_unix
+                            .store(unix_now(), Ordering::Relaxed);
                     }
                     Err(e) => {
                         stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
@@ -385,7 +400,9 @@ pub async fn run_with_stats(
             match current {
                 None => {
                     if !missing.insert(iface.clone(), true).unwrap_or(false) {
-                        log::warn!("interface {iface} disappeared; it is re-attached when it returns");
+                        log::warn!(
+                            "interface {iface} disappeared; it is re-attached when it returns"
+                        );
                     }
                 }
                 Some(index) if Some(index) != known => {
@@ -393,9 +410,18 @@ pub async fn run_with_stats(
                     let pin = link_pin(&paths.pin_dir, iface);
                     match datapath.attach_pinned(iface, options.xdp_mode.into(), &pin, None) {
                         Ok((mode, _)) => {
-                            log::info!("interface {iface} is back: attached in {} mode", mode_name(mode));
-                            let slot = options.interfaces.iter().position(|i| i == iface).unwrap_or(0) as u32;
-                            if let Err(e) = datapath.maps_mut().set_interface_slot(index, Some(slot)) {
+                            log::info!(
+                                "interface {iface} is back: attached in {} mode",
+                                mode_name(mode)
+                            );
+                            let slot = options
+                                .interfaces
+                                .iter()
+                                .position(|i| i == iface)
+                                .unwrap_or(0) as u32;
+                            if let Err(e) =
+                                datapath.maps_mut().set_interface_slot(index, Some(slot))
+                            {
                                 log::error!("counting {iface}'s verdicts: {e:#}");
                             }
                             links.insert(
@@ -437,7 +463,9 @@ pub async fn run_with_stats(
     if let Err(e) = save_baseline(datapath.maps(), &paths.state) {
         log::error!("saving the baseline: {e:#}");
     }
-    log::info!("stopping; the XDP program stays attached and enforcing (`monitor detach` removes it)");
+    log::info!(
+        "stopping; the XDP program stays attached and enforcing (`monitor detach` removes it)"
+    );
     let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
     drop(datapath);
     Ok(())
@@ -479,7 +507,10 @@ pub fn detach(paths: &Paths) -> Result<()> {
 fn save_baseline_from_pins(paths: &Paths) -> Result<()> {
     let maps = datapath::MapSet::open_pinned(&paths.pin_dir)?;
     let saved = save_baseline(&maps, &paths.state)?;
-    println!("saved {saved} baseline entries to {}", paths.state.path().join(baseline::STATE_FILE).display());
+    println!(
+        "saved {saved} baseline entries to {}",
+        paths.state.path().join(baseline::STATE_FILE).display()
+    );
     Ok(())
 }
 
@@ -488,7 +519,11 @@ pub fn reload(paths: &Paths) -> Result<()> {
     let info = running_daemon(&paths.state).context("no monitor daemon is running")?;
     // SAFETY: kill(2) with SIGHUP on the daemon's pid.
     if unsafe { libc::kill(info.pid as i32, libc::SIGHUP) } != 0 {
-        bail!("signalling pid {}: {}", info.pid, std::io::Error::last_os_error());
+        bail!(
+            "signalling pid {}: {}",
+            info.pid,
+            std::io::Error::last_os_error()
+        );
     }
     println!("asked the daemon (pid {}) to reload its policy", info.pid);
     Ok(())

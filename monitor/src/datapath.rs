@@ -56,7 +56,9 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
-    #[error("a frame of {0} bytes is shorter than an Ethernet header; the kernel's test run refuses it")]
+    #[error(
+        "a frame of {0} bytes is shorter than an Ethernet header; the kernel's test run refuses it"
+    )]
     FrameTooShort(usize),
     #[error("a frame of {0} bytes is larger than a page; the kernel's test run refuses it")]
     FrameTooLarge(usize),
@@ -139,19 +141,79 @@ pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
     let size = |n: usize| n as u32;
     vec![
         (names::CONFIG, 4, size(size_of::<Config>()), 1),
-        (names::DEVICES, size(size_of::<DeviceKey>()), size(size_of::<DeviceEntry>()), MAX_DEVICE_ADDRESSES),
-        (names::DEVICE_STATS, 4, size(size_of::<DeviceStats>()), MAX_DEVICES),
-        (names::UNENROLLED_STATS, size(size_of::<Addr>()), size(size_of::<DeviceStats>()), MAX_UNENROLLED),
-        (names::FLOWS, size(size_of::<FlowKey>()), size(size_of::<FlowStats>()), MAX_FLOWS),
-        (names::UNENROLLED_FLOWS, size(size_of::<FlowKey>()), size(size_of::<FlowStats>()), MAX_UNENROLLED_FLOWS),
-        (names::BASELINE, size(size_of::<FlowKey>()), size(size_of::<BaselineEntry>()), MAX_BASELINE),
-        (names::CONNTRACK, size(size_of::<ConnKey>()), size(size_of::<ConnEntry>()), MAX_CONNTRACK),
-        (names::FRAGMENTS, size(size_of::<FragmentKey>()), size(size_of::<FragmentEntry>()), MAX_FRAGMENTS),
-        (names::VERDICTS, 4, size(size_of::<Counter>()), VERDICT_SLOTS),
-        (names::CLASSES, 4, size(size_of::<Counter>()), FrameClass::COUNT as u32),
-        (names::RULES, 4 + size(size_of::<RuleKeyData>()), size(size_of::<RuleSet>()), MAX_RULE_SETS),
+        (
+            names::DEVICES,
+            size(size_of::<DeviceKey>()),
+            size(size_of::<DeviceEntry>()),
+            MAX_DEVICE_ADDRESSES,
+        ),
+        (
+            names::DEVICE_STATS,
+            4,
+            size(size_of::<DeviceStats>()),
+            MAX_DEVICES,
+        ),
+        (
+            names::UNENROLLED_STATS,
+            size(size_of::<Addr>()),
+            size(size_of::<DeviceStats>()),
+            MAX_UNENROLLED,
+        ),
+        (
+            names::FLOWS,
+            size(size_of::<FlowKey>()),
+            size(size_of::<FlowStats>()),
+            MAX_FLOWS,
+        ),
+        (
+            names::UNENROLLED_FLOWS,
+            size(size_of::<FlowKey>()),
+            size(size_of::<FlowStats>()),
+            MAX_UNENROLLED_FLOWS,
+        ),
+        (
+            names::BASELINE,
+            size(size_of::<FlowKey>()),
+            size(size_of::<BaselineEntry>()),
+            MAX_BASELINE,
+        ),
+        (
+            names::CONNTRACK,
+            size(size_of::<ConnKey>()),
+            size(size_of::<ConnEntry>()),
+            MAX_CONNTRACK,
+        ),
+        (
+            names::FRAGMENTS,
+            size(size_of::<FragmentKey>()),
+            size(size_of::<FragmentEntry>()),
+            MAX_FRAGMENTS,
+        ),
+        (
+            names::VERDICTS,
+            4,
+            size(size_of::<Counter>()),
+            VERDICT_SLOTS,
+        ),
+        (
+            names::CLASSES,
+            4,
+            size(size_of::<Counter>()),
+            FrameClass::COUNT as u32,
+        ),
+        (
+            names::RULES,
+            4 + size(size_of::<RuleKeyData>()),
+            size(size_of::<RuleSet>()),
+            MAX_RULE_SETS,
+        ),
         (names::EVENTS, 0, 0, EVENTS_BYTES),
-        (names::EVENT_RATE, 4, size(size_of::<EventRate>()), MAX_DEVICES + 1),
+        (
+            names::EVENT_RATE,
+            4,
+            size(size_of::<EventRate>()),
+            MAX_DEVICES + 1,
+        ),
         (names::EVENT_STATS, 4, 8, EVENT_STATS_SLOTS),
         (names::IFACE_SLOTS, 4, 4, monitor_common::maps::MAX_IFINDEX),
         (
@@ -225,7 +287,9 @@ pub struct MapSet {
 
 impl std::fmt::Debug for MapSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MapSet").field("maps", &self.maps.keys()).finish()
+        f.debug_struct("MapSet")
+            .field("maps", &self.maps.keys())
+            .finish()
     }
 }
 
@@ -253,7 +317,10 @@ impl Datapath {
         let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
         let mut maps = BTreeMap::new();
         for name in names::ALL {
-            maps.insert(name, ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?);
+            maps.insert(
+                name,
+                ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?,
+            );
         }
         let mut datapath = Datapath {
             ebpf,
@@ -393,12 +460,15 @@ impl Datapath {
         }
         let (got, id) = self.attach_link(iface, mode)?;
         let program = self.program_mut(programs::MONITOR)?;
-        let link = program.take_link(id).map_err(|source| DatapathError::Program {
-            name: programs::MONITOR,
-            what: format!("taking the link on {iface}"),
-            source,
-        })?;
-        let link = FdLink::try_from(link).map_err(|e| DatapathError::Link(link_pin.to_path_buf(), e))?;
+        let link = program
+            .take_link(id)
+            .map_err(|source| DatapathError::Program {
+                name: programs::MONITOR,
+                what: format!("taking the link on {iface}"),
+                source,
+            })?;
+        let link =
+            FdLink::try_from(link).map_err(|e| DatapathError::Link(link_pin.to_path_buf(), e))?;
         // The pin keeps the attachment; this process's fd closes when `link` drops.
         link.pin(link_pin)
             .map_err(|e| DatapathError::Pin(link_pin.to_path_buf(), e))?;
@@ -512,7 +582,8 @@ impl MapSet {
                 what: "opening the pinned map (is `monitor run` running, or was it run?)",
                 source,
             })?;
-            let map = aya::maps::Map::from_map_data(data).map_err(map_err(name, "unsupported map type"))?;
+            let map = aya::maps::Map::from_map_data(data)
+                .map_err(map_err(name, "unsupported map type"))?;
             maps.insert(name, map);
         }
         Ok(MapSet { maps })
@@ -523,19 +594,25 @@ impl MapSet {
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
-        self.maps.get_mut(name).ok_or(DatapathError::MissingMap(name))
+        self.maps
+            .get_mut(name)
+            .ok_or(DatapathError::MissingMap(name))
     }
 
     pub fn config(&self) -> Result<Config> {
-        let array: Array<&MapData, Config> =
-            Array::try_from(self.map(names::CONFIG)?).map_err(map_err(names::CONFIG, "wrong type"))?;
-        array.get(&0, 0).map_err(map_err(names::CONFIG, "reading entry 0"))
+        let array: Array<&MapData, Config> = Array::try_from(self.map(names::CONFIG)?)
+            .map_err(map_err(names::CONFIG, "wrong type"))?;
+        array
+            .get(&0, 0)
+            .map_err(map_err(names::CONFIG, "reading entry 0"))
     }
 
     pub fn set_config(&mut self, config: Config) -> Result<()> {
         let mut array: Array<&mut MapData, Config> = Array::try_from(self.map_mut(names::CONFIG)?)
             .map_err(map_err(names::CONFIG, "wrong type"))?;
-        array.set(0, config, 0).map_err(map_err(names::CONFIG, "writing entry 0"))
+        array
+            .set(0, config, 0)
+            .map_err(map_err(names::CONFIG, "writing entry 0"))
     }
 
     /// Sets the global mode, keeping the rest of CONFIG.
@@ -557,7 +634,8 @@ impl MapSet {
     }
 
     fn devices_map_mut(&mut self) -> Result<HashMap<&mut MapData, DeviceKey, DeviceEntry>> {
-        HashMap::try_from(self.map_mut(names::DEVICES)?).map_err(map_err(names::DEVICES, "wrong type"))
+        HashMap::try_from(self.map_mut(names::DEVICES)?)
+            .map_err(map_err(names::DEVICES, "wrong type"))
     }
 
     fn devices_map(&self) -> Result<HashMap<&MapData, DeviceKey, DeviceEntry>> {
@@ -581,7 +659,10 @@ impl MapSet {
     /// Removes the device at `addr` from the policy packets read now.
     pub fn unenroll(&mut self, addr: IpAddr) -> Result<()> {
         let generation = self.active_generation()?;
-        match self.devices_map_mut()?.remove(&device_key(addr, generation)) {
+        match self
+            .devices_map_mut()?
+            .remove(&device_key(addr, generation))
+        {
             Ok(()) | Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(map_err(names::DEVICES, "removing a device")(e)),
         }
@@ -593,7 +674,10 @@ impl MapSet {
         let generation = self.active_generation()?;
         self.devices_map()?
             .iter()
-            .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.generation == generation))
+            .filter(|kv| {
+                kv.as_ref()
+                    .map_or(true, |(k, _)| k.generation == generation)
+            })
             .map(|kv| kv.map(|(k, v)| (addr_of(&k.addr), v)))
             .collect::<Result<_, _>>()
             .map_err(map_err(names::DEVICES, "reading"))
@@ -650,11 +734,16 @@ impl MapSet {
         for key in stale {
             match map.remove(&key) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(names::DEVICES, "removing an old policy's device")(e)),
+                Err(e) => {
+                    return Err(map_err(names::DEVICES, "removing an old policy's device")(
+                        e,
+                    ));
+                }
             }
         }
         let mut rules: LpmTrie<&mut MapData, RuleKeyData, RuleSet> =
-            LpmTrie::try_from(self.map_mut(names::RULES)?).map_err(map_err(names::RULES, "wrong type"))?;
+            LpmTrie::try_from(self.map_mut(names::RULES)?)
+                .map_err(map_err(names::RULES, "wrong type"))?;
         let stale: Vec<LpmKey<RuleKeyData>> = rules
             .keys()
             .filter_map(|k| k.ok())
@@ -673,10 +762,13 @@ impl MapSet {
     pub fn rules(&self) -> Result<Vec<(u32, RuleKeyData, RuleSet)>> {
         let generation = self.active_generation()?;
         let map: LpmTrie<&MapData, RuleKeyData, RuleSet> =
-            LpmTrie::try_from(self.map(names::RULES)?).map_err(map_err(names::RULES, "wrong type"))?;
+            LpmTrie::try_from(self.map(names::RULES)?)
+                .map_err(map_err(names::RULES, "wrong type"))?;
         map.iter()
             .filter_map(|kv| match kv {
-                Ok((k, v)) if k.data().generation == generation => Some(Ok((k.prefix_len(), k.data(), v))),
+                Ok((k, v)) if k.data().generation == generation => {
+                    Some(Ok((k.prefix_len(), k.data(), v)))
+                }
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             })
@@ -686,8 +778,9 @@ impl MapSet {
 
     /// Event counters: (sent, suppressed by the rate limit, lost because the ring was full).
     pub fn event_stats(&self) -> Result<(u64, u64, u64)> {
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(names::EVENT_STATS)?)
-            .map_err(map_err(names::EVENT_STATS, "wrong type"))?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(names::EVENT_STATS)?)
+                .map_err(map_err(names::EVENT_STATS, "wrong type"))?;
         let sum = |index: u32| -> Result<u64> {
             Ok(array
                 .get(&index, 0)
@@ -695,7 +788,11 @@ impl MapSet {
                 .iter()
                 .sum())
         };
-        Ok((sum(EVENTS_SENT)?, sum(EVENTS_SUPPRESSED)?, sum(EVENTS_LOST)?))
+        Ok((
+            sum(EVENTS_SENT)?,
+            sum(EVENTS_SUPPRESSED)?,
+            sum(EVENTS_LOST)?,
+        ))
     }
 
     /// Takes the event ring buffer out of the set (one reader: the daemon).
@@ -733,10 +830,14 @@ impl MapSet {
             PerCpuArray::try_from(self.map_mut(names::DEVICE_REASONS)?)
                 .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
         for reason in 0..monitor_common::maps::DEVICE_REASON_SLOTS {
-            let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])
-                .map_err(DatapathError::Cpus)?;
+            let zeros =
+                aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(DatapathError::Cpus)?;
             reasons
-                .set(monitor_common::maps::device_reason_index(slot, reason as u8), zeros, 0)
+                .set(
+                    monitor_common::maps::device_reason_index(slot, reason as u8),
+                    zeros,
+                    0,
+                )
                 .map_err(map_err(names::DEVICE_REASONS, "zeroing a slot"))?;
         }
         Ok(())
@@ -779,8 +880,9 @@ impl MapSet {
     /// Counts the verdicts of interface `ifindex` apart, in block `slot` (< MAX_IFACES);
     /// `None` stops counting it apart.
     pub fn set_interface_slot(&mut self, ifindex: u32, slot: Option<u32>) -> Result<()> {
-        let mut array: Array<&mut MapData, u32> = Array::try_from(self.map_mut(names::IFACE_SLOTS)?)
-            .map_err(map_err(names::IFACE_SLOTS, "wrong type"))?;
+        let mut array: Array<&mut MapData, u32> =
+            Array::try_from(self.map_mut(names::IFACE_SLOTS)?)
+                .map_err(map_err(names::IFACE_SLOTS, "wrong type"))?;
         array
             .set(ifindex, slot.map_or(0, |s| s + 1), 0)
             .map_err(map_err(names::IFACE_SLOTS, "writing an interface's slot"))
@@ -954,7 +1056,13 @@ pub fn ensure_bpffs(root: &Path) -> std::io::Result<()> {
     let fstype = c"bpf";
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), c_root.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            c_root.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());

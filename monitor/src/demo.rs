@@ -124,8 +124,16 @@ fn normal_traffic(ward: &Ward) -> Result<Vec<(String, Outcome)>> {
         Ok((format!("{from} → {what}"), outcome))
     };
     Ok(vec![
-        tcp("pump-icu3-01", at("pump-server", HTTPS), "pump server (HTTPS 443)")?,
-        tcp("monitor-icu3-01", at("hl7-engine", MLLP), "HL7 engine (MLLP 2575)")?,
+        tcp(
+            "pump-icu3-01",
+            at("pump-server", HTTPS),
+            "pump server (HTTPS 443)",
+        )?,
+        tcp(
+            "monitor-icu3-01",
+            at("hl7-engine", MLLP),
+            "HL7 engine (MLLP 2575)",
+        )?,
         tcp("ct-scanner-01", at("pacs", DICOM), "PACS (DICOM 104)")?,
         udp("badge-reader-icu3", at("dns", DNS), "DNS (53/udp)")?,
         udp("ws-icu3-nurses", at("dns", DNS), "DNS (53/udp)")?,
@@ -194,7 +202,11 @@ pub fn run() -> Result<()> {
     }
     let _servers = Servers::start(
         &ward.core,
-        &[at("pump-server", HTTPS), at("hl7-engine", MLLP), at("pacs", DICOM)],
+        &[
+            at("pump-server", HTTPS),
+            at("hl7-engine", MLLP),
+            at("pacs", DICOM),
+        ],
         &[at("dns", DNS), at("ntp", NTP)],
     )?;
 
@@ -204,7 +216,15 @@ pub fn run() -> Result<()> {
         .arg(&demo.pin_dir)
         .arg("--state-dir")
         .arg(&demo.state_dir)
-        .args(["run", "--netns", ward.router.name(), "--iface", &ward.ward_leg, "--iface", &ward.core_leg])
+        .args([
+            "run",
+            "--netns",
+            ward.router.name(),
+            "--iface",
+            &ward.ward_leg,
+            "--iface",
+            &ward.core_leg,
+        ])
         .arg("--policies")
         .arg(&policy_dir)
         .args(["--mode", "learn"])
@@ -226,8 +246,14 @@ pub fn run() -> Result<()> {
     for round in 1..=3 {
         demo.check_stop()?;
         let outcomes = normal_traffic(&ward)?;
-        let answered = outcomes.iter().filter(|(_, o)| *o == Outcome::Answered).count();
-        println!("   round {round}: {answered}/{} exchanges answered", outcomes.len());
+        let answered = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Answered)
+            .count();
+        println!(
+            "   round {round}: {answered}/{} exchanges answered",
+            outcomes.len()
+        );
     }
     demo.cli(&["devices"])?;
 
@@ -272,7 +298,10 @@ pub fn run() -> Result<()> {
         println!("   got through: {}", through.join(", "));
     }
     let outcomes = normal_traffic(&ward)?;
-    let answered = outcomes.iter().filter(|(_, o)| *o == Outcome::Answered).count();
+    let answered = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Answered)
+        .count();
     println!(
         "   meanwhile the rest of the ward: {answered}/{} normal exchanges answered",
         outcomes.len()

@@ -91,7 +91,9 @@ impl EventWriter {
         let peer_address = addr_of(&event.peer);
         let device = by_address.get(&address);
         let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(event.timestamp_ns));
-        let time = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::now());
+        let time = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::now());
         EventLine {
             time: humantime::format_rfc3339_millis(time).to_string(),
             device: device.map_or_else(|| address.to_string(), |d| d.spec.name.clone()),
@@ -112,7 +114,9 @@ impl EventWriter {
             } else {
                 "would-drop".into()
             },
-            reason: Reason::try_from(event.reason).map_or("?", Reason::label).into(),
+            reason: Reason::try_from(event.reason)
+                .map_or("?", Reason::label)
+                .into(),
             count: 1 + u64::from(event.suppressed),
         }
     }
@@ -125,7 +129,10 @@ impl EventWriter {
         if self.file.metadata().map(|m| m.len()).unwrap_or(0) > ROTATE_BYTES {
             let rotated = self.path.with_extension("jsonl.1");
             std::fs::rename(&self.path, rotated)?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
         }
         Ok(())
     }

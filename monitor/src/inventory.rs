@@ -72,7 +72,8 @@ impl StateDir {
         std::fs::create_dir_all(&self.root).map_err(|e| self.io(e))?;
         let path = self.root.join(name);
         let tmp = self.root.join(format!(".{name}.tmp"));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Json(path.clone(), e))?;
+        let bytes =
+            serde_json::to_vec_pretty(value).map_err(|e| StateError::Json(path.clone(), e))?;
         let mut file = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
         file.write_all(&bytes).map_err(|e| self.io(e))?;
         file.sync_all().map_err(|e| self.io(e))?;
@@ -295,7 +296,9 @@ impl Inventory {
             && device.spec.criticality == Criticality::LifeCritical
             && !confirmed
         {
-            return Err(StateError::LifeCriticalNeedsConfirmation(device.spec.name.clone()));
+            return Err(StateError::LifeCriticalNeedsConfirmation(
+                device.spec.name.clone(),
+            ));
         }
         device.operator_override = mode.map(|mode| ModeOverride { mode, confirmed });
         Ok(device)
@@ -319,16 +322,21 @@ impl Inventory {
         rules: &[(u32, RuleKeyData, RuleSet)],
     ) -> Result<(), StateError> {
         for slot in fresh_slots {
-            maps.reset_device_stats(*slot).map_err(StateError::Datapath)?;
+            maps.reset_device_stats(*slot)
+                .map_err(StateError::Datapath)?;
         }
         let devices: Vec<(IpAddr, DeviceEntry)> = self
             .by_address()
             .into_iter()
             .map(|(addr, device)| (addr, device.entry()))
             .collect();
-        maps.install_policy(&devices, rules).map_err(StateError::Datapath)?;
-        maps.set_flags(CONFIG_UNENROLLED_DROP, self.unenrolled == UnenrolledSpec::Drop)
-            .map_err(StateError::Datapath)
+        maps.install_policy(&devices, rules)
+            .map_err(StateError::Datapath)?;
+        maps.set_flags(
+            CONFIG_UNENROLLED_DROP,
+            self.unenrolled == UnenrolledSpec::Drop,
+        )
+        .map_err(StateError::Datapath)
     }
 
     /// The device named (or addressed) `name`, for changes.

@@ -137,7 +137,9 @@ impl NetNs {
     /// Runs `f` inside this namespace and waits for it.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let handle = self.spawn(f)?;
-        Ok(handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        Ok(handle
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e)))
     }
 }
 
@@ -145,7 +147,10 @@ impl Drop for NetNs {
     fn drop(&mut self) {
         // Its veth ends go with it, and their peers with them.
         if let Err(e) = run("ip", &["netns", "del", &self.name]) {
-            eprintln!("warning: could not delete network namespace {}: {e}", self.name);
+            eprintln!(
+                "warning: could not delete network namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -186,7 +191,16 @@ impl Drop for EnteredNs {
 pub fn veth(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) -> Result<()> {
     // Created inside `a` so that no link ever exists in the caller's namespace.
     a.ip(&[
-        "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name(),
+        "link",
+        "add",
+        a_name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        b.name(),
     ])?;
     a.ip(&["link", "set", a_name, "up"])?;
     b.ip(&["link", "set", b_name, "up"])?;
@@ -289,13 +303,25 @@ impl Ward {
         router.ip(&["addr", "add", "fd00:20::1/64", "dev", &core_leg, "nodad"])?;
         router.enable_forwarding()?;
         for host in WARD_DEVICES {
-            ward.ip(&["addr", "add", &format!("{}/24", host.address), "dev", &ward_if])?;
+            ward.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", host.address),
+                "dev",
+                &ward_if,
+            ])?;
         }
         ward.ip(&["addr", "add", "fd00:10::11/64", "dev", &ward_if, "nodad"])?;
         ward.ip(&["route", "add", "default", "via", "10.10.1.1"])?;
         ward.ip(&["-6", "route", "add", "default", "via", "fd00:10::1"])?;
         for host in CORE_SERVERS {
-            core.ip(&["addr", "add", &format!("{}/24", host.address), "dev", &core_if])?;
+            core.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", host.address),
+                "dev",
+                &core_if,
+            ])?;
         }
         core.ip(&["addr", "add", "fd00:20::10/64", "dev", &core_if, "nodad"])?;
         core.ip(&["route", "add", "default", "via", "10.20.0.1"])?;
@@ -432,7 +458,12 @@ pub fn tcp_exchange(src: IpAddr, dst: SocketAddr, message: &[u8], timeout: Durat
     let outcome = match stream.read_exact(&mut echoed) {
         Ok(()) if echoed == message => Outcome::Answered,
         Ok(()) => Outcome::Failed,
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Outcome::TimedOut
         }
         Err(_) => Outcome::Failed,
@@ -460,7 +491,12 @@ pub fn udp_exchange(
     match socket.recv_from(&mut buf) {
         Ok((n, from)) if from == dst && &buf[..n] == message => Outcome::Answered,
         Ok(_) => Outcome::Failed,
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Outcome::TimedOut
         }
         Err(_) => Outcome::Failed,

@@ -304,7 +304,8 @@ fn main() -> Result<()> {
                 Some(MetricsAddr::At(addr)) => Some(monitor::metrics::bind(addr)?),
                 None => {
                     let port = monitor::metrics::DEFAULT_PORT;
-                    match monitor::metrics::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+                    match monitor::metrics::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                    {
                         Ok(listener) => Some(listener),
                         Err(e) => {
                             let e = monitor::metrics::error_chain(&e);
@@ -320,15 +321,15 @@ fn main() -> Result<()> {
                 .map(monitor::lab::enter_netns)
                 .transpose()?;
             tokio::runtime::Runtime::new()?.block_on(daemon::run(
-            &paths,
-            RunOptions {
-                interfaces,
-                xdp_mode,
-                policies,
-                mode: mode.map(Mode::from),
-                metrics_listener,
-            },
-        ))
+                &paths,
+                RunOptions {
+                    interfaces,
+                    xdp_mode,
+                    policies,
+                    mode: mode.map(Mode::from),
+                    metrics_listener,
+                },
+            ))
         }
         Command::Demo => monitor::demo::run(),
         Command::Map {
@@ -405,7 +406,12 @@ fn open_maps(paths: &Paths) -> Result<MapSet> {
     })
 }
 
-fn set_mode(paths: &Paths, choice: ModeChoice, device: Option<&str>, confirmed: bool) -> Result<()> {
+fn set_mode(
+    paths: &Paths,
+    choice: ModeChoice,
+    device: Option<&str>,
+    confirmed: bool,
+) -> Result<()> {
     let mut maps = open_maps(paths)?;
     let mode = match choice {
         ModeChoice::Learn => Some(ModeSpec::Learn),
@@ -459,7 +465,9 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "status": status, "daemon": daemon }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "status": status, "daemon": daemon })
+            )?
         );
         return Ok(());
     }
@@ -478,15 +486,28 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
     println!("unenrolled traffic: {}", status.unenrolled);
     println!(
         "devices: {} enrolled ({} addresses); baseline: {} entries; policy generation {}",
-        status.enrolled_devices, status.enrolled_addresses, status.baseline_entries, status.policy_generation
+        status.enrolled_devices,
+        status.enrolled_addresses,
+        status.baseline_entries,
+        status.policy_generation
     );
     println!();
     let rows: Vec<Vec<String>> = status
         .verdicts
         .iter()
-        .map(|v| vec![v.action.clone(), v.reason.clone(), v.packets.to_string(), v.bytes.to_string()])
+        .map(|v| {
+            vec![
+                v.action.clone(),
+                v.reason.clone(),
+                v.packets.to_string(),
+                v.bytes.to_string(),
+            ]
+        })
         .collect();
-    print!("{}", table(&["VERDICT", "REASON", "PACKETS", "BYTES"], &rows));
+    print!(
+        "{}",
+        table(&["VERDICT", "REASON", "PACKETS", "BYTES"], &rows)
+    );
     println!();
     let rows: Vec<Vec<String>> = status
         .classes
@@ -505,7 +526,9 @@ fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "devices": rows, "unenrolled": unenrolled }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "devices": rows, "unenrolled": unenrolled })
+            )?
         );
         return Ok(());
     }
@@ -516,7 +539,11 @@ fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
             vec![
                 d.name.clone(),
                 d.kind.clone(),
-                d.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+                d.addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 d.criticality.clone(),
                 d.mode.clone(),
                 format!("{}/{}", d.packets_sent, d.packets_received),
@@ -533,8 +560,18 @@ fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
         "{}",
         table(
             &[
-                "DEVICE", "KIND", "ADDRESSES", "CRITICALITY", "MODE", "PKTS OUT/IN", "BYTES OUT/IN",
-                "DROPPED", "WOULD-DROP", "BASELINE", "LAST SEEN", "LOCATION"
+                "DEVICE",
+                "KIND",
+                "ADDRESSES",
+                "CRITICALITY",
+                "MODE",
+                "PKTS OUT/IN",
+                "BYTES OUT/IN",
+                "DROPPED",
+                "WOULD-DROP",
+                "BASELINE",
+                "LAST SEEN",
+                "LOCATION"
             ],
             &table_rows
         )
@@ -554,7 +591,13 @@ fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
                 ]
             })
             .collect();
-        print!("{}", table(&["ADDRESS", "PKTS OUT/IN", "BYTES OUT/IN", "LAST SEEN"], &rows));
+        print!(
+            "{}",
+            table(
+                &["ADDRESS", "PKTS OUT/IN", "BYTES OUT/IN", "LAST SEEN"],
+                &rows
+            )
+        );
     }
     Ok(())
 }
@@ -596,7 +639,17 @@ fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Result<(
     print!(
         "{}",
         table(
-            &["DEVICE", "DIR", "PEER", "SERVICE", "PKTS OUT/IN", "BYTES OUT/IN", "DROPPED", "BASELINE", "LAST SEEN"],
+            &[
+                "DEVICE",
+                "DIR",
+                "PEER",
+                "SERVICE",
+                "PKTS OUT/IN",
+                "BYTES OUT/IN",
+                "DROPPED",
+                "BASELINE",
+                "LAST SEEN"
+            ],
             &table_rows
         )
     );
@@ -609,7 +662,10 @@ fn mud_show(dir: &std::path::Path, resolve: bool) -> Result<()> {
     if resolve {
         names.apply(&mut policy.clone());
     }
-    print!("{}", monitor::mud::describe(&policy, resolve.then_some(&names)));
+    print!(
+        "{}",
+        monitor::mud::describe(&policy, resolve.then_some(&names))
+    );
     Ok(())
 }
 
@@ -692,7 +748,11 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             .transpose()
     };
     match command {
-        BaselineCommand::Export { device, format, output } => {
+        BaselineCommand::Export {
+            device,
+            format,
+            output,
+        } => {
             let maps = open_maps(paths)?;
             let mut file = BaselineFile::from_map(&maps.baseline()?);
             if let Some(addresses) = only(device.as_deref())? {
@@ -704,7 +764,8 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             };
             match output {
                 Some(path) => {
-                    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(&path, text + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
                     println!("wrote {} entries to {}", file.entries.len(), path.display());
                 }
                 None => println!("{text}"),
@@ -721,14 +782,36 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             }
             let (added, removed) = live.diff(&old);
             let by_address = inventory.by_address();
-            let name = |ip: &std::net::IpAddr| by_address.get(ip).map_or_else(|| ip.to_string(), |d| d.spec.name.clone());
+            let name = |ip: &std::net::IpAddr| {
+                by_address
+                    .get(ip)
+                    .map_or_else(|| ip.to_string(), |d| d.spec.name.clone())
+            };
             for r in &added {
-                println!("+ {} {} {} {}/{}", name(&r.device), r.direction, name(&r.peer), report::protocol_name(r.protocol), r.service_port);
+                println!(
+                    "+ {} {} {} {}/{}",
+                    name(&r.device),
+                    r.direction,
+                    name(&r.peer),
+                    report::protocol_name(r.protocol),
+                    r.service_port
+                );
             }
             for r in &removed {
-                println!("- {} {} {} {}/{}", name(&r.device), r.direction, name(&r.peer), report::protocol_name(r.protocol), r.service_port);
+                println!(
+                    "- {} {} {} {}/{}",
+                    name(&r.device),
+                    r.direction,
+                    name(&r.peer),
+                    report::protocol_name(r.protocol),
+                    r.service_port
+                );
             }
-            println!("{} new since the snapshot, {} gone", added.len(), removed.len());
+            println!(
+                "{} new since the snapshot, {} gone",
+                added.len(),
+                removed.len()
+            );
             Ok(())
         }
         BaselineCommand::Import { file } => {
@@ -753,7 +836,13 @@ fn reasons(json: bool) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = Reason::ALL
         .iter()
-        .map(|r| vec![(*r as u8).to_string(), r.label().into(), r.description().into()])
+        .map(|r| {
+            vec![
+                (*r as u8).to_string(),
+                r.label().into(),
+                r.description().into(),
+            ]
+        })
         .collect();
     print!("{}", table(&["#", "REASON", "MEANING"], &rows));
     Ok(())

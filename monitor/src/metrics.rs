@@ -324,7 +324,8 @@ impl Counter {
             let count = count_keys(map).map_err(|e| MetricsError::Count(map.name, e))?;
             entries.push((map.name, count, map.capacity));
         }
-        let all = (monitor_common::maps::MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS) as usize;
+        let all = (monitor_common::maps::MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS)
+            as usize;
         let device_reasons = self.reasons.read(all).unwrap_or_else(|e| {
             log::warn!("reading {}: {e}", names::DEVICE_REASONS);
             Vec::new()
@@ -417,7 +418,10 @@ impl<T: Summed> BatchArray<T> {
         const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
         // The kernel copies each entry's value for every possible CPU, each rounded up to
         // 8 bytes: both value types are made of u64s.
-        assert!(std::mem::size_of::<T>().is_multiple_of(8), "values must be whole u64 words");
+        assert!(
+            std::mem::size_of::<T>().is_multiple_of(8),
+            "values must be whole u64 words"
+        );
         let fd = self.data.fd().as_fd().as_raw_fd() as u32;
         let mut keys = vec![0u32; STATS_BATCH];
         let mut values = vec![T::default(); STATS_BATCH * self.cpus];
@@ -836,7 +840,12 @@ impl Scraper {
                     let index = monitor_common::maps::device_reason_index(r.slot, reason as u8);
                     let count = reasons.get(index as usize).copied().unwrap_or(0);
                     if count > 0 {
-                        t.sample(name, &r.labels, Some(("reason", reason.label())), Value::Int(count));
+                        t.sample(
+                            name,
+                            &r.labels,
+                            Some(("reason", reason.label())),
+                            Value::Int(count),
+                        );
                     }
                 }
             }
@@ -1056,7 +1065,12 @@ impl Scraper {
                 push_label(&mut labels, "device", &iface.name);
                 labels.push(',');
                 push_label(&mut labels, "action", action.name());
-                t.sample(name, &labels, Some(("reason", reason.label())), Value::Int(counter.packets));
+                t.sample(
+                    name,
+                    &labels,
+                    Some(("reason", reason.label())),
+                    Value::Int(counter.packets),
+                );
                 bytes_rows.push((labels, reason.label(), counter.bytes));
             }
         }

@@ -102,7 +102,10 @@ impl Family {
     }
 
     fn holds(self, ip: &IpAddr) -> bool {
-        matches!((self, ip), (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)))
+        matches!(
+            (self, ip),
+            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+        )
     }
 }
 
@@ -209,11 +212,18 @@ pub struct MudImport {
 
 impl MudImport {
     fn rule_spec(&self, rule: &MudRule, cidr: String, note: &str) -> (Place, RuleSpec) {
-        let file = self.file.file_name().map_or_else(|| self.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let file = self.file.file_name().map_or_else(
+            || self.file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         (
             self.place.clone(),
             RuleSpec {
-                description: Some(format!("MUD {file} ({}): {}{note}", self.mud.info.mud_url, rule.aces.join(", "))),
+                description: Some(format!(
+                    "MUD {file} ({}): {}{note}",
+                    self.mud.info.mud_url,
+                    rule.aces.join(", ")
+                )),
                 devices: EndpointSpec {
                     kind: Some(self.kind.clone()),
                     ..EndpointSpec::default()
@@ -267,7 +277,11 @@ impl MudImport {
                 servers: self.dns_servers.clone(),
             };
             for address in names.addresses(&question) {
-                out.push(self.rule_spec(rule, address.to_string(), &format!(" [{name} {} = {address}]", family.record())));
+                out.push(self.rule_spec(
+                    rule,
+                    address.to_string(),
+                    &format!(" [{name} {} = {address}]", family.record()),
+                ));
             }
         }
         out
@@ -275,14 +289,20 @@ impl MudImport {
 
     /// Reads and checks the MUD file of `entry` (relative to `dir`); problems are placed in
     /// the MUD file, or at the policy entry (`place`) when they are the entry's.
-    pub fn load(entry: MudEntry, dir: &Path, place: &Place) -> Result<(MudImport, Vec<Problem>), Vec<Problem>> {
+    pub fn load(
+        entry: MudEntry,
+        dir: &Path,
+        place: &Place,
+    ) -> Result<(MudImport, Vec<Problem>), Vec<Problem>> {
         let at_entry = |message: String| Problem {
             place: place.clone(),
             message: format!("mud entry: {message}"),
         };
         let mut problems = Vec::new();
         if entry.kind.trim().is_empty() {
-            problems.push(at_entry("`kind` is empty; name the device kind the MUD file describes".into()));
+            problems.push(at_entry(
+                "`kind` is empty; name the device kind the MUD file describes".into(),
+            ));
         }
         let mut dns_servers = Vec::new();
         for server in &entry.dns_servers {
@@ -390,12 +410,29 @@ pub fn describe(policy: &Policy, names: Option<&Names>) -> String {
     }
     for import in &policy.mud {
         let info = &import.mud.info;
-        let _ = writeln!(out, "{} for every device of kind `{}` ({})", import.file.display(), import.kind, import.place);
-        let about: Vec<&str> = [&info.systeminfo, &info.mfg_name, &info.model_name, &info.firmware_rev]
-            .into_iter()
-            .filter_map(|v| v.as_deref())
-            .collect();
-        let _ = writeln!(out, "  {} ({}), last update {}", info.mud_url, about.join(", "), info.last_update);
+        let _ = writeln!(
+            out,
+            "{} for every device of kind `{}` ({})",
+            import.file.display(),
+            import.kind,
+            import.place
+        );
+        let about: Vec<&str> = [
+            &info.systeminfo,
+            &info.mfg_name,
+            &info.model_name,
+            &info.firmware_rev,
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+        .collect();
+        let _ = writeln!(
+            out,
+            "  {} ({}), last update {}",
+            info.mud_url,
+            about.join(", "),
+            info.last_update
+        );
         if !info.is_supported {
             let _ = writeln!(out, "  the manufacturer no longer supports this device");
         }
@@ -409,14 +446,24 @@ pub fn describe(policy: &Policy, names: Option<&Names>) -> String {
                 None => String::new(),
                 Some(p) => format!("/{}", ports_text(p)),
             };
-            let _ = writeln!(out, "  {action} {direction} {}{ports} peer {}   [{}]", rule.protocol, rule.peer, rule.aces.join(", "));
+            let _ = writeln!(
+                out,
+                "  {action} {direction} {}{ports} peer {}   [{}]",
+                rule.protocol,
+                rule.peer,
+                rule.aces.join(", ")
+            );
             if let (Some(names), MudPeer::Name { name, family }) = (names, &rule.peer) {
                 let question = Question {
                     name: name.clone(),
                     family: *family,
                     servers: import.dns_servers.clone(),
                 };
-                let _ = writeln!(out, "      {question}: {}", join(&names.addresses(&question)));
+                let _ = writeln!(
+                    out,
+                    "      {question}: {}",
+                    join(&names.addresses(&question))
+                );
             }
         }
     }
@@ -432,9 +479,11 @@ fn ports_text(ports: &PortsSpec) -> String {
 }
 
 fn parse_server(text: &str) -> Option<SocketAddr> {
-    text.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
 }
 
 /// A regular file's text, refused unread when it is over the policy size limit.
@@ -666,7 +715,11 @@ struct Pointer(String);
 
 impl Pointer {
     fn key(&self, key: &str) -> Pointer {
-        Pointer(format!("{}/{}", self.0, key.replace('~', "~0").replace('/', "~1")))
+        Pointer(format!(
+            "{}/{}",
+            self.0,
+            key.replace('~', "~0").replace('/', "~1")
+        ))
     }
     fn index(&self, index: usize) -> Pointer {
         Pointer(format!("{}/{index}", self.0))
@@ -778,9 +831,11 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
         )));
     }
     if !mud.is_supported {
-        warnings.push(mud_at.key("is-supported").diag(
-            "the manufacturer no longer supports this device (is-supported: false)",
-        ));
+        warnings.push(
+            mud_at
+                .key("is-supported")
+                .diag("the manufacturer no longer supports this device (is-supported: false)"),
+        );
     }
     let info = MudInfo {
         mud_url: mud.mud_url,
@@ -802,15 +857,26 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
     let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, acl) in acls.iter().enumerate() {
         if by_name.insert(acl.name.as_str(), i).is_some() {
-            problems.push(acls_at.index(i).key("name").diag(format!("ACL `{}` is defined twice", acl.name)));
+            problems.push(
+                acls_at
+                    .index(i)
+                    .key("name")
+                    .diag(format!("ACL `{}` is defined twice", acl.name)),
+            );
         }
     }
     // Which ACL each policy names.
     let mut used: BTreeMap<usize, Side> = BTreeMap::new();
     let mut order: Vec<usize> = Vec::new();
-    for (side, policy) in [(Side::FromDevice, &mud.from_device_policy), (Side::ToDevice, &mud.to_device_policy)] {
+    for (side, policy) in [
+        (Side::FromDevice, &mud.from_device_policy),
+        (Side::ToDevice, &mud.to_device_policy),
+    ] {
         let Some(policy) = policy else { continue };
-        let list_at = mud_at.key(side.key()).key("access-lists").key("access-list");
+        let list_at = mud_at
+            .key(side.key())
+            .key("access-lists")
+            .key("access-list");
         for (j, reference) in policy.access_lists.access_list.iter().enumerate() {
             let at = list_at.index(j).key("name");
             match by_name.get(reference.name.as_str()) {
@@ -840,7 +906,10 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
     }
     // In the order the policies name them: from-device first.
     let mut rules: Vec<MudRule> = Vec::new();
-    for (i, side) in order.into_iter().filter_map(|i| used.get(&i).map(|side| (i, *side))) {
+    for (i, side) in order
+        .into_iter()
+        .filter_map(|i| used.get(&i).map(|side| (i, *side)))
+    {
         let acl = &acls[i];
         let acl_at = acls_at.index(i);
         let family = match acl_family(acl.acl_type.as_deref()) {
@@ -855,7 +924,10 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
         for (k, ace) in aces.iter().enumerate() {
             let ace_at = acl_at.key("aces").key("ace").index(k);
             if !names.insert(ace.name.as_str()) {
-                problems.push(ace_at.key("name").diag(format!("ACE `{}` is defined twice in ACL `{}`", ace.name, acl.name)));
+                problems.push(ace_at.key("name").diag(format!(
+                    "ACE `{}` is defined twice in ACL `{}`",
+                    ace.name, acl.name
+                )));
                 continue;
             }
             match convert_ace(ace, side, family, &ace_at, local_networks) {
@@ -864,7 +936,13 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
                         rule.aces = vec![format!("{}/{}", acl.name, ace.name)];
                         match rules.iter_mut().find(|r| {
                             (&r.peer, &r.protocol, &r.ports, r.direction, r.action)
-                                == (&rule.peer, &rule.protocol, &rule.ports, rule.direction, rule.action)
+                                == (
+                                    &rule.peer,
+                                    &rule.protocol,
+                                    &rule.ports,
+                                    rule.direction,
+                                    rule.action,
+                                )
                         }) {
                             Some(same) => same.aces.append(&mut rule.aces),
                             None => rules.push(rule),
@@ -876,21 +954,35 @@ fn convert(document: Document, local_networks: &[String]) -> Result<MudFile, Vec
         }
     }
     if problems.is_empty() {
-        Ok(MudFile { info, rules, warnings })
+        Ok(MudFile {
+            info,
+            rules,
+            warnings,
+        })
     } else {
         Err(problems)
     }
 }
 
 fn acl_family(acl_type: Option<&str>) -> Result<Option<Family>, String> {
-    let Some(text) = acl_type else { return Ok(None) };
-    match text.strip_prefix("ietf-access-control-list:").unwrap_or(text) {
+    let Some(text) = acl_type else {
+        return Ok(None);
+    };
+    match text
+        .strip_prefix("ietf-access-control-list:")
+        .unwrap_or(text)
+    {
         "ipv4-acl-type" => Ok(Some(Family::V4)),
         "ipv6-acl-type" => Ok(Some(Family::V6)),
-        "eth-acl-type" | "mixed-eth-ipv4-acl-type" | "mixed-eth-ipv6-acl-type" | "mixed-eth-ipv4-ipv6-acl-type" => Err(format!(
+        "eth-acl-type"
+        | "mixed-eth-ipv4-acl-type"
+        | "mixed-eth-ipv6-acl-type"
+        | "mixed-eth-ipv4-ipv6-acl-type" => Err(format!(
             "ACL type `{text}` matches Ethernet headers, which the monitor's rules do not (they match IP addresses, protocols and service ports)"
         )),
-        _ => Err(format!("`{text}` is not an ACL type of RFC 8519 (ipv4-acl-type, ipv6-acl-type, ...)")),
+        _ => Err(format!(
+            "`{text}` is not an ACL type of RFC 8519 (ipv4-acl-type, ipv6-acl-type, ...)"
+        )),
     }
 }
 
@@ -962,7 +1054,10 @@ impl<'a> L3<'a> {
             Family::V4 => "ipv4",
             Family::V6 => "ipv6",
         };
-        format!("{}-{family}-network", if destination { "destination" } else { "source" })
+        format!(
+            "{}-{family}-network",
+            if destination { "destination" } else { "source" }
+        )
     }
 }
 
@@ -977,7 +1072,10 @@ fn convert_ace(
     let action = {
         let forwarding_at = at.key("actions").key("forwarding");
         let forwarding = ace.actions.forwarding.as_str();
-        match forwarding.strip_prefix("ietf-access-control-list:").unwrap_or(forwarding) {
+        match forwarding
+            .strip_prefix("ietf-access-control-list:")
+            .unwrap_or(forwarding)
+        {
             "accept" => RuleAction::Allow,
             "drop" => RuleAction::Deny,
             "reject" => {
@@ -985,22 +1083,41 @@ fn convert_ace(
                     "`reject` is not supported: the monitor drops silently and cannot send the rejection; use `drop` or `accept`",
                 ));
             }
-            other => return Err(forwarding_at.diag(format!("`{other}` is not accept, drop or reject"))),
+            other => {
+                return Err(forwarding_at.diag(format!("`{other}` is not accept, drop or reject")));
+            }
         }
     };
     if let Some(logging) = &ace.actions.logging {
-        let bare = logging.strip_prefix("ietf-access-control-list:").unwrap_or(logging);
+        let bare = logging
+            .strip_prefix("ietf-access-control-list:")
+            .unwrap_or(logging);
         if !matches!(bare, "log-action" | "no-log") {
-            return Err(at.key("actions").key("logging").diag(format!("`{logging}` is not log-action or no-log")));
+            return Err(at
+                .key("actions")
+                .key("logging")
+                .diag(format!("`{logging}` is not log-action or no-log")));
         }
     }
     let empty = Matches::default();
     let matches = ace.matches.as_ref().unwrap_or(&empty);
     let matches_at = at.key("matches");
     for (name, value, why) in [
-        ("eth", &matches.eth, "Ethernet matches (MAC addresses, ethertypes) are not supported: the monitor's rules match IP addresses, protocols and service ports"),
-        ("egress-interface", &matches.egress_interface, "interface matches are not supported: the monitor's rules apply on every interface it watches"),
-        ("ingress-interface", &matches.ingress_interface, "interface matches are not supported: the monitor's rules apply on every interface it watches"),
+        (
+            "eth",
+            &matches.eth,
+            "Ethernet matches (MAC addresses, ethertypes) are not supported: the monitor's rules match IP addresses, protocols and service ports",
+        ),
+        (
+            "egress-interface",
+            &matches.egress_interface,
+            "interface matches are not supported: the monitor's rules apply on every interface it watches",
+        ),
+        (
+            "ingress-interface",
+            &matches.ingress_interface,
+            "interface matches are not supported: the monitor's rules apply on every interface it watches",
+        ),
     ] {
         if value.is_some() {
             return Err(matches_at.key(name).diag(why));
@@ -1008,7 +1125,8 @@ fn convert_ace(
     }
     let l3 = match (&matches.ipv4, &matches.ipv6) {
         (Some(_), Some(_)) => {
-            return Err(matches_at.diag("has both `ipv4` and `ipv6`; an ACE matches one of them (RFC 8519)"));
+            return Err(matches_at
+                .diag("has both `ipv4` and `ipv6`; an ACE matches one of them (RFC 8519)"));
         }
         (Some(m), None) => Some(L3::v4(m, matches_at.key("ipv4"))),
         (None, Some(m)) => Some(L3::v6(m, matches_at.key("ipv6"))),
@@ -1018,14 +1136,21 @@ fn convert_ace(
         (Some(acl), Some(l3)) if acl != l3.family => {
             return Err(l3.at.diag(format!(
                 "an {} match in an ACL of type {}-acl-type",
-                if l3.family == Family::V4 { "ipv4" } else { "ipv6" },
+                if l3.family == Family::V4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                },
                 if acl == Family::V4 { "ipv4" } else { "ipv6" }
             )));
         }
         (_, Some(l3)) => Some(l3.family),
         (acl, None) => acl,
     };
-    if let Some((l3, field)) = l3.as_ref().and_then(|l3| l3.unsupported.first().map(|f| (l3, f))) {
+    if let Some((l3, field)) = l3
+        .as_ref()
+        .and_then(|l3| l3.unsupported.first().map(|f| (l3, f)))
+    {
         return Err(l3.at.key(field).diag(format!(
             "matching the IP header's `{field}` is not supported: the monitor's rules match addresses, protocol and service ports"
         )));
@@ -1035,14 +1160,35 @@ fn convert_ace(
     let mut peers: Vec<MudPeer> = Vec::new();
     if let Some(l3) = &l3 {
         let (peer_network, peer_name, own_network, own_name) = match side {
-            Side::FromDevice => (l3.destination_network, l3.dst_dnsname, l3.source_network, l3.src_dnsname),
-            Side::ToDevice => (l3.source_network, l3.src_dnsname, l3.destination_network, l3.dst_dnsname),
+            Side::FromDevice => (
+                l3.destination_network,
+                l3.dst_dnsname,
+                l3.source_network,
+                l3.src_dnsname,
+            ),
+            Side::ToDevice => (
+                l3.source_network,
+                l3.src_dnsname,
+                l3.destination_network,
+                l3.dst_dnsname,
+            ),
         };
         let own_network_key = l3.network_key(side == Side::ToDevice);
-        let own_name_key = if side == Side::FromDevice { "ietf-acldns:src-dnsname" } else { "ietf-acldns:dst-dnsname" };
+        let own_name_key = if side == Side::FromDevice {
+            "ietf-acldns:src-dnsname"
+        } else {
+            "ietf-acldns:dst-dnsname"
+        };
         let peer_network_key = l3.network_key(side == Side::FromDevice);
-        let peer_name_key = if side == Side::FromDevice { "ietf-acldns:dst-dnsname" } else { "ietf-acldns:src-dnsname" };
-        for (key, present) in [(own_network_key.as_str(), own_network.is_some()), (own_name_key, own_name.is_some())] {
+        let peer_name_key = if side == Side::FromDevice {
+            "ietf-acldns:dst-dnsname"
+        } else {
+            "ietf-acldns:src-dnsname"
+        };
+        for (key, present) in [
+            (own_network_key.as_str(), own_network.is_some()),
+            (own_name_key, own_name.is_some()),
+        ] {
             if present {
                 return Err(l3.at.key(key).diag(format!(
                     "in a {} ACL this is the device's own address; the monitor applies the file to every device of the kind and cannot narrow it",
@@ -1057,7 +1203,10 @@ fn convert_ace(
                 )));
             }
             (Some(network), None) => {
-                peers.push(MudPeer::Cidr(check_network(network, l3.family).map_err(|m| l3.at.key(&peer_network_key).diag(m))?));
+                peers.push(MudPeer::Cidr(
+                    check_network(network, l3.family)
+                        .map_err(|m| l3.at.key(&peer_network_key).diag(m))?,
+                ));
             }
             (None, Some(name)) => {
                 if name.parse::<IpAddr>().is_ok() {
@@ -1066,7 +1215,10 @@ fn convert_ace(
                     )));
                 }
                 if !is_dns_name(name) {
-                    return Err(l3.at.key(peer_name_key).diag(format!("`{name}` is not a DNS name")));
+                    return Err(l3
+                        .at
+                        .key(peer_name_key)
+                        .diag(format!("`{name}` is not a DNS name")));
                 }
                 peers.push(MudPeer::Name {
                     name: name.trim_end_matches('.').to_ascii_lowercase(),
@@ -1079,11 +1231,31 @@ fn convert_ace(
     if let Some(mud) = &matches.mud {
         let mud_at = matches_at.key("ietf-mud:mud");
         for (name, value, why) in [
-            ("manufacturer", &mud.manufacturer, "needs the MUD URLs of other devices, which the monitor does not learn"),
-            ("same-manufacturer", &mud.same_manufacturer, "needs the MUD URLs of other devices, which the monitor does not learn"),
-            ("model", &mud.model, "needs the MUD URLs of other devices, which the monitor does not learn"),
-            ("controller", &mud.controller, "needs a registry of controller classes and their addresses, which the monitor does not have"),
-            ("my-controller", &mud.my_controller, "needs a registry of controller classes and their addresses, which the monitor does not have"),
+            (
+                "manufacturer",
+                &mud.manufacturer,
+                "needs the MUD URLs of other devices, which the monitor does not learn",
+            ),
+            (
+                "same-manufacturer",
+                &mud.same_manufacturer,
+                "needs the MUD URLs of other devices, which the monitor does not learn",
+            ),
+            (
+                "model",
+                &mud.model,
+                "needs the MUD URLs of other devices, which the monitor does not learn",
+            ),
+            (
+                "controller",
+                &mud.controller,
+                "needs a registry of controller classes and their addresses, which the monitor does not have",
+            ),
+            (
+                "my-controller",
+                &mud.my_controller,
+                "needs a registry of controller classes and their addresses, which the monitor does not have",
+            ),
         ] {
             if value.is_some() {
                 return Err(mud_at.key(name).diag(format!(
@@ -1094,10 +1266,14 @@ fn convert_ace(
         if let Some(value) = &mud.local_networks {
             let at = mud_at.key("local-networks");
             if *value != Value::Array(vec![Value::Null]) {
-                return Err(at.diag(format!("is {value}; an empty leaf is written [null] (RFC 7951)")));
+                return Err(at.diag(format!(
+                    "is {value}; an empty leaf is written [null] (RFC 7951)"
+                )));
             }
             if !peers.is_empty() {
-                return Err(at.diag("`local-networks` and an address or name in the same ACE are alternatives"));
+                return Err(at.diag(
+                    "`local-networks` and an address or name in the same ACE are alternatives",
+                ));
             }
             if local_networks.is_empty() {
                 return Err(at.diag(
@@ -1124,27 +1300,41 @@ fn convert_ace(
     }
 
     // Protocol and service ports.
-    let l4_count = [matches.tcp.is_some(), matches.udp.is_some(), matches.icmp.is_some()]
-        .into_iter()
-        .filter(|present| *present)
-        .count();
+    let l4_count = [
+        matches.tcp.is_some(),
+        matches.udp.is_some(),
+        matches.icmp.is_some(),
+    ]
+    .into_iter()
+    .filter(|present| *present)
+    .count();
     if l4_count > 1 {
-        return Err(matches_at.diag("has more than one of `tcp`, `udp` and `icmp`; an ACE matches one of them (RFC 8519)"));
+        return Err(matches_at.diag(
+            "has more than one of `tcp`, `udp` and `icmp`; an ACE matches one of them (RFC 8519)",
+        ));
     }
     let implied = if matches.tcp.is_some() {
         Some((6, "tcp"))
     } else if matches.udp.is_some() {
         Some((17, "udp"))
     } else if matches.icmp.is_some() {
-        Some(if family == Some(Family::V6) { (58, "icmp") } else { (1, "icmp") })
+        Some(if family == Some(Family::V6) {
+            (58, "icmp")
+        } else {
+            (1, "icmp")
+        })
     } else {
         None
     };
-    let written = l3.as_ref().and_then(|l3| l3.protocol.map(|p| (p, l3.at.key("protocol"))));
+    let written = l3
+        .as_ref()
+        .and_then(|l3| l3.protocol.map(|p| (p, l3.at.key("protocol"))));
     let protocol: Option<u8> = match (written, implied) {
         (Some((0, at)), _) => return Err(at.diag("protocol 0 is not a transport protocol")),
         (Some((p, at)), Some((q, name))) if p != q => {
-            return Err(at.diag(format!("protocol is {p}, but the ACE matches `{name}` (protocol {q})")));
+            return Err(at.diag(format!(
+                "protocol is {p}, but the ACE matches `{name}` (protocol {q})"
+            )));
         }
         (Some((p, _)), _) => Some(p),
         (None, Some((q, _))) => Some(q),
@@ -1168,20 +1358,38 @@ fn convert_ace(
                 )));
             }
         }
-        flow_ports(side, tcp.direction_initiated, tcp.source_port.as_ref(), tcp.destination_port.as_ref(), &tcp_at)?
+        flow_ports(
+            side,
+            tcp.direction_initiated,
+            tcp.source_port.as_ref(),
+            tcp.destination_port.as_ref(),
+            &tcp_at,
+        )?
     } else if let Some(udp) = &matches.udp {
         let udp_at = matches_at.key("udp");
         if udp.length.is_some() {
-            return Err(udp_at.key("length").diag("matching the UDP length is not supported"));
+            return Err(udp_at
+                .key("length")
+                .diag("matching the UDP length is not supported"));
         }
-        flow_ports(side, None, udp.source_port.as_ref(), udp.destination_port.as_ref(), &udp_at)?
+        flow_ports(
+            side,
+            None,
+            udp.source_port.as_ref(),
+            udp.destination_port.as_ref(),
+            &udp_at,
+        )?
     } else if let Some(icmp) = &matches.icmp {
         let icmp_at = matches_at.key("icmp");
         if icmp.code.is_some() {
-            return Err(icmp_at.key("code").diag("matching ICMP codes is not supported: the monitor's rules match ICMP types"));
+            return Err(icmp_at.key("code").diag(
+                "matching ICMP codes is not supported: the monitor's rules match ICMP types",
+            ));
         }
         if icmp.rest_of_header.is_some() {
-            return Err(icmp_at.key("rest-of-header").diag("matching the rest of the ICMP header is not supported"));
+            return Err(icmp_at
+                .key("rest-of-header")
+                .diag("matching the rest of the ICMP header is not supported"));
         }
         icmp_ports(side, family, icmp.icmp_type)
     } else {
@@ -1224,8 +1432,12 @@ fn flow_ports(
         Side::FromDevice => (source, "source-port", destination, "destination-port"),
         Side::ToDevice => (destination, "destination-port", source, "source-port"),
     };
-    let device = device_port.map(|p| port_ranges(p, &at.key(device_key))).transpose()?;
-    let peer = peer_port.map(|p| port_ranges(p, &at.key(peer_key))).transpose()?;
+    let device = device_port
+        .map(|p| port_ranges(p, &at.key(device_key)))
+        .transpose()?;
+    let peer = peer_port
+        .map(|p| port_ranges(p, &at.key(peer_key)))
+        .transpose()?;
     let client_port = |key: &str, whose: &str| {
         at.key(key).diag(format!(
             "this is the {whose}'s port, and the {whose} opens the connection: a client's port is ephemeral, and the monitor's rules match only the service (server) port"
@@ -1247,8 +1459,16 @@ fn flow_ports(
 
 /// ICMP types as the monitor's service ports: echo request and reply share the request's
 /// type, and the requester is the client.
-fn icmp_ports(side: Side, family: Option<Family>, icmp_type: Option<u8>) -> (Option<PortsSpec>, RuleDirection) {
-    let (request, reply) = if family == Some(Family::V6) { (128, 129) } else { (8, 0) };
+fn icmp_ports(
+    side: Side,
+    family: Option<Family>,
+    icmp_type: Option<u8>,
+) -> (Option<PortsSpec>, RuleDirection) {
+    let (request, reply) = if family == Some(Family::V6) {
+        (128, 129)
+    } else {
+        (8, 0)
+    };
     let (out, into) = match side {
         Side::FromDevice => (RuleDirection::Out, RuleDirection::In),
         Side::ToDevice => (RuleDirection::In, RuleDirection::Out),
@@ -1303,11 +1523,16 @@ fn port_ranges(port: &PortMatch, at: &Pointer) -> Result<PortsSpec, Diagnostic> 
 /// An `ipv4-prefix` or `ipv6-prefix` of the ACE's family, as a policy cidr.
 fn check_network(text: &str, family: Family) -> Result<String, String> {
     let Some((address, length)) = text.split_once('/') else {
-        return Err(format!("`{text}` is not a prefix like 192.0.2.0/24 (the length is required)"));
+        return Err(format!(
+            "`{text}` is not a prefix like 192.0.2.0/24 (the length is required)"
+        ));
     };
-    let ip: IpAddr = address
-        .parse()
-        .map_err(|_| format!("`{address}` is not an {} address", if family == Family::V4 { "IPv4" } else { "IPv6" }))?;
+    let ip: IpAddr = address.parse().map_err(|_| {
+        format!(
+            "`{address}` is not an {} address",
+            if family == Family::V4 { "IPv4" } else { "IPv6" }
+        )
+    })?;
     if !family.holds(&ip) {
         return Err(format!(
             "`{text}` is an {} prefix in an {} match",
@@ -1340,18 +1565,31 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
 /// `yang:date-and-time` (RFC 6991): `2019-01-28T11:20:51+01:00`, fractions and `Z` allowed.
 fn is_date_and_time(text: &str) -> bool {
     let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    if b.len() < 20 || !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)) {
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 20
+        || !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10))
+    {
         return false;
     }
-    if !(matches!(b[10], b'T' | b't') && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19)) {
+    if !(matches!(b[10], b'T' | b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19))
+    {
         return false;
     }
     let mut rest = &b[19..];
@@ -1393,7 +1631,10 @@ pub enum Lookup {
     Found(BTreeSet<IpAddr>, u32),
     /// The name has no such records, or does not exist; the negative TTL when the answer
     /// carried one.
-    NoAddresses { nxdomain: bool, negative_ttl: Option<u32> },
+    NoAddresses {
+        nxdomain: bool,
+        negative_ttl: Option<u32>,
+    },
     /// No usable answer (timeout, refused, server failure).
     Failed(String),
 }
@@ -1413,7 +1654,10 @@ pub struct Names {
 impl Names {
     /// The addresses known for `question`.
     pub fn addresses(&self, question: &Question) -> BTreeSet<IpAddr> {
-        self.known.get(question).map(|k| k.addresses.clone()).unwrap_or_default()
+        self.known
+            .get(question)
+            .map(|k| k.addresses.clone())
+            .unwrap_or_default()
     }
 
     /// When the next answer runs out.
@@ -1433,7 +1677,11 @@ impl Names {
             .filter(|q| self.known.get(q).is_none_or(|k| k.expires <= now))
             .collect();
         self.record(lookup_all(&due));
-        let named: Vec<_> = policy.mud.iter().flat_map(|import| import.named_rules(self)).collect();
+        let named: Vec<_> = policy
+            .mud
+            .iter()
+            .flat_map(|import| import.named_rules(self))
+            .collect();
         policy.rules.extend(named);
     }
 
@@ -1463,20 +1711,32 @@ impl Names {
                     match &previous {
                         None => log::info!("MUD name {question}: {list} (TTL {ttl} s)"),
                         Some(old) if *old != addresses => {
-                            log::info!("MUD name {question} changed: {} → {list} (TTL {ttl} s)", join(old));
+                            log::info!(
+                                "MUD name {question} changed: {} → {list} (TTL {ttl} s)",
+                                join(old)
+                            );
                         }
-                        Some(_) => log::debug!("MUD name {question}: {list} unchanged (TTL {ttl} s)"),
+                        Some(_) => {
+                            log::debug!("MUD name {question}: {list} unchanged (TTL {ttl} s)")
+                        }
                     }
                     (addresses, keep)
                 }
-                Lookup::NoAddresses { nxdomain, negative_ttl } => {
+                Lookup::NoAddresses {
+                    nxdomain,
+                    negative_ttl,
+                } => {
                     let keep = negative_ttl
                         .map_or(DEFAULT_NEGATIVE_TTL, |t| Duration::from_secs(u64::from(t)))
                         .clamp(MIN_TTL, Duration::from_secs(300));
                     if previous.as_ref().is_none_or(|old| !old.is_empty()) {
                         log::warn!(
                             "MUD name {question}: {}; its rules open nothing until it resolves (asked again in {} s)",
-                            if nxdomain { "no such name" } else { "no such records" },
+                            if nxdomain {
+                                "no such name"
+                            } else {
+                                "no such records"
+                            },
                             keep.as_secs()
                         );
                     }
@@ -1486,7 +1746,11 @@ impl Names {
                     let kept = previous.clone().unwrap_or_default();
                     log::warn!(
                         "MUD name {question}: {why}; {} (asked again in {} s)",
-                        if kept.is_empty() { "its rules open nothing".to_string() } else { format!("keeping {}", join(&kept)) },
+                        if kept.is_empty() {
+                            "its rules open nothing".to_string()
+                        } else {
+                            format!("keeping {}", join(&kept))
+                        },
                         RETRY_AFTER_FAILURE.as_secs()
                     );
                     (kept, RETRY_AFTER_FAILURE)
@@ -1495,7 +1759,13 @@ impl Names {
             if previous.as_ref().is_some_and(|old| *old != addresses) {
                 changed = true;
             }
-            self.known.insert(question, Known { addresses, expires: now + keep });
+            self.known.insert(
+                question,
+                Known {
+                    addresses,
+                    expires: now + keep,
+                },
+            );
         }
         changed
     }
@@ -1505,7 +1775,11 @@ fn join(addresses: &BTreeSet<IpAddr>) -> String {
     if addresses.is_empty() {
         return "no addresses".into();
     }
-    addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Asks every question at once (on a thread of its own with its own runtime, so that the
@@ -1514,12 +1788,22 @@ pub fn lookup_all(questions: &[Question]) -> Vec<(Question, Lookup)> {
     if questions.is_empty() {
         return Vec::new();
     }
-    let failed = |why: String| questions.iter().map(|q| (q.clone(), Lookup::Failed(why.clone()))).collect();
+    let failed = |why: String| {
+        questions
+            .iter()
+            .map(|q| (q.clone(), Lookup::Failed(why.clone())))
+            .collect()
+    };
     std::thread::scope(|scope| {
         scope
-            .spawn(|| match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(lookup_async(questions)),
-                Err(e) => failed(format!("starting the resolver: {e}")),
+            .spawn(|| {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(lookup_async(questions)),
+                    Err(e) => failed(format!("starting the resolver: {e}")),
+                }
             })
             .join()
             .unwrap_or_else(|_| failed("the resolver thread panicked".into()))
@@ -1560,7 +1844,8 @@ fn build_resolver(servers: &[SocketAddr]) -> Result<hickory_resolver::TokioResol
         net::runtime::TokioRuntimeProvider,
     };
     let mut builder = if servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| format!("reading the system's resolver configuration: {e}"))?
+        TokioResolver::builder_tokio()
+            .map_err(|e| format!("reading the system's resolver configuration: {e}"))?
     } else {
         let name_servers = servers
             .iter()
@@ -1572,14 +1857,19 @@ fn build_resolver(servers: &[SocketAddr]) -> Result<hickory_resolver::TokioResol
                 config
             })
             .collect();
-        Resolver::builder_with_config(ResolverConfig::from_name_servers(name_servers), TokioRuntimeProvider::default())
+        Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(name_servers),
+            TokioRuntimeProvider::default(),
+        )
     };
     let options = builder.options_mut();
     options.timeout = Duration::from_secs(2);
     options.attempts = 1;
     // DNS names only: /etc/hosts has no TTLs to follow.
     options.use_hosts_file = ResolveHosts::Never;
-    builder.build().map_err(|e| format!("setting up the resolver: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("setting up the resolver: {e}"))
 }
 
 async fn lookup_one(resolver: &hickory_resolver::TokioResolver, question: &Question) -> Lookup {
@@ -1599,7 +1889,12 @@ async fn lookup_one(resolver: &hickory_resolver::TokioResolver, question: &Quest
             let answers: Vec<_> = lookup
                 .answers()
                 .iter()
-                .filter_map(|r| r.data.ip_addr().filter(|ip| question.family.holds(ip)).map(|ip| (ip, r.ttl)))
+                .filter_map(|r| {
+                    r.data
+                        .ip_addr()
+                        .filter(|ip| question.family.holds(ip))
+                        .map(|ip| (ip, r.ttl))
+                })
                 .collect();
             match answers.iter().map(|(_, ttl)| *ttl).min() {
                 Some(ttl) => Lookup::Found(answers.iter().map(|(ip, _)| *ip).collect(), ttl),
@@ -1630,8 +1925,14 @@ mod tests {
     #[test]
     fn the_rfc_example_becomes_one_outbound_https_rule() {
         let mud = parse(RFC_EXAMPLE, &[]).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(mud.info.mud_url, "https://lighting.example.com/lightbulb2000");
-        assert_eq!(mud.info.systeminfo.as_deref(), Some("The BMS Example Light Bulb"));
+        assert_eq!(
+            mud.info.mud_url,
+            "https://lighting.example.com/lightbulb2000"
+        );
+        assert_eq!(
+            mud.info.systeminfo.as_deref(),
+            Some("The BMS Example Light Bulb")
+        );
         assert_eq!(mud.info.cache_validity_hours, 48);
         assert_eq!(
             mud.rules,
@@ -1644,7 +1945,10 @@ mod tests {
                 ports: Some(PortsSpec::One(443)),
                 direction: RuleDirection::Out,
                 action: RuleAction::Allow,
-                aces: vec!["mud-76100-v6fr/cl0-frdev".into(), "mud-76100-v6to/cl0-todev".into()],
+                aces: vec![
+                    "mud-76100-v6fr/cl0-frdev".into(),
+                    "mud-76100-v6to/cl0-todev".into()
+                ],
             }],
             "the request ACE and the reply ACE are one flow rule"
         );
@@ -1658,7 +1962,16 @@ mod tests {
         let summary: Vec<String> = mud
             .rules
             .iter()
-            .map(|r| format!("{:?} {} {} {:?} {}", r.action, r.direction_name(), r.protocol, r.ports, r.peer))
+            .map(|r| {
+                format!(
+                    "{:?} {} {} {:?} {}",
+                    r.action,
+                    r.direction_name(),
+                    r.protocol,
+                    r.ports,
+                    r.peer
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -1667,7 +1980,10 @@ mod tests {
                 "Allow out udp Some(One(123)) 10.20.0.123/32",
             ]
         );
-        assert_eq!(mud.rules[1].aces, ["pump-v4fr/time", "pump-v4to/time-replies"]);
+        assert_eq!(
+            mud.rules[1].aces,
+            ["pump-v4fr/time", "pump-v4to/time-replies"]
+        );
     }
 
     #[test]
@@ -1692,7 +2008,12 @@ mod tests {
         let summary: Vec<String> = mud
             .rules
             .iter()
-            .map(|r| format!("{} {} {:?} {:?} {:?}", r.peer, r.protocol, r.ports, r.direction, r.action))
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {:?}",
+                    r.peer, r.protocol, r.ports, r.direction, r.action
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -1713,9 +2034,17 @@ mod tests {
           "ietf-access-control-list:acls": {"acl": [{"name": "a", "type": "ipv4-acl-type", "aces": {"ace": [
             {"name": "local", "matches": {"ietf-mud:mud": {"local-networks": [null]}, "udp": {"destination-port": {"port": 514}}}, "actions": {"forwarding": "accept"}}]}}]}}"#;
         let refused = problems(text);
-        assert_eq!(refused[0].pointer, "/ietf-access-control-list:acls/acl/0/aces/ace/0/matches/ietf-mud:mud/local-networks");
-        assert!(refused[0].message.contains("local-networks: ["), "{}", refused[0].message);
-        let mud = parse(text, &["10.10.0.0/16".into(), "fd00:10::/64".into()]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            refused[0].pointer,
+            "/ietf-access-control-list:acls/acl/0/aces/ace/0/matches/ietf-mud:mud/local-networks"
+        );
+        assert!(
+            refused[0].message.contains("local-networks: ["),
+            "{}",
+            refused[0].message
+        );
+        let mud = parse(text, &["10.10.0.0/16".into(), "fd00:10::/64".into()])
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let peers: Vec<String> = mud.rules.iter().map(|r| r.peer.to_string()).collect();
         assert_eq!(peers, ["10.10.0.0/16", "fd00:10::/64"]);
     }
@@ -1725,10 +2054,16 @@ mod tests {
         let broken = RFC_EXAMPLE.replacen("\"mud-version\": 1,", "\"mud-version\": 1", 1);
         let found = problems(&broken);
         assert_eq!(found.len(), 1);
-        assert!(found[0].line.is_some() && found[0].column.is_some(), "{found:?}");
+        assert!(
+            found[0].line.is_some() && found[0].column.is_some(),
+            "{found:?}"
+        );
         let wrong_type = RFC_EXAMPLE.replacen("\"port\": 443", "\"port\": \"443\"", 1);
         let found = problems(&wrong_type);
-        assert!(found[0].pointer.ends_with("/tcp/source-port/port"), "{found:?}");
+        assert!(
+            found[0].pointer.ends_with("/tcp/source-port/port"),
+            "{found:?}"
+        );
         assert!(found[0].message.contains("invalid type"), "{found:?}");
     }
 
@@ -1755,14 +2090,30 @@ mod tests {
         let a: IpAddr = "fd00:20::10".parse().unwrap_or_else(|e| panic!("{e}"));
         let b: IpAddr = "fd00:20::20".parse().unwrap_or_else(|e| panic!("{e}"));
         let mut names = Names::default();
-        assert!(!names.record(vec![(question.clone(), Lookup::Found([a].into(), 0))]), "the first answer is no change");
+        assert!(
+            !names.record(vec![(question.clone(), Lookup::Found([a].into(), 0))]),
+            "the first answer is no change"
+        );
         let expiry = names.next_expiry().unwrap_or_else(|| panic!("no expiry"));
-        assert!(expiry >= Instant::now() + MIN_TTL - Duration::from_millis(100), "TTL 0 is kept MIN_TTL");
+        assert!(
+            expiry >= Instant::now() + MIN_TTL - Duration::from_millis(100),
+            "TTL 0 is kept MIN_TTL"
+        );
         assert!(!names.record(vec![(question.clone(), Lookup::Failed("timeout".into()))]));
-        assert_eq!(names.addresses(&question), [a].into(), "a failure keeps the last addresses");
+        assert_eq!(
+            names.addresses(&question),
+            [a].into(),
+            "a failure keeps the last addresses"
+        );
         assert!(names.record(vec![(question.clone(), Lookup::Found([b].into(), 60))]));
         assert_eq!(names.addresses(&question), [b].into());
-        assert!(names.record(vec![(question.clone(), Lookup::NoAddresses { nxdomain: true, negative_ttl: Some(5) })]));
+        assert!(names.record(vec![(
+            question.clone(),
+            Lookup::NoAddresses {
+                nxdomain: true,
+                negative_ttl: Some(5)
+            }
+        )]));
         assert!(names.addresses(&question).is_empty());
     }
 }

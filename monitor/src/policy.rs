@@ -100,8 +100,12 @@ impl TryFrom<&EndpointSpec> for Endpoint {
         .collect();
         match <[Endpoint; 1]>::try_from(named) {
             Ok([one]) => Ok(one),
-            Err(v) if v.is_empty() => Err("names nothing: give one of device, group, kind, cidr, any".into()),
-            Err(_) => Err("names more than one of device, group, kind, cidr, any; give exactly one".into()),
+            Err(v) if v.is_empty() => {
+                Err("names nothing: give one of device, group, kind, cidr, any".into())
+            }
+            Err(_) => Err(
+                "names more than one of device, group, kind, cidr, any; give exactly one".into(),
+            ),
         }
     }
 }
@@ -270,10 +274,16 @@ pub struct Location {
 impl Location {
     /// "site / building / floor / ward / room", skipping what is unknown.
     pub fn label(&self) -> String {
-        let parts: Vec<&str> = [&self.site, &self.building, &self.floor, &self.ward, &self.room]
-            .into_iter()
-            .filter_map(|p| p.as_deref())
-            .collect();
+        let parts: Vec<&str> = [
+            &self.site,
+            &self.building,
+            &self.floor,
+            &self.ward,
+            &self.room,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect();
         if parts.is_empty() {
             "(no location)".into()
         } else {
@@ -389,7 +399,11 @@ fn find_key(text: &str, key: &str) -> (Option<usize>, Option<usize>) {
     text.lines()
         .enumerate()
         .find_map(|(index, line)| {
-            let col = if line.starts_with(&yaml) { Some(0) } else { line.find(&json) }?;
+            let col = if line.starts_with(&yaml) {
+                Some(0)
+            } else {
+                line.find(&json)
+            }?;
             Some((Some(index + 1), Some(col + 1)))
         })
         .unwrap_or((None, None))
@@ -585,7 +599,10 @@ impl Policy {
                         ));
                     }
                 }
-                policy.origins.entry(device.name.clone()).or_insert(place.clone());
+                policy
+                    .origins
+                    .entry(device.name.clone())
+                    .or_insert(place.clone());
                 policy.devices.push(device);
             }
             for group in parsed.groups {
@@ -625,12 +642,18 @@ impl Policy {
             for member in &group.members {
                 if !policy.devices.iter().any(|d| &d.name == member) {
                     problems.push(Problem {
-                        place: group_places.get(&group.name).cloned().unwrap_or_else(|| Place {
-                            file: PathBuf::from("(policy)"),
-                            line: None,
-                            column: None,
-                        }),
-                        message: format!("group `{}` lists `{member}`, which is no device", group.name),
+                        place: group_places
+                            .get(&group.name)
+                            .cloned()
+                            .unwrap_or_else(|| Place {
+                                file: PathBuf::from("(policy)"),
+                                line: None,
+                                column: None,
+                            }),
+                        message: format!(
+                            "group `{}` lists `{member}`, which is no device",
+                            group.name
+                        ),
                     });
                 }
             }
@@ -783,8 +806,14 @@ fn parse_ports(spec: &PortsSpec, out: &mut Vec<(u16, u16)>) -> Result<(), String
             };
             match range {
                 (Ok(lo), Ok(hi)) if lo <= hi => out.push((lo, hi)),
-                (Ok(lo), Ok(hi)) => return Err(format!("port range `{text}` runs backwards ({lo} > {hi})")),
-                _ => return Err(format!("`{text}` is not a port or a port range like 8000-8100")),
+                (Ok(lo), Ok(hi)) => {
+                    return Err(format!("port range `{text}` runs backwards ({lo} > {hi})"));
+                }
+                _ => {
+                    return Err(format!(
+                        "`{text}` is not a port or a port range like 8000-8100"
+                    ));
+                }
             }
         }
         PortsSpec::List(list) => {
@@ -821,12 +850,9 @@ impl Policy {
                     .ok_or_else(|| format!("no group is named `{name}`"))?;
                 let mut members = Vec::new();
                 for member in &group.members {
-                    members.push(
-                        self.devices
-                            .iter()
-                            .find(|d| &d.name == member)
-                            .ok_or_else(|| format!("group `{name}` lists `{member}`, which is no device"))?,
-                    );
+                    members.push(self.devices.iter().find(|d| &d.name == member).ok_or_else(
+                        || format!("group `{name}` lists `{member}`, which is no device"),
+                    )?);
                 }
                 for kind in &group.kinds {
                     members.extend(self.devices.iter().filter(|d| &d.kind == kind));
@@ -836,7 +862,8 @@ impl Policy {
                 Ok(members)
             }
             Endpoint::Kind(kind) => {
-                let members: Vec<&DeviceSpec> = self.devices.iter().filter(|d| &d.kind == kind).collect();
+                let members: Vec<&DeviceSpec> =
+                    self.devices.iter().filter(|d| &d.kind == kind).collect();
                 if members.is_empty() {
                     Err(format!("no device is of kind `{kind}`"))
                 } else {
@@ -855,7 +882,9 @@ impl Policy {
         match endpoint {
             Endpoint::Cidr(text) => Prefix::parse(text)
                 .map(|p| (vec![p], Vec::new()))
-                .ok_or_else(|| format!("`{text}` is not an address or address block like 10.20.0.0/16")),
+                .ok_or_else(|| {
+                    format!("`{text}` is not an address or address block like 10.20.0.0/16")
+                }),
             Endpoint::Any(true) => Ok((vec![Prefix::ANY], Vec::new())),
             Endpoint::Any(false) => Err("`any: false` names no peer; remove the rule".into()),
             other => {
@@ -874,7 +903,11 @@ impl Policy {
         for group in &self.groups {
             if group.members.is_empty() && group.kinds.is_empty() {
                 self.warnings.push(Problem {
-                    place: Place { file: PathBuf::from("(policy)"), line: None, column: None },
+                    place: Place {
+                        file: PathBuf::from("(policy)"),
+                        line: None,
+                        column: None,
+                    },
                     message: format!("group `{}` has no members and no kinds", group.name),
                 });
             }
@@ -887,7 +920,13 @@ impl Policy {
         let rules = &self.rules;
         for (i, (place_a, a)) in rules.iter().enumerate() {
             for (place_b, b) in rules.iter().skip(i + 1) {
-                if a.action != b.action && a.devices == b.devices && a.peer == b.peer && a.protocol == b.protocol && a.ports == b.ports && a.direction == b.direction {
+                if a.action != b.action
+                    && a.devices == b.devices
+                    && a.peer == b.peer
+                    && a.protocol == b.protocol
+                    && a.ports == b.ports
+                    && a.direction == b.direction
+                {
                     self.warnings.push(Problem {
                         place: place_b.clone(),
                         message: format!(
@@ -907,7 +946,11 @@ impl Policy {
         for (id, (place, spec)) in self.rules.iter().enumerate() {
             let endpoints = Endpoint::try_from(&spec.devices)
                 .map_err(|m| format!("devices: {m}"))
-                .and_then(|d| Endpoint::try_from(&spec.peer).map(|p| (d, p)).map_err(|m| format!("peer: {m}")));
+                .and_then(|d| {
+                    Endpoint::try_from(&spec.peer)
+                        .map(|p| (d, p))
+                        .map_err(|m| format!("peer: {m}"))
+                });
             let (subject, peer) = match endpoints {
                 Ok(pair) => pair,
                 Err(m) => {
@@ -968,7 +1011,11 @@ impl Policy {
                 for device in &devices {
                     for addr in &device.addresses {
                         for peer in &peers {
-                            out.push(CompiledRule { device: *addr, peer: *peer, rule: rule(direction) });
+                            out.push(CompiledRule {
+                                device: *addr,
+                                peer: *peer,
+                                rule: rule(direction),
+                            });
                         }
                     }
                 }
@@ -994,7 +1041,11 @@ impl Policy {
                 problems.append(&mut more);
             }
         }
-        if problems.is_empty() { Ok(out) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -1002,7 +1053,14 @@ impl Policy {
 /// whose peer block contains that prefix (an LPM lookup finds only the longest match).
 pub fn fold_rules(
     rules: &[CompiledRule],
-) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>, Vec<Problem>> {
+) -> Result<
+    Vec<(
+        u32,
+        monitor_common::maps::RuleKeyData,
+        monitor_common::maps::RuleSet,
+    )>,
+    Vec<Problem>,
+> {
     fold_rules_at(rules, &[])
 }
 
@@ -1011,7 +1069,14 @@ pub fn fold_rules(
 fn fold_rules_at(
     rules: &[CompiledRule],
     places: &[&Place],
-) -> Result<Vec<(u32, monitor_common::maps::RuleKeyData, monitor_common::maps::RuleSet)>, Vec<Problem>> {
+) -> Result<
+    Vec<(
+        u32,
+        monitor_common::maps::RuleKeyData,
+        monitor_common::maps::RuleSet,
+    )>,
+    Vec<Problem>,
+> {
     use monitor_common::maps::{MAX_RULES_PER_SET, RULE_PREFIX_BASE, Rule, RuleKeyData, RuleSet};
     let mut by_device: BTreeMap<IpAddr, Vec<&CompiledRule>> = BTreeMap::new();
     for rule in rules {
@@ -1042,16 +1107,28 @@ fn fold_rules_at(
                 });
                 continue;
             }
-            let mut set = RuleSet { count: applicable.len() as u32, _pad: 0, rules: [Rule::default(); MAX_RULES_PER_SET] };
+            let mut set = RuleSet {
+                count: applicable.len() as u32,
+                _pad: 0,
+                rules: [Rule::default(); MAX_RULES_PER_SET],
+            };
             set.rules[..applicable.len()].copy_from_slice(&applicable);
             out.push((
                 RULE_PREFIX_BASE + u32::from(prefix.len),
-                RuleKeyData { generation: 0, device: crate::datapath::addr_key(device), peer: prefix.addr },
+                RuleKeyData {
+                    generation: 0,
+                    device: crate::datapath::addr_key(device),
+                    peer: prefix.addr,
+                },
                 set,
             ));
         }
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with '-').
@@ -1093,7 +1170,8 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<Policy, Vec<Problem>> {
-        Policy::from_sources(&[(PathBuf::from("ward.yaml"), text.to_string())]).map_err(|e| match e {
+        Policy::from_sources(&[(PathBuf::from("ward.yaml"), text.to_string())]).map_err(|e| match e
+        {
             PolicyError::Invalid(problems) => problems,
             other => panic!("unexpected error {other}"),
         })
@@ -1118,12 +1196,18 @@ mod tests {
 
     #[test]
     fn problems_name_file_line_and_column() {
-        let problems = check("devices:\n  - name: pump-1\n    kind: infusion-pump\n    adresses: [10.1.0.11]\n")
-            .expect_err("unknown field");
+        let problems = check(
+            "devices:\n  - name: pump-1\n    kind: infusion-pump\n    adresses: [10.1.0.11]\n",
+        )
+        .expect_err("unknown field");
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].place.file, PathBuf::from("ward.yaml"));
         assert_eq!(problems[0].place.line, Some(4));
-        assert!(problems[0].message.contains("adresses"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("adresses"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]
@@ -1132,8 +1216,16 @@ mod tests {
             "devices:\n  - name: a\n    kind: pacs\n    addresses: [10.0.0.1]\n  - name: a\n    kind: pacs\n    addresses: [10.0.0.1]\n",
         )
         .expect_err("duplicates");
-        assert!(problems.iter().any(|p| p.message.contains("already defined")));
-        assert!(problems.iter().any(|p| p.message.contains("already the address")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("already defined"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("already the address"))
+        );
         assert_eq!(problems[0].place.line, Some(5));
     }
 
@@ -1156,8 +1248,14 @@ mod tests {
 
     #[test]
     fn macs_are_checked() {
-        assert_eq!(parse_mac("00:1b:44:11:3a:b7"), Some([0, 0x1b, 0x44, 0x11, 0x3a, 0xb7]));
-        assert_eq!(parse_mac("00-1B-44-11-3A-B7"), Some([0, 0x1b, 0x44, 0x11, 0x3a, 0xb7]));
+        assert_eq!(
+            parse_mac("00:1b:44:11:3a:b7"),
+            Some([0, 0x1b, 0x44, 0x11, 0x3a, 0xb7])
+        );
+        assert_eq!(
+            parse_mac("00-1B-44-11-3A-B7"),
+            Some([0, 0x1b, 0x44, 0x11, 0x3a, 0xb7])
+        );
         assert_eq!(parse_mac("00:1b:44:11:3a"), None);
         assert_eq!(parse_mac("zz:1b:44:11:3a:b7"), None);
     }

@@ -66,8 +66,11 @@ impl Drop for TempDir {
 
 /// The example ward policy of the repository.
 pub fn example_policy() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/ward.yaml"))
-        .unwrap_or_else(|e| panic!("reading policies/ward.yaml: {e}"))
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/ward.yaml"
+    ))
+    .unwrap_or_else(|e| panic!("reading policies/ward.yaml: {e}"))
 }
 
 /// A lab ward with its servers, a policy directory, and (when started) a daemon.
@@ -86,7 +89,11 @@ impl Lab {
         let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
         let servers = Servers::start(
             &ward.core,
-            &[service("pump-server", HTTPS), service("hl7-engine", MLLP), service("pacs", DICOM)],
+            &[
+                service("pump-server", HTTPS),
+                service("hl7-engine", MLLP),
+                service("pacs", DICOM),
+            ],
             &[service("dns", DNS), service("ntp", NTP)],
         )
         .unwrap_or_else(|e| panic!("starting servers: {e}"));
@@ -148,7 +155,12 @@ impl Lab {
             .arg("--state-dir")
             .arg(&self.state_dir.0)
             .args(["run", "--netns", self.ward.router.name()])
-            .args(["--iface", &self.ward.ward_leg, "--iface", &self.ward.core_leg])
+            .args([
+                "--iface",
+                &self.ward.ward_leg,
+                "--iface",
+                &self.ward.core_leg,
+            ])
             .arg("--policies")
             .arg(&self.policy_dir.0)
             .args(extra)
@@ -160,10 +172,21 @@ impl Lab {
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !daemon_file.exists() {
-            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("monitor run exited early ({status}):\n{}", self.daemon_log());
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "monitor run exited early ({status}):\n{}",
+                    self.daemon_log()
+                );
             }
-            assert!(Instant::now() < deadline, "monitor run did not come up:\n{}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "monitor run did not come up:\n{}",
+                self.daemon_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -174,7 +197,10 @@ impl Lab {
 
     /// Sends `signal` to the daemon and waits for it to exit.
     pub fn stop(&mut self, signal: i32) {
-        let mut child = self.daemon.take().unwrap_or_else(|| panic!("no daemon running"));
+        let mut child = self
+            .daemon
+            .take()
+            .unwrap_or_else(|| panic!("no daemon running"));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -211,11 +237,26 @@ impl Lab {
     pub fn normal_traffic(&self) -> Vec<(&'static str, Outcome)> {
         let t = Duration::from_millis(800);
         vec![
-            ("pump → pump-server https", self.tcp("pump-icu3-01", service("pump-server", HTTPS), t)),
-            ("monitor → hl7-engine mllp", self.tcp("monitor-icu3-01", service("hl7-engine", MLLP), t)),
-            ("ct → pacs dicom", self.tcp("ct-scanner-01", service("pacs", DICOM), t)),
-            ("badge → dns", self.udp("badge-reader-icu3", service("dns", DNS), t)),
-            ("workstation → ntp", self.udp("ws-icu3-nurses", service("ntp", NTP), t)),
+            (
+                "pump → pump-server https",
+                self.tcp("pump-icu3-01", service("pump-server", HTTPS), t),
+            ),
+            (
+                "monitor → hl7-engine mllp",
+                self.tcp("monitor-icu3-01", service("hl7-engine", MLLP), t),
+            ),
+            (
+                "ct → pacs dicom",
+                self.tcp("ct-scanner-01", service("pacs", DICOM), t),
+            ),
+            (
+                "badge → dns",
+                self.udp("badge-reader-icu3", service("dns", DNS), t),
+            ),
+            (
+                "workstation → ntp",
+                self.udp("ws-icu3-nurses", service("ntp", NTP), t),
+            ),
         ]
     }
 

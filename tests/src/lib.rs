@@ -1,3 +1,3 @@
+pub mod harness;
 pub mod netns;
 pub mod packet;
-pub mod harness;

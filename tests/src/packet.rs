@@ -17,10 +17,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use monitor_common::parse::{
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_LLDP, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
-    ETHERTYPE_VLAN, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN,
-    TCP_RST, TCP_SYN,
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_LLDP, ETHERTYPE_QINQ,
+    ETHERTYPE_QINQ_OLD, ETHERTYPE_VLAN, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ROUTING, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 pub const TCP_PSH: u8 = 0x08;
@@ -394,7 +394,11 @@ impl Transport {
                 let mut out = Vec::with_capacity(len);
                 out.extend_from_slice(&src_port.to_be_bytes());
                 out.extend_from_slice(&dst_port.to_be_bytes());
-                out.extend_from_slice(&u16::try_from(len).expect("UDP length fits 16 bits").to_be_bytes());
+                out.extend_from_slice(
+                    &u16::try_from(len)
+                        .expect("UDP length fits 16 bits")
+                        .to_be_bytes(),
+                );
                 out.extend_from_slice(&[0, 0]);
                 out.extend_from_slice(payload);
                 let sum = match internet_checksum(&[&pseudo.bytes(IPPROTO_UDP, len), &out]) {
@@ -561,9 +565,9 @@ impl Ipv4 {
         let ihl = self
             .ihl
             .unwrap_or(u8::try_from(header_len / 4).expect("IPv4 header fits"));
-        let total = self
-            .total_len
-            .unwrap_or_else(|| u16::try_from(header_len + payload.len()).expect("IPv4 packet fits 16 bits"));
+        let total = self.total_len.unwrap_or_else(|| {
+            u16::try_from(header_len + payload.len()).expect("IPv4 packet fits 16 bits")
+        });
         let flags_offset = (u16::from(self.dont_fragment) << 14)
             | (u16::from(self.more_fragments) << 13)
             | (self.fragment_offset & 0x1fff);
@@ -604,14 +608,20 @@ impl Ipv4 {
     /// `transport` in two fragments: the first carries `split` bytes of it (a multiple of
     /// 8) with MF set, the second the rest at offset `split / 8`. Plain Ethernet frames.
     pub fn fragments(&self, transport: &Transport, split: usize) -> [Vec<u8>; 2] {
-        assert!(split.is_multiple_of(8), "fragment offsets count 8-byte units");
+        assert!(
+            split.is_multiple_of(8),
+            "fragment offsets count 8-byte units"
+        );
         let bytes = transport.encode(&self.pseudo());
         assert!(
             split < bytes.len(),
             "the split must leave bytes for the second fragment"
         );
         let protocol = transport.protocol();
-        let first = self.clone().fragment(0, true).packet(protocol, &bytes[..split]);
+        let first = self
+            .clone()
+            .fragment(0, true)
+            .packet(protocol, &bytes[..split]);
         let units = u16::try_from(split / 8).expect("fragment offset fits 13 bits");
         let later = self
             .clone()
@@ -817,7 +827,10 @@ impl Ipv6 {
     /// `transport` in two fragments (a fragment header appended to this header's
     /// extension headers): the first carries `split` bytes (a multiple of 8) with M set.
     pub fn fragments(&self, transport: &Transport, split: usize, id: u32) -> [Vec<u8>; 2] {
-        assert!(split.is_multiple_of(8), "fragment offsets count 8-byte units");
+        assert!(
+            split.is_multiple_of(8),
+            "fragment offsets count 8-byte units"
+        );
         let bytes = transport.encode(&self.pseudo());
         assert!(
             split < bytes.len(),
@@ -917,7 +930,11 @@ mod tests {
         assert_eq!(packet[0], 0x46);
         assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 37);
         assert_eq!(internet_checksum(&[&packet[..24]]), 0, "header checksum");
-        assert_eq!(u16::from_be_bytes([packet[28], packet[29]]), 13, "UDP length");
+        assert_eq!(
+            u16::from_be_bytes([packet[28], packet[29]]),
+            13,
+            "UDP length"
+        );
     }
 
     #[test]
@@ -993,7 +1010,10 @@ mod tests {
         let stp = stp_frame();
         assert_eq!(usize::from(u16::from_be_bytes([stp[12], stp[13]])), 38);
         assert_eq!(stp.len(), ETH_MIN_FRAME);
-        let tagged = Ethernet::new().dot1ad(100).dot1q(10).frame(ETHERTYPE_ARP, &[]);
+        let tagged = Ethernet::new()
+            .dot1ad(100)
+            .dot1q(10)
+            .frame(ETHERTYPE_ARP, &[]);
         assert_eq!(
             &tagged[12..22],
             &[0x88, 0xa8, 0, 100, 0x81, 0x00, 0, 10, 0x08, 0x06]

@@ -25,7 +25,8 @@ struct Case {
     reason: &'static str,
 }
 
-const PUMP: &str = "devices:\n  - name: pump-1\n    kind: infusion-pump\n    addresses: [10.1.0.11]\n";
+const PUMP: &str =
+    "devices:\n  - name: pump-1\n    kind: infusion-pump\n    addresses: [10.1.0.11]\n";
 
 /// The pump, a rule about it (the text after `rules:\n  - `), nothing else.
 fn with_rule(rule: &str) -> String {
@@ -51,7 +52,9 @@ fn case(
 
 fn cases() -> Vec<Case> {
     let rule = |devices: &str, peer: &str, rest: &str| {
-        with_rule(&format!("devices: {devices}\n    peer: {peer}\n{rest}    action: allow"))
+        with_rule(&format!(
+            "devices: {devices}\n    peer: {peer}\n{rest}    action: allow"
+        ))
     };
     let mut too_many = String::from(PUMP);
     too_many.push_str("rules:\n");
@@ -290,29 +293,64 @@ fn load_problems(dir: &Path) -> Vec<Problem> {
 fn every_kind_of_bad_policy_is_refused_with_its_place_and_reason() {
     let cases = cases();
     let kinds: std::collections::BTreeSet<_> = cases.iter().map(|c| c.kind).collect();
-    assert!(kinds.len() >= 15 && kinds.len() == cases.len(), "{} distinct kinds", kinds.len());
+    assert!(
+        kinds.len() >= 15 && kinds.len() == cases.len(),
+        "{} distinct kinds",
+        kinds.len()
+    );
     for case in &cases {
         let dir = TempDir::new(&std::env::temp_dir(), "mbad");
         write_files(&dir.0, &case.files);
         // The library.
         let problems = load_problems(&dir.0);
-        assert_eq!(problems.len(), 1, "{}: expected one problem, got {problems:#?}", case.kind);
+        assert_eq!(
+            problems.len(),
+            1,
+            "{}: expected one problem, got {problems:#?}",
+            case.kind
+        );
         let problem = &problems[0];
-        assert_eq!(problem.place.file, dir.0.join(case.file), "{}: file of {problem}", case.kind);
-        assert_eq!(problem.place.line, case.line, "{}: line of {problem}", case.kind);
-        assert_eq!(problem.place.column, case.column, "{}: column of {problem}", case.kind);
-        assert!(problem.message.contains(case.reason), "{}: reason of {problem}", case.kind);
+        assert_eq!(
+            problem.place.file,
+            dir.0.join(case.file),
+            "{}: file of {problem}",
+            case.kind
+        );
+        assert_eq!(
+            problem.place.line, case.line,
+            "{}: line of {problem}",
+            case.kind
+        );
+        assert_eq!(
+            problem.place.column, case.column,
+            "{}: column of {problem}",
+            case.kind
+        );
+        assert!(
+            problem.message.contains(case.reason),
+            "{}: reason of {problem}",
+            case.kind
+        );
         // The CLI.
         let output = Command::new(monitor_bin())
             .args(["policy", "check"])
             .arg(&dir.0)
             .output()
             .unwrap_or_else(|e| panic!("running monitor policy check: {e}"));
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        assert!(!output.status.success(), "{}: `monitor policy check` accepted it:\n{text}", case.kind);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !output.status.success(),
+            "{}: `monitor policy check` accepted it:\n{text}",
+            case.kind
+        );
         let place = location(&dir.0, case);
         assert!(
-            text.lines().any(|l| l.contains(&place) && l.contains(case.reason)),
+            text.lines()
+                .any(|l| l.contains(&place) && l.contains(case.reason)),
             "{}: `monitor policy check` does not say `{place}... {}`:\n{text}",
             case.kind,
             case.reason
@@ -335,10 +373,16 @@ fn a_policy_with_only_warnings_passes_the_check_and_prints_them() {
         .output()
         .unwrap_or_else(|e| panic!("running monitor policy check: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let place = format!("{}:11: ", dir.0.join("ward.yaml").display());
     assert!(
-        stdout.lines().any(|l| l.starts_with("warning: ") && l.contains(&place) && l.contains("contradicts the rule at")),
+        stdout.lines().any(|l| l.starts_with("warning: ")
+            && l.contains(&place)
+            && l.contains("contradicts the rule at")),
         "{stdout}"
     );
     assert!(stdout.contains("1 warnings"), "{stdout}");
@@ -351,12 +395,17 @@ fn replace_policy(dir: &Path, files: &[(&str, String)]) {
     for (name, text) in files {
         let partial = dir.join(format!("{name}.partial"));
         std::fs::write(&partial, text).unwrap_or_else(|e| panic!("writing {name}: {e}"));
-        std::fs::rename(&partial, dir.join(name)).unwrap_or_else(|e| panic!("renaming {name}: {e}"));
+        std::fs::rename(&partial, dir.join(name))
+            .unwrap_or_else(|e| panic!("renaming {name}: {e}"));
     }
     let keep: Vec<PathBuf> = files.iter().map(|(name, _)| dir.join(name)).collect();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
         if !keep.contains(&entry.path()) {
-            std::fs::remove_file(entry.path()).unwrap_or_else(|e| panic!("removing {}: {e}", entry.path().display()));
+            std::fs::remove_file(entry.path())
+                .unwrap_or_else(|e| panic!("removing {}: {e}", entry.path().display()));
         }
     }
 }
@@ -371,7 +420,11 @@ fn a_running_daemon_keeps_its_policy_through_every_bad_file() {
     lab.cli_ok(&["mode", "enforce"]);
     let baseline = || lab.udp("badge-reader-icu3", service("dns", DNS), QUICK);
     let forbidden = || lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK);
-    assert_eq!(forbidden(), Outcome::TimedOut, "not enforcing before the bad files");
+    assert_eq!(
+        forbidden(),
+        Outcome::TimedOut,
+        "not enforcing before the bad files"
+    );
     let dir = lab.policy_dir.0.clone();
     for case in cases() {
         let seen = lab.daemon_log().len();
@@ -382,26 +435,61 @@ fn a_running_daemon_keeps_its_policy_through_every_bad_file() {
         loop {
             let log = lab.daemon_log();
             let new = log.get(seen..).unwrap_or_default();
-            if new.lines().any(|l| l.contains(&place) && l.contains(case.reason)) {
-                assert!(new.contains("the running policy stays"), "{}:\n{new}", case.kind);
+            if new
+                .lines()
+                .any(|l| l.contains(&place) && l.contains(case.reason))
+            {
+                assert!(
+                    new.contains("the running policy stays"),
+                    "{}:\n{new}",
+                    case.kind
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "{}: the daemon log does not name `{place}... {}`:\n{new}", case.kind, case.reason);
+            assert!(
+                Instant::now() < deadline,
+                "{}: the daemon log does not name `{place}... {}`:\n{new}",
+                case.kind,
+                case.reason
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(baseline(), Outcome::Answered, "{}: a baseline flow was dropped", case.kind);
-        assert_eq!(forbidden(), Outcome::TimedOut, "{}: the old policy is no longer enforced", case.kind);
+        assert_eq!(
+            baseline(),
+            Outcome::Answered,
+            "{}: a baseline flow was dropped",
+            case.kind
+        );
+        assert_eq!(
+            forbidden(),
+            Outcome::TimedOut,
+            "{}: the old policy is no longer enforced",
+            case.kind
+        );
     }
     // The good policy again: it loads, and enforcement carries on.
     let seen = lab.daemon_log().len();
     replace_policy(&dir, &[("ward.yaml", example_policy())]);
     lab.cli_ok(&["reload"]);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab.daemon_log().get(seen..).unwrap_or_default().contains("applied") {
-        assert!(Instant::now() < deadline, "the good policy was not applied:\n{}", lab.daemon_log());
+    while !lab
+        .daemon_log()
+        .get(seen..)
+        .unwrap_or_default()
+        .contains("applied")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the good policy was not applied:\n{}",
+            lab.daemon_log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     lab.assert_normal_traffic(Outcome::Answered);
     assert_eq!(forbidden(), Outcome::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -40,8 +40,19 @@ impl Traffic {
                     .ward
                     .spawn(move || {
                         while !stop.load(Ordering::Relaxed) {
-                            let udp = monitor::lab::udp_exchange(badge, 0, service("dns", DNS), b"q", Duration::from_millis(500));
-                            let tcp = monitor::lab::tcp_exchange(pump, service("pump-server", HTTPS), b"hl7", Duration::from_millis(500));
+                            let udp = monitor::lab::udp_exchange(
+                                badge,
+                                0,
+                                service("dns", DNS),
+                                b"q",
+                                Duration::from_millis(500),
+                            );
+                            let tcp = monitor::lab::tcp_exchange(
+                                pump,
+                                service("pump-server", HTTPS),
+                                b"hl7",
+                                Duration::from_millis(500),
+                            );
                             exchanges.fetch_add(2, Ordering::Relaxed);
                             if udp != Outcome::Answered {
                                 failures.fetch_add(1, Ordering::Relaxed);
@@ -62,8 +73,13 @@ impl Traffic {
                     .ward
                     .spawn(move || {
                         while !stop.load(Ordering::Relaxed) {
-                            if monitor::lab::udp_exchange(badge, 0, service("ntp", NTP), b"scan", Duration::from_millis(100))
-                                == Outcome::Answered
+                            if monitor::lab::udp_exchange(
+                                badge,
+                                0,
+                                service("ntp", NTP),
+                                b"scan",
+                                Duration::from_millis(100),
+                            ) == Outcome::Answered
                             {
                                 passed.fetch_add(1, Ordering::Relaxed);
                             }
@@ -106,7 +122,10 @@ fn learned_and_enforcing(lab: &mut Lab) {
     lab.start(&["--mode", "learn"]);
     lab.assert_normal_traffic(Outcome::Answered);
     lab.cli_ok(&["mode", "enforce"]);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
 }
 
 #[test]
@@ -134,8 +153,11 @@ fn restarts_and_reloads_never_drop_baseline_traffic() {
     std::thread::sleep(Duration::from_millis(300));
     lab.start(&[]);
     // SIGKILL in the middle of a reload.
-    std::fs::write(&policy, format!("{}\n# killed mid-reload\n", example_policy()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &policy,
+        format!("{}\n# killed mid-reload\n", example_policy()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     lab.cli_ok(&["reload"]);
     std::thread::sleep(Duration::from_millis(2));
     lab.stop(libc::SIGKILL);
@@ -143,13 +165,25 @@ fn restarts_and_reloads_never_drop_baseline_traffic() {
     lab.start(&[]);
     std::thread::sleep(Duration::from_millis(500));
     let (exchanges, failures, forbidden) = traffic.finish();
-    assert!(exchanges >= 40, "too little traffic to say anything: {exchanges} exchanges");
-    assert_eq!(failures, 0, "baseline exchanges failed during reloads and restarts\n{}", lab.daemon_log());
+    assert!(
+        exchanges >= 40,
+        "too little traffic to say anything: {exchanges} exchanges"
+    );
+    assert_eq!(
+        failures,
+        0,
+        "baseline exchanges failed during reloads and restarts\n{}",
+        lab.daemon_log()
+    );
     assert_eq!(forbidden, 0, "the forbidden flow got through");
     // Still enforcing, counters continued across restarts.
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
     let devices = lab.cli_ok(&["devices", "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&devices).unwrap_or_else(|e| panic!("{e}: {devices}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&devices).unwrap_or_else(|e| panic!("{e}: {devices}"));
     let badge = json["devices"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["name"] == "badge-reader-icu3"))
@@ -175,11 +209,22 @@ fn the_baseline_survives_sigkill_and_detach() {
     // Everything pinned goes; the next start has fresh maps and restores from disk.
     lab.cli_ok(&["detach"]);
     assert!(!lab.pin_dir.0.exists());
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::Answered, "detached: nothing filters");
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::Answered,
+        "detached: nothing filters"
+    );
     lab.start(&["--mode", "enforce"]);
-    assert!(lab.daemon_log().contains("restored"), "{}", lab.daemon_log());
+    assert!(
+        lab.daemon_log().contains("restored"),
+        "{}",
+        lab.daemon_log()
+    );
     lab.assert_normal_traffic(Outcome::Answered);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
 }
 
 #[test]
@@ -188,20 +233,41 @@ fn export_then_import_gives_the_same_behaviour() {
     lab.start(&["--mode", "learn"]);
     lab.assert_normal_traffic(Outcome::Answered);
     let export = lab.state_dir.0.join("export.json");
-    lab.cli_ok(&["baseline", "export", "--output", export.to_str().unwrap_or_default()]);
-    let yaml = lab.cli_ok(&["baseline", "export", "--format", "yaml", "--device", "badge-reader-icu3"]);
-    assert!(yaml.contains("badge-reader-icu3") && yaml.contains("action: allow"), "{yaml}");
+    lab.cli_ok(&[
+        "baseline",
+        "export",
+        "--output",
+        export.to_str().unwrap_or_default(),
+    ]);
+    let yaml = lab.cli_ok(&[
+        "baseline",
+        "export",
+        "--format",
+        "yaml",
+        "--device",
+        "badge-reader-icu3",
+    ]);
+    assert!(
+        yaml.contains("badge-reader-icu3") && yaml.contains("action: allow"),
+        "{yaml}"
+    );
     lab.stop(libc::SIGTERM);
     lab.cli_ok(&["detach"]);
     std::fs::remove_file(lab.state_dir.0.join("baseline.json")).unwrap_or_else(|e| panic!("{e}"));
     lab.start(&["--mode", "enforce"]);
     // Fresh maps, nothing learned: the ward's traffic is dropped...
-    assert_eq!(lab.udp("badge-reader-icu3", service("dns", DNS), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("dns", DNS), QUICK),
+        Outcome::TimedOut
+    );
     // ...until the export is imported.
     let out = lab.cli_ok(&["baseline", "import", export.to_str().unwrap_or_default()]);
     assert!(out.contains("imported"), "{out}");
     lab.assert_normal_traffic(Outcome::Answered);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
     let diff = lab.cli_ok(&["baseline", "diff", export.to_str().unwrap_or_default()]);
     assert!(diff.contains("0 new since the snapshot, 0 gone"), "{diff}");
 }
@@ -211,19 +277,41 @@ fn break_glass_lets_traffic_through_and_expires_on_time() {
     let mut lab = Lab::new(&example_policy());
     learned_and_enforcing(&mut lab);
     let out = lab.cli_ok(&[
-        "allow", "--device", "badge-reader-icu3", "--for", "3s", "--reason", "INC-4711 badge server migration",
+        "allow",
+        "--device",
+        "badge-reader-icu3",
+        "--for",
+        "3s",
+        "--reason",
+        "INC-4711 badge server migration",
     ]);
     assert!(out.contains("break-glass"), "{out}");
     let started = Instant::now();
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::Answered);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::Answered);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::Answered
+    );
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::Answered
+    );
     // Other devices stay enforced.
-    assert_eq!(lab.udp("ct-scanner-01", service("ntp", NTP), QUICK), Outcome::TimedOut);
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300));
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut, "break-glass did not expire");
+    assert_eq!(
+        lab.udp("ct-scanner-01", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
+    std::thread::sleep(
+        Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    );
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut,
+        "break-glass did not expire"
+    );
     // The daemon closes the record within its save interval.
     std::thread::sleep(monitor::daemon::BASELINE_SAVE_INTERVAL + Duration::from_millis(500));
-    let audit = std::fs::read_to_string(lab.state_dir.0.join("audit.jsonl")).unwrap_or_else(|e| panic!("audit: {e}"));
+    let audit = std::fs::read_to_string(lab.state_dir.0.join("audit.jsonl"))
+        .unwrap_or_else(|e| panic!("audit: {e}"));
     let lines: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -234,7 +322,9 @@ fn break_glass_lets_traffic_through_and_expires_on_time() {
     assert_eq!(lines[0]["devices"][0], "badge-reader-icu3");
     assert!(lines[0]["who"].as_str().is_some_and(|w| !w.is_empty()));
     assert_eq!(lines[1]["event"], "break-glass-end");
-    let let_through = lines[1]["let_through"]["badge-reader-icu3"].as_u64().unwrap_or(0);
+    let let_through = lines[1]["let_through"]["badge-reader-icu3"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(let_through >= 2, "{audit}");
 }
 
@@ -272,17 +362,38 @@ rules:
     let mut lab = Lab::new(&policy);
     lab.start(&["--mode", "learn"]);
     // Learning the workstation's DNS use does not beat the deny rule.
-    assert_eq!(lab.udp("ws-icu3-nurses", service("dns", DNS), QUICK), Outcome::Answered);
+    assert_eq!(
+        lab.udp("ws-icu3-nurses", service("dns", DNS), QUICK),
+        Outcome::Answered
+    );
     lab.cli_ok(&["mode", "enforce"]);
     // Nothing else was learned: the allow rules carry these.
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::Answered);
-    assert_eq!(lab.udp("pump-icu3-01", service("ntp", NTP), QUICK), Outcome::Answered);
-    assert_eq!(lab.tcp("ct-scanner-01", service("pacs", monitor::lab::DICOM), QUICK), Outcome::Answered);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::Answered
+    );
+    assert_eq!(
+        lab.udp("pump-icu3-01", service("ntp", NTP), QUICK),
+        Outcome::Answered
+    );
+    assert_eq!(
+        lab.tcp("ct-scanner-01", service("pacs", monitor::lab::DICOM), QUICK),
+        Outcome::Answered
+    );
     // The CT scanner is not in the group; a deny beats the learned baseline.
-    assert_eq!(lab.udp("ct-scanner-01", service("ntp", NTP), QUICK), Outcome::TimedOut);
-    assert_eq!(lab.udp("ws-icu3-nurses", service("dns", DNS), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("ct-scanner-01", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        lab.udp("ws-icu3-nurses", service("dns", DNS), QUICK),
+        Outcome::TimedOut
+    );
     let status = lab.cli_ok(&["status"]);
-    assert!(status.contains("policy_allow") && status.contains("policy_deny"), "{status}");
+    assert!(
+        status.contains("policy_allow") && status.contains("policy_deny"),
+        "{status}"
+    );
     // Violations reach the event log with the device's name, kind and location.
     std::thread::sleep(Duration::from_millis(500));
     let events = lab.cli_ok(&["events", "--json"]);
@@ -293,14 +404,21 @@ rules:
         .unwrap_or_else(|| panic!("no dropped policy_deny event in\n{events}"));
     // In learn mode the same flow was reported as would-drop.
     assert!(
-        events.lines().any(|l| l.contains("policy_deny") && l.contains("would-drop")),
+        events
+            .lines()
+            .any(|l| l.contains("policy_deny") && l.contains("would-drop")),
         "{events}"
     );
     assert_eq!(deny["device"], "ws-icu3-nurses");
     assert_eq!(deny["kind"], "workstation");
     assert_eq!(deny["verdict"], "drop");
     assert_eq!(deny["port"], 53);
-    assert!(deny["location"].as_str().is_some_and(|l| l.contains("icu-3")), "{deny}");
+    assert!(
+        deny["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("icu-3")),
+        "{deny}"
+    );
 }
 
 #[test]
@@ -319,19 +437,43 @@ fn an_interface_that_comes_back_is_attached_again() {
         .unwrap_or_else(|| panic!("no veth in the ward: {ward_if}"))
         .to_string();
     // The router's ward leg goes away with its peer, then comes back.
-    lab.ward.router.ip(&["link", "del", &lab.ward.ward_leg]).unwrap_or_else(|e| panic!("{e}"));
+    lab.ward
+        .router
+        .ip(&["link", "del", &lab.ward.ward_leg])
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(1500));
-    monitor::lab::veth(&lab.ward.router, &lab.ward.ward_leg, &lab.ward.ward, &ward_if).unwrap_or_else(|e| panic!("{e}"));
-    lab.ward.router.ip(&["addr", "add", "10.10.1.1/24", "dev", &lab.ward.ward_leg]).unwrap_or_else(|e| panic!("{e}"));
+    monitor::lab::veth(
+        &lab.ward.router,
+        &lab.ward.ward_leg,
+        &lab.ward.ward,
+        &ward_if,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    lab.ward
+        .router
+        .ip(&["addr", "add", "10.10.1.1/24", "dev", &lab.ward.ward_leg])
+        .unwrap_or_else(|e| panic!("{e}"));
     for device in monitor::lab::WARD_DEVICES {
         lab.ward
             .ward
-            .ip(&["addr", "add", &format!("{}/24", device.address), "dev", &ward_if])
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", device.address),
+                "dev",
+                &ward_if,
+            ])
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    lab.ward.ward.ip(&["route", "add", "default", "via", "10.10.1.1"]).unwrap_or_else(|e| panic!("{e}"));
+    lab.ward
+        .ward
+        .ip(&["route", "add", "default", "via", "10.10.1.1"])
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(lab.daemon_log().contains("is back"), "{}", lab.daemon_log());
     lab.assert_normal_traffic(Outcome::Answered);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
+        Outcome::TimedOut
+    );
 }

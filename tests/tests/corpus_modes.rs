@@ -22,11 +22,23 @@ fn corpus_files() -> (PathBuf, Vec<PathBuf>) {
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap_or_else(|e| panic!("listing {}: {e}", dir.display())).path())
-        .filter(|p| p.extension().is_some_and(|ext| ext == "pcap" || ext == "pcapng"))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+                .path()
+        })
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|ext| ext == "pcap" || ext == "pcapng")
+        })
         .collect();
     files.sort();
-    assert!(files.len() >= 400, "{} holds only {} captures", dir.display(), files.len());
+    assert!(
+        files.len() >= 400,
+        "{} holds only {} captures",
+        dir.display(),
+        files.len()
+    );
     (dir, files)
 }
 
@@ -42,7 +54,11 @@ fn replay_in(mode: Mode, files: &[PathBuf]) -> Report {
         "{mode:?}: files failed: {:?}",
         report.failures()
     );
-    assert_eq!(report.files.len(), files.len(), "{mode:?}: every file is in the report");
+    assert_eq!(
+        report.files.len(),
+        files.len(),
+        "{mode:?}: every file is in the report"
+    );
     assert_eq!(report.totals.files_failed, 0, "{mode:?}");
     assert_eq!(
         report.totals.frames_passed + report.totals.frames_dropped,
@@ -68,15 +84,45 @@ fn every_corpus_file_replays_in_learn_audit_and_enforce() {
     );
     assert!(learn.totals.frames_run > 5_000, "{:?}", learn.totals);
     for (report, mode) in [(&audit, "audit"), (&enforce, "enforce")] {
-        assert_eq!(report.totals.frames_run, learn.totals.frames_run, "{mode} ran other frames");
-        assert_eq!(report.totals.frames_read, learn.totals.frames_read, "{mode} read other frames");
+        assert_eq!(
+            report.totals.frames_run, learn.totals.frames_run,
+            "{mode} ran other frames"
+        );
+        assert_eq!(
+            report.totals.frames_read, learn.totals.frames_read,
+            "{mode} read other frames"
+        );
     }
-    for (file_learn, (file_audit, file_enforce)) in learn.files.iter().zip(audit.files.iter().zip(&enforce.files)) {
+    for (file_learn, (file_audit, file_enforce)) in learn
+        .files
+        .iter()
+        .zip(audit.files.iter().zip(&enforce.files))
+    {
         assert_eq!(file_learn.path, file_audit.path);
-        assert_eq!(file_learn.frames_run, file_audit.frames_run, "{}", file_learn.path.display());
-        assert_eq!(file_learn.frames_run, file_enforce.frames_run, "{}", file_learn.path.display());
-        assert_eq!(file_learn.frames_dropped, 0, "learn mode dropped in {}", file_learn.path.display());
-        assert_eq!(file_audit.frames_dropped, 0, "audit mode dropped in {}", file_audit.path.display());
+        assert_eq!(
+            file_learn.frames_run,
+            file_audit.frames_run,
+            "{}",
+            file_learn.path.display()
+        );
+        assert_eq!(
+            file_learn.frames_run,
+            file_enforce.frames_run,
+            "{}",
+            file_learn.path.display()
+        );
+        assert_eq!(
+            file_learn.frames_dropped,
+            0,
+            "learn mode dropped in {}",
+            file_learn.path.display()
+        );
+        assert_eq!(
+            file_audit.frames_dropped,
+            0,
+            "audit mode dropped in {}",
+            file_audit.path.display()
+        );
     }
     assert_eq!(learn.totals.frames_dropped, 0, "learn mode drops nothing");
     assert!(learn.baseline.learned > 0);

@@ -8,11 +8,25 @@ fn readme_lists_every_reason_as_the_code_numbers_it() {
         .unwrap_or_else(|e| panic!("reading README.md: {e}"));
     let rows: Vec<&str> = readme
         .lines()
-        .filter(|l| l.starts_with("| ") && l.split('|').nth(1).is_some_and(|n| n.trim().parse::<u8>().is_ok()))
+        .filter(|l| {
+            l.starts_with("| ")
+                && l.split('|')
+                    .nth(1)
+                    .is_some_and(|n| n.trim().parse::<u8>().is_ok())
+        })
         .collect();
-    assert_eq!(rows.len(), Reason::COUNT, "README reason table rows: {rows:#?}");
+    assert_eq!(
+        rows.len(),
+        Reason::COUNT,
+        "README reason table rows: {rows:#?}"
+    );
     for reason in Reason::ALL {
-        let expected = format!("| {} | {} | {} |", *reason as u8, reason.label(), reason.description());
+        let expected = format!(
+            "| {} | {} | {} |",
+            *reason as u8,
+            reason.label(),
+            reason.description()
+        );
         assert!(
             rows.contains(&expected.as_str()),
             "README.md lacks the row\n{expected}\n(the table must match Reason in monitor-common)"

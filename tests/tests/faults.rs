@@ -1,11 +1,7 @@
 //! Faults around the monitor: no bpf filesystem, a pinned map of another layout, and an XDP
 //! attachment left by a killed earlier run.
 
-use std::{
-    path::Path,
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use monitor::{
     Datapath, Maps,
@@ -37,7 +33,8 @@ fn text(output: &std::process::Output) -> String {
 #[test]
 fn run_mounts_bpffs_when_it_is_missing() {
     let ns = NetNs::new("mflt").unwrap_or_else(|e| panic!("netns: {e}"));
-    ns.ip(&["link", "set", "lo", "up"]).unwrap_or_else(|e| panic!("{e}"));
+    ns.ip(&["link", "set", "lo", "up"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let state = TempDir::new(&std::env::temp_dir(), "mfstate");
     let pin = format!("/sys/fs/bpf/{}", unique_name("mfpin"));
     let script = format!(
@@ -68,22 +65,40 @@ echo "exit: $?"
     assert!(output.status.success(), "{out}\ndaemon log:\n{log}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.lines().any(|l| l.starts_with("before: ") && l != "before: bpf_fs"),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("before: ") && l != "before: bpf_fs"),
         "/sys/fs/bpf was still a bpf filesystem in the private namespace: {out}"
     );
-    assert!(stdout.contains("after: bpf_fs"), "monitor run did not mount bpffs: {out}\n{log}");
-    assert!(stdout.lines().any(|l| l == "up"), "monitor run did not come up: {out}\n{log}");
-    assert!(stdout.lines().any(|l| l == "pinned"), "no pin directory in the new bpffs: {out}");
-    assert!(stdout.contains("exit: 0"), "monitor run did not stop cleanly on SIGTERM: {out}\n{log}");
+    assert!(
+        stdout.contains("after: bpf_fs"),
+        "monitor run did not mount bpffs: {out}\n{log}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "up"),
+        "monitor run did not come up: {out}\n{log}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "pinned"),
+        "no pin directory in the new bpffs: {out}"
+    );
+    assert!(
+        stdout.contains("exit: 0"),
+        "monitor run did not stop cleanly on SIGTERM: {out}\n{log}"
+    );
     // The bpffs it mounted lived in the private namespace only: the host's pin dir has
     // nothing of it.
-    assert!(!Path::new(&pin).exists(), "the private bpffs leaked into the host");
+    assert!(
+        !Path::new(&pin).exists(),
+        "the private bpffs leaked into the host"
+    );
 }
 
 /// (b) A pinned map with the right name but another shape is refused, named, and left alone.
 #[test]
 fn a_pinned_map_of_the_wrong_layout_is_refused_and_untouched() {
-    monitor::datapath::ensure_bpffs(Path::new("/sys/fs/bpf")).unwrap_or_else(|e| panic!("bpffs: {e}"));
+    monitor::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+        .unwrap_or_else(|e| panic!("bpffs: {e}"));
     let dir = TempDir(Path::new("/sys/fs/bpf").join(unique_name("mfbad")));
     std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
     let wrong = dir.0.join(names::DEVICES);
@@ -94,14 +109,19 @@ fn a_pinned_map_of_the_wrong_layout_is_refused_and_untouched() {
     ));
     assert!(created.status.success(), "bpftool: {}", text(&created));
 
-    let err = Datapath::load(&Maps::Pinned(dir.0.clone())).expect_err("a wrong layout must be refused");
+    let err =
+        Datapath::load(&Maps::Pinned(dir.0.clone())).expect_err("a wrong layout must be refused");
     let expected = expected_layout()
         .into_iter()
         .find(|(name, ..)| *name == names::DEVICES)
         .map(|(_, k, v, m)| (k, v, m))
         .unwrap_or_else(|| panic!("no DEVICES in the expected layout"));
     match &err {
-        DatapathError::Layout { path, found, expected: want } => {
+        DatapathError::Layout {
+            path,
+            found,
+            expected: want,
+        } => {
             assert_eq!(path, &wrong);
             assert_eq!(*found, (4, 8, 16));
             assert_eq!(*want, expected);
@@ -109,20 +129,38 @@ fn a_pinned_map_of_the_wrong_layout_is_refused_and_untouched() {
         other => panic!("expected DatapathError::Layout, got {other:?}"),
     }
     let message = err.to_string();
-    for part in [wrong.display().to_string(), "(4, 8, 16)".into(), format!("{expected:?}")] {
-        assert!(message.contains(&part), "the error does not name {part}: {message}");
+    for part in [
+        wrong.display().to_string(),
+        "(4, 8, 16)".into(),
+        format!("{expected:?}"),
+    ] {
+        assert!(
+            message.contains(&part),
+            "the error does not name {part}: {message}"
+        );
     }
 
     // Untouched: same shape, same content, and nothing else was pinned beside it.
     let info = aya::maps::MapInfo::from_pin(&wrong).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((info.key_size(), info.value_size(), info.max_entries()), (4, 8, 16));
-    let lookup = sh(&format!("bpftool -j map lookup pinned {} key 1 0 0 0", wrong.display()));
+    assert_eq!(
+        (info.key_size(), info.value_size(), info.max_entries()),
+        (4, 8, 16)
+    );
+    let lookup = sh(&format!(
+        "bpftool -j map lookup pinned {} key 1 0 0 0",
+        wrong.display()
+    ));
     let json = String::from_utf8_lossy(&lookup.stdout);
     assert!(lookup.status.success(), "{}", text(&lookup));
-    assert!(json.contains("\"0x07\""), "the wrong map's entry changed: {json}");
+    assert!(
+        json.contains("\"0x07\""),
+        "the wrong map's entry changed: {json}"
+    );
     let dump = sh(&format!("bpftool -j map dump pinned {}", wrong.display()));
     assert_eq!(
-        String::from_utf8_lossy(&dump.stdout).matches("\"key\"").count(),
+        String::from_utf8_lossy(&dump.stdout)
+            .matches("\"key\"")
+            .count(),
         1,
         "entries were added to the wrong map: {}",
         text(&dump)
@@ -132,7 +170,11 @@ fn a_pinned_map_of_the_wrong_layout_is_refused_and_untouched() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(pinned, vec![names::DEVICES.to_string()], "the refused load pinned maps");
+    assert_eq!(
+        pinned,
+        vec![names::DEVICES.to_string()],
+        "the refused load pinned maps"
+    );
 }
 
 /// XDP program ids on `dev` in the router namespace, from `ip link show`.
@@ -162,7 +204,10 @@ fn a_killed_daemons_attachment_is_adopted_not_doubled() {
     lab.assert_normal_traffic(Outcome::Answered);
     lab.cli_ok(&["mode", "enforce"]);
     let quick = Duration::from_millis(300);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), quick), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), quick),
+        Outcome::TimedOut
+    );
     let legs = [lab.ward.ward_leg.clone(), lab.ward.core_leg.clone()];
     for leg in &legs {
         assert_eq!(xdp_prog_ids(&lab, leg).len(), 1, "{leg} before the kill");
@@ -173,7 +218,10 @@ fn a_killed_daemons_attachment_is_adopted_not_doubled() {
     for leg in &legs {
         assert_eq!(xdp_prog_ids(&lab, leg).len(), 1, "{leg} after the kill");
     }
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), quick), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), quick),
+        Outcome::TimedOut
+    );
 
     lab.start(&[]);
     let log = lab.daemon_log();
@@ -183,12 +231,27 @@ fn a_killed_daemons_attachment_is_adopted_not_doubled() {
             "the restart did not adopt {leg}'s link:\n{log}"
         );
         let ids = xdp_prog_ids(&lab, leg);
-        assert_eq!(ids.len(), 1, "{leg} has {} XDP programs after the restart: {ids:?}", ids.len());
-        let out = lab.ward.router.ip(&["-d", "link", "show", "dev", leg]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ids.len(),
+            1,
+            "{leg} has {} XDP programs after the restart: {ids:?}",
+            ids.len()
+        );
+        let out = lab
+            .ward
+            .router
+            .ip(&["-d", "link", "show", "dev", leg])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.matches("prog/xdp").count(), 1, "{leg}: {out}");
     }
     lab.assert_normal_traffic(Outcome::Answered);
-    assert_eq!(lab.udp("badge-reader-icu3", service("ntp", NTP), quick), Outcome::TimedOut);
+    assert_eq!(
+        lab.udp("badge-reader-icu3", service("ntp", NTP), quick),
+        Outcome::TimedOut
+    );
     let status = lab.cli_ok(&["status"]);
-    assert!(status.contains("enforce"), "the mode survived the kill: {status}");
+    assert!(
+        status.contains("enforce"),
+        "the mode survived the kill: {status}"
+    );
 }

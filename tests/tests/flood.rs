@@ -23,7 +23,10 @@ use monitor::{
     Datapath, Maps,
     datapath::addr_of,
     inventory::Inventory,
-    lab::{CORE_SERVERS, DNS, HTTPS, MLLP, DICOM, NTP, Outcome, Servers, WARD_DEVICES, Ward, tcp_exchange, udp_exchange},
+    lab::{
+        CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
+        tcp_exchange, udp_exchange,
+    },
     policy::Policy,
 };
 use monitor_common::{Action, Mode, maps::MAX_UNENROLLED};
@@ -69,7 +72,11 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
     let servers = Servers::start(
         &ward.core,
-        &[service("pump-server", HTTPS), service("hl7-engine", MLLP), service("pacs", DICOM)],
+        &[
+            service("pump-server", HTTPS),
+            service("hl7-engine", MLLP),
+            service("pacs", DICOM),
+        ],
         &[service("dns", DNS), service("ntp", NTP)],
     )
     .unwrap_or_else(|e| panic!("starting servers: {e}"));
@@ -95,7 +102,11 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         }
     }
     let timeout = Duration::from_millis(800);
-    let (ct, pump, badge) = (host("ct-scanner-01"), host("pump-icu3-01"), host("badge-reader-icu3"));
+    let (ct, pump, badge) = (
+        host("ct-scanner-01"),
+        host("pump-icu3-01"),
+        host("badge-reader-icu3"),
+    );
     let udp = |src: IpAddr, to: SocketAddr| {
         ward.ward
             .run(move || udp_exchange(src, 0, to, PAYLOAD, timeout))
@@ -105,14 +116,20 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     assert_eq!(udp(ct, service("dns", DNS)), Outcome::Answered);
     let to = service("pump-server", HTTPS);
     assert_eq!(
-        ward.ward.run(move || tcp_exchange(pump, to, b"hl7", timeout)).unwrap_or_else(|e| panic!("{e}")),
+        ward.ward
+            .run(move || tcp_exchange(pump, to, b"hl7", timeout))
+            .unwrap_or_else(|e| panic!("{e}")),
         Outcome::Answered
     );
     datapath
         .maps_mut()
         .set_mode(Mode::Enforce)
         .unwrap_or_else(|e| panic!("mode: {e}"));
-    assert_eq!(udp(badge, service("ntp", NTP)), Outcome::TimedOut, "badge → ntp is forbidden");
+    assert_eq!(
+        udp(badge, service("ntp", NTP)),
+        Outcome::TimedOut,
+        "badge → ntp is forbidden"
+    );
 
     let enrolled: BTreeSet<IpAddr> = WARD_DEVICES.iter().map(|d| d.address).collect();
     let enrolled_baseline = |dp: &Datapath| {
@@ -131,7 +148,10 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     assert!(baseline_before.len() >= 2, "learned: {baseline_before:?}");
     let slot = |name: &str| inventory.find(name).unwrap_or_else(|e| panic!("{e}")).slot;
     let (ct_slot, badge_slot) = (slot("ct-scanner-01"), slot("badge-reader-icu3"));
-    let ct_before = datapath.maps().device_stats(ct_slot).unwrap_or_else(|e| panic!("{e}"));
+    let ct_before = datapath
+        .maps()
+        .device_stats(ct_slot)
+        .unwrap_or_else(|e| panic!("{e}"));
     let badge_dropped_before = datapath
         .maps()
         .device_stats(badge_slot)
@@ -149,17 +169,31 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         Arc::new(AtomicU64::new(0)),
     );
     let talker = {
-        let (stop, sent, failures, forbidden_passed, probes) =
-            (stop.clone(), sent.clone(), failures.clone(), forbidden_passed.clone(), probes.clone());
+        let (stop, sent, failures, forbidden_passed, probes) = (
+            stop.clone(),
+            sent.clone(),
+            failures.clone(),
+            forbidden_passed.clone(),
+            probes.clone(),
+        );
         ward.ward
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     sent.fetch_add(1, Ordering::Relaxed);
-                    if udp_exchange(ct, 0, service("dns", DNS), PAYLOAD, Duration::from_secs(2)) != Outcome::Answered {
+                    if udp_exchange(ct, 0, service("dns", DNS), PAYLOAD, Duration::from_secs(2))
+                        != Outcome::Answered
+                    {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
                     probes.fetch_add(1, Ordering::Relaxed);
-                    if udp_exchange(badge, 0, service("ntp", NTP), b"scan", Duration::from_millis(50)) == Outcome::Answered {
+                    if udp_exchange(
+                        badge,
+                        0,
+                        service("ntp", NTP),
+                        b"scan",
+                        Duration::from_millis(50),
+                    ) == Outcome::Answered
+                    {
                         forbidden_passed.fetch_add(1, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(10));
@@ -199,25 +233,44 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         // bounded: this is not a benchmark).
         while !flood_done.load(Ordering::Relaxed) {
             let t = Instant::now();
-            let devices = datapath.maps().devices().unwrap_or_else(|e| panic!("devices during the flood: {e}"));
-            let stats = datapath.maps().device_stats(ct_slot).unwrap_or_else(|e| panic!("stats during the flood: {e}"));
-            let _ = datapath.maps().config().unwrap_or_else(|e| panic!("config during the flood: {e}"));
+            let devices = datapath
+                .maps()
+                .devices()
+                .unwrap_or_else(|e| panic!("devices during the flood: {e}"));
+            let stats = datapath
+                .maps()
+                .device_stats(ct_slot)
+                .unwrap_or_else(|e| panic!("stats during the flood: {e}"));
+            let _ = datapath
+                .maps()
+                .config()
+                .unwrap_or_else(|e| panic!("config during the flood: {e}"));
             let took = t.elapsed();
-            assert_eq!(devices, devices_before, "the device map changed during the flood");
+            assert_eq!(
+                devices, devices_before,
+                "the device map changed during the flood"
+            );
             assert!(stats.packets_sent >= ct_before.packets_sent);
-            assert!(took < Duration::from_secs(3), "controller reads took {took:?} during the flood");
+            assert!(
+                took < Duration::from_secs(3),
+                "controller reads took {took:?} during the flood"
+            );
             slowest_read = slowest_read.max(took);
             reads += 1;
             std::thread::sleep(Duration::from_millis(200));
         }
-        let (passed, took) = flooder.join().unwrap_or_else(|_| panic!("the flood thread panicked"));
+        let (passed, took) = flooder
+            .join()
+            .unwrap_or_else(|_| panic!("the flood thread panicked"));
         eprintln!(
             "flood: {} frames in {took:?} ({passed} passed); {reads} controller reads, slowest {slowest_read:?}",
             flooded.load(Ordering::Relaxed)
         );
     });
     stop.store(true, Ordering::Relaxed);
-    talker.join().unwrap_or_else(|_| panic!("the talking thread panicked"));
+    talker
+        .join()
+        .unwrap_or_else(|_| panic!("the talking thread panicked"));
 
     let flooded = flooded.load(Ordering::Relaxed);
     assert!(
@@ -227,28 +280,63 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     assert!(reads >= 1, "no controller read ran during the flood");
 
     // Enrolled traffic went on, exactly counted.
-    let (sent, failures) = (sent.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
+    let (sent, failures) = (
+        sent.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
     assert!(sent >= 5, "the talking thread ran only {sent} exchanges");
-    assert_eq!(failures, 0, "{failures} of {sent} baseline exchanges failed during the flood");
-    let ct_after = datapath.maps().device_stats(ct_slot).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        failures, 0,
+        "{failures} of {sent} baseline exchanges failed during the flood"
+    );
+    let ct_after = datapath
+        .maps()
+        .device_stats(ct_slot)
+        .unwrap_or_else(|e| panic!("{e}"));
     let frame = (14 + 20 + 8 + PAYLOAD.len()) as u64;
-    assert_eq!(ct_after.packets_sent - ct_before.packets_sent, sent, "{ct_after:?}");
-    assert_eq!(ct_after.packets_received - ct_before.packets_received, sent, "{ct_after:?}");
+    assert_eq!(
+        ct_after.packets_sent - ct_before.packets_sent,
+        sent,
+        "{ct_after:?}"
+    );
+    assert_eq!(
+        ct_after.packets_received - ct_before.packets_received,
+        sent,
+        "{ct_after:?}"
+    );
     assert_eq!(ct_after.bytes_sent - ct_before.bytes_sent, sent * frame);
-    assert_eq!(ct_after.bytes_received - ct_before.bytes_received, sent * frame);
+    assert_eq!(
+        ct_after.bytes_received - ct_before.bytes_received,
+        sent * frame
+    );
     assert_eq!(ct_after.dropped_packets, ct_before.dropped_packets);
 
     // Verdicts and baseline untouched; the forbidden flow still dropped.
     let probes = probes.load(Ordering::Relaxed);
-    assert_eq!(forbidden_passed.load(Ordering::Relaxed), 0, "a forbidden probe passed during the flood");
+    assert_eq!(
+        forbidden_passed.load(Ordering::Relaxed),
+        0,
+        "a forbidden probe passed during the flood"
+    );
     let badge_dropped = datapath
         .maps()
         .device_stats(badge_slot)
         .unwrap_or_else(|e| panic!("{e}"))
         .dropped_packets;
-    assert_eq!(badge_dropped - badge_dropped_before, probes, "every forbidden probe dropped");
-    assert_eq!(enrolled_baseline(&datapath), baseline_before, "enrolled baselines changed");
-    assert_eq!(datapath.maps().devices().unwrap_or_else(|e| panic!("{e}")), devices_before);
+    assert_eq!(
+        badge_dropped - badge_dropped_before,
+        probes,
+        "every forbidden probe dropped"
+    );
+    assert_eq!(
+        enrolled_baseline(&datapath),
+        baseline_before,
+        "enrolled baselines changed"
+    );
+    assert_eq!(
+        datapath.maps().devices().unwrap_or_else(|e| panic!("{e}")),
+        devices_before
+    );
     assert_eq!(udp(badge, service("ntp", NTP)), Outcome::TimedOut);
     assert_eq!(udp(ct, service("dns", DNS)), Outcome::Answered);
 
@@ -256,16 +344,29 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     // kernel keeps just below max_entries (it evicts in batches from per-CPU free lists),
     // so "full" means within 1% of MAX_UNENROLLED, the oldest sources evicted and the
     // newest present.
-    let unenrolled = datapath.maps().unenrolled_stats().unwrap_or_else(|e| panic!("{e}"));
+    let unenrolled = datapath
+        .maps()
+        .unenrolled_stats()
+        .unwrap_or_else(|e| panic!("{e}"));
     let capacity = MAX_UNENROLLED as usize;
     assert!(
         unenrolled.len() <= capacity && unenrolled.len() >= capacity - capacity / 100,
         "the unenrolled table should be at its capacity {capacity} after {flooded} spoofed sources, holds {}",
         unenrolled.len()
     );
-    let source = |i: u64| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i as u32));
-    assert!(!unenrolled.contains_key(&source(0)), "the first spoofed source was never evicted");
-    assert!(unenrolled.contains_key(&source(flooded - 1)), "the newest spoofed source is missing");
+    let source = |i: u64| {
+        IpAddr::V4(Ipv4Addr::from(
+            u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i as u32,
+        ))
+    };
+    assert!(
+        !unenrolled.contains_key(&source(0)),
+        "the first spoofed source was never evicted"
+    );
+    assert!(
+        unenrolled.contains_key(&source(flooded - 1)),
+        "the newest spoofed source is missing"
+    );
     assert!(
         unenrolled.keys().all(|a| !enrolled.contains(a)),
         "an enrolled device among the unenrolled"

@@ -52,7 +52,8 @@ impl Responder {
         let thread = {
             let (zone, questions, stop) = (zone.clone(), questions.clone(), stop.clone());
             ns.spawn(move || {
-                let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding the DNS responder: {e}"));
+                let socket = UdpSocket::bind("127.0.0.1:0")
+                    .unwrap_or_else(|e| panic!("binding the DNS responder: {e}"));
                 socket
                     .set_read_timeout(Some(Duration::from_millis(50)))
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -60,17 +61,25 @@ impl Responder {
                     .unwrap_or_else(|e| panic!("{e}"));
                 let mut buf = [0u8; 1500];
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
                     let zone = zone.lock().unwrap_or_else(|e| panic!("{e}")).clone();
                     if let Some((reply, name, qtype)) = answer(&buf[..n], &zone) {
-                        questions.lock().unwrap_or_else(|e| panic!("{e}")).push((name, qtype, Instant::now()));
+                        questions.lock().unwrap_or_else(|e| panic!("{e}")).push((
+                            name,
+                            qtype,
+                            Instant::now(),
+                        ));
                         let _ = socket.send_to(&reply, from);
                     }
                 }
             })
             .unwrap_or_else(|e| panic!("{e}"))
         };
-        let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|e| panic!("DNS responder: {e}"));
+        let addr = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("DNS responder: {e}"));
         Responder {
             addr,
             zone,
@@ -88,7 +97,10 @@ impl Responder {
     }
 
     fn remove(&self, name: &str) {
-        self.zone.lock().unwrap_or_else(|e| panic!("{e}")).remove(name);
+        self.zone
+            .lock()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(name);
     }
 
     /// When `name` was asked for AAAA records.
@@ -115,7 +127,11 @@ impl Drop for Responder {
 /// The reply to one DNS query (RFC 1035): the question echoed, an answer per address of
 /// the asked type, NXDOMAIN for names outside the zone. Also the name and type asked.
 fn answer(query: &[u8], zone: &Zone) -> Option<(Vec<u8>, String, u16)> {
-    let word = |at: usize| query.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let word = |at: usize| {
+        query
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let flags = word(2)?;
     if flags & 0x8000 != 0 || word(4)? != 1 {
         return None;
@@ -189,7 +205,10 @@ struct Bad {
 
 /// The RFC example with the first `from` replaced by `to`.
 fn broken(from: &str, to: &str) -> String {
-    assert!(RFC_EXAMPLE.contains(from), "the RFC example has no `{from}`");
+    assert!(
+        RFC_EXAMPLE.contains(from),
+        "the RFC example has no `{from}`"
+    );
     RFC_EXAMPLE.replacen(from, to, 1)
 }
 
@@ -213,7 +232,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "duplicate member",
-            broken("\"cache-validity\": 48,", "\"cache-validity\": 48,\n    \"mud-version\": 1,"),
+            broken(
+                "\"cache-validity\": 48,",
+                "\"cache-validity\": 48,\n    \"mud-version\": 1,",
+            ),
             "/ietf-mud:mud",
             Some(7),
             Some(17),
@@ -221,7 +243,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "ACL container of a pre-RFC draft",
-            broken("\"ietf-access-control-list:acls\"", "\"ietf-access-control-list:access-lists\""),
+            broken(
+                "\"ietf-access-control-list:acls\"",
+                "\"ietf-access-control-list:access-lists\"",
+            ),
             "/ietf-access-control-list:access-lists",
             Some(28),
             Some(41),
@@ -229,7 +254,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "missing mud-url",
-            broken("    \"mud-url\": \"https://lighting.example.com/lightbulb2000\",\n", ""),
+            broken(
+                "    \"mud-url\": \"https://lighting.example.com/lightbulb2000\",\n",
+                "",
+            ),
             "/ietf-mud:mud",
             Some(26),
             Some(3),
@@ -261,7 +289,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "policy names an ACL that is not defined",
-            broken("\"name\": \"mud-76100-v6fr\"", "\"name\": \"mud-76100-v6fx\""),
+            broken(
+                "\"name\": \"mud-76100-v6fr\"",
+                "\"name\": \"mud-76100-v6fx\"",
+            ),
             "/ietf-mud:mud/from-device-policy/access-lists/access-list/0/name",
             None,
             None,
@@ -285,7 +316,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "declared extension",
-            broken("\"is-supported\": true,", "\"is-supported\": true,\n    \"extensions\": [\"ol\"],"),
+            broken(
+                "\"is-supported\": true,",
+                "\"is-supported\": true,\n    \"extensions\": [\"ol\"],",
+            ),
             "/ietf-mud:mud/extensions",
             None,
             None,
@@ -328,7 +362,10 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "same-manufacturer",
-            broken("\"matches\": {", "\"matches\": {\"ietf-mud:mud\": {\"same-manufacturer\": [null]},"),
+            broken(
+                "\"matches\": {",
+                "\"matches\": {\"ietf-mud:mud\": {\"same-manufacturer\": [null]},",
+            ),
             "/ietf-access-control-list:acls/acl/0/aces/ace/0/matches/ietf-mud:mud/same-manufacturer",
             None,
             None,
@@ -336,11 +373,11 @@ fn bad_files() -> Vec<Bad> {
         ),
         bad(
             "local-networks the policy does not define",
-            broken(
-                "\"ietf-acldns:src-dnsname\": \"test.example.com\",",
-                "",
-            )
-            .replacen("\"matches\": {", "\"matches\": {\"ietf-mud:mud\": {\"local-networks\": [null]},", 1),
+            broken("\"ietf-acldns:src-dnsname\": \"test.example.com\",", "").replacen(
+                "\"matches\": {",
+                "\"matches\": {\"ietf-mud:mud\": {\"local-networks\": [null]},",
+                1,
+            ),
             "/ietf-access-control-list:acls/acl/0/aces/ace/0/matches/ietf-mud:mud/local-networks",
             None,
             None,
@@ -358,9 +395,14 @@ fn bad_files() -> Vec<Bad> {
             "the client's ephemeral port",
             {
                 // The from-device ACE (the second ACL) names the device's own port.
-                let at = RFC_EXAMPLE.find("\"mud-76100-v6fr\",").unwrap_or_else(|| panic!("no second ACL"));
+                let at = RFC_EXAMPLE
+                    .find("\"mud-76100-v6fr\",")
+                    .unwrap_or_else(|| panic!("no second ACL"));
                 let (head, tail) = RFC_EXAMPLE.split_at(at);
-                format!("{head}{}", tail.replacen("\"destination-port\"", "\"source-port\"", 1))
+                format!(
+                    "{head}{}",
+                    tail.replacen("\"destination-port\"", "\"source-port\"", 1)
+                )
             },
             "/ietf-access-control-list:acls/acl/1/aces/ace/0/matches/tcp/source-port",
             None,
@@ -388,11 +430,16 @@ fn location(file: &Path, bad: &Bad) -> String {
 }
 
 fn mud_entry(dns: Option<SocketAddr>) -> String {
-    let servers = dns.map_or_else(String::new, |addr| format!("    dns-servers: [\"{addr}\"]\n"));
-    format!("# The badge reader's manufacturer publishes the RFC 8520 example.\nmud:\n  - kind: badge-reader\n    file: mud/lightbulb.json\n{servers}")
+    let servers = dns.map_or_else(String::new, |addr| {
+        format!("    dns-servers: [\"{addr}\"]\n")
+    });
+    format!(
+        "# The badge reader's manufacturer publishes the RFC 8520 example.\nmud:\n  - kind: badge-reader\n    file: mud/lightbulb.json\n{servers}"
+    )
 }
 
-const BADGE: &str = "devices:\n  - name: badge-1\n    kind: badge-reader\n    addresses: [10.10.1.14]\n";
+const BADGE: &str =
+    "devices:\n  - name: badge-1\n    kind: badge-reader\n    addresses: [10.10.1.14]\n";
 
 fn refused(dir: &Path) -> Vec<Problem> {
     match Policy::load_dir(dir) {
@@ -407,21 +454,34 @@ fn the_rfc_example_loads_and_its_names_wait_for_the_resolver() {
     let dir = TempDir::new(&std::env::temp_dir(), "mmud");
     std::fs::create_dir(dir.0.join("mud")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.0.join("mud/lightbulb.json"), RFC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.0.join("ward.yaml"), format!("{BADGE}{}", mud_entry(None))).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.0.join("ward.yaml"),
+        format!("{BADGE}{}", mud_entry(None)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let policy = Policy::load_dir(&dir.0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(policy.mud.len(), 1);
     let import = &policy.mud[0];
     assert_eq!(import.kind, "badge-reader");
     assert_eq!(import.place.line, Some(7), "the entry's line");
-    assert_eq!(import.mud.info.mud_url, "https://lighting.example.com/lightbulb2000");
-    assert!(policy.rules.is_empty(), "the only peer is a name: no rule before it resolves");
+    assert_eq!(
+        import.mud.info.mud_url,
+        "https://lighting.example.com/lightbulb2000"
+    );
+    assert!(
+        policy.rules.is_empty(),
+        "the only peer is a name: no rule before it resolves"
+    );
     let questions: Vec<String> = import.questions().map(|q| q.to_string()).collect();
     assert_eq!(questions, ["test.example.com AAAA"]);
     // With an address for the name, the rule is the one flow rule the two ACEs describe.
     let mut names = monitor::mud::Names::default();
     let server: IpAddr = "fd00:20::10".parse().unwrap_or_else(|e| panic!("{e}"));
     names.record(vec![(
-        import.questions().next().unwrap_or_else(|| panic!("no question")),
+        import
+            .questions()
+            .next()
+            .unwrap_or_else(|| panic!("no question")),
         monitor::mud::Lookup::Found([server].into(), 60),
     )]);
     let rules = import.named_rules(&names);
@@ -429,38 +489,74 @@ fn the_rfc_example_loads_and_its_names_wait_for_the_resolver() {
     let rule = &rules[0].1;
     assert_eq!(rule.devices.kind.as_deref(), Some("badge-reader"));
     assert_eq!(rule.peer.cidr.as_deref(), Some("fd00:20::10"));
-    assert_eq!((rule.protocol.as_str(), rule.direction), ("tcp", monitor::policy::RuleDirection::Out));
+    assert_eq!(
+        (rule.protocol.as_str(), rule.direction),
+        ("tcp", monitor::policy::RuleDirection::Out)
+    );
     assert_eq!(rule.ports, Some(monitor::policy::PortsSpec::One(HTTPS)));
     let description = rule.description.as_deref().unwrap_or_default();
-    assert!(description.contains("mud-76100-v6fr/cl0-frdev") && description.contains("mud-76100-v6to/cl0-todev"), "{description}");
+    assert!(
+        description.contains("mud-76100-v6fr/cl0-frdev")
+            && description.contains("mud-76100-v6to/cl0-todev"),
+        "{description}"
+    );
     // `policy check` accepts it.
-    let output = Command::new(monitor_bin()).args(["policy", "check"]).arg(&dir.0).output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(monitor_bin())
+        .args(["policy", "check"])
+        .arg(&dir.0)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // `monitor mud show` says what the file opens; with --resolve (inside a namespace of its
     // own, asking the responder there), also the addresses.
     let ns = NetNs::new("mdn").unwrap_or_else(|e| panic!("{e}"));
     let dns = Responder::start(&ns, BTreeMap::new());
     dns.set(NAME, &[server], 60);
-    std::fs::write(dir.0.join("ward.yaml"), format!("{BADGE}{}", mud_entry(Some(dns.addr)))).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.0.join("ward.yaml"),
+        format!("{BADGE}{}", mud_entry(Some(dns.addr))),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let show = |resolve: bool| {
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns.name()]).arg(monitor_bin()).args(["mud", "show"]).arg(&dir.0);
+        command
+            .args(["netns", "exec", ns.name()])
+            .arg(monitor_bin())
+            .args(["mud", "show"])
+            .arg(&dir.0);
         if resolve {
             command.arg("--resolve");
         }
         let output = command.output().unwrap_or_else(|e| panic!("{e}"));
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let text = show(false);
-    assert!(text.contains("for every device of kind `badge-reader`"), "{text}");
+    assert!(
+        text.contains("for every device of kind `badge-reader`"),
+        "{text}"
+    );
     assert!(
         text.contains("allow out tcp/443 peer test.example.com (AAAA)   [mud-76100-v6fr/cl0-frdev, mud-76100-v6to/cl0-todev]"),
         "{text}"
     );
-    assert!(!text.contains("fd00:20::10") && dns.asked(NAME).is_empty(), "resolved without --resolve:\n{text}");
+    assert!(
+        !text.contains("fd00:20::10") && dns.asked(NAME).is_empty(),
+        "resolved without --resolve:\n{text}"
+    );
     let text = show(true);
-    assert!(text.contains("test.example.com AAAA: fd00:20::10"), "{text}");
+    assert!(
+        text.contains("test.example.com AAAA: fd00:20::10"),
+        "{text}"
+    );
     assert_eq!(dns.asked(NAME).len(), 1);
 }
 
@@ -473,21 +569,56 @@ fn every_kind_of_malformed_mud_file_is_refused_with_its_json_pointer() {
         std::fs::create_dir(dir.0.join("mud")).unwrap_or_else(|e| panic!("{e}"));
         let file = dir.0.join("mud/lightbulb.json");
         std::fs::write(&file, &case.text).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.0.join("ward.yaml"), format!("{BADGE}{}", mud_entry(None))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.0.join("ward.yaml"),
+            format!("{BADGE}{}", mud_entry(None)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let problems = refused(&dir.0);
-        assert_eq!(problems.len(), 1, "{}: expected one problem, got {problems:#?}", case.kind);
+        assert_eq!(
+            problems.len(),
+            1,
+            "{}: expected one problem, got {problems:#?}",
+            case.kind
+        );
         let problem = &problems[0];
         assert_eq!(problem.place.file, file, "{}: {problem}", case.kind);
-        assert_eq!((problem.place.line, problem.place.column), (case.line, case.column), "{}: {problem}", case.kind);
-        let at = if case.pointer.is_empty() { "at the top level: ".to_string() } else { format!("at {}: ", case.pointer) };
-        assert!(problem.message.starts_with(&at), "{}: pointer of {problem}", case.kind);
-        assert!(problem.message.contains(case.reason), "{}: reason of {problem}", case.kind);
-        let output = Command::new(monitor_bin()).args(["policy", "check"]).arg(&dir.0).output().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (problem.place.line, problem.place.column),
+            (case.line, case.column),
+            "{}: {problem}",
+            case.kind
+        );
+        let at = if case.pointer.is_empty() {
+            "at the top level: ".to_string()
+        } else {
+            format!("at {}: ", case.pointer)
+        };
+        assert!(
+            problem.message.starts_with(&at),
+            "{}: pointer of {problem}",
+            case.kind
+        );
+        assert!(
+            problem.message.contains(case.reason),
+            "{}: reason of {problem}",
+            case.kind
+        );
+        let output = Command::new(monitor_bin())
+            .args(["policy", "check"])
+            .arg(&dir.0)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
         let text = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{}: accepted by `monitor policy check`", case.kind);
+        assert!(
+            !output.status.success(),
+            "{}: accepted by `monitor policy check`",
+            case.kind
+        );
         let place = location(&file, case);
         assert!(
-            text.lines().any(|l| l.contains(&place) && l.contains(case.reason)),
+            text.lines()
+                .any(|l| l.contains(&place) && l.contains(case.reason)),
             "{}: `monitor policy check` does not say `{place}{}`:\n{text}",
             case.kind,
             case.reason
@@ -501,14 +632,29 @@ fn every_kind_of_malformed_mud_file_is_refused_with_its_json_pointer() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let problems = refused(&dir.0);
-    let lines: Vec<(Option<usize>, &str)> = problems.iter().map(|p| (p.place.line, p.message.as_str())).collect();
-    assert!(lines.iter().any(|(l, m)| *l == Some(6) && m.contains("missing.json: cannot read")), "{problems:#?}");
-    assert!(lines.iter().any(|(l, m)| *l == Some(8) && m.contains("`dns.example` is not IP or IP:PORT")), "{problems:#?}");
+    let lines: Vec<(Option<usize>, &str)> = problems
+        .iter()
+        .map(|p| (p.place.line, p.message.as_str()))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|(l, m)| *l == Some(6) && m.contains("missing.json: cannot read")),
+        "{problems:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(l, m)| *l == Some(8) && m.contains("`dns.example` is not IP or IP:PORT")),
+        "{problems:#?}"
+    );
 }
 
 /// The veth interface of a namespace and its MAC address.
 fn veth(ns: &NetNs) -> (String, String) {
-    let out = ns.ip(&["-o", "link", "show", "type", "veth"]).unwrap_or_else(|e| panic!("{e}"));
+    let out = ns
+        .ip(&["-o", "link", "show", "type", "veth"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let name = out
         .split(':')
         .nth(1)
@@ -543,8 +689,15 @@ impl MudLab {
     fn start() -> MudLab {
         let ward = example_policy();
         let badge_line = "    addresses: [10.10.1.14]\n";
-        assert!(ward.contains(badge_line), "policies/ward.yaml no longer gives the badge reader {badge_line}");
-        let ward = ward.replacen(badge_line, "    addresses: [10.10.1.14, \"fd00:10::11\"]\n", 1);
+        assert!(
+            ward.contains(badge_line),
+            "policies/ward.yaml no longer gives the badge reader {badge_line}"
+        );
+        let ward = ward.replacen(
+            badge_line,
+            "    addresses: [10.10.1.14, \"fd00:10::11\"]\n",
+            1,
+        );
         let lab = Lab::new(&ward);
         let first = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x20, 0, 0, 0, 0, 0, 0x10));
         let second = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x20, 0, 0, 0, 0, 0, 0x20));
@@ -552,21 +705,54 @@ impl MudLab {
         // fixed, so that enforcing the badge reader's IPv6 address leaves neighbour
         // discovery alone (the MUD file allows HTTPS, nothing else).
         let (core_if, _) = veth(&lab.ward.core);
-        lab.ward.core.ip(&["addr", "add", "fd00:20::20/64", "dev", &core_if, "nodad"]).unwrap_or_else(|e| panic!("{e}"));
+        lab.ward
+            .core
+            .ip(&["addr", "add", "fd00:20::20/64", "dev", &core_if, "nodad"])
+            .unwrap_or_else(|e| panic!("{e}"));
         let (ward_if, ward_mac) = veth(&lab.ward.ward);
-        let leg = lab.ward.router.ip(&["-o", "link", "show", "dev", &lab.ward.ward_leg]).unwrap_or_else(|e| panic!("{e}"));
+        let leg = lab
+            .ward
+            .router
+            .ip(&["-o", "link", "show", "dev", &lab.ward.ward_leg])
+            .unwrap_or_else(|e| panic!("{e}"));
         let leg_mac = mac(&lab.ward.router, &leg);
         lab.ward
             .ward
-            .ip(&["-6", "neigh", "replace", "fd00:10::1", "lladdr", &leg_mac, "dev", &ward_if, "nud", "permanent"])
+            .ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                "fd00:10::1",
+                "lladdr",
+                &leg_mac,
+                "dev",
+                &ward_if,
+                "nud",
+                "permanent",
+            ])
             .unwrap_or_else(|e| panic!("{e}"));
         lab.ward
             .router
-            .ip(&["-6", "neigh", "replace", "fd00:10::11", "lladdr", &ward_mac, "dev", &lab.ward.ward_leg, "nud", "permanent"])
+            .ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                "fd00:10::11",
+                "lladdr",
+                &ward_mac,
+                "dev",
+                &lab.ward.ward_leg,
+                "nud",
+                "permanent",
+            ])
             .unwrap_or_else(|e| panic!("{e}"));
         let servers = Servers::start(
             &lab.ward.core,
-            &[SocketAddr::new(first, HTTPS), SocketAddr::new(first, 8443), SocketAddr::new(second, HTTPS)],
+            &[
+                SocketAddr::new(first, HTTPS),
+                SocketAddr::new(first, 8443),
+                SocketAddr::new(second, HTTPS),
+            ],
             &[],
         )
         .unwrap_or_else(|e| panic!("starting the IPv6 servers: {e}"));
@@ -574,8 +760,10 @@ impl MudLab {
         dns.set(NAME, &[first], TTL);
         let dir = &lab.policy_dir.0;
         std::fs::create_dir(dir.join("mud")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("mud/lightbulb.json"), RFC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("mud.yaml"), mud_entry(Some(dns.addr))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("mud/lightbulb.json"), RFC_EXAMPLE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("mud.yaml"), mud_entry(Some(dns.addr)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut lab = MudLab {
             lab,
             dns,
@@ -587,7 +775,10 @@ impl MudLab {
         for server in [first, second] {
             let started = Instant::now();
             while lab.https6(server, HTTPS, Duration::from_millis(500)) != Outcome::Answered {
-                assert!(started.elapsed() < Duration::from_secs(10), "no IPv6 path to {server} in the lab");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "no IPv6 path to {server} in the lab"
+                );
             }
         }
         lab.lab.start(&["--mode", "enforce"]);
@@ -600,7 +791,12 @@ impl MudLab {
             .ward
             .ward
             .run(move || {
-                monitor::lab::tcp_exchange(IpAddr::V6(Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0x11)), SocketAddr::new(to, port), b"GET /", timeout)
+                monitor::lab::tcp_exchange(
+                    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0x11)),
+                    SocketAddr::new(to, port),
+                    b"GET /",
+                    timeout,
+                )
             })
             .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -623,12 +819,39 @@ impl MudLab {
 
     /// Only the MUD rule's flow passes: HTTPS to the address the name has now.
     fn assert_only_https_to(&self, server: IpAddr) {
-        let other = if server == self.first { self.second } else { self.first };
-        assert_eq!(self.https6(server, HTTPS, Duration::from_secs(1)), Outcome::Answered, "HTTPS to {server}\n{}", self.lab.daemon_log());
-        assert_eq!(self.https6(other, HTTPS, QUICK), Outcome::TimedOut, "HTTPS to {other}, which the name does not give");
-        assert_eq!(self.https6(self.first, 8443, QUICK), Outcome::TimedOut, "another port of the server");
-        assert_eq!(self.lab.udp("badge-reader-icu3", service("dns", DNS), QUICK), Outcome::TimedOut, "IPv4 DNS");
-        assert_eq!(self.lab.tcp("badge-reader-icu3", service("pump-server", HTTPS), QUICK), Outcome::TimedOut, "IPv4 HTTPS");
+        let other = if server == self.first {
+            self.second
+        } else {
+            self.first
+        };
+        assert_eq!(
+            self.https6(server, HTTPS, Duration::from_secs(1)),
+            Outcome::Answered,
+            "HTTPS to {server}\n{}",
+            self.lab.daemon_log()
+        );
+        assert_eq!(
+            self.https6(other, HTTPS, QUICK),
+            Outcome::TimedOut,
+            "HTTPS to {other}, which the name does not give"
+        );
+        assert_eq!(
+            self.https6(self.first, 8443, QUICK),
+            Outcome::TimedOut,
+            "another port of the server"
+        );
+        assert_eq!(
+            self.lab
+                .udp("badge-reader-icu3", service("dns", DNS), QUICK),
+            Outcome::TimedOut,
+            "IPv4 DNS"
+        );
+        assert_eq!(
+            self.lab
+                .tcp("badge-reader-icu3", service("pump-server", HTTPS), QUICK),
+            Outcome::TimedOut,
+            "IPv4 HTTPS"
+        );
     }
 }
 
@@ -636,14 +859,24 @@ impl MudLab {
 fn the_rfc_example_opens_https_to_the_resolved_server_only_and_follows_the_ttl() {
     let lab = MudLab::start();
     let log = lab.lab.daemon_log();
-    assert!(log.contains(&format!("MUD name {NAME} AAAA: {} (TTL {TTL} s)", lab.first)), "{log}");
+    assert!(
+        log.contains(&format!(
+            "MUD name {NAME} AAAA: {} (TTL {TTL} s)",
+            lab.first
+        )),
+        "{log}"
+    );
     // (a) The resolved server, HTTPS only, nothing else.
     lab.assert_only_https_to(lab.first);
     // (b) The answer changes; the rule follows once the TTL has run out, not before.
     lab.dns.set(NAME, &[lab.second], TTL);
     let changed_at = Instant::now();
     let first_asked = lab.dns.asked(NAME)[0];
-    lab.wait_for(lab.second, Outcome::Answered, Duration::from_secs(u64::from(TTL) + 6));
+    lab.wait_for(
+        lab.second,
+        Outcome::Answered,
+        Duration::from_secs(u64::from(TTL) + 6),
+    );
     let asked = lab.dns.asked(NAME);
     assert!(asked.len() >= 2);
     let refreshed_after = asked[1].duration_since(first_asked);
@@ -656,15 +889,32 @@ fn the_rfc_example_opens_https_to_the_resolved_server_only_and_follows_the_ttl()
     // Never asked again before the answer's TTL ran out.
     for pair in asked.windows(2) {
         let gap = pair[1].duration_since(pair[0]);
-        assert!(gap >= Duration::from_secs(u64::from(TTL)) - Duration::from_millis(50), "asked again after {gap:?}");
+        assert!(
+            gap >= Duration::from_secs(u64::from(TTL)) - Duration::from_millis(50),
+            "asked again after {gap:?}"
+        );
     }
     lab.assert_only_https_to(lab.second);
     let log = lab.lab.daemon_log();
-    assert!(log.contains(&format!("MUD name {NAME} AAAA changed: {} → {}", lab.first, lab.second)), "{log}");
+    assert!(
+        log.contains(&format!(
+            "MUD name {NAME} AAAA changed: {} → {}",
+            lab.first, lab.second
+        )),
+        "{log}"
+    );
     // The name goes away: its rule opens nothing any more.
     lab.dns.remove(NAME);
-    lab.wait_for(lab.second, Outcome::TimedOut, Duration::from_secs(u64::from(TTL) + 6));
-    assert!(lab.lab.daemon_log().contains("no such name"), "{}", lab.lab.daemon_log());
+    lab.wait_for(
+        lab.second,
+        Outcome::TimedOut,
+        Duration::from_secs(u64::from(TTL) + 6),
+    );
+    assert!(
+        lab.lab.daemon_log().contains("no such name"),
+        "{}",
+        lab.lab.daemon_log()
+    );
     assert_eq!(lab.https6(lab.first, HTTPS, QUICK), Outcome::TimedOut);
 }
 
@@ -684,15 +934,37 @@ fn malformed_mud_files_leave_the_policy_in_force() {
         loop {
             let log = lab.lab.daemon_log();
             let new = log.get(seen..).unwrap_or_default();
-            if new.lines().any(|l| l.contains(&place) && l.contains(case.reason)) {
-                assert!(new.contains("the running policy stays"), "{}:\n{new}", case.kind);
+            if new
+                .lines()
+                .any(|l| l.contains(&place) && l.contains(case.reason))
+            {
+                assert!(
+                    new.contains("the running policy stays"),
+                    "{}:\n{new}",
+                    case.kind
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "{}: the daemon log does not name `{place}{}`:\n{new}", case.kind, case.reason);
+            assert!(
+                Instant::now() < deadline,
+                "{}: the daemon log does not name `{place}{}`:\n{new}",
+                case.kind,
+                case.reason
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(lab.https6(lab.first, HTTPS, Duration::from_secs(1)), Outcome::Answered, "{}: the MUD rule in force is gone", case.kind);
-        assert_eq!(lab.https6(lab.first, 8443, QUICK), Outcome::TimedOut, "{}: enforcement stopped", case.kind);
+        assert_eq!(
+            lab.https6(lab.first, HTTPS, Duration::from_secs(1)),
+            Outcome::Answered,
+            "{}: the MUD rule in force is gone",
+            case.kind
+        );
+        assert_eq!(
+            lab.https6(lab.first, 8443, QUICK),
+            Outcome::TimedOut,
+            "{}: enforcement stopped",
+            case.kind
+        );
     }
     // Good again.
     std::fs::write(&file, RFC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));

@@ -36,24 +36,94 @@ impl Rng {
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
         .unwrap_or(default)
 }
 
 const VALUES: &[&str] = &[
-    "0", "-1", "65536", "99999999999999999999", "1.5", "\"\"", "[]", "{}", "null", "~", "true",
-    "10.10.1.11", "10.10.1.11/33", "::1", "fd00::/129", "300.1.1.1", "tcp", "icmpv6", "any",
-    "\"8000-7000\"", "\"1-65535\"", "[443, \"x\"]", "life-critical", "enforce", "inherit",
-    "allow", "deny", "in", "out", "\"00:09:fb:12:34\"", "&anchor x", "*anchor", "!!binary aGk=",
-    "{device: nobody}", "{group: nogroup}", "{kind: toaster}", "{cidr: 0.0.0.0/0}", "{any: false}",
-    "\"\\u0000\"", "'unterminated", "\"a\\\"b\"", "|\n  block", ">-\n  folded",
+    "0",
+    "-1",
+    "65536",
+    "99999999999999999999",
+    "1.5",
+    "\"\"",
+    "[]",
+    "{}",
+    "null",
+    "~",
+    "true",
+    "10.10.1.11",
+    "10.10.1.11/33",
+    "::1",
+    "fd00::/129",
+    "300.1.1.1",
+    "tcp",
+    "icmpv6",
+    "any",
+    "\"8000-7000\"",
+    "\"1-65535\"",
+    "[443, \"x\"]",
+    "life-critical",
+    "enforce",
+    "inherit",
+    "allow",
+    "deny",
+    "in",
+    "out",
+    "\"00:09:fb:12:34\"",
+    "&anchor x",
+    "*anchor",
+    "!!binary aGk=",
+    "{device: nobody}",
+    "{group: nogroup}",
+    "{kind: toaster}",
+    "{cidr: 0.0.0.0/0}",
+    "{any: false}",
+    "\"\\u0000\"",
+    "'unterminated",
+    "\"a\\\"b\"",
+    "|\n  block",
+    ">-\n  folded",
 ];
 
 const KEYS: &[&str] = &[
-    "devices", "groups", "rules", "defaults", "name", "kind", "addresses", "mac", "location",
-    "criticality", "owner", "notes", "mode", "confirm-enforce", "members", "kinds",
-    "description", "peer", "protocol", "ports", "direction", "action", "unenrolled", "site",
-    "building", "floor", "ward", "room", "vlan", "device", "group", "cidr", "any", "unknown-key",
+    "devices",
+    "groups",
+    "rules",
+    "defaults",
+    "name",
+    "kind",
+    "addresses",
+    "mac",
+    "location",
+    "criticality",
+    "owner",
+    "notes",
+    "mode",
+    "confirm-enforce",
+    "members",
+    "kinds",
+    "description",
+    "peer",
+    "protocol",
+    "ports",
+    "direction",
+    "action",
+    "unenrolled",
+    "site",
+    "building",
+    "floor",
+    "ward",
+    "room",
+    "vlan",
+    "device",
+    "group",
+    "cidr",
+    "any",
+    "unknown-key",
 ];
 
 /// A random YAML value from the policy vocabulary, `depth` levels deep at most.
@@ -64,7 +134,10 @@ fn random_yaml(rng: &mut Rng, depth: usize, indent: usize) -> String {
         1 => {
             let mut s = String::new();
             for _ in 0..1 + rng.below(3) {
-                s.push_str(&format!("\n{pad}- {}", random_yaml(rng, depth - 1, indent + 2).trim_start()));
+                s.push_str(&format!(
+                    "\n{pad}- {}",
+                    random_yaml(rng, depth - 1, indent + 2).trim_start()
+                ));
             }
             s
         }
@@ -72,7 +145,10 @@ fn random_yaml(rng: &mut Rng, depth: usize, indent: usize) -> String {
             let mut s = String::new();
             for _ in 0..1 + rng.below(4) {
                 let key = rng.pick(KEYS);
-                s.push_str(&format!("\n{pad}{key}: {}", random_yaml(rng, depth - 1, indent + 2)));
+                s.push_str(&format!(
+                    "\n{pad}{key}: {}",
+                    random_yaml(rng, depth - 1, indent + 2)
+                ));
             }
             s
         }
@@ -140,7 +216,11 @@ fn mutate(rng: &mut Rng, seed: &str) -> String {
             _ => {
                 // A huge value.
                 if let Some(colon) = lines[i].find(": ") {
-                    lines[i] = format!("{}: {}", &lines[i][..colon], "x".repeat(1 + rng.below(100_000)));
+                    lines[i] = format!(
+                        "{}: {}",
+                        &lines[i][..colon],
+                        "x".repeat(1 + rng.below(100_000))
+                    );
                 }
             }
         }
@@ -159,7 +239,10 @@ fn readme_examples() -> Vec<String> {
         .skip(1)
         .filter_map(|b| b.split("```").next().map(str::to_string))
         .collect();
-    assert!(blocks.len() >= 2, "README.md has fewer YAML examples than expected");
+    assert!(
+        blocks.len() >= 2,
+        "README.md has fewer YAML examples than expected"
+    );
     blocks
 }
 
@@ -210,7 +293,11 @@ fn mutated_and_random_policies_never_crash_the_loader() {
         }
     }
     // Both outcomes occur: the mutations are neither all harmless nor all fatal.
-    assert!(accepted > 0 && accepted < cases.len(), "{accepted} of {} accepted", cases.len());
+    assert!(
+        accepted > 0 && accepted < cases.len(),
+        "{accepted} of {} accepted",
+        cases.len()
+    );
 }
 
 /// What a rejected policy must not change.
@@ -227,7 +314,8 @@ fn snapshot(datapath: &Datapath, state: &Path) -> String {
 
 #[test]
 fn a_rejected_policy_never_changes_the_running_one() {
-    let mut datapath = Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
+    let mut datapath =
+        Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
     let state_dir = TempDir::new(&std::env::temp_dir(), "mfzstate");
     let policy_dir = TempDir::new(&std::env::temp_dir(), "mfzpolicy");
     let state = StateDir::new(state_dir.0.clone());
@@ -236,7 +324,13 @@ fn a_rejected_policy_never_changes_the_running_one() {
     monitor::daemon::apply_policy(&mut datapath, &state, &policy_dir.0)
         .unwrap_or_else(|e| panic!("the example policy: {e:#}"));
     let good = snapshot(&datapath, &state_dir.0);
-    assert!(!datapath.maps().devices().unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(
+        !datapath
+            .maps()
+            .devices()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
 
     let (mut rejected, mut applied) = (0, 0);
     for sources in cases() {
@@ -269,12 +363,19 @@ fn a_rejected_policy_never_changes_the_running_one() {
             }
         }
     }
-    assert!(rejected > 20, "only {rejected} mutants were rejected ({applied} applied)");
+    assert!(
+        rejected > 20,
+        "only {rejected} mutants were rejected ({applied} applied)"
+    );
     // After all of it, re-applying the good policy gives the good state back (slots and
     // devices are stable; the generation moved on with every accepted install).
     std::fs::write(&file, example_policy()).unwrap_or_else(|e| panic!("{e}"));
-    monitor::daemon::apply_policy(&mut datapath, &state, &policy_dir.0).unwrap_or_else(|e| panic!("{e:#}"));
+    monitor::daemon::apply_policy(&mut datapath, &state, &policy_dir.0)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let maps = datapath.maps();
     let final_devices = format!("{:?}", maps.devices().unwrap_or_else(|e| panic!("{e}")));
-    assert!(good.contains(&format!("devices {final_devices}")), "devices differ after the fuzz");
+    assert!(
+        good.contains(&format!("devices {final_devices}")),
+        "devices differ after the fuzz"
+    );
 }

@@ -11,7 +11,10 @@ use aya::programs::xdp::XdpMode;
 use monitor::{
     Datapath, Maps,
     inventory::Inventory,
-    lab::{CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward, tcp_exchange, udp_exchange},
+    lab::{
+        CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
+        tcp_exchange, udp_exchange,
+    },
     policy::{ModeSpec, Policy},
 };
 use monitor_common::{Action, Mode, Reason, maps::DeviceStats};
@@ -46,15 +49,21 @@ impl Bed {
         let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
         let servers = Servers::start(
             &ward.core,
-            &[service("pump-server", HTTPS), service("hl7-engine", MLLP), service("pacs", DICOM)],
+            &[
+                service("pump-server", HTTPS),
+                service("hl7-engine", MLLP),
+                service("pacs", DICOM),
+            ],
             &[service("dns", DNS), service("ntp", NTP)],
         )
         .unwrap_or_else(|e| panic!("starting servers: {e}"));
-        let mut datapath =
-            Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
+        let mut datapath = Datapath::load(&Maps::Private)
+            .unwrap_or_else(|e| panic!("loading the datapath: {e:?}"));
         let policy_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-        let policy = Policy::load_dir(&policy_dir).unwrap_or_else(|e| panic!("example policy: {e}"));
-        let rules = monitor::daemon::compiled_rules(&policy).unwrap_or_else(|e| panic!("rules: {e}"));
+        let policy =
+            Policy::load_dir(&policy_dir).unwrap_or_else(|e| panic!("example policy: {e}"));
+        let rules =
+            monitor::daemon::compiled_rules(&policy).unwrap_or_else(|e| panic!("rules: {e}"));
         let (inventory, fresh) = Inventory::from_policy(&policy, &Inventory::default(), &rules);
         inventory
             .apply(datapath.maps_mut(), &fresh, &rules)
@@ -138,12 +147,30 @@ impl Bed {
     /// The normal traffic of the ward: every device uses its services once.
     fn normal_traffic(&self) -> Vec<(&'static str, Outcome)> {
         vec![
-            ("pump → pump-server https", self.tcp("pump-icu3-01", service("pump-server", HTTPS))),
-            ("monitor → hl7-engine mllp", self.tcp("monitor-icu3-01", service("hl7-engine", MLLP))),
-            ("ct → pacs dicom", self.tcp("ct-scanner-01", service("pacs", DICOM))),
-            ("badge → dns", self.udp("badge-reader-icu3", service("dns", DNS), b"dns?")),
-            ("workstation → ntp", self.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?")),
-            ("workstation → dns", self.udp("ws-icu3-nurses", service("dns", DNS), b"dns?")),
+            (
+                "pump → pump-server https",
+                self.tcp("pump-icu3-01", service("pump-server", HTTPS)),
+            ),
+            (
+                "monitor → hl7-engine mllp",
+                self.tcp("monitor-icu3-01", service("hl7-engine", MLLP)),
+            ),
+            (
+                "ct → pacs dicom",
+                self.tcp("ct-scanner-01", service("pacs", DICOM)),
+            ),
+            (
+                "badge → dns",
+                self.udp("badge-reader-icu3", service("dns", DNS), b"dns?"),
+            ),
+            (
+                "workstation → ntp",
+                self.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?"),
+            ),
+            (
+                "workstation → dns",
+                self.udp("ws-icu3-nurses", service("dns", DNS), b"dns?"),
+            ),
         ]
     }
 }
@@ -160,7 +187,10 @@ fn per_device_counters_equal_what_was_sent() {
     const DATAGRAMS: u64 = 25;
     const PAYLOAD: &[u8] = b"query for the lab dns server";
     for _ in 0..DATAGRAMS {
-        assert_eq!(bed.udp("ct-scanner-01", service("dns", DNS), PAYLOAD), Outcome::Answered);
+        assert_eq!(
+            bed.udp("ct-scanner-01", service("dns", DNS), PAYLOAD),
+            Outcome::Answered
+        );
     }
     // Ethernet 14 + IPv4 20 + UDP 8 + payload, both ways.
     let frame = 14 + 20 + 8 + PAYLOAD.len() as u64;
@@ -169,23 +199,41 @@ fn per_device_counters_equal_what_was_sent() {
     assert_eq!(ct.bytes_sent, DATAGRAMS * frame, "{ct:?}");
     assert_eq!(ct.packets_received, DATAGRAMS, "{ct:?}");
     assert_eq!(ct.bytes_received, DATAGRAMS * frame, "{ct:?}");
-    assert!(ct.first_seen_ns > 0 && ct.last_seen_ns >= ct.first_seen_ns, "{ct:?}");
+    assert!(
+        ct.first_seen_ns > 0 && ct.last_seen_ns >= ct.first_seen_ns,
+        "{ct:?}"
+    );
     assert_eq!(ct.dropped_packets, 0);
     // The DNS server is not enrolled: it is counted as the scanner's peer, in its flow,
     // not as an unenrolled address of its own.
-    let unenrolled = bed.datapath.maps().unenrolled_stats().unwrap_or_else(|e| panic!("{e}"));
+    let unenrolled = bed
+        .datapath
+        .maps()
+        .unenrolled_stats()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!unenrolled.contains_key(&host("dns")), "{unenrolled:?}");
-    let flows = bed.datapath.maps().flows(true).unwrap_or_else(|e| panic!("{e}"));
+    let flows = bed
+        .datapath
+        .maps()
+        .flows(true)
+        .unwrap_or_else(|e| panic!("{e}"));
     let dns_flow = flows
         .iter()
         .find(|(k, _)| monitor::datapath::addr_of(&k.peer) == host("dns"))
         .unwrap_or_else(|| panic!("no flow to the dns server: {flows:?}"));
-    assert_eq!((dns_flow.1.packets_sent, dns_flow.1.packets_received), (DATAGRAMS, DATAGRAMS));
+    assert_eq!(
+        (dns_flow.1.packets_sent, dns_flow.1.packets_received),
+        (DATAGRAMS, DATAGRAMS)
+    );
     assert_eq!(dns_flow.1.bytes_sent, DATAGRAMS * frame);
     assert_eq!(dns_flow.0.service_port, DNS);
     // Learn mode: the flow entered the baseline once, with the service port 53, not the
     // client's ephemeral port.
-    let baseline = bed.datapath.maps().baseline().unwrap_or_else(|e| panic!("{e}"));
+    let baseline = bed
+        .datapath
+        .maps()
+        .baseline()
+        .unwrap_or_else(|e| panic!("{e}"));
     let ct_entries: Vec<_> = baseline
         .iter()
         .filter(|(k, _)| monitor::datapath::addr_of(&k.device) == host("ct-scanner-01"))
@@ -209,8 +257,14 @@ fn learn_then_enforce_keeps_the_baseline_and_drops_the_rest() {
 
     // A new port and a new peer are dropped.
     let dropped_before = bed.stats("ct-scanner-01").dropped_packets;
-    assert_eq!(bed.tcp("ct-scanner-01", service("pump-server", HTTPS)), Outcome::TimedOut);
-    assert_eq!(bed.udp("badge-reader-icu3", service("ntp", NTP), b"ntp?"), Outcome::TimedOut);
+    assert_eq!(
+        bed.tcp("ct-scanner-01", service("pump-server", HTTPS)),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        bed.udp("badge-reader-icu3", service("ntp", NTP), b"ntp?"),
+        Outcome::TimedOut
+    );
     assert!(bed.stats("ct-scanner-01").dropped_packets > dropped_before);
     assert!(bed.stats("badge-reader-icu3").dropped_packets >= 1);
     assert!(bed.verdict(Action::Drop, Reason::NotInBaseline) >= 2);
@@ -218,16 +272,28 @@ fn learn_then_enforce_keeps_the_baseline_and_drops_the_rest() {
     // The life-critical pump is never enforced by the global mode: a new flow passes and
     // is counted as would-drop.
     let pump_before = bed.stats("pump-icu3-01");
-    assert_eq!(bed.tcp("pump-icu3-01", service("pacs", DICOM)), Outcome::Answered);
+    assert_eq!(
+        bed.tcp("pump-icu3-01", service("pacs", DICOM)),
+        Outcome::Answered
+    );
     let pump = bed.stats("pump-icu3-01");
     assert_eq!(pump.dropped_packets, pump_before.dropped_packets);
-    assert!(pump.would_drop_packets > pump_before.would_drop_packets, "{pump:?}");
+    assert!(
+        pump.would_drop_packets > pump_before.would_drop_packets,
+        "{pump:?}"
+    );
     assert!(bed.verdict(Action::Pass, Reason::LifeCriticalSpared) > 0);
 
     // Only its own confirmed entry enforces it.
     bed.override_mode("pump-icu3-01", Some(ModeSpec::Enforce), true);
-    assert_eq!(bed.tcp("pump-icu3-01", service("hl7-engine", MLLP)), Outcome::TimedOut);
-    assert_eq!(bed.tcp("pump-icu3-01", service("pump-server", HTTPS)), Outcome::Answered);
+    assert_eq!(
+        bed.tcp("pump-icu3-01", service("hl7-engine", MLLP)),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        bed.tcp("pump-icu3-01", service("pump-server", HTTPS)),
+        Outcome::Answered
+    );
 }
 
 #[test]
@@ -238,26 +304,53 @@ fn audit_counts_without_dropping_and_device_overrides_win() {
 
     let before = bed.stats("ct-scanner-01");
     let audit_before = bed.verdict(Action::Pass, Reason::NotInBaseline);
-    assert_eq!(bed.tcp("ct-scanner-01", service("hl7-engine", MLLP)), Outcome::Answered);
+    assert_eq!(
+        bed.tcp("ct-scanner-01", service("hl7-engine", MLLP)),
+        Outcome::Answered
+    );
     let after = bed.stats("ct-scanner-01");
     assert_eq!(after.dropped_packets, before.dropped_packets);
-    assert!(after.would_drop_packets > before.would_drop_packets, "{after:?}");
+    assert!(
+        after.would_drop_packets > before.would_drop_packets,
+        "{after:?}"
+    );
     assert!(bed.verdict(Action::Pass, Reason::NotInBaseline) > audit_before);
     assert_eq!(bed.verdict(Action::Drop, Reason::NotInBaseline), 0);
 
     // One device enforced while the router audits.
     bed.override_mode("ws-icu3-nurses", Some(ModeSpec::Enforce), false);
-    assert_eq!(bed.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?"), Outcome::Answered);
-    assert_eq!(bed.tcp("ws-icu3-nurses", service("pacs", DICOM)), Outcome::TimedOut);
-    assert_eq!(bed.tcp("ct-scanner-01", service("pacs", DICOM)), Outcome::Answered);
-    assert_eq!(bed.tcp("badge-reader-icu3", service("pacs", DICOM)), Outcome::Answered);
+    assert_eq!(
+        bed.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?"),
+        Outcome::Answered
+    );
+    assert_eq!(
+        bed.tcp("ws-icu3-nurses", service("pacs", DICOM)),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        bed.tcp("ct-scanner-01", service("pacs", DICOM)),
+        Outcome::Answered
+    );
+    assert_eq!(
+        bed.tcp("badge-reader-icu3", service("pacs", DICOM)),
+        Outcome::Answered
+    );
 
     // And one device learning while the router enforces: its new flow is learned, then
     // kept once it is enforced again.
     bed.set_mode(Mode::Enforce);
     bed.override_mode("ct-scanner-01", Some(ModeSpec::Learn), false);
-    assert_eq!(bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"), Outcome::Answered);
+    assert_eq!(
+        bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"),
+        Outcome::Answered
+    );
     bed.override_mode("ct-scanner-01", None, false);
-    assert_eq!(bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"), Outcome::Answered);
-    assert_eq!(bed.udp("ct-scanner-01", service("dns", DNS), b"dns?"), Outcome::TimedOut);
+    assert_eq!(
+        bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"),
+        Outcome::Answered
+    );
+    assert_eq!(
+        bed.udp("ct-scanner-01", service("dns", DNS), b"dns?"),
+        Outcome::TimedOut
+    );
 }

@@ -33,17 +33,17 @@ use monitor::{
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
     maps::{
-        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, Counter,
-        DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry, DeviceStats, Direction, FlowKey,
-        FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_POLICY,
+        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
+        Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry, DeviceStats,
+        Direction, FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_POLICY,
     },
     parse::{MAX_HEADER_OFFSET, MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
 };
 use monitor_tests::packet::{
     ETH_MIN_FRAME, ETHERTYPE_ARP, ETHERTYPE_EAPOL, ETHERTYPE_IPV4, Ethernet, Ext, IPPROTO_FRAGMENT,
-    IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6,
-    TCP_ACK, TCP_PSH, TCP_SYN, TPID_8021AD, TPID_8021Q, TPID_QINQ_OLD, Transport, arp_frame, lldp_frame,
-    padded, stp_frame, truncated,
+    IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
+    Ipv6, TCP_ACK, TCP_PSH, TCP_SYN, TPID_8021AD, TPID_8021Q, TPID_QINQ_OLD, Transport, arp_frame,
+    lldp_frame, padded, stp_frame, truncated,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -174,7 +174,10 @@ impl Setup {
     }
 
     fn slot_of(&self, addr: IpAddr) -> Option<u32> {
-        self.devices.iter().find(|d| d.addr == addr).map(|d| d.entry.slot)
+        self.devices
+            .iter()
+            .find(|d| d.addr == addr)
+            .map(|d| d.entry.slot)
     }
 }
 
@@ -287,7 +290,10 @@ fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
     }
     Snapshot {
         verdicts: verdicts.into_iter().map(|(a, r, c)| ((a, r), c)).collect(),
-        classes: classes.into_iter().map(|(class, c)| (class as u8, c)).collect(),
+        classes: classes
+            .into_iter()
+            .map(|(class, c)| (class as u8, c))
+            .collect(),
         devices,
         unenrolled: must(maps.unenrolled_stats(), "UNENROLLED_STATS"),
         flows,
@@ -348,8 +354,8 @@ fn describe_key(k: &FlowKey) -> String {
 fn load(case: &Case) -> Datapath {
     let name = case.name;
     let setup = &case.setup;
-    let mut datapath =
-        Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("case `{name}`: loading failed: {e:?}"));
+    let mut datapath = Datapath::load(&Maps::Private)
+        .unwrap_or_else(|e| panic!("case `{name}`: loading failed: {e:?}"));
     let maps = datapath.maps_mut();
     let mut config = maps
         .config()
@@ -407,13 +413,18 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
         .iter()
         .filter_map(|(slot, c)| {
             let b = before.verdicts.get(slot).copied().unwrap_or_default();
-            let d = (c.packets.wrapping_sub(b.packets), c.bytes.wrapping_sub(b.bytes));
+            let d = (
+                c.packets.wrapping_sub(b.packets),
+                c.bytes.wrapping_sub(b.bytes),
+            );
             (d != (0, 0)).then(|| format!("{:?}/{:?} +{} pkt +{} B", slot.0, slot.1, d.0, d.1))
         })
         .collect();
     let expected = format!("{:?}/{:?} +1 pkt +{len} B", step.action, step.reason);
     if moved != [expected.clone()] {
-        errors.push(format!("verdict counters moved {moved:?}, expected [{expected}]"));
+        errors.push(format!(
+            "verdict counters moved {moved:?}, expected [{expected}]"
+        ));
     }
 
     // Exactly one class counter.
@@ -422,14 +433,19 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
         .iter()
         .filter_map(|(class, c)| {
             let b = before.classes.get(class).copied().unwrap_or_default();
-            let d = (c.packets.wrapping_sub(b.packets), c.bytes.wrapping_sub(b.bytes));
+            let d = (
+                c.packets.wrapping_sub(b.packets),
+                c.bytes.wrapping_sub(b.bytes),
+            );
             let name = FrameClass::try_from(*class).map_or("?", FrameClass::label);
             (d != (0, 0)).then(|| format!("{name} +{} pkt +{} B", d.0, d.1))
         })
         .collect();
     let expected = format!("{} +1 pkt +{len} B", step.class.label());
     if moved != [expected.clone()] {
-        errors.push(format!("class counters moved {moved:?}, expected [{expected}]"));
+        errors.push(format!(
+            "class counters moved {moved:?}, expected [{expected}]"
+        ));
     }
 
     // Device and unenrolled-address counters.
@@ -454,7 +470,10 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     }
     for dev in &setup.devices {
         let slot = dev.entry.slot;
-        let got = delta(counts(&after.devices[&slot]), counts(&before.devices[&slot]));
+        let got = delta(
+            counts(&after.devices[&slot]),
+            counts(&before.devices[&slot]),
+        );
         let expected = want.get(&dev.addr).copied().unwrap_or_default();
         if got != expected {
             errors.push(format!(
@@ -531,10 +550,16 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
         let src_key = key(src, dst, protocol, port, dir);
         let dst_key = key(dst, src, protocol, port, dir.reversed());
         let both_unenrolled = setup.slot_of(src).is_none() && setup.slot_of(dst).is_none();
-        for (addr, k, counts) in [(src, src_key, [1, len, 0, 0]), (dst, dst_key, [0, 0, 1, len])] {
+        for (addr, k, counts) in [
+            (src, src_key, [1, len, 0, 0]),
+            (dst, dst_key, [0, 0, 1, len]),
+        ] {
             if both_unenrolled {
                 let dropped = u64::from(packet_dropped);
-                want_flows.insert((false, k), [counts[0], counts[1], counts[2], counts[3], dropped]);
+                want_flows.insert(
+                    (false, k),
+                    [counts[0], counts[1], counts[2], counts[3], dropped],
+                );
                 continue;
             }
             if setup.slot_of(addr).is_none() {
@@ -546,7 +571,10 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
             let violating = step.dropped.contains(&addr) || step.would_drop.contains(&addr);
             let in_flows = before.flows.contains_key(&(true, k)) || !violating;
             let dropped = u64::from(packet_dropped);
-            want_flows.insert((in_flows, k), [counts[0], counts[1], counts[2], counts[3], dropped]);
+            want_flows.insert(
+                (in_flows, k),
+                [counts[0], counts[1], counts[2], counts[3], dropped],
+            );
         }
     } else if step.flow.is_some() {
         errors.push("the case gives a flow but no ends".to_string());
@@ -566,7 +594,11 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
         );
         let expected = want_flows.get(&(enrolled, k)).copied().unwrap_or_default();
         if got != expected {
-            let table = if enrolled { "FLOWS" } else { "UNENROLLED_FLOWS" };
+            let table = if enrolled {
+                "FLOWS"
+            } else {
+                "UNENROLLED_FLOWS"
+            };
             errors.push(format!(
                 "{table} [{}] [sent pkt, sent B, recv pkt, recv B, dropped] changed by {got:?}, expected {expected:?}",
                 describe_key(&k)
@@ -628,7 +660,10 @@ fn run_table(table: &str, cases: Vec<Case>) {
         let mut bins: Vec<Bin> = Vec::new();
         for c in members {
             let footprint = footprint(c);
-            let bin = match bins.iter().position(|b| b.footprint.is_disjoint(&footprint)) {
+            let bin = match bins
+                .iter()
+                .position(|b| b.footprint.is_disjoint(&footprint))
+            {
                 Some(i) => &mut bins[i],
                 None => {
                     loads += 1;
@@ -658,7 +693,10 @@ fn run_table(table: &str, cases: Vec<Case>) {
         "table {table}: {} cases, {frames} frames, {loads} datapaths loaded",
         cases.len()
     );
-    let failed_cases: BTreeSet<&str> = failures.iter().filter_map(|f| f.split('`').nth(1)).collect();
+    let failed_cases: BTreeSet<&str> = failures
+        .iter()
+        .filter_map(|f| f.split('`').nth(1))
+        .collect();
     assert!(
         failures.is_empty(),
         "table {table}: {} of {} cases failed ({frames} frames):\n  {}",
@@ -713,7 +751,11 @@ fn with_exts(mut ip: Ipv6, exts: Vec<Ext>) -> Ipv6 {
 #[test]
 fn protocols_and_encapsulations() {
     let learn = || Setup::new(Mode::Learn).dev(ws()).dev(ws6());
-    let enforce_all = || Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP);
+    let enforce_all = || {
+        Setup::new(Mode::Enforce)
+            .dev(ws())
+            .flags(CONFIG_UNENROLLED_DROP)
+    };
     let v4 = FrameClass::Ipv4;
     let v6 = FrameClass::Ipv6;
     let cases = vec![
@@ -838,12 +880,14 @@ fn protocols_and_encapsulations() {
         case(
             "icmpv6 neighbor solicitation always passes, unjudged and unlearned",
             enforce_all(),
-            vec![pass(
-                Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
-                Reason::NeighborDiscovery,
-                v6,
-            )
-            .between(WS6, SRV6)],
+            vec![
+                pass(
+                    Ipv6::new(WS6, SRV6).frame(&Transport::icmpv6_neighbor_solicitation(SRV6)),
+                    Reason::NeighborDiscovery,
+                    v6,
+                )
+                .between(WS6, SRV6),
+            ],
         ),
         case(
             "arp passes under enforce with unenrolled drop",
@@ -889,7 +933,8 @@ fn protocols_and_encapsulations() {
             learn(),
             vec![
                 pass(
-                    Ipv4::new(WS, DNS).frame_in(&Ethernet::new().dot1q(10), &Transport::udp(53124, 53, b"q")),
+                    Ipv4::new(WS, DNS)
+                        .frame_in(&Ethernet::new().dot1q(10), &Transport::udp(53124, 53, b"q")),
                     Reason::Learned,
                     v4,
                 )
@@ -973,7 +1018,10 @@ fn protocols_and_encapsulations() {
             learn(),
             vec![pass(
                 truncated(
-                    &Ethernet::new().dot1ad(100).dot1q(10).frame(ETHERTYPE_IPV4, &[]),
+                    &Ethernet::new()
+                        .dot1ad(100)
+                        .dot1q(10)
+                        .frame(ETHERTYPE_IPV4, &[]),
                     20,
                 ),
                 Reason::BadVlan,
@@ -1235,7 +1283,10 @@ fn malformed_and_truncated() {
             "ipv6 fixed header cut (39 of 40 bytes)",
             learn(),
             vec![pass(
-                truncated(&Ipv6::new(WS6, SRV6).frame(&Transport::udp(1, 2, &[])), l3 + 39),
+                truncated(
+                    &Ipv6::new(WS6, SRV6).frame(&Transport::udp(1, 2, &[])),
+                    l3 + 39,
+                ),
                 Reason::MalformedIpv6,
                 v6,
             )],
@@ -1275,7 +1326,8 @@ fn malformed_and_truncated() {
             learn(),
             vec![
                 pass(
-                    Ipv6::new(WS6, SRV6).frame(&Transport::raw(IPPROTO_FRAGMENT, &[IPPROTO_UDP, 0, 0, 1])),
+                    Ipv6::new(WS6, SRV6)
+                        .frame(&Transport::raw(IPPROTO_FRAGMENT, &[IPPROTO_UDP, 0, 0, 1])),
                     Reason::MalformedIpv6,
                     v6,
                 )
@@ -1345,7 +1397,9 @@ fn malformed_and_truncated() {
             learn(),
             vec![
                 pass(
-                    Ipv4::new(WS, SRV).ihl(4).frame(&Transport::udp(40000, 53, b"q")),
+                    Ipv4::new(WS, SRV)
+                        .ihl(4)
+                        .frame(&Transport::udp(40000, 53, b"q")),
                     Reason::MalformedIpv4,
                     v4,
                 )
@@ -1357,7 +1411,9 @@ fn malformed_and_truncated() {
             learn(),
             vec![
                 pass(
-                    Ipv4::new(WS, SRV).ihl(15).frame(&Transport::udp(40000, 53, &[])),
+                    Ipv4::new(WS, SRV)
+                        .ihl(15)
+                        .frame(&Transport::udp(40000, 53, &[])),
                     Reason::MalformedIpv4,
                     v4,
                 )
@@ -1425,29 +1481,25 @@ fn malformed_and_truncated() {
         case(
             "ip version 6 under the ipv4 ethertype",
             learn(),
-            vec![
-                pass(
-                    Ipv4::new(WS, SRV)
-                        .version(6)
-                        .frame(&Transport::udp(40000, 53, b"q")),
-                    // No addresses: a header of another version has none there.
-                    Reason::MalformedIpv4,
-                    v4,
-                ),
-            ],
+            vec![pass(
+                Ipv4::new(WS, SRV)
+                    .version(6)
+                    .frame(&Transport::udp(40000, 53, b"q")),
+                // No addresses: a header of another version has none there.
+                Reason::MalformedIpv4,
+                v4,
+            )],
         ),
         case(
             "ip version 4 under the ipv6 ethertype",
             learn(),
-            vec![
-                pass(
-                    Ipv6::new(WS6, SRV6)
-                        .version(4)
-                        .frame(&Transport::udp(40000, 53, b"q")),
-                    Reason::MalformedIpv6,
-                    v6,
-                ),
-            ],
+            vec![pass(
+                Ipv6::new(WS6, SRV6)
+                    .version(4)
+                    .frame(&Transport::udp(40000, 53, b"q")),
+                Reason::MalformedIpv6,
+                v6,
+            )],
         ),
         case(
             "ethernet padding after a short ipv4 udp packet is not malformed",
@@ -1518,7 +1570,8 @@ fn malformed_and_truncated() {
             Setup::new(Mode::Learn).dev(ws().mode(Mode::Enforce)),
             vec![
                 drop(
-                    Ipv4::new(WS, SRV).frame(&Transport::raw(IPPROTO_TCP, &[0x9c, 0x40, 0x01, 0xbb])),
+                    Ipv4::new(WS, SRV)
+                        .frame(&Transport::raw(IPPROTO_TCP, &[0x9c, 0x40, 0x01, 0xbb])),
                     Reason::TruncatedTransport,
                     v4,
                 )
@@ -1598,7 +1651,9 @@ fn malformed_and_truncated() {
         ),
         case(
             "malformed ip between unenrolled hosts is dropped with unenrolled drop",
-            Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .flags(CONFIG_UNENROLLED_DROP),
             vec![
                 drop(
                     // IHL below 5: the addresses are still where they belong.
@@ -1634,9 +1689,11 @@ fn fragments() {
                         .between(WS, SRV)
                         .flow(IPPROTO_UDP, 514, Outbound)
                         .learns(syslog),
-                    pass(later, Reason::Learned, v4)
-                        .between(WS, SRV)
-                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(later, Reason::Learned, v4).between(WS, SRV).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
                 ]
             },
         ),
@@ -1702,12 +1759,16 @@ fn fragments() {
             {
                 let [first, later] = udp_fragments(WS, SRV, 514, 0x4242);
                 vec![
-                    pass(first, Reason::InBaseline, v4)
-                        .between(WS, SRV)
-                        .flow(IPPROTO_UDP, 514, Outbound),
-                    pass(later, Reason::InBaseline, v4)
-                        .between(WS, SRV)
-                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(first, Reason::InBaseline, v4).between(WS, SRV).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
+                    pass(later, Reason::InBaseline, v4).between(WS, SRV).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
                 ]
             },
         ),
@@ -1718,9 +1779,11 @@ fn fragments() {
                 let [first, _] = udp_fragments(WS, SRV, 514, 1);
                 let [_, later] = udp_fragments(WS, SRV, 514, 2);
                 vec![
-                    pass(first, Reason::InBaseline, v4)
-                        .between(WS, SRV)
-                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(first, Reason::InBaseline, v4).between(WS, SRV).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
                     drop(later, Reason::FragmentUnmatched, v4)
                         .between(WS, SRV)
                         .dropped(WS)
@@ -1738,20 +1801,28 @@ fn fragments() {
                     .id(9)
                     .fragments(&Transport::udp(53, 53124, &[0x11; 64]), 24);
                 vec![
-                    pass(first, Reason::InBaseline, v4)
-                        .between(DNS, WS)
-                        .flow(IPPROTO_UDP, 53, Inbound),
-                    pass(later, Reason::InBaseline, v4)
-                        .between(DNS, WS)
-                        .flow(IPPROTO_UDP, 53, Inbound),
+                    pass(first, Reason::InBaseline, v4).between(DNS, WS).flow(
+                        IPPROTO_UDP,
+                        53,
+                        Inbound,
+                    ),
+                    pass(later, Reason::InBaseline, v4).between(DNS, WS).flow(
+                        IPPROTO_UDP,
+                        53,
+                        Inbound,
+                    ),
                 ]
             },
         ),
         case(
             "ipv6 fragments of a baseline flow pass under enforce",
-            Setup::new(Mode::Enforce)
-                .dev(ws6())
-                .baseline(key(WS6, SRV6, IPPROTO_UDP, 514, Outbound)),
+            Setup::new(Mode::Enforce).dev(ws6()).baseline(key(
+                WS6,
+                SRV6,
+                IPPROTO_UDP,
+                514,
+                Outbound,
+            )),
             {
                 let [first, later] = Ipv6::new(WS6, SRV6).ext(Ext::hop_by_hop()).fragments(
                     &Transport::udp(40000, 514, &[0x33; 48]),
@@ -1759,12 +1830,16 @@ fn fragments() {
                     0xdead_beef,
                 );
                 vec![
-                    pass(first, Reason::InBaseline, v6)
-                        .between(WS6, SRV6)
-                        .flow(IPPROTO_UDP, 514, Outbound),
-                    pass(later, Reason::InBaseline, v6)
-                        .between(WS6, SRV6)
-                        .flow(IPPROTO_UDP, 514, Outbound),
+                    pass(first, Reason::InBaseline, v6).between(WS6, SRV6).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
+                    pass(later, Reason::InBaseline, v6).between(WS6, SRV6).flow(
+                        IPPROTO_UDP,
+                        514,
+                        Outbound,
+                    ),
                 ]
             },
         ),
@@ -1808,11 +1883,11 @@ fn fragments() {
             Setup::new(Mode::Enforce).dev(ws()),
             {
                 let [_, later] = udp_fragments(HOST_X, HOST_Y, 514, 3);
-                vec![pass(later, Reason::Unenrolled, v4).between(HOST_X, HOST_Y).flow(
-                    IPPROTO_UDP,
-                    0,
-                    Symmetric,
-                )]
+                vec![
+                    pass(later, Reason::Unenrolled, v4)
+                        .between(HOST_X, HOST_Y)
+                        .flow(IPPROTO_UDP, 0, Symmetric),
+                ]
             },
         ),
         case(
@@ -1860,9 +1935,13 @@ fn learning_service_ports() {
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 443, Outbound)
                     .learns(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
-                pass(tcp(SRV, 443, WS, 40000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
-                    .between(SRV, WS)
-                    .flow(IPPROTO_TCP, 443, Inbound),
+                pass(
+                    tcp(SRV, 443, WS, 40000, TCP_SYN | TCP_ACK),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 443, Inbound),
                 pass(tcp(WS, 40000, SRV, 443, TCP_ACK), Reason::Learned, v4)
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 443, Outbound),
@@ -1872,10 +1951,14 @@ fn learning_service_ports() {
             "tcp syn-ack seen first decides the server",
             learn(),
             vec![
-                pass(tcp(SRV, 8080, WS, 33000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
-                    .between(SRV, WS)
-                    .flow(IPPROTO_TCP, 8080, Inbound)
-                    .learns(key(WS, SRV, IPPROTO_TCP, 8080, Outbound)),
+                pass(
+                    tcp(SRV, 8080, WS, 33000, TCP_SYN | TCP_ACK),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 8080, Inbound)
+                .learns(key(WS, SRV, IPPROTO_TCP, 8080, Outbound)),
                 pass(tcp(WS, 33000, SRV, 8080, TCP_ACK), Reason::Learned, v4)
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 8080, Outbound),
@@ -1889,9 +1972,13 @@ fn learning_service_ports() {
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 50000, Outbound)
                     .learns(key(WS, SRV, IPPROTO_TCP, 50000, Outbound)),
-                pass(tcp(SRV, 50000, WS, 1000, TCP_SYN | TCP_ACK), Reason::Learned, v4)
-                    .between(SRV, WS)
-                    .flow(IPPROTO_TCP, 50000, Inbound),
+                pass(
+                    tcp(SRV, 50000, WS, 1000, TCP_SYN | TCP_ACK),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 50000, Inbound),
                 pass(tcp(WS, 1000, SRV, 50000, TCP_ACK), Reason::Learned, v4)
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 50000, Outbound),
@@ -1917,9 +2004,13 @@ fn learning_service_ports() {
                     .between(SRV, WS)
                     .flow(IPPROTO_TCP, 3389, Outbound)
                     .learns(key(WS, SRV, IPPROTO_TCP, 3389, Inbound)),
-                pass(tcp(WS, 3389, SRV, 1023, TCP_SYN | TCP_ACK), Reason::Learned, v4)
-                    .between(WS, SRV)
-                    .flow(IPPROTO_TCP, 3389, Inbound),
+                pass(
+                    tcp(WS, 3389, SRV, 1023, TCP_SYN | TCP_ACK),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_TCP, 3389, Inbound),
                 pass(tcp(WS, 3389, SRV, 1023, TCP_ACK), Reason::Learned, v4)
                     .between(WS, SRV)
                     .flow(IPPROTO_TCP, 3389, Inbound),
@@ -2060,7 +2151,9 @@ fn learning_service_ports() {
             "config of another layout is ignored: learn, nothing dropped",
             Setup {
                 layout_version: Some(LAYOUT_VERSION + 1),
-                ..Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP)
+                ..Setup::new(Mode::Enforce)
+                    .dev(ws())
+                    .flags(CONFIG_UNENROLLED_DROP)
             },
             vec![
                 pass(tcp(WS, 40000, SRV, 22, TCP_SYN), Reason::Learned, v4)
@@ -2134,9 +2227,13 @@ fn enforcement_modes() {
         ),
         case(
             "enforce: tcp with the server port above the client's passes via conntrack",
-            Setup::new(Mode::Enforce)
-                .dev(ws())
-                .baseline(key(WS, SRV, IPPROTO_TCP, 50000, Outbound)),
+            Setup::new(Mode::Enforce).dev(ws()).baseline(key(
+                WS,
+                SRV,
+                IPPROTO_TCP,
+                50000,
+                Outbound,
+            )),
             vec![
                 pass(tcp(WS, 1000, SRV, 50000, TCP_SYN), Reason::InBaseline, v4)
                     .between(WS, SRV)
@@ -2160,10 +2257,14 @@ fn enforcement_modes() {
                 .flow(IPPROTO_TCP, 50000, Inbound),
                 // Another connection whose handshake was not seen: the lower-port rule
                 // makes port 1001 the service, which the baseline does not hold.
-                drop(tcp(WS, 1001, SRV, 50000, TCP_ACK), Reason::NotInBaseline, v4)
-                    .between(WS, SRV)
-                    .dropped(WS)
-                    .flow(IPPROTO_TCP, 1001, Inbound),
+                drop(
+                    tcp(WS, 1001, SRV, 50000, TCP_ACK),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS)
+                .flow(IPPROTO_TCP, 1001, Inbound),
             ],
         ),
         case(
@@ -2285,17 +2386,25 @@ fn enforcement_modes() {
                     .flags(DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED),
             ),
             vec![
-                drop(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::NotInBaseline, v4)
-                    .between(PUMP, SRV)
-                    .dropped(PUMP)
-                    .flow(IPPROTO_TCP, 8080, Outbound),
+                drop(
+                    tcp(PUMP, 40000, SRV, 8080, TCP_SYN),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .dropped(PUMP)
+                .flow(IPPROTO_TCP, 8080, Outbound),
             ],
         ),
         case(
             "life-critical device's baseline flow passes without a would-drop",
-            Setup::new(Mode::Enforce)
-                .dev(pump())
-                .baseline(key(PUMP, SRV, IPPROTO_TCP, 8080, Outbound)),
+            Setup::new(Mode::Enforce).dev(pump()).baseline(key(
+                PUMP,
+                SRV,
+                IPPROTO_TCP,
+                8080,
+                Outbound,
+            )),
             vec![
                 pass(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::InBaseline, v4)
                     .between(PUMP, SRV)
@@ -2306,10 +2415,14 @@ fn enforcement_modes() {
             "life-critical device in global audit counts a would-drop",
             Setup::new(Mode::Audit).dev(pump()),
             vec![
-                pass(tcp(PUMP, 40000, SRV, 8080, TCP_SYN), Reason::NotInBaseline, v4)
-                    .between(PUMP, SRV)
-                    .would_drop(PUMP)
-                    .flow(IPPROTO_TCP, 8080, Outbound),
+                pass(
+                    tcp(PUMP, 40000, SRV, 8080, TCP_SYN),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8080, Outbound),
             ],
         ),
         case(
@@ -2329,13 +2442,10 @@ fn enforcement_modes() {
         ),
         case(
             "life-critical device's baseline flow is spared from its enforced peer's policy",
-            Setup::new(Mode::Enforce).dev(ws()).dev(pump()).baseline(key(
-                PUMP,
-                WS,
-                IPPROTO_TCP,
-                8443,
-                Inbound,
-            )),
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pump())
+                .baseline(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound)),
             vec![
                 pass(
                     tcp(WS, 40000, PUMP, 8443, TCP_SYN),
@@ -2349,7 +2459,9 @@ fn enforcement_modes() {
         ),
         case(
             "life-critical device in learn is not dropped by its peer's enforce override",
-            Setup::new(Mode::Learn).dev(ws().mode(Mode::Enforce)).dev(pump()),
+            Setup::new(Mode::Learn)
+                .dev(ws().mode(Mode::Enforce))
+                .dev(pump()),
             vec![
                 pass(udp(PUMP, 40000, WS, 2575), Reason::LifeCriticalSpared, v4)
                     .between(PUMP, WS)
@@ -2360,7 +2472,9 @@ fn enforcement_modes() {
         ),
         case(
             "life-critical device in audit is not dropped by its peer's enforce override",
-            Setup::new(Mode::Audit).dev(ws().mode(Mode::Enforce)).dev(pump()),
+            Setup::new(Mode::Audit)
+                .dev(ws().mode(Mode::Enforce))
+                .dev(pump()),
             vec![
                 pass(udp(PUMP, 40000, WS, 2575), Reason::LifeCriticalSpared, v4)
                     .between(PUMP, WS)
@@ -2380,10 +2494,14 @@ fn enforcement_modes() {
                 )
                 .baseline(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound)),
             vec![
-                drop(tcp(WS, 40000, PUMP, 8443, TCP_SYN), Reason::NotInBaseline, v4)
-                    .between(WS, PUMP)
-                    .dropped(WS)
-                    .flow(IPPROTO_TCP, 8443, Outbound),
+                drop(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .dropped(WS)
+                .flow(IPPROTO_TCP, 8443, Outbound),
             ],
         ),
         case(
@@ -2397,7 +2515,9 @@ fn enforcement_modes() {
         ),
         case(
             "unenrolled traffic under enforce is dropped with unenrolled drop",
-            Setup::new(Mode::Enforce).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .flags(CONFIG_UNENROLLED_DROP),
             vec![
                 drop(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
                     .between(HOST_X, HOST_Y)
@@ -2420,7 +2540,9 @@ fn enforcement_modes() {
         ),
         case(
             "unenrolled traffic in audit with unenrolled drop passes",
-            Setup::new(Mode::Audit).dev(ws()).flags(CONFIG_UNENROLLED_DROP),
+            Setup::new(Mode::Audit)
+                .dev(ws())
+                .flags(CONFIG_UNENROLLED_DROP),
             vec![
                 pass(udp(HOST_X, 40000, HOST_Y, 514), Reason::Unenrolled, v4)
                     .between(HOST_X, HOST_Y)
@@ -2450,11 +2572,15 @@ fn enforcement_modes() {
                 .dev(ws().mode(Mode::Audit))
                 .dev(pacs().mode(Mode::Enforce)),
             vec![
-                drop(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::NotInBaseline, v4)
-                    .between(WS, PACS)
-                    .would_drop(WS)
-                    .dropped(PACS)
-                    .flow(IPPROTO_TCP, 104, Outbound),
+                drop(
+                    tcp(WS, 40000, PACS, 104, TCP_SYN),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, PACS)
+                .would_drop(WS)
+                .dropped(PACS)
+                .flow(IPPROTO_TCP, 104, Outbound),
             ],
         ),
         case(
@@ -2479,18 +2605,19 @@ fn enforcement_modes() {
         ),
         case(
             "two devices: missing from one side's baseline drops",
-            Setup::new(Mode::Enforce).dev(ws()).dev(pacs()).baseline(key(
-                WS,
-                PACS,
-                IPPROTO_TCP,
-                104,
-                Outbound,
-            )),
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pacs())
+                .baseline(key(WS, PACS, IPPROTO_TCP, 104, Outbound)),
             vec![
-                drop(tcp(WS, 40000, PACS, 104, TCP_SYN), Reason::NotInBaseline, v4)
-                    .between(WS, PACS)
-                    .dropped(PACS)
-                    .flow(IPPROTO_TCP, 104, Outbound),
+                drop(
+                    tcp(WS, 40000, PACS, 104, TCP_SYN),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, PACS)
+                .dropped(PACS)
+                .flow(IPPROTO_TCP, 104, Outbound),
             ],
         ),
     ];
@@ -2499,7 +2626,8 @@ fn enforcement_modes() {
 
 #[test]
 fn frames_shorter_than_ethernet_are_refused_by_the_test_run() {
-    let datapath = Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading failed: {e:?}"));
+    let datapath =
+        Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("loading failed: {e:?}"));
     let frame = truncated(&tcp(WS, 1, SRV, 2, TCP_SYN), 13);
     match datapath.test_run(&frame) {
         Err(monitor::DatapathError::FrameTooShort(13)) => {}

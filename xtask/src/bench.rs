@@ -20,7 +20,15 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     setup::run()?;
     cmd::run(cmd::cargo().args([
-        "build", "--release", "-p", "monitor", "--bin", "monitor", "-p", "monitor-tests", "--bin",
+        "build",
+        "--release",
+        "-p",
+        "monitor",
+        "--bin",
+        "monitor",
+        "-p",
+        "monitor-tests",
+        "--bin",
         "monitor-bench",
     ]))?;
     let root = cmd::workspace_root();

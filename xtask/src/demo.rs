@@ -8,8 +8,10 @@ use crate::{cmd, setup};
 pub fn run() -> Result<()> {
     setup::run()?;
     cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| cmd::workspace_root().join("target"), std::path::PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || cmd::workspace_root().join("target"),
+        std::path::PathBuf::from,
+    );
     let exe = target.join("release/monitor");
     let status = std::process::Command::new(&exe)
         .arg("demo")

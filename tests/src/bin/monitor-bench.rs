@@ -49,7 +49,8 @@ const LIVE_BATCH: u32 = 64;
 /// How long one packets-per-second run lasts, roughly.
 const LIVE_RUN_SECONDS: f64 = 1.0;
 /// Everything after this line in BENCHMARKS.md is kept when the file is written again.
-const NOTES_MARKER: &str = "<!-- Notes below are written by hand and kept by cargo xtask bench. -->";
+const NOTES_MARKER: &str =
+    "<!-- Notes below are written by hand and kept by cargo xtask bench. -->";
 /// The floors of issue 5.
 const FLOOR_HIT_RATIO: f64 = 4.0;
 const FLOOR_FLATNESS: f64 = 0.20;
@@ -90,9 +91,13 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--out" => args.out = it.next().context("--out needs a path")?.into(),
             "--runs" => args.runs = it.next().context("--runs needs a number")?.parse()?,
-            "--monitor-bin" => args.monitor_bin = Some(it.next().context("--monitor-bin needs a path")?.into()),
+            "--monitor-bin" => {
+                args.monitor_bin = Some(it.next().context("--monitor-bin needs a path")?.into())
+            }
             "--quick" => args.quick = true,
-            "--only" => args.only.push(it.next().context("--only needs cost, live or controller")?),
+            "--only" => args
+                .only
+                .push(it.next().context("--only needs cost, live or controller")?),
             "--case" => args.case = Some(it.next().context("--case needs part of a case name")?),
             other => bail!("unknown argument `{other}`"),
         }
@@ -152,8 +157,13 @@ fn run(args: &Args) -> Result<()> {
         report.text.push('\n');
         report.text.push_str(&previous[at..]);
     }
-    std::fs::write(&args.out, &report.text).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("monitor-bench: wrote {} ({:.0} s)", args.out.display(), started.elapsed().as_secs_f64());
+    std::fs::write(&args.out, &report.text)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "monitor-bench: wrote {} ({:.0} s)",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -191,7 +201,13 @@ impl Stat {
 
     /// `median (min–max)` with `digits` decimals.
     fn show(&self, digits: usize) -> String {
-        format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.min, self.max, d = digits)
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = digits
+        )
     }
 }
 
@@ -256,7 +272,13 @@ fn udp(src_port: u16, dst_port: u16) -> Vec<u8> {
     udp
 }
 
-fn ipv4_udp(dst_mac: [u8; 6], vlan: Option<u16>, src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
+fn ipv4_udp(
+    dst_mac: [u8; 6],
+    vlan: Option<u16>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dst_port: u16,
+) -> Vec<u8> {
     let payload = udp(CLIENT_PORT, dst_port);
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
@@ -295,10 +317,30 @@ fn cases() -> Vec<Case> {
     let hit = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, ALLOWED_PORT);
     let miss = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, DENIED_PORT);
     vec![
-        Case { name: "learn (known flow)", mode: Mode::Learn, frame: hit.clone(), expect: Action::Pass },
-        Case { name: "enforce, baseline hit", mode: Mode::Enforce, frame: hit.clone(), expect: Action::Pass },
-        Case { name: "enforce, drop", mode: Mode::Enforce, frame: miss.clone(), expect: Action::Drop },
-        Case { name: "audit (would-drop)", mode: Mode::Audit, frame: miss, expect: Action::Pass },
+        Case {
+            name: "learn (known flow)",
+            mode: Mode::Learn,
+            frame: hit.clone(),
+            expect: Action::Pass,
+        },
+        Case {
+            name: "enforce, baseline hit",
+            mode: Mode::Enforce,
+            frame: hit.clone(),
+            expect: Action::Pass,
+        },
+        Case {
+            name: "enforce, drop",
+            mode: Mode::Enforce,
+            frame: miss.clone(),
+            expect: Action::Drop,
+        },
+        Case {
+            name: "audit (would-drop)",
+            mode: Mode::Audit,
+            frame: miss,
+            expect: Action::Pass,
+        },
         Case {
             name: "IPv6, enforce hit",
             mode: Mode::Enforce,
@@ -336,7 +378,10 @@ struct CostResults {
 
 fn enroll_range(datapath: &mut Datapath, from: u32, to: u32) -> Result<()> {
     for i in from..to {
-        datapath.maps_mut().enroll(IpAddr::V4(device_v4(i)), DeviceEntry::new(i, MODE_INHERIT, 0))?;
+        datapath.maps_mut().enroll(
+            IpAddr::V4(device_v4(i)),
+            DeviceEntry::new(i, MODE_INHERIT, 0),
+        )?;
     }
     Ok(())
 }
@@ -344,7 +389,13 @@ fn enroll_range(datapath: &mut Datapath, from: u32, to: u32) -> Result<()> {
 /// Filler baseline entries: device `j % devices` reaches a distinct peer and port, as a
 /// large learned baseline would look. None of them matches a measured frame.
 fn fill_baseline(datapath: &mut Datapath, from: u32, to: u32, devices: u32) -> Result<()> {
-    let entry = BaselineEntry { learned_ns: 0, origin: ORIGIN_IMPORTED, _pad1: 0, _pad2: 0, _pad3: 0 };
+    let entry = BaselineEntry {
+        learned_ns: 0,
+        origin: ORIGIN_IMPORTED,
+        _pad1: 0,
+        _pad2: 0,
+        _pad3: 0,
+    };
     let mut chunk = Vec::with_capacity(65_536);
     for j in from..to {
         let peer = Ipv4Addr::new(172, 16 + (j >> 16) as u8, (j >> 8) as u8, j as u8);
@@ -367,12 +418,20 @@ fn fill_baseline(datapath: &mut Datapath, from: u32, to: u32, devices: u32) -> R
     Ok(())
 }
 
-fn test_run_ns(datapath: &Datapath, program: &'static str, frame: &[u8], expect: Option<Action>) -> Result<f64> {
+fn test_run_ns(
+    datapath: &Datapath,
+    program: &'static str,
+    frame: &[u8],
+    expect: Option<Action>,
+) -> Result<f64> {
     let verdict = datapath.test_run_program(program, frame, REPEAT)?;
     if let Some(expect) = expect
         && verdict.action != expect
     {
-        bail!("{program} returned {:?}, expected {expect:?}", verdict.action);
+        bail!(
+            "{program} returned {:?}, expected {expect:?}",
+            verdict.action
+        );
     }
     Ok(verdict.duration.as_nanos() as f64)
 }
@@ -380,20 +439,52 @@ fn test_run_ns(datapath: &Datapath, program: &'static str, frame: &[u8], expect:
 fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> {
     println!("monitor-bench: 1. per-packet cost (BPF_PROG_TEST_RUN, repeat {REPEAT})");
     let scales: Vec<Scale> = if args.quick {
-        vec![Scale { devices: 10, baseline: 0 }, Scale { devices: 10_000, baseline: 100_000 }]
+        vec![
+            Scale {
+                devices: 10,
+                baseline: 0,
+            },
+            Scale {
+                devices: 10_000,
+                baseline: 100_000,
+            },
+        ]
     } else {
         vec![
-            Scale { devices: 10, baseline: 0 },
-            Scale { devices: 1_000, baseline: 0 },
-            Scale { devices: 10_000, baseline: 0 },
-            Scale { devices: 10_000, baseline: 100_000 },
-            Scale { devices: 10_000, baseline: 1_000_000 },
+            Scale {
+                devices: 10,
+                baseline: 0,
+            },
+            Scale {
+                devices: 1_000,
+                baseline: 0,
+            },
+            Scale {
+                devices: 10_000,
+                baseline: 0,
+            },
+            Scale {
+                devices: 10_000,
+                baseline: 100_000,
+            },
+            Scale {
+                devices: 10_000,
+                baseline: 1_000_000,
+            },
         ]
     };
-    let cases: Vec<Case> =
-        cases().into_iter().filter(|c| args.case.as_ref().is_none_or(|part| c.name.contains(part.as_str()))).collect();
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| {
+            args.case
+                .as_ref()
+                .is_none_or(|part| c.name.contains(part.as_str()))
+        })
+        .collect();
     // Device 0's IPv6 address, and its allowed flows learned the way live traffic would.
-    datapath.maps_mut().enroll(IpAddr::V6(DEVICE0_V6), DeviceEntry::new(0, MODE_INHERIT, 0))?;
+    datapath
+        .maps_mut()
+        .enroll(IpAddr::V6(DEVICE0_V6), DeviceEntry::new(0, MODE_INHERIT, 0))?;
     let mut enrolled = 0;
     let mut filled = 0;
     let mut rows = Vec::new();
@@ -403,11 +494,17 @@ fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> 
         fill_baseline(datapath, filled, scale.baseline, scale.devices)?;
         filled = scale.baseline;
         datapath.maps_mut().set_mode(Mode::Learn)?;
-        for case in cases.iter().filter(|c| c.expect == Action::Pass && c.mode == Mode::Enforce) {
+        for case in cases
+            .iter()
+            .filter(|c| c.expect == Action::Pass && c.mode == Mode::Enforce)
+        {
             datapath.test_run(&case.frame)?;
         }
         let table = datapath.maps().baseline()?.len();
-        println!("  {} devices, {} baseline entries in the table", scale.devices, table);
+        println!(
+            "  {} devices, {} baseline entries in the table",
+            scale.devices, table
+        );
         // Per case: monitor ns, parse-only ns, their ratio; one sample per run.
         let mut samples: BTreeMap<&str, [Vec<f64>; 3]> = BTreeMap::new();
         for _ in 0..args.runs {
@@ -415,7 +512,8 @@ fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> 
                 datapath.maps_mut().set_mode(case.mode)?;
                 // Interleaved: the reference right before the program, every run.
                 let parse = test_run_ns(datapath, programs::PARSE_ONLY, &case.frame, None)?;
-                let monitor = test_run_ns(datapath, programs::MONITOR, &case.frame, Some(case.expect))?;
+                let monitor =
+                    test_run_ns(datapath, programs::MONITOR, &case.frame, Some(case.expect))?;
                 let entry = samples.entry(case.name).or_default();
                 entry[0].push(monitor);
                 entry[1].push(parse);
@@ -425,7 +523,10 @@ fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> 
         for case in &cases {
             let [monitor, parse, ratio] = &samples[case.name];
             let row = CostRow {
-                scale: Scale { devices: scale.devices, baseline: table as u32 },
+                scale: Scale {
+                    devices: scale.devices,
+                    baseline: table as u32,
+                },
                 case: case.name,
                 monitor_ns: Stat::of(monitor),
                 parse_ns: Stat::of(parse),
@@ -460,7 +561,12 @@ enum Filter {
 }
 
 impl Filter {
-    const ALL: [Filter; 4] = [Filter::Monitor, Filter::Nftables, Filter::None, Filter::Floor];
+    const ALL: [Filter; 4] = [
+        Filter::Monitor,
+        Filter::Nftables,
+        Filter::None,
+        Filter::Floor,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -508,7 +614,8 @@ fn attach_xdp_drop(ifindex: u32) -> Result<std::os::fd::OwnedFd> {
     // SAFETY: attr is a valid bpf_attr for BPF_LINK_CREATE.
     let link = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, attr.as_ptr(), attr.len()) };
     if link < 0 {
-        return Err(std::io::Error::last_os_error()).context("attaching the XDP_DROP floor program");
+        return Err(std::io::Error::last_os_error())
+            .context("attaching the XDP_DROP floor program");
     }
     // SAFETY: a new fd we own; the program stays loaded as long as the link holds it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(link as i32) })
@@ -535,10 +642,19 @@ fn schedstat_ns(path: &str) -> u64 {
 /// a lot of it: the receive path then runs there instead of in our thread.
 fn ksoftirqd_schedstat(cpu: usize) -> Option<String> {
     let name = format!("ksoftirqd/{cpu}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-        (comm.trim() == name).then(|| entry.path().join("schedstat").to_string_lossy().into_owned())
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then(|| {
+                entry
+                    .path()
+                    .join("schedstat")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
 }
 
 /// One veth pair: the sender's end (in the generator namespace) and the receiver's (in
@@ -638,7 +754,15 @@ impl CpuClock {
 }
 
 /// Pushes `count` frames into `pair`.
-fn live_run(datapath: &Datapath, generator: &NetNs, router: &NetNs, pair: &Pair, frame: &[u8], count: u32, clock: &CpuClock) -> Result<LiveSample> {
+fn live_run(
+    datapath: &Datapath,
+    generator: &NetNs,
+    router: &NetNs,
+    pair: &Pair,
+    frame: &[u8],
+    count: u32,
+    clock: &CpuClock,
+) -> Result<LiveSample> {
     let (rx0, drop0) = rx_counters(router, &pair.receiver)?;
     let (wall, cpu) = {
         let _inside = generator.enter()?;
@@ -652,11 +776,17 @@ fn live_run(datapath: &Datapath, generator: &NetNs, router: &NetNs, pair: &Pair,
     };
     let (rx1, drop1) = rx_counters(router, &pair.receiver)?;
     let taken = (rx1 - rx0) as f64;
-    Ok(LiveSample { cpu_pps: taken / cpu, wall_pps: taken / wall, refused: (drop1 - drop0) as f64 / f64::from(count) })
+    Ok(LiveSample {
+        cpu_pps: taken / cpu,
+        wall_pps: taken / wall,
+        refused: (drop1 - drop0) as f64 / f64::from(count),
+    })
 }
 
 fn packets_per_second(args: &Args) -> Result<LiveResults> {
-    println!("monitor-bench: 2. packets per second (live frames into veth: native XDP vs nftables vs none vs XDP_DROP)");
+    println!(
+        "monitor-bench: 2. packets per second (live frames into veth: native XDP vs nftables vs none vs XDP_DROP)"
+    );
     let devices: u32 = if args.quick { 1_000 } else { 10_000 };
     let router = NetNs::new("brt")?;
     let generator = NetNs::new("bgn")?;
@@ -665,7 +795,13 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
         let sender = unique_name("bs");
         let receiver = unique_name("br");
         veth(&generator, &sender, &router, &receiver)?;
-        router.ip(&["addr", "add", &format!("192.168.{}.1/24", 100 + i), "dev", &receiver])?;
+        router.ip(&[
+            "addr",
+            "add",
+            &format!("192.168.{}.1/24", 100 + i),
+            "dev",
+            &receiver,
+        ])?;
         // veth takes XDP_TX/redirected frames only into a NAPI ring, which it has when a
         // program is attached or GRO is on; GRO on every receiver keeps them alike.
         router.exec(&["ethtool", "-K", &receiver, "gro", "on"])?;
@@ -674,11 +810,20 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
             if_index(&sender).context("sender ifindex")?
         };
         let receiver_mac = mac_of(&router, &receiver)?;
-        pairs.push(Pair { filter, sender_ifindex, receiver, receiver_mac });
+        pairs.push(Pair {
+            filter,
+            sender_ifindex,
+            receiver,
+            receiver_mac,
+        });
     }
     let index_of = |filter: Filter| pairs.iter().position(|p| p.filter == filter).unwrap_or(0);
-    let (monitor_at, nft_at, none_at, floor_at) =
-        (index_of(Filter::Monitor), index_of(Filter::Nftables), index_of(Filter::None), index_of(Filter::Floor));
+    let (monitor_at, nft_at, none_at, floor_at) = (
+        index_of(Filter::Monitor),
+        index_of(Filter::Nftables),
+        index_of(Filter::None),
+        index_of(Filter::Floor),
+    );
 
     // The monitor: `devices` enrolled, each allowed to reach the server on 443/udp, enforced.
     let mut datapath = Datapath::load(&Maps::Private)?;
@@ -689,7 +834,15 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     let learned = datapath.maps().baseline()?;
     let (key0, entry0) = *learned.first().context("the probe frame was not learned")?;
     let entries: Vec<_> = (1..devices)
-        .map(|i| (FlowKey { device: addr_key(IpAddr::V4(device_v4(i))), ..key0 }, entry0))
+        .map(|i| {
+            (
+                FlowKey {
+                    device: addr_key(IpAddr::V4(device_v4(i))),
+                    ..key0
+                },
+                entry0,
+            )
+        })
         .collect();
     datapath.maps_mut().insert_baseline(&entries)?;
     datapath.maps_mut().set_mode(Mode::Enforce)?;
@@ -700,9 +853,15 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     };
 
     // nftables: the same allowed (device, server, port) triples; everything else dropped.
-    let mut rules = String::from("table netdev bench {\n  set allowed {\n    type ipv4_addr . ipv4_addr . inet_service\n    elements = {\n");
+    let mut rules = String::from(
+        "table netdev bench {\n  set allowed {\n    type ipv4_addr . ipv4_addr . inet_service\n    elements = {\n",
+    );
     for i in 0..devices {
-        let _ = writeln!(rules, "      {} . {SERVER_V4} . {ALLOWED_PORT},", device_v4(i));
+        let _ = writeln!(
+            rules,
+            "      {} . {SERVER_V4} . {ALLOWED_PORT},",
+            device_v4(i)
+        );
     }
     let _ = write!(
         rules,
@@ -717,7 +876,8 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     loaded.context("loading the nftables rule set")?;
 
     let traffic = [("denied", DENIED_PORT), ("allowed", ALLOWED_PORT)];
-    let frame_for = |pair: &Pair, port: u16| ipv4_udp(pair.receiver_mac, None, device_v4(0), SERVER_V4, port);
+    let frame_for =
+        |pair: &Pair, port: u16| ipv4_udp(pair.receiver_mac, None, device_v4(0), SERVER_V4, port);
 
     // Generator and receiver on one CPU (veth's receive runs in the softirq the sender
     // raises, or in that CPU's ksoftirqd), so their CPU time is what the frames cost.
@@ -731,9 +891,22 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     };
     // Calibrate the run length on the slowest case (nftables dropping).
     let nft_pair = &pairs[nft_at];
-    let calibration = live_run(&datapath, &generator, &router, nft_pair, &frame_for(nft_pair, DENIED_PORT), 200_000, &clock)?;
-    let frames_per_run = ((calibration.cpu_pps * LIVE_RUN_SECONDS) as u32).clamp(200_000, 20_000_000);
-    let frames_per_run = if args.quick { frames_per_run / 4 } else { frames_per_run };
+    let calibration = live_run(
+        &datapath,
+        &generator,
+        &router,
+        nft_pair,
+        &frame_for(nft_pair, DENIED_PORT),
+        200_000,
+        &clock,
+    )?;
+    let frames_per_run =
+        ((calibration.cpu_pps * LIVE_RUN_SECONDS) as u32).clamp(200_000, 20_000_000);
+    let frames_per_run = if args.quick {
+        frames_per_run / 4
+    } else {
+        frames_per_run
+    };
     println!("  {frames_per_run} frames per run, generator pinned to CPU {cpu}");
 
     let mut samples: BTreeMap<(usize, usize), Vec<LiveSample>> = BTreeMap::new();
@@ -743,7 +916,15 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
             for k in 0..pairs.len() {
                 let f = (k + run) % pairs.len();
                 let pair = &pairs[f];
-                let result = live_run(&datapath, &generator, &router, pair, &frame_for(pair, *port), frames_per_run, &clock)?;
+                let result = live_run(
+                    &datapath,
+                    &generator,
+                    &router,
+                    pair,
+                    &frame_for(pair, *port),
+                    frames_per_run,
+                    &clock,
+                )?;
                 samples.entry((t, f)).or_default().push(result);
             }
         }
@@ -755,7 +936,12 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
         for (f, pair) in pairs.iter().enumerate() {
             let own = &samples[&(t, f)];
             let per_run = |other: usize, g: &dyn Fn(&LiveSample, &LiveSample) -> f64| -> Stat {
-                Stat::of(&own.iter().zip(&samples[&(t, other)]).map(|(a, b)| g(a, b)).collect::<Vec<_>>())
+                Stat::of(
+                    &own.iter()
+                        .zip(&samples[&(t, other)])
+                        .map(|(a, b)| g(a, b))
+                        .collect::<Vec<_>>(),
+                )
             };
             let row = LiveRow {
                 traffic: traffic_name,
@@ -783,11 +969,19 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     }
     // Sanity: the monitor really judged the frames it was given.
     let verdicts = datapath.maps().verdicts()?;
-    let dropped: u64 = verdicts.iter().filter(|(a, _, _)| *a == Action::Drop).map(|(_, _, c)| c.packets).sum();
+    let dropped: u64 = verdicts
+        .iter()
+        .filter(|(a, _, _)| *a == Action::Drop)
+        .map(|(_, _, c)| c.packets)
+        .sum();
     if dropped == 0 {
         bail!("the monitor dropped nothing: the live frames did not reach it");
     }
-    Ok(LiveResults { rows, devices, frames_per_run })
+    Ok(LiveResults {
+        rows,
+        devices,
+        frames_per_run,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -810,7 +1004,8 @@ fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
     std::fs::create_dir_all(&dir)?;
     let state = StateDir::new(&dir);
     let runs = args.runs.min(3);
-    let (mut save, mut dump, mut load, mut insert) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut save, mut dump, mut load, mut insert) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut entries = 0;
     let path = dir.join(monitor::baseline::STATE_FILE);
     let result = (|| -> Result<()> {
@@ -893,7 +1088,12 @@ fn write_inventory(dir: &Path, devices: u32) -> Result<()> {
             let _ = write!(
                 text,
                 "  - name: dev-{i:05}\n    kind: {}\n    addresses: [{}]\n    mac: \"00:09:fb:{:02x}:{:02x}:{:02x}\"\n    location: {{ site: main, building: B, floor: \"{}\", ward: ward-{ward}, room: \"{}\", vlan: {} }}\n    criticality: normal\n    owner: clinical-it\n",
-                ["infusion-pump", "patient-monitor", "workstation", "modality"][(i % 4) as usize],
+                [
+                    "infusion-pump",
+                    "patient-monitor",
+                    "workstation",
+                    "modality"
+                ][(i % 4) as usize],
                 device_v4(i),
                 (i >> 16) as u8,
                 (i >> 8) as u8,
@@ -914,21 +1114,30 @@ fn write_inventory(dir: &Path, devices: u32) -> Result<()> {
 fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let Some(body_at) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
         bail!("no HTTP header in the answer from {addr}{path}");
     };
     if !response.starts_with(b"HTTP/1.1 200") && !response.starts_with(b"HTTP/1.0 200") {
-        bail!("{addr}{path}: {}", String::from_utf8_lossy(&response[..body_at]));
+        bail!(
+            "{addr}{path}: {}",
+            String::from_utf8_lossy(&response[..body_at])
+        );
     }
     Ok(response[body_at + 4..].to_vec())
 }
 
 fn status_kb(pid: u32, field: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("{field} of {pid}"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("{field} of {pid}"))?;
     Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
 }
 
@@ -986,7 +1195,11 @@ fn write_baseline(state: &Path, devices: u32, per_device: u32) -> Result<()> {
         }
     }
     std::fs::create_dir_all(state)?;
-    let file = BaselineFile { format: FORMAT.into(), version: VERSION, entries };
+    let file = BaselineFile {
+        format: FORMAT.into(),
+        version: VERSION,
+        entries,
+    };
     std::fs::write(state.join(STATE_FILE), serde_json::to_vec(&file)?)?;
     Ok(())
 }
@@ -1018,7 +1231,15 @@ fn controller_run(monitor: &Path, devices: u32, runs: usize) -> Result<Controlle
         .arg(format!("/sys/fs/bpf/monitor-bench-{id}"))
         .arg("--state-dir")
         .arg(&state)
-        .args(["run", "--iface", &iface, "--netns", router.name(), "--xdp-mode", "native"])
+        .args([
+            "run",
+            "--iface",
+            &iface,
+            "--netns",
+            router.name(),
+            "--xdp-mode",
+            "native",
+        ])
         .arg("--policies")
         .arg(&policies)
         .args(["--metrics-addr", &addr.to_string()])
@@ -1098,9 +1319,15 @@ fn controller(args: &Args) -> Result<ControllerResults> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("monitor"),
     };
-    let help = Command::new(&monitor).args(["run", "--help"]).output().with_context(|| format!("running {}", monitor.display()))?;
+    let help = Command::new(&monitor)
+        .args(["run", "--help"])
+        .output()
+        .with_context(|| format!("running {}", monitor.display()))?;
     if !String::from_utf8_lossy(&help.stdout).contains("--metrics-addr") {
-        bail!("{} has no `run --metrics-addr` yet: /metrics cannot be measured", monitor.display());
+        bail!(
+            "{} has no `run --metrics-addr` yet: /metrics cannot be measured",
+            monitor.display()
+        );
     }
     let mut runs = Vec::new();
     for devices in [10, 10_000] {
@@ -1120,13 +1347,22 @@ struct Report {
 }
 
 fn command_line(program: &str, args: &[&str]) -> String {
-    Command::new(program).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -1144,18 +1380,48 @@ impl Report {
             args.runs
         );
         let _ = writeln!(text, "| | |\n|---|---|");
-        let _ = writeln!(text, "| Date | {} |", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+        let _ = writeln!(
+            text,
+            "| Date | {} |",
+            command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        );
         let commit = command_line("git", &["rev-parse", "--short", "HEAD"]);
-        let commit = if commit.is_empty() { "unknown (not run from a git checkout)".to_owned() } else { commit };
+        let commit = if commit.is_empty() {
+            "unknown (not run from a git checkout)".to_owned()
+        } else {
+            commit
+        };
         let _ = writeln!(text, "| Commit | {commit} |");
-        let _ = writeln!(text, "| CPU | {} × {} |", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+        let _ = writeln!(
+            text,
+            "| CPU | {} × {} |",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model()
+        );
         let _ = writeln!(text, "| Kernel | {} |", command_line("uname", &["-r"]));
-        let _ = writeln!(text, "| Runs | {}{} |\n", args.runs, if args.quick { " (--quick: reduced cases, not for comparison)" } else { "" });
-        Report { text, floors: Vec::new(), pending: Vec::new(), runs: args.runs }
+        let _ = writeln!(
+            text,
+            "| Runs | {}{} |\n",
+            args.runs,
+            if args.quick {
+                " (--quick: reduced cases, not for comparison)"
+            } else {
+                ""
+            }
+        );
+        Report {
+            text,
+            floors: Vec::new(),
+            pending: Vec::new(),
+            runs: args.runs,
+        }
     }
 
     fn failed(&mut self, section: &str, e: &anyhow::Error) {
-        let _ = writeln!(self.text, "## {section}\n\nNot measured in this run: {e:#}\n");
+        let _ = writeln!(
+            self.text,
+            "## {section}\n\nNot measured in this run: {e:#}\n"
+        );
         self.pending.push(format!("{section}: {e:#}"));
     }
 
@@ -1180,7 +1446,10 @@ impl Report {
              \"Enforce, drop\" and \"audit\" emit a violation event at most 20 times a second per \
              device; nearly all runs take the rate limit's suppressed path.\n"
         );
-        let _ = writeln!(t, "| devices | baseline entries | case | monitor ns | parse-only ns | ratio |\n|---:|---:|---|---:|---:|---:|");
+        let _ = writeln!(
+            t,
+            "| devices | baseline entries | case | monitor ns | parse-only ns | ratio |\n|---:|---:|---|---:|---:|---:|"
+        );
         for row in &cost.rows {
             let _ = writeln!(
                 t,
@@ -1193,7 +1462,11 @@ impl Report {
                 row.ratio.show(2)
             );
         }
-        let hits: Vec<&CostRow> = cost.rows.iter().filter(|r| r.case == "enforce, baseline hit").collect();
+        let hits: Vec<&CostRow> = cost
+            .rows
+            .iter()
+            .filter(|r| r.case == "enforce, baseline hit")
+            .collect();
         let worst = hits.iter().map(|r| r.ratio.median).fold(0.0, f64::max);
         let ns: Vec<f64> = hits.iter().map(|r| r.monitor_ns.median).collect();
         let ratios: Vec<f64> = hits.iter().map(|r| r.ratio.median).collect();
@@ -1211,10 +1484,21 @@ impl Report {
             ratio_spread * 100.0
         );
         if !hits.is_empty() {
-            self.floor(format!("enforce-hit cost ≤ {FLOOR_HIT_RATIO}× parse-only"), format!("{worst:.2}× (worst scale)"), worst <= FLOOR_HIT_RATIO);
             self.floor(
-                format!("enforce-hit flat within {:.0}% from 10 to 10,000 devices and up to 1M entries", FLOOR_FLATNESS * 100.0),
-                format!("ratio varies {:.0}%, ns {:.0}%", ratio_spread * 100.0, ns_spread * 100.0),
+                format!("enforce-hit cost ≤ {FLOOR_HIT_RATIO}× parse-only"),
+                format!("{worst:.2}× (worst scale)"),
+                worst <= FLOOR_HIT_RATIO,
+            );
+            self.floor(
+                format!(
+                    "enforce-hit flat within {:.0}% from 10 to 10,000 devices and up to 1M entries",
+                    FLOOR_FLATNESS * 100.0
+                ),
+                format!(
+                    "ratio varies {:.0}%, ns {:.0}%",
+                    ratio_spread * 100.0,
+                    ns_spread * 100.0
+                ),
                 ratio_spread <= FLOOR_FLATNESS,
             );
         }
@@ -1276,7 +1560,11 @@ impl Report {
         let _ = writeln!(t);
         let mut floors = Vec::new();
         for traffic in ["denied", "allowed"] {
-            let find = |f: Filter| live.rows.iter().find(|r| r.traffic == traffic && r.filter == f);
+            let find = |f: Filter| {
+                live.rows
+                    .iter()
+                    .find(|r| r.traffic == traffic && r.filter == f)
+            };
             if let (Some(monitor), Some(nft)) = (find(Filter::Monitor), find(Filter::Nftables)) {
                 let _ = writeln!(
                     t,
@@ -1291,13 +1579,21 @@ impl Report {
                     budget_ns(find(Filter::Floor), nft)
                 );
                 let what = format!("monitor ≥ {FLOOR_PPS_RATIO}× nftables pps, {traffic} traffic");
-                floors.push((what, format!("{:.2}×", monitor.vs_nft.median), monitor.vs_nft.median >= FLOOR_PPS_RATIO));
+                floors.push((
+                    what,
+                    format!("{:.2}×", monitor.vs_nft.median),
+                    monitor.vs_nft.median >= FLOOR_PPS_RATIO,
+                ));
             }
         }
         self.floors.extend(floors);
     }
 
-    fn controller(&mut self, persistence: Result<Persistence>, controller: Result<ControllerResults>) {
+    fn controller(
+        &mut self,
+        persistence: Result<Persistence>,
+        controller: Result<ControllerResults>,
+    ) {
         let _ = writeln!(self.text, "## 3. Controller\n");
         match &controller {
             Ok(c) => {
@@ -1348,19 +1644,29 @@ impl Report {
                     let rss = big.peak_rss_mb.max(big.rss_mb);
                     self.floor(
                         format!("/metrics at {} devices < {FLOOR_SCRAPE_MS} ms", big.devices),
-                        format!("{scrape:.1} ms ({:.2}× the floor)", scrape / FLOOR_SCRAPE_MS),
+                        format!(
+                            "{scrape:.1} ms ({:.2}× the floor)",
+                            scrape / FLOOR_SCRAPE_MS
+                        ),
                         scrape < FLOOR_SCRAPE_MS,
                     );
                     self.floor(
-                        format!("controller memory at {} devices < {FLOOR_RSS_MB} MB", big.devices),
+                        format!(
+                            "controller memory at {} devices < {FLOOR_RSS_MB} MB",
+                            big.devices
+                        ),
                         format!("{rss:.1} MB peak ({:.2}× the floor)", rss / FLOOR_RSS_MB),
                         rss < FLOOR_RSS_MB,
                     );
                 }
             }
             Err(e) => {
-                let _ = writeln!(self.text, "/metrics and memory: not measured in this run: {e:#}\n");
-                self.pending.push(format!("/metrics and controller memory: {e:#}"));
+                let _ = writeln!(
+                    self.text,
+                    "/metrics and memory: not measured in this run: {e:#}\n"
+                );
+                self.pending
+                    .push(format!("/metrics and controller memory: {e:#}"));
             }
         }
         match &persistence {
@@ -1377,12 +1683,30 @@ impl Report {
                     p.save_s.n,
                     p.file_bytes as f64 / 1e6
                 );
-                let _ = writeln!(t, "| | seconds | reference s | ratio |\n|---|---:|---:|---:|");
-                let _ = writeln!(t, "| save | {} | {} (map read) | {:.1} |", p.save_s.show(2), p.dump_s.show(2), p.save_s.median / p.dump_s.median);
-                let _ = writeln!(t, "| load | {} | {} (map insert) | {:.1} |\n", p.load_s.show(2), p.insert_s.show(2), p.load_s.median / p.insert_s.median);
+                let _ = writeln!(
+                    t,
+                    "| | seconds | reference s | ratio |\n|---|---:|---:|---:|"
+                );
+                let _ = writeln!(
+                    t,
+                    "| save | {} | {} (map read) | {:.1} |",
+                    p.save_s.show(2),
+                    p.dump_s.show(2),
+                    p.save_s.median / p.dump_s.median
+                );
+                let _ = writeln!(
+                    t,
+                    "| load | {} | {} (map insert) | {:.1} |\n",
+                    p.load_s.show(2),
+                    p.insert_s.show(2),
+                    p.load_s.median / p.insert_s.median
+                );
             }
             Err(e) => {
-                let _ = writeln!(self.text, "Baseline save and load: not measured in this run: {e:#}\n");
+                let _ = writeln!(
+                    self.text,
+                    "Baseline save and load: not measured in this run: {e:#}\n"
+                );
                 self.pending.push(format!("baseline save/load: {e:#}"));
             }
         }
@@ -1392,7 +1716,11 @@ impl Report {
         let t = &mut self.text;
         let _ = writeln!(t, "## Floors\n\n| floor | this run | met |\n|---|---|---|");
         for (what, got, met) in &self.floors {
-            let _ = writeln!(t, "| {what} | {got} | {} |", if *met { "yes" } else { "**no**" });
+            let _ = writeln!(
+                t,
+                "| {what} | {got} | {} |",
+                if *met { "yes" } else { "**no**" }
+            );
         }
         if !self.pending.is_empty() {
             let _ = writeln!(t, "\n## Not measured in this run\n");
