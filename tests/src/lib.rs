@@ -1,3 +1,2 @@
 pub mod harness;
-pub mod netns;
 pub mod packet;
