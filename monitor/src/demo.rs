@@ -278,12 +278,15 @@ pub fn run() -> Result<()> {
     }
     demo.check_stop()?;
     let total = probes.len();
+    let stop = demo.stop.clone();
     let results = ward.ward.run(move || {
         probes
             .into_iter()
+            .take_while(|_| !stop.load(Ordering::Relaxed))
             .map(|to| (to, tcp_exchange(scanner, to, b"probe", SCAN_TIMEOUT)))
             .collect::<Vec<_>>()
     })?;
+    demo.check_stop()?;
     let through: Vec<_> = results
         .iter()
         .filter(|(_, o)| *o != Outcome::TimedOut)
