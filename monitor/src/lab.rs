@@ -302,30 +302,22 @@ impl Ward {
         router.ip(&["addr", "add", "fd00:10::1/64", "dev", &ward_leg, "nodad"])?;
         router.ip(&["addr", "add", "fd00:20::1/64", "dev", &core_leg, "nodad"])?;
         router.enable_forwarding()?;
-        for host in WARD_DEVICES {
-            ward.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", host.address),
-                "dev",
-                &ward_if,
-            ])?;
-        }
-        ward.ip(&["addr", "add", "fd00:10::11/64", "dev", &ward_if, "nodad"])?;
-        ward.ip(&["route", "add", "default", "via", "10.10.1.1"])?;
-        ward.ip(&["-6", "route", "add", "default", "via", "fd00:10::1"])?;
-        for host in CORE_SERVERS {
-            core.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", host.address),
-                "dev",
-                &core_if,
-            ])?;
-        }
-        core.ip(&["addr", "add", "fd00:20::10/64", "dev", &core_if, "nodad"])?;
-        core.ip(&["route", "add", "default", "via", "10.20.0.1"])?;
-        core.ip(&["-6", "route", "add", "default", "via", "fd00:20::1"])?;
+        host_side(
+            &ward,
+            &ward_if,
+            &WARD_DEVICES,
+            "fd00:10::11/64",
+            "10.10.1.1",
+            "fd00:10::1",
+        )?;
+        host_side(
+            &core,
+            &core_if,
+            &CORE_SERVERS,
+            "fd00:20::10/64",
+            "10.20.0.1",
+            "fd00:20::1",
+        )?;
         Ok(Ward {
             router,
             ward,
@@ -334,6 +326,26 @@ impl Ward {
             core_leg,
         })
     }
+}
+
+/// Addresses `hosts` (IPv4 /24 each) and `v6` on `iface` in `ns`, with default routes via
+/// the router's `gateway4` and `gateway6`: one side of the ward, as built or rebuilt.
+pub fn host_side(
+    ns: &NetNs,
+    iface: &str,
+    hosts: &[LabHost],
+    v6: &str,
+    gateway4: &str,
+    gateway6: &str,
+) -> Result<()> {
+    for host in hosts {
+        let address = format!("{}/24", host.address);
+        ns.ip(&["addr", "add", &address, "dev", iface])?;
+    }
+    ns.ip(&["addr", "add", v6, "dev", iface, "nodad"])?;
+    ns.ip(&["route", "add", "default", "via", gateway4])?;
+    ns.ip(&["-6", "route", "add", "default", "via", gateway6])?;
+    Ok(())
 }
 
 /// Echo servers in a namespace, stopped (and joined) on drop.

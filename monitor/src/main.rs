@@ -492,29 +492,9 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
         status.policy_generation
     );
     println!();
-    let rows: Vec<Vec<String>> = status
-        .verdicts
-        .iter()
-        .map(|v| {
-            vec![
-                v.action.clone(),
-                v.reason.clone(),
-                v.packets.to_string(),
-                v.bytes.to_string(),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(&["VERDICT", "REASON", "PACKETS", "BYTES"], &rows)
-    );
+    print!("{}", report::verdict_table("VERDICT", &status.verdicts));
     println!();
-    let rows: Vec<Vec<String>> = status
-        .classes
-        .iter()
-        .map(|c| vec![c.class.clone(), c.packets.to_string(), c.bytes.to_string()])
-        .collect();
-    print!("{}", table(&["FRAMES", "PACKETS", "BYTES"], &rows));
+    print!("{}", report::class_table("FRAMES", &status.classes));
     Ok(())
 }
 

@@ -34,7 +34,7 @@ pub use capture::{
 use crate::{
     baseline::{BaselineError, BaselineFile},
     datapath::{Datapath, DatapathError, Maps, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME, addr_of},
-    report::{ClassRow, VerdictRow, protocol_name, table},
+    report::{ClassRow, VerdictRow, class_table, protocol_name, table, verdict_table},
 };
 
 /// Rows of the device and flow tables shown without `--top` (human output).
@@ -390,27 +390,15 @@ impl Report {
             t.mean_run_ns
         ));
 
-        let rows: Vec<Vec<String>> = self
-            .verdicts
-            .iter()
-            .map(|v| {
-                vec![
-                    v.action.clone(),
-                    v.reason.clone(),
-                    v.packets.to_string(),
-                    v.bytes.to_string(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&["ACTION", "REASON", "PACKETS", "BYTES"], &rows));
+        out.push_str(&verdict_table("ACTION", &self.verdicts));
         out.push('\n');
-        let rows: Vec<Vec<String>> = self
+        let seen: Vec<ClassRow> = self
             .classes
             .iter()
             .filter(|c| c.packets > 0)
-            .map(|c| vec![c.class.clone(), c.packets.to_string(), c.bytes.to_string()])
+            .cloned()
             .collect();
-        out.push_str(&table(&["CLASS", "PACKETS", "BYTES"], &rows));
+        out.push_str(&class_table("CLASS", &seen));
 
         out.push_str(&format!(
             "\nDevices (top {} of {} addresses, by bytes)\n",

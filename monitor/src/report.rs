@@ -259,6 +259,31 @@ pub struct ClassRow {
     pub bytes: u64,
 }
 
+/// Verdict counters as a terminal table, under `first` (the first column's title).
+pub fn verdict_table(first: &str, rows: &[VerdictRow]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|v| {
+            vec![
+                v.action.clone(),
+                v.reason.clone(),
+                v.packets.to_string(),
+                v.bytes.to_string(),
+            ]
+        })
+        .collect();
+    table(&[first, "REASON", "PACKETS", "BYTES"], &rows)
+}
+
+/// Frame-class counters as a terminal table, under `first`.
+pub fn class_table(first: &str, rows: &[ClassRow]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|c| vec![c.class.clone(), c.packets.to_string(), c.bytes.to_string()])
+        .collect();
+    table(&[first, "PACKETS", "BYTES"], &rows)
+}
+
 pub fn status(maps: &MapSet, inventory: &Inventory) -> Result<Status, DatapathError> {
     let config = maps.config()?;
     let devices = maps.devices()?;

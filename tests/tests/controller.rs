@@ -449,26 +449,21 @@ fn an_interface_that_comes_back_is_attached_again() {
         &ward_if,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    lab.ward
-        .router
-        .ip(&["addr", "add", "10.10.1.1/24", "dev", &lab.ward.ward_leg])
-        .unwrap_or_else(|e| panic!("{e}"));
-    for device in monitor::lab::WARD_DEVICES {
+    for address in ["10.10.1.1/24", "fd00:10::1/64"] {
         lab.ward
-            .ward
-            .ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", device.address),
-                "dev",
-                &ward_if,
-            ])
+            .router
+            .ip(&["addr", "add", address, "dev", &lab.ward.ward_leg, "nodad"])
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    lab.ward
-        .ward
-        .ip(&["route", "add", "default", "via", "10.10.1.1"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    monitor::lab::host_side(
+        &lab.ward.ward,
+        &ward_if,
+        &monitor::lab::WARD_DEVICES,
+        "fd00:10::11/64",
+        "10.10.1.1",
+        "fd00:10::1",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(lab.daemon_log().contains("is back"), "{}", lab.daemon_log());
     lab.assert_normal_traffic(Outcome::Answered);
