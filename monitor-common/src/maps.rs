@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -132,6 +132,13 @@ pub struct Config {
     /// removes baseline entries: what flow entries cache (their devices' entries, being
     /// in the baseline) under an older epoch is looked up again.
     pub cache_epoch: u32,
+    /// PID of the controller (`monitor run`) that owns this datapath, 0 when none runs.
+    /// Informational: the single-instance guarantee is the lock file beside the pins.
+    pub owner_pid: u32,
+    /// The learning window in force: the number of the last operator `monitor mode learn`
+    /// command (0: the first start). Every baseline entry the datapath learns records it
+    /// ([`BaselineEntry::window`]), so `baseline diff` can say what a window added.
+    pub learn_window: u32,
 }
 
 /// Value of [`DeviceEntry::mode`] when the device follows the global mode.
@@ -426,7 +433,9 @@ pub struct BaselineEntry {
     pub origin: u8,
     pub _pad1: u8,
     pub _pad2: u16,
-    pub _pad3: u32,
+    /// [`Config::learn_window`] when it was learned (0 for the first start's learning and
+    /// for entries that were not learned).
+    pub window: u32,
 }
 
 /// A TCP connection, addresses in canonical order (`low` < `high` by (addr, port)).
@@ -522,7 +531,7 @@ mod tests {
     /// Implicit padding would make the kernel's hash keys depend on garbage bytes.
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<DeviceEntry>(), 16);
         assert_eq!(size_of::<DeviceKey>(), 20);
         assert_eq!(size_of::<DeviceStats>(), 10 * 8);

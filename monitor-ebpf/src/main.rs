@@ -195,6 +195,8 @@ struct Packet {
     generation: u8,
     /// `Config::cache_epoch + 1`: the tag of what flow entries cache.
     cache_tag: u32,
+    /// `Config::learn_window`, recorded in what this packet teaches the baseline.
+    learn_window: u32,
 }
 
 #[inline(always)]
@@ -215,6 +217,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         flags: if layout_ok { config.flags } else { 0 },
         generation: active_generation(config),
         cache_tag: config.cache_epoch.wrapping_add(1),
+        learn_window: config.learn_window,
     };
     let snaplen = if packet.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
         Snaplen::CaptureMayBeCut
@@ -817,7 +820,7 @@ fn baseline_verdict(packet: &Packet, side: &Side, cached: bool) -> (Action, Reas
                 origin: ORIGIN_LEARNED,
                 _pad1: 0,
                 _pad2: 0,
-                _pad3: 0,
+                window: packet.learn_window,
             };
             match BASELINE.insert(key, &entry, u64::from(BPF_NOEXIST)) {
                 Ok(()) => {

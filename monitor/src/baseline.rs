@@ -112,7 +112,7 @@ impl Record {
             },
             _pad1: 0,
             _pad2: 0,
-            _pad3: 0,
+            window: 0,
         }
     }
 }

@@ -363,6 +363,8 @@ impl Datapath {
                 generation: 0,
                 layout_version: LAYOUT_VERSION,
                 cache_epoch: 0,
+                owner_pid: 0,
+                learn_window: 0,
             })?;
         }
         Ok(datapath)

@@ -1397,7 +1397,7 @@ mod tests {
             origin: 1,
             _pad1: 0,
             _pad2: 0,
-            _pad3: 0,
+            window: 0,
         };
         let allowed = key([10, 0, 0, 1], [10, 0, 0, 2], 104, Direction::Outbound);
         let scan = key([10, 0, 0, 1], [10, 9, 9, 9], 22, Direction::Outbound);

@@ -382,7 +382,7 @@ fn load(case: &Case) -> Datapath {
                     origin: ORIGIN_POLICY,
                     _pad1: 0,
                     _pad2: 0,
-                    _pad3: 0,
+                    window: 0,
                 },
             )
         })

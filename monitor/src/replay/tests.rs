@@ -463,7 +463,7 @@ fn baseline_file_round_trip() {
         origin,
         _pad1: 0,
         _pad2: 0,
-        _pad3: 0,
+        window: 0,
     };
     let entries = vec![
         (

@@ -394,7 +394,7 @@ fn fill_baseline(datapath: &mut Datapath, from: u32, to: u32, devices: u32) -> R
         origin: ORIGIN_IMPORTED,
         _pad1: 0,
         _pad2: 0,
-        _pad3: 0,
+        window: 0,
     };
     let mut chunk = Vec::with_capacity(65_536);
     for j in from..to {
