@@ -51,10 +51,60 @@ pub struct Record {
     pub direction: String,
     #[serde(default = "learned")]
     pub origin: String,
+    /// The learning window it was learned in (`monitor baseline windows`); 0 when it was
+    /// not learned under a recorded window.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window: u32,
+    /// When it was learned (RFC 3339), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<String>,
 }
 
 fn learned() -> String {
     "learned".into()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The clocks at one moment: learned times are CLOCK_MONOTONIC in the datapath and
+/// wall-clock time on disk.
+#[derive(Clone, Copy, Debug)]
+pub struct Clocks {
+    pub monotonic_ns: u64,
+    pub unix: u64,
+}
+
+impl Clocks {
+    pub fn now() -> Clocks {
+        Clocks {
+            monotonic_ns: crate::report::monotonic_now_ns(),
+            unix: crate::activity::unix_now(),
+        }
+    }
+
+    fn rfc3339_of(self, monotonic_ns: u64) -> Option<String> {
+        let unix = crate::activity::unix_of_monotonic(monotonic_ns, self.monotonic_ns, self.unix)?;
+        Some(
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix),
+            )
+            .to_string(),
+        )
+    }
+
+    /// The monotonic time of `text`, 0 when it is unreadable or before this boot.
+    fn monotonic_of(self, text: &str) -> u64 {
+        let Ok(time) = humantime::parse_rfc3339_weak(text) else {
+            return 0;
+        };
+        let Ok(unix) = time.duration_since(std::time::UNIX_EPOCH) else {
+            return 0;
+        };
+        let ago = self.unix.saturating_sub(unix.as_secs()) * 1_000_000_000;
+        self.monotonic_ns.checked_sub(ago).unwrap_or(0)
+    }
 }
 
 /// A baseline file.
@@ -68,6 +118,11 @@ pub struct BaselineFile {
 
 impl Record {
     pub fn from_map(key: &FlowKey, entry: &BaselineEntry) -> Record {
+        Record::from_map_at(key, entry, Clocks::now())
+    }
+
+    /// [`Record::from_map`] with the clocks read once for many records.
+    pub fn from_map_at(key: &FlowKey, entry: &BaselineEntry, clocks: Clocks) -> Record {
         Record {
             device: addr_of(&key.device),
             peer: addr_of(&key.peer),
@@ -82,6 +137,10 @@ impl Record {
                 _ => "learned",
             }
             .into(),
+            window: entry.window,
+            learned: (entry.learned_ns != 0)
+                .then(|| clocks.rfc3339_of(entry.learned_ns))
+                .flatten(),
         }
     }
 
@@ -103,8 +162,17 @@ impl Record {
     }
 
     pub fn entry(&self) -> BaselineEntry {
+        self.entry_at(Clocks::now())
+    }
+
+    /// The map value. A learned time before this boot cannot be told in CLOCK_MONOTONIC
+    /// and is left 0 there; [`BaselineFile::from_map_keeping`] keeps it on disk.
+    pub fn entry_at(&self, clocks: Clocks) -> BaselineEntry {
         BaselineEntry {
-            learned_ns: 0,
+            learned_ns: self
+                .learned
+                .as_deref()
+                .map_or(0, |text| clocks.monotonic_of(text)),
             origin: match self.origin.as_str() {
                 "policy" => ORIGIN_POLICY,
                 "imported" => ORIGIN_IMPORTED,
@@ -112,16 +180,37 @@ impl Record {
             },
             _pad1: 0,
             _pad2: 0,
-            window: 0,
+            window: self.window,
         }
     }
 }
 
 impl BaselineFile {
     pub fn from_map(entries: &[(FlowKey, BaselineEntry)]) -> BaselineFile {
+        BaselineFile::from_map_keeping(entries, None)
+    }
+
+    /// The file for the map's `entries`; where the map no longer knows when an entry was
+    /// learned (it was restored after a reboot), the time `previous` recorded is kept.
+    pub fn from_map_keeping(
+        entries: &[(FlowKey, BaselineEntry)],
+        previous: Option<&BaselineFile>,
+    ) -> BaselineFile {
+        let clocks = Clocks::now();
+        let times: std::collections::HashMap<FlowKey, &str> = previous
+            .iter()
+            .flat_map(|file| file.entries.iter())
+            .filter_map(|r| Some((r.key().ok()?, r.learned.as_deref()?)))
+            .collect();
         let mut records: Vec<Record> = entries
             .iter()
-            .map(|(k, e)| Record::from_map(k, e))
+            .map(|(k, e)| {
+                let mut record = Record::from_map_at(k, e, clocks);
+                if record.learned.is_none() {
+                    record.learned = times.get(k).map(|t| (*t).to_owned());
+                }
+                record
+            })
             .collect();
         records.sort();
         BaselineFile {
@@ -167,9 +256,10 @@ impl BaselineFile {
 
     /// The map entries (checked by `parse`).
     pub fn map_entries(&self) -> Vec<(FlowKey, BaselineEntry)> {
+        let clocks = Clocks::now();
         self.entries
             .iter()
-            .filter_map(|r| r.key().ok().map(|k| (k, r.entry())))
+            .filter_map(|r| r.key().ok().map(|k| (k, r.entry_at(clocks))))
             .collect()
     }
 
@@ -214,10 +304,53 @@ mod tests {
             service_port: 443,
             direction: "out".into(),
             origin: "learned".into(),
+            window: 3,
+            learned: None,
         };
         let key = record.key().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(key.direction, Direction::Outbound as u8);
         assert_eq!(Record::from_map(&key, &record.entry()), record);
+    }
+
+    #[test]
+    fn learned_times_survive_the_trip_through_the_map_and_a_reboot() {
+        let clocks = Clocks {
+            monotonic_ns: 3_600 * 1_000_000_000,
+            unix: 1_800_000_000,
+        };
+        let key = FlowKey {
+            device: addr_key("10.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
+            peer: addr_key("10.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
+            service_port: 53,
+            protocol: 17,
+            direction: Direction::Outbound as u8,
+        };
+        // Learned ten minutes ago, in window 2.
+        let entry = BaselineEntry {
+            learned_ns: clocks.monotonic_ns - 600 * 1_000_000_000,
+            origin: ORIGIN_LEARNED,
+            _pad1: 0,
+            _pad2: 0,
+            window: 2,
+        };
+        let record = Record::from_map_at(&key, &entry, clocks);
+        assert_eq!(record.learned.as_deref(), Some("2027-01-15T07:50:00Z"));
+        assert_eq!(record.entry_at(clocks), entry);
+        // Learned two days ago: before this boot (an hour ago), so the map cannot hold the
+        // time; the file keeps it.
+        let old = Record {
+            learned: Some("2027-01-13T08:00:00Z".into()),
+            ..record.clone()
+        };
+        let restored = old.entry_at(clocks);
+        assert_eq!((restored.learned_ns, restored.window), (0, 2));
+        let previous = BaselineFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            entries: vec![old.clone()],
+        };
+        let saved = BaselineFile::from_map_keeping(&[(key, restored)], Some(&previous));
+        assert_eq!(saved.entries, vec![old]);
     }
 
     #[test]

@@ -24,9 +24,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     baseline::{self, BaselineFile},
     datapath::{self, Datapath, Maps},
-    events::EventWriter,
+    events::{ControllerEvent, EventWriter},
     inventory::{Inventory, StateDir},
+    lock::{self, Held, InstanceLock, WriteLock},
+    modes::{Change, History, ModeRecord},
     policy::Policy,
+    policy_guard::Shrink,
 };
 
 /// How to attach.
@@ -64,14 +67,79 @@ fn mode_name(mode: XdpMode) -> &'static str {
 pub struct Paths {
     pub pin_dir: PathBuf,
     pub state: StateDir,
+    /// Where the pin directory's lock file lives (`/run/monitor`).
+    pub run_dir: PathBuf,
 }
 
-/// What `monitor status` shows about the running daemon.
+impl Paths {
+    /// The lock file tied to the pin directory.
+    pub fn pin_lock(&self) -> PathBuf {
+        lock::pin_lock_path(&self.run_dir, &self.pin_dir)
+    }
+
+    /// The lock file of the state directory.
+    pub fn state_lock(&self) -> PathBuf {
+        self.state.path().join(lock::STATE_LOCK_FILE)
+    }
+
+    /// The daemon that owns this datapath or this state directory, if one runs: told by
+    /// the locks it holds (the kernel drops them when it dies), not by a file it left.
+    pub fn running_daemon(&self) -> Result<Option<Held<DaemonInfo>>, lock::LockError> {
+        match InstanceLock::probe(&self.pin_lock())? {
+            Some(held) => Ok(Some(held)),
+            None => InstanceLock::probe(&self.state_lock()),
+        }
+    }
+
+    /// Fails, saying who runs, when a daemon owns this datapath or state directory:
+    /// for commands that must not run beside one (`detach`, `baseline import`).
+    pub fn refuse_while_running(&self, what: &str) -> Result<()> {
+        if let Some(held) = self.running_daemon()? {
+            bail!(
+                "{}; {what} is refused while it runs: stop it first (`systemctl stop monitor`, \
+                 or kill -TERM its pid)",
+                describe_holder(&held, &self.pin_dir)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// "the monitor daemon (pid N, state directory S, since T) owns the datapath pinned at P".
+pub fn describe_holder(held: &Held<DaemonInfo>, pin_dir: &Path) -> String {
+    match &held.0 {
+        Some(info) => format!(
+            "the monitor daemon (pid {}, state directory {}, running since {}) owns the datapath pinned at {}",
+            info.pid,
+            info.state_dir.display(),
+            if info.started.is_empty() {
+                "?"
+            } else {
+                &info.started
+            },
+            info.pin_dir.display()
+        ),
+        None => format!(
+            "a monitor daemon that is starting owns the datapath pinned at {}",
+            pin_dir.display()
+        ),
+    }
+}
+
+/// Who runs: written into the daemon's lock files (and `daemon.json`, for programs that
+/// read the state directory), shown by `monitor status`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct DaemonInfo {
     pub pid: u32,
     pub interfaces: Vec<AttachedInterface>,
     pub policies: Option<PathBuf>,
+    #[serde(default)]
+    pub pin_dir: PathBuf,
+    #[serde(default)]
+    pub state_dir: PathBuf,
+    /// RFC 3339.
+    #[serde(default)]
+    pub started: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -89,6 +157,11 @@ const LINKS_FILE: &str = "links.json";
 /// How often the learned baseline is saved: a SIGKILL loses at most this much learning
 /// from the file (the pinned map itself loses nothing).
 pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
+/// A changed policy directory is read once it has not changed for this long, so that a
+/// file being written (an editor, `cp`, `git pull`) is read whole.
+pub const POLICY_SETTLE: Duration = Duration::from_millis(1500);
+/// How often the policy directory is looked at.
+const POLICY_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 struct LinkRecord {
@@ -101,6 +174,10 @@ struct LinkRecord {
 pub struct ControllerStats {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Loads held back as suspicious ([`crate::policy_guard`]).
+    pub reloads_held_back: AtomicU64,
+    /// 1 while a held-back policy waits for `monitor reload --accept-shrink`.
+    pub policy_held_back: AtomicU64,
     /// Unix seconds of the last policy that loaded.
     pub last_good_reload_unix: AtomicU64,
     pub events_written: AtomicU64,
@@ -118,48 +195,112 @@ pub fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
     pin_dir.join(format!("link_{iface}"))
 }
 
+/// A policy load that would take away too much of the policy in force
+/// ([`crate::policy_guard`]): not applied.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "policy in {} held back as suspicious: it {shrink} of the policy in force. If that is \
+     meant, apply it with `monitor reload --accept-shrink` (or start with `monitor run \
+     --accept-shrink`)",
+    dir.display()
+)]
+pub struct HeldBack {
+    pub dir: PathBuf,
+    pub shrink: Shrink,
+}
+
+/// How a policy load may go.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyOptions {
+    /// Apply even what [`crate::policy_guard`] holds back (the operator's
+    /// `monitor reload --accept-shrink`).
+    pub accept_shrink: bool,
+}
+
+/// A policy that was applied.
+#[derive(Debug)]
+pub struct Applied {
+    pub inventory: Inventory,
+    /// Devices whose policy asks for another mode than the one kept in force.
+    pub modes_kept: Vec<String>,
+    /// What the load took away (within what is applied at once, or accepted).
+    pub shrink: Shrink,
+    /// The policy's starting mode (`defaults: mode`), for a first start.
+    pub starting_mode: Option<Mode>,
+}
+
 /// Reads and applies the policy directory; on any problem the running policy stays.
 pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Result<Inventory> {
-    apply_policy_with(datapath, state, dir, &mut crate::mud::Names::default())
+    apply_policy_with(
+        datapath,
+        state,
+        dir,
+        &mut crate::mud::Names::default(),
+        ApplyOptions::default(),
+    )
+    .map(|applied| applied.inventory)
 }
 
 /// [`apply_policy`], with the MUD names (`crate::mud`) resolved through `names`: those new
 /// or past their TTL are asked now, the others are taken as known.
+///
+/// Never changes the router-wide mode, nor the mode of a device already enrolled (see
+/// [`Inventory::keep_modes_in_force`]): only an operator's `monitor mode` does.
 pub fn apply_policy_with(
     datapath: &mut Datapath,
     state: &StateDir,
     dir: &Path,
     names: &mut crate::mud::Names,
-) -> Result<Inventory> {
-    let mut policy = Policy::load_dir(dir).with_context(|| {
-        format!(
-            "policy in {} not applied; the running policy stays",
-            dir.display()
-        )
-    })?;
+    options: ApplyOptions,
+) -> Result<Applied> {
+    let mut policy = Policy::load_dir(dir)
+        .with_context(|| format!("policy in {} not applied", dir.display()))?;
     names.apply(&mut policy);
     for warning in &policy.warnings {
         log::warn!("{warning}");
     }
+    // The inventory is read, compared, installed and written as one step: a `monitor
+    // mode --device` or `monitor allow` meanwhile waits rather than being undone.
+    let _write = WriteLock::take(state.path())?;
     let previous = Inventory::load(state)?;
-    let rules = compiled_rules(&policy)?;
-    let (inventory, fresh) = Inventory::from_policy(&policy, &previous, &rules);
-    inventory.apply(datapath.maps_mut(), &fresh, &rules)?;
-    if let Some(mode) = policy.defaults.mode {
-        if previous.devices.is_empty() {
-            // Only the first policy sets the starting mode: a reload must not undo an
-            // operator's `monitor mode`.
-            datapath.maps_mut().set_mode(Mode::from(mode))?;
+    let shrink = Shrink::between(
+        previous.devices.iter().map(|d| d.spec.name.as_str()),
+        &previous.applied,
+        &policy,
+    );
+    if shrink.suspicious().is_some() {
+        if !options.accept_shrink {
+            return Err(HeldBack {
+                dir: dir.to_path_buf(),
+                shrink,
+            }
+            .into());
         }
+        log::warn!(
+            "applying the policy in {} although it {shrink}: accepted by the operator",
+            dir.display()
+        );
     }
+    let rules = compiled_rules(&policy)?;
+    let (mut inventory, fresh) = Inventory::from_policy(&policy, &previous, &rules);
+    let modes_kept = inventory.keep_modes_in_force(&previous);
+    inventory.apply(datapath.maps_mut(), &fresh, &rules)?;
     inventory.save(state)?;
+    for message in &modes_kept {
+        log::warn!("{message}");
+    }
     log::info!(
         "policy from {} applied: {} devices, {} rules",
         dir.display(),
         inventory.devices.len(),
         policy.rules.len()
     );
-    Ok(inventory)
+    Ok(Applied {
+        inventory,
+        modes_kept,
+        shrink,
+        starting_mode: policy.defaults.mode.map(Mode::from),
+    })
 }
 
 /// The policy's rules, folded into the rule sets the datapath reads.
@@ -182,29 +323,87 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpModeArg,
     pub policies: Option<PathBuf>,
+    /// The mode of a first start; ignored (with a warning) when the mode in force is known.
     pub mode: Option<Mode>,
     /// Where `/metrics` and `/map` are served (`monitor::metrics`); bound by the caller
     /// before it enters `--netns`, so that they are on the host's network. `None`: not
     /// served (the activity history is kept all the same).
     pub metrics_listener: Option<std::net::TcpListener>,
+    /// Apply the policy at start even if [`crate::policy_guard`] would hold it back.
+    pub accept_shrink: bool,
 }
 
-/// The newest modification time among the policy directory's files.
-fn policy_stamp(dir: &Path) -> Option<SystemTime> {
-    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+/// What the policy directory looks like: every file's name, length and modification
+/// time, and the directory's own. Any write, rename or removal changes it.
+fn policy_stamp(dir: &Path) -> Option<Vec<(PathBuf, u64, Option<SystemTime>)>> {
+    let meta = std::fs::metadata(dir).ok()?;
+    let mut stamp = vec![(dir.to_path_buf(), meta.len(), meta.modified().ok())];
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-            newest = newest.max(Some(modified));
+        if let Ok(meta) = entry.metadata() {
+            stamp.push((entry.path(), meta.len(), meta.modified().ok()));
         }
     }
-    newest
+    stamp.sort();
+    Some(stamp)
 }
 
-/// Restores the baseline saved in the state directory into the map (entries the map lacks).
-fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<usize> {
+/// Watches the policy directory: a change is reported once the directory has been quiet
+/// for [`POLICY_SETTLE`], so that half-written files are never read.
+struct PolicyWatch {
+    dir: Option<PathBuf>,
+    seen: Option<Vec<(PathBuf, u64, Option<SystemTime>)>>,
+    /// When the directory last changed, while a change waits to settle.
+    changed_at: Option<Instant>,
+}
+
+impl PolicyWatch {
+    fn new(dir: Option<&Path>) -> PolicyWatch {
+        PolicyWatch {
+            dir: dir.map(Path::to_path_buf),
+            seen: dir.and_then(policy_stamp),
+            changed_at: None,
+        }
+    }
+
+    /// Whether a settled change is ready to be read now.
+    fn poll(&mut self) -> bool {
+        let Some(dir) = &self.dir else {
+            return false;
+        };
+        let now = dir.as_path();
+        let stamp = policy_stamp(now);
+        if stamp != self.seen {
+            self.seen = stamp;
+            self.changed_at = Some(Instant::now());
+            return false;
+        }
+        match self.changed_at {
+            Some(at) if at.elapsed() >= POLICY_SETTLE => {
+                self.changed_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A reload happened for another reason: the pending change is part of it.
+    fn reloaded(&mut self) {
+        if let Some(dir) = &self.dir {
+            self.seen = policy_stamp(dir);
+        }
+        self.changed_at = None;
+    }
+}
+
+/// Restores the baseline saved in the state directory into the map (entries the map
+/// lacks). Returns how many, and the file (whose learned times the daemon keeps).
+fn restore_baseline(
+    datapath: &mut Datapath,
+    state: &StateDir,
+) -> Result<(usize, Option<BaselineFile>)> {
     let path = state.path().join(baseline::STATE_FILE);
     if !path.exists() {
-        return Ok(0);
+        return Ok((0, None));
     }
     let file = BaselineFile::read(&path)?;
     let present: std::collections::HashSet<_> = datapath
@@ -219,14 +418,20 @@ fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<usize> 
         .filter(|(k, _)| !present.contains(k))
         .collect();
     datapath.maps_mut().insert_baseline(&missing)?;
-    Ok(missing.len())
+    Ok((missing.len(), Some(file)))
 }
 
-/// Saves the baseline map to the state directory (atomic replace).
-pub fn save_baseline(maps: &datapath::MapSet, state: &StateDir) -> Result<usize> {
+/// Saves the baseline map to the state directory (atomic replace), keeping the learned
+/// times `previous` knows that the map lost (entries restored after a reboot).
+pub fn save_baseline(
+    maps: &datapath::MapSet,
+    state: &StateDir,
+    previous: Option<&BaselineFile>,
+) -> Result<BaselineFile> {
     let entries = maps.baseline()?;
-    state.write_json(baseline::STATE_FILE, &BaselineFile::from_map(&entries))?;
-    Ok(entries.len())
+    let file = BaselineFile::from_map_keeping(&entries, previous);
+    state.write_json(baseline::STATE_FILE, &file)?;
+    Ok(file)
 }
 
 /// Sum of learned-flow counters of the enrolled devices: changes when the baseline grows.
@@ -243,6 +448,126 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
     run_with_stats(paths, options, Arc::new(ControllerStats::default())).await
 }
 
+/// Pins this start created, removed again if the start fails: a start that fails leaves
+/// nothing behind (an adopted datapath is left as it was, enforcing).
+struct StartCleanup {
+    pin_dir: PathBuf,
+    /// The pin directory's entries before the start; `None` when it did not exist.
+    before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
+    armed: bool,
+}
+
+impl StartCleanup {
+    fn new(pin_dir: &Path) -> StartCleanup {
+        let before = std::fs::read_dir(pin_dir).ok().map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<std::collections::BTreeSet<_>>()
+        });
+        StartCleanup {
+            pin_dir: pin_dir.to_path_buf(),
+            before,
+            armed: true,
+        }
+    }
+}
+
+impl Drop for StartCleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match &self.before {
+            None => {
+                let _ = std::fs::remove_dir_all(&self.pin_dir);
+            }
+            Some(before) => {
+                for entry in std::fs::read_dir(&self.pin_dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if !before.contains(&entry.file_name()) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sets the router-wide mode at start: a first start takes `--mode`, the policy's
+/// starting mode or learn; any other start keeps the mode in force (pinned, or recorded in
+/// the mode history when the pins are gone, e.g. after a reboot). Returns the history
+/// record of a first start, to append once the start has succeeded (a failed start leaves
+/// no mode behind).
+fn start_mode(
+    datapath: &mut Datapath,
+    state: &StateDir,
+    adopted: bool,
+    asked: Option<Mode>,
+    policy_mode: Option<Mode>,
+) -> Result<Option<ModeRecord>> {
+    let history = History::load(state).context("reading the mode history")?;
+    let mut config = datapath.maps().config()?;
+    let ignored = |in_force: Mode, how: &str| {
+        if let Some(asked) = asked.filter(|m| *m != in_force) {
+            log::warn!(
+                "--mode {} ignored: the mode in force is {} ({how}); only `monitor mode {}` \
+                 changes it",
+                asked.name(),
+                in_force.name(),
+                asked.name()
+            );
+        }
+    };
+    if adopted {
+        let in_force = Mode::try_from(config.mode).unwrap_or(Mode::Learn);
+        ignored(in_force, "kept from the running datapath");
+        return Ok(None);
+    }
+    if let Some(recorded) = history.global_mode() {
+        ignored(recorded, "restored from the mode history");
+        config.mode = recorded as u8;
+        config.learn_window = history.last_window();
+        datapath.maps_mut().set_config(config)?;
+        log::warn!(
+            "the pinned datapath was gone (a reboot?): restored the {} mode in force from {}",
+            recorded.name(),
+            state.path().join(crate::modes::HISTORY_FILE).display()
+        );
+        return Ok(None);
+    }
+    let mode = asked.or(policy_mode).unwrap_or(Mode::Learn);
+    let mut record = ModeRecord::new(Change::FirstStart, None, Some(mode.name()));
+    config.learn_window = history.last_window();
+    if mode == Mode::Learn {
+        config.learn_window += 1;
+        record.window = Some(config.learn_window);
+    }
+    config.mode = mode as u8;
+    datapath.maps_mut().set_config(config)?;
+    Ok(Some(record))
+}
+
+/// Takes the daemon's locks, or says who holds them.
+fn take_locks(paths: &Paths, info: &DaemonInfo) -> Result<(InstanceLock, InstanceLock)> {
+    let refuse = |held: Held<DaemonInfo>| {
+        anyhow::anyhow!(
+            "{}; refused: nothing was changed, the running datapath is untouched",
+            describe_holder(&held, &paths.pin_dir)
+        )
+    };
+    let pin = InstanceLock::acquire(&paths.pin_lock(), info)
+        .context("taking the datapath's lock")?
+        .map_err(refuse)?;
+    let state = InstanceLock::acquire(&paths.state_lock(), info)
+        .context("taking the state directory's lock")?
+        .map_err(refuse)?;
+    Ok((pin, state))
+}
+
 pub async fn run_with_stats(
     paths: &Paths,
     options: RunOptions,
@@ -257,14 +582,48 @@ pub async fn run_with_stats(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut accept = signal(SignalKind::user_defined1())?;
+    let mut info = DaemonInfo {
+        pid: std::process::id(),
+        interfaces: Vec::new(),
+        policies: options.policies.clone(),
+        pin_dir: std::path::absolute(&paths.pin_dir).unwrap_or_else(|_| paths.pin_dir.clone()),
+        state_dir: std::path::absolute(paths.state.path())
+            .unwrap_or_else(|_| paths.state.path().to_path_buf()),
+        started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    // Before anything is written: a second daemon must leave the first one's datapath,
+    // mode and state exactly as they are.
+    let (mut pin_lock, mut state_lock) = take_locks(paths, &info)?;
+    let adopted = paths
+        .pin_dir
+        .join(monitor_common::maps::names::CONFIG)
+        .exists();
+    // Checked before anything is loaded or pinned: an empty or missing directory is a
+    // mistake, never a policy; a policy that does not load can be kept waiting for a fix
+    // only when a pinned one stays in force meanwhile.
+    if let Some(dir) = &options.policies {
+        match Policy::load_dir(dir) {
+            Ok(_) => {}
+            Err(crate::policy::PolicyError::Invalid(_)) if adopted => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "policy directory {} not usable; nothing was started or changed",
+                    dir.display()
+                )));
+            }
+        }
+    }
     datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
         .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
+    let mut cleanup = StartCleanup::new(&paths.pin_dir);
+    cleanup.armed = !adopted;
     std::fs::create_dir_all(&paths.pin_dir)
         .with_context(|| format!("creating pin directory {}", paths.pin_dir.display()))?;
     let mut datapath =
         Datapath::load(&Maps::Pinned(paths.pin_dir.clone())).context("loading the XDP program")?;
     datapath.pin_programs(&paths.pin_dir)?;
-    let restored =
+    let (restored, mut saved_baseline) =
         restore_baseline(&mut datapath, &paths.state).context("restoring the saved baseline")?;
     if restored > 0 {
         log::info!("restored {restored} baseline entries from the state directory");
@@ -272,36 +631,57 @@ pub async fn run_with_stats(
     let adopted_policy = datapath.maps().config()?.generation > 0;
     // MUD names, each re-resolved when its TTL runs out (the tick below).
     let mut mud_names = crate::mud::Names::default();
+    let mut policy_mode = None;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     if let Some(dir) = &options.policies {
-        match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
-            Ok(_) => {
+        match apply_policy_with(
+            &mut datapath,
+            &paths.state,
+            dir,
+            &mut mud_names,
+            ApplyOptions {
+                accept_shrink: options.accept_shrink,
+            },
+        ) {
+            Ok(applied) => {
                 stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 stats
                     .last_good_reload_unix
                     .store(unix_now(), Ordering::Relaxed);
+                policy_mode = applied.starting_mode;
+                for message in applied.modes_kept {
+                    let _ = events_tx.send(ControllerEvent::warning("mode-kept", message));
+                }
             }
-            // A restart with a broken policy keeps enforcing the pinned one.
+            // A restart with a broken or suspicious policy keeps enforcing the pinned one.
             Err(e) if adopted_policy => {
-                stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                log::error!("{e:#}");
+                note_failed_load(&stats, &events_tx, &e);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(e.context(
+                    "no pinned policy was in force to keep: nothing was started (what this start pinned is removed)",
+                ));
+            }
         }
     }
-    if let Some(mode) = options.mode {
-        datapath.maps_mut().set_mode(mode)?;
-    }
+    let first_start = start_mode(
+        &mut datapath,
+        &paths.state,
+        adopted,
+        options.mode,
+        policy_mode,
+    )?;
 
     let mut links: BTreeMap<String, LinkRecord> =
         paths.state.read_json(LINKS_FILE)?.unwrap_or_default();
     let mut attached = Vec::new();
-    for iface in &options.interfaces {
+    for (slot, iface) in options.interfaces.iter().enumerate() {
         let pin = link_pin(&paths.pin_dir, iface);
         let previous = links.get(iface).map(|r| r.ifindex);
-        let (mode, adopted) = datapath
+        let (mode, adopted_link) = datapath
             .attach_pinned(iface, options.xdp_mode.into(), &pin, previous)
             .with_context(|| format!("attaching to {iface}"))?;
-        let record = if adopted {
+        let record = if adopted_link {
             let record = links.get(iface).cloned().unwrap_or_default();
             log::info!(
                 "adopted the pinned link on {iface} ({} mode): program replaced without a gap",
@@ -315,30 +695,27 @@ pub async fn run_with_stats(
                 xdp_mode: mode_name(mode).into(),
             }
         };
-        let slot = attached.len() as u32;
-        if let Some(ifindex) =
-            datapath::if_index(iface).filter(|_| slot < monitor_common::maps::MAX_IFACES)
-        {
-            datapath
-                .maps_mut()
-                .set_interface_slot(ifindex, Some(slot))?;
-        }
+        count_interface(&mut datapath, iface, slot);
         attached.push(AttachedInterface {
             name: iface.clone(),
             xdp_mode: record.xdp_mode.clone(),
-            slot,
+            slot: slot as u32,
         });
         links.insert(iface.clone(), record);
     }
+    // Started: from here on a failure leaves the datapath attached and enforcing.
+    cleanup.armed = false;
+    if let Some(record) = first_start {
+        History::append(&paths.state, &record)?;
+    }
     paths.state.write_json(LINKS_FILE, &links)?;
-    paths.state.write_json(
-        DAEMON_FILE,
-        &DaemonInfo {
-            pid: std::process::id(),
-            interfaces: attached,
-            policies: options.policies.clone(),
-        },
-    )?;
+    let mut config = datapath.maps().config()?;
+    config.owner_pid = std::process::id();
+    datapath.maps_mut().set_config(config)?;
+    info.interfaces = attached;
+    pin_lock.update(&info)?;
+    state_lock.update(&info)?;
+    paths.state.write_json(DAEMON_FILE, &info)?;
 
     // Observability (metrics.rs): the activity sampler and the /metrics and /map server;
     // both stop when this guard drops at the end of the function.
@@ -346,7 +723,7 @@ pub async fn run_with_stats(
 
     let events = EventWriter::new(&paths.state)?;
     let ring = datapath.maps_mut().take_events()?;
-    let events_task = tokio::spawn(crate::events::pump(ring, events, stats.clone()));
+    let events_task = tokio::spawn(crate::events::pump(ring, events, stats.clone(), events_rx));
 
     let mode = datapath.maps().config()?.mode;
     log::info!(
@@ -359,8 +736,8 @@ pub async fn run_with_stats(
         std::process::id()
     );
 
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut stamp = options.policies.as_deref().and_then(policy_stamp);
+    let mut tick = tokio::time::interval(POLICY_POLL);
+    let mut watch = PolicyWatch::new(options.policies.as_deref());
     let mut last_save = Instant::now();
     let mut saved_learned = u64::MAX;
     let mut missing: BTreeMap<String, bool> = BTreeMap::new();
@@ -368,33 +745,46 @@ pub async fn run_with_stats(
         let reload = tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => true,
+            _ = hup.recv() => Some(ApplyOptions::default()),
+            _ = accept.recv() => Some(ApplyOptions { accept_shrink: true }),
             _ = tick.tick() => {
-                let now = options.policies.as_deref().and_then(policy_stamp);
-                let changed = now != stamp;
-                stamp = now;
-                // A MUD name whose answer changed after its TTL: apply the policy again.
-                changed || mud_names.refresh_expired()
+                // A settled change of the directory, or a MUD name whose answer changed
+                // after its TTL: apply the policy again.
+                (watch.poll() || mud_names.refresh_expired()).then(ApplyOptions::default)
             }
         };
-        if reload {
-            if let Some(dir) = &options.policies {
-                match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names) {
-                    Ok(_) => {
-                        stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                        stats
-                            .last_good_reload_unix
-                            .store(unix_now(), Ordering::Relaxed);
+        if let (Some(apply), Some(dir)) = (reload, &options.policies) {
+            watch.reloaded();
+            match apply_policy_with(&mut datapath, &paths.state, dir, &mut mud_names, apply) {
+                Ok(applied) => {
+                    stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .last_good_reload_unix
+                        .store(unix_now(), Ordering::Relaxed);
+                    if stats.policy_held_back.swap(0, Ordering::Relaxed) != 0 {
+                        log::info!(
+                            "the held-back policy is superseded: the policy in force is applied"
+                        );
                     }
-                    Err(e) => {
-                        stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                        log::error!("{e:#}");
+                    if apply.accept_shrink && !applied.shrink.to_string().ends_with("nothing") {
+                        let _ = events_tx.send(ControllerEvent::warning(
+                            "policy-shrink-accepted",
+                            format!(
+                                "policy in {} applied on the operator's --accept-shrink: it {}",
+                                dir.display(),
+                                applied.shrink
+                            ),
+                        ));
+                    }
+                    for message in applied.modes_kept {
+                        let _ = events_tx.send(ControllerEvent::warning("mode-kept", message));
                     }
                 }
+                Err(e) => note_failed_load(&stats, &events_tx, &e),
             }
         }
         // Interfaces that went away come back with a new index: attach again.
-        for iface in &options.interfaces {
+        for (slot, iface) in options.interfaces.iter().enumerate() {
             let current = datapath::if_index(iface);
             let known = links.get(iface).map(|r| r.ifindex);
             match current {
@@ -414,16 +804,7 @@ pub async fn run_with_stats(
                                 "interface {iface} is back: attached in {} mode",
                                 mode_name(mode)
                             );
-                            let slot = options
-                                .interfaces
-                                .iter()
-                                .position(|i| i == iface)
-                                .unwrap_or(0) as u32;
-                            if let Err(e) =
-                                datapath.maps_mut().set_interface_slot(index, Some(slot))
-                            {
-                                log::error!("counting {iface}'s verdicts: {e:#}");
-                            }
+                            count_interface(&mut datapath, iface, slot);
                             links.insert(
                                 iface.clone(),
                                 LinkRecord {
@@ -446,46 +827,103 @@ pub async fn run_with_stats(
             let inventory = Inventory::load(&paths.state).unwrap_or_default();
             let learned = learned_total(datapath.maps(), &inventory);
             if learned != saved_learned {
-                match save_baseline(datapath.maps(), &paths.state) {
-                    Ok(_) => {
+                match save_baseline(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
+                    Ok(file) => {
                         saved_learned = learned;
+                        saved_baseline = Some(file);
                         stats.baseline_saves.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => log::error!("saving the baseline: {e:#}"),
                 }
             }
-            if let Err(e) = crate::breakglass::expire(datapath.maps_mut(), &paths.state) {
+            let expired = WriteLock::take(paths.state.path())
+                .map_err(anyhow::Error::from)
+                .and_then(|_write| crate::breakglass::expire(datapath.maps_mut(), &paths.state));
+            if let Err(e) = expired {
                 log::error!("break-glass expiry: {e:#}");
             }
         }
     }
     events_task.abort();
-    if let Err(e) = save_baseline(datapath.maps(), &paths.state) {
+    if let Err(e) = save_baseline(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
         log::error!("saving the baseline: {e:#}");
     }
     log::info!(
         "stopping; the XDP program stays attached and enforcing (`monitor detach` removes it)"
     );
-    let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
+    if let Ok(mut config) = datapath.maps().config() {
+        if config.owner_pid == std::process::id() {
+            config.owner_pid = 0;
+            let _ = datapath.maps_mut().set_config(config);
+        }
+    }
+    // Only the owner removes it, and only while it still holds the locks.
+    let ours = paths
+        .state
+        .read_json::<DaemonInfo>(DAEMON_FILE)
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.pid == std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
+    }
     drop(datapath);
+    drop(state_lock);
+    drop(pin_lock);
     Ok(())
 }
 
-/// Whether the daemon recorded in the state directory is alive.
-pub fn running_daemon(state: &StateDir) -> Option<DaemonInfo> {
-    let info: DaemonInfo = state.read_json(DAEMON_FILE).ok()??;
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    (unsafe { libc::kill(info.pid as i32, 0) } == 0).then_some(info)
+/// Counts the verdicts of `iface` apart, in the IFACE_VERDICTS block of its position on
+/// the command line (the first [`MAX_IFACES`](monitor_common::maps::MAX_IFACES) only).
+fn count_interface(datapath: &mut Datapath, iface: &str, slot: usize) {
+    let Ok(slot) = u32::try_from(slot) else {
+        return;
+    };
+    if slot >= monitor_common::maps::MAX_IFACES {
+        log::warn!(
+            "{iface}: only the first {} interfaces have their verdicts counted apart",
+            monitor_common::maps::MAX_IFACES
+        );
+        return;
+    }
+    if let Some(ifindex) = datapath::if_index(iface) {
+        if let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, Some(slot)) {
+            log::error!("counting {iface}'s verdicts: {e:#}");
+        }
+    }
+}
+
+/// A policy load that did not apply: logged, counted, and (held back) an event.
+fn note_failed_load(
+    stats: &ControllerStats,
+    events: &tokio::sync::mpsc::UnboundedSender<ControllerEvent>,
+    e: &anyhow::Error,
+) {
+    log::error!("{e:#}; the running policy stays");
+    if e.downcast_ref::<HeldBack>().is_some() {
+        stats.reloads_held_back.fetch_add(1, Ordering::Relaxed);
+        stats.policy_held_back.store(1, Ordering::Relaxed);
+        let _ = events.send(ControllerEvent::error("policy-held-back", format!("{e:#}")));
+    } else {
+        stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        let _ = events.send(ControllerEvent::error("policy-failed", format!("{e:#}")));
+    }
 }
 
 /// `monitor detach`: removes the pinned links (detaching the program), programs and maps.
+/// Refused while a daemon runs; holds the daemon's locks meanwhile, so that none starts.
 pub fn detach(paths: &Paths) -> Result<()> {
-    if let Some(info) = running_daemon(&paths.state) {
-        bail!(
-            "the monitor daemon (pid {}) is running; stop it first (SIGTERM), then detach",
-            info.pid
-        );
-    }
+    let info = DaemonInfo {
+        pid: std::process::id(),
+        interfaces: Vec::new(),
+        policies: None,
+        pin_dir: paths.pin_dir.clone(),
+        state_dir: paths.state.path().to_path_buf(),
+        started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    let locks = take_locks(paths, &info).map_err(|e| {
+        e.context("detach refused: stop the daemon first (`systemctl stop monitor`, or kill -TERM its pid), then detach")
+    })?;
     if paths.pin_dir.exists() {
         if let Err(e) = save_baseline_from_pins(paths) {
             log::warn!("could not save the baseline before detaching: {e:#}");
@@ -499,32 +937,57 @@ pub fn detach(paths: &Paths) -> Result<()> {
     } else {
         println!("nothing pinned under {}", paths.pin_dir.display());
     }
+    // The next start is a first start: the mode in force went with the datapath.
+    let write = WriteLock::take(paths.state.path())?;
+    History::append(&paths.state, &ModeRecord::new(Change::Detach, None, None))?;
+    drop(write);
     let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
     let _ = std::fs::remove_file(paths.state.path().join(LINKS_FILE));
+    drop(locks);
     Ok(())
 }
 
 fn save_baseline_from_pins(paths: &Paths) -> Result<()> {
     let maps = datapath::MapSet::open_pinned(&paths.pin_dir)?;
-    let saved = save_baseline(&maps, &paths.state)?;
+    let previous = BaselineFile::read(&paths.state.path().join(baseline::STATE_FILE)).ok();
+    let saved = save_baseline(&maps, &paths.state, previous.as_ref())?;
     println!(
-        "saved {saved} baseline entries to {}",
+        "saved {} baseline entries to {}",
+        saved.entries.len(),
         paths.state.path().join(baseline::STATE_FILE).display()
     );
     Ok(())
 }
 
-/// `monitor reload`: asks the running daemon to re-read its policy (SIGHUP).
-pub fn reload(paths: &Paths) -> Result<()> {
-    let info = running_daemon(&paths.state).context("no monitor daemon is running")?;
-    // SAFETY: kill(2) with SIGHUP on the daemon's pid.
-    if unsafe { libc::kill(info.pid as i32, libc::SIGHUP) } != 0 {
+/// `monitor reload [--accept-shrink]`: asks the running daemon to re-read its policy
+/// (SIGHUP), or to apply it even if it removes much of the policy in force (SIGUSR1).
+pub fn reload(paths: &Paths, accept_shrink: bool) -> Result<()> {
+    let held = paths
+        .running_daemon()?
+        .context("no monitor daemon is running")?;
+    let info = held
+        .0
+        .context("the monitor daemon is starting; try again in a moment")?;
+    let signal = if accept_shrink {
+        libc::SIGUSR1
+    } else {
+        libc::SIGHUP
+    };
+    // SAFETY: kill(2) on the pid the lock's holder wrote.
+    if unsafe { libc::kill(info.pid as i32, signal) } != 0 {
         bail!(
             "signalling pid {}: {}",
             info.pid,
             std::io::Error::last_os_error()
         );
     }
-    println!("asked the daemon (pid {}) to reload its policy", info.pid);
+    if accept_shrink {
+        println!(
+            "asked the daemon (pid {}) to apply its policy directory, even where it removes much of the policy in force",
+            info.pid
+        );
+    } else {
+        println!("asked the daemon (pid {}) to reload its policy", info.pid);
+    }
     Ok(())
 }

@@ -50,6 +50,38 @@ pub struct EventLine {
     pub count: u64,
 }
 
+/// Something the controller did or refused that operators must see (a policy held back,
+/// a mode kept), written to the same events file as the violations.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ControllerEvent {
+    pub time: String,
+    /// What happened: `policy-held-back`, `policy-failed`, `policy-shrink-accepted`,
+    /// `mode-kept`.
+    pub event: String,
+    /// `error` or `warning`.
+    pub severity: String,
+    pub message: String,
+}
+
+impl ControllerEvent {
+    fn new(event: &str, severity: &str, message: String) -> ControllerEvent {
+        ControllerEvent {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event: event.into(),
+            severity: severity.into(),
+            message,
+        }
+    }
+
+    pub fn error(event: &str, message: String) -> ControllerEvent {
+        ControllerEvent::new(event, "error", message)
+    }
+
+    pub fn warning(event: &str, message: String) -> ControllerEvent {
+        ControllerEvent::new(event, "warning", message)
+    }
+}
+
 /// Appends events to the state directory's events file.
 pub struct EventWriter {
     state: StateDir,
@@ -123,7 +155,15 @@ impl EventWriter {
 
     pub fn write(&mut self, event: &Event) -> std::io::Result<()> {
         let line = self.line(event);
-        let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+        self.append(&line)
+    }
+
+    pub fn write_controller(&mut self, event: &ControllerEvent) -> std::io::Result<()> {
+        self.append(event)
+    }
+
+    fn append<T: Serialize>(&mut self, line: &T) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
         text.push('\n');
         self.file.write_all(text.as_bytes())?;
         if self.file.metadata().map(|m| m.len()).unwrap_or(0) > ROTATE_BYTES {
@@ -138,8 +178,14 @@ impl EventWriter {
     }
 }
 
-/// Reads the ring buffer as events arrive and writes them out, until aborted.
-pub async fn pump(ring: RingBuf<MapData>, mut writer: EventWriter, stats: Arc<ControllerStats>) {
+/// Reads the ring buffer as events arrive and writes them out, with the controller's own
+/// events from `controller`, until aborted.
+pub async fn pump(
+    ring: RingBuf<MapData>,
+    mut writer: EventWriter,
+    stats: Arc<ControllerStats>,
+    mut controller: tokio::sync::mpsc::UnboundedReceiver<ControllerEvent>,
+) {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it, and the fd
     // is not closed elsewhere (`register`'s I/O-safety requirement).
     let mut ring = match unsafe { AsyncFd::register(ring) } {
@@ -150,7 +196,16 @@ pub async fn pump(ring: RingBuf<MapData>, mut writer: EventWriter, stats: Arc<Co
         }
     };
     loop {
-        let mut guard = match ring.readable_mut().await {
+        let readable = tokio::select! {
+            readable = ring.readable_mut() => readable,
+            Some(event) = controller.recv() => {
+                if let Err(e) = writer.write_controller(&event) {
+                    log::error!("writing an event: {e}");
+                }
+                continue;
+            }
+        };
+        let mut guard = match readable {
             Ok(guard) => guard,
             Err(e) => {
                 log::error!("waiting for events: {e}");
@@ -212,6 +267,12 @@ pub fn show(state: &StateDir, follow: bool, json: bool) -> anyhow::Result<()> {
         }
         if json {
             stdout.write_all(line.as_bytes())?;
+        } else if let Ok(event) = serde_json::from_str::<ControllerEvent>(&line) {
+            writeln!(
+                stdout,
+                "{}  {:<10} {}: {}",
+                event.time, event.severity, event.event, event.message
+            )?;
         } else if let Ok(event) = serde_json::from_str::<EventLine>(&line) {
             writeln!(
                 stdout,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::{
     datapath::{DatapathError, MapSet},
     policy::{Criticality, DeviceSpec, ModeSpec, Policy, UnenrolledSpec},
+    policy_guard::AppliedPolicy,
 };
 
 /// Default state directory.
@@ -185,6 +186,10 @@ pub struct Inventory {
     pub version: u32,
     pub devices: Vec<EnrolledDevice>,
     pub unenrolled: UnenrolledSpec,
+    /// The rules and defaults of the policy in force, which the next load is compared with
+    /// ([`crate::policy_guard`]).
+    #[serde(default)]
+    pub applied: AppliedPolicy,
 }
 
 impl Inventory {
@@ -261,9 +266,53 @@ impl Inventory {
                 version: INVENTORY_VERSION,
                 devices,
                 unenrolled: policy.defaults.unenrolled,
+                applied: AppliedPolicy::of(policy),
             },
             fresh,
         )
+    }
+
+    /// Keeps the mode in force of every device `previous` enrolled: a policy load may set
+    /// the starting mode of a device it enrolls, but only an operator's `monitor mode`
+    /// changes the mode of a device already enrolled. Returns a message for each device
+    /// whose policy now asks for another mode than the one kept.
+    pub fn keep_modes_in_force(&mut self, previous: &Inventory) -> Vec<String> {
+        let old: BTreeMap<&str, &EnrolledDevice> = previous
+            .devices
+            .iter()
+            .map(|d| (d.spec.name.as_str(), d))
+            .collect();
+        let mut held = Vec::new();
+        for device in &mut self.devices {
+            let Some(prev) = old.get(device.spec.name.as_str()) else {
+                continue;
+            };
+            let asked = (device.spec.mode, device.spec.confirm_enforce);
+            let in_force = (prev.spec.mode, prev.spec.confirm_enforce);
+            if asked == in_force {
+                continue;
+            }
+            let name = |mode: Option<ModeSpec>| mode.map_or("inherit", |m| Mode::from(m).name());
+            let command = match asked.0 {
+                Some(ModeSpec::Enforce) if asked.1 => format!(
+                    "monitor mode enforce --device {} --confirm-life-critical",
+                    device.spec.name
+                ),
+                mode => format!("monitor mode {} --device {}", name(mode), device.spec.name),
+            };
+            held.push(format!(
+                "device `{}`: the policy now says mode {}{}, but a reload does not change the \
+                 mode in force; it stays {}{} (run `{command}` to change it)",
+                device.spec.name,
+                name(asked.0),
+                if asked.1 { " (confirmed)" } else { "" },
+                name(in_force.0),
+                if in_force.1 { " (confirmed)" } else { "" },
+            ));
+            device.spec.mode = in_force.0;
+            device.spec.confirm_enforce = in_force.1;
+        }
+        held
     }
 
     /// The device named `name`, or owning the address `name`.

@@ -13,10 +13,13 @@ pub mod devmap;
 pub mod events;
 pub mod inventory;
 pub mod lab;
+pub mod lock;
 pub mod metrics;
+pub mod modes;
 pub mod mud;
 pub mod oui;
 pub mod policy;
+pub mod policy_guard;
 pub mod replay;
 pub mod report;
 

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use monitor::{
-    daemon::{self, DaemonInfo, Paths, RunOptions, XdpModeArg},
+    daemon::{self, Paths, RunOptions, XdpModeArg},
     datapath::{DEFAULT_PIN_DIR, MapSet},
     devmap,
     inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
+    lock::{DEFAULT_RUN_DIR, Held, WriteLock},
+    modes::{Change, History, ModeRecord},
     policy::{ModeSpec, Policy},
     replay,
     report::{self, age, monotonic_now_ns, table},
@@ -67,6 +69,9 @@ struct Cli {
     /// Where the inventory, baseline and daemon state are kept.
     #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// Where the running daemon's lock (one per pin directory) is kept.
+    #[arg(long, global = true, default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,9 +89,15 @@ enum Command {
         /// Policy directory (devices, defaults).
         #[arg(long)]
         policies: Option<PathBuf>,
-        /// Global mode to start in (default: as pinned, or the policy's, or learn).
+        /// Global mode of a first start (default: the policy's, or learn). Ignored, with a
+        /// warning, when a mode is in force already (pinned, or recorded in the state
+        /// directory): only `monitor mode` changes it.
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
+        /// Apply the policy even if it removes much of the policy in force (see
+        /// `monitor reload --accept-shrink`).
+        #[arg(long)]
+        accept_shrink: bool,
         /// Attach to interfaces inside this network namespace (`ip netns` name), e.g. a
         /// router VRF; pins stay in this host's /sys/fs/bpf.
         #[arg(long)]
@@ -173,7 +184,13 @@ enum Command {
     /// baseline is saved to the state directory first.
     Detach,
     /// Ask the running daemon to re-read its policy directory (as SIGHUP does).
-    Reload,
+    Reload {
+        /// Apply the policy directory even if it removes every device, every rule, the
+        /// defaults, or more than 25% of the devices or rules in force (such a reload is
+        /// otherwise held back as a likely mistake).
+        #[arg(long)]
+        accept_shrink: bool,
+    },
     /// Break-glass: lift enforcement for a device or group at once, for a while.
     Allow {
         /// Device name or address (repeatable).
@@ -218,13 +235,26 @@ enum BaselineCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// What the live baseline has that a snapshot file lacks (and the reverse).
+    /// What the live baseline has that a snapshot file lacks (and the reverse), or with
+    /// --window what a learning window added.
+    #[command(arg_required_else_help = true)]
     Diff {
-        snapshot: PathBuf,
+        #[arg(required_unless_present = "window")]
+        snapshot: Option<PathBuf>,
+        /// The entries a learning window added (see `monitor baseline windows`).
+        #[arg(long, conflicts_with = "snapshot")]
+        window: Option<u32>,
         #[arg(long)]
         device: Option<String>,
     },
-    /// Add the entries of a baseline file to the live baseline.
+    /// The learning windows: which `monitor mode` command opened each, when and by whom,
+    /// and how many baseline entries it added.
+    Windows {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the entries of a baseline file to the live baseline (the daemon must be
+    /// stopped; it restores them at its next start).
     Import { file: PathBuf },
 }
 
@@ -286,6 +316,7 @@ fn main() -> Result<()> {
     let paths = Paths {
         pin_dir: cli.pin_dir.clone(),
         state: StateDir::new(cli.state_dir.clone()),
+        run_dir: cli.run_dir.clone(),
     };
     match cli.command {
         Command::Run {
@@ -295,6 +326,7 @@ fn main() -> Result<()> {
             mode,
             netns,
             metrics_addr,
+            accept_shrink,
         } => {
             // Bound before entering the namespace: metrics are for the management network.
             // An address asked for must work; the default may be taken (another monitor),
@@ -328,6 +360,7 @@ fn main() -> Result<()> {
                     policies,
                     mode: mode.map(Mode::from),
                     metrics_listener,
+                    accept_shrink,
                 },
             ))
         }
@@ -358,13 +391,17 @@ fn main() -> Result<()> {
         } => mud_show(&dir, resolve),
         Command::Reasons { json } => reasons(json),
         Command::Detach => daemon::detach(&paths),
-        Command::Reload => daemon::reload(&paths),
+        Command::Reload { accept_shrink } => reload(&paths, accept_shrink),
         Command::Allow {
             devices,
             group,
             duration,
             reason,
-        } => allow(&paths, devices, group.as_deref(), duration, &reason),
+        } => {
+            // Ordered with the daemon's own writes of the inventory (reloads, expiry).
+            let _write = WriteLock::take(paths.state.path())?;
+            allow(&paths, devices, group.as_deref(), duration, &reason)
+        }
         Command::Events { follow, json } => monitor::events::show(&paths.state, follow, json),
         Command::Baseline { command } => baseline(&paths, command),
     }
@@ -419,18 +456,46 @@ fn set_mode(
         ModeChoice::Enforce => Some(ModeSpec::Enforce),
         ModeChoice::Inherit => None,
     };
+    if device.is_none() && mode.is_none() {
+        bail!("`inherit` applies to one device: add --device NAME");
+    }
+    // The daemon reads and writes CONFIG and the inventory too (reloads): one at a time.
+    let _write = WriteLock::take(paths.state.path())?;
+    let history = History::load(&paths.state)?;
+    let mut config = maps.config()?;
+    let global = Mode::try_from(config.mode).unwrap_or(Mode::Learn);
+    let choice_name = mode.map_or("inherit", |m| Mode::from(m).name());
+    // Anything this command makes learn is learned under a new window, recorded before the
+    // mode changes: no entry is learned without the command that allowed it.
+    let open_window = |config: &mut monitor_common::maps::Config, record: &mut ModeRecord| {
+        let window = config.learn_window.max(history.last_window()) + 1;
+        config.learn_window = window;
+        record.window = Some(window);
+    };
     match (device, mode) {
-        (None, None) => bail!("`inherit` applies to one device: add --device NAME"),
+        (None, None) => unreachable!("refused above"),
         (None, Some(mode)) => {
-            maps.set_mode(Mode::from(mode))?;
+            let mode = Mode::from(mode);
+            let mut record = ModeRecord::new(Change::Global, None, Some(mode.name()));
+            if mode == Mode::Learn {
+                open_window(&mut config, &mut record);
+            }
+            History::append(&paths.state, &record)?;
+            config.mode = mode as u8;
+            maps.set_config(config)?;
             let mut inventory = Inventory::load(&paths.state)?;
             let spared: Vec<String> = inventory
                 .devices
                 .iter_mut()
-                .filter(|d| d.effective_mode(Mode::from(mode)).contains("life-critical"))
+                .filter(|d| d.effective_mode(mode).contains("life-critical"))
                 .map(|d| d.spec.name.clone())
                 .collect();
-            println!("global mode is now {}", Mode::from(mode).name());
+            println!("global mode is now {}", mode.name());
+            if let Some(window) = record.window {
+                println!(
+                    "learning window {window} opened: what is learned from now on is recorded under it (`monitor baseline windows`)"
+                );
+            }
             if !spared.is_empty() {
                 println!(
                     "life-critical devices stay audited (not enforced): {}",
@@ -441,17 +506,26 @@ fn set_mode(
         (Some(name), mode) => {
             let mut inventory = Inventory::load(&paths.state)?;
             let device = inventory.set_override(name, mode, confirmed)?.clone();
-            // Saved first: a policy reload running meanwhile rebuilds from this file.
+            let mut record =
+                ModeRecord::new(Change::Device, Some(&device.spec.name), Some(choice_name));
+            let effective = device.effective_mode(global);
+            if effective == Mode::Learn.name() {
+                open_window(&mut config, &mut record);
+            }
+            History::append(&paths.state, &record)?;
+            if record.window.is_some() {
+                maps.set_config(config)?;
+            }
             inventory.save(&paths.state)?;
             for addr in &device.spec.addresses {
                 maps.enroll(*addr, device.entry())?;
             }
-            let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
-            println!(
-                "device {} is now in {} mode",
-                device.spec.name,
-                device.effective_mode(global)
-            );
+            println!("device {} is now in {effective} mode", device.spec.name);
+            if let Some(window) = record.window {
+                println!(
+                    "learning window {window} opened: what it learns from now on is recorded under it (`monitor baseline windows`)"
+                );
+            }
         }
     }
     Ok(())
@@ -461,7 +535,9 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
     let maps = open_maps(paths)?;
     let inventory = Inventory::load(&paths.state)?;
     let status = report::status(&maps, &inventory)?;
-    let daemon: Option<DaemonInfo> = paths.state.read_json(daemon::DAEMON_FILE)?;
+    // Told by the lock the daemon holds (the kernel drops it when the daemon dies).
+    let held = paths.running_daemon()?;
+    let daemon = held.as_ref().and_then(|Held(info)| info.clone());
     if json {
         println!(
             "{}",
@@ -471,16 +547,24 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    match &daemon {
-        Some(d) => {
+    match (&held, &daemon) {
+        (Some(_), Some(d)) => {
             let ifaces: Vec<String> = d
                 .interfaces
                 .iter()
                 .map(|i| format!("{} ({})", i.name, i.xdp_mode))
                 .collect();
-            println!("daemon: pid {} on {}", d.pid, ifaces.join(", "));
+            println!(
+                "daemon: pid {} on {} (since {})",
+                d.pid,
+                ifaces.join(", "),
+                d.started
+            );
         }
-        None => println!("daemon: not running (maps are pinned; counters and baseline kept)"),
+        (Some(_), None) => println!("daemon: starting"),
+        (None, _) => println!(
+            "daemon: not running (the XDP program stays attached and enforcing; counters and baseline kept)"
+        ),
     }
     println!("mode: {}", status.mode);
     println!("unenrolled traffic: {}", status.unenrolled);
@@ -675,7 +759,7 @@ fn allow(
     let mut maps = open_maps(paths)?;
     if let Some(group) = group {
         let inventory = Inventory::load(&paths.state)?;
-        let daemon: Option<DaemonInfo> = paths.state.read_json(daemon::DAEMON_FILE)?;
+        let daemon = paths.running_daemon()?.and_then(|Held(info)| info);
         let policy = daemon
             .and_then(|d| d.policies)
             .map(|dir| Policy::load_dir(&dir))
@@ -715,7 +799,7 @@ fn allow(
 }
 
 fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
-    use monitor::baseline::BaselineFile;
+    use monitor::baseline::{BaselineFile, Record};
     let inventory = Inventory::load(&paths.state)?;
     let only = |device: Option<&str>| -> Result<Option<Vec<std::net::IpAddr>>> {
         device
@@ -727,6 +811,36 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             })
             .transpose()
     };
+    // The live map, with the learned times the daemon's last save kept for entries the
+    // map no longer times (restored after a reboot).
+    let live = |maps: &MapSet| -> Result<BaselineFile> {
+        let saved =
+            BaselineFile::read(&paths.state.path().join(monitor::baseline::STATE_FILE)).ok();
+        Ok(BaselineFile::from_map_keeping(
+            &maps.baseline()?,
+            saved.as_ref(),
+        ))
+    };
+    let by_address = inventory.by_address();
+    let name = |ip: &std::net::IpAddr| {
+        by_address
+            .get(ip)
+            .map_or_else(|| ip.to_string(), |d| d.spec.name.clone())
+    };
+    let device_name = |ip: &std::net::IpAddr| by_address.get(ip).map(|d| d.spec.name.as_str());
+    let line = |sign: &str, r: &Record| {
+        format!(
+            "{sign} {} {} {} {}/{}{}",
+            name(&r.device),
+            r.direction,
+            name(&r.peer),
+            report::protocol_name(r.protocol),
+            r.service_port,
+            r.learned
+                .as_deref()
+                .map_or_else(String::new, |t| format!("  (learned {t})"))
+        )
+    };
     match command {
         BaselineCommand::Export {
             device,
@@ -734,7 +848,7 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             output,
         } => {
             let maps = open_maps(paths)?;
-            let mut file = BaselineFile::from_map(&maps.baseline()?);
+            let mut file = live(&maps)?;
             if let Some(addresses) = only(device.as_deref())? {
                 file.entries.retain(|r| addresses.contains(&r.device));
             }
@@ -752,40 +866,56 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             }
             Ok(())
         }
-        BaselineCommand::Diff { snapshot, device } => {
+        BaselineCommand::Diff {
+            snapshot,
+            window: Some(window),
+            device,
+        } => {
+            debug_assert!(snapshot.is_none());
             let maps = open_maps(paths)?;
-            let mut live = BaselineFile::from_map(&maps.baseline()?);
+            let history = History::load(&paths.state)?;
+            let mut file = live(&maps)?;
+            if let Some(addresses) = only(device.as_deref())? {
+                file.entries.retain(|r| addresses.contains(&r.device));
+            }
+            let opened = history.window(window).with_context(|| {
+                format!("no learning window {window} in the mode history (see `monitor baseline windows`)")
+            })?;
+            println!(
+                "learning window {window}: opened by `{}` ({}, {})",
+                opened.command(),
+                opened.who,
+                opened.time
+            );
+            let added: Vec<&Record> = file
+                .entries
+                .iter()
+                .filter(|r| r.origin == "learned")
+                .filter(|r| history.window_of(device_name(&r.device), r.window) == window)
+                .collect();
+            for r in &added {
+                println!("{}", line("+", r));
+            }
+            println!("{} entries learned in window {window}", added.len());
+            Ok(())
+        }
+        BaselineCommand::Diff {
+            snapshot, device, ..
+        } => {
+            let snapshot = snapshot.context("give a snapshot file or --window N")?;
+            let maps = open_maps(paths)?;
+            let mut live = live(&maps)?;
             let mut old = BaselineFile::read(&snapshot)?;
             if let Some(addresses) = only(device.as_deref())? {
                 live.entries.retain(|r| addresses.contains(&r.device));
                 old.entries.retain(|r| addresses.contains(&r.device));
             }
             let (added, removed) = live.diff(&old);
-            let by_address = inventory.by_address();
-            let name = |ip: &std::net::IpAddr| {
-                by_address
-                    .get(ip)
-                    .map_or_else(|| ip.to_string(), |d| d.spec.name.clone())
-            };
             for r in &added {
-                println!(
-                    "+ {} {} {} {}/{}",
-                    name(&r.device),
-                    r.direction,
-                    name(&r.peer),
-                    report::protocol_name(r.protocol),
-                    r.service_port
-                );
+                println!("{}", line("+", r));
             }
             for r in &removed {
-                println!(
-                    "- {} {} {} {}/{}",
-                    name(&r.device),
-                    r.direction,
-                    name(&r.peer),
-                    report::protocol_name(r.protocol),
-                    r.service_port
-                );
+                println!("{}", line("-", r));
             }
             println!(
                 "{} new since the snapshot, {} gone",
@@ -794,7 +924,68 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             );
             Ok(())
         }
+        BaselineCommand::Windows { json } => {
+            let maps = open_maps(paths)?;
+            let history = History::load(&paths.state)?;
+            let file = live(&maps)?;
+            let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+            for r in file.entries.iter().filter(|r| r.origin == "learned") {
+                *counts
+                    .entry(history.window_of(device_name(&r.device), r.window))
+                    .or_default() += 1;
+            }
+            let mut rows = Vec::new();
+            for record in history.records.iter().filter(|r| r.window.is_some()) {
+                let window = record.window.unwrap_or_default();
+                rows.push(serde_json::json!({
+                    "window": window,
+                    "opened": record.time,
+                    "who": record.who,
+                    "command": record.command(),
+                    "entries": counts.remove(&window).unwrap_or(0),
+                }));
+            }
+            if let Some(unrecorded) = counts.remove(&0) {
+                rows.insert(
+                    0,
+                    serde_json::json!({
+                        "window": 0,
+                        "opened": "",
+                        "who": "",
+                        "command": "(learned before windows were recorded)",
+                        "entries": unrecorded,
+                    }),
+                );
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            let table_rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    ["window", "opened", "who", "command", "entries"]
+                        .iter()
+                        .map(|k| match &r[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["WINDOW", "OPENED", "WHO", "COMMAND", "ENTRIES"],
+                    &table_rows
+                )
+            );
+            Ok(())
+        }
         BaselineCommand::Import { file } => {
+            // The daemon restores the saved baseline at its start and saves the map while
+            // it runs: an import beside it would be half-known to it.
+            paths.refuse_while_running("baseline import")?;
             let mut maps = open_maps(paths)?;
             let file = BaselineFile::read(&file)?;
             let entries = file.map_entries();
@@ -803,6 +994,29 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `monitor reload [--accept-shrink]`: with --accept-shrink, says first what the policy
+/// directory removes from the policy in force.
+fn reload(paths: &Paths, accept_shrink: bool) -> Result<()> {
+    if accept_shrink {
+        let daemon = paths
+            .running_daemon()?
+            .and_then(|Held(info)| info)
+            .context("no monitor daemon is running")?;
+        if let Some(dir) = &daemon.policies {
+            let policy = Policy::load_dir(dir)
+                .with_context(|| format!("the policy in {} does not load", dir.display()))?;
+            let inventory = Inventory::load(&paths.state)?;
+            let shrink = monitor::policy_guard::Shrink::between(
+                inventory.devices.iter().map(|d| d.spec.name.as_str()),
+                &inventory.applied,
+                &policy,
+            );
+            println!("applying {}: it {shrink}", dir.display());
+        }
+    }
+    daemon::reload(paths, accept_shrink)
 }
 
 fn reasons(json: bool) -> Result<()> {

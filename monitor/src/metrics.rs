@@ -1013,12 +1013,25 @@ impl Scraper {
         t.family(
             name,
             "counter",
-            "Policy loads (at start and on reload) by result: ok, or failed (the running policy stayed).",
+            "Policy loads (at start and on reload) by result: ok, failed (the running policy stayed), or held_back (it would remove much of the policy in force; the running policy stayed).",
         );
         let ok = self.controller.reloads_ok.load(Ordering::Relaxed);
         let failed = self.controller.reloads_failed.load(Ordering::Relaxed);
+        let held_back = self.controller.reloads_held_back.load(Ordering::Relaxed);
         t.sample(name, "", Some(("result", "ok")), Value::Int(ok));
         t.sample(name, "", Some(("result", "failed")), Value::Int(failed));
+        t.sample(
+            name,
+            "",
+            Some(("result", "held_back")),
+            Value::Int(held_back),
+        );
+        t.single(
+            "hospmon_policy_held_back",
+            "gauge",
+            "1 while a policy load is held back as suspicious (it would remove every device, rule or the defaults, or a large share of them) and waits for `monitor reload --accept-shrink`.",
+            Value::Int(self.controller.policy_held_back.load(Ordering::Relaxed)),
+        );
         t.single(
             "hospmon_policy_last_reload_success_timestamp_seconds",
             "gauge",
@@ -1398,6 +1411,7 @@ pub fn metric_names() -> BTreeMap<&'static str, &'static str> {
         ("hospmon_map_pressure_ratio", "gauge"),
         ("hospmon_map_entries_age_seconds", "gauge"),
         ("hospmon_policy_reloads_total", "counter"),
+        ("hospmon_policy_held_back", "gauge"),
         (
             "hospmon_policy_last_reload_success_timestamp_seconds",
             "gauge",

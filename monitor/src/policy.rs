@@ -359,6 +359,13 @@ impl fmt::Display for Problem {
 pub enum PolicyError {
     #[error("reading policy directory {0}")]
     ReadDir(PathBuf, #[source] std::io::Error),
+    /// No policy at all is never what an operator means: applied, it would enroll
+    /// nothing and so enforce nothing.
+    #[error(
+        "policy directory {0} holds no policy files (*.yaml, *.yml, *.json); \
+         an empty policy would enforce nothing, so it is refused"
+    )]
+    Empty(PathBuf),
     #[error("{} problem(s) in the policy:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
@@ -367,6 +374,8 @@ pub enum PolicyError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub defaults: Defaults,
+    /// The file that set `defaults:`, if one did.
+    pub defaults_from: Option<PathBuf>,
     pub devices: Vec<DeviceSpec>,
     pub groups: Vec<GroupSpec>,
     pub rules: Vec<(Place, RuleSpec)>,
@@ -423,6 +432,9 @@ impl Policy {
             })
             .collect();
         files.sort();
+        if files.is_empty() {
+            return Err(PolicyError::Empty(dir.to_path_buf()));
+        }
         let mut sources = Vec::new();
         let mut problems = Vec::new();
         for file in files {
@@ -526,6 +538,7 @@ impl Policy {
                     });
                 } else {
                     defaults_from = Some(file.clone());
+                    policy.defaults_from = Some(file.clone());
                     policy.defaults = defaults;
                 }
             }

@@ -1016,7 +1016,7 @@ fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
             entries = raw.len();
             drop(raw);
             let t = Instant::now();
-            save_baseline(datapath.maps(), &state)?;
+            save_baseline(datapath.maps(), &state, None)?;
             save.push(t.elapsed().as_secs_f64());
 
             let mut fresh = Datapath::load(&Maps::Private)?;
@@ -1191,6 +1191,8 @@ fn write_baseline(state: &Path, devices: u32, per_device: u32) -> Result<()> {
                 service_port: 443,
                 direction: "out".into(),
                 origin: "learned".into(),
+                window: 0,
+                learned: None,
             });
         }
     }
