@@ -29,7 +29,7 @@ use crate::{
     lock::{self, Held, InstanceLock, WriteLock},
     modes::{Change, History, ModeRecord},
     policy::Policy,
-    policy_guard::Shrink,
+    policy_guard::{AppliedPolicy, Shrink},
 };
 
 /// How to attach.
@@ -255,6 +255,9 @@ pub fn apply_policy_with(
 ) -> Result<Applied> {
     let mut policy = Policy::load_dir(dir)
         .with_context(|| format!("policy in {} not applied", dir.display()))?;
+    // Compared as written: a MUD name resolving to other addresses is no removal.
+    let written = AppliedPolicy::of(&policy);
+    let shrink_check = policy.clone();
     names.apply(&mut policy);
     for warning in &policy.warnings {
         log::warn!("{warning}");
@@ -266,7 +269,7 @@ pub fn apply_policy_with(
     let shrink = Shrink::between(
         previous.devices.iter().map(|d| d.spec.name.as_str()),
         &previous.applied,
-        &policy,
+        &shrink_check,
     );
     if shrink.suspicious().is_some() {
         if !options.accept_shrink {
@@ -283,6 +286,7 @@ pub fn apply_policy_with(
     }
     let rules = compiled_rules(&policy)?;
     let (mut inventory, fresh) = Inventory::from_policy(&policy, &previous, &rules);
+    inventory.applied = written;
     let modes_kept = inventory.keep_modes_in_force(&previous);
     inventory.apply(datapath.maps_mut(), &fresh, &rules)?;
     inventory.save(state)?;

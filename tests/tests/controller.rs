@@ -260,9 +260,14 @@ fn export_then_import_gives_the_same_behaviour() {
         lab.udp("badge-reader-icu3", service("dns", DNS), QUICK),
         Outcome::TimedOut
     );
-    // ...until the export is imported.
+    // ...until the export is imported (with the daemon stopped: an import beside it is
+    // refused).
+    let refused = lab.cli(&["baseline", "import", export.to_str().unwrap_or_default()]);
+    assert!(!refused.status.success(), "an import ran beside the daemon");
+    lab.stop(libc::SIGTERM);
     let out = lab.cli_ok(&["baseline", "import", export.to_str().unwrap_or_default()]);
     assert!(out.contains("imported"), "{out}");
+    lab.start(&[]);
     lab.assert_normal_traffic(Outcome::Answered);
     assert_eq!(
         lab.udp("badge-reader-icu3", service("ntp", NTP), QUICK),
