@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use monitor::lab::{DICOM, DNS, HTTPS, MLLP, NTP, Outcome};
@@ -134,6 +134,24 @@ fn count_events(lab: &Lab, event: &str) -> usize {
     events(lab).iter().filter(|e| e["event"] == event).count()
 }
 
+/// Policies the daemon applied so far (start included).
+fn applied(lab: &Lab) -> usize {
+    lab.daemon_log().matches(" applied: ").count()
+}
+
+/// Waits (up to 20 s: the machine may be busy) until `done` holds.
+fn wait_until(lab: &Lab, what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}\n{}",
+            lab.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The ward learned its normal traffic and is enforced; the badge reader's scan runs.
 fn enforcing_with_scan(lab: &mut Lab) -> Scan {
     lab.start(&["--mode", "learn"]);
@@ -157,7 +175,9 @@ fn policy_files_removed_half_written_or_restored_never_loosen_enforcement() {
 
     // 1. The policy file is deleted: an empty directory is never a policy.
     std::fs::remove_file(&policy).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(SETTLED);
+    wait_until(&lab, "the deletion to be refused", || {
+        count_events(&lab, "policy-failed") >= 1
+    });
     assert_eq!(enforcement(&lab), before, "after the file was deleted");
     assert!(
         lab.daemon_log().contains("holds no policy files"),
@@ -172,10 +192,20 @@ fn policy_files_removed_half_written_or_restored_never_loosen_enforcement() {
     let cut = text
         .find("  - name: badge-reader-icu3")
         .unwrap_or_else(|| panic!("badge reader in the example policy"));
+    let loads = applied(&lab);
     std::fs::write(&policy, &text[..cut]).unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(600));
     std::fs::write(&policy, &text).unwrap_or_else(|e| panic!("{e}"));
+    wait_until(&lab, "the whole file to be applied", || {
+        applied(&lab) > loads
+    });
     std::thread::sleep(SETTLED);
+    assert_eq!(applied(&lab), loads + 1, "one load, of the whole file");
+    assert_eq!(
+        count_events(&lab, "policy-held-back"),
+        0,
+        "the part was read"
+    );
     assert_eq!(enforcement(&lab), before, "after a non-atomic replace");
     assert!(
         !lab.daemon_log().contains("3 devices"),
@@ -187,14 +217,10 @@ fn policy_files_removed_half_written_or_restored_never_loosen_enforcement() {
     // 3. The part stays (a checkout interrupted half-way): five of eight devices would go,
     // so it is held back, loudly, and the running policy stays.
     std::fs::write(&policy, &text[..cut]).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(SETTLED);
+    wait_until(&lab, "the truncated file to be held back", || {
+        count_events(&lab, "policy-held-back") >= 1
+    });
     assert_eq!(enforcement(&lab), before, "after a truncated file");
-    assert_eq!(
-        count_events(&lab, "policy-held-back"),
-        1,
-        "{:?}",
-        events(&lab)
-    );
     assert!(
         lab.daemon_log().contains("removes 5 of 8 devices"),
         "{}",
@@ -203,8 +229,11 @@ fn policy_files_removed_half_written_or_restored_never_loosen_enforcement() {
     scan.assert_closed("after a truncated file", &lab);
 
     // 4. Restored: the same policy, the same mode, nothing learned.
+    let loads = applied(&lab);
     std::fs::write(&policy, &text).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(SETTLED);
+    wait_until(&lab, "the restored file to be applied", || {
+        applied(&lab) > loads
+    });
     assert_eq!(enforcement(&lab), before, "after the file was restored");
     scan.assert_closed("after the file was restored", &lab);
     // The ward still works.
@@ -221,21 +250,25 @@ fn a_held_back_policy_is_applied_on_purpose_with_accept_shrink() {
         .find("  - name: badge-reader-icu3")
         .unwrap_or_else(|| panic!("badge reader in the example policy"));
     std::fs::write(&policy, &text[..cut]).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(SETTLED);
+    wait_until(&lab, "the policy to be held back", || {
+        count_events(&lab, "policy-held-back") == 1
+    });
     assert_eq!(enforcement(&lab).1, 8, "held back");
     // `monitor reload` alone holds it back again.
     lab.cli_ok(&["reload"]);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until(&lab, "the reload to be held back", || {
+        count_events(&lab, "policy-held-back") == 2
+    });
     assert_eq!(enforcement(&lab).1, 8, "held back on a plain reload");
-    assert_eq!(count_events(&lab, "policy-held-back"), 2);
     let out = lab.cli_ok(&["reload", "--accept-shrink"]);
     assert!(
         out.contains("removes 5 of 8 devices (badge-reader-icu3, hl7-engine, pacs, pump-server, ws-icu3-nurses)"),
         "{out}"
     );
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until(&lab, "the accepted policy", || {
+        count_events(&lab, "policy-shrink-accepted") == 1
+    });
     assert_eq!(enforcement(&lab).1, 3, "applied on purpose");
-    assert_eq!(count_events(&lab, "policy-shrink-accepted"), 1);
     // A missing directory is refused even with --accept-shrink.
     std::fs::remove_file(&policy).unwrap_or_else(|e| panic!("{e}"));
     let out = lab.cli(&["reload", "--accept-shrink"]);
@@ -252,7 +285,9 @@ fn a_held_back_policy_is_applied_on_purpose_with_accept_shrink() {
     let pid = lab.daemon.as_ref().map_or(0, std::process::Child::id);
     // SAFETY: kill(2) on our own child; SIGUSR1 is `reload --accept-shrink`.
     unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until(&lab, "the empty directory to be refused", || {
+        count_events(&lab, "policy-failed") >= 1
+    });
     assert_eq!(
         enforcement(&lab).1,
         3,
@@ -276,7 +311,9 @@ fn a_reload_never_changes_the_mode_in_force() {
     );
     assert_ne!(text, example_policy(), "the edit changed nothing");
     std::fs::write(&policy, &text).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(SETTLED);
+    wait_until(&lab, "the edited policy", || {
+        count_events(&lab, "mode-kept") >= 1
+    });
     let (mode, _, entries) = enforcement(&lab);
     assert_eq!(mode, "enforce");
     assert!(
