@@ -103,7 +103,7 @@ impl Clocks {
             return 0;
         };
         let ago = self.unix.saturating_sub(unix.as_secs()) * 1_000_000_000;
-        self.monotonic_ns.checked_sub(ago).unwrap_or(0)
+        self.monotonic_ns.saturating_sub(ago)
     }
 }
 

@@ -855,11 +855,11 @@ pub async fn run_with_stats(
     log::info!(
         "stopping; the XDP program stays attached and enforcing (`monitor detach` removes it)"
     );
-    if let Ok(mut config) = datapath.maps().config() {
-        if config.owner_pid == std::process::id() {
-            config.owner_pid = 0;
-            let _ = datapath.maps_mut().set_config(config);
-        }
+    if let Ok(mut config) = datapath.maps().config()
+        && config.owner_pid == std::process::id()
+    {
+        config.owner_pid = 0;
+        let _ = datapath.maps_mut().set_config(config);
     }
     // Only the owner removes it, and only while it still holds the locks.
     let ours = paths
@@ -890,10 +890,10 @@ fn count_interface(datapath: &mut Datapath, iface: &str, slot: usize) {
         );
         return;
     }
-    if let Some(ifindex) = datapath::if_index(iface) {
-        if let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, Some(slot)) {
-            log::error!("counting {iface}'s verdicts: {e:#}");
-        }
+    if let Some(ifindex) = datapath::if_index(iface)
+        && let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, Some(slot))
+    {
+        log::error!("counting {iface}'s verdicts: {e:#}");
     }
 }
 
