@@ -15,11 +15,46 @@ use serde::Serialize;
 
 use crate::{
     datapath::MapSet,
-    inventory::{BreakGlass, Inventory, StateDir},
+    inventory::{BreakGlass, BreakGlassLimit, Inventory, StateDir},
+    policy::BREAK_GLASS_MAX_CEILING,
     report::monotonic_now_ns,
 };
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// A break-glass longer than the policy in force allows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused: break-glass for {} is longer than the {} allowed ({}); nothing was changed",
+    humantime::format_duration(*.asked),
+    humantime::format_duration(*.max),
+    match .set_in {
+        Some(file) => format!("`defaults: break-glass-max` in {}", file.display()),
+        None => format!(
+            "the built-in default; a policy may set another with `defaults: break-glass-max`, up to {}",
+            humantime::format_duration(BREAK_GLASS_MAX_CEILING)
+        ),
+    }
+)]
+pub struct TooLong {
+    pub asked: Duration,
+    pub max: Duration,
+    pub set_in: Option<std::path::PathBuf>,
+}
+
+/// Whether a break-glass of `duration` is within `limit` (never beyond the ceiling a policy
+/// may set, whatever the state file says).
+pub fn check_duration(duration: Duration, limit: &BreakGlassLimit) -> Result<(), TooLong> {
+    let max = Duration::from_secs(limit.max_seconds).min(BREAK_GLASS_MAX_CEILING);
+    if duration > max {
+        return Err(TooLong {
+            asked: duration,
+            max,
+            set_in: limit.set_in.clone(),
+        });
+    }
+    Ok(())
+}
 
 /// Who asked: the sudo user if any, else the login user, else the uid.
 pub fn who() -> String {
@@ -78,7 +113,12 @@ pub fn allow(
     if devices.is_empty() {
         bail!("name at least one device (--device) or a group (--group)");
     }
+    if duration.is_zero() {
+        bail!("break-glass --for 0s would lift nothing; give how long, e.g. --for 30m");
+    }
     let mut inventory = Inventory::load(state)?;
+    // Before anything is written: a refused break-glass leaves no record and no trace.
+    check_duration(duration, &inventory.break_glass_limit)?;
     let who = who();
     let until_unix = SystemTime::now() + duration;
     let glass = BreakGlass {
@@ -181,4 +221,59 @@ pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
         closed.keys().cloned().collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, time::Duration};
+
+    use super::{TooLong, check_duration};
+    use crate::{inventory::BreakGlassLimit, policy::DEFAULT_BREAK_GLASS_MAX};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn the_default_limit_allows_up_to_four_hours_and_says_where_it_comes_from() {
+        let limit = BreakGlassLimit::default();
+        assert_eq!(DEFAULT_BREAK_GLASS_MAX, 4 * HOUR);
+        assert!(check_duration(30 * 60 * Duration::from_secs(1), &limit).is_ok());
+        assert!(check_duration(4 * HOUR, &limit).is_ok());
+        let err = check_duration(4 * HOUR + Duration::from_secs(1), &limit)
+            .expect_err("one second too long");
+        let message = err.to_string();
+        assert!(
+            message.contains("break-glass for 4h 1s is longer than the 4h allowed")
+                && message.contains("the built-in default")
+                && message.contains("nothing was changed"),
+            "{message}"
+        );
+        let err = check_duration(100_000 * 24 * HOUR, &limit).expect_err("100000 days");
+        assert!(err.to_string().contains("for 273years"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_limit_is_named_with_its_file_and_never_exceeds_the_ceiling() {
+        let limit = BreakGlassLimit {
+            max_seconds: 8 * 3600,
+            set_in: Some(PathBuf::from("/etc/monitor/policies/ward.yaml")),
+        };
+        assert!(check_duration(8 * HOUR, &limit).is_ok());
+        let TooLong { max, set_in, .. } = check_duration(9 * HOUR, &limit).expect_err("9h over 8h");
+        assert_eq!(max, 8 * HOUR);
+        assert_eq!(set_in, limit.set_in);
+        let message = check_duration(9 * HOUR, &limit)
+            .expect_err("9h over 8h")
+            .to_string();
+        assert!(
+            message.contains("longer than the 8h allowed (`defaults: break-glass-max` in /etc/monitor/policies/ward.yaml)"),
+            "{message}"
+        );
+        // A state file edited by hand past the ceiling still gets the ceiling.
+        let edited = BreakGlassLimit {
+            max_seconds: u64::MAX,
+            set_in: None,
+        };
+        assert!(check_duration(7 * 24 * HOUR, &edited).is_ok());
+        assert!(check_duration(7 * 24 * HOUR + Duration::from_secs(1), &edited).is_err());
+    }
 }

@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     datapath::{DatapathError, MapSet},
-    policy::{Criticality, DeviceSpec, ModeSpec, Policy, UnenrolledSpec},
+    policy::{
+        Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults, DeviceSpec, ModeSpec, Policy,
+        UnenrolledSpec,
+    },
     policy_guard::AppliedPolicy,
 };
 
@@ -179,6 +182,39 @@ impl EnrolledDevice {
     }
 }
 
+/// The longest break-glass the policy in force allows, kept here so that `monitor allow`
+/// reads the limit of the policy the daemon applied (not of files it may not have taken).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BreakGlassLimit {
+    pub max_seconds: u64,
+    /// The policy file whose `defaults: break-glass-max` sets it; none: the built-in default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_in: Option<PathBuf>,
+}
+
+impl Default for BreakGlassLimit {
+    /// Also what an inventory written before the limit existed gets: never unlimited.
+    fn default() -> BreakGlassLimit {
+        BreakGlassLimit {
+            max_seconds: DEFAULT_BREAK_GLASS_MAX.as_secs(),
+            set_in: None,
+        }
+    }
+}
+
+impl BreakGlassLimit {
+    pub fn of(defaults: &Defaults) -> BreakGlassLimit {
+        match defaults.break_glass_max {
+            Some(max) => BreakGlassLimit {
+                max_seconds: max.as_secs(),
+                set_in: defaults.file.clone(),
+            },
+            None => BreakGlassLimit::default(),
+        }
+    }
+}
+
 /// Every enrolled device, with slots that stay with a device's name.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -186,6 +222,8 @@ pub struct Inventory {
     pub version: u32,
     pub devices: Vec<EnrolledDevice>,
     pub unenrolled: UnenrolledSpec,
+    #[serde(default)]
+    pub break_glass_limit: BreakGlassLimit,
     /// The rules and defaults of the policy in force, which the next load is compared with
     /// ([`crate::policy_guard`]).
     #[serde(default)]
@@ -266,6 +304,7 @@ impl Inventory {
                 version: INVENTORY_VERSION,
                 devices,
                 unenrolled: policy.defaults.unenrolled,
+                break_glass_limit: BreakGlassLimit::of(&policy.defaults),
                 applied: AppliedPolicy::of(policy),
             },
             fresh,

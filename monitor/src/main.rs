@@ -199,7 +199,8 @@ enum Command {
         /// A group of the policy, a device kind, or a ward.
         #[arg(long)]
         group: Option<String>,
-        /// How long, e.g. 30m, 2h.
+        /// How long, e.g. 30m, 2h: at most the policy's `defaults: break-glass-max` (4h
+        /// unless it says otherwise); a longer one is refused and changes nothing.
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
         /// Why (kept in the audit record).

@@ -10,6 +10,7 @@ use std::{
     fmt,
     net::IpAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use monitor_common::{
@@ -189,6 +190,77 @@ pub struct Defaults {
     /// Traffic between addresses outside the inventory, in enforce mode.
     #[serde(default)]
     pub unenrolled: UnenrolledSpec,
+    /// The longest break-glass `monitor allow --for` may grant, as written (`8h`, `90m`):
+    /// [`DEFAULT_BREAK_GLASS_MAX`] when not set; at least [`BREAK_GLASS_MAX_FLOOR`], at most
+    /// [`BREAK_GLASS_MAX_CEILING`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "break_glass_max"
+    )]
+    pub break_glass_max: Option<Duration>,
+    /// The file these defaults were read from (set by the loader; for messages).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// The longest break-glass when the policy sets no `break-glass-max`: a shift's incident or
+/// a vendor's repair visit fits; one forgotten ends within the same shift.
+pub const DEFAULT_BREAK_GLASS_MAX: Duration = Duration::from_secs(4 * 60 * 60);
+/// The most a policy may set `break-glass-max` to. An exception needed for longer than a
+/// week is no emergency: it belongs in the policy as an allow rule, where it is reviewed.
+pub const BREAK_GLASS_MAX_CEILING: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The least a policy may set `break-glass-max` to (0 would make break-glass impossible in
+/// the emergency it exists for).
+pub const BREAK_GLASS_MAX_FLOOR: Duration = Duration::from_secs(60);
+
+/// Reads `break-glass-max` (humantime syntax) and checks it is within bounds.
+pub fn parse_break_glass_max(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`break-glass-max: {text}` is not a duration such as 8h or 90m ({e})")
+    })?;
+    if duration < BREAK_GLASS_MAX_FLOOR {
+        return Err(format!(
+            "`break-glass-max: {text}` is shorter than {}: break-glass must stay possible in an emergency",
+            humantime::format_duration(BREAK_GLASS_MAX_FLOOR)
+        ));
+    }
+    if duration > BREAK_GLASS_MAX_CEILING {
+        return Err(format!(
+            "`break-glass-max: {text}` is longer than the {} a policy may allow; an exception for longer belongs in an allow rule",
+            humantime::format_duration(BREAK_GLASS_MAX_CEILING)
+        ));
+    }
+    Ok(duration)
+}
+
+/// `break-glass-max` as humantime text, checked while parsing, so that a bad value is
+/// reported with its file, line and column like any other field.
+mod break_glass_max {
+    use std::{fmt, time::Duration};
+
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        struct Text;
+        impl de::Visitor<'_> for Text {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 8h or 90m")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+                super::parse_break_glass_max(text).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text).map(Some)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -374,8 +446,6 @@ pub enum PolicyError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub defaults: Defaults,
-    /// The file that set `defaults:`, if one did.
-    pub defaults_from: Option<PathBuf>,
     pub devices: Vec<DeviceSpec>,
     pub groups: Vec<GroupSpec>,
     pub rules: Vec<(Place, RuleSpec)>,
@@ -538,8 +608,10 @@ impl Policy {
                     });
                 } else {
                     defaults_from = Some(file.clone());
-                    policy.defaults_from = Some(file.clone());
-                    policy.defaults = defaults;
+                    policy.defaults = Defaults {
+                        file: Some(file.clone()),
+                        ..defaults
+                    };
                 }
             }
             let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -1257,6 +1329,47 @@ mod tests {
             policy.devices[0].entry(0).flags,
             DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED
         );
+    }
+
+    #[test]
+    fn break_glass_max_is_read_as_a_duration_and_kept_with_its_file() {
+        let policy = check("defaults:\n  mode: audit\n  break-glass-max: 8h 30m\n").expect("valid");
+        assert_eq!(
+            policy.defaults.break_glass_max,
+            Some(Duration::from_secs(8 * 3600 + 30 * 60))
+        );
+        assert_eq!(policy.defaults.file, Some(PathBuf::from("ward.yaml")));
+        let unset = check("defaults:\n  mode: audit\n").expect("valid");
+        assert_eq!(unset.defaults.break_glass_max, None);
+    }
+
+    #[test]
+    fn a_bad_break_glass_max_is_refused_at_its_line_and_column() {
+        for (value, column, reason) in [
+            ("0s", 20, "is shorter than 1m"),
+            ("30s", 20, "is shorter than 1m"),
+            ("8d", 20, "is longer than the 7days a policy may allow"),
+            ("100000d", 20, "is longer than the 7days a policy may allow"),
+            ("soon", 20, "is not a duration such as 8h or 90m"),
+            (
+                "8",
+                20,
+                "is not a duration such as 8h or 90m (time unit needed",
+            ),
+        ] {
+            let problems = check(&format!(
+                "devices: []\ndefaults:\n  mode: audit\n  break-glass-max: {value}\n"
+            ))
+            .expect_err(value);
+            assert_eq!(problems.len(), 1, "{value}: {problems:?}");
+            let problem = &problems[0];
+            assert_eq!(
+                (problem.place.line, problem.place.column),
+                (Some(4), Some(column)),
+                "{value}: {problem}"
+            );
+            assert!(problem.message.contains(reason), "{value}: {problem}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl AppliedPolicy {
     pub fn of(policy: &Policy) -> AppliedPolicy {
         AppliedPolicy {
             rules: rule_texts(policy),
-            has_defaults: policy.defaults_from.is_some(),
+            has_defaults: policy.defaults.file.is_some(),
         }
     }
 }
@@ -92,7 +92,7 @@ impl Shrink {
             devices_removed,
             rules_before: applied.rules.len(),
             rules_removed: applied.rules.difference(&next_rules).count(),
-            defaults_removed: applied.has_defaults && next.defaults_from.is_none(),
+            defaults_removed: applied.has_defaults && next.defaults.file.is_none(),
         }
     }
 

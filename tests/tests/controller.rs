@@ -2,6 +2,8 @@
 //! disk, break-glass, policy rules, events, bad policies, interfaces that come back.
 
 use std::{
+    net::IpAddr,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -9,8 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::lab::{DNS, HTTPS, NTP, Outcome};
-use monitor_tests::harness::{Lab, example_policy, service};
+use monitor::{
+    datapath::MapSet,
+    inventory::{Inventory, StateDir},
+    lab::{DNS, HTTPS, NTP, Outcome},
+};
+use monitor_tests::harness::{Lab, TempDir, example_policy, service};
 
 const QUICK: Duration = Duration::from_millis(300);
 
@@ -128,23 +134,122 @@ fn learned_and_enforcing(lab: &mut Lab) {
     );
 }
 
+/// The generation of the policy in the datapath: how many policies were installed into
+/// these (freshly pinned) maps, each load at start and each reload.
+fn policy_generation(lab: &Lab) -> u32 {
+    MapSet::open_pinned(&lab.pin_dir.0)
+        .and_then(|maps| maps.config())
+        .unwrap_or_else(|e| panic!("reading CONFIG: {e}"))
+        .generation
+}
+
+/// Replaces `path` with `text` in one rename from a temporary file in `scratch`, so that
+/// the daemon never reads a half-written (or empty, and so valid) file.
+fn replace_file(scratch: &Path, path: &Path, text: &str) {
+    let partial = scratch.join(".partial.yaml");
+    std::fs::write(&partial, text).unwrap_or_else(|e| panic!("writing {}: {e}", partial.display()));
+    std::fs::rename(&partial, path)
+        .unwrap_or_else(|e| panic!("renaming to {}: {e}", path.display()));
+}
+
+/// One spare device, a different one in every round: the edit of round `round`.
+fn spare_device(round: u8) -> (String, IpAddr, String) {
+    let name = format!("spare-{round:02}");
+    let address = IpAddr::from([10, 10, 1, 200 + round]);
+    let text =
+        format!("devices:\n  - name: {name}\n    kind: workstation\n    addresses: [{address}]\n");
+    (name, address, text)
+}
+
 #[test]
 fn restarts_and_reloads_never_drop_baseline_traffic() {
     let mut lab = Lab::new(&example_policy());
+    // Two more policy files that the rounds below edit, each in its own way. The directory
+    // watcher sees `spare-watched.yaml` change. `spare-reloaded.yaml` is a symlink to a file
+    // outside the directory, replaced there: the watcher (which looks at the directory's
+    // entries) does not see that, so only `monitor reload` can bring such an edit in.
+    let outside = TempDir::new(&std::env::temp_dir(), "mpout");
+    let watched = lab.policy_dir.0.join("spare-watched.yaml");
+    let target = outside.0.join("spare-reloaded.yaml");
+    std::fs::write(&watched, "devices: []\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&target, "devices: []\n").unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&target, lab.policy_dir.0.join("spare-reloaded.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
     learned_and_enforcing(&mut lab);
+    // Fresh maps: the policy loaded at the start is the first one installed.
+    assert_eq!(policy_generation(&lab), 1, "{}", lab.daemon_log());
     let traffic = Traffic::start(&lab);
     std::thread::sleep(Duration::from_millis(300));
     let policy = lab.policy_dir.0.join("ward.yaml");
-    for round in 0..20 {
+    let rounds = 20u8;
+    let mut previous_spare: [Option<(String, IpAddr)>; 2] = [None, None];
+    for round in 0..rounds {
         // Alternate: a change the daemon notices on its own, and an explicit reload.
-        if round % 2 == 0 {
-            let text = format!("{}\n# reload {round}\n", example_policy());
-            std::fs::write(&policy, text).unwrap_or_else(|e| panic!("{e}"));
+        let (name, address, text) = spare_device(round);
+        let by_watcher = round % 2 == 0;
+        if by_watcher {
+            replace_file(&outside.0, &watched, &text);
         } else {
+            replace_file(&outside.0, &target, &text);
             lab.cli_ok(&["reload"]);
         }
-        std::thread::sleep(Duration::from_millis(120));
+        let expected = 1 + u32::from(round) + 1;
+        let state = StateDir::new(&lab.state_dir.0);
+        // The daemon installs a policy in the datapath, then saves the inventory.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let inventory = loop {
+            let inventory = Inventory::load(&state).unwrap_or_else(|e| panic!("{e}"));
+            if policy_generation(&lab) >= expected && inventory.find(&name).is_ok() {
+                break inventory;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round} ({}): the edit was not applied within 10 s\n{}",
+                if by_watcher {
+                    "watcher"
+                } else {
+                    "monitor reload"
+                },
+                lab.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(
+            policy_generation(&lab),
+            expected,
+            "round {round}: one edit, more than one reload\n{}",
+            lab.daemon_log()
+        );
+        // The edit is in force: the round's device is enrolled in the datapath and in the
+        // inventory, and the one it replaced is gone from both.
+        let devices = MapSet::open_pinned(&lab.pin_dir.0)
+            .and_then(|maps| maps.devices())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            devices.contains_key(&address),
+            "round {round}: {name} ({address}) is not enrolled in the datapath after the edit"
+        );
+        if let Some((old_name, old_address)) = previous_spare[usize::from(round % 2)].take() {
+            assert!(
+                !devices.contains_key(&old_address) && inventory.find(&old_name).is_err(),
+                "round {round}: {old_name} ({old_address}) is still enrolled after the edit replaced it"
+            );
+        }
+        previous_spare[usize::from(round % 2)] = Some((name, address));
     }
+    // Longer than the watcher's tick: no reload comes late.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        policy_generation(&lab),
+        1 + u32::from(rounds),
+        "exactly {rounds} reloads after the start's load\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        !lab.daemon_log().contains("not applied"),
+        "a reload failed:\n{}",
+        lab.daemon_log()
+    );
     lab.stop(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     lab.start(&[]);
@@ -153,11 +258,11 @@ fn restarts_and_reloads_never_drop_baseline_traffic() {
     std::thread::sleep(Duration::from_millis(300));
     lab.start(&[]);
     // SIGKILL in the middle of a reload.
-    std::fs::write(
+    replace_file(
+        &outside.0,
         &policy,
-        format!("{}\n# killed mid-reload\n", example_policy()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        &format!("{}\n# killed mid-reload\n", example_policy()),
+    );
     lab.cli_ok(&["reload"]);
     std::thread::sleep(Duration::from_millis(2));
     lab.stop(libc::SIGKILL);

@@ -3,12 +3,14 @@
 //!
 //! The monitor program is attached in native mode to both router legs of a lab ward (as in
 //! traffic.rs) and learned, then enforces. While a thread in the ward namespace runs
-//! baseline exchanges (counted), a second thread pushes up to a million frames with distinct
-//! unknown source addresses through the same program and maps with BPF_PROG_TEST_RUN, and
-//! the test thread keeps reading the maps the way the CLI does.
+//! baseline exchanges (counted), a second thread pushes a million frames, each from its own
+//! unknown source address, through the same program and maps with BPF_PROG_TEST_RUN, and
+//! the test thread keeps reading the maps the way the CLI does. The datapath itself counts
+//! the flood's frames (by the interface test runs arrive on), so the test knows that all
+//! million went through.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::Path,
     sync::{
@@ -29,12 +31,22 @@ use monitor::{
     },
     policy::Policy,
 };
-use monitor_common::{Action, Mode, maps::MAX_UNENROLLED};
+use monitor_common::{Action, Mode, Reason, maps::MAX_UNENROLLED};
 
-const FLOOD_FRAMES: u32 = 1_000_000;
-/// The flood stops here even if it has not sent all its frames.
-const FLOOD_TIME: Duration = Duration::from_secs(50);
+/// Distinct spoofed sources, one frame each.
+const FLOOD_SOURCES: u32 = 1_000_000;
 const PAYLOAD: &[u8] = b"flood-test dns query";
+/// BPF_PROG_TEST_RUN runs an XDP program as if the frame arrived on the loopback device
+/// of the calling thread's namespace, which has this index in every namespace.
+const TEST_RUN_IFINDEX: u32 = 1;
+/// Where the datapath counts the verdicts of test-run frames apart (no attached leg has one
+/// in this test).
+const TEST_RUN_SLOT: u32 = 0;
+
+/// The `i`th spoofed source: 100.64.0.0 + i, in the shared address space (no lab host).
+fn flood_source(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i)
+}
 
 fn host(name: &str) -> IpAddr {
     WARD_DEVICES
@@ -68,7 +80,13 @@ fn spoofed_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
 }
 
 #[test]
-fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
+fn a_million_spoofed_sources_leave_enrolled_devices_untouched() {
+    let sources: HashSet<Ipv4Addr> = (0..FLOOD_SOURCES).map(flood_source).collect();
+    assert_eq!(
+        sources.len(),
+        FLOOD_SOURCES as usize,
+        "the flood repeats source addresses"
+    );
     let ward = Ward::build().unwrap_or_else(|e| panic!("building the lab: {e}"));
     let servers = Servers::start(
         &ward.core,
@@ -93,6 +111,10 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         .maps_mut()
         .set_mode(Mode::Learn)
         .unwrap_or_else(|e| panic!("mode: {e}"));
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, Some(TEST_RUN_SLOT))
+        .unwrap_or_else(|e| panic!("counting test runs apart: {e}"));
     {
         let _inside = ward.router.enter().unwrap_or_else(|e| panic!("{e}"));
         for leg in [&ward.ward_leg, &ward.core_leg] {
@@ -209,15 +231,11 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
     std::thread::scope(|scope| {
         let flooder = scope.spawn(|| {
             let start = Instant::now();
-            // Sources 100.64.0.0 + i (shared address space, never a lab host); the
-            // destination is no lab host either, so every frame is unenrolled traffic.
+            // The destination is no lab host either, so every frame is unenrolled traffic.
             let dst = Ipv4Addr::new(198, 51, 100, 7);
             let mut passed = 0u64;
-            for i in 0..FLOOD_FRAMES {
-                if start.elapsed() > FLOOD_TIME {
-                    break;
-                }
-                let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i);
+            for i in 0..FLOOD_SOURCES {
+                let src = flood_source(i);
                 let verdict = datapath
                     .test_run(&spoofed_frame(src, dst, 1024 + (i % 60000) as u16))
                     .unwrap_or_else(|e| panic!("test run {i}: {e:?}"));
@@ -273,11 +291,33 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         .unwrap_or_else(|_| panic!("the talking thread panicked"));
 
     let flooded = flooded.load(Ordering::Relaxed);
+    assert_eq!(flooded, u64::from(FLOOD_SOURCES), "flood frames sent");
     assert!(
         flooded >= u64::from(MAX_UNENROLLED) * 4,
-        "only {flooded} flood frames in {FLOOD_TIME:?}: not enough to fill the unenrolled table several times over"
+        "{flooded} sources cannot fill the unenrolled table several times over"
     );
     assert!(reads >= 1, "no controller read ran during the flood");
+    // Every flood frame went through the datapath once, as unenrolled traffic, and nothing
+    // else arrived that way.
+    let flood_frame = spoofed_frame(flood_source(0), Ipv4Addr::new(198, 51, 100, 7), 1024).len();
+    let test_run_verdicts: Vec<_> = datapath
+        .maps()
+        .interface_verdicts(TEST_RUN_SLOT)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|(_, _, c)| c.packets > 0)
+        .map(|(action, reason, c)| (action, reason, c.packets, c.bytes))
+        .collect();
+    assert_eq!(
+        test_run_verdicts,
+        vec![(
+            Action::Pass,
+            Reason::Unenrolled,
+            flooded,
+            flooded * flood_frame as u64
+        )],
+        "the datapath's count of the flood's frames"
+    );
 
     // Enrolled traffic went on, exactly counted.
     let (sent, failures) = (
@@ -354,11 +394,7 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         "the unenrolled table should be at its capacity {capacity} after {flooded} spoofed sources, holds {}",
         unenrolled.len()
     );
-    let source = |i: u64| {
-        IpAddr::V4(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i as u32,
-        ))
-    };
+    let source = |i: u64| IpAddr::V4(flood_source(i as u32));
     assert!(
         !unenrolled.contains_key(&source(0)),
         "the first spoofed source was never evicted"
@@ -371,6 +407,25 @@ fn spoofed_source_flood_leaves_enrolled_devices_untouched() {
         unenrolled.keys().all(|a| !enrolled.contains(a)),
         "an enrolled device among the unenrolled"
     );
+    // What the table holds of the flood: sources of it, each seen once, never as a
+    // destination.
+    let flood_entries: Vec<_> = unenrolled
+        .iter()
+        .filter(|(a, _)| matches!(a, IpAddr::V4(v4) if sources.contains(v4)))
+        .collect();
+    assert!(
+        flood_entries.len() >= capacity - capacity / 100 - 1,
+        "only {} of the table's {} entries are flood sources",
+        flood_entries.len(),
+        unenrolled.len()
+    );
+    for (address, stats) in flood_entries {
+        assert_eq!(
+            (stats.packets_sent, stats.packets_received),
+            (1, 0),
+            "spoofed source {address}: {stats:?}"
+        );
+    }
     drop(datapath);
     drop(servers);
 }

@@ -8,6 +8,8 @@ mod build_ebpf;
 mod cmd;
 mod demo;
 mod setup;
+#[cfg(test)]
+mod spawned;
 mod test;
 
 use std::process::ExitCode;

@@ -19,15 +19,33 @@ use crate::cmd;
 /// nightly's own LLVM (see shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Commands the tests use, and the Debian package that provides each.
-const TOOLS: &[(&str, &str)] = &[
-    ("tshark", "tshark"),
-    ("ping", "iputils-ping"),
-    ("tcpdump", "tcpdump"),
+/// Every command the tests, the lab and demo, and the bench run, and the Debian package
+/// that provides each: the one list of what a bare machine needs. The test
+/// `spawned::tests::setup_installs_every_program_the_tests_the_demo_and_the_bench_run` reads
+/// their sources and fails on a command missing here (naming where it runs) or listed here
+/// but run nowhere.
+pub(crate) const TOOLS: &[(&str, &str)] = &[
+    // The namespace lab (monitor/src/lab.rs): namespaces, veth, addresses; forwarding.
     ("ip", "iproute2"),
-    // `cargo xtask bench`: the nftables reference, and GRO on veth receivers.
+    ("sysctl", "procps"),
+    // Replay against an independent reader of captures.
+    ("tshark", "tshark"),
+    ("editcap", "wireshark-common"),
+    // faults.rs: a pinned map of the wrong layout, made and read back with bpftool; a
+    // private mount namespace without /sys/fs/bpf, its script.
+    ("bpftool", "bpftool"),
+    ("sh", "dash"),
+    ("unshare", "util-linux"),
+    ("umount", "mount"),
+    ("stat", "coreutils"),
+    ("sleep", "coreutils"),
+    // `cargo xtask bench`: the nftables reference, GRO on veth receivers, and the report's
+    // date, kernel and commit.
     ("nft", "nftables"),
     ("ethtool", "ethtool"),
+    ("date", "coreutils"),
+    ("uname", "coreutils"),
+    ("git", "git"),
     // The observability tests: a real Prometheus (and promtool), headless Chromium for the
     // device map, and the IEEE MAC registry the map names vendors from. ieee-data has no
     // command; Debian's sh (dash) answers `command -v` for an existing file path too.
@@ -247,7 +265,7 @@ fn debian_tools() -> Result<()> {
     for (command, package) in TOOLS {
         if on_path(command) {
             present(&format!("{command} ({package})"));
-        } else {
+        } else if !packages.contains(package) {
             packages.push(*package);
         }
     }
