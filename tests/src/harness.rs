@@ -23,6 +23,27 @@ pub fn monitor_bin() -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
     let bin = dir.join("monitor");
+    // `cargo test -p monitor-tests` rebuilds the monitor library but not its binary: a
+    // test would then run yesterday's daemon and prove nothing about today's code.
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_lib = std::fs::read_dir(dir.join("deps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("libmonitor-") && name.ends_with(".rlib")
+        })
+        .filter_map(|e| modified(&e.path()))
+        .max();
+    if let (Some(built), Some(lib)) = (modified(&bin), newest_lib) {
+        assert!(
+            built >= lib,
+            "{} is older than the monitor library: run `cargo build -p monitor` first \
+             (`cargo xtask test` does)",
+            bin.display()
+        );
+    }
     if !bin.exists() {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "-p", "monitor", "--bin", "monitor"])
