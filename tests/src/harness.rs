@@ -24,22 +24,18 @@ pub fn monitor_bin() -> PathBuf {
         .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
     let bin = dir.join("monitor");
     // `cargo test -p monitor-tests` rebuilds the monitor library but not its binary: a
-    // test would then run yesterday's daemon and prove nothing about today's code.
+    // test would then run an older daemon and prove nothing about the code as it is.
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let newest_lib = std::fs::read_dir(dir.join("deps"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("libmonitor-") && name.ends_with(".rlib")
-        })
-        .filter_map(|e| modified(&e.path()))
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest_source = ["monitor/src", "monitor-common/src", "monitor-ebpf/src"]
+        .iter()
+        .flat_map(|dir| sources(&root.join(dir)))
+        .filter_map(|file| modified(&file))
         .max();
-    if let (Some(built), Some(lib)) = (modified(&bin), newest_lib) {
+    if let (Some(built), Some(source)) = (modified(&bin), newest_source) {
         assert!(
-            built >= lib,
-            "{} is older than the monitor library: run `cargo build -p monitor` first \
+            built >= source,
+            "{} is older than its sources: run `cargo build -p monitor` first \
              (`cargo xtask test` does)",
             bin.display()
         );
@@ -52,6 +48,20 @@ pub fn monitor_bin() -> PathBuf {
         assert!(status.success(), "building the monitor binary failed");
     }
     bin
+}
+
+/// Every file under `dir`.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(sources(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 pub fn host(name: &str) -> IpAddr {
