@@ -7,13 +7,13 @@ use clap::{Parser, Subcommand};
 use monitor::{
     daemon::{self, Paths, RunOptions, XdpModeArg},
     datapath::{DEFAULT_PIN_DIR, MapSet},
-    devmap,
-    inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
-    lock::{DEFAULT_RUN_DIR, Held, WriteLock},
-    modes::{Change, History, ModeRecord},
     policy::{ModeSpec, Policy},
     replay,
-    report::{self, age, monotonic_now_ns, table},
+    state::inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
+    state::lock::{DEFAULT_RUN_DIR, Held, WriteLock},
+    state::modes::{Change, History, ModeRecord},
+    view::devmap,
+    view::report::{self, age, monotonic_now_ns, table},
 };
 use monitor_common::{Mode, Reason};
 
@@ -334,14 +334,16 @@ fn main() -> Result<()> {
             // and then the monitor runs without it rather than not at all.
             let metrics_listener = match metrics_addr {
                 Some(MetricsAddr::Off) => None,
-                Some(MetricsAddr::At(addr)) => Some(monitor::metrics::bind(addr)?),
+                Some(MetricsAddr::At(addr)) => Some(monitor::observe::metrics::bind(addr)?),
                 None => {
-                    let port = monitor::metrics::DEFAULT_PORT;
-                    match monitor::metrics::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-                    {
+                    let port = monitor::observe::metrics::DEFAULT_PORT;
+                    match monitor::observe::metrics::bind(std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        port,
+                    ))) {
                         Ok(listener) => Some(listener),
                         Err(e) => {
-                            let e = monitor::metrics::error_chain(&e);
+                            let e = monitor::observe::metrics::error_chain(&e);
                             log::warn!("{e}; running without metrics");
                             None
                         }
@@ -365,7 +367,7 @@ fn main() -> Result<()> {
                 },
             ))
         }
-        Command::Demo => monitor::demo::run(),
+        Command::Demo => monitor::lab::demo::run(),
         Command::Map {
             format,
             json,
@@ -403,7 +405,9 @@ fn main() -> Result<()> {
             let _write = WriteLock::take(paths.state.path())?;
             allow(&paths, devices, group.as_deref(), duration, &reason)
         }
-        Command::Events { follow, json } => monitor::events::show(&paths.state, follow, json),
+        Command::Events { follow, json } => {
+            monitor::observe::events::show(&paths.state, follow, json)
+        }
         Command::Baseline { command } => baseline(&paths, command),
     }
 }
@@ -415,7 +419,7 @@ fn device_map(
     max_learning_days: u64,
 ) -> Result<()> {
     let maps = open_maps(paths)?;
-    let oui = match monitor::oui::OuiDb::load_default() {
+    let oui = match monitor::view::oui::OuiDb::load_default() {
         Ok(db) => Some(db),
         Err(e) => {
             log::warn!("{e}: no vendors shown");
@@ -723,13 +727,13 @@ fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Result<(
 
 fn mud_show(dir: &std::path::Path, resolve: bool) -> Result<()> {
     let policy = Policy::load_dir(dir)?;
-    let mut names = monitor::mud::Names::default();
+    let mut names = monitor::policy::mud::Names::default();
     if resolve {
         names.apply(&mut policy.clone());
     }
     print!(
         "{}",
-        monitor::mud::describe(&policy, resolve.then_some(&names))
+        monitor::policy::mud::describe(&policy, resolve.then_some(&names))
     );
     Ok(())
 }
@@ -796,11 +800,11 @@ fn allow(
     }
     devices.sort();
     devices.dedup();
-    monitor::breakglass::allow(&mut maps, &paths.state, &devices, duration, reason)
+    monitor::control::breakglass::allow(&mut maps, &paths.state, &devices, duration, reason)
 }
 
 fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
-    use monitor::baseline::{BaselineFile, Record};
+    use monitor::state::baseline::{BaselineFile, Record};
     let inventory = Inventory::load(&paths.state)?;
     let only = |device: Option<&str>| -> Result<Option<Vec<std::net::IpAddr>>> {
         device
@@ -815,8 +819,13 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
     // The live map, with the learned times the daemon's last save kept for entries the
     // map no longer times (restored after a reboot).
     let live = |maps: &MapSet| -> Result<BaselineFile> {
-        let saved =
-            BaselineFile::read(&paths.state.path().join(monitor::baseline::STATE_FILE)).ok();
+        let saved = BaselineFile::read(
+            &paths
+                .state
+                .path()
+                .join(monitor::state::baseline::STATE_FILE),
+        )
+        .ok();
         Ok(BaselineFile::from_map_keeping(
             &maps.baseline()?,
             saved.as_ref(),
@@ -1009,7 +1018,7 @@ fn reload(paths: &Paths, accept_shrink: bool) -> Result<()> {
             let policy = Policy::load_dir(dir)
                 .with_context(|| format!("the policy in {} does not load", dir.display()))?;
             let inventory = Inventory::load(&paths.state)?;
-            let shrink = monitor::policy_guard::Shrink::between(
+            let shrink = monitor::policy::guard::Shrink::between(
                 inventory.devices.iter().map(|d| d.spec.name.as_str()),
                 &inventory.applied,
                 &policy,

@@ -13,8 +13,8 @@ use std::{
 
 use monitor::{
     datapath::MapSet,
-    inventory::{Inventory, StateDir},
     lab::{DNS, HTTPS, NTP, Outcome},
+    state::inventory::{Inventory, StateDir},
 };
 use monitor_tests::harness::{Lab, TempDir, example_policy, service};
 
@@ -308,8 +308,9 @@ fn the_baseline_survives_sigkill_and_detach() {
     // Saved within BASELINE_SAVE_INTERVAL.
     std::thread::sleep(monitor::daemon::BASELINE_SAVE_INTERVAL + Duration::from_millis(1500));
     lab.stop(libc::SIGKILL);
-    let saved = monitor::baseline::BaselineFile::read(&lab.state_dir.0.join("baseline.json"))
-        .unwrap_or_else(|e| panic!("baseline file after SIGKILL: {e}"));
+    let saved =
+        monitor::state::baseline::BaselineFile::read(&lab.state_dir.0.join("baseline.json"))
+            .unwrap_or_else(|e| panic!("baseline file after SIGKILL: {e}"));
     assert!(saved.entries.len() >= 5, "{saved:?}");
     // Everything pinned goes; the next start has fresh maps and restores from disk.
     lab.cli_ok(&["detach"]);

@@ -13,8 +13,8 @@ use std::{
 
 use monitor::{
     MapSet,
-    inventory::{Inventory, StateDir},
     lab::{DICOM, DNS, Outcome},
+    state::inventory::{Inventory, StateDir},
 };
 use monitor_tests::harness::{TempDir, service};
 use obs::{ObsLab, WARD_POLICY, artifacts_dir, get_ok, wait_for};

@@ -24,12 +24,12 @@ use aya::programs::xdp::XdpMode;
 use monitor::{
     Datapath, Maps,
     datapath::addr_of,
-    inventory::Inventory,
     lab::{
         CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
         tcp_exchange, udp_exchange,
     },
     policy::Policy,
+    state::inventory::Inventory,
 };
 use monitor_common::{Action, Mode, Reason, maps::MAX_UNENROLLED};
 

@@ -475,14 +475,14 @@ fn the_rfc_example_loads_and_its_names_wait_for_the_resolver() {
     let questions: Vec<String> = import.questions().map(|q| q.to_string()).collect();
     assert_eq!(questions, ["test.example.com AAAA"]);
     // With an address for the name, the rule is the one flow rule the two ACEs describe.
-    let mut names = monitor::mud::Names::default();
+    let mut names = monitor::policy::mud::Names::default();
     let server: IpAddr = "fd00:20::10".parse().unwrap_or_else(|e| panic!("{e}"));
     names.record(vec![(
         import
             .questions()
             .next()
             .unwrap_or_else(|| panic!("no question")),
-        monitor::mud::Lookup::Found([server].into(), 60),
+        monitor::policy::mud::Lookup::Found([server].into(), 60),
     )]);
     let rules = import.named_rules(&names);
     assert_eq!(rules.len(), 1, "{rules:?}");

@@ -63,9 +63,9 @@ use std::{
 };
 
 use monitor::{
-    baseline::BaselineFile,
     datapath::TEST_RUN_MAX_FRAME,
     replay::{self, ReplayArgs, Report, SkipReason},
+    state::baseline::BaselineFile,
 };
 use monitor_common::{Action, Mode, Reason};
 
@@ -920,7 +920,7 @@ fn learn_then_enforce_round_trip_through_a_baseline_file() {
     );
     // Each conversation once per side: pump→EMR https, pump→DNS dns.
     assert_eq!(report.baseline.learned, 4);
-    // The daemon's baseline format (monitor::baseline), readable by `monitor baseline`.
+    // The daemon's baseline format (monitor::state::baseline), readable by `monitor baseline`.
     let text =
         std::fs::read_to_string(&baseline).unwrap_or_else(|e| panic!("baseline written: {e}"));
     let json: serde_json::Value =

@@ -10,12 +10,12 @@ use std::{
 use aya::programs::xdp::XdpMode;
 use monitor::{
     Datapath, Maps,
-    inventory::Inventory,
     lab::{
         CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
         tcp_exchange, udp_exchange,
     },
     policy::{ModeSpec, Policy},
+    state::inventory::Inventory,
 };
 use monitor_common::{Action, Mode, Reason, maps::DeviceStats};
 

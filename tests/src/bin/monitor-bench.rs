@@ -31,11 +31,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::programs::xdp::XdpMode;
 use monitor::{
-    baseline::BaselineFile,
     daemon::save_baseline,
     datapath::{Datapath, Maps, addr_key, if_index},
-    inventory::StateDir,
     lab::{NetNs, unique_name, veth},
+    state::baseline::BaselineFile,
+    state::inventory::StateDir,
 };
 use monitor_common::{
     Action, Mode,
@@ -1007,7 +1007,7 @@ fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
     let (mut save, mut dump, mut load, mut insert) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut entries = 0;
-    let path = dir.join(monitor::baseline::STATE_FILE);
+    let path = dir.join(monitor::state::baseline::STATE_FILE);
     let result = (|| -> Result<()> {
         for _ in 0..runs {
             let t = Instant::now();
@@ -1180,7 +1180,7 @@ impl Drop for Daemon {
 
 /// A baseline file of `per_device` flows per device, for the daemon to restore at start.
 fn write_baseline(state: &Path, devices: u32, per_device: u32) -> Result<()> {
-    use monitor::baseline::{FORMAT, Record, STATE_FILE, VERSION};
+    use monitor::state::baseline::{FORMAT, Record, STATE_FILE, VERSION};
     let mut entries = Vec::with_capacity((devices * per_device) as usize);
     for i in 0..devices {
         for j in 0..per_device {

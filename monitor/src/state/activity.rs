@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     datapath::{DatapathError, MapSet},
-    inventory::{Inventory, StateDir, StateError},
-    report::monotonic_now_ns,
+    state::inventory::{Inventory, StateDir, StateError},
+    view::report::monotonic_now_ns,
 };
 
 /// The history file in the state directory.

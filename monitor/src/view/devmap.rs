@@ -20,13 +20,13 @@ use monitor_common::{
 use serde::Serialize;
 
 use crate::{
-    activity::{self, Activity, GridDay, format_local, unix_now, unix_of_monotonic},
     daemon::{AttachedInterface, DAEMON_FILE, DaemonInfo},
     datapath::{DatapathError, MapSet, addr_of},
-    inventory::{EnrolledDevice, Inventory, StateDir, StateError},
-    oui::{OuiDb, Vendor},
     policy::{DeviceSpec, parse_mac},
-    report::{monotonic_now_ns, protocol_name, table},
+    state::activity::{self, Activity, GridDay, format_local, unix_now, unix_of_monotonic},
+    state::inventory::{EnrolledDevice, Inventory, StateDir, StateError},
+    view::oui::{OuiDb, Vendor},
+    view::report::{monotonic_now_ns, protocol_name, table},
 };
 
 /// A device learning for longer than this stands out: a baseline is meant to be learned
@@ -1500,7 +1500,7 @@ mod tests {
     fn break_glass_is_the_protection_while_in_force() {
         let mut input = inputs(None);
         let now = input.now_unix;
-        let glass = |until_unix| crate::inventory::BreakGlass {
+        let glass = |until_unix| crate::state::inventory::BreakGlass {
             until_monotonic_ns: 0,
             until_unix,
             reason: "code blue, room 12".into(),

@@ -23,7 +23,7 @@ use crate::lab::{
 };
 
 /// The example ward's policy, embedded so that the demo runs from anywhere.
-const WARD_POLICY: &str = include_str!("../../policies/ward.yaml");
+const WARD_POLICY: &str = include_str!("../../../policies/ward.yaml");
 
 const TIMEOUT: Duration = Duration::from_millis(700);
 const SCAN_TIMEOUT: Duration = Duration::from_millis(150);

@@ -22,14 +22,14 @@ use monitor_common::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    baseline::{self, BaselineFile},
     datapath::{self, Datapath, Maps},
-    events::{ControllerEvent, EventWriter},
-    inventory::{Inventory, StateDir},
-    lock::{self, Held, InstanceLock, WriteLock},
-    modes::{Change, History, ModeRecord},
+    observe::events::{ControllerEvent, EventWriter},
     policy::Policy,
-    policy_guard::{AppliedPolicy, Shrink},
+    policy::guard::{AppliedPolicy, Shrink},
+    state::baseline::{self, BaselineFile},
+    state::inventory::{Inventory, StateDir},
+    state::lock::{self, Held, InstanceLock, WriteLock},
+    state::modes::{Change, History, ModeRecord},
 };
 
 /// How to attach.
@@ -174,7 +174,7 @@ struct LinkRecord {
 pub struct ControllerStats {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
-    /// Loads held back as suspicious ([`crate::policy_guard`]).
+    /// Loads held back as suspicious ([`crate::policy::guard`]).
     pub reloads_held_back: AtomicU64,
     /// 1 while a held-back policy waits for `monitor reload --accept-shrink`.
     pub policy_held_back: AtomicU64,
@@ -196,7 +196,7 @@ pub fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
 }
 
 /// A policy load that would take away too much of the policy in force
-/// ([`crate::policy_guard`]): not applied.
+/// ([`crate::policy::guard`]): not applied.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "policy in {} held back as suspicious: it {shrink} of the policy in force. If that is \
@@ -212,7 +212,7 @@ pub struct HeldBack {
 /// How a policy load may go.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ApplyOptions {
-    /// Apply even what [`crate::policy_guard`] holds back (the operator's
+    /// Apply even what [`crate::policy::guard`] holds back (the operator's
     /// `monitor reload --accept-shrink`).
     pub accept_shrink: bool,
 }
@@ -235,13 +235,13 @@ pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Re
         datapath,
         state,
         dir,
-        &mut crate::mud::Names::default(),
+        &mut crate::policy::mud::Names::default(),
         ApplyOptions::default(),
     )
     .map(|applied| applied.inventory)
 }
 
-/// [`apply_policy`], with the MUD names (`crate::mud`) resolved through `names`: those new
+/// [`apply_policy`], with the MUD names (`crate::policy::mud`) resolved through `names`: those new
 /// or past their TTL are asked now, the others are taken as known.
 ///
 /// Never changes the router-wide mode, nor the mode of a device already enrolled (see
@@ -250,7 +250,7 @@ pub fn apply_policy_with(
     datapath: &mut Datapath,
     state: &StateDir,
     dir: &Path,
-    names: &mut crate::mud::Names,
+    names: &mut crate::policy::mud::Names,
     options: ApplyOptions,
 ) -> Result<Applied> {
     let mut policy = Policy::load_dir(dir)
@@ -333,7 +333,7 @@ pub struct RunOptions {
     /// before it enters `--netns`, so that they are on the host's network. `None`: not
     /// served (the activity history is kept all the same).
     pub metrics_listener: Option<std::net::TcpListener>,
-    /// Apply the policy at start even if [`crate::policy_guard`] would hold it back.
+    /// Apply the policy at start even if [`crate::policy::guard`] would hold it back.
     pub accept_shrink: bool,
 }
 
@@ -539,7 +539,10 @@ fn start_mode(
         log::warn!(
             "the pinned datapath was gone (a reboot?): restored the {} mode in force from {}",
             recorded.name(),
-            state.path().join(crate::modes::HISTORY_FILE).display()
+            state
+                .path()
+                .join(crate::state::modes::HISTORY_FILE)
+                .display()
         );
         return Ok(None);
     }
@@ -634,7 +637,7 @@ pub async fn run_with_stats(
     }
     let adopted_policy = datapath.maps().config()?.generation > 0;
     // MUD names, each re-resolved when its TTL runs out (the tick below).
-    let mut mud_names = crate::mud::Names::default();
+    let mut mud_names = crate::policy::mud::Names::default();
     let mut policy_mode = None;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     if let Some(dir) = &options.policies {
@@ -723,11 +726,17 @@ pub async fn run_with_stats(
 
     // Observability (metrics.rs): the activity sampler and the /metrics and /map server;
     // both stop when this guard drops at the end of the function.
-    let _observability = crate::metrics::start(paths, options.metrics_listener, stats.clone());
+    let _observability =
+        crate::observe::metrics::start(paths, options.metrics_listener, stats.clone());
 
     let events = EventWriter::new(&paths.state)?;
     let ring = datapath.maps_mut().take_events()?;
-    let events_task = tokio::spawn(crate::events::pump(ring, events, stats.clone(), events_rx));
+    let events_task = tokio::spawn(crate::observe::events::pump(
+        ring,
+        events,
+        stats.clone(),
+        events_rx,
+    ));
 
     let mode = datapath.maps().config()?.mode;
     log::info!(
@@ -842,7 +851,9 @@ pub async fn run_with_stats(
             }
             let expired = WriteLock::take(paths.state.path())
                 .map_err(anyhow::Error::from)
-                .and_then(|_write| crate::breakglass::expire(datapath.maps_mut(), &paths.state));
+                .and_then(|_write| {
+                    crate::control::breakglass::expire(datapath.maps_mut(), &paths.state)
+                });
             if let Err(e) = expired {
                 log::error!("break-glass expiry: {e:#}");
             }

@@ -1916,7 +1916,7 @@ async fn lookup_one(resolver: &hickory_resolver::TokioResolver, question: &Quest
 mod tests {
     use super::*;
 
-    const RFC_EXAMPLE: &str = include_str!("../../policies/mud/rfc8520-lightbulb2000.json");
+    const RFC_EXAMPLE: &str = include_str!("../../../policies/mud/rfc8520-lightbulb2000.json");
 
     fn problems(text: &str) -> Vec<Diagnostic> {
         parse(text, &[]).expect_err("the file is malformed")
@@ -1957,7 +1957,7 @@ mod tests {
 
     #[test]
     fn the_pump_example_allows_its_server_and_time_and_nothing_more() {
-        let text = include_str!("../../policies/mud/infusion-pump.json");
+        let text = include_str!("../../../policies/mud/infusion-pump.json");
         let mud = parse(text, &[]).unwrap_or_else(|e| panic!("{e:?}"));
         let summary: Vec<String> = mud
             .rules

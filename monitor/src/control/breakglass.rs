@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use crate::{
     datapath::MapSet,
-    inventory::{BreakGlass, BreakGlassLimit, Inventory, StateDir},
     policy::BREAK_GLASS_MAX_CEILING,
-    report::monotonic_now_ns,
+    state::inventory::{BreakGlass, BreakGlassLimit, Inventory, StateDir},
+    view::report::monotonic_now_ns,
 };
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -228,7 +228,7 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::{TooLong, check_duration};
-    use crate::{inventory::BreakGlassLimit, policy::DEFAULT_BREAK_GLASS_MAX};
+    use crate::{policy::DEFAULT_BREAK_GLASS_MAX, state::inventory::BreakGlassLimit};
 
     const HOUR: Duration = Duration::from_secs(3600);
 

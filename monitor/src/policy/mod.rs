@@ -5,6 +5,9 @@
 //! and one may set `defaults`. Files are read in name order; every problem is reported with
 //! its file, line and column.
 
+pub mod guard;
+pub mod mud;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
@@ -37,9 +40,9 @@ pub struct PolicyFile {
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     /// Manufacturer Usage Description files (RFC 8520) as rules for a device kind
-    /// ([`crate::mud`]).
+    /// ([`crate::policy::mud`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mud: Vec<crate::mud::MudEntry>,
+    pub mud: Vec<crate::policy::mud::MudEntry>,
 }
 
 /// A named set of devices sharing rules ("every pump ...").
@@ -454,8 +457,8 @@ pub struct Policy {
     /// Problems that do not stop the policy from loading (printed by `policy check`).
     pub warnings: Vec<Problem>,
     /// MUD files in use; their rules with fixed peers are in `rules`, those with DNS names
-    /// are added once resolved ([`crate::mud::Names::apply`]).
-    pub mud: Vec<crate::mud::MudImport>,
+    /// are added once resolved ([`crate::policy::mud::Names::apply`]).
+    pub mud: Vec<crate::policy::mud::MudImport>,
 }
 
 /// A device entry's text position: serde does not give one, so the loader finds the
@@ -720,7 +723,7 @@ impl Policy {
                 };
                 policy.rules.push((place, rule));
             }
-            crate::mud::load_entries(file, text, parsed.mud, &mut policy, &mut problems);
+            crate::policy::mud::load_entries(file, text, parsed.mud, &mut policy, &mut problems);
         }
         // Members are checked at their group, also when no rule uses the group.
         for group in &policy.groups {
@@ -743,7 +746,7 @@ impl Policy {
                 }
             }
         }
-        crate::mud::check_kinds(&policy, &mut problems);
+        crate::policy::mud::check_kinds(&policy, &mut problems);
         if policy.devices.len() > MAX_DEVICES {
             problems.push(Problem {
                 place: Place {
@@ -1390,8 +1393,8 @@ mod tests {
 /// Learned baseline entries as allow rules: a policy file people can review and keep in
 /// the policy directory (promoting what was learned into policy).
 pub fn baseline_as_policy(
-    file: &crate::baseline::BaselineFile,
-    inventory: &crate::inventory::Inventory,
+    file: &crate::state::baseline::BaselineFile,
+    inventory: &crate::state::inventory::Inventory,
 ) -> Result<String, serde_yaml_ng::Error> {
     let by_address = inventory.by_address();
     let rules = file
@@ -1407,7 +1410,7 @@ pub fn baseline_as_policy(
                 description: Some(format!("learned: {}", record.origin)),
                 devices: Endpoint::Device(device.spec.name.clone()).into(),
                 peer: peer.into(),
-                protocol: crate::report::protocol_name(record.protocol),
+                protocol: crate::view::report::protocol_name(record.protocol),
                 ports: Some(PortsSpec::One(record.service_port)),
                 direction: match record.direction.as_str() {
                     "in" => RuleDirection::In,

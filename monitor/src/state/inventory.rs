@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     datapath::{DatapathError, MapSet},
+    policy::guard::AppliedPolicy,
     policy::{
         Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults, DeviceSpec, ModeSpec, Policy,
         UnenrolledSpec,
     },
-    policy_guard::AppliedPolicy,
 };
 
 /// Default state directory.
@@ -225,7 +225,7 @@ pub struct Inventory {
     #[serde(default)]
     pub break_glass_limit: BreakGlassLimit,
     /// The rules and defaults of the policy in force, which the next load is compared with
-    /// ([`crate::policy_guard`]).
+    /// ([`crate::policy::guard`]).
     #[serde(default)]
     pub applied: AppliedPolicy,
 }

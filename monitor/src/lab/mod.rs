@@ -6,6 +6,8 @@
 //! and link has a unique name and is removed by its guard, also on panic. Nothing here
 //! touches an interface or namespace it did not create.
 
+pub mod demo;
+
 use std::{
     fs::File,
     io::{self, Read, Write},

@@ -79,13 +79,14 @@ pub struct Clocks {
 impl Clocks {
     pub fn now() -> Clocks {
         Clocks {
-            monotonic_ns: crate::report::monotonic_now_ns(),
-            unix: crate::activity::unix_now(),
+            monotonic_ns: crate::view::report::monotonic_now_ns(),
+            unix: crate::state::activity::unix_now(),
         }
     }
 
     fn rfc3339_of(self, monotonic_ns: u64) -> Option<String> {
-        let unix = crate::activity::unix_of_monotonic(monotonic_ns, self.monotonic_ns, self.unix)?;
+        let unix =
+            crate::state::activity::unix_of_monotonic(monotonic_ns, self.monotonic_ns, self.unix)?;
         Some(
             humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix),

@@ -36,13 +36,13 @@ use monitor_common::{
 use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
-    activity::{Sampler, unix_now, unix_of_monotonic},
     daemon::{ControllerStats, DAEMON_FILE, DaemonInfo, Paths},
     datapath::{DatapathError, MapSet, addr_of},
-    devmap,
-    inventory::{Inventory, StateDir, StateError},
-    oui::OuiDb,
-    report::monotonic_now_ns,
+    state::activity::{Sampler, unix_now, unix_of_monotonic},
+    state::inventory::{Inventory, StateDir, StateError},
+    view::devmap,
+    view::oui::OuiDb,
+    view::report::monotonic_now_ns,
 };
 
 /// The metric name prefix.

@@ -21,8 +21,8 @@ use tokio::io::unix::AsyncFd;
 use crate::{
     daemon::ControllerStats,
     datapath::addr_of,
-    inventory::{Inventory, StateDir},
-    report::{monotonic_now_ns, protocol_name},
+    state::inventory::{Inventory, StateDir},
+    view::report::{monotonic_now_ns, protocol_name},
 };
 
 pub const EVENTS_FILE: &str = "events.jsonl";

@@ -32,9 +32,9 @@ pub use capture::{
 };
 
 use crate::{
-    baseline::{BaselineError, BaselineFile},
     datapath::{Datapath, DatapathError, Maps, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME, addr_of},
-    report::{ClassRow, VerdictRow, class_table, protocol_name, table, verdict_table},
+    state::baseline::{BaselineError, BaselineFile},
+    view::report::{ClassRow, VerdictRow, class_table, protocol_name, table, verdict_table},
 };
 
 /// Rows of the device and flow tables shown without `--top` (human output).
@@ -858,7 +858,7 @@ fn file_warnings(file: &FileReport, warnings: &mut Vec<String>) {
     }
 }
 
-/// Reads a baseline file (the daemon's format, [`crate::baseline`]): its map entries.
+/// Reads a baseline file (the daemon's format, [`crate::state::baseline`]): its map entries.
 pub fn read_baseline(path: &Path) -> Result<Vec<(FlowKey, BaselineEntry)>, ReplayError> {
     let file = BaselineFile::read(path)?;
     if file.entries.len() > MAX_BASELINE as usize {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     datapath::{DatapathError, MapSet, addr_of},
-    inventory::Inventory,
+    state::inventory::Inventory,
 };
 
 /// Seconds since boot on CLOCK_MONOTONIC, the clock of the maps' timestamps.

@@ -21,7 +21,7 @@ use std::{
 use monitor_common::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{StateDir, StateError};
+use crate::state::inventory::{StateDir, StateError};
 
 /// The mode history in the state directory (JSON lines, appended).
 pub const HISTORY_FILE: &str = "modes.jsonl";
@@ -70,7 +70,7 @@ impl ModeRecord {
             unix: now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            who: crate::breakglass::who(),
+            who: crate::control::breakglass::who(),
             change,
             device: device.map(str::to_owned),
             mode: mode.map(str::to_owned),

@@ -1,0 +1,4 @@
+//! Operator actions on a running datapath and its state: what the CLI does to enforcement
+//! (break-glass, modes, detach), also when no daemon runs.
+
+pub mod breakglass;

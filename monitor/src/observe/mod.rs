@@ -1,0 +1,5 @@
+//! What the running daemon tells the world: Prometheus metrics, violation and controller
+//! events, the HTTP server of `/metrics` and `/map`.
+
+pub mod events;
+pub mod metrics;

@@ -1,0 +1,1 @@
+//! Small things every layer uses: clocks, protocol names, error text.
