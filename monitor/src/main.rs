@@ -5,15 +5,18 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use monitor::{
-    daemon::{self, Paths, RunOptions, XdpModeArg},
+    daemon::{self, RunOptions, XdpModeArg},
     datapath::{DEFAULT_PIN_DIR, MapSet},
     policy::{ModeSpec, Policy},
     replay,
-    state::inventory::{DEFAULT_STATE_DIR, Inventory, StateDir},
+    state::daemon::Paths,
+    state::inventory::Inventory,
     state::lock::{DEFAULT_RUN_DIR, Held, WriteLock},
     state::modes::{Change, History, ModeRecord},
+    state::{DEFAULT_STATE_DIR, StateDir},
+    support::{clock::monotonic_now_ns, proto},
     view::devmap,
-    view::report::{self, age, monotonic_now_ns, table},
+    view::report::{self, age, table},
 };
 use monitor_common::{Mode, Reason};
 
@@ -343,7 +346,7 @@ fn main() -> Result<()> {
                     ))) {
                         Ok(listener) => Some(listener),
                         Err(e) => {
-                            let e = monitor::observe::metrics::error_chain(&e);
+                            let e = monitor::support::error_chain(&e);
                             log::warn!("{e}; running without metrics");
                             None
                         }
@@ -393,7 +396,7 @@ fn main() -> Result<()> {
             command: MudCommand::Show { dir, resolve },
         } => mud_show(&dir, resolve),
         Command::Reasons { json } => reasons(json),
-        Command::Detach => daemon::detach(&paths),
+        Command::Detach => monitor::control::detach::detach(&paths),
         Command::Reload { accept_shrink } => reload(&paths, accept_shrink),
         Command::Allow {
             devices,
@@ -819,13 +822,8 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
     // The live map, with the learned times the daemon's last save kept for entries the
     // map no longer times (restored after a reboot).
     let live = |maps: &MapSet| -> Result<BaselineFile> {
-        let saved = BaselineFile::read(
-            &paths
-                .state
-                .path()
-                .join(monitor::state::baseline::STATE_FILE),
-        )
-        .ok();
+        let saved =
+            BaselineFile::read(&paths.state.path().join(monitor::state::files::BASELINE)).ok();
         Ok(BaselineFile::from_map_keeping(
             &maps.baseline()?,
             saved.as_ref(),
@@ -844,7 +842,7 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             name(&r.device),
             r.direction,
             name(&r.peer),
-            report::protocol_name(r.protocol),
+            proto::name(r.protocol),
             r.service_port,
             r.learned
                 .as_deref()
@@ -1026,7 +1024,7 @@ fn reload(paths: &Paths, accept_shrink: bool) -> Result<()> {
             println!("applying {}: it {shrink}", dir.display());
         }
     }
-    daemon::reload(paths, accept_shrink)
+    monitor::control::reload::reload(paths, accept_shrink)
 }
 
 fn reasons(json: bool) -> Result<()> {

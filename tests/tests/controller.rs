@@ -14,7 +14,8 @@ use std::{
 use monitor::{
     datapath::MapSet,
     lab::{DNS, HTTPS, NTP, Outcome},
-    state::inventory::{Inventory, StateDir},
+    state::StateDir,
+    state::inventory::Inventory,
 };
 use monitor_tests::harness::{Lab, TempDir, example_policy, service};
 

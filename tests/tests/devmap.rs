@@ -14,7 +14,8 @@ use std::{
 use monitor::{
     MapSet,
     lab::{DICOM, DNS, Outcome},
-    state::inventory::{Inventory, StateDir},
+    state::StateDir,
+    state::inventory::Inventory,
 };
 use monitor_tests::harness::{TempDir, service};
 use obs::{ObsLab, WARD_POLICY, artifacts_dir, get_ok, wait_for};

@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use monitor::{Datapath, Maps, policy::Policy, state::inventory::StateDir};
+use monitor::{Datapath, Maps, policy::Policy, state::StateDir};
 use monitor_tests::harness::{TempDir, example_policy};
 
 /// xorshift64*: small, deterministic, no dependency.

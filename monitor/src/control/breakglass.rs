@@ -13,14 +13,17 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::state::files;
 use crate::{
     datapath::MapSet,
     policy::BREAK_GLASS_MAX_CEILING,
-    state::inventory::{BreakGlass, BreakGlassLimit, Inventory, StateDir},
-    view::report::monotonic_now_ns,
+    state::StateDir,
+    state::inventory::{BreakGlass, BreakGlassLimit, Inventory},
+    support::{
+        clock::{monotonic_now_ns, rfc3339},
+        operator,
+    },
 };
-
-pub const AUDIT_FILE: &str = "audit.jsonl";
 
 /// A break-glass longer than the policy in force allows.
 #[derive(Debug, thiserror::Error)]
@@ -56,16 +59,6 @@ pub fn check_duration(duration: Duration, limit: &BreakGlassLimit) -> Result<(),
     Ok(())
 }
 
-/// Who asked: the sudo user if any, else the login user, else the uid.
-pub fn who() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions.
-            format!("uid {}", unsafe { libc::getuid() })
-        })
-}
-
 #[derive(Serialize)]
 struct AuditRecord<'a> {
     time: String,
@@ -82,7 +75,7 @@ struct AuditRecord<'a> {
 
 fn append_audit(state: &StateDir, record: &AuditRecord<'_>) -> Result<()> {
     std::fs::create_dir_all(state.path())?;
-    let path = state.path().join(AUDIT_FILE);
+    let path = state.path().join(files::AUDIT);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -93,10 +86,6 @@ fn append_audit(state: &StateDir, record: &AuditRecord<'_>) -> Result<()> {
     file.write_all(line.as_bytes())?;
     file.sync_all()?;
     Ok(())
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// `monitor allow`: lifts enforcement for `devices` (names or addresses) for `duration`.
@@ -119,7 +108,7 @@ pub fn allow(
     let mut inventory = Inventory::load(state)?;
     // Before anything is written: a refused break-glass leaves no record and no trace.
     check_duration(duration, &inventory.break_glass_limit)?;
-    let who = who();
+    let who = operator();
     let until_unix = SystemTime::now() + duration;
     let glass = BreakGlass {
         until_monotonic_ns: monotonic_now_ns() + duration.as_nanos() as u64,
@@ -166,7 +155,7 @@ pub fn allow(
         names.join(", "),
         rfc3339(until_unix),
         humantime::format_duration(duration),
-        state.path().join(AUDIT_FILE).display()
+        state.path().join(files::AUDIT).display()
     );
     Ok(())
 }

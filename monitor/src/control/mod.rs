@@ -2,3 +2,5 @@
 //! (break-glass, modes, detach), also when no daemon runs.
 
 pub mod breakglass;
+pub mod detach;
+pub mod reload;

@@ -13,7 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -21,15 +21,21 @@ use aya::programs::xdp::XdpMode;
 use monitor_common::Mode;
 use serde::{Deserialize, Serialize};
 
+use crate::state::{
+    daemon::{AttachedInterface, DaemonInfo, Paths},
+    files,
+};
 use crate::{
     datapath::{self, Datapath, Maps},
     observe::events::{ControllerEvent, EventWriter},
     policy::Policy,
     policy::guard::{AppliedPolicy, Shrink},
-    state::baseline::{self, BaselineFile},
-    state::inventory::{Inventory, StateDir},
-    state::lock::{self, Held, InstanceLock, WriteLock},
+    state::StateDir,
+    state::baseline::{self},
+    state::inventory::Inventory,
+    state::lock::WriteLock,
     state::modes::{Change, History, ModeRecord},
+    support::clock::unix_now,
 };
 
 /// How to attach.
@@ -62,98 +68,6 @@ fn mode_name(mode: XdpMode) -> &'static str {
     }
 }
 
-/// Where the daemon keeps its things.
-#[derive(Clone, Debug)]
-pub struct Paths {
-    pub pin_dir: PathBuf,
-    pub state: StateDir,
-    /// Where the pin directory's lock file lives (`/run/monitor`).
-    pub run_dir: PathBuf,
-}
-
-impl Paths {
-    /// The lock file tied to the pin directory.
-    pub fn pin_lock(&self) -> PathBuf {
-        lock::pin_lock_path(&self.run_dir, &self.pin_dir)
-    }
-
-    /// The lock file of the state directory.
-    pub fn state_lock(&self) -> PathBuf {
-        self.state.path().join(lock::STATE_LOCK_FILE)
-    }
-
-    /// The daemon that owns this datapath or this state directory, if one runs: told by
-    /// the locks it holds (the kernel drops them when it dies), not by a file it left.
-    pub fn running_daemon(&self) -> Result<Option<Held<DaemonInfo>>, lock::LockError> {
-        match InstanceLock::probe(&self.pin_lock())? {
-            Some(held) => Ok(Some(held)),
-            None => InstanceLock::probe(&self.state_lock()),
-        }
-    }
-
-    /// Fails, saying who runs, when a daemon owns this datapath or state directory:
-    /// for commands that must not run beside one (`detach`, `baseline import`).
-    pub fn refuse_while_running(&self, what: &str) -> Result<()> {
-        if let Some(held) = self.running_daemon()? {
-            bail!(
-                "{}; {what} is refused while it runs: stop it first (`systemctl stop monitor`, \
-                 or kill -TERM its pid)",
-                describe_holder(&held, &self.pin_dir)
-            );
-        }
-        Ok(())
-    }
-}
-
-/// "the monitor daemon (pid N, state directory S, since T) owns the datapath pinned at P".
-pub fn describe_holder(held: &Held<DaemonInfo>, pin_dir: &Path) -> String {
-    match &held.0 {
-        Some(info) => format!(
-            "the monitor daemon (pid {}, state directory {}, running since {}) owns the datapath pinned at {}",
-            info.pid,
-            info.state_dir.display(),
-            if info.started.is_empty() {
-                "?"
-            } else {
-                &info.started
-            },
-            info.pin_dir.display()
-        ),
-        None => format!(
-            "a monitor daemon that is starting owns the datapath pinned at {}",
-            pin_dir.display()
-        ),
-    }
-}
-
-/// Who runs: written into the daemon's lock files (and `daemon.json`, for programs that
-/// read the state directory), shown by `monitor status`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct DaemonInfo {
-    pub pid: u32,
-    pub interfaces: Vec<AttachedInterface>,
-    pub policies: Option<PathBuf>,
-    #[serde(default)]
-    pub pin_dir: PathBuf,
-    #[serde(default)]
-    pub state_dir: PathBuf,
-    /// RFC 3339.
-    #[serde(default)]
-    pub started: String,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct AttachedInterface {
-    pub name: String,
-    pub xdp_mode: String,
-    /// Where its verdicts are counted apart (IFACE_VERDICTS block).
-    #[serde(default)]
-    pub slot: u32,
-}
-
-pub const DAEMON_FILE: &str = "daemon.json";
-/// The pinned links, by interface: which ifindex and mode each was attached with.
-const LINKS_FILE: &str = "links.json";
 /// How often the learned baseline is saved: a SIGKILL loses at most this much learning
 /// from the file (the pinned map itself loses nothing).
 pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
@@ -182,12 +96,6 @@ pub struct ControllerStats {
     pub last_good_reload_unix: AtomicU64,
     pub events_written: AtomicU64,
     pub baseline_saves: AtomicU64,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The link pin of `iface` under the pin directory.
@@ -399,45 +307,6 @@ impl PolicyWatch {
     }
 }
 
-/// Restores the baseline saved in the state directory into the map (entries the map
-/// lacks). Returns how many, and the file (whose learned times the daemon keeps).
-fn restore_baseline(
-    datapath: &mut Datapath,
-    state: &StateDir,
-) -> Result<(usize, Option<BaselineFile>)> {
-    let path = state.path().join(baseline::STATE_FILE);
-    if !path.exists() {
-        return Ok((0, None));
-    }
-    let file = BaselineFile::read(&path)?;
-    let present: std::collections::HashSet<_> = datapath
-        .maps()
-        .baseline()?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    let missing: Vec<_> = file
-        .map_entries()
-        .into_iter()
-        .filter(|(k, _)| !present.contains(k))
-        .collect();
-    datapath.maps_mut().insert_baseline(&missing)?;
-    Ok((missing.len(), Some(file)))
-}
-
-/// Saves the baseline map to the state directory (atomic replace), keeping the learned
-/// times `previous` knows that the map lost (entries restored after a reboot).
-pub fn save_baseline(
-    maps: &datapath::MapSet,
-    state: &StateDir,
-    previous: Option<&BaselineFile>,
-) -> Result<BaselineFile> {
-    let entries = maps.baseline()?;
-    let file = BaselineFile::from_map_keeping(&entries, previous);
-    state.write_json(baseline::STATE_FILE, &file)?;
-    Ok(file)
-}
-
 /// Sum of learned-flow counters of the enrolled devices: changes when the baseline grows.
 fn learned_total(maps: &datapath::MapSet, inventory: &Inventory) -> u64 {
     inventory
@@ -541,7 +410,7 @@ fn start_mode(
             recorded.name(),
             state
                 .path()
-                .join(crate::state::modes::HISTORY_FILE)
+                .join(crate::state::files::MODE_HISTORY)
                 .display()
         );
         return Ok(None);
@@ -556,23 +425,6 @@ fn start_mode(
     config.mode = mode as u8;
     datapath.maps_mut().set_config(config)?;
     Ok(Some(record))
-}
-
-/// Takes the daemon's locks, or says who holds them.
-fn take_locks(paths: &Paths, info: &DaemonInfo) -> Result<(InstanceLock, InstanceLock)> {
-    let refuse = |held: Held<DaemonInfo>| {
-        anyhow::anyhow!(
-            "{}; refused: nothing was changed, the running datapath is untouched",
-            describe_holder(&held, &paths.pin_dir)
-        )
-    };
-    let pin = InstanceLock::acquire(&paths.pin_lock(), info)
-        .context("taking the datapath's lock")?
-        .map_err(refuse)?;
-    let state = InstanceLock::acquire(&paths.state_lock(), info)
-        .context("taking the state directory's lock")?
-        .map_err(refuse)?;
-    Ok((pin, state))
 }
 
 pub async fn run_with_stats(
@@ -601,7 +453,7 @@ pub async fn run_with_stats(
     };
     // Before anything is written: a second daemon must leave the first one's datapath,
     // mode and state exactly as they are.
-    let (mut pin_lock, mut state_lock) = take_locks(paths, &info)?;
+    let (mut pin_lock, mut state_lock) = paths.take_locks(&info)?;
     let adopted = paths
         .pin_dir
         .join(monitor_common::maps::names::CONFIG)
@@ -630,8 +482,8 @@ pub async fn run_with_stats(
     let mut datapath =
         Datapath::load(&Maps::Pinned(paths.pin_dir.clone())).context("loading the XDP program")?;
     datapath.pin_programs(&paths.pin_dir)?;
-    let (restored, mut saved_baseline) =
-        restore_baseline(&mut datapath, &paths.state).context("restoring the saved baseline")?;
+    let (restored, mut saved_baseline) = baseline::restore(datapath.maps_mut(), &paths.state)
+        .context("restoring the saved baseline")?;
     if restored > 0 {
         log::info!("restored {restored} baseline entries from the state directory");
     }
@@ -680,7 +532,7 @@ pub async fn run_with_stats(
     )?;
 
     let mut links: BTreeMap<String, LinkRecord> =
-        paths.state.read_json(LINKS_FILE)?.unwrap_or_default();
+        paths.state.read_json(files::LINKS)?.unwrap_or_default();
     let mut attached = Vec::new();
     for (slot, iface) in options.interfaces.iter().enumerate() {
         let pin = link_pin(&paths.pin_dir, iface);
@@ -715,14 +567,14 @@ pub async fn run_with_stats(
     if let Some(record) = first_start {
         History::append(&paths.state, &record)?;
     }
-    paths.state.write_json(LINKS_FILE, &links)?;
+    paths.state.write_json(files::LINKS, &links)?;
     let mut config = datapath.maps().config()?;
     config.owner_pid = std::process::id();
     datapath.maps_mut().set_config(config)?;
     info.interfaces = attached;
     pin_lock.update(&info)?;
     state_lock.update(&info)?;
-    paths.state.write_json(DAEMON_FILE, &info)?;
+    paths.state.write_json(files::DAEMON, &info)?;
 
     // Observability (metrics.rs): the activity sampler and the /metrics and /map server;
     // both stop when this guard drops at the end of the function.
@@ -825,7 +677,7 @@ pub async fn run_with_stats(
                                     xdp_mode: mode_name(mode).into(),
                                 },
                             );
-                            if let Err(e) = paths.state.write_json(LINKS_FILE, &links) {
+                            if let Err(e) = paths.state.write_json(files::LINKS, &links) {
                                 log::error!("{e:#}");
                             }
                         }
@@ -840,7 +692,7 @@ pub async fn run_with_stats(
             let inventory = Inventory::load(&paths.state).unwrap_or_default();
             let learned = learned_total(datapath.maps(), &inventory);
             if learned != saved_learned {
-                match save_baseline(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
+                match baseline::save(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
                     Ok(file) => {
                         saved_learned = learned;
                         saved_baseline = Some(file);
@@ -860,7 +712,7 @@ pub async fn run_with_stats(
         }
     }
     events_task.abort();
-    if let Err(e) = save_baseline(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
+    if let Err(e) = baseline::save(datapath.maps(), &paths.state, saved_baseline.as_ref()) {
         log::error!("saving the baseline: {e:#}");
     }
     log::info!(
@@ -875,12 +727,12 @@ pub async fn run_with_stats(
     // Only the owner removes it, and only while it still holds the locks.
     let ours = paths
         .state
-        .read_json::<DaemonInfo>(DAEMON_FILE)
+        .read_json::<DaemonInfo>(files::DAEMON)
         .ok()
         .flatten()
         .is_some_and(|d| d.pid == std::process::id());
     if ours {
-        let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
+        let _ = std::fs::remove_file(paths.state.path().join(files::DAEMON));
     }
     drop(datapath);
     drop(state_lock);
@@ -923,86 +775,4 @@ fn note_failed_load(
         stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
         let _ = events.send(ControllerEvent::error("policy-failed", format!("{e:#}")));
     }
-}
-
-/// `monitor detach`: removes the pinned links (detaching the program), programs and maps.
-/// Refused while a daemon runs; holds the daemon's locks meanwhile, so that none starts.
-pub fn detach(paths: &Paths) -> Result<()> {
-    let info = DaemonInfo {
-        pid: std::process::id(),
-        interfaces: Vec::new(),
-        policies: None,
-        pin_dir: paths.pin_dir.clone(),
-        state_dir: paths.state.path().to_path_buf(),
-        started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-    };
-    let locks = take_locks(paths, &info).map_err(|e| {
-        e.context("detach refused: stop the daemon first (`systemctl stop monitor`, or kill -TERM its pid), then detach")
-    })?;
-    if paths.pin_dir.exists() {
-        if let Err(e) = save_baseline_from_pins(paths) {
-            log::warn!("could not save the baseline before detaching: {e:#}");
-        }
-        std::fs::remove_dir_all(&paths.pin_dir)
-            .with_context(|| format!("removing {}", paths.pin_dir.display()))?;
-        println!(
-            "detached: removed pinned links, programs and maps under {}",
-            paths.pin_dir.display()
-        );
-    } else {
-        println!("nothing pinned under {}", paths.pin_dir.display());
-    }
-    // The next start is a first start: the mode in force went with the datapath.
-    let write = WriteLock::take(paths.state.path())?;
-    History::append(&paths.state, &ModeRecord::new(Change::Detach, None, None))?;
-    drop(write);
-    let _ = std::fs::remove_file(paths.state.path().join(DAEMON_FILE));
-    let _ = std::fs::remove_file(paths.state.path().join(LINKS_FILE));
-    drop(locks);
-    Ok(())
-}
-
-fn save_baseline_from_pins(paths: &Paths) -> Result<()> {
-    let maps = datapath::MapSet::open_pinned(&paths.pin_dir)?;
-    let previous = BaselineFile::read(&paths.state.path().join(baseline::STATE_FILE)).ok();
-    let saved = save_baseline(&maps, &paths.state, previous.as_ref())?;
-    println!(
-        "saved {} baseline entries to {}",
-        saved.entries.len(),
-        paths.state.path().join(baseline::STATE_FILE).display()
-    );
-    Ok(())
-}
-
-/// `monitor reload [--accept-shrink]`: asks the running daemon to re-read its policy
-/// (SIGHUP), or to apply it even if it removes much of the policy in force (SIGUSR1).
-pub fn reload(paths: &Paths, accept_shrink: bool) -> Result<()> {
-    let held = paths
-        .running_daemon()?
-        .context("no monitor daemon is running")?;
-    let info = held
-        .0
-        .context("the monitor daemon is starting; try again in a moment")?;
-    let signal = if accept_shrink {
-        libc::SIGUSR1
-    } else {
-        libc::SIGHUP
-    };
-    // SAFETY: kill(2) on the pid the lock's holder wrote.
-    if unsafe { libc::kill(info.pid as i32, signal) } != 0 {
-        bail!(
-            "signalling pid {}: {}",
-            info.pid,
-            std::io::Error::last_os_error()
-        );
-    }
-    if accept_shrink {
-        println!(
-            "asked the daemon (pid {}) to apply its policy directory, even where it removes much of the policy in force",
-            info.pid
-        );
-    } else {
-        println!("asked the daemon (pid {}) to reload its policy", info.pid);
-    }
-    Ok(())
 }

@@ -234,7 +234,7 @@ pub fn run() -> Result<()> {
         .context("starting `monitor run`")?;
     let _daemon = Daemon(child);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !demo.state_dir.join(crate::daemon::DAEMON_FILE).exists() {
+    while !demo.state_dir.join(crate::state::files::DAEMON).exists() {
         demo.check_stop()?;
         if Instant::now() > deadline {
             bail!("the monitor did not come up within 20 s");

@@ -18,14 +18,15 @@ use monitor_common::{
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
+use crate::state::files;
 use crate::{
     daemon::ControllerStats,
     datapath::addr_of,
-    state::inventory::{Inventory, StateDir},
-    view::report::{monotonic_now_ns, protocol_name},
+    state::StateDir,
+    state::inventory::Inventory,
+    support::{clock::monotonic_now_ns, proto},
 };
 
-pub const EVENTS_FILE: &str = "events.jsonl";
 /// The events file is rotated (to `events.jsonl.1`) past this size.
 pub const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -94,7 +95,7 @@ pub struct EventWriter {
 impl EventWriter {
     pub fn new(state: &StateDir) -> std::io::Result<EventWriter> {
         std::fs::create_dir_all(state.path())?;
-        let path = state.path().join(EVENTS_FILE);
+        let path = state.path().join(files::EVENTS);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(EventWriter {
             state: state.clone(),
@@ -106,7 +107,7 @@ impl EventWriter {
     }
 
     fn refresh_inventory(&mut self) {
-        let stamp = std::fs::metadata(self.state.path().join("inventory.json"))
+        let stamp = std::fs::metadata(self.state.path().join(files::INVENTORY))
             .and_then(|m| m.modified())
             .ok();
         if stamp != self.inventory_stamp {
@@ -136,7 +137,7 @@ impl EventWriter {
                 .get(&peer_address)
                 .map_or_else(|| peer_address.to_string(), |d| d.spec.name.clone()),
             peer_address,
-            protocol: protocol_name(event.protocol),
+            protocol: proto::name(event.protocol),
             port: event.service_port,
             direction: Direction::try_from(event.direction)
                 .map_or("?", Direction::name)
@@ -233,7 +234,7 @@ pub async fn pump(
 
 /// `monitor events [--follow]`: prints the events file, then (following) new lines.
 pub fn show(state: &StateDir, follow: bool, json: bool) -> anyhow::Result<()> {
-    let path = state.path().join(EVENTS_FILE);
+    let path = state.path().join(files::EVENTS);
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow => {

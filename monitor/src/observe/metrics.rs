@@ -36,13 +36,21 @@ use monitor_common::{
 use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
-    daemon::{ControllerStats, DAEMON_FILE, DaemonInfo, Paths},
+    daemon::ControllerStats,
     datapath::{DatapathError, MapSet, addr_of},
-    state::activity::{Sampler, unix_now, unix_of_monotonic},
-    state::inventory::{Inventory, StateDir, StateError},
+    state::activity::Sampler,
+    state::inventory::Inventory,
+    state::{StateDir, StateError},
+    state::{
+        daemon::{DaemonInfo, Paths},
+        files,
+    },
+    support::{
+        clock::{monotonic_now_ns, unix_now, unix_of_monotonic},
+        error_chain,
+    },
     view::devmap,
     view::oui::OuiDb,
-    view::report::monotonic_now_ns,
 };
 
 /// The metric name prefix.
@@ -174,10 +182,6 @@ impl UnenrolledTotals {
         self.last.len()
     }
 }
-
-/// The inventory's file in the state directory (`inventory::INVENTORY_FILE`, private
-/// there): its identity tells whether the cached inventory is still current.
-const INVENTORY_FILE: &str = "inventory.json";
 
 /// A hash map whose fill level is reported (`hospmon_map_entries`).
 struct SizedMap {
@@ -641,7 +645,7 @@ impl Scraper {
     /// The inventory, re-read only when its file changed.
     fn inventory(&mut self) -> Result<Arc<Inventory>> {
         use std::os::unix::fs::MetadataExt as _;
-        let stamp = std::fs::metadata(self.state.path().join(INVENTORY_FILE))
+        let stamp = std::fs::metadata(self.state.path().join(files::INVENTORY))
             .ok()
             .map(|m| (m.ino(), m.len(), m.modified().ok()));
         if let Some((old, inventory)) = &self.inventory
@@ -657,7 +661,7 @@ impl Scraper {
 
     fn collect(&mut self, t: &mut Text) -> Result<()> {
         let inventory = self.inventory()?;
-        let daemon: Option<DaemonInfo> = self.state.read_json(DAEMON_FILE)?;
+        let daemon: Option<DaemonInfo> = self.state.read_json(files::DAEMON)?;
         let config = self.maps.config()?;
         let global = Mode::try_from(config.mode).unwrap_or(Mode::Learn);
         let now_mono = monotonic_now_ns();
@@ -1202,18 +1206,6 @@ pub fn start(
         _sampler: sampler,
         server,
     }
-}
-
-/// An error with its causes, for logs and HTTP error bodies.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn serve(

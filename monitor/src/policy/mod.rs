@@ -866,22 +866,10 @@ pub struct CompiledRule {
 }
 
 fn parse_protocol(text: &str) -> Option<u8> {
-    match text.to_ascii_lowercase().as_str() {
-        "any" => Some(monitor_common::maps::RULE_ANY),
-        "tcp" => Some(6),
-        "udp" => Some(17),
-        "sctp" => Some(132),
-        "icmp" => Some(1),
-        "icmpv6" => Some(58),
-        "gre" => Some(47),
-        "esp" => Some(50),
-        other => other
-            .strip_prefix("ip-proto-")
-            .unwrap_or(other)
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p != 0),
+    if text.eq_ignore_ascii_case("any") {
+        return Some(monitor_common::maps::RULE_ANY);
     }
+    crate::support::proto::number(text)
 }
 
 fn parse_ports(spec: &PortsSpec, out: &mut Vec<(u16, u16)>) -> Result<(), String> {
@@ -1410,7 +1398,7 @@ pub fn baseline_as_policy(
                 description: Some(format!("learned: {}", record.origin)),
                 devices: Endpoint::Device(device.spec.name.clone()).into(),
                 peer: peer.into(),
-                protocol: crate::view::report::protocol_name(record.protocol),
+                protocol: crate::support::proto::name(record.protocol),
                 ports: Some(PortsSpec::One(record.service_port)),
                 direction: match record.direction.as_str() {
                     "in" => RuleDirection::In,

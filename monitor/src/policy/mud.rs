@@ -1395,15 +1395,7 @@ fn convert_ace(
     } else {
         (None, RuleDirection::Any)
     };
-    let protocol = match protocol {
-        None => "any".to_string(),
-        Some(6) => "tcp".into(),
-        Some(17) => "udp".into(),
-        Some(1) => "icmp".into(),
-        Some(58) => "icmpv6".into(),
-        Some(132) => "sctp".into(),
-        Some(other) => other.to_string(),
-    };
+    let protocol = protocol.map_or_else(|| "any".to_string(), crate::support::proto::name);
     Ok(peers
         .into_iter()
         .map(|peer| MudRule {

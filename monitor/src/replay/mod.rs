@@ -34,7 +34,8 @@ pub use capture::{
 use crate::{
     datapath::{Datapath, DatapathError, Maps, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME, addr_of},
     state::baseline::{BaselineError, BaselineFile},
-    view::report::{ClassRow, VerdictRow, class_table, protocol_name, table, verdict_table},
+    support::{error_chain, proto},
+    view::report::{ClassRow, VerdictRow, class_table, table, verdict_table},
 };
 
 /// Rows of the device and flow tables shown without `--top` (human output).
@@ -604,7 +605,7 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
             device: addr_of(&key.device),
             peer: addr_of(&key.peer),
             protocol: key.protocol,
-            protocol_name: protocol_name(key.protocol),
+            protocol_name: proto::name(key.protocol),
             service_port: key.service_port,
             direction: Direction::try_from(key.direction)
                 .map_or("?", Direction::name)
@@ -793,18 +794,6 @@ fn replay_file(
     report.other_blocks = reader.other_blocks();
     report.skipped = skipped.into_values().collect();
     Ok(report)
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn totals(files: &[FileReport], run_time: Duration) -> Totals {

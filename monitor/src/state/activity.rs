@@ -16,20 +16,20 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use monitor_common::{Mode, maps::DeviceStats};
 use serde::{Deserialize, Serialize};
 
+use super::files;
 use crate::{
     datapath::{DatapathError, MapSet},
-    state::inventory::{Inventory, StateDir, StateError},
-    view::report::monotonic_now_ns,
+    state::inventory::Inventory,
+    state::{StateDir, StateError},
+    support::clock::{monotonic_now_ns, unix_now, unix_of_monotonic},
 };
 
-/// The history file in the state directory.
-pub const ACTIVITY_FILE: &str = "activity.json";
 const ACTIVITY_VERSION: u32 = 1;
 /// How much history is kept: the 7 days of the activity grid.
 pub const WINDOW_HOURS: u64 = 7 * 24;
@@ -127,19 +127,6 @@ impl Observation {
     }
 }
 
-/// A `CLOCK_MONOTONIC` time of the maps as Unix seconds (`None` for 0: never).
-pub fn unix_of_monotonic(mono_ns: u64, now_mono_ns: u64, now_unix: u64) -> Option<u64> {
-    (mono_ns != 0)
-        .then(|| now_unix.saturating_sub(now_mono_ns.saturating_sub(mono_ns) / 1_000_000_000))
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Activity {
     pub fn new() -> Activity {
         Activity {
@@ -150,9 +137,9 @@ impl Activity {
 
     /// Reads the history (empty when there is none yet).
     pub fn load(state: &StateDir) -> Result<Activity, ActivityError> {
-        match state.read_json::<Activity>(ACTIVITY_FILE)? {
+        match state.read_json::<Activity>(files::ACTIVITY)? {
             Some(a) if a.version != ACTIVITY_VERSION => Err(ActivityError::Version(
-                state.path().join(ACTIVITY_FILE),
+                state.path().join(files::ACTIVITY),
                 a.version,
                 ACTIVITY_VERSION,
             )),
@@ -162,7 +149,7 @@ impl Activity {
     }
 
     pub fn save(&self, state: &StateDir) -> Result<(), ActivityError> {
-        Ok(state.write_json(ACTIVITY_FILE, self)?)
+        Ok(state.write_json(files::ACTIVITY, self)?)
     }
 
     /// Adds what happened to `device` since the previous sample. Returns whether anything

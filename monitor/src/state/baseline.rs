@@ -10,12 +10,11 @@ use monitor_common::maps::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::{addr_key, addr_of};
+use super::{StateDir, StateError, files};
+use crate::datapath::{MapSet, addr_key, addr_of};
 
 pub const FORMAT: &str = "monitor-baseline";
 pub const VERSION: u32 = 1;
-/// The daemon's baseline file in the state directory.
-pub const STATE_FILE: &str = "baseline.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -79,14 +78,14 @@ pub struct Clocks {
 impl Clocks {
     pub fn now() -> Clocks {
         Clocks {
-            monotonic_ns: crate::view::report::monotonic_now_ns(),
-            unix: crate::state::activity::unix_now(),
+            monotonic_ns: crate::support::clock::monotonic_now_ns(),
+            unix: crate::support::clock::unix_now(),
         }
     }
 
     fn rfc3339_of(self, monotonic_ns: u64) -> Option<String> {
         let unix =
-            crate::state::activity::unix_of_monotonic(monotonic_ns, self.monotonic_ns, self.unix)?;
+            crate::support::clock::unix_of_monotonic(monotonic_ns, self.monotonic_ns, self.unix)?;
         Some(
             humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix),
@@ -290,6 +289,52 @@ impl BaselineFile {
                 .collect(),
         )
     }
+}
+
+/// Why the baseline could not be restored into, or saved from, the datapath.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the baseline file")]
+    File(#[from] BaselineError),
+    #[error("the baseline map")]
+    Map(#[from] crate::datapath::DatapathError),
+    #[error("the state directory")]
+    State(#[from] StateError),
+}
+
+/// Restores the baseline saved in the state directory into the map (entries the map
+/// lacks). Returns how many, and the file (whose learned times the daemon keeps).
+pub fn restore(
+    maps: &mut MapSet,
+    state: &StateDir,
+) -> Result<(usize, Option<BaselineFile>), RestoreError> {
+    let path = state.path().join(files::BASELINE);
+    if !path.exists() {
+        return Ok((0, None));
+    }
+    let file = BaselineFile::read(&path)?;
+    let present: std::collections::HashSet<_> =
+        maps.baseline()?.into_iter().map(|(k, _)| k).collect();
+    let missing: Vec<_> = file
+        .map_entries()
+        .into_iter()
+        .filter(|(k, _)| !present.contains(k))
+        .collect();
+    maps.insert_baseline(&missing)?;
+    Ok((missing.len(), Some(file)))
+}
+
+/// Saves the baseline map to the state directory (atomic replace), keeping the learned
+/// times `previous` knows that the map lost (entries restored after a reboot).
+pub fn save(
+    maps: &MapSet,
+    state: &StateDir,
+    previous: Option<&BaselineFile>,
+) -> Result<BaselineFile, RestoreError> {
+    let entries = maps.baseline()?;
+    let file = BaselineFile::from_map_keeping(&entries, previous);
+    state.write_json(files::BASELINE, &file)?;
+    Ok(file)
 }
 
 #[cfg(test)]

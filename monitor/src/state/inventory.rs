@@ -4,9 +4,8 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write,
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use monitor_common::{
@@ -16,10 +15,11 @@ use monitor_common::{
         MODE_INHERIT, RuleKeyData, RuleSet,
     },
 };
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
+use super::{StateDir, StateError, files};
 use crate::{
-    datapath::{DatapathError, MapSet},
+    datapath::MapSet,
     policy::guard::AppliedPolicy,
     policy::{
         Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults, DeviceSpec, ModeSpec, Policy,
@@ -27,79 +27,7 @@ use crate::{
     },
 };
 
-/// Default state directory.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
-const INVENTORY_FILE: &str = "inventory.json";
 const INVENTORY_VERSION: u32 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("state directory {0}")]
-    Io(PathBuf, #[source] std::io::Error),
-    #[error("state file {0} is not valid")]
-    Json(PathBuf, #[source] serde_json::Error),
-    #[error("state file {0} has format version {1}; this monitor reads version {2}")]
-    Version(PathBuf, u32, u32),
-    #[error("no enrolled device is named or addressed `{0}` (see `monitor devices`)")]
-    UnknownDevice(String),
-    #[error(
-        "device `{0}` is life-critical: enforcing it can cut off patient care; \
-         add --confirm-life-critical if its owner has agreed"
-    )]
-    LifeCriticalNeedsConfirmation(String),
-    #[error("writing the datapath maps")]
-    Datapath(#[source] DatapathError),
-}
-
-/// The state directory, written with atomic replaces (temp file, fsync, rename, fsync dir).
-#[derive(Clone, Debug)]
-pub struct StateDir {
-    root: PathBuf,
-}
-
-impl StateDir {
-    pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.root
-    }
-
-    fn io(&self, e: std::io::Error) -> StateError {
-        StateError::Io(self.root.clone(), e)
-    }
-
-    /// Writes `value` as JSON to `name`, replacing it atomically: a crash leaves the old or
-    /// the new file, never a torn one.
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
-        std::fs::create_dir_all(&self.root).map_err(|e| self.io(e))?;
-        let path = self.root.join(name);
-        let tmp = self.root.join(format!(".{name}.tmp"));
-        let bytes =
-            serde_json::to_vec_pretty(value).map_err(|e| StateError::Json(path.clone(), e))?;
-        let mut file = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
-        file.write_all(&bytes).map_err(|e| self.io(e))?;
-        file.sync_all().map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| self.io(e))?;
-        std::fs::File::open(&self.root)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| self.io(e))?;
-        Ok(())
-    }
-
-    /// Reads JSON from `name`, `None` when the file does not exist.
-    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
-        let path = self.root.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StateError::Json(path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io(e)),
-        }
-    }
-}
 
 /// An operator's `monitor mode ... --device X`, kept across policy reloads and restarts.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -233,9 +161,9 @@ pub struct Inventory {
 impl Inventory {
     /// Reads the inventory from the state directory (empty when none was written yet).
     pub fn load(state: &StateDir) -> Result<Inventory, StateError> {
-        match state.read_json::<Inventory>(INVENTORY_FILE)? {
+        match state.read_json::<Inventory>(files::INVENTORY)? {
             Some(inventory) if inventory.version != INVENTORY_VERSION => Err(StateError::Version(
-                state.path().join(INVENTORY_FILE),
+                state.path().join(files::INVENTORY),
                 inventory.version,
                 INVENTORY_VERSION,
             )),
@@ -248,7 +176,7 @@ impl Inventory {
     }
 
     pub fn save(&self, state: &StateDir) -> Result<(), StateError> {
-        state.write_json(INVENTORY_FILE, self)
+        state.write_json(files::INVENTORY, self)
     }
 
     /// The inventory for `policy`: devices keep their slot and operator override by name;

@@ -25,14 +25,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::files;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Default directory of the pin directory's lock file.
 pub const DEFAULT_RUN_DIR: &str = "/run/monitor";
-/// The state directory's lock file (held by the daemon while it runs).
-pub const STATE_LOCK_FILE: &str = "daemon.lock";
-/// The state directory's write lock file (held for each read-modify-write).
-const WRITE_LOCK_FILE: &str = ".write.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -222,7 +219,7 @@ pub struct WriteLock {
 impl WriteLock {
     /// Waits for the state directory's write lock.
     pub fn take(state_dir: &Path) -> Result<WriteLock, LockError> {
-        let path = state_dir.join(WRITE_LOCK_FILE);
+        let path = state_dir.join(files::WRITE_LOCK);
         let io = |e| LockError::Io(path.clone(), e);
         std::fs::create_dir_all(state_dir).map_err(io)?;
         let mut file = OpenOptions::new()

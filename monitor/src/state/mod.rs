@@ -2,8 +2,145 @@
 //! for its own restarts, written atomically, and the locks that keep one daemon per
 //! datapath and order the writes of the daemon and the CLI.
 
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::datapath::DatapathError;
+
 pub mod activity;
 pub mod baseline;
+pub mod daemon;
 pub mod inventory;
 pub mod lock;
 pub mod modes;
+
+/// Every file of the state directory, by name: one home for them all.
+pub mod files {
+    /// The enrolled devices, their slots, overrides and break-glass ([`super::inventory`]).
+    pub const INVENTORY: &str = "inventory.json";
+    /// The learned baseline ([`super::baseline`]).
+    pub const BASELINE: &str = "baseline.json";
+    /// Hourly activity per device ([`super::activity`]).
+    pub const ACTIVITY: &str = "activity.json";
+    /// The running daemon, for programs that read files ([`super::daemon`]).
+    pub const DAEMON: &str = "daemon.json";
+    /// The pinned links, by interface ([`super::daemon`]).
+    pub const LINKS: &str = "links.json";
+    /// Violation and controller events, JSON lines (`crate::observe::events`).
+    pub const EVENTS: &str = "events.jsonl";
+    /// Break-glass records, JSON lines (`crate::control::breakglass`).
+    pub const AUDIT: &str = "audit.jsonl";
+    /// Mode changes and learning windows, JSON lines ([`super::modes`]).
+    pub const MODE_HISTORY: &str = "modes.jsonl";
+    /// Held by the running daemon ([`super::lock`]).
+    pub const DAEMON_LOCK: &str = "daemon.lock";
+    /// Held for each read-modify-write of shared state ([`super::lock`]).
+    pub const WRITE_LOCK: &str = ".write.lock";
+    /// Every file above.
+    pub const ALL: [&str; 10] = [
+        INVENTORY,
+        BASELINE,
+        ACTIVITY,
+        DAEMON,
+        LINKS,
+        EVENTS,
+        AUDIT,
+        MODE_HISTORY,
+        DAEMON_LOCK,
+        WRITE_LOCK,
+    ];
+}
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {0}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("state file {0} is not valid")]
+    Json(PathBuf, #[source] serde_json::Error),
+    #[error("state file {0} has format version {1}; this monitor reads version {2}")]
+    Version(PathBuf, u32, u32),
+    #[error("no enrolled device is named or addressed `{0}` (see `monitor devices`)")]
+    UnknownDevice(String),
+    #[error(
+        "device `{0}` is life-critical: enforcing it can cut off patient care; \
+         add --confirm-life-critical if its owner has agreed"
+    )]
+    LifeCriticalNeedsConfirmation(String),
+    #[error("writing the datapath maps")]
+    Datapath(#[source] DatapathError),
+}
+
+/// The state directory, written with atomic replaces (temp file, fsync, rename, fsync dir).
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn io(&self, e: std::io::Error) -> StateError {
+        StateError::Io(self.root.clone(), e)
+    }
+
+    /// Writes `value` as JSON to `name`, replacing it atomically: a crash leaves the old or
+    /// the new file, never a torn one.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| self.io(e))?;
+        let path = self.root.join(name);
+        // A name of its own: the daemon and a CLI command writing the same file at once
+        // each rename a whole file, never one torn by the other's writes.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = self.root.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let bytes =
+            serde_json::to_vec_pretty(value).map_err(|e| StateError::Json(path.clone(), e))?;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
+        file.write_all(&bytes).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| self.io(e))?;
+        std::fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Reads JSON from `name`, `None` when the file does not exist.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        let path = self.root.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Json(path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_state_file_has_its_own_name() {
+        let mut names = super::files::ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), super::files::ALL.len());
+    }
+}

@@ -21,10 +21,8 @@ use std::{
 use monitor_common::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::state::inventory::{StateDir, StateError};
-
-/// The mode history in the state directory (JSON lines, appended).
-pub const HISTORY_FILE: &str = "modes.jsonl";
+use super::files;
+use super::{StateDir, StateError};
 
 /// What a history line records.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -70,7 +68,7 @@ impl ModeRecord {
             unix: now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            who: crate::control::breakglass::who(),
+            who: crate::support::operator(),
             change,
             device: device.map(str::to_owned),
             mode: mode.map(str::to_owned),
@@ -105,7 +103,7 @@ impl History {
     /// Reads the history (empty when there is none). A line that does not parse is an
     /// error naming it: the history decides modes, so it is not guessed around.
     pub fn load(state: &StateDir) -> Result<History, StateError> {
-        let path = state.path().join(HISTORY_FILE);
+        let path = state.path().join(files::MODE_HISTORY);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::default()),
@@ -127,7 +125,7 @@ impl History {
 
     /// Appends `record` (durably: the line is synced before the mode changes).
     pub fn append(state: &StateDir, record: &ModeRecord) -> Result<(), StateError> {
-        let path = state.path().join(HISTORY_FILE);
+        let path = state.path().join(files::MODE_HISTORY);
         let io = |e| StateError::Io(path.clone(), e);
         std::fs::create_dir_all(state.path()).map_err(io)?;
         let mut file = std::fs::OpenOptions::new()

@@ -20,13 +20,21 @@ use monitor_common::{
 use serde::Serialize;
 
 use crate::{
-    daemon::{AttachedInterface, DAEMON_FILE, DaemonInfo},
     datapath::{DatapathError, MapSet, addr_of},
     policy::{DeviceSpec, parse_mac},
-    state::activity::{self, Activity, GridDay, format_local, unix_now, unix_of_monotonic},
-    state::inventory::{EnrolledDevice, Inventory, StateDir, StateError},
+    state::activity::{self, Activity, GridDay, format_local},
+    state::inventory::{EnrolledDevice, Inventory},
+    state::{StateDir, StateError},
+    state::{
+        daemon::{AttachedInterface, DaemonInfo},
+        files,
+    },
+    support::{
+        clock::{monotonic_now_ns, unix_now, unix_of_monotonic},
+        proto,
+    },
     view::oui::{OuiDb, Vendor},
-    view::report::{monotonic_now_ns, protocol_name, table},
+    view::report::table,
 };
 
 /// A device learning for longer than this stands out: a baseline is meant to be learned
@@ -121,7 +129,7 @@ impl<'a> Inputs<'a> {
             .collect::<Result<_, _>>()?;
         Ok(Inputs {
             activity: Activity::load(state)?,
-            daemon: state.read_json(DAEMON_FILE)?,
+            daemon: state.read_json(files::DAEMON)?,
             global_mode: Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn),
             stats,
             baseline: maps.baseline()?,
@@ -332,7 +340,7 @@ fn service_name(protocol: u8, port: u16) -> Option<&'static str> {
 }
 
 fn service_label(protocol: u8, port: u16) -> String {
-    let proto = protocol_name(protocol);
+    let proto = proto::name(protocol);
     let base = if matches!(protocol, 6 | 17 | 132) {
         format!("{proto}/{port}")
     } else {

@@ -12,15 +12,8 @@ use serde::Serialize;
 use crate::{
     datapath::{DatapathError, MapSet, addr_of},
     state::inventory::Inventory,
+    support::proto,
 };
-
-/// Seconds since boot on CLOCK_MONOTONIC, the clock of the maps' timestamps.
-pub fn monotonic_now_ns() -> u64 {
-    // SAFETY: clock_gettime writes into the struct we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// "3s", "5m", "2h", "never".
 pub fn age(now_ns: u64, then_ns: u64) -> String {
@@ -166,19 +159,6 @@ pub struct FlowRow {
     pub last_seen_ns: u64,
 }
 
-pub fn protocol_name(protocol: u8) -> String {
-    match protocol {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        132 => "sctp".into(),
-        47 => "gre".into(),
-        50 => "esp".into(),
-        other => format!("ip-proto-{other}"),
-    }
-}
-
 pub fn flow_rows(
     maps: &MapSet,
     inventory: &Inventory,
@@ -213,7 +193,7 @@ pub fn flow_rows(
                     .into(),
                 peer: name_of(peer),
                 peer_address: peer,
-                protocol: protocol_name(key.protocol),
+                protocol: proto::name(key.protocol),
                 service_port: key.service_port,
                 packets_sent: stats.packets_sent,
                 bytes_sent: stats.bytes_sent,

@@ -31,11 +31,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::programs::xdp::XdpMode;
 use monitor::{
-    daemon::save_baseline,
     datapath::{Datapath, Maps, addr_key, if_index},
     lab::{NetNs, unique_name, veth},
+    state::StateDir,
     state::baseline::BaselineFile,
-    state::inventory::StateDir,
 };
 use monitor_common::{
     Action, Mode,
@@ -1007,7 +1006,7 @@ fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
     let (mut save, mut dump, mut load, mut insert) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut entries = 0;
-    let path = dir.join(monitor::state::baseline::STATE_FILE);
+    let path = dir.join(monitor::state::files::BASELINE);
     let result = (|| -> Result<()> {
         for _ in 0..runs {
             let t = Instant::now();
@@ -1016,7 +1015,7 @@ fn baseline_save_load(datapath: &Datapath, args: &Args) -> Result<Persistence> {
             entries = raw.len();
             drop(raw);
             let t = Instant::now();
-            save_baseline(datapath.maps(), &state, None)?;
+            monitor::state::baseline::save(datapath.maps(), &state, None)?;
             save.push(t.elapsed().as_secs_f64());
 
             let mut fresh = Datapath::load(&Maps::Private)?;
@@ -1180,7 +1179,10 @@ impl Drop for Daemon {
 
 /// A baseline file of `per_device` flows per device, for the daemon to restore at start.
 fn write_baseline(state: &Path, devices: u32, per_device: u32) -> Result<()> {
-    use monitor::state::baseline::{FORMAT, Record, STATE_FILE, VERSION};
+    use monitor::state::{
+        baseline::{FORMAT, Record, VERSION},
+        files::BASELINE as STATE_FILE,
+    };
     let mut entries = Vec::with_capacity((devices * per_device) as usize);
     for i in 0..devices {
         for j in 0..per_device {
@@ -1259,7 +1261,7 @@ fn controller_run(monitor: &Path, devices: u32, runs: usize) -> Result<Controlle
     // serving: then its memory is measured before any scrape.
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
-    let ready = state.join(monitor::daemon::DAEMON_FILE);
+    let ready = state.join(monitor::state::files::DAEMON);
     loop {
         if let Ok(Some(status)) = daemon.child.try_wait() {
             let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -1677,7 +1679,7 @@ impl Report {
                 let _ = writeln!(
                     t,
                     "Baseline persistence at {} entries (the table after section 1; {} runs). Save: \
-                     `monitor::daemon::save_baseline` (read the map, write the JSON file \
+                     `monitor::state::baseline::save` (read the map, write the JSON file \
                      atomically, {:.1} MB), against reading the map alone. Load: read and parse the \
                      file and insert every entry into a fresh datapath's map, as a restart does, \
                      against the inserts alone.\n",
