@@ -5,16 +5,24 @@
 //! - TCP: the port that received the SYN (SYN without ACK: destination; SYN-ACK: source).
 //!   Packets after the handshake use the server side remembered in `CONNTRACK`; when the
 //!   handshake was not seen (the connection predates the monitor, or its entry was
-//!   evicted) the UDP rule below applies.
-//! - UDP and SCTP: the lower of the two ports is the service port, and the side that owns
-//!   it is the server (DNS 53, NTP 123, syslog 514, DICOM 104 all sit below the ephemeral
-//!   range). Equal ports (NTP 123↔123) make a symmetric flow.
+//!   evicted) the lower of the two ports is the service ([`by_ports`]).
+//! - UDP and SCTP: a packet from the higher port to the lower is a *request* to the lower
+//!   port (DNS 53, NTP 123, syslog 514, DICOM 104 all sit below the ephemeral range), and
+//!   is remembered in `REQUESTS` for [`REQUEST_TIMEOUT_NS`]. A packet from the lower port
+//!   to the higher is a *reply* only while such a request is remembered; otherwise it is a
+//!   request to the higher port, so a server's port alone opens nothing. Equal ports (NTP
+//!   123↔123) make a symmetric flow, request or reply alike.
 //! - ICMP/ICMPv6 echo: the request type (8 or 128) with the requester as client; other
 //!   ICMP types are symmetric with their type as the "port".
 //! - Other protocols (GRE, ESP, OSPF, ...): port 0, symmetric.
 
-use crate::maps::{ConnKey, Direction, FlowKey, SERVER_HIGH, SERVER_LOW};
+use crate::maps::{ConnKey, Direction, FlowKey, RequestKey, SERVER_HIGH, SERVER_LOW};
 use crate::parse::{Addr, IPPROTO_TCP, IpPacket, TCP_ACK, TCP_SYN, TransportKind};
+
+/// How long a UDP or SCTP request is remembered: replies may come until then. Twice
+/// Linux conntrack's 30 s for an unreplied UDP flow; every further request refreshes it,
+/// so a client that keeps talking keeps its replies.
+pub const REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
 
 /// Which address of a packet opened the conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +48,13 @@ pub enum ServiceHint {
     TcpHandshake(Service),
     /// A TCP packet after the handshake: look up `CONNTRACK`, else [`by_ports`].
     TcpEstablished { src_port: u16, dst_port: u16 },
+    /// UDP or SCTP from the higher port to the lower: a request to the lower port,
+    /// remembered in `REQUESTS` (under [`request_key`]) when its verdict allows it.
+    Request(Service),
+    /// UDP or SCTP from the lower port to the higher: a reply if `REQUESTS` holds a fresh
+    /// request under [`reply_key`], else a request to the higher port
+    /// ([`reply_or_request`]).
+    MaybeReply { src_port: u16, dst_port: u16 },
 }
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -47,7 +62,8 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
-/// The lower-port rule (UDP, SCTP, and TCP without a seen handshake).
+/// The lower-port rule: TCP without a seen handshake (and the request direction of UDP
+/// and SCTP).
 #[inline(always)]
 pub fn by_ports(src_port: u16, dst_port: u16) -> Service {
     if src_port == dst_port {
@@ -91,7 +107,15 @@ pub fn service_hint(ip: &IpPacket) -> ServiceHint {
                 })
             }
         }
-        TransportKind::Ports => ServiceHint::Known(by_ports(src, dst)),
+        TransportKind::Ports if src == dst => ServiceHint::Known(by_ports(src, dst)),
+        TransportKind::Ports if dst < src => ServiceHint::Request(Service {
+            port: dst,
+            initiator: Initiator::Src,
+        }),
+        TransportKind::Ports => ServiceHint::MaybeReply {
+            src_port: src,
+            dst_port: dst,
+        },
         TransportKind::Icmp => ServiceHint::Known(match ip.icmp_type {
             ICMP_ECHO_REQUEST | ICMPV6_ECHO_REQUEST => Service {
                 port: u16::from(ip.icmp_type),
@@ -114,6 +138,59 @@ pub fn service_hint(ip: &IpPacket) -> ServiceHint {
             port: 0,
             initiator: Initiator::Neither,
         }),
+    }
+}
+
+/// The `REQUESTS` key of a request packet (its source is the client).
+#[inline(always)]
+pub fn request_key(ip: &IpPacket) -> RequestKey {
+    RequestKey {
+        client: ip.src,
+        server: ip.dst,
+        client_port: ip.src_port,
+        server_port: ip.dst_port,
+        protocol: ip.protocol,
+        _pad1: 0,
+        _pad2: 0,
+    }
+}
+
+/// The `REQUESTS` key of the request a possible reply answers (its destination would be
+/// the client).
+#[inline(always)]
+pub fn reply_key(ip: &IpPacket) -> RequestKey {
+    RequestKey {
+        client: ip.dst,
+        server: ip.src,
+        client_port: ip.dst_port,
+        server_port: ip.src_port,
+        protocol: ip.protocol,
+        _pad1: 0,
+        _pad2: 0,
+    }
+}
+
+/// Whether a request last seen at `seen_ns` still admits replies at `now_ns` (a time a
+/// little ahead of `now_ns`, from another CPU's coarse clock, counts as fresh).
+#[inline(always)]
+pub fn request_is_fresh(seen_ns: u64, now_ns: u64) -> bool {
+    now_ns.saturating_sub(seen_ns) < REQUEST_TIMEOUT_NS
+}
+
+/// The service of a UDP or SCTP packet from the lower port to the higher: the reply of
+/// the request to `src_port` if one was seen (and is fresh), else a request to `dst_port`.
+#[inline(always)]
+pub fn reply_or_request(src_port: u16, dst_port: u16, request_seen: bool) -> Service {
+    if request_seen {
+        Service {
+            port: src_port,
+            initiator: Initiator::Dst,
+        }
+    } else {
+        Service {
+            port: dst_port,
+            initiator: Initiator::Src,
+        }
     }
 }
 
@@ -226,10 +303,13 @@ pub fn flow_key(
 mod tests {
     //! The service-port rule and the keys built from it.
 
+    extern crate std;
+
     use super::*;
     use crate::parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDP, TCP_FIN, TCP_RST, ipv4_mapped,
     };
+    use std::vec::Vec;
 
     const A: Addr = ipv4_mapped([10, 3, 0, 20]);
     const B: Addr = ipv4_mapped([10, 9, 0, 80]);
@@ -282,7 +362,7 @@ mod tests {
                     _ => by_ports(src_port, dst_port),
                 }
             }
-            ServiceHint::Known(s) => panic!("TCP packet {ip:?} gave Known({s:?})"),
+            other => panic!("TCP packet {ip:?} gave {other:?}"),
         }
     }
 
@@ -367,19 +447,136 @@ mod tests {
         }
     }
 
+    /// The service of a UDP or SCTP packet given the requests remembered so far (and
+    /// remembering this one if it is a request), as the XDP program does with REQUESTS
+    /// for requests its verdict allows. Times in seconds.
+    fn udp_service(ip: &IpPacket, requests: &mut Vec<(RequestKey, u64)>, now_s: u64) -> Service {
+        let now = now_s * 1_000_000_000;
+        match service_hint(ip) {
+            ServiceHint::Known(service) => service,
+            ServiceHint::Request(service) => {
+                let key = request_key(ip);
+                requests.retain(|(k, _)| *k != key);
+                requests.push((key, now));
+                service
+            }
+            ServiceHint::MaybeReply { src_port, dst_port } => {
+                let key = reply_key(ip);
+                let seen = requests
+                    .iter()
+                    .any(|(k, at)| *k == key && request_is_fresh(*at, now));
+                reply_or_request(src_port, dst_port, seen)
+            }
+            other => panic!("{ip:?} gave {other:?}, expected a UDP or SCTP hint"),
+        }
+    }
+
     #[test]
-    fn udp_and_sctp_use_the_lower_port() {
+    fn udp_and_sctp_requests_go_to_the_lower_port() {
         for protocol in [IPPROTO_UDP, IPPROTO_SCTP] {
             // SYN bits mean nothing outside TCP.
             let p = ports(protocol, A, 40000, B, 2905, TCP_SYN);
             assert_eq!(
-                known(&p),
-                Service {
+                service_hint(&p),
+                ServiceHint::Request(Service {
                     port: 2905,
+                    initiator: Initiator::Src
+                })
+            );
+            let back = ports(protocol, B, 2905, A, 40000, 0);
+            assert_eq!(
+                service_hint(&back),
+                ServiceHint::MaybeReply {
+                    src_port: 2905,
+                    dst_port: 40000
+                }
+            );
+            assert_eq!(reply_key(&back), request_key(&p), "{protocol}");
+            // Equal ports: symmetric, no request needed.
+            let ntp = ports(protocol, A, 123, B, 123, 0);
+            assert_eq!(
+                service_hint(&ntp),
+                ServiceHint::Known(Service {
+                    port: 123,
+                    initiator: Initiator::Neither
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn udp_from_a_service_port_is_a_reply_only_after_a_request() {
+        for protocol in [IPPROTO_UDP, IPPROTO_SCTP] {
+            let mut requests = Vec::new();
+            let reply = ports(protocol, B, 53, A, 53124, 0);
+            // No request seen: a request to the device's (high) port 53124.
+            assert_eq!(
+                udp_service(&reply, &mut requests, 100),
+                Service {
+                    port: 53124,
                     initiator: Initiator::Src
                 }
             );
+            let request = ports(protocol, A, 53124, B, 53, 0);
+            assert_eq!(
+                udp_service(&request, &mut requests, 100),
+                Service {
+                    port: 53,
+                    initiator: Initiator::Src
+                }
+            );
+            let as_reply = Service {
+                port: 53,
+                initiator: Initiator::Dst,
+            };
+            assert_eq!(udp_service(&reply, &mut requests, 100), as_reply);
+            assert_eq!(udp_service(&reply, &mut requests, 159), as_reply);
+            // Another client port, another server, another protocol: no request of theirs.
+            for other in [
+                ports(protocol, B, 53, A, 53125, 0),
+                ports(protocol, A, 53, A, 53124, 0),
+                ports(
+                    if protocol == IPPROTO_UDP {
+                        IPPROTO_SCTP
+                    } else {
+                        IPPROTO_UDP
+                    },
+                    B,
+                    53,
+                    A,
+                    53124,
+                    0,
+                ),
+            ] {
+                assert_eq!(
+                    udp_service(&other, &mut requests, 100).initiator,
+                    Initiator::Src,
+                    "{other:?}"
+                );
+            }
+            // The request expires after REQUEST_TIMEOUT_NS; a new one renews it.
+            assert_eq!(
+                udp_service(&reply, &mut requests, 160),
+                Service {
+                    port: 53124,
+                    initiator: Initiator::Src
+                }
+            );
+            udp_service(&request, &mut requests, 200);
+            assert_eq!(udp_service(&reply, &mut requests, 259), as_reply);
         }
+    }
+
+    #[test]
+    fn request_freshness() {
+        let s = 1_000_000_000;
+        assert_eq!(REQUEST_TIMEOUT_NS, 60 * s);
+        assert!(request_is_fresh(10 * s, 10 * s));
+        assert!(request_is_fresh(10 * s, 70 * s - 1));
+        assert!(!request_is_fresh(10 * s, 70 * s));
+        // Seen by a CPU whose coarse clock is a little ahead.
+        assert!(request_is_fresh(10 * s + 5, 10 * s));
+        assert!(!request_is_fresh(0, u64::MAX));
     }
 
     #[test]
@@ -548,10 +745,19 @@ mod tests {
                 icmp(IPPROTO_ICMPV6, B, A, 129),
             ),
         ];
+        let service = |ip: &IpPacket, requests: &mut Vec<(RequestKey, u64)>| {
+            if ip.transport == TransportKind::Ports {
+                udp_service(ip, requests, 1)
+            } else {
+                known(ip)
+            }
+        };
         for (request, reply) in pairs {
             for device in [A, B] {
-                let k1 = key_from(device, &request, known(&request));
-                let k2 = key_from(device, &reply, known(&reply));
+                // The reply follows its request, as on the wire.
+                let mut requests = Vec::new();
+                let k1 = key_from(device, &request, service(&request, &mut requests));
+                let k2 = key_from(device, &reply, service(&reply, &mut requests));
                 assert_eq!(k1, k2, "{request:?} / {reply:?} seen from {device:?}");
                 assert_eq!(k1.device, device);
                 assert_ne!(
@@ -564,8 +770,9 @@ mod tests {
                 );
             }
             // The two devices see opposite directions (or both symmetric).
-            let from_a = key_from(A, &request, known(&request));
-            let from_b = key_from(B, &request, known(&request));
+            let mut requests = Vec::new();
+            let from_a = key_from(A, &request, service(&request, &mut requests));
+            let from_b = key_from(B, &request, service(&request, &mut requests));
             let dir_a = Direction::try_from(from_a.direction).expect("valid direction");
             assert_eq!(from_b.direction, dir_a.reversed() as u8);
         }

@@ -7,4 +7,6 @@ pub mod maps;
 pub mod parse;
 pub mod verdict;
 
-pub use verdict::{Action, FrameClass, Mode, Reason, VERDICT_SLOTS, verdict_index};
+pub use verdict::{
+    Action, CUT_VERDICTS, FrameClass, Mode, Reason, VERDICT_SLOTS, VERDICTS_ENTRIES, verdict_index,
+};

@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Map names, as the XDP object declares them and as they are pinned.
 pub mod names {
@@ -29,8 +29,9 @@ pub mod names {
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     pub const IFACE_VERDICTS: &str = "IFACE_VERDICTS";
     pub const DEVICE_REASONS: &str = "DEVICE_REASONS";
+    pub const REQUESTS: &str = "REQUESTS";
     /// Every map, in a fixed order (pinning, adoption, layout checks).
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -49,6 +50,7 @@ pub mod names {
         IFACE_SLOTS,
         IFACE_VERDICTS,
         DEVICE_REASONS,
+        REQUESTS,
     ];
 }
 
@@ -101,6 +103,10 @@ pub const MAX_UNENROLLED_FLOWS: u32 = 65_536;
 pub const MAX_BASELINE: u32 = 1_048_576;
 /// TCP connections whose server side is remembered.
 pub const MAX_CONNTRACK: u32 = 131_072;
+/// UDP and SCTP requests remembered at once (least recently seen evicted): with the
+/// 60-second [`crate::flow::REQUEST_TIMEOUT_NS`] about 2,000 new allowed client ports a
+/// second before a remembered request is evicted early.
+pub const MAX_REQUESTS: u32 = 131_072;
 /// IP packets whose first fragment's verdict is remembered.
 pub const MAX_FRAGMENTS: u32 = 8_192;
 
@@ -109,7 +115,11 @@ pub const CONFIG_UNENROLLED_DROP: u8 = 1 << 0;
 /// Judge unenrolled addresses like devices in the global mode: they learn a baseline and
 /// are enforced against it (replay of a capture before any inventory exists).
 pub const CONFIG_JUDGE_UNENROLLED: u8 = 1 << 1;
-/// Frames come from a capture that may have been cut by a snapshot length.
+/// The frame being run was cut by a capture's snapshot length (replay sets it for such
+/// frames only, never a live datapath): the parser lets IP lengths run past the captured
+/// bytes, and since what was cut could have changed the verdict, the frame's verdict is
+/// counted apart (`VERDICTS` from [`crate::CUT_VERDICTS`]) and charges no drop, would-drop
+/// or event to anyone. It is still counted and learned from.
 pub const CONFIG_CAPTURE_MAY_BE_CUT: u8 = 1 << 2;
 
 /// Global settings, the single entry of `CONFIG`.
@@ -389,6 +399,9 @@ pub struct FlowStats {
     pub bytes_received: u64,
     pub last_seen_ns: u64,
     pub dropped_packets: u64,
+    /// Packets its device's own policy would have dropped but did not (audit, spared,
+    /// lifted by break-glass): moves exactly when the device's `would_drop_packets` does.
+    pub would_drop_packets: u64,
     /// `cache_epoch + 1` of CONFIG when this flow was last found in the baseline, so
     /// that established flows skip the baseline lookup; 0 when not known to be in it.
     pub in_baseline_tag: u32,
@@ -414,6 +427,7 @@ impl FlowStats {
         self.bytes_received += other.bytes_received;
         self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
         self.dropped_packets += other.dropped_packets;
+        self.would_drop_packets += other.would_drop_packets;
         self.in_baseline_tag = self.in_baseline_tag.max(other.in_baseline_tag);
     }
 }
@@ -470,6 +484,8 @@ pub struct FragmentKey {
     pub dst: Addr,
     /// IPv4 identification (16 bits) or IPv6 fragment identification.
     pub id: u32,
+    /// What every fragment of the packet carries alike:
+    /// [`crate::parse::IpPacket::fragment_protocol`].
     pub protocol: u8,
     pub _pad1: u8,
     pub _pad2: u16,
@@ -486,8 +502,32 @@ pub struct FragmentEntry {
     pub action: u8,
     /// [`crate::Reason`] as u8.
     pub reason: u8,
+    /// The first fragment's upper-layer protocol (after any extension headers), which the
+    /// later fragments' flow keys use: they carry no such header themselves.
+    pub protocol: u8,
+    pub _pad: u16,
+}
+
+/// A UDP or SCTP request (from the client's higher port to the server's lower one):
+/// key of `REQUESTS`, as the request travelled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestKey {
+    pub client: Addr,
+    pub server: Addr,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub protocol: u8,
     pub _pad1: u8,
     pub _pad2: u16,
+}
+
+/// When a request of a [`RequestKey`] was last seen: value of `REQUESTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestEntry {
+    /// `CLOCK_MONOTONIC` ns (coarse).
+    pub seen_ns: u64,
 }
 
 /// Packet and byte counter: `VERDICTS` (by [`crate::verdict_index`]) and `CLASSES` (by
@@ -520,6 +560,8 @@ mod pod {
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for FragmentKey {}
     unsafe impl aya::Pod for FragmentEntry {}
+    unsafe impl aya::Pod for RequestKey {}
+    unsafe impl aya::Pod for RequestEntry {}
     unsafe impl aya::Pod for Counter {}
 }
 
@@ -542,12 +584,14 @@ mod tests {
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 2);
-        assert_eq!(size_of::<FlowStats>(), 6 * 8 + 6 * 4);
+        assert_eq!(size_of::<FlowStats>(), 7 * 8 + 6 * 4);
         assert_eq!(size_of::<BaselineEntry>(), 16);
         assert_eq!(size_of::<ConnKey>(), 36);
         assert_eq!(size_of::<ConnEntry>(), 8);
         assert_eq!(size_of::<FragmentKey>(), 40);
         assert_eq!(size_of::<FragmentEntry>(), 8);
+        assert_eq!(size_of::<RequestKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
     }
 }

@@ -112,8 +112,15 @@ pub struct IpPacket {
     pub fragment_id: u32,
     pub src_port: u16,
     pub dst_port: u16,
-    /// Upper-layer protocol (after IPv6 extension headers).
+    /// Upper-layer protocol (after IPv6 extension headers). A later fragment has no
+    /// upper-layer header: for IPv6 this is then its fragment header's next header.
     pub protocol: u8,
+    /// What all fragments of a packet carry alike, for their `FRAGMENTS` key: IPv4's
+    /// protocol field; for IPv6 the fragment header's next header, which names the first
+    /// header of the fragmentable part in every fragment (RFC 8200, 4.5), whereas the
+    /// first fragment's `protocol` is what follows any extension headers there
+    /// (destination options, say). 0 when not fragmented.
+    pub fragment_protocol: u8,
     pub is_ipv6: bool,
     pub fragment: FragmentKind,
     pub transport: TransportKind,
@@ -131,6 +138,7 @@ impl IpPacket {
         src_port: 0,
         dst_port: 0,
         protocol: 0,
+        fragment_protocol: 0,
         is_ipv6: false,
         fragment: FragmentKind::Whole,
         transport: TransportKind::Opaque,
@@ -298,6 +306,7 @@ fn parse_ipv4<F: FrameBytes + ?Sized>(
     out.ip.fragment = fragment_kind(flags_offset & 0x1fff, flags_offset & 0x2000 != 0);
     if out.ip.fragment != FragmentKind::Whole {
         out.ip.fragment_id = u32::from(be16([h[4], h[5]]));
+        out.ip.fragment_protocol = h[9];
     }
     if out.ip.fragment == FragmentKind::Later {
         return Ok(());
@@ -367,6 +376,7 @@ fn parse_ipv6<F: FrameBytes + ?Sized>(
                 out.ip.fragment = fragment_kind(offset_flags >> 3, offset_flags & 1 != 0);
                 if out.ip.fragment != FragmentKind::Whole {
                     out.ip.fragment_id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
+                    out.ip.fragment_protocol = next;
                 }
                 if out.ip.fragment == FragmentKind::Later {
                     upper = Some(next);
@@ -859,6 +869,10 @@ mod tests {
         );
         assert_eq!(later.ip.protocol, IPPROTO_UDP);
         assert_eq!(
+            (first.ip.fragment_protocol, later.ip.fragment_protocol),
+            (IPPROTO_UDP, IPPROTO_UDP)
+        );
+        assert_eq!(
             later.ip.transport,
             TransportKind::Opaque,
             "no transport header in a later fragment"
@@ -925,6 +939,11 @@ mod tests {
             (IPPROTO_UDP, TransportKind::Opaque)
         );
 
+        assert_eq!(
+            (first.ip.fragment_protocol, later.ip.fragment_protocol),
+            (IPPROTO_UDP, IPPROTO_UDP)
+        );
+
         // Headers after a later fragment's fragment header are not walked: they are data.
         let later = strict(&eth(
             &[],
@@ -937,6 +956,23 @@ mod tests {
             ),
         ));
         assert_eq!((later.fault, later.ip.protocol), (None, IPPROTO_DSTOPTS));
+        // Destination options after the fragment header: the first fragment walks them to
+        // the upper protocol, yet both fragments share the fragment header's next header.
+        let first = strict(&eth(
+            &[],
+            ETHERTYPE_IPV6,
+            &ipv6(
+                &[(IPPROTO_FRAGMENT, 0), (IPPROTO_DSTOPTS, 0)],
+                1,
+                IPPROTO_UDP,
+                &seg[..16],
+            ),
+        ));
+        assert_eq!(
+            (first.fault, first.ip.protocol, first.ip.fragment_protocol),
+            (None, IPPROTO_UDP, IPPROTO_DSTOPTS)
+        );
+        assert_eq!(later.ip.fragment_protocol, first.ip.fragment_protocol);
     }
 
     #[test]

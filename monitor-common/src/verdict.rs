@@ -105,7 +105,7 @@ reasons! {
     PolicyAllow = 14, "policy_allow";
     /// A deny rule of the policy matches (deny wins over allow rules and the baseline): dropped in enforce mode, would-drop otherwise.
     PolicyDeny = 15, "policy_deny";
-    /// Break-glass lifts enforcement for the device until it expires: passed and counted.
+    /// Break-glass in force on the device or on its peer lifts enforcement of their traffic until it expires: passed and counted.
     BreakGlass = 16, "break_glass";
     /// IPv6 neighbour and router discovery (ICMPv6 types 133 to 137), IPv6's ARP: always passed, never learned.
     NeighborDiscovery = 17, "neighbor_discovery";
@@ -143,8 +143,16 @@ pub const fn verdict_index(action: Action, reason: Reason) -> u32 {
     (reason as u32) * (Action::COUNT as u32) + action as u32
 }
 
-/// Number of slots in the `VERDICTS` array.
+/// Number of (action, reason) slots: one block of `VERDICTS` (and of each interface's
+/// `IFACE_VERDICTS`).
 pub const VERDICT_SLOTS: u32 = (Reason::COUNT * Action::COUNT) as u32;
+
+/// First slot of the second block of `VERDICTS`: frames a capture cut short
+/// (`CONFIG_CAPTURE_MAY_BE_CUT`), whose verdicts replay must not present as predictions.
+pub const CUT_VERDICTS: u32 = VERDICT_SLOTS;
+
+/// Entries of the `VERDICTS` array: the verdicts of whole frames, then of cut ones.
+pub const VERDICTS_ENTRIES: u32 = 2 * VERDICT_SLOTS;
 
 /// Enforcement mode, global or per device.
 #[repr(u8)]

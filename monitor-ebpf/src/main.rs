@@ -19,7 +19,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use monitor_common::{
-    Action, FrameClass, Mode, Reason, VERDICT_SLOTS,
+    Action, CUT_VERDICTS, FrameClass, Mode, Reason, VERDICT_SLOTS, VERDICTS_ENTRIES,
     flow::{self, Initiator, Service, ServiceHint},
     maps::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
@@ -28,10 +28,10 @@ use monitor_common::{
         EVENT_STATS_SLOTS, EVENTS_BYTES, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT,
         EVENTS_SUPPRESSED, Event, EventRate, FlowKey, FlowStats, FragmentEntry, FragmentKey,
         LAYOUT_VERSION, MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICE_ADDRESSES, MAX_DEVICES, MAX_FLOWS,
-        MAX_FRAGMENTS, MAX_IFACES, MAX_IFINDEX, MAX_RULE_SETS, MAX_RULES_PER_SET, MAX_UNENROLLED,
-        MAX_UNENROLLED_FLOWS, MODE_INHERIT, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY,
-        RULE_PREFIX_BASE, RuleKeyData, RuleSet, UNENROLLED_RATE_SLOT, active_generation,
-        device_reason_index,
+        MAX_FRAGMENTS, MAX_IFACES, MAX_IFINDEX, MAX_REQUESTS, MAX_RULE_SETS, MAX_RULES_PER_SET,
+        MAX_UNENROLLED, MAX_UNENROLLED_FLOWS, MODE_INHERIT, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY,
+        RULE_DENY, RULE_PREFIX_BASE, RequestEntry, RequestKey, RuleKeyData, RuleSet,
+        UNENROLLED_RATE_SLOT, active_generation, device_reason_index,
     },
     parse::{self, Addr, FragmentKind, FrameBytes, IpPacket, ParsedFrame, Snaplen},
     verdict_index,
@@ -70,8 +70,13 @@ static CONNTRACK: LruHashMap<monitor_common::maps::ConnKey, ConnEntry> =
 #[map]
 static FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> =
     LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
+/// UDP and SCTP requests the policy allowed, so that their replies are known as replies.
 #[map]
-static VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
+static REQUESTS: LruHashMap<RequestKey, RequestEntry> =
+    LruHashMap::with_max_entries(MAX_REQUESTS, 0);
+/// Verdicts of whole frames, then (from CUT_VERDICTS) of frames a capture cut short.
+#[map]
+static VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(VERDICTS_ENTRIES, 0);
 /// Interface index → 1 + its IFACE_VERDICTS block (0: not counted apart), set by the
 /// controller for the interfaces it attaches to.
 #[map]
@@ -111,6 +116,7 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
     bytes_received: 0,
     last_seen_ns: 0,
     dropped_packets: 0,
+    would_drop_packets: 0,
     in_baseline_tag: 0,
     devices_tag: 0,
     own_slot: 0,
@@ -243,7 +249,13 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         (Some(fault), false) => (Action::Pass, fault),
     };
     let index = verdict_index(action, reason);
-    add_counter(&VERDICTS, index, packet.len);
+    // A cut frame's verdict is not a prediction replay may show (CONFIG_CAPTURE_MAY_BE_CUT).
+    let block = if packet.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
+        CUT_VERDICTS
+    } else {
+        0
+    };
+    add_counter(&VERDICTS, block + index, packet.len);
     if let Some(slot) = IFACE_SLOTS.get(ctx.ingress_ifindex() as u32) {
         if *slot != 0 {
             add_counter(
@@ -331,10 +343,13 @@ struct Work {
     inherited_action: u8,
     inherited_reason: u8,
     is_later_fragment: u8,
+    /// The packet is a UDP or SCTP request (to the lower port): remembered in REQUESTS if
+    /// its verdict allows it.
+    request: u8,
     /// The combined verdict.
     action: u8,
     reason: u8,
-    _pad: [u8; 3],
+    _pad: [u8; 2],
 }
 
 #[map]
@@ -447,25 +462,29 @@ fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
     enroll_side(packet, &mut work.sides[0], &parsed.ip.src);
     enroll_side(packet, &mut work.sides[1], &parsed.ip.dst);
     let [src, dst] = &work.sides;
-    let src_enforces = src.slot != NO_SLOT && src.treatment == ENFORCE;
-    let dst_enforces = dst.slot != NO_SLOT && dst.treatment == ENFORCE;
-    let unenrolled_pair = src.slot == NO_SLOT && dst.slot == NO_SLOT;
-    let action = if unenrolled_pair {
+    // An address judged without a device entry (CONFIG_JUDGE_UNENROLLED: replay's
+    // --learn-all) enforces like a device, as in `judge_ip`.
+    let src_enforces = src.treatment == ENFORCE;
+    let dst_enforces = dst.treatment == ENFORCE;
+    let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    let action = if unjudged_pair {
         unenrolled_action(packet)
     } else if (src_enforces || dst_enforces) && (src.flags | dst.flags) & SIDE_PROTECTED == 0 {
         Action::Drop
     } else {
         Action::Pass
     };
-    let dropped = action == Action::Drop;
+    // A frame a capture cut charges no drop (CONFIG_CAPTURE_MAY_BE_CUT).
+    let dropped = action == Action::Drop && packet.flags & CONFIG_CAPTURE_MAY_BE_CUT == 0;
     // As in `finish`: a side is charged the drop its own policy made; an unenrolled
     // address is counted on its own only beside another.
+    let unenrolled_pair = src.slot == NO_SLOT && dst.slot == NO_SLOT;
     if src.slot != NO_SLOT || unenrolled_pair {
-        let charge = charge(true, dropped && (src_enforces || unenrolled_pair), false);
+        let charge = charge(true, dropped && (src_enforces || unjudged_pair), false);
         count_device(packet, &parsed.ip.src, src.slot, charge);
     }
     if dst.slot != NO_SLOT || unenrolled_pair {
-        let charge = charge(false, dropped && (dst_enforces || unenrolled_pair), false);
+        let charge = charge(false, dropped && (dst_enforces || unjudged_pair), false);
         count_device(packet, &parsed.ip.dst, dst.slot, charge);
     }
     Ok(action)
@@ -572,8 +591,9 @@ fn identify_from_cache(
 /// Stage 1: the service, and for later fragments what their first fragment got.
 #[inline(never)]
 fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
-    let _ = packet;
     work.is_later_fragment = 0;
+    work.request = 0;
+    let mut protocol = ip.protocol;
     let service = if ip.fragment == FragmentKind::Later {
         work.is_later_fragment = 1;
         match FRAGMENTS.get_ptr(&fragment_key(ip)) {
@@ -582,6 +602,9 @@ fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
                 let entry = unsafe { *entry };
                 work.inherited_action = entry.action;
                 work.inherited_reason = entry.reason;
+                // Its own header names at most the first header of the fragmentable
+                // part (destination options, say), not the first fragment's protocol.
+                protocol = entry.protocol;
                 let initiator = match Direction::try_from(entry.src_direction) {
                     Ok(Direction::Outbound) => Initiator::Src,
                     Ok(Direction::Inbound) => Initiator::Dst,
@@ -602,25 +625,40 @@ fn prepare(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
             }
         }
     } else {
-        resolve_service(ip)
+        resolve_service(packet, ip, work)
     };
     let src_direction = flow::src_direction(service.initiator);
-    work.sides[0].key = flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, src_direction);
+    work.sides[0].key = flow::flow_key(ip.src, ip.dst, protocol, service.port, src_direction);
     work.sides[1].key = flow::flow_key(
         ip.dst,
         ip.src,
-        ip.protocol,
+        protocol,
         service.port,
         src_direction.reversed(),
     );
     work.is_later_fragment
 }
 
-/// The service port and initiator, remembering TCP handshakes in CONNTRACK.
+/// The service port and initiator, remembering TCP handshakes in CONNTRACK and looking
+/// up UDP and SCTP requests in REQUESTS (`finish` remembers them).
 #[inline(always)]
-fn resolve_service(ip: &IpPacket) -> Service {
+fn resolve_service(packet: &Packet, ip: &IpPacket, work: &mut Work) -> Service {
     match flow::service_hint(ip) {
         ServiceHint::Known(service) => service,
+        ServiceHint::Request(service) => {
+            work.request = 1;
+            service
+        }
+        // One lookup per packet from a lower port to a higher: without a fresh request
+        // it is a request to the higher port, so a server's port opens nothing by itself.
+        ServiceHint::MaybeReply { src_port, dst_port } => {
+            let seen = match REQUESTS.get_ptr(&flow::reply_key(ip)) {
+                // SAFETY: one field of a map value, read at once.
+                Some(entry) => flow::request_is_fresh(unsafe { (*entry).seen_ns }, packet.now),
+                None => false,
+            };
+            flow::reply_or_request(src_port, dst_port, seen)
+        }
         ServiceHint::TcpHandshake(service) => {
             let (key, src_is_low) = flow::conn_key(ip, ip.src_port, ip.dst_port);
             let entry = ConnEntry {
@@ -654,7 +692,7 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
         src: ip.src,
         dst: ip.dst,
         id: ip.fragment_id,
-        protocol: ip.protocol,
+        protocol: ip.fragment_protocol,
         _pad1: 0,
         _pad2: 0,
     }
@@ -764,6 +802,8 @@ fn side_rules(packet: &Packet, side: &Side, fragment: &Inherited) -> (bool, Acti
     if treatment == UNJUDGED {
         return (true, Action::Pass, Reason::Unenrolled);
     }
+    // Before the device's own rules: break-glass lifts them with its baseline (and
+    // `finish` lifts the peer's drop).
     if side.flags & SIDE_BREAK_GLASS != 0 {
         return (true, Action::Pass, Reason::BreakGlass);
     }
@@ -900,7 +940,8 @@ fn rank(action: u8, reason: u8) -> u8 {
     }
 }
 
-/// Stage 3: the combined verdict, the first fragment's record, and the counters.
+/// Stage 3: the combined verdict, the first fragment's record, the request memory, and
+/// the counters.
 #[inline(never)]
 fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let [src, dst] = work.sides;
@@ -920,6 +961,16 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         work.action = src.action;
         work.reason = src.reason;
     }
+    // Break-glass lifts enforcement for its device's traffic: a drop by the peer's policy
+    // is lifted too, whether by the peer's baseline or by its deny rule. The device's own
+    // rules were never consulted (`side_rules`), and a rule between two devices is
+    // compiled onto both sides, so keeping the peer's deny would keep the device's own
+    // rule through its mirror. The peer's violation is still counted (its would-drop and
+    // event below): operators see what break-glass let through.
+    if work.action == Action::Drop as u8 && (src.flags | dst.flags) & SIDE_BREAK_GLASS != 0 {
+        work.action = Action::Pass as u8;
+        work.reason = Reason::BreakGlass as u8;
+    }
     // A life-critical device's traffic is never dropped by surprise, not even by its
     // peer's policy: only its own confirmed entry can enforce it.
     if work.action == Action::Drop as u8 && (src.flags | dst.flags) & SIDE_PROTECTED != 0 {
@@ -932,40 +983,59 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
             src_direction: src.key.direction,
             action: work.action,
             reason: work.reason,
-            _pad1: 0,
-            _pad2: 0,
+            protocol: ip.protocol,
+            _pad: 0,
         };
         // Losing this entry only makes later fragments unmatched: fails closed where
         // enforced.
         let _ = FRAGMENTS.insert(&fragment_key(ip), &entry, 0);
     }
-    let dropped = work.action == Action::Drop as u8;
     let src_violation = rank(src.action, src.reason) >= 3;
     let dst_violation = rank(dst.action, dst.reason) >= 3;
+    let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    // A request is remembered only when no side's policy objects to it (the same in
+    // every mode but learn, so audit and enforce key its replies alike): a flood of
+    // refused requests cannot evict allowed ones, and traffic between addresses nobody
+    // judges leaves no trace. A reply to a refused request is judged as a request to the
+    // client's port, which whatever let the request pass (audit, a spared life-critical
+    // device, break-glass) lets pass as well. One insert per allowed request.
+    if work.request != 0 && !unjudged_pair && !src_violation && !dst_violation {
+        let entry = RequestEntry {
+            seen_ns: packet.now,
+        };
+        let _ = REQUESTS.insert(&flow::request_key(ip), &entry, 0);
+    }
+    // A frame a capture cut (replay) is counted, but charges no drop, would-drop,
+    // break-glass packet or event: what was cut could have changed its verdict.
+    let judged = packet.flags & CONFIG_CAPTURE_MAY_BE_CUT == 0;
+    let dropped = judged && work.action == Action::Drop as u8;
+    let src_violation = judged && src_violation;
+    let dst_violation = judged && dst_violation;
     if src_violation {
         emit_event(packet, &work.sides[0], dropped);
     }
     if dst_violation {
         emit_event(packet, &work.sides[1], dropped);
     }
-    // A side is charged the drop its own verdict made (both, when neither is enrolled);
+    // A side is charged the drop its own verdict made (both, when neither is judged);
     // a side that only audits is charged a would-drop.
-    let unenrolled_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
-    let src_dropped = dropped && (src.action == Action::Drop as u8 || unenrolled_pair);
-    let dst_dropped = dropped && (dst.action == Action::Drop as u8 || unenrolled_pair);
+    let src_dropped = dropped && (src.action == Action::Drop as u8 || unjudged_pair);
+    let dst_dropped = dropped && (dst.action == Action::Drop as u8 || unjudged_pair);
     let mut src_charge = charge(true, src_dropped, src_violation);
-    if src.reason == Reason::BreakGlass as u8 {
+    if judged && src.flags & SIDE_BREAK_GLASS != 0 {
         src_charge |= CHARGE_BREAK_GLASS;
     }
     let mut dst_charge = charge(false, dst_dropped, dst_violation);
-    if dst.reason == Reason::BreakGlass as u8 {
+    if judged && dst.flags & SIDE_BREAK_GLASS != 0 {
         dst_charge |= CHARGE_BREAK_GLASS;
     }
     // An address outside the inventory is counted on its own only when it talks to
     // another such address: next to an enrolled device it is that device's peer, counted
     // in the device's flow (and a spoofing flood fills only its own tables).
-    count_reason(src.slot, src.reason);
-    count_reason(dst.slot, dst.reason);
+    if judged {
+        count_reason(src.slot, src.reason);
+        count_reason(dst.slot, dst.reason);
+    }
     let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
     if src.slot != NO_SLOT || both_unenrolled {
         count_device(packet, &ip.src, src.slot, src_charge);
@@ -978,31 +1048,47 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
             packet,
             &UNENROLLED_FLOWS,
             &work.sides[0].key,
-            charge(true, dropped, false),
+            charge(true, dropped, src_violation),
         );
         count_flow(
             packet,
             &UNENROLLED_FLOWS,
             &work.sides[1].key,
-            charge(false, dropped, false),
+            charge(false, dropped, dst_violation),
         );
-    } else if dropped {
+    } else if dropped || src_violation || dst_violation {
         // judge_side counted the packet in the enrolled sides' flows (in FLOWS, or in the
-        // separate table for a new violating flow); the drop is known only now.
-        for side in [&work.sides[0], &work.sides[1]] {
-            if side.slot != NO_SLOT {
-                let flow = match FLOWS.get_ptr_mut(&side.key) {
-                    Some(flow) => Some(flow),
-                    None => UNENROLLED_FLOWS.get_ptr_mut(&side.key),
-                };
-                if let Some(flow) = flow {
-                    // SAFETY: a per-CPU value of this CPU.
-                    unsafe { (*flow).dropped_packets += 1 };
-                }
+        // separate table for a new violating flow); whether it was dropped is known only
+        // now. A flow's would-drop moves with its device's.
+        charge_flow(&work.sides[0].key, src.slot, dropped, src_charge);
+        charge_flow(&work.sides[1].key, dst.slot, dropped, dst_charge);
+    }
+    work.action
+}
+
+/// Charges the verdict of a packet to an enrolled side's flow (nothing when `slot` is
+/// NO_SLOT): the packet's drop, or its device's would-drop (`charge` as for the device).
+#[inline(always)]
+fn charge_flow(key: &FlowKey, slot: u32, dropped: bool, charge: u8) {
+    let would_drop = charge & CHARGE_DROPPED == 0 && charge & CHARGE_VIOLATION != 0;
+    if slot == NO_SLOT || !(dropped || would_drop) {
+        return;
+    }
+    let flow = match FLOWS.get_ptr_mut(key) {
+        Some(flow) => Some(flow),
+        None => UNENROLLED_FLOWS.get_ptr_mut(key),
+    };
+    if let Some(flow) = flow {
+        // SAFETY: a per-CPU value of this CPU.
+        unsafe {
+            if dropped {
+                (*flow).dropped_packets += 1;
+            }
+            if would_drop {
+                (*flow).would_drop_packets += 1;
             }
         }
     }
-    work.action
 }
 
 /// Counts a packet under `reason` for the device in `slot` (nothing when unenrolled).
@@ -1155,6 +1241,8 @@ fn add_flow_packet(packet: &Packet, stats: &mut FlowStats, charge: u8) {
     stats.last_seen_ns = packet.now;
     if charge & CHARGE_DROPPED != 0 {
         stats.dropped_packets += 1;
+    } else if charge & CHARGE_VIOLATION != 0 {
+        stats.would_drop_packets += 1;
     }
 }
 

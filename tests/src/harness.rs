@@ -256,6 +256,27 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A TCP exchange from the core side: `from` is a core server's name.
+    pub fn core_tcp(&self, from: &str, to: SocketAddr, timeout: Duration) -> Outcome {
+        let src = host(from);
+        self.ward
+            .core
+            .run(move || tcp_exchange(src, to, b"C-STORE-RQ|lab|", timeout))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `monitor devices --json`: the row of device `name`.
+    pub fn device_row(&self, name: &str) -> serde_json::Value {
+        let out = self.cli_ok(&["devices", "--json"]);
+        let json: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("devices --json: {e}: {out}"));
+        json["devices"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|d| d["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no device {name} in {out}"))
+    }
+
     pub fn udp(&self, from: &str, to: SocketAddr, timeout: Duration) -> Outcome {
         let src = host(from);
         self.ward

@@ -1,2 +1,4 @@
+pub mod adversarial;
 pub mod harness;
+pub mod live;
 pub mod packet;

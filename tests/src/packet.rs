@@ -827,16 +827,39 @@ impl Ipv6 {
     /// `transport` in two fragments (a fragment header appended to this header's
     /// extension headers): the first carries `split` bytes (a multiple of 8) with M set.
     pub fn fragments(&self, transport: &Transport, split: usize, id: u32) -> [Vec<u8>; 2] {
+        self.fragments_after(&[], transport, split, id)
+    }
+
+    /// Like [`Ipv6::fragments`], with `fragmentable` extension headers (destination
+    /// options, say) after the fragment header: they and `transport` make the fragmentable
+    /// part that is split, so only the first fragment carries them (RFC 8200, 4.5), while
+    /// every fragment header names the first of them as its next header.
+    pub fn fragments_after(
+        &self,
+        fragmentable: &[Ext],
+        transport: &Transport,
+        split: usize,
+        id: u32,
+    ) -> [Vec<u8>; 2] {
         assert!(
             split.is_multiple_of(8),
             "fragment offsets count 8-byte units"
         );
-        let bytes = transport.encode(&self.pseudo());
+        let mut bytes = Vec::new();
+        for (i, ext) in fragmentable.iter().enumerate() {
+            let next = fragmentable
+                .get(i + 1)
+                .map_or(transport.protocol(), Ext::protocol);
+            bytes.extend_from_slice(&ext.encode(next));
+        }
+        bytes.extend_from_slice(&transport.encode(&self.pseudo()));
         assert!(
             split < bytes.len(),
             "the split must leave bytes for the second fragment"
         );
-        let protocol = transport.protocol();
+        let protocol = fragmentable
+            .first()
+            .map_or(transport.protocol(), Ext::protocol);
         let first = self
             .clone()
             .ext(Ext::fragment(0, true, id))

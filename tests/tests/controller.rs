@@ -2,7 +2,7 @@
 //! disk, break-glass, policy rules, events, bad policies, interfaces that come back.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::Path,
     sync::{
         Arc,
@@ -13,7 +13,7 @@ use std::{
 
 use monitor::{
     datapath::MapSet,
-    lab::{DNS, HTTPS, NTP, Outcome},
+    lab::{DNS, HTTPS, MLLP, NTP, Outcome, Servers},
     state::StateDir,
     state::inventory::Inventory,
 };
@@ -438,6 +438,80 @@ fn break_glass_lets_traffic_through_and_expires_on_time() {
         .as_u64()
         .unwrap_or(0);
     assert!(let_through >= 2, "{audit}");
+}
+
+/// Break-glass on a ward device lifts enforcement for its traffic on both sides: an
+/// enrolled, enforced server whose baseline lacks the flow lets it through as well, with
+/// the device as the client and as the server, until the break-glass expires.
+#[test]
+fn break_glass_lifts_the_enforced_peers_baseline_both_ways_until_it_expires() {
+    let mut lab = Lab::new(&example_policy());
+    learned_and_enforcing(&mut lab);
+    // The scanner serves too (a DICOM storage SCP on its own address), for the other way.
+    let scanner_scp = SocketAddr::new(monitor_tests::harness::host("ct-scanner-01"), 11112);
+    let _ward_server = Servers::start(&lab.ward.ward, &[scanner_scp], &[])
+        .unwrap_or_else(|e| panic!("starting the scanner's server: {e}"));
+    // Outside both baselines: the scanner learned only PACS, the HL7 engine only the
+    // patient monitor, PACS only the scanner's stores to it; all three are enforced.
+    let to_hl7 = || lab.tcp("ct-scanner-01", service("hl7-engine", MLLP), QUICK);
+    let from_pacs = || lab.core_tcp("pacs", scanner_scp, QUICK);
+    assert_eq!(to_hl7(), Outcome::TimedOut, "enforced before break-glass");
+    assert_eq!(
+        from_pacs(),
+        Outcome::TimedOut,
+        "enforced before break-glass"
+    );
+    let hl7_before = lab.device_row("hl7-engine");
+    let pacs_before = lab.device_row("pacs");
+
+    lab.cli_ok(&[
+        "allow",
+        "--device",
+        "ct-scanner-01",
+        "--for",
+        "4s",
+        "--reason",
+        "INC-4712 scanner reinstall",
+    ]);
+    let started = Instant::now();
+    assert_eq!(
+        to_hl7(),
+        Outcome::Answered,
+        "break-glass device as the client"
+    );
+    assert_eq!(
+        from_pacs(),
+        Outcome::Answered,
+        "break-glass device as the server"
+    );
+    // The peers' violations are still counted, as would-drops, not drops.
+    for (name, before) in [("hl7-engine", &hl7_before), ("pacs", &pacs_before)] {
+        let after = lab.device_row(name);
+        let count = |row: &serde_json::Value, field: &str| row[field].as_u64().unwrap_or(0);
+        assert_eq!(
+            count(&after, "dropped_packets"),
+            count(before, "dropped_packets"),
+            "{name}: {after}"
+        );
+        assert!(
+            count(&after, "would_drop_packets") > count(before, "would_drop_packets"),
+            "{name}: {after}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the exchanges took longer than the break-glass"
+    );
+
+    std::thread::sleep(
+        Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    );
+    assert_eq!(to_hl7(), Outcome::TimedOut, "break-glass expired (client)");
+    assert_eq!(
+        from_pacs(),
+        Outcome::TimedOut,
+        "break-glass expired (server)"
+    );
 }
 
 #[test]

@@ -1,15 +1,20 @@
 //! Every capture of the tcpdump Ethernet corpus replayed in learn, audit and enforce mode
-//! (`monitor replay` through the library): no file fails, learn and audit drop nothing, and
-//! every mode judges the same frames.
+//! (`monitor replay` through the library): no file fails, learn and audit drop nothing,
+//! every mode judges the same frames, and for every capture and every flow enforce drops
+//! exactly the packets audit marks as would-drop.
 //!
 //! Uses the full corpus in ../shared/corpus/tcpdump-ethernet when it is there (a
 //! developer's machine, CI), the copy in tests/corpus/tcpdump-ethernet otherwise. replay.rs
 //! compares learn mode with tshark and covers learn → enforce with a baseline; this file
 //! adds audit and enforce without one, where every frame takes the not-in-baseline path.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
-use monitor::replay::{self, ReplayArgs, Report};
+use monitor::replay::{self, FlowRow, ReplayArgs, Report};
 use monitor_common::{Action, Mode, Reason};
 
 fn corpus_files() -> (PathBuf, Vec<PathBuf>) {
@@ -48,6 +53,7 @@ fn replay_in(mode: Mode, files: &[PathBuf]) -> Report {
     // Every address is judged like an enrolled device, so the mode decides for every IP
     // frame (without it, unenrolled traffic just passes).
     args.learn_all = true;
+    args.flows_per_file = true;
     let report = replay::run(&args).unwrap_or_else(|e| panic!("replay in {mode:?} failed: {e:?}"));
     assert!(
         report.failures().is_empty(),
@@ -61,11 +67,33 @@ fn replay_in(mode: Mode, files: &[PathBuf]) -> Report {
     );
     assert_eq!(report.totals.files_failed, 0, "{mode:?}");
     assert_eq!(
-        report.totals.frames_passed + report.totals.frames_dropped,
+        report.totals.frames_passed + report.totals.frames_dropped + report.totals.frames_cut,
         report.totals.frames_run,
-        "{mode:?}: every frame run got a verdict"
+        "{mode:?}: every frame run got a verdict, or was cut by its capture"
     );
     report
+}
+
+/// A flow as the report names it: (device, peer, protocol, service port, direction).
+type Flow = (IpAddr, IpAddr, u8, u16, String);
+
+/// The flows of one file's report whose `count` is not zero, with that count.
+fn flows_counting(flows: &[FlowRow], count: impl Fn(&FlowRow) -> u64) -> BTreeMap<Flow, u64> {
+    let mut out: BTreeMap<Flow, u64> = BTreeMap::new();
+    for f in flows {
+        let n = count(f);
+        if n > 0 {
+            let flow = (
+                f.device,
+                f.peer,
+                f.protocol,
+                f.service_port,
+                f.direction.clone(),
+            );
+            *out.entry(flow).or_default() += n;
+        }
+    }
+    out
 }
 
 #[test]
@@ -133,12 +161,56 @@ fn every_corpus_file_replays_in_learn_audit_and_enforce() {
     assert!(would_drop > 0, "audit counted no would-drop");
     assert_eq!(audit.baseline.learned, 0, "audit learns nothing");
 
-    // Enforce without a baseline: what audit would drop is dropped.
+    // Enforce without a baseline: what audit would drop is dropped, in total...
     assert_eq!(
         enforce.verdict_packets(Action::Drop, Some(Reason::NotInBaseline)),
         would_drop,
         "enforce drops exactly what audit would drop"
     );
+    // ... and in every capture, flow by flow: the same packets of the same flows.
+    let mut compared_flows = 0;
+    let mut differences = Vec::new();
+    for (file_audit, file_enforce) in audit.files.iter().zip(&enforce.files) {
+        assert_eq!(file_audit.path, file_enforce.path);
+        let marked = flows_counting(&file_audit.flows, |f| f.would_drop_packets);
+        let dropped = flows_counting(&file_enforce.flows, |f| f.dropped_packets);
+        compared_flows += marked.len();
+        if marked != dropped {
+            let only = |a: &BTreeMap<Flow, u64>, b: &BTreeMap<Flow, u64>| {
+                a.iter()
+                    .filter(|(k, v)| b.get(*k) != Some(*v))
+                    .map(|(k, v)| format!("{k:?} x{v}"))
+                    .collect::<Vec<_>>()
+            };
+            differences.push(format!(
+                "{}: audit would drop {:?}; enforce dropped {:?}",
+                file_audit.path.display(),
+                only(&marked, &dropped),
+                only(&dropped, &marked)
+            ));
+        }
+        // Nothing audit passes without marking it is dropped by enforce, nor the reverse.
+        assert_eq!(
+            flows_counting(&file_audit.flows, |f| f.dropped_packets),
+            BTreeMap::new(),
+            "audit dropped in {}",
+            file_audit.path.display()
+        );
+        assert_eq!(
+            flows_counting(&file_enforce.flows, |f| f.would_drop_packets),
+            BTreeMap::new(),
+            "enforce only marked in {}",
+            file_enforce.path.display()
+        );
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} captures differ:\n  {}",
+        differences.len(),
+        files.len(),
+        differences.join("\n  ")
+    );
+    assert!(compared_flows > 500, "only {compared_flows} flows compared");
     assert!(enforce.totals.frames_dropped >= would_drop);
     assert_eq!(enforce.baseline.learned, 0, "enforce learns nothing");
 }

@@ -63,11 +63,17 @@ use std::{
 };
 
 use monitor::{
-    datapath::TEST_RUN_MAX_FRAME,
-    replay::{self, ReplayArgs, Report, SkipReason},
+    datapath::{TEST_RUN_MAX_FRAME, addr_of},
+    replay::{self, FrameOutcome, ReplayArgs, Report, SkipReason},
     state::baseline::BaselineFile,
 };
-use monitor_common::{Action, Mode, Reason};
+use monitor_common::{
+    Action, Mode, Reason,
+    flow::{self, ServiceHint},
+    maps::{BaselineEntry, DeviceEntry, FlowKey, MODE_INHERIT, ORIGIN_POLICY},
+    parse::{Snaplen, parse_frame},
+};
+use monitor_tests::{adversarial, live::LiveLink};
 
 // ---------------------------------------------------------------------------------------
 // The corpus and tshark's view of it
@@ -712,13 +718,19 @@ fn every_corpus_file_replays_and_learn_mode_drops_nothing() {
         );
         let t = &report.totals;
         assert_eq!(t.frames_read, t.frames_run + t.frames_skipped);
-        assert_eq!(t.frames_run, t.frames_passed);
+        // Frames the capture cut are run, but their verdict is not a prediction.
+        assert_eq!(t.frames_run, t.frames_passed + t.frames_cut);
+        assert!(
+            t.frames_cut > 0,
+            "tcpdump's corpus has snaplen-cut captures"
+        );
         let class_packets: u64 = report.classes.iter().map(|c| c.packets).sum();
         assert_eq!(class_packets, t.frames_run, "every frame run has a class");
         let verdict_packets: u64 = report.verdicts.iter().map(|v| v.packets).sum();
         assert_eq!(
-            verdict_packets, t.frames_run,
-            "every frame run has a verdict"
+            verdict_packets,
+            t.frames_run - t.frames_cut,
+            "every whole frame run has a verdict"
         );
         if learn_all {
             assert!(
@@ -851,21 +863,34 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, data: usize) -> Vec<u
     ipv4(src, dst, 17, &u)
 }
 
-/// A little-endian microsecond pcap of Ethernet `frames`.
+/// A little-endian microsecond pcap of Ethernet `frames`, each captured whole.
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    write_pcap_with_snaplen(path, frames, 262_144);
+}
+
+/// Like [`write_pcap`], as a capture with snapshot length `snaplen` records them: a frame
+/// longer than that is cut, its record keeping its original length.
+fn write_pcap_with_snaplen(path: &Path, frames: &[Vec<u8>], snaplen: usize) {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&4u16.to_le_bytes());
-    for v in [0u32, 0, 262_144, 1] {
+    let snaplen32 = u32::try_from(snaplen).unwrap_or_else(|_| panic!("snaplen too large"));
+    for v in [0u32, 0, snaplen32, 1] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     for (i, frame) in frames.iter().enumerate() {
-        let len = u32::try_from(frame.len()).unwrap_or_else(|_| panic!("frame too long"));
-        for v in [1_700_000_000 + i as u32, 0, len, len] {
+        let captured = &frame[..frame.len().min(snaplen)];
+        let len = |n: usize| u32::try_from(n).unwrap_or_else(|_| panic!("frame too long"));
+        for v in [
+            1_700_000_000 + i as u32,
+            0,
+            len(captured.len()),
+            len(frame.len()),
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(frame);
+        out.extend_from_slice(captured);
     }
     std::fs::write(path, out).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
@@ -1269,4 +1294,249 @@ fn json_report_is_one_document_and_top_cuts_tables() {
         table.contains("10.20.0.11") && table.contains("unenrolled"),
         "{table}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// (e) Replay judges as the live datapath does; cut captures are reported as cut
+// ---------------------------------------------------------------------------------------
+
+/// Both sides of the flow `frame`'s headers name when read as a cut capture would read
+/// them (IP lengths may run past the frame), and by the lower port for UDP and TCP
+/// without a handshake: what a replay that tolerated such lengths would look up.
+fn lenient_flow_keys(frame: &[u8]) -> Vec<FlowKey> {
+    let parsed = parse_frame(frame, Snaplen::CaptureMayBeCut);
+    if !parsed.has_ip || parsed.fault.is_some() {
+        return Vec::new();
+    }
+    let ip = &parsed.ip;
+    let service = match flow::service_hint(ip) {
+        ServiceHint::Known(s) | ServiceHint::Request(s) | ServiceHint::TcpHandshake(s) => s,
+        ServiceHint::TcpEstablished { src_port, dst_port }
+        | ServiceHint::MaybeReply { src_port, dst_port } => flow::by_ports(src_port, dst_port),
+    };
+    let direction = flow::src_direction(service.initiator);
+    vec![
+        flow::flow_key(ip.src, ip.dst, ip.protocol, service.port, direction),
+        flow::flow_key(
+            ip.dst,
+            ip.src,
+            ip.protocol,
+            service.port,
+            direction.reversed(),
+        ),
+    ]
+}
+
+/// Every malformed and adversarial frame of the XDP case tables, written to a capture
+/// whole (captured = original length), gets from `monitor replay --mode enforce` the
+/// verdict a live enforcing monitor gives it when the same frames, in the same order,
+/// arrive on an interface it is attached to. Every address is enrolled live and judged by
+/// `--learn-all` in the replay; both have the same baseline, which holds every flow the
+/// frames' headers name (so a replay that tolerated their broken lengths would pass them).
+#[test]
+fn replay_judges_every_adversarial_frame_as_a_live_monitor_does() {
+    let frames = adversarial::frames();
+    let dir = scratch("adversarial");
+    let capture = dir.join("adversarial.pcap");
+    let bytes: Vec<Vec<u8>> = frames.iter().map(|(_, f)| f.clone()).collect();
+    write_pcap(&capture, &bytes);
+    let mut keys: Vec<FlowKey> = bytes.iter().flat_map(|f| lenient_flow_keys(f)).collect();
+    keys.sort();
+    keys.dedup();
+    assert!(keys.len() >= 10, "baseline {keys:?}");
+    let entries: Vec<(FlowKey, BaselineEntry)> = keys
+        .iter()
+        .map(|k| {
+            (
+                *k,
+                BaselineEntry {
+                    learned_ns: 0,
+                    origin: ORIGIN_POLICY,
+                    _pad1: 0,
+                    _pad2: 0,
+                    window: 0,
+                },
+            )
+        })
+        .collect();
+    let baseline = dir.join("baseline.json");
+    replay::write_baseline(&baseline, &entries).unwrap_or_else(|e| panic!("{e:?}"));
+
+    // Live: an enforcing monitor, every address of the frames enrolled.
+    let mut link = LiveLink::build();
+    let mut addresses: Vec<IpAddr> = bytes
+        .iter()
+        .map(|f| parse_frame(f.as_slice(), Snaplen::Strict))
+        .filter(|p| p.has_ip)
+        .flat_map(|p| [addr_of(&p.ip.src), addr_of(&p.ip.dst)])
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    {
+        let maps = link.datapath.maps_mut();
+        maps.set_mode(Mode::Enforce)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        for (slot, addr) in addresses.iter().enumerate() {
+            maps.enroll(*addr, DeviceEntry::new(slot as u32, MODE_INHERIT, 0))
+                .unwrap_or_else(|e| panic!("enrolling {addr}: {e:?}"));
+        }
+        maps.insert_baseline(&entries)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let live: Vec<(Action, Reason)> = bytes.iter().map(|f| link.judge(f)).collect();
+
+    // Replay of the same frames.
+    let mut args = ReplayArgs::new([&capture]);
+    args.mode = Mode::Enforce;
+    args.learn_all = true;
+    args.baseline_in = Some(baseline);
+    args.frames = true;
+    let report = replay_ok(&args);
+    let file = &report.files[0];
+    assert_eq!(
+        (file.frames_read, file.frames_run, file.frames_cut),
+        (frames.len() as u64, frames.len() as u64, 0),
+        "every frame is run, none is cut"
+    );
+
+    let mut differ = Vec::new();
+    for (((name, _), (action, reason)), outcome) in frames.iter().zip(&live).zip(&file.frames) {
+        let expected = FrameOutcome {
+            number: outcome.number,
+            outcome: action.name().into(),
+            reason: Some(reason.label().into()),
+        };
+        if *outcome != expected {
+            differ.push(format!(
+                "frame {} ({name}): live {} {}, replay {} {:?}",
+                outcome.number,
+                action.name(),
+                reason.label(),
+                outcome.outcome,
+                outcome.reason
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} frames judged differently:\n  {}",
+        differ.len(),
+        frames.len(),
+        differ.join("\n  ")
+    );
+    let dropped = live.iter().filter(|(a, _)| *a == Action::Drop).count();
+    let malformed = live.iter().filter(|(_, r)| r.is_malformed()).count();
+    assert!(
+        dropped >= 40 && malformed >= 30,
+        "{dropped} dropped, {malformed} malformed of {}",
+        frames.len()
+    );
+}
+
+/// A capture cut by its snapshot length: the frames it cut are reported as cut, with no
+/// verdict presented as known (not passed, not dropped, not in the verdict table, no
+/// drop charged to anyone), while they are still counted and learned from; a whole frame
+/// with a broken IP length in the same capture is malformed, not "cut".
+#[test]
+fn a_capture_cut_by_its_snapshot_length_is_reported_as_cut() {
+    let dir = scratch("cut");
+    let snaplen = 54;
+    // The usual traffic: its handshake fits in 54 bytes, the data and DNS do not.
+    let mut frames = usual_traffic();
+    let cut = frames.iter().filter(|f| f.len() > snaplen).count() as u64;
+    assert_eq!(cut, 4);
+    // A whole frame whose IPv4 total length claims more than the frame holds.
+    let mut broken = udp(STRANGER, EMR, 40_000, 53, 4);
+    broken[16..18].copy_from_slice(&1000u16.to_be_bytes());
+    assert!(broken.len() <= snaplen);
+    frames.push(broken);
+    let capture = dir.join("snaplen-54.pcap");
+    write_pcap_with_snaplen(&capture, &frames, snaplen);
+
+    let mut args = ReplayArgs::new([&capture]);
+    args.mode = Mode::Enforce;
+    args.learn_all = true;
+    args.frames = true;
+    let report = replay_ok(&args);
+    let file = &report.files[0];
+    assert_eq!(file.frames_run, 8);
+    assert_eq!(
+        (file.frames_cut, file.frames_passed, file.frames_dropped),
+        (cut, 0, 4),
+        "three handshake frames without a baseline and the broken one are dropped; the cut ones are only cut"
+    );
+    assert_eq!(report.totals.frames_cut, cut);
+    assert_eq!(
+        report.verdict_packets(Action::Drop, Some(Reason::NotInBaseline)),
+        3
+    );
+    assert_eq!(
+        report.verdict_packets(Action::Drop, Some(Reason::MalformedIpv4)),
+        1
+    );
+    assert_eq!(
+        report.verdicts.iter().map(|v| v.packets).sum::<u64>(),
+        4,
+        "the cut frames have no verdict in the table: {:?}",
+        report.verdicts
+    );
+    let outcomes: Vec<(&str, Option<&str>)> = file
+        .frames
+        .iter()
+        .map(|f| (f.outcome.as_str(), f.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("drop", Some("not_in_baseline")),
+            ("drop", Some("not_in_baseline")),
+            ("drop", Some("not_in_baseline")),
+            ("cut", None),
+            ("cut", None),
+            ("cut", None),
+            ("cut", None),
+            ("drop", Some("malformed_ipv4")),
+        ]
+    );
+    // Counted, but charged no drop: the pump's drops are its three handshake frames.
+    let pump = report
+        .device(ip(PUMP))
+        .unwrap_or_else(|| panic!("the pump is in the report"));
+    assert_eq!(
+        (
+            pump.packets_sent + pump.packets_received,
+            pump.dropped_packets
+        ),
+        (7, 3)
+    );
+    assert_eq!(pump.would_drop_packets, 0);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("4 frame(s) cut by the capture's snapshot length")),
+        "{:?}",
+        report.warnings
+    );
+    let json = report.to_json(None);
+    assert_eq!(json["files"][0]["frames_cut"], cut);
+    assert_eq!(json["totals"]["frames_cut"], cut);
+    assert_eq!(json["files"][0]["frames"][3]["outcome"], "cut");
+    assert!(report.to_text(10).contains("CUT"));
+
+    // Learning from the same cut capture learns what the whole one does.
+    let mut learn = ReplayArgs::new([&capture]);
+    learn.learn_all = true;
+    let learned = replay_ok(&learn);
+    assert_eq!(learned.totals.frames_dropped, 0);
+    let whole = dir.join("whole.pcap");
+    write_pcap(&whole, &usual_traffic());
+    let mut learn_whole = ReplayArgs::new([&whole]);
+    learn_whole.learn_all = true;
+    assert_eq!(
+        (learned.baseline.learned, learned.totals.frames_cut),
+        (replay_ok(&learn_whole).baseline.learned, cut),
+        "the cut frames' flows are learned; the malformed frame's is not"
+    );
+    assert_eq!(learned.baseline.learned, 4);
 }

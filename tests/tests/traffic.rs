@@ -2,7 +2,7 @@
 //! program attached in native mode on both legs.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, SocketAddr, UdpSocket},
     path::Path,
     time::Duration,
 };
@@ -40,7 +40,7 @@ struct Bed {
     datapath: Datapath,
     inventory: Inventory,
     // Field order is drop order: servers stop before their namespaces go.
-    _servers: Servers,
+    servers: Option<Servers>,
     ward: Ward,
 }
 
@@ -80,9 +80,62 @@ impl Bed {
         Bed {
             datapath,
             inventory,
-            _servers: servers,
+            servers: Some(servers),
             ward,
         }
+    }
+
+    /// Stops the core's servers (their ports become free for a test's own sockets).
+    fn stop_servers(&mut self) {
+        self.servers.take();
+    }
+
+    /// One datagram from `from` (in the core) to `to` (in the ward), sent once a socket
+    /// on `to` is listening; with `request_first` that socket first sends a request to
+    /// `from`. Returns whether the datagram arrived.
+    fn core_datagram_arrives(&self, from: SocketAddr, to: SocketAddr, request_first: bool) -> bool {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let receiver = self
+            .ward
+            .ward
+            .spawn(move || {
+                let socket = UdpSocket::bind(to).unwrap_or_else(|e| panic!("bind {to}: {e}"));
+                socket
+                    .set_read_timeout(Some(TIMEOUT))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                if request_first {
+                    socket
+                        .send_to(b"query", from)
+                        .unwrap_or_else(|e| panic!("request to {from}: {e}"));
+                }
+                let _ = ready_tx.send(());
+                let mut buf = [0u8; 64];
+                loop {
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, peer)) if peer == from && &buf[..n] == b"answer" => return true,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("the ward socket did not start: {e}"));
+        // The request, if any, crosses the router first.
+        std::thread::sleep(Duration::from_millis(100));
+        self.ward
+            .core
+            .run(move || {
+                let socket = UdpSocket::bind(from).unwrap_or_else(|e| panic!("bind {from}: {e}"));
+                socket
+                    .send_to(b"answer", to)
+                    .unwrap_or_else(|e| panic!("send to {to}: {e}"));
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        receiver
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
     fn set_mode(&mut self, mode: Mode) {
@@ -353,4 +406,42 @@ fn audit_counts_without_dropping_and_device_overrides_win() {
         bed.udp("ct-scanner-01", service("dns", DNS), b"dns?"),
         Outcome::TimedOut
     );
+}
+
+/// UDP from a learned server's service port reaches a device only as the reply to a
+/// request the device sent: from DNS's port 53 to a high port of an enforced ward device
+/// without a request it is dropped, while the device's own DNS exchanges keep working.
+#[test]
+fn udp_from_a_service_port_reaches_an_enforced_device_only_as_a_reply() {
+    let mut bed = Bed::new();
+    assert_all(bed.normal_traffic(), Outcome::Answered);
+    bed.set_mode(Mode::Enforce);
+    // The workstation asks the DNS server, the server answers: learned, and still passes.
+    for _ in 0..3 {
+        assert_eq!(
+            bed.udp("ws-icu3-nurses", service("dns", DNS), b"dns?"),
+            Outcome::Answered
+        );
+    }
+    bed.stop_servers();
+    let dns = service("dns", DNS);
+    let ws_port = SocketAddr::new(host("ws-icu3-nurses"), 40_053);
+    let dropped_before = bed.stats("ws-icu3-nurses").dropped_packets;
+    assert!(
+        !bed.core_datagram_arrives(dns, ws_port, false),
+        "a datagram from the DNS server's port 53 reached the workstation's port 40053 without a request"
+    );
+    assert_eq!(
+        bed.stats("ws-icu3-nurses").dropped_packets,
+        dropped_before + 1,
+        "the workstation's policy dropped it"
+    );
+    // The same datagram right after the workstation's request from that port is its reply.
+    assert!(
+        bed.core_datagram_arrives(dns, ws_port, true),
+        "the reply to the workstation's request was dropped"
+    );
+    // Another device that learned DNS too, but did not ask from that port: not reached.
+    let badge_port = SocketAddr::new(host("badge-reader-icu3"), 40_053);
+    assert!(!bed.core_datagram_arrives(dns, badge_port, false));
 }

@@ -135,7 +135,8 @@ pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
         maps::{
             ConnEntry, ConnKey, EVENT_STATS_SLOTS, EVENTS_BYTES, EventRate, FragmentEntry,
             FragmentKey, MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICE_ADDRESSES, MAX_DEVICES, MAX_FLOWS,
-            MAX_FRAGMENTS, MAX_RULE_SETS, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
+            MAX_FRAGMENTS, MAX_REQUESTS, MAX_RULE_SETS, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
+            RequestEntry, RequestKey,
         },
     };
     let size = |n: usize| n as u32;
@@ -193,7 +194,7 @@ pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
             names::VERDICTS,
             4,
             size(size_of::<Counter>()),
-            VERDICT_SLOTS,
+            monitor_common::VERDICTS_ENTRIES,
         ),
         (
             names::CLASSES,
@@ -227,6 +228,12 @@ pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
             4,
             8,
             MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS,
+        ),
+        (
+            names::REQUESTS,
+            size(size_of::<RequestKey>()),
+            size(size_of::<RequestEntry>()),
+            MAX_REQUESTS,
         ),
     ]
 }
@@ -986,6 +993,17 @@ impl MapSet {
 
     /// Packets and bytes per (action, reason), summed over CPUs; zero rows included.
     pub fn verdicts(&self) -> Result<Vec<(Action, Reason, Counter)>> {
+        self.verdict_block(0)
+    }
+
+    /// Like [`MapSet::verdicts`], for the frames a capture cut short
+    /// (`CONFIG_CAPTURE_MAY_BE_CUT`, replay only): what the program made of their
+    /// captured bytes, not a verdict to predict.
+    pub fn cut_verdicts(&self) -> Result<Vec<(Action, Reason, Counter)>> {
+        self.verdict_block(monitor_common::CUT_VERDICTS)
+    }
+
+    fn verdict_block(&self, base: u32) -> Result<Vec<(Action, Reason, Counter)>> {
         let array: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(self.map(names::VERDICTS)?)
                 .map_err(map_err(names::VERDICTS, "wrong type"))?;
@@ -993,7 +1011,7 @@ impl MapSet {
         for &reason in Reason::ALL {
             for action in Action::ALL {
                 let values = array
-                    .get(&verdict_index(action, reason), 0)
+                    .get(&(base + verdict_index(action, reason)), 0)
                     .map_err(map_err(names::VERDICTS, "reading"))?;
                 rows.push((action, reason, sum_counters(values.iter())));
             }

@@ -7,6 +7,15 @@
 //! an Ethernet header, longer than [`TEST_RUN_MAX_FRAME`]) are skipped and reported by
 //! count, reason and frame number; a damaged file is replayed up to the damage and
 //! reported with its byte offset. Bytes are captured bytes: what the XDP program sees.
+//!
+//! A frame is judged exactly as the live datapath would judge it, malformed headers and
+//! IP lengths beyond the frame included, unless the capture cut it (its record's captured
+//! length is below its original length): such a frame is run with
+//! `CONFIG_CAPTURE_MAY_BE_CUT`, so its captured headers are still counted and learned
+//! from, but its verdict is reported as *cut*, apart from the passed and dropped frames
+//! and the verdict table, and it charges no drop or would-drop: what was cut could have
+//! changed the verdict. The program's clock is the host's, not the capture's timestamps:
+//! state with a timeout (remembered UDP requests) does not age between frames.
 
 mod capture;
 
@@ -21,8 +30,8 @@ use std::{
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
     maps::{
-        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, Direction, FlowKey,
-        MAX_BASELINE, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
+        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, Counter, Direction,
+        FlowKey, FlowStats, MAX_BASELINE, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
     },
 };
 use serde::Serialize;
@@ -32,7 +41,9 @@ pub use capture::{
 };
 
 use crate::{
-    datapath::{Datapath, DatapathError, Maps, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME, addr_of},
+    datapath::{
+        Datapath, DatapathError, MapSet, Maps, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME, addr_of,
+    },
     state::baseline::{BaselineError, BaselineFile},
     support::{error_chain, proto},
     view::report::{ClassRow, VerdictRow, class_table, table, verdict_table},
@@ -44,7 +55,9 @@ pub const DEFAULT_TOP: usize = 20;
 const LISTED_FRAMES: usize = 20;
 /// `format` and `version` of the `--json` report.
 pub const REPORT_FORMAT: &str = "monitor-replay";
-pub const REPORT_VERSION: u32 = 1;
+/// 2: cut frames are counted apart from passed and dropped ones (`frames_cut`), flows
+/// carry `would_drop_packets`, files may list their frames and flows.
+pub const REPORT_VERSION: u32 = 2;
 
 /// `monitor replay` arguments.
 #[derive(Clone, Debug, clap::Args)]
@@ -73,6 +86,13 @@ pub struct ReplayArgs {
     /// Rows of the device and flow tables, by bytes [default: 20 in tables, all in JSON].
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
+    /// Report every frame: passed or dropped with its reason, cut, or skipped (slower: the
+    /// verdict counters are read after each frame).
+    #[arg(long)]
+    pub frames: bool,
+    /// Report each file's flows apart: what that file added to each flow's counters.
+    #[arg(long)]
+    pub flows_per_file: bool,
 }
 
 impl ReplayArgs {
@@ -86,6 +106,8 @@ impl ReplayArgs {
             baseline_out: None,
             baseline_in: None,
             top: None,
+            frames: false,
+            flows_per_file: false,
         }
     }
 }
@@ -178,20 +200,42 @@ pub struct Skipped {
     pub first_frames: Vec<u64>,
 }
 
+/// What became of one frame (`--frames`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FrameOutcome {
+    /// 1-based, as tshark numbers them.
+    pub number: u64,
+    /// "pass" or "drop" (a whole frame, judged as live), "cut" (run, verdict not
+    /// predicted), or "skipped".
+    pub outcome: String,
+    /// The verdict's reason for passed and dropped frames, the skip reason for skipped
+    /// ones; none for cut frames.
+    pub reason: Option<String>,
+}
+
 /// What happened to one capture file.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileReport {
     pub path: PathBuf,
     pub format: String,
     pub frames_read: u64,
+    /// Frames run through the program: passed + dropped + cut.
     pub frames_run: u64,
+    /// Whole frames the program passed or dropped (a prediction of the live verdict).
     pub frames_passed: u64,
     pub frames_dropped: u64,
     /// Captured bytes of the frames run.
     pub bytes_run: u64,
-    /// Frames captured shorter than they were on the wire (snapshot length).
+    /// Frames run that the capture cut short (captured length below the original): their
+    /// verdict is not predicted (see the module documentation).
     pub frames_cut: u64,
     pub skipped: Vec<Skipped>,
+    /// Every frame's outcome, with `--frames`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<FrameOutcome>,
+    /// What this file added to each flow, with `--flows-per-file`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<FlowRow>,
     /// pcapng blocks that carry no frame (statistics, name resolution, ...).
     pub other_blocks: u64,
     /// Where the file is damaged; the frames before it were replayed.
@@ -225,6 +269,7 @@ pub struct Totals {
     pub frames_skipped: u64,
     pub frames_passed: u64,
     pub frames_dropped: u64,
+    pub frames_cut: u64,
     pub bytes_run: u64,
     /// Mean duration of one run of the XDP program, as the kernel measured it.
     pub mean_run_ns: u64,
@@ -258,7 +303,31 @@ pub struct FlowRow {
     pub packets_received: u64,
     pub bytes_received: u64,
     pub dropped_packets: u64,
+    /// Packets its device's own policy would have dropped but did not.
+    pub would_drop_packets: u64,
     pub in_baseline: bool,
+}
+
+impl FlowRow {
+    fn new(key: &FlowKey, s: &FlowStats, in_baseline: bool) -> FlowRow {
+        FlowRow {
+            device: addr_of(&key.device),
+            peer: addr_of(&key.peer),
+            protocol: key.protocol,
+            protocol_name: proto::name(key.protocol),
+            service_port: key.service_port,
+            direction: Direction::try_from(key.direction)
+                .map_or("?", Direction::name)
+                .into(),
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            packets_received: s.packets_received,
+            bytes_received: s.bytes_received,
+            dropped_packets: s.dropped_packets,
+            would_drop_packets: s.would_drop_packets,
+            in_baseline,
+        }
+    }
 }
 
 /// The baseline before and after.
@@ -281,7 +350,7 @@ pub struct Report {
     pub learn_all: bool,
     pub files: Vec<FileReport>,
     pub totals: Totals,
-    /// Non-zero (action, reason) counters.
+    /// Non-zero (action, reason) counters of whole frames (cut frames are not in it).
     pub verdicts: Vec<VerdictRow>,
     pub classes: Vec<ClassRow>,
     /// Addresses seen (all of them; `devices` may be cut by `--top`).
@@ -361,6 +430,7 @@ impl Report {
                     f.frames_skipped().to_string(),
                     f.frames_passed.to_string(),
                     f.frames_dropped.to_string(),
+                    f.frames_cut.to_string(),
                     f.bytes_run.to_string(),
                     note,
                 ]
@@ -376,16 +446,26 @@ impl Report {
                 t.frames_skipped.to_string(),
                 t.frames_passed.to_string(),
                 t.frames_dropped.to_string(),
+                t.frames_cut.to_string(),
                 t.bytes_run.to_string(),
                 String::new(),
             ]);
         }
         out.push_str(&table(
             &[
-                "FILE", "FORMAT", "READ", "RUN", "SKIPPED", "PASSED", "DROPPED", "BYTES", "NOTE",
+                "FILE", "FORMAT", "READ", "RUN", "SKIPPED", "PASSED", "DROPPED", "CUT", "BYTES",
+                "NOTE",
             ],
             &rows,
         ));
+        if t.frames_cut > 0 {
+            out.push_str(&format!(
+                "\n{} frame(s) were cut by the capture's snapshot length: counted and learned \
+                 from, but not in PASSED, DROPPED or the verdicts below (what was cut could have \
+                 changed the verdict)\n",
+                t.frames_cut
+            ));
+        }
         out.push_str(&format!(
             "\nMean XDP run: {} ns per frame (kernel test-run timing)\n\n",
             t.mean_run_ns
@@ -458,6 +538,7 @@ impl Report {
                     f.packets_received.to_string(),
                     f.bytes_received.to_string(),
                     f.dropped_packets.to_string(),
+                    f.would_drop_packets.to_string(),
                     if f.in_baseline { "yes" } else { "no" }.into(),
                 ]
             })
@@ -474,10 +555,26 @@ impl Report {
                 "PKTS RECV",
                 "BYTES RECV",
                 "DROPPED",
+                "WOULD DROP",
                 "BASELINE",
             ],
             &rows,
         ));
+        for f in self.files.iter().filter(|f| !f.frames.is_empty()) {
+            out.push_str(&format!("\nFrames of {}\n", f.path.display()));
+            let rows: Vec<Vec<String>> = f
+                .frames
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.number.to_string(),
+                        o.outcome.clone(),
+                        o.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["FRAME", "OUTCOME", "REASON"], &rows));
+        }
 
         let b = &self.baseline;
         out.push_str(&format!(
@@ -543,15 +640,33 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
     let mut datapath = load_datapath()?;
     let maps = datapath.maps_mut();
     maps.set_mode(args.mode)?;
-    maps.set_flags(CONFIG_CAPTURE_MAY_BE_CUT, true)?;
+    // Set for cut frames only (`replay_file`).
+    maps.set_flags(CONFIG_CAPTURE_MAY_BE_CUT, false)?;
     maps.set_flags(CONFIG_JUDGE_UNENROLLED, args.learn_all)?;
     maps.insert_baseline(&imported)?;
     let loaded = maps.baseline()?.len();
 
     let mut run_time = Duration::ZERO;
     let mut files = Vec::with_capacity(args.files.len());
+    // What each file added to the flow tables (`--flows-per-file`).
+    let mut file_flows = Vec::new();
+    let mut flows_seen = if args.flows_per_file {
+        flow_table(datapath.maps())?
+    } else {
+        BTreeMap::new()
+    };
     for path in &args.files {
-        files.push(replay_file(&datapath, path, &mut run_time)?);
+        files.push(replay_file(
+            &mut datapath,
+            path,
+            args.frames,
+            &mut run_time,
+        )?);
+        if args.flows_per_file {
+            let now = flow_table(datapath.maps())?;
+            file_flows.push(flow_deltas(&flows_seen, &now));
+            flows_seen = now;
+        }
     }
 
     let maps = datapath.maps();
@@ -601,34 +716,16 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
     flow_stats.extend(maps.flows(false)?);
     let mut flows: Vec<FlowRow> = flow_stats
         .into_iter()
-        .map(|(key, s)| FlowRow {
-            device: addr_of(&key.device),
-            peer: addr_of(&key.peer),
-            protocol: key.protocol,
-            protocol_name: proto::name(key.protocol),
-            service_port: key.service_port,
-            direction: Direction::try_from(key.direction)
-                .map_or("?", Direction::name)
-                .into(),
-            packets_sent: s.packets_sent,
-            bytes_sent: s.bytes_sent,
-            packets_received: s.packets_received,
-            bytes_received: s.bytes_received,
-            dropped_packets: s.dropped_packets,
-            in_baseline: baseline_keys.contains(&key),
-        })
+        .map(|(key, s)| FlowRow::new(&key, &s, baseline_keys.contains(&key)))
         .collect();
-    flows.sort_by(|a, b| {
-        (b.bytes_sent + b.bytes_received)
-            .cmp(&(a.bytes_sent + a.bytes_received))
-            .then((a.device, a.peer, a.protocol, a.service_port).cmp(&(
-                b.device,
-                b.peer,
-                b.protocol,
-                b.service_port,
-            )))
-            .then(a.direction.cmp(&b.direction))
-    });
+    sort_flows(&mut flows);
+    for (file, deltas) in files.iter_mut().zip(file_flows) {
+        file.flows = deltas
+            .iter()
+            .map(|(key, s)| FlowRow::new(key, s, baseline_keys.contains(key)))
+            .collect();
+        sort_flows(&mut file.flows);
+    }
 
     if let Some(path) = &args.baseline_out {
         write_baseline(path, &baseline)?;
@@ -720,10 +817,14 @@ fn interrupted(error: &DatapathError) -> bool {
     false
 }
 
-/// Runs every frame of one file.
+/// Runs every frame of one file: whole frames as live, cut ones flagged as cut
+/// (`CONFIG_CAPTURE_MAY_BE_CUT`, switched only when a frame's cut differs from the last).
+/// With `list_frames`, every frame's outcome is recorded, its reason read back from the
+/// verdict counters.
 fn replay_file(
-    datapath: &Datapath,
+    datapath: &mut Datapath,
     path: &Path,
+    list_frames: bool,
     run_time: &mut Duration,
 ) -> Result<FileReport, ReplayError> {
     let mut reader = CaptureReader::open(path)?;
@@ -737,19 +838,19 @@ fn replay_file(
         bytes_run: 0,
         frames_cut: 0,
         skipped: Vec::new(),
+        frames: Vec::new(),
+        flows: Vec::new(),
         other_blocks: 0,
         damage: None,
         error: None,
     };
     let mut skipped: BTreeMap<SkipReason, Skipped> = BTreeMap::new();
+    let mut flagged_cut = datapath.maps().config()?.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0;
     loop {
         match reader.next_frame() {
             Ok(Next::Frame(frame)) => {
                 report.frames_read += 1;
                 let len = frame.data.len();
-                if (len as u64) < u64::from(frame.original_len) {
-                    report.frames_cut += 1;
-                }
                 if let Some(reason) = SkipReason::of_len(len) {
                     let entry = skipped.entry(reason).or_insert(Skipped {
                         reason,
@@ -762,8 +863,27 @@ fn replay_file(
                     if entry.first_frames.len() < LISTED_FRAMES {
                         entry.first_frames.push(frame.number);
                     }
+                    if list_frames {
+                        report.frames.push(FrameOutcome {
+                            number: frame.number,
+                            outcome: "skipped".into(),
+                            reason: Some(reason.label().into()),
+                        });
+                    }
                     continue;
                 }
+                let cut = (len as u64) < u64::from(frame.original_len);
+                if cut != flagged_cut {
+                    datapath
+                        .maps_mut()
+                        .set_flags(CONFIG_CAPTURE_MAY_BE_CUT, cut)?;
+                    flagged_cut = cut;
+                }
+                let before = if list_frames && !cut {
+                    Some(datapath.maps().verdicts()?)
+                } else {
+                    None
+                };
                 let verdict =
                     datapath
                         .test_run(frame.data)
@@ -775,9 +895,30 @@ fn replay_file(
                 *run_time += verdict.duration;
                 report.frames_run += 1;
                 report.bytes_run += len as u64;
-                match verdict.action {
-                    Action::Pass => report.frames_passed += 1,
-                    Action::Drop => report.frames_dropped += 1,
+                let outcome = match (cut, verdict.action) {
+                    (true, _) => {
+                        report.frames_cut += 1;
+                        "cut"
+                    }
+                    (false, Action::Pass) => {
+                        report.frames_passed += 1;
+                        "pass"
+                    }
+                    (false, Action::Drop) => {
+                        report.frames_dropped += 1;
+                        "drop"
+                    }
+                };
+                if list_frames {
+                    let reason = match before {
+                        Some(before) => moved_reason(&before, &datapath.maps().verdicts()?),
+                        None => None,
+                    };
+                    report.frames.push(FrameOutcome {
+                        number: frame.number,
+                        outcome: outcome.into(),
+                        reason: reason.map(|r| r.label().into()),
+                    });
                 }
             }
             Ok(Next::End) => break,
@@ -796,6 +937,79 @@ fn replay_file(
     Ok(report)
 }
 
+/// The reason whose verdict counter moved between two readings.
+fn moved_reason(
+    before: &[(Action, Reason, Counter)],
+    after: &[(Action, Reason, Counter)],
+) -> Option<Reason> {
+    before
+        .iter()
+        .zip(after)
+        .find(|((_, _, b), (_, _, a))| a.packets != b.packets)
+        .map(|(_, (_, reason, _))| *reason)
+}
+
+/// Both flow tables, by (in FLOWS, key).
+fn flow_table(maps: &MapSet) -> Result<BTreeMap<(bool, FlowKey), FlowStats>, ReplayError> {
+    let mut table = BTreeMap::new();
+    for enrolled in [true, false] {
+        for (key, stats) in maps.flows(enrolled)? {
+            table.insert((enrolled, key), stats);
+        }
+    }
+    Ok(table)
+}
+
+/// What each flow gained from `before` to `after` (flows that did not change left out;
+/// counters of an entry evicted and created again count from zero).
+fn flow_deltas(
+    before: &BTreeMap<(bool, FlowKey), FlowStats>,
+    after: &BTreeMap<(bool, FlowKey), FlowStats>,
+) -> Vec<(FlowKey, FlowStats)> {
+    let mut deltas: BTreeMap<FlowKey, FlowStats> = BTreeMap::new();
+    for (slot, now) in after {
+        let was = before.get(slot).copied().unwrap_or_default();
+        let delta = FlowStats {
+            packets_sent: now.packets_sent.saturating_sub(was.packets_sent),
+            bytes_sent: now.bytes_sent.saturating_sub(was.bytes_sent),
+            packets_received: now.packets_received.saturating_sub(was.packets_received),
+            bytes_received: now.bytes_received.saturating_sub(was.bytes_received),
+            dropped_packets: now.dropped_packets.saturating_sub(was.dropped_packets),
+            would_drop_packets: now
+                .would_drop_packets
+                .saturating_sub(was.would_drop_packets),
+            last_seen_ns: now.last_seen_ns,
+            ..FlowStats::default()
+        };
+        let moved = delta.packets_sent
+            + delta.packets_received
+            + delta.dropped_packets
+            + delta.would_drop_packets
+            > 0;
+        if moved {
+            // A flow may have entries in both tables (a violating one, then an allowed
+            // one): one row for the conversation.
+            deltas.entry(slot.1).or_default().merge(&delta);
+        }
+    }
+    deltas.into_iter().collect()
+}
+
+/// Busiest first (by bytes), then by flow.
+fn sort_flows(flows: &mut [FlowRow]) {
+    flows.sort_by(|a, b| {
+        (b.bytes_sent + b.bytes_received)
+            .cmp(&(a.bytes_sent + a.bytes_received))
+            .then((a.device, a.peer, a.protocol, a.service_port).cmp(&(
+                b.device,
+                b.peer,
+                b.protocol,
+                b.service_port,
+            )))
+            .then(a.direction.cmp(&b.direction))
+    });
+}
+
 fn totals(files: &[FileReport], run_time: Duration) -> Totals {
     let mut t = Totals {
         files: files.len(),
@@ -809,6 +1023,7 @@ fn totals(files: &[FileReport], run_time: Duration) -> Totals {
         t.frames_skipped += f.frames_skipped();
         t.frames_passed += f.frames_passed;
         t.frames_dropped += f.frames_dropped;
+        t.frames_cut += f.frames_cut;
         t.bytes_run += f.bytes_run;
     }
     if t.frames_run > 0 {
@@ -829,6 +1044,12 @@ fn file_warnings(file: &FileReport, warnings: &mut Vec<String>) {
         warnings.push(format!(
             "{path}: stopped after {} frames: {error}",
             file.frames_read
+        ));
+    }
+    if file.frames_cut > 0 {
+        warnings.push(format!(
+            "{path}: {} frame(s) cut by the capture's snapshot length: their verdicts are not predicted",
+            file.frames_cut
         ));
     }
     for s in &file.skipped {
