@@ -862,7 +862,9 @@ fn baseline(paths: &Paths, command: BaselineCommand) -> Result<()> {
             }
             let text = match format {
                 ExportFormat::Json => serde_json::to_string_pretty(&file)?,
-                ExportFormat::Yaml => monitor::policy::baseline_as_policy(&file, &inventory)?,
+                ExportFormat::Yaml => {
+                    monitor::view::baseline_policy::baseline_as_policy(&file, &inventory)?
+                }
             };
             match output {
                 Some(path) => {

@@ -9,10 +9,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -28,6 +25,7 @@ use crate::state::{
 use crate::{
     datapath::{self, Datapath, Maps},
     observe::events::{ControllerEvent, EventWriter},
+    observe::stats::ControllerStats,
     policy::Policy,
     policy::guard::{AppliedPolicy, Shrink},
     state::StateDir,
@@ -81,21 +79,6 @@ const POLICY_POLL: Duration = Duration::from_millis(250);
 struct LinkRecord {
     ifindex: u32,
     xdp_mode: String,
-}
-
-/// The controller's own counters, for metrics.
-#[derive(Debug, Default)]
-pub struct ControllerStats {
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    /// Loads held back as suspicious ([`crate::policy::guard`]).
-    pub reloads_held_back: AtomicU64,
-    /// 1 while a held-back policy waits for `monitor reload --accept-shrink`.
-    pub policy_held_back: AtomicU64,
-    /// Unix seconds of the last policy that loaded.
-    pub last_good_reload_unix: AtomicU64,
-    pub events_written: AtomicU64,
-    pub baseline_saves: AtomicU64,
 }
 
 /// The link pin of `iface` under the pin directory.

@@ -598,6 +598,44 @@ impl MapSet {
         Ok(MapSet { maps })
     }
 
+    /// Another handle on the same kernel maps (their descriptors duplicated, nothing
+    /// opened again from the pins): for the daemon's readers (metrics, the activity
+    /// sampler, the device map), which then never wait on the daemon's writes. The event
+    /// ring buffer stays with its one reader.
+    pub fn share(&self) -> Result<MapSet> {
+        use std::os::fd::AsFd as _;
+        let mut maps = BTreeMap::new();
+        for (name, map) in &self.maps {
+            let data = match map {
+                aya::maps::Map::Array(data)
+                | aya::maps::Map::HashMap(data)
+                | aya::maps::Map::LruHashMap(data)
+                | aya::maps::Map::LpmTrie(data)
+                | aya::maps::Map::PerCpuArray(data)
+                | aya::maps::Map::PerCpuHashMap(data)
+                | aya::maps::Map::PerCpuLruHashMap(data) => data,
+                _ => continue,
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| DatapathError::Map {
+                    name,
+                    what: "duplicating its descriptor",
+                    source: MapError::SyscallError(aya::sys::SyscallError {
+                        call: "dup",
+                        io_error: e,
+                    }),
+                })?;
+            let data = MapData::from_fd(fd).map_err(map_err(name, "reading its info"))?;
+            let map = aya::maps::Map::from_map_data(data)
+                .map_err(map_err(name, "unsupported map type"))?;
+            maps.insert(*name, map);
+        }
+        Ok(MapSet { maps })
+    }
+
     fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {
         self.maps.get(name).ok_or(DatapathError::MissingMap(name))
     }

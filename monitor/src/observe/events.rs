@@ -20,8 +20,8 @@ use tokio::io::unix::AsyncFd;
 
 use crate::state::files;
 use crate::{
-    daemon::ControllerStats,
     datapath::addr_of,
+    observe::stats::ControllerStats,
     state::StateDir,
     state::inventory::Inventory,
     support::{clock::monotonic_now_ns, proto},

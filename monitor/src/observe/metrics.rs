@@ -36,8 +36,8 @@ use monitor_common::{
 use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
-    daemon::ControllerStats,
     datapath::{DatapathError, MapSet, addr_of},
+    observe::stats::ControllerStats,
     state::activity::Sampler,
     state::inventory::Inventory,
     state::{StateDir, StateError},

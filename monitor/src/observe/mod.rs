@@ -2,4 +2,6 @@
 //! events, the HTTP server of `/metrics` and `/map`.
 
 pub mod events;
+pub mod live;
 pub mod metrics;
+pub mod stats;
