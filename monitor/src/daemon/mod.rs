@@ -25,7 +25,7 @@ use crate::state::{
 use crate::{
     datapath::{self, Datapath, Maps},
     observe::events::{ControllerEvent, EventWriter},
-    observe::stats::ControllerStats,
+    observe::{live::Publisher, stats::ControllerStats},
     policy::Policy,
     policy::guard::{AppliedPolicy, Shrink},
     state::StateDir,
@@ -559,12 +559,19 @@ pub async fn run_with_stats(
     state_lock.update(&info)?;
     paths.state.write_json(files::DAEMON, &info)?;
 
-    // Observability (metrics.rs): the activity sampler and the /metrics and /map server;
-    // both stop when this guard drops at the end of the function.
-    let _observability =
-        crate::observe::metrics::start(paths, options.metrics_listener, stats.clone());
+    // What the daemon knows, for the parts that report it: the maps opened once, the
+    // inventory in force (published again whenever it changes).
+    let (publisher, live) = Publisher::new(
+        datapath.maps().share()?,
+        Inventory::load(&paths.state)?,
+        info.clone(),
+        stats.clone(),
+    );
+    // Observability: the activity sampler and the /metrics and /map server; both stop
+    // when this guard drops at the end of the function.
+    let _observability = crate::observe::metrics::start(paths, &live, options.metrics_listener);
 
-    let events = EventWriter::new(&paths.state)?;
+    let events = EventWriter::new(&paths.state, live.inventory.clone())?;
     let ring = datapath.maps_mut().take_events()?;
     let events_task = tokio::spawn(crate::observe::events::pump(
         ring,
@@ -609,6 +616,7 @@ pub async fn run_with_stats(
                     stats
                         .last_good_reload_unix
                         .store(unix_now(), Ordering::Relaxed);
+                    publisher.inventory(applied.inventory.clone());
                     if stats.policy_held_back.swap(0, Ordering::Relaxed) != 0 {
                         log::info!(
                             "the held-back policy is superseded: the policy in force is applied"

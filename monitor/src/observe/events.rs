@@ -85,41 +85,31 @@ impl ControllerEvent {
 
 /// Appends events to the state directory's events file.
 pub struct EventWriter {
-    state: StateDir,
     path: PathBuf,
     file: File,
-    inventory: Inventory,
-    inventory_stamp: Option<SystemTime>,
+    /// The daemon's inventory in force, for the devices' names.
+    inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
 }
 
 impl EventWriter {
-    pub fn new(state: &StateDir) -> std::io::Result<EventWriter> {
+    pub fn new(
+        state: &StateDir,
+        inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
+    ) -> std::io::Result<EventWriter> {
         std::fs::create_dir_all(state.path())?;
         let path = state.path().join(files::EVENTS);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(EventWriter {
-            state: state.clone(),
             path,
             file,
-            inventory: Inventory::default(),
-            inventory_stamp: None,
+            inventory,
         })
-    }
-
-    fn refresh_inventory(&mut self) {
-        let stamp = std::fs::metadata(self.state.path().join(files::INVENTORY))
-            .and_then(|m| m.modified())
-            .ok();
-        if stamp != self.inventory_stamp {
-            self.inventory = Inventory::load(&self.state).unwrap_or_default();
-            self.inventory_stamp = stamp;
-        }
     }
 
     /// The line for `event`, with names from the inventory.
     pub fn line(&mut self, event: &Event) -> EventLine {
-        self.refresh_inventory();
-        let by_address = self.inventory.by_address();
+        let inventory = self.inventory.borrow().clone();
+        let by_address = inventory.by_address();
         let address = addr_of(&event.device);
         let peer_address = addr_of(&event.peer);
         let device = by_address.get(&address);

@@ -1185,9 +1185,10 @@ impl Drop for Observability {
 /// logged: observability must never stop the monitor.
 pub fn start(
     paths: &Paths,
+    live: &crate::observe::live::Live,
     listener: Option<std::net::TcpListener>,
-    controller: Arc<ControllerStats>,
 ) -> Observability {
+    let controller = live.stats.clone();
     let sampler = match Sampler::start(paths.pin_dir.clone(), paths.state.clone()) {
         Ok(s) => Some(s),
         Err(e) => {
