@@ -68,12 +68,12 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
         "target/release/monitor-bench, just built",
     ),
     (
-        "monitor/src/demo.rs",
+        "monitor/src/lab/demo.rs",
         "self.exe",
         "the monitor binary itself (std::env::current_exe)",
     ),
     (
-        "monitor/src/demo.rs",
+        "monitor/src/lab/demo.rs",
         "demo.exe",
         "the monitor binary itself (std::env::current_exe)",
     ),
@@ -97,7 +97,7 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
 /// Functions (methods here) whose slice argument is a command line, its first element the
 /// program, and which run it through a wrapper the scanner sees in their body.
 pub const ARGV_HELPERS: &[(&str, &str, &str)] = &[(
-    "monitor/src/lab.rs",
+    "monitor/src/lab/mod.rs",
     "exec",
     "NetNs::exec(ARGV) runs `ip netns exec NS ARGV...`",
 )];
@@ -412,8 +412,14 @@ impl Source {
 
     /// The module path other files call this file's functions by (`lab::run`).
     fn module(&self) -> Option<&str> {
-        let stem = Path::new(&self.file).file_stem()?.to_str()?;
-        (!matches!(stem, "main" | "lib" | "mod")).then_some(stem)
+        let path = Path::new(&self.file);
+        let stem = path.file_stem()?.to_str()?;
+        match stem {
+            "main" | "lib" => None,
+            // A folder's module file: the folder names the module (`lab/mod.rs` → `lab`).
+            "mod" => path.parent()?.file_name()?.to_str(),
+            stem => Some(stem),
+        }
     }
 
     /// Whether a `use` brings `module`'s `name` into this file.
@@ -1064,8 +1070,7 @@ pub fn scanned_files(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     walk(&root.join("tests/src"), &mut files);
     walk(&root.join("tests/tests"), &mut files);
-    files.push(root.join("monitor/src/lab.rs"));
-    files.push(root.join("monitor/src/demo.rs"));
+    walk(&root.join("monitor/src/lab"), &mut files);
     if let Ok(entries) = std::fs::read_dir(root.join("xtask/src")) {
         for entry in entries.flatten() {
             let path = entry.path();
@@ -1180,7 +1185,7 @@ mod tests {
     fn a_helpers_callers_name_the_program_in_its_file_or_by_module() {
         let f = found(&[
             (
-                "monitor/src/lab.rs",
+                "monitor/src/lab/mod.rs",
                 "pub fn run(program: &str, args: &[&str]) {\n    Command::new(program).args(args);\n}\nfn f() { run(\"ip\", &[]); }\nfn g(x: u8) { self.ward.run(move || 1); }\n",
             ),
             (
@@ -1191,7 +1196,7 @@ mod tests {
         assert_eq!(
             programs(&f),
             vec![
-                at("monitor/src/lab.rs", 4, "ip"),
+                at("monitor/src/lab/mod.rs", 4, "ip"),
                 at("tests/tests/x.rs", 2, "nft"),
                 at("tests/tests/x.rs", 3, "ethtool"),
             ]
@@ -1287,7 +1292,7 @@ kill -0 $pid 2>/dev/null; wait $pid; sleep 0.1
     fn ip_netns_exec_and_argv_helpers_name_their_program() {
         let f = found(&[
             (
-                "monitor/src/lab.rs",
+                "monitor/src/lab/mod.rs",
                 "impl NetNs {\n    pub fn exec(&self, args: &[&str]) {\n        let mut full = vec![\"netns\", \"exec\", self.name.as_str()];\n        run(\"ip\", &full)\n    }\n}\npub fn run(program: &str, args: &[&str]) { Command::new(program); }\n",
             ),
             (
@@ -1298,7 +1303,7 @@ kill -0 $pid 2>/dev/null; wait $pid; sleep 0.1
         assert_eq!(
             programs(&f),
             vec![
-                at("monitor/src/lab.rs", 4, "ip"),
+                at("monitor/src/lab/mod.rs", 4, "ip"),
                 at("tests/tests/z.rs", 2, "sysctl"),
                 at("tests/tests/z.rs", 4, "ip"),
                 at("tests/tests/z.rs", 5, "ip"),

@@ -162,8 +162,10 @@ pub fn allow(
 
 /// Closes break-glass windows that have expired: clears them from the inventory (the
 /// datapath already stopped honouring them) and writes what was let through.
-pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
-    let mut inventory = Inventory::load(state)?;
+///
+/// Works on `inventory`, the inventory in force (the daemon keeps it in memory), and
+/// writes it when something expired; returns whether something did.
+pub fn expire(maps: &mut MapSet, state: &StateDir, inventory: &mut Inventory) -> Result<bool> {
     let now = monotonic_now_ns();
     let mut closed = std::collections::BTreeMap::new();
     let mut records = Vec::new();
@@ -183,7 +185,7 @@ pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
         device.break_glass = None;
     }
     if closed.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let (who, reason) = records.swap_remove(0);
     append_audit(
@@ -209,7 +211,45 @@ pub fn expire(maps: &mut MapSet, state: &StateDir) -> Result<()> {
         "break-glass expired for {}",
         closed.keys().cloned().collect::<Vec<_>>().join(", ")
     );
-    Ok(())
+    Ok(true)
+}
+
+/// The devices `monitor allow --group G` lifts enforcement for: the members of the policy
+/// group `G` (by name, and every device of its kinds), else every device of kind `G` or in
+/// ward `G`.
+pub fn members(
+    group: &str,
+    policy: Option<&crate::policy::Policy>,
+    inventory: &Inventory,
+) -> Result<Vec<String>> {
+    let from_group: Vec<String> = policy
+        .iter()
+        .flat_map(|p| p.groups.iter())
+        .filter(|g| g.name == group)
+        .flat_map(|g| {
+            g.members.iter().cloned().chain(
+                inventory
+                    .devices
+                    .iter()
+                    .filter(|d| g.kinds.contains(&d.spec.kind))
+                    .map(|d| d.spec.name.clone()),
+            )
+        })
+        .collect();
+    let members: Vec<String> = if from_group.is_empty() {
+        inventory
+            .devices
+            .iter()
+            .filter(|d| d.spec.kind == group || d.spec.location.ward.as_deref() == Some(group))
+            .map(|d| d.spec.name.clone())
+            .collect()
+    } else {
+        from_group
+    };
+    if members.is_empty() {
+        bail!("`{group}` is no group of the policy, device kind or ward");
+    }
+    Ok(members)
 }
 
 #[cfg(test)]

@@ -3,4 +3,5 @@
 
 pub mod breakglass;
 pub mod detach;
+pub mod mode;
 pub mod reload;

@@ -1,0 +1,358 @@
+//! The command line: the clap definitions here, one file per command group.
+
+mod allow;
+mod baseline;
+mod mode;
+mod policy;
+mod run;
+mod show;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use monitor::{
+    datapath::{DEFAULT_PIN_DIR, MapSet},
+    replay,
+    state::{
+        DEFAULT_STATE_DIR, StateDir,
+        daemon::Paths,
+        lock::{DEFAULT_RUN_DIR, WriteLock},
+    },
+    view::devmap,
+};
+use monitor_common::Mode;
+
+const EXAMPLES: &str = "\
+Examples:
+  monitor run --iface ward0 --iface core0 --policies policies/
+  monitor mode audit                        # whole router
+  monitor mode enforce --device pacs-1      # one device
+  monitor mode enforce --device pump-icu-1 --confirm-life-critical
+  monitor mode inherit --device pacs-1      # back to the global mode
+  monitor devices
+  monitor flows --device pump-icu-1 --json
+  monitor replay span-port.pcapng --learn-all --baseline-out baseline.json
+  monitor policy check policies/
+  monitor map                               # devices by ward, in a table
+  monitor map --format html -o map.html     # the same as http://127.0.0.1:9479/map
+  curl -s http://127.0.0.1:9479/metrics     # Prometheus metrics of `monitor run`";
+
+const MAP_EXAMPLES: &str = "\
+Examples:
+  monitor map                               # a table: ward, device, vendor, protection, ...
+  monitor map --format html -o map.html     # one page to open in any browser
+  monitor map --json | jq '.attention'      # devices needing attention, for scripts
+  monitor map --format dot | dot -Tsvg > map.svg
+The running daemon serves the same page at http://127.0.0.1:9479/map (see --metrics-addr).";
+
+/// Inline XDP flow monitor and micro-segmentation enforcer for hospital networks.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Where the running monitor pins its programs and maps.
+    #[arg(long, global = true, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Where the inventory, baseline and daemon state are kept.
+    #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Where the running daemon's lock (one per pin directory) is kept.
+    #[arg(long, global = true, default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the XDP program, attach it to the interfaces and serve until stopped.
+    Run {
+        /// Interface to attach to (repeat for each leg of the router).
+        #[arg(long = "iface", required = true)]
+        interfaces: Vec<String>,
+        /// XDP attach mode.
+        #[arg(long, value_enum, default_value = "auto")]
+        xdp_mode: run::XdpModeArg,
+        /// Policy directory (devices, defaults).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Global mode of a first start (default: the policy's, or learn). Ignored, with a
+        /// warning, when a mode is in force already (pinned, or recorded in the state
+        /// directory): only `monitor mode` changes it.
+        #[arg(long, value_parser = mode::parse_mode)]
+        mode: Option<Mode>,
+        /// Apply the policy even if it removes much of the policy in force (see
+        /// `monitor reload --accept-shrink`).
+        #[arg(long)]
+        accept_shrink: bool,
+        /// Attach to interfaces inside this network namespace (`ip netns` name), e.g. a
+        /// router VRF; pins stay in this host's /sys/fs/bpf.
+        #[arg(long)]
+        netns: Option<String>,
+        /// Serve Prometheus metrics at /metrics and the device map at /map on this
+        /// address (default 127.0.0.1:9479; `off` to serve nothing). Bound before
+        /// entering --netns: on the host's network.
+        #[arg(long, value_name = "ADDR|off")]
+        metrics_addr: Option<run::MetricsAddr>,
+    },
+    /// The device map: every device with its vendor, location, peers by role, when it is
+    /// used, violations, baseline and protection; grouped by ward.
+    #[command(after_help = MAP_EXAMPLES)]
+    Map {
+        /// table (terminal), html (one self-contained page), json, or dot (Graphviz).
+        #[arg(long, value_enum, default_value = "table")]
+        format: devmap::Format,
+        /// Same as --format json.
+        #[arg(long)]
+        json: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Devices learning for longer than this many days stand out.
+        #[arg(long, default_value_t = devmap::DEFAULT_MAX_LEARNING_DAYS)]
+        max_learning_days: u64,
+    },
+    /// Build a virtual ICU ward in network namespaces and show the monitor at work:
+    /// learn, enforce, a compromised device scanning. Removes everything it made.
+    Demo,
+    /// Switch learn / audit / enforce, for the router or one device. Takes effect at once.
+    Mode {
+        /// learn, audit, enforce, or (with --device) inherit: follow the router's mode
+        /// again.
+        #[arg(value_parser = mode::parse_choice, value_name = "MODE")]
+        mode: mode::Choice,
+        /// Device name or address; without it the global mode changes.
+        #[arg(long)]
+        device: Option<String>,
+        /// Needed to enforce a life-critical device.
+        #[arg(long)]
+        confirm_life_critical: bool,
+    },
+    /// Mode, counters and verdicts of the running monitor.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrolled devices with their counters, and the busiest unenrolled addresses.
+    Devices {
+        #[arg(long)]
+        json: bool,
+        /// How many unenrolled addresses to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Flows per device: peer, protocol, service port, counters, whether the baseline has it.
+    Flows {
+        /// Only this device (name or address).
+        #[arg(long)]
+        device: Option<String>,
+        /// Include flows of unenrolled addresses.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a capture through the XDP program and report as if live.
+    Replay(replay::ReplayArgs),
+    /// MUD files (RFC 8520) of a policy directory: what each one opens, for review.
+    Mud {
+        #[command(subcommand)]
+        command: MudCommand,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The verdict reasons: number, label, meaning.
+    Reasons {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the pinned links, programs and maps (the daemon must be stopped); the
+    /// baseline is saved to the state directory first.
+    Detach,
+    /// Ask the running daemon to re-read its policy directory (as SIGHUP does).
+    Reload {
+        /// Apply the policy directory even if it removes every device, every rule, the
+        /// defaults, or more than 25% of the devices or rules in force (such a reload is
+        /// otherwise held back as a likely mistake).
+        #[arg(long)]
+        accept_shrink: bool,
+    },
+    /// Break-glass: lift enforcement for a device or group at once, for a while.
+    Allow {
+        /// Device name or address (repeatable).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// A group of the policy, a device kind, or a ward.
+        #[arg(long)]
+        group: Option<String>,
+        /// How long, e.g. 30m, 2h: at most the policy's `defaults: break-glass-max` (4h
+        /// unless it says otherwise); a longer one is refused and changes nothing.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (kept in the audit record).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Violations (dropped and would-drop) as the daemon recorded them.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The learned baseline: export, compare, import.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Write the baseline (of one device or all) as a reviewable file.
+    Export {
+        #[arg(long)]
+        device: Option<String>,
+        /// json: the baseline format (re-importable); yaml: allow rules for the policy
+        /// directory (promotes learned flows into policy).
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// What the live baseline has that a snapshot file lacks (and the reverse), or with
+    /// --window what a learning window added.
+    #[command(arg_required_else_help = true)]
+    Diff {
+        #[arg(required_unless_present = "window")]
+        snapshot: Option<PathBuf>,
+        /// The entries a learning window added (see `monitor baseline windows`).
+        #[arg(long, conflicts_with = "snapshot")]
+        window: Option<u32>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// The learning windows: which `monitor mode` command opened each, when and by whom,
+    /// and how many baseline entries it added.
+    Windows {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the entries of a baseline file to the live baseline (the daemon must be
+    /// stopped; it restores them at its next start).
+    Import { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MudCommand {
+    /// The rules each MUD file of a policy directory becomes; names are resolved only with
+    /// --resolve (through each entry's dns-servers, or the system's resolver).
+    Show {
+        dir: PathBuf,
+        /// Ask DNS for the files' names, as the daemon does, and show their addresses.
+        #[arg(long)]
+        resolve: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy directory; non-zero exit on errors.
+    Check { dir: PathBuf },
+}
+
+pub fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_secs()
+        .init();
+    let cli = Cli::parse();
+    let paths = Paths {
+        pin_dir: cli.pin_dir.clone(),
+        state: StateDir::new(cli.state_dir.clone()),
+        run_dir: cli.run_dir.clone(),
+    };
+    match cli.command {
+        Command::Run {
+            interfaces,
+            xdp_mode,
+            policies,
+            mode,
+            netns,
+            metrics_addr,
+            accept_shrink,
+        } => run::run(
+            &paths,
+            run::RunArgs {
+                interfaces,
+                xdp_mode,
+                policies,
+                mode,
+                netns,
+                metrics_addr,
+                accept_shrink,
+            },
+        ),
+        Command::Demo => monitor::lab::demo::run(),
+        Command::Map {
+            format,
+            json,
+            output,
+            max_learning_days,
+        } => {
+            let format = if json { devmap::Format::Json } else { format };
+            show::device_map(&paths, format, output.as_deref(), max_learning_days)
+        }
+        Command::Mode {
+            mode,
+            device,
+            confirm_life_critical,
+        } => mode::set_mode(&paths, mode, device.as_deref(), confirm_life_critical),
+        Command::Status { json } => show::status(&paths, json),
+        Command::Devices { json, top } => show::devices(&paths, json, top),
+        Command::Flows { device, all, json } => show::flows(&paths, device.as_deref(), all, json),
+        Command::Replay(args) => replay::command(args),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => policy::policy_check(&dir),
+        Command::Mud {
+            command: MudCommand::Show { dir, resolve },
+        } => policy::mud_show(&dir, resolve),
+        Command::Reasons { json } => show::reasons(json),
+        Command::Detach => monitor::control::detach::detach(&paths),
+        Command::Reload { accept_shrink } => policy::reload(&paths, accept_shrink),
+        Command::Allow {
+            devices,
+            group,
+            duration,
+            reason,
+        } => {
+            // Ordered with the daemon's own writes of the inventory (reloads, expiry).
+            let _write = WriteLock::take(paths.state.path())?;
+            allow::allow(&paths, devices, group.as_deref(), duration, &reason)
+        }
+        Command::Events { follow, json } => {
+            monitor::observe::events::show(&paths.state, follow, json)
+        }
+        Command::Baseline { command } => baseline::baseline(&paths, command),
+    }
+}
+
+pub fn open_maps(paths: &Paths) -> Result<MapSet> {
+    MapSet::open_pinned(&paths.pin_dir).with_context(|| {
+        format!(
+            "no monitor maps under {}: start one with `monitor run --iface IFACE`",
+            paths.pin_dir.display()
+        )
+    })
+}

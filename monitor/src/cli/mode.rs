@@ -1,0 +1,74 @@
+//! `monitor mode`: switch learn / audit / enforce, for the router or one device.
+
+use anyhow::Result;
+use monitor::{
+    control::mode::{self, Changed},
+    policy::ModeSpec,
+    state::daemon::Paths,
+};
+use monitor_common::Mode;
+
+use super::open_maps;
+
+/// A mode, or (for one device) `inherit`: follow the router's mode again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice(pub Option<Mode>);
+
+/// `learn`, `audit` or `enforce` (the names `Mode` has).
+pub fn parse_mode(text: &str) -> Result<Mode, String> {
+    text.parse::<Mode>().map_err(|_| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        format!("`{text}` is not a mode: {}", names.join(", "))
+    })
+}
+
+/// A mode, or `inherit`.
+pub fn parse_choice(text: &str) -> Result<Choice, String> {
+    if text.eq_ignore_ascii_case("inherit") {
+        return Ok(Choice(None));
+    }
+    parse_mode(text)
+        .map(|m| Choice(Some(m)))
+        .map_err(|e| format!("{e}, or inherit (with --device)"))
+}
+
+pub fn set_mode(
+    paths: &Paths,
+    choice: Choice,
+    device: Option<&str>,
+    confirmed: bool,
+) -> Result<()> {
+    let mut maps = open_maps(paths)?;
+    let change = mode::set(
+        &mut maps,
+        &paths.state,
+        choice.0.map(ModeSpec::from),
+        device,
+        confirmed,
+    )?;
+    match &change.changed {
+        Changed::Global { mode, spared } => {
+            println!("global mode is now {}", mode.name());
+            if let Some(window) = change.window {
+                println!(
+                    "learning window {window} opened: what is learned from now on is recorded under it (`monitor baseline windows`)"
+                );
+            }
+            if !spared.is_empty() {
+                println!(
+                    "life-critical devices stay audited (not enforced): {}",
+                    spared.join(", ")
+                );
+            }
+        }
+        Changed::Device { name, effective } => {
+            println!("device {name} is now in {effective} mode");
+            if let Some(window) = change.window {
+                println!(
+                    "learning window {window} opened: what it learns from now on is recorded under it (`monitor baseline windows`)"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `monitor run`: the daemon's options as given on the command line.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use aya::programs::xdp::XdpMode;
+use monitor::{
+    daemon::{self, RunOptions},
+    state::daemon::Paths,
+};
+use monitor_common::Mode;
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpModeArg {
+    /// Native (driver) mode, falling back to generic with a warning.
+    Auto,
+    /// Native mode or fail.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+impl From<XdpModeArg> for XdpMode {
+    fn from(arg: XdpModeArg) -> XdpMode {
+        match arg {
+            XdpModeArg::Auto => XdpMode::Default,
+            XdpModeArg::Native => XdpMode::Driver,
+            XdpModeArg::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// `--metrics-addr`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+pub enum MetricsAddr {
+    At(std::net::SocketAddr),
+    Off,
+}
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+            return Ok(MetricsAddr::Off);
+        }
+        s.parse()
+            .map(MetricsAddr::At)
+            .map_err(|e| format!("`{s}` is not ADDRESS:PORT (e.g. 127.0.0.1:9479) or `off`: {e}"))
+    }
+}
+
+pub struct RunArgs {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpModeArg,
+    pub policies: Option<PathBuf>,
+    pub mode: Option<Mode>,
+    pub netns: Option<String>,
+    pub metrics_addr: Option<MetricsAddr>,
+    pub accept_shrink: bool,
+}
+
+pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
+    let RunArgs {
+        interfaces,
+        xdp_mode,
+        policies,
+        mode,
+        netns,
+        metrics_addr,
+        accept_shrink,
+    } = args;
+    // Bound before entering the namespace: metrics are for the management network.
+    // An address asked for must work; the default may be taken (another monitor),
+    // and then the monitor runs without it rather than not at all.
+    let metrics_listener = match metrics_addr {
+        Some(MetricsAddr::Off) => None,
+        Some(MetricsAddr::At(addr)) => Some(monitor::observe::metrics::bind(addr)?),
+        None => {
+            let port = monitor::observe::metrics::DEFAULT_PORT;
+            match monitor::observe::metrics::bind(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                port,
+            ))) {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    let e = monitor::support::error_chain(&e);
+                    log::warn!("{e}; running without metrics");
+                    None
+                }
+            }
+        }
+    };
+    // Before the runtime starts, so that its threads start in the namespace too.
+    let _inside = netns
+        .as_deref()
+        .map(monitor::lab::enter_netns)
+        .transpose()?;
+    tokio::runtime::Runtime::new()?.block_on(daemon::run(
+        paths,
+        RunOptions {
+            interfaces,
+            xdp_mode: xdp_mode.into(),
+            policies,
+            mode,
+            metrics_listener,
+            accept_shrink,
+        },
+    ))
+}

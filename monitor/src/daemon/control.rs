@@ -1,0 +1,467 @@
+//! The daemon's control thread: it owns the datapath and does every piece of blocking work
+//! (policy loads, MUD lookups, disk writes, interface checks), so that the async side
+//! (signals, the HTTP server, the event pump) never waits on it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::Ordering,
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::xdp::XdpMode,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::{
+    keeper::InventoryKeeper,
+    reload::{self, ApplyOptions, HeldBack},
+    start::{self, LinkRecord, StartCleanup},
+    watch::PolicyWatch,
+};
+use crate::{
+    control::breakglass,
+    datapath::{self, Datapath, Maps},
+    observe::{
+        events::ControllerEvent,
+        live::{Live, Publisher},
+        stats::ControllerStats,
+    },
+    policy::mud::Names,
+    state::{
+        baseline::{self, BaselineFile},
+        daemon::{DaemonInfo, Paths},
+        files,
+        lock::{InstanceLock, WriteLock},
+        modes::History,
+    },
+    support::clock::unix_now,
+};
+
+/// How often the learned baseline is saved: a SIGKILL loses at most this much learning
+/// from the file (the pinned map itself loses nothing).
+pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the control thread looks at the policy directory and the interfaces when
+/// nothing asks it anything.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What the async side asks of the control thread.
+#[derive(Clone, Copy, Debug)]
+pub enum Command {
+    /// Read the policy directory again (SIGHUP, `monitor reload`; SIGUSR1 accepts a
+    /// shrink).
+    Reload(ApplyOptions),
+    /// Save and stop (SIGTERM, SIGINT); the XDP program stays attached.
+    Stop,
+}
+
+/// What the control thread hands the async side once the datapath is attached.
+pub struct Started {
+    pub live: Live,
+    pub ring: RingBuf<MapData>,
+    pub events: UnboundedReceiver<ControllerEvent>,
+}
+
+/// What `monitor run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ControlOptions {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    pub policies: Option<PathBuf>,
+    pub mode: Option<monitor_common::Mode>,
+    pub accept_shrink: bool,
+}
+
+pub struct Control {
+    paths: Paths,
+    options: ControlOptions,
+    datapath: Datapath,
+    keeper: InventoryKeeper,
+    publisher: Publisher,
+    stats: Arc<ControllerStats>,
+    events: UnboundedSender<ControllerEvent>,
+    /// MUD names, each re-resolved when its TTL runs out.
+    names: Names,
+    watch: PolicyWatch,
+    links: BTreeMap<String, LinkRecord>,
+    /// Interfaces gone, and already reported so.
+    missing: BTreeSet<String>,
+    /// The baseline file as last saved: its learned times outlive the map's.
+    saved_baseline: Option<BaselineFile>,
+    saved_learned: u64,
+    last_save: Instant,
+    /// Held until the daemon stops: the datapath's and the state directory's locks.
+    locks: (InstanceLock, InstanceLock),
+}
+
+impl Control {
+    /// Starts the daemon: takes the locks before anything is written, checks the policy
+    /// directory, loads (or adopts) the datapath, applies the policy, sets the mode of a
+    /// first start, attaches. A failure before the attachment removes what this start
+    /// pinned; an adopted datapath is left as it was, enforcing.
+    pub fn start(
+        paths: Paths,
+        options: ControlOptions,
+        stats: Arc<ControllerStats>,
+    ) -> Result<(Control, Started)> {
+        if options.interfaces.is_empty() {
+            bail!("give at least one --iface to attach to");
+        }
+        let mut info = DaemonInfo {
+            pid: std::process::id(),
+            interfaces: Vec::new(),
+            policies: options.policies.clone(),
+            pin_dir: std::path::absolute(&paths.pin_dir).unwrap_or_else(|_| paths.pin_dir.clone()),
+            state_dir: std::path::absolute(paths.state.path())
+                .unwrap_or_else(|_| paths.state.path().to_path_buf()),
+            started: crate::support::clock::rfc3339(SystemTime::now()),
+        };
+        // Before anything is written: a second daemon must leave the first one's datapath,
+        // mode and state exactly as they are.
+        let locks = paths.take_locks(&info)?;
+        let adopted = paths
+            .pin_dir
+            .join(monitor_common::maps::names::CONFIG)
+            .exists();
+        if let Some(dir) = &options.policies {
+            start::check_policy_dir(dir, adopted)?;
+        }
+        datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+            .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
+        let mut cleanup = StartCleanup::new(&paths.pin_dir);
+        cleanup.armed = !adopted;
+        std::fs::create_dir_all(&paths.pin_dir)
+            .with_context(|| format!("creating pin directory {}", paths.pin_dir.display()))?;
+        let mut datapath = Datapath::load(&Maps::Pinned(paths.pin_dir.clone()))
+            .context("loading the XDP program")?;
+        datapath.pin_programs(&paths.pin_dir)?;
+        let (restored, saved_baseline) = baseline::restore(datapath.maps_mut(), &paths.state)
+            .context("restoring the saved baseline")?;
+        if restored > 0 {
+            log::info!("restored {restored} baseline entries from the state directory");
+        }
+        let keeper = InventoryKeeper::load(&paths.state)?;
+        let (events, events_rx) = unbounded_channel();
+        let (publisher, live) = Publisher::new(
+            datapath.maps().share()?,
+            keeper.inventory().clone(),
+            info.clone(),
+            stats.clone(),
+        );
+        let mut control = Control {
+            watch: PolicyWatch::new(options.policies.as_deref()),
+            paths,
+            options,
+            datapath,
+            keeper,
+            publisher,
+            stats,
+            events,
+            names: Names::default(),
+            links: BTreeMap::new(),
+            missing: BTreeSet::new(),
+            saved_baseline,
+            saved_learned: u64::MAX,
+            last_save: Instant::now(),
+            locks,
+        };
+        let policy_mode = control.first_policy()?;
+        let first_start = start::start_mode(
+            &mut control.datapath,
+            &control.paths.state,
+            adopted,
+            control.options.mode,
+            policy_mode,
+        )?;
+        let links = control
+            .paths
+            .state
+            .read_json(files::LINKS)?
+            .unwrap_or_default();
+        let (attached, links) = start::attach_all(
+            &mut control.datapath,
+            &control.paths.pin_dir,
+            &control.options.interfaces,
+            control.options.xdp_mode,
+            links,
+        )?;
+        // Started: from here on a failure leaves the datapath attached and enforcing.
+        cleanup.armed = false;
+        control.links = links;
+        if let Some(record) = first_start {
+            History::append(&control.paths.state, &record)?;
+        }
+        control
+            .paths
+            .state
+            .write_json(files::LINKS, &control.links)?;
+        let mut config = control.datapath.maps().config()?;
+        config.owner_pid = std::process::id();
+        control.datapath.maps_mut().set_config(config)?;
+        info.interfaces = attached;
+        control.locks.0.update(&info)?;
+        control.locks.1.update(&info)?;
+        control.paths.state.write_json(files::DAEMON, &info)?;
+        control.publisher.daemon(info);
+        let ring = control.datapath.maps_mut().take_events()?;
+        let mode = control.datapath.maps().config()?.mode;
+        log::info!(
+            "monitoring in {} mode; maps pinned under {}",
+            monitor_common::Mode::try_from(mode).map_or("?", monitor_common::Mode::name),
+            control.paths.pin_dir.display()
+        );
+        Ok((
+            control,
+            Started {
+                live,
+                ring,
+                events: events_rx,
+            },
+        ))
+    }
+
+    /// The policy at start; returns its starting mode. A restart with a broken or
+    /// suspicious policy keeps enforcing the pinned one; a first start has nothing to
+    /// keep and fails.
+    fn first_policy(&mut self) -> Result<Option<monitor_common::Mode>> {
+        let Some(dir) = self.options.policies.clone() else {
+            return Ok(None);
+        };
+        let adopted_policy = self.datapath.maps().config()?.generation > 0;
+        let apply = ApplyOptions {
+            accept_shrink: self.options.accept_shrink,
+        };
+        match self.apply(&dir, apply) {
+            Ok(mode) => Ok(mode),
+            Err(e) if adopted_policy => {
+                self.failed_load(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e.context(
+                "no pinned policy was in force to keep: nothing was started (what this start pinned is removed)",
+            )),
+        }
+    }
+
+    /// Reads and applies the policy directory over the inventory in force; returns the
+    /// policy's starting mode.
+    fn apply(&mut self, dir: &Path, options: ApplyOptions) -> Result<Option<monitor_common::Mode>> {
+        let prepared = reload::prepare(dir, &mut self.names)?;
+        let _write = WriteLock::take(self.paths.state.path())?;
+        self.keeper
+            .take_in_changes(&self.paths.state, &self.publisher)?;
+        let applied = reload::install(
+            &mut self.datapath,
+            &self.paths.state,
+            prepared,
+            options,
+            self.keeper.inventory(),
+        )?;
+        self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_good_reload_unix
+            .store(unix_now(), Ordering::Relaxed);
+        if self.stats.policy_held_back.swap(0, Ordering::Relaxed) != 0 {
+            log::info!("the held-back policy is superseded: the policy in force is applied");
+        }
+        if options.accept_shrink && applied.shrink.suspicious().is_some() {
+            self.event(ControllerEvent::warning(
+                "policy-shrink-accepted",
+                format!(
+                    "policy in {} applied on the operator's --accept-shrink: it {}",
+                    dir.display(),
+                    applied.shrink
+                ),
+            ));
+        }
+        for message in &applied.modes_kept {
+            self.event(ControllerEvent::warning("mode-kept", message.clone()));
+        }
+        self.keeper
+            .wrote(&self.paths.state, applied.inventory, &self.publisher);
+        Ok(applied.starting_mode)
+    }
+
+    fn event(&self, event: ControllerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// A policy load that did not apply: logged, counted, and reported as an event.
+    fn failed_load(&self, e: &anyhow::Error) {
+        log::error!("{e:#}; the running policy stays");
+        if e.downcast_ref::<HeldBack>().is_some() {
+            self.stats.reloads_held_back.fetch_add(1, Ordering::Relaxed);
+            self.stats.policy_held_back.store(1, Ordering::Relaxed);
+            self.event(ControllerEvent::error("policy-held-back", format!("{e:#}")));
+        } else {
+            self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            self.event(ControllerEvent::error("policy-failed", format!("{e:#}")));
+        }
+    }
+
+    /// Serves `commands` until told to stop (or the async side is gone), then saves.
+    pub fn run(mut self, commands: Receiver<Command>) {
+        loop {
+            let reload = match commands.recv_timeout(POLL) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Command::Reload(options)) => Some(options),
+                // A settled change of the directory, or a MUD name whose answer changed
+                // after its TTL: apply the policy again.
+                Err(RecvTimeoutError::Timeout) => {
+                    (self.watch.poll() || self.names.refresh_expired()).then(ApplyOptions::default)
+                }
+            };
+            if let (Some(options), Some(dir)) = (reload, self.options.policies.clone()) {
+                self.watch.reloaded();
+                if let Err(e) = self.apply(&dir, options) {
+                    self.failed_load(&e);
+                }
+            }
+            self.reattach_interfaces();
+            if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
+                self.last_save = Instant::now();
+                self.save_baseline_if_grown();
+                self.keep_state();
+            }
+        }
+        self.stop();
+    }
+
+    /// Interfaces that went away come back with a new index: attach again.
+    fn reattach_interfaces(&mut self) {
+        for (slot, iface) in self.options.interfaces.clone().iter().enumerate() {
+            let current = datapath::if_index(iface);
+            let known = self.links.get(iface).map(|r| r.ifindex);
+            match current {
+                None => {
+                    if self.missing.insert(iface.clone()) {
+                        log::warn!(
+                            "interface {iface} disappeared; it is re-attached when it returns"
+                        );
+                    }
+                }
+                Some(index) if Some(index) != known => {
+                    self.missing.remove(iface);
+                    let pin = start::link_pin(&self.paths.pin_dir, iface);
+                    match self
+                        .datapath
+                        .attach_pinned(iface, self.options.xdp_mode, &pin, None)
+                    {
+                        Ok((mode, _)) => {
+                            log::info!(
+                                "interface {iface} is back: attached in {} mode",
+                                start::mode_name(mode)
+                            );
+                            start::count_interface(&mut self.datapath, iface, slot);
+                            self.links.insert(
+                                iface.clone(),
+                                LinkRecord {
+                                    ifindex: index,
+                                    xdp_mode: start::mode_name(mode).into(),
+                                },
+                            );
+                            if let Err(e) = self.paths.state.write_json(files::LINKS, &self.links) {
+                                log::error!("{e:#}");
+                            }
+                        }
+                        Err(e) => log::error!("re-attaching to {iface}: {e:#}"),
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Saves the baseline when a device learned something since the last save.
+    fn save_baseline_if_grown(&mut self) {
+        let learned: u64 = self
+            .keeper
+            .inventory()
+            .devices
+            .iter()
+            .filter_map(|d| self.datapath.maps().device_stats(d.slot).ok())
+            .map(|s| s.learned_flows)
+            .sum();
+        if learned == self.saved_learned {
+            return;
+        }
+        match baseline::save(
+            self.datapath.maps(),
+            &self.paths.state,
+            self.saved_baseline.as_ref(),
+        ) {
+            Ok(file) => {
+                self.saved_learned = learned;
+                self.saved_baseline = Some(file);
+                self.stats.baseline_saves.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => log::error!("saving the baseline: {e:#}"),
+        }
+    }
+
+    /// Takes in the CLI's changes of the inventory (`monitor mode --device`, `monitor
+    /// allow`) and closes expired break-glass windows.
+    fn keep_state(&mut self) {
+        let result = WriteLock::take(self.paths.state.path())
+            .map_err(anyhow::Error::from)
+            .and_then(|_write| {
+                self.keeper
+                    .take_in_changes(&self.paths.state, &self.publisher)?;
+                let mut inventory = self.keeper.inventory().clone();
+                if breakglass::expire(self.datapath.maps_mut(), &self.paths.state, &mut inventory)?
+                {
+                    self.keeper
+                        .wrote(&self.paths.state, inventory, &self.publisher);
+                }
+                Ok(())
+            });
+        if let Err(e) = result {
+            log::error!("keeping the inventory: {e:#}");
+        }
+    }
+
+    /// Saves the baseline and lets go: the XDP program stays attached and enforcing.
+    fn stop(mut self) {
+        if let Err(e) = baseline::save(
+            self.datapath.maps(),
+            &self.paths.state,
+            self.saved_baseline.as_ref(),
+        ) {
+            log::error!("saving the baseline: {e:#}");
+        }
+        log::info!(
+            "stopping; the XDP program stays attached and enforcing (`monitor detach` removes it)"
+        );
+        if let Ok(mut config) = self.datapath.maps().config()
+            && config.owner_pid == std::process::id()
+        {
+            config.owner_pid = 0;
+            let _ = self.datapath.maps_mut().set_config(config);
+        }
+        // Only the owner removes it, and only while it still holds the locks.
+        let ours = self
+            .paths
+            .state
+            .read_json::<DaemonInfo>(files::DAEMON)
+            .ok()
+            .flatten()
+            .is_some_and(|d| d.pid == std::process::id());
+        if ours {
+            let _ = std::fs::remove_file(self.paths.state.path().join(files::DAEMON));
+        }
+        // The datapath's descriptors close before the locks go: no second daemon adopts
+        // maps this one still writes.
+        let Control {
+            datapath, locks, ..
+        } = self;
+        drop(datapath);
+        drop(locks);
+    }
+}
