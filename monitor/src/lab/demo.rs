@@ -163,28 +163,208 @@ pub fn run() -> Result<()> {
     if !nix_is_root() {
         bail!("the demo builds network namespaces and loads XDP programs: run it as root");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
-            .context("installing the Ctrl-C handler")?;
-    }
-    crate::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
-        .context("/sys/fs/bpf is not a bpf filesystem and could not be mounted")?;
-    let tag = crate::lab::unique_name("demo");
-    let pin_dir = TempDir(PathBuf::from("/sys/fs/bpf").join(format!("monitor-{tag}")));
-    let state_dir = TempDir(std::env::temp_dir().join(format!("monitor-{tag}")));
-    let policy_dir = state_dir.0.join("policies");
-    std::fs::create_dir_all(&policy_dir)?;
-    std::fs::write(policy_dir.join("ward.yaml"), WARD_POLICY)?;
-    let demo = Demo {
-        exe: std::env::current_exe().context("locating the monitor binary")?,
-        pin_dir: pin_dir.0.clone(),
-        state_dir: state_dir.0.join("state"),
-        stop,
-    };
-
+    let (demo, dirs) = Demo::prepare()?;
     println!("== Building a virtual ICU ward in network namespaces");
+    let ward = build_ward()?;
+    let servers = Servers::start(
+        &ward.core,
+        &[
+            at("pump-server", HTTPS),
+            at("hl7-engine", MLLP),
+            at("pacs", DICOM),
+        ],
+        &[at("dns", DNS), at("ntp", NTP)],
+    )?;
+    println!("\n== Starting the monitor inline on the router (policy: the example ward)");
+    let daemon = demo.start_monitor(&ward, &dirs.policy_dir)?;
+    println!("\n== Learn phase: the ward's normal traffic, three rounds");
+    demo.learn(&ward)?;
+    println!("\n== Switching the router to enforce");
+    demo.enforce(&ward)?;
+    println!("\n== The badge reader is compromised and scans the core");
+    let scan = demo.scan(&ward)?;
+    println!("\n== Cleaning up: stopping the monitor, removing namespaces, pins and state");
+    drop(daemon);
+    drop(servers);
+    drop(ward);
+    drop(dirs);
+    println!("   done in {:.1} s", started.elapsed().as_secs_f64());
+    if scan.got_through.is_empty() && scan.answered == scan.exchanges {
+        println!("\nResult: normal traffic intact, the scan was dropped.");
+        Ok(())
+    } else {
+        bail!("unexpected result: the scan or the normal traffic did not behave as enforced")
+    }
+}
+
+/// The demo's pins and state, removed when dropped.
+struct Dirs {
+    _pin_dir: TempDir,
+    _state_dir: TempDir,
+    policy_dir: PathBuf,
+}
+
+/// What the scan found.
+struct ScanResult {
+    /// Probes that got a reply (or a refusal) from a server.
+    got_through: Vec<String>,
+    /// Normal exchanges answered meanwhile, of how many.
+    answered: usize,
+    exchanges: usize,
+}
+
+impl Demo {
+    /// Ctrl-C handling, bpffs, and the demo's own pin, state and policy directories.
+    fn prepare() -> Result<(Demo, Dirs)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let stop = stop.clone();
+            ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+                .context("installing the Ctrl-C handler")?;
+        }
+        crate::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+            .context("/sys/fs/bpf is not a bpf filesystem and could not be mounted")?;
+        let tag = crate::lab::unique_name("demo");
+        let pin_dir = TempDir(PathBuf::from("/sys/fs/bpf").join(format!("monitor-{tag}")));
+        let state_dir = TempDir(std::env::temp_dir().join(format!("monitor-{tag}")));
+        let policy_dir = state_dir.0.join("policies");
+        std::fs::create_dir_all(&policy_dir)?;
+        std::fs::write(policy_dir.join("ward.yaml"), WARD_POLICY)?;
+        let demo = Demo {
+            exe: std::env::current_exe().context("locating the monitor binary")?,
+            pin_dir: pin_dir.0.clone(),
+            state_dir: state_dir.0.join("state"),
+            stop,
+        };
+        Ok((
+            demo,
+            Dirs {
+                _pin_dir: pin_dir,
+                _state_dir: state_dir,
+                policy_dir,
+            },
+        ))
+    }
+
+    /// `monitor run` on the router's two legs, in learn mode; waits until it serves.
+    fn start_monitor(&self, ward: &Ward, policy_dir: &Path) -> Result<Daemon> {
+        let child = Command::new(&self.exe)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args([
+                "run",
+                "--netns",
+                ward.router.name(),
+                "--iface",
+                &ward.ward_leg,
+                "--iface",
+                &ward.core_leg,
+            ])
+            .arg("--policies")
+            .arg(policy_dir)
+            .args(["--mode", "learn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting `monitor run`")?;
+        let daemon = Daemon(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.state_dir.join(crate::state::files::DAEMON).exists() {
+            self.check_stop()?;
+            if Instant::now() > deadline {
+                bail!("the monitor did not come up within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(daemon)
+    }
+
+    fn learn(&self, ward: &Ward) -> Result<()> {
+        for round in 1..=3 {
+            self.check_stop()?;
+            let outcomes = normal_traffic(ward)?;
+            let answered = outcomes
+                .iter()
+                .filter(|(_, o)| *o == Outcome::Answered)
+                .count();
+            println!(
+                "   round {round}: {answered}/{} exchanges answered",
+                outcomes.len()
+            );
+        }
+        self.cli(&["devices"])
+    }
+
+    fn enforce(&self, ward: &Ward) -> Result<()> {
+        self.cli(&["mode", "enforce"])?;
+        self.check_stop()?;
+        println!("\n   The ward's normal traffic under enforcement:");
+        let outcomes = normal_traffic(ward)?;
+        let answered = report(&outcomes);
+        println!(
+            "   => normal traffic intact: {answered}/{} exchanges answered",
+            outcomes.len()
+        );
+        Ok(())
+    }
+
+    /// The badge reader probes every core server on common ports; the rest of the ward
+    /// goes on meanwhile.
+    fn scan(&self, ward: &Ward) -> Result<ScanResult> {
+        let scanner = host("badge-reader-icu3").address;
+        let mut probes = Vec::new();
+        for server in CORE_SERVERS {
+            for port in [22, 23, 80, 104, 135, 443, 445, 2575, 3389, 8080] {
+                probes.push(SocketAddr::new(server.address, port));
+            }
+        }
+        self.check_stop()?;
+        let total = probes.len();
+        let stop = self.stop.clone();
+        let results = ward.ward.run(move || {
+            probes
+                .into_iter()
+                .take_while(|_| !stop.load(Ordering::Relaxed))
+                .map(|to| (to, tcp_exchange(scanner, to, b"probe", SCAN_TIMEOUT)))
+                .collect::<Vec<_>>()
+        })?;
+        self.check_stop()?;
+        let got_through: Vec<_> = results
+            .iter()
+            .filter(|(_, o)| *o != Outcome::TimedOut)
+            .map(|(to, _)| to.to_string())
+            .collect();
+        println!(
+            "   {total} TCP probes to the 5 core servers: {} got a reply, {} were dropped at the router",
+            got_through.len(),
+            total - got_through.len()
+        );
+        if !got_through.is_empty() {
+            println!("   got through: {}", got_through.join(", "));
+        }
+        let outcomes = normal_traffic(ward)?;
+        let answered = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Answered)
+            .count();
+        println!(
+            "   meanwhile the rest of the ward: {answered}/{} normal exchanges answered",
+            outcomes.len()
+        );
+        self.cli(&["flows", "--device", "badge-reader-icu3"])?;
+        self.cli(&["status"])?;
+        Ok(ScanResult {
+            got_through,
+            answered,
+            exchanges: outcomes.len(),
+        })
+    }
+}
+
+/// The ward in its namespaces, described as it is built.
+fn build_ward() -> Result<Ward> {
     let ward = Ward::build()?;
     println!(
         "   router {} (legs {} to the ward, {} to the core), ward {}, core {}",
@@ -200,131 +380,7 @@ pub fn run() -> Result<()> {
     for h in CORE_SERVERS {
         println!("   server  {:<18} {}", h.name, h.address);
     }
-    let _servers = Servers::start(
-        &ward.core,
-        &[
-            at("pump-server", HTTPS),
-            at("hl7-engine", MLLP),
-            at("pacs", DICOM),
-        ],
-        &[at("dns", DNS), at("ntp", NTP)],
-    )?;
-
-    println!("\n== Starting the monitor inline on the router (policy: the example ward)");
-    let child = Command::new(&demo.exe)
-        .arg("--pin-dir")
-        .arg(&demo.pin_dir)
-        .arg("--state-dir")
-        .arg(&demo.state_dir)
-        .args([
-            "run",
-            "--netns",
-            ward.router.name(),
-            "--iface",
-            &ward.ward_leg,
-            "--iface",
-            &ward.core_leg,
-        ])
-        .arg("--policies")
-        .arg(&policy_dir)
-        .args(["--mode", "learn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting `monitor run`")?;
-    let _daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !demo.state_dir.join(crate::state::files::DAEMON).exists() {
-        demo.check_stop()?;
-        if Instant::now() > deadline {
-            bail!("the monitor did not come up within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    println!("\n== Learn phase: the ward's normal traffic, three rounds");
-    for round in 1..=3 {
-        demo.check_stop()?;
-        let outcomes = normal_traffic(&ward)?;
-        let answered = outcomes
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Answered)
-            .count();
-        println!(
-            "   round {round}: {answered}/{} exchanges answered",
-            outcomes.len()
-        );
-    }
-    demo.cli(&["devices"])?;
-
-    println!("\n== Switching the router to enforce");
-    demo.cli(&["mode", "enforce"])?;
-    demo.check_stop()?;
-    println!("\n   The ward's normal traffic under enforcement:");
-    let outcomes = normal_traffic(&ward)?;
-    let answered = report(&outcomes);
-    println!(
-        "   => normal traffic intact: {answered}/{} exchanges answered",
-        outcomes.len()
-    );
-
-    println!("\n== The badge reader is compromised and scans the core");
-    let scanner = host("badge-reader-icu3").address;
-    let mut probes = Vec::new();
-    for server in CORE_SERVERS {
-        for port in [22, 23, 80, 104, 135, 443, 445, 2575, 3389, 8080] {
-            probes.push(SocketAddr::new(server.address, port));
-        }
-    }
-    demo.check_stop()?;
-    let total = probes.len();
-    let stop = demo.stop.clone();
-    let results = ward.ward.run(move || {
-        probes
-            .into_iter()
-            .take_while(|_| !stop.load(Ordering::Relaxed))
-            .map(|to| (to, tcp_exchange(scanner, to, b"probe", SCAN_TIMEOUT)))
-            .collect::<Vec<_>>()
-    })?;
-    demo.check_stop()?;
-    let through: Vec<_> = results
-        .iter()
-        .filter(|(_, o)| *o != Outcome::TimedOut)
-        .map(|(to, _)| to.to_string())
-        .collect();
-    println!(
-        "   {total} TCP probes to the 5 core servers: {} got a reply, {} were dropped at the router",
-        through.len(),
-        total - through.len()
-    );
-    if !through.is_empty() {
-        println!("   got through: {}", through.join(", "));
-    }
-    let outcomes = normal_traffic(&ward)?;
-    let answered = outcomes
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Answered)
-        .count();
-    println!(
-        "   meanwhile the rest of the ward: {answered}/{} normal exchanges answered",
-        outcomes.len()
-    );
-    demo.cli(&["flows", "--device", "badge-reader-icu3"])?;
-    demo.cli(&["status"])?;
-
-    println!("\n== Cleaning up: stopping the monitor, removing namespaces, pins and state");
-    drop(_daemon);
-    drop(_servers);
-    drop(ward);
-    drop(pin_dir);
-    drop(state_dir);
-    println!("   done in {:.1} s", started.elapsed().as_secs_f64());
-    if through.is_empty() && answered == outcomes.len() {
-        println!("\nResult: normal traffic intact, the scan was dropped.");
-        Ok(())
-    } else {
-        bail!("unexpected result: the scan or the normal traffic did not behave as enforced")
-    }
+    Ok(ward)
 }
 
 fn nix_is_root() -> bool {

@@ -412,6 +412,33 @@ impl Report {
             "Replayed {} capture file(s) in {:.2} s: mode {}, {judged}\n\n",
             self.totals.files, self.elapsed_seconds, self.mode
         ));
+        self.files_text(&mut out);
+        out.push_str(&verdict_table("ACTION", &self.verdicts));
+        out.push('\n');
+        let seen: Vec<ClassRow> = self
+            .classes
+            .iter()
+            .filter(|c| c.packets > 0)
+            .cloned()
+            .collect();
+        out.push_str(&class_table("CLASS", &seen));
+        self.devices_text(&mut out, top);
+        self.flows_text(&mut out, top);
+        self.frames_text(&mut out);
+        let b = &self.baseline;
+        out.push_str(&format!(
+            "\nBaseline: {} entries ({} loaded, {} learned)",
+            b.entries, b.loaded, b.learned
+        ));
+        match &b.written_to {
+            Some(path) => out.push_str(&format!(", written to {}\n", path.display())),
+            None => out.push('\n'),
+        }
+        out
+    }
+
+    /// One row per file (and the totals), the cut frames, the mean run time.
+    fn files_text(&self, out: &mut String) {
         let mut rows: Vec<Vec<String>> = self
             .files
             .iter()
@@ -470,17 +497,9 @@ impl Report {
             "\nMean XDP run: {} ns per frame (kernel test-run timing)\n\n",
             t.mean_run_ns
         ));
+    }
 
-        out.push_str(&verdict_table("ACTION", &self.verdicts));
-        out.push('\n');
-        let seen: Vec<ClassRow> = self
-            .classes
-            .iter()
-            .filter(|c| c.packets > 0)
-            .cloned()
-            .collect();
-        out.push_str(&class_table("CLASS", &seen));
-
+    fn devices_text(&self, out: &mut String, top: usize) {
         out.push_str(&format!(
             "\nDevices (top {} of {} addresses, by bytes)\n",
             self.devices.len().min(top),
@@ -516,7 +535,9 @@ impl Report {
             ],
             &rows,
         ));
+    }
 
+    fn flows_text(&self, out: &mut String, top: usize) {
         out.push_str(&format!(
             "\nFlows (top {} of {}, by bytes; each conversation appears once per side)\n",
             self.flows.len().min(top),
@@ -560,6 +581,10 @@ impl Report {
             ],
             &rows,
         ));
+    }
+
+    /// Every frame's outcome (`--frames`).
+    fn frames_text(&self, out: &mut String) {
         for f in self.files.iter().filter(|f| !f.frames.is_empty()) {
             out.push_str(&format!("\nFrames of {}\n", f.path.display()));
             let rows: Vec<Vec<String>> = f
@@ -575,17 +600,6 @@ impl Report {
                 .collect();
             out.push_str(&table(&["FRAME", "OUTCOME", "REASON"], &rows));
         }
-
-        let b = &self.baseline;
-        out.push_str(&format!(
-            "\nBaseline: {} entries ({} loaded, {} learned)",
-            b.entries, b.loaded, b.learned
-        ));
-        match &b.written_to {
-            Some(path) => out.push_str(&format!(", written to {}\n", path.display())),
-            None => out.push('\n'),
-        }
-        out
     }
 }
 
@@ -670,17 +684,7 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
     }
 
     let maps = datapath.maps();
-    let verdicts: Vec<VerdictRow> = maps
-        .verdicts()?
-        .into_iter()
-        .filter(|(_, _, c)| c.packets > 0)
-        .map(|(action, reason, c)| VerdictRow {
-            action: action.name().into(),
-            reason: reason.label().into(),
-            packets: c.packets,
-            bytes: c.bytes,
-        })
-        .collect();
+    let verdicts = verdict_rows(maps)?;
     let classes: Vec<ClassRow> = maps
         .classes()?
         .into_iter()
@@ -690,25 +694,7 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
             bytes: c.bytes,
         })
         .collect();
-    let mut devices: Vec<DeviceRow> = maps
-        .unenrolled_stats()?
-        .into_iter()
-        .map(|(address, s)| DeviceRow {
-            address,
-            packets_sent: s.packets_sent,
-            bytes_sent: s.bytes_sent,
-            packets_received: s.packets_received,
-            bytes_received: s.bytes_received,
-            dropped_packets: s.dropped_packets,
-            would_drop_packets: s.would_drop_packets,
-            learned_flows: s.learned_flows,
-        })
-        .collect();
-    devices.sort_by(|a, b| {
-        (b.bytes_sent + b.bytes_received)
-            .cmp(&(a.bytes_sent + a.bytes_received))
-            .then(a.address.cmp(&b.address))
-    });
+    let devices = device_rows(maps)?;
     let baseline = maps.baseline()?;
     let baseline_keys: std::collections::HashSet<FlowKey> =
         baseline.iter().map(|(k, _)| *k).collect();
@@ -732,34 +718,15 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
     }
 
     let totals = totals(&files, run_time);
-    let mut warnings = Vec::new();
-    for file in &files {
-        file_warnings(file, &mut warnings);
-    }
-    if devices.len() as u64 >= u64::from(MAX_UNENROLLED) * 9 / 10 {
-        warnings.push(format!(
-            "{} addresses seen, near the {MAX_UNENROLLED} the address table holds: counters of the least recently seen may have been evicted",
-            devices.len()
-        ));
-    }
-    if flows.len() as u64 >= u64::from(MAX_UNENROLLED_FLOWS) * 9 / 10 {
-        warnings.push(format!(
-            "{} flows seen, near the {MAX_UNENROLLED_FLOWS} the flow table holds: the least recently seen may have been evicted",
-            flows.len()
-        ));
-    }
-    if args.mode == Mode::Learn && totals.frames_dropped > 0 {
-        warnings.push(format!(
-            "{} frames dropped in learn mode, which must drop nothing: a datapath bug",
-            totals.frames_dropped
-        ));
-    }
-    if args.baseline_out.is_some() && !args.learn_all && baseline.len() == loaded {
-        warnings.push(
-            "no address was judged, so nothing was learned: --learn-all makes every address learn its baseline"
-                .into(),
-        );
-    }
+    let warnings = warnings(
+        args,
+        &files,
+        &totals,
+        devices.len(),
+        flows.len(),
+        baseline.len(),
+        loaded,
+    );
 
     Ok(Report {
         format: REPORT_FORMAT,
@@ -783,6 +750,87 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
         warnings,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Every verdict that counted a frame.
+fn verdict_rows(maps: &crate::datapath::MapSet) -> Result<Vec<VerdictRow>, DatapathError> {
+    Ok(maps
+        .verdicts()?
+        .into_iter()
+        .filter(|(_, _, c)| c.packets > 0)
+        .map(|(action, reason, c)| VerdictRow {
+            action: action.name().into(),
+            reason: reason.label().into(),
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect())
+}
+
+/// Every address the replay saw, busiest first.
+fn device_rows(maps: &crate::datapath::MapSet) -> Result<Vec<DeviceRow>, DatapathError> {
+    let mut devices: Vec<DeviceRow> = maps
+        .unenrolled_stats()?
+        .into_iter()
+        .map(|(address, s)| DeviceRow {
+            address,
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            packets_received: s.packets_received,
+            bytes_received: s.bytes_received,
+            dropped_packets: s.dropped_packets,
+            would_drop_packets: s.would_drop_packets,
+            learned_flows: s.learned_flows,
+        })
+        .collect();
+    devices.sort_by(|a, b| {
+        (b.bytes_sent + b.bytes_received)
+            .cmp(&(a.bytes_sent + a.bytes_received))
+            .then(a.address.cmp(&b.address))
+    });
+    Ok(devices)
+}
+
+/// What the reader of a report must not miss: damaged files, full tables, drops in learn
+/// mode, a baseline that learned nothing.
+fn warnings(
+    args: &ReplayArgs,
+    files: &[FileReport],
+    totals: &Totals,
+    devices: usize,
+    flows: usize,
+    baseline: usize,
+    loaded: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for file in files {
+        file_warnings(file, &mut warnings);
+    }
+    if devices as u64 >= u64::from(MAX_UNENROLLED) * 9 / 10 {
+        warnings.push(format!(
+            "{} addresses seen, near the {MAX_UNENROLLED} the address table holds: counters of the least recently seen may have been evicted",
+            devices
+        ));
+    }
+    if flows as u64 >= u64::from(MAX_UNENROLLED_FLOWS) * 9 / 10 {
+        warnings.push(format!(
+            "{} flows seen, near the {MAX_UNENROLLED_FLOWS} the flow table holds: the least recently seen may have been evicted",
+            flows
+        ));
+    }
+    if args.mode == Mode::Learn && totals.frames_dropped > 0 {
+        warnings.push(format!(
+            "{} frames dropped in learn mode, which must drop nothing: a datapath bug",
+            totals.frames_dropped
+        ));
+    }
+    if args.baseline_out.is_some() && !args.learn_all && baseline == loaded {
+        warnings.push(
+            "no address was judged, so nothing was learned: --learn-all makes every address learn its baseline"
+                .into(),
+        );
+    }
+    warnings
 }
 
 /// Loads the XDP object with private maps. The verifier gives up with EAGAIN when it
