@@ -34,10 +34,11 @@ fn declared(manifest: &str, section: &str) -> Vec<String> {
             inside = line == section;
             continue;
         }
-        if inside && !line.starts_with('#') {
-            if let Some((name, _)) = line.split_once('=') {
-                names.push(name.trim().to_owned());
-            }
+        if inside
+            && !line.starts_with('#')
+            && let Some((name, _)) = line.split_once('=')
+        {
+            names.push(name.trim().to_owned());
         }
     }
     names

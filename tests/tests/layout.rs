@@ -149,7 +149,7 @@ fn references_in(module: &str, code: &str, modules: &BTreeSet<String>) -> BTreeS
         let best = (1..=path.len())
             .map(|depth| path[..depth].join("::"))
             .filter(|candidate| modules.contains(candidate))
-            .last();
+            .next_back();
         if let Some(target) = best
             && target != module
         {

@@ -2,7 +2,7 @@ use monitor::{Datapath, Maps};
 
 #[test]
 fn the_verifier_accepts_both_programs() {
-    let _ = env_logger_init();
+    env_logger_init();
     let datapath = Datapath::load(&Maps::Private).unwrap_or_else(|e| panic!("load failed: {e:?}"));
     let mut frame = vec![0u8; 60];
     frame[12] = 0x08;
