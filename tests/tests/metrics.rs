@@ -1,7 +1,8 @@
 //! The metrics of `monitor run --metrics-addr`, as a real Prometheus sees them: known
 //! traffic through a lab ward, then PromQL through Prometheus' HTTP API must give exactly
-//! what was sent and dropped. Also: `promtool check metrics` on the exposition, every
-//! query of the shipped Grafana dashboard, no series per address for 1,000 unknown
+//! what was sent and dropped. Also: `promtool check metrics` on the exposition, exactly
+//! the families of `observe::families` in it, every query of the shipped Grafana
+//! dashboard, no series per address for 1,000 unknown
 //! sources, and a removed device's series gone after a reload.
 
 mod obs;
@@ -327,6 +328,13 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
         "promtool check metrics: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Exactly the families of the table, with its types, HELP texts and label names.
+    let problems = monitor::observe::families::check::exposition(&exposition);
+    assert!(
+        problems.is_empty(),
+        "the exposition disagrees with observe::families:\n{}",
+        problems.join("\n")
     );
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {
         assert!(

@@ -610,6 +610,87 @@ mod tests {
         assert_eq!(t.totals, [9, 900, 1, 100]);
     }
 
+    /// Ethernet, IPv4 and UDP from `src` to `dst` port 53, with a 5-byte payload.
+    fn udp_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut frame = vec![0u8; 14 + 20 + 8 + 5];
+        frame[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut frame[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(20u16 + 8 + 5).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        let udp = &mut frame[34..42];
+        udp[0..2].copy_from_slice(&40_000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(8u16 + 5).to_be_bytes());
+        frame[42..].copy_from_slice(b"query");
+        frame
+    }
+
+    /// A scrape of a real datapath (private maps, one enrolled device, one frame through
+    /// the XDP program) from the daemon's in-memory view alone, held to the table: every
+    /// family of the table is written, nothing else is, with the table's types, HELP and
+    /// labels.
+    #[test]
+    fn a_scrape_writes_exactly_the_families_of_the_table() {
+        use crate::{
+            datapath::{Datapath, Maps},
+            observe::{families::check, live::Publisher},
+            state::daemon::AttachedInterface,
+        };
+        let mut datapath = Datapath::load(&Maps::Private)
+            .unwrap_or_else(|e| panic!("loading the XDP program (as root): {e}"));
+        let device = serde_json::json!({"slot": 0, "name": "ct", "kind": "modality",
+            "addresses": ["10.0.0.1"], "location": {"ward": "radiology"}, "criticality": "high"});
+        let inventory = Inventory {
+            version: 1,
+            devices: vec![serde_json::from_value(device).unwrap_or_else(|e| panic!("{e}"))],
+            ..Inventory::default()
+        };
+        for device in &inventory.devices {
+            for addr in &device.spec.addresses {
+                datapath
+                    .maps_mut()
+                    .enroll(*addr, device.entry())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        datapath
+            .test_run(&udp_frame([10, 0, 0, 1], [10, 0, 0, 53]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let daemon = DaemonInfo {
+            pid: std::process::id(),
+            interfaces: vec![AttachedInterface {
+                name: "ward0".into(),
+                xdp_mode: "native".into(),
+                slot: 0,
+            }],
+            policies: None,
+            pin_dir: Default::default(),
+            state_dir: Default::default(),
+            started: String::new(),
+        };
+        let maps = datapath.maps().share().unwrap_or_else(|e| panic!("{e}"));
+        let (_publisher, live) = Publisher::new(maps, inventory, daemon, Default::default());
+        let mut scraper = Scraper::open(live).unwrap_or_else(|e| panic!("{e}"));
+        let text = scraper.scrape().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(check::exposition(&text), Vec::<String>::new(), "{text}");
+        // The frame is in it, under the device's labels from the inventory.
+        let ct = r#"medical_device="ct",kind="modality",ward="radiology",criticality="high""#;
+        for sample in [
+            format!("hospmon_device_packets_total{{{ct},direction=\"sent\"}} 1\n"),
+            format!("hospmon_device_verdict_packets_total{{{ct},reason=\"learned\"}} 1\n"),
+            format!("hospmon_device_learned_flows_total{{{ct}}} 1\n"),
+            "hospmon_interface_xdp_mode{device=\"ward0\",mode=\"native\"} 1\n".to_string(),
+        ] {
+            assert!(text.contains(&sample), "no {sample} in\n{text}");
+        }
+    }
+
     #[test]
     fn process_metrics_are_the_tables() {
         let p = new_process_metrics(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
