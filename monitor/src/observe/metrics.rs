@@ -270,6 +270,7 @@ async fn metrics_handler(axum::extract::State(shared): SharedState) -> Reply {
 
 async fn map_handler(axum::extract::State(shared): SharedState, format: devmap::Format) -> Reply {
     let result = blocking(shared, move |s| {
+        let oui = s.oui();
         // The sampler waits while the map is read and built.
         let activity = s.activity.lock();
         let inputs = devmap::Inputs::in_memory(
@@ -277,7 +278,7 @@ async fn map_handler(axum::extract::State(shared): SharedState, format: devmap::
             s.live.inventory(),
             s.live.daemon(),
             &activity,
-            s.oui(),
+            oui,
         )?;
         let model = devmap::build(&inputs);
         drop(inputs);
