@@ -142,7 +142,7 @@ impl KeyCounter {
 const BATCH: usize = 1024;
 
 /// A per-CPU array of counters read in batches (BPF_MAP_LOOKUP_BATCH): one syscall per
-/// [`BATCH`] entries instead of one per entry (10,000 syscalls were the largest part of a
+/// `BATCH` entries instead of one per entry (10,000 syscalls were the largest part of a
 /// scrape's own work at 10,000 devices). Used for DEVICE_STATS (by slot) and
 /// DEVICE_REASONS (by slot and reason).
 pub struct BatchArray<T> {
