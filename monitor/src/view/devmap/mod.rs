@@ -16,8 +16,11 @@ pub mod model;
 mod tests;
 pub mod text;
 
-use crate::datapath::DatapathError;
-use crate::{policy::DeviceSpec, state::StateError, state::activity::ActivityError};
+use crate::{
+    datapath::DatapathError,
+    policy::DeviceSpec,
+    state::{StateError, activity::ActivityError},
+};
 
 pub use inputs::Inputs;
 pub use model::{DeviceMap, Protection, build};
