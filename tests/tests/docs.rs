@@ -1,4 +1,6 @@
-//! The docs name every verdict reason with its number and meaning, as the code has them.
+//! The docs name every verdict reason with its number and meaning, and every metric family
+//! with its type and labels, as the code has them; the Grafana dashboard queries only
+//! those families and their labels.
 
 use monitor_common::Reason;
 
@@ -32,4 +34,28 @@ fn readme_lists_every_reason_as_the_code_numbers_it() {
             "README.md lacks the row\n{expected}\n(the table must match Reason in monitor-common)"
         );
     }
+}
+
+#[test]
+fn readme_metric_tables_list_exactly_the_metric_families() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_else(|e| panic!("reading README.md: {e}"));
+    let problems = monitor::observe::families::check::readme(&readme);
+    assert!(
+        problems.is_empty(),
+        "README.md's metric tables disagree with monitor/src/observe/families:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn dashboard_queries_only_metric_families_and_their_labels() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/monitor.json");
+    let dashboard = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let problems = monitor::observe::families::check::dashboard(&dashboard);
+    assert!(
+        problems.is_empty(),
+        "{path} disagrees with monitor/src/observe/families:\n{}",
+        problems.join("\n")
+    );
 }

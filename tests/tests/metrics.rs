@@ -1,7 +1,8 @@
 //! The metrics of `monitor run --metrics-addr`, as a real Prometheus sees them: known
 //! traffic through a lab ward, then PromQL through Prometheus' HTTP API must give exactly
-//! what was sent and dropped. Also: `promtool check metrics` on the exposition, every
-//! query of the shipped Grafana dashboard, no series per address for 1,000 unknown
+//! what was sent and dropped. Also: `promtool check metrics` on the exposition, exactly
+//! the families of `observe::families` in it, every query of the shipped Grafana
+//! dashboard, no series per address for 1,000 unknown
 //! sources, and a removed device's series gone after a reload.
 
 mod obs;
@@ -328,6 +329,13 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Exactly the families of the table, with its types, HELP texts and label names.
+    let problems = monitor::observe::families::check::exposition(&exposition);
+    assert!(
+        problems.is_empty(),
+        "the exposition disagrees with observe::families:\n{}",
+        problems.join("\n")
+    );
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {
         assert!(
             line.starts_with("hospmon_"),
@@ -505,5 +513,91 @@ fn a_removed_device_loses_its_series_and_reloads_are_counted() {
     assert!(
         last_good >= before_reload,
         "last good reload {last_good} before {before_reload}"
+    );
+}
+
+/// Packets of a device on the map, and the packets its activity grid holds.
+fn map_traffic(lab: &ObsLab, name: &str) -> (u64, u64) {
+    let map = lab.map_json();
+    let device = map["wards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| w["devices"].as_array().into_iter().flatten())
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not on the map"))
+        .clone();
+    let traffic = device["traffic"]["packets_sent"].as_u64().unwrap_or(0)
+        + device["traffic"]["packets_received"].as_u64().unwrap_or(0);
+    let grid = device["activity"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|day| day["cells"].as_array().into_iter().flatten())
+        .map(|cell| cell["packets"].as_u64().unwrap_or(0))
+        .sum();
+    (traffic, grid)
+}
+
+#[test]
+fn the_daemon_serves_from_memory_not_from_the_files_it_wrote() {
+    let lab = ObsLab::start(WARD_POLICY, &[]);
+    let ask = |times: usize| {
+        for _ in 0..times {
+            assert_eq!(
+                lab.lab.udp("ct-scanner-01", service("dns", DNS), TIMEOUT),
+                Outcome::Answered
+            );
+        }
+    };
+    ask(3);
+    wait_for(
+        "the map's activity to hold the traffic",
+        Duration::from_secs(30),
+        || (map_traffic(&lab, "ct-scanner-01") == (6, 6)).then_some(()),
+    );
+
+    // The state files the daemon wrote, for other processes and restarts, are damaged:
+    // a daemon that read them back would fail its scrapes, its map and its sampling.
+    for file in ["inventory.json", "daemon.json", "activity.json"] {
+        std::fs::write(lab.lab.state_dir.0.join(file), "{ damaged")
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    ask(2);
+    let ct =
+        r#"medical_device="ct-scanner-01",kind="modality",ward="radiology",criticality="high""#;
+    wait_for(
+        "the scrape to count the new traffic",
+        Duration::from_secs(20),
+        || {
+            let (status, text) = obs::http_get(lab.metrics, "/metrics").ok()?;
+            assert_eq!(status, 200, "/metrics with damaged state files: {text}");
+            (sample(
+                &text,
+                &format!(r#"hospmon_device_packets_total{{{ct},direction="sent"}}"#),
+            ) == Some(5.0))
+            .then_some(text)
+        },
+    );
+    let text = lab.scrape();
+    assert_eq!(sample(&text, "hospmon_devices_enrolled"), Some(8.0));
+    assert!(
+        text.contains(&format!(
+            r#"hospmon_interface_xdp_mode{{device="{}",mode="native"}} 1"#,
+            lab.lab.ward.ward_leg
+        )),
+        "{text}"
+    );
+    // The sampler goes on from the history it holds: the map has all ten packets.
+    wait_for(
+        "the map's activity to hold the new traffic",
+        Duration::from_secs(30),
+        || (map_traffic(&lab, "ct-scanner-01") == (10, 10)).then_some(()),
+    );
+    let map = lab.map_json();
+    assert_eq!(map["summary"]["devices"], 8);
+    assert_eq!(
+        map["interfaces"][0]["name"].as_str(),
+        Some(lab.lab.ward.ward_leg.as_str())
     );
 }

@@ -30,6 +30,8 @@ use monitor_common::{
     verdict_index,
 };
 
+pub mod sys;
+
 /// The XDP object, built by build.rs from monitor-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MONITOR_EBPF_OBJECT"));
 

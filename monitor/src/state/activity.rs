@@ -1,21 +1,17 @@
 //! When each device is active: packets and bytes per real wall-clock hour over the last
 //! 7 days, and how its baseline grows while it learns.
 //!
-//! The XDP program keeps only running totals per device. The daemon samples them every
-//! [`SAMPLE_INTERVAL`] and adds each difference to the hour the device was last seen in;
-//! the history is kept in the state directory (`activity.json`, replaced atomically) so
-//! that `monitor map` and a restarted daemon see it. Hours are keyed by their start in
+//! The XDP program keeps only running totals per device. The daemon's sampler
+//! (`observe::sampler`) samples them every [`SAMPLE_INTERVAL`] and adds each difference to
+//! the hour the device was last seen in; the history is kept in the state directory
+//! (`activity.json`, replaced atomically) so that `monitor map` and a restarted daemon see
+//! it. Hours are keyed by their start in
 //! seconds since the Unix epoch, so a bin is a real hour whatever the time zone; the
 //! hour-of-day by day-of-week grid people read is laid out in local time when shown.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::Duration,
 };
 
@@ -44,8 +40,6 @@ pub enum ActivityError {
     State(#[from] StateError),
     #[error("reading the device counters")]
     Datapath(#[from] DatapathError),
-    #[error("starting the sampler thread")]
-    Thread(#[source] std::io::Error),
     #[error("activity history {0} has format version {1}; this monitor reads version {2}")]
     Version(PathBuf, u32, u32),
 }
@@ -377,123 +371,6 @@ pub fn grid(history: Option<&DeviceActivity>, now: u64) -> Vec<GridDay> {
         cell.bytes += bin.bytes;
     }
     rows
-}
-
-/// The daemon's sampler: a thread that samples every [`SAMPLE_INTERVAL`], writes the
-/// history when it changed, logs learning progress once an hour, and takes a last sample
-/// when stopped (dropped).
-#[derive(Debug)]
-pub struct Sampler {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sampler {
-    /// Starts sampling the maps pinned under `pin_dir` for the inventory in `state`. Returns
-    /// at once: the maps are opened and the history read on the sampler's own thread, so
-    /// that the daemon's start is not held up.
-    pub fn start(pin_dir: PathBuf, state: StateDir) -> Result<Sampler, ActivityError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("activity".into())
-                .spawn(move || {
-                    let maps = match MapSet::open_pinned(&pin_dir) {
-                        Ok(maps) => maps,
-                        Err(e) => {
-                            log::error!("activity sampling not started: {e}");
-                            return;
-                        }
-                    };
-                    let mut activity = Activity::load(&state).unwrap_or_else(|e| {
-                        // A damaged history must not stop the monitor: start a new one.
-                        log::warn!("{e}: starting a new activity history");
-                        Activity::new()
-                    });
-                    let mut last_log_hour = unix_now() / 3600;
-                    loop {
-                        let stopping = stop.load(Ordering::Relaxed);
-                        if let Err(e) = sample_once(&maps, &state, &mut activity) {
-                            log::warn!("activity sample: {e}");
-                        }
-                        if stopping {
-                            break;
-                        }
-                        let hour = unix_now() / 3600;
-                        if hour != last_log_hour {
-                            last_log_hour = hour;
-                            log_learning_progress(&activity, &state);
-                        }
-                        // Sleep in short steps so that stopping is prompt.
-                        let wake = std::time::Instant::now() + SAMPLE_INTERVAL;
-                        while std::time::Instant::now() < wake && !stop.load(Ordering::Relaxed) {
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                })
-                .map_err(ActivityError::Thread)?
-        };
-        Ok(Sampler {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-fn sample_once(
-    maps: &MapSet,
-    state: &StateDir,
-    activity: &mut Activity,
-) -> Result<(), ActivityError> {
-    let inventory = Inventory::load(state)?;
-    if activity.sample(maps, &inventory)? {
-        activity.save(state)?;
-    }
-    Ok(())
-}
-
-/// "learning: 3 devices, 12 new baseline entries in the last hour; stable since ..."
-fn log_learning_progress(activity: &Activity, state: &StateDir) {
-    let Ok(inventory) = Inventory::load(state) else {
-        return;
-    };
-    let now = unix_now();
-    let learning: Vec<(&String, &DeviceActivity)> = activity
-        .devices
-        .iter()
-        .filter(|(name, d)| {
-            d.learning_since.is_some() && inventory.devices.iter().any(|i| &i.spec.name == *name)
-        })
-        .collect();
-    if learning.is_empty() {
-        return;
-    }
-    let last_hour: u64 = learning
-        .iter()
-        .map(|(name, _)| activity.baseline_growth(name, now.saturating_sub(3600), 1)[0])
-        .sum();
-    let stable_since = learning
-        .iter()
-        .filter_map(|(_, d)| d.baseline_grew_at)
-        .max();
-    log::info!(
-        "learning: {} devices, {last_hour} new baseline entries in the last hour; {}",
-        learning.len(),
-        match stable_since {
-            Some(t) => format!("baselines stable since {}", format_local(t)),
-            None => "no baseline entry learned yet".into(),
-        }
-    );
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! Every raw bpf(2) call of the controller, for what aya 0.14 does not offer: counting a
+//! table's keys without copying it (BPF_MAP_GET_NEXT_KEY) and reading per-CPU arrays in
+//! batches (BPF_MAP_LOOKUP_BATCH). The readers here own their descriptors, duplicated from
+//! a [`MapSet`] (nothing is opened from the pins again), so they run on threads of their
+//! own without borrowing the set.
+
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use aya::maps::{MapData, MapError, MapType};
+use monitor_common::maps::{DeviceStats, names};
+
+use super::{DatapathError, MapSet, map_err};
+
+type Result<T, E = DatapathError> = std::result::Result<T, E>;
+
+/// The kernel object behind one map of the set.
+fn data_of<'a>(set: &'a MapSet, name: &'static str) -> Result<&'a MapData> {
+    match set.map(name)? {
+        aya::maps::Map::Array(data)
+        | aya::maps::Map::HashMap(data)
+        | aya::maps::Map::LruHashMap(data)
+        | aya::maps::Map::LpmTrie(data)
+        | aya::maps::Map::PerCpuArray(data)
+        | aya::maps::Map::PerCpuHashMap(data)
+        | aya::maps::Map::PerCpuLruHashMap(data)
+        | aya::maps::Map::RingBuf(data) => Ok(data),
+        // The XDP object declares maps of the types above only.
+        _ => Err(DatapathError::MissingMap(name)),
+    }
+}
+
+/// Map `name` of `set` on a descriptor of its own (`dup`), for a reader that outlives
+/// any borrow of the set.
+pub fn duplicate(set: &MapSet, name: &'static str) -> Result<MapData> {
+    let fd = data_of(set, name)?
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| DatapathError::Map {
+            name,
+            what: "duplicating its descriptor",
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            }),
+        })?;
+    MapData::from_fd(fd).map_err(map_err(name, "reading its info"))
+}
+
+/// A hash map or LPM trie whose keys are counted (its fill level).
+pub struct KeyCounter {
+    pub name: &'static str,
+    pub capacity: u32,
+    key_size: u32,
+    data: MapData,
+}
+
+/// The tables of `set` that fill up, in `names::ALL` order: arrays are full by
+/// construction and a ring buffer has no entries, so only hash maps and tries.
+pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
+    let mut tables = Vec::new();
+    for name in names::ALL {
+        if set.map(name).is_err() {
+            // Not in the set (the event ring buffer stays with its one reader).
+            continue;
+        }
+        let data = duplicate(set, name)?;
+        let info = data.info().map_err(map_err(name, "reading its info"))?;
+        let fills = matches!(
+            info.map_type(),
+            Ok(MapType::Hash
+                | MapType::PerCpuHash
+                | MapType::LruHash
+                | MapType::LruPerCpuHash
+                | MapType::LpmTrie)
+        );
+        if fills {
+            tables.push(KeyCounter {
+                name,
+                capacity: info.max_entries(),
+                key_size: info.key_size(),
+                data,
+            });
+        }
+    }
+    Ok(tables)
+}
+
+impl KeyCounter {
+    /// Number of keys, walking them with BPF_MAP_GET_NEXT_KEY (the kernel keeps no count
+    /// it would tell). Stops at the capacity: a key evicted while it is walked restarts
+    /// the walk from the first key.
+    pub fn count(&self) -> Result<u64, std::io::Error> {
+        #[repr(C)]
+        struct GetNextKey {
+            map_fd: u32,
+            _pad: u32,
+            key: u64,
+            next_key: u64,
+            flags: u64,
+        }
+        const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+        let fd = self.data.fd().as_fd().as_raw_fd() as u32;
+        let mut key = vec![0u8; self.key_size as usize];
+        let mut next = vec![0u8; self.key_size as usize];
+        let mut count = 0u64;
+        let mut first = true;
+        while count < u64::from(self.capacity) {
+            let attr = GetNextKey {
+                map_fd: fd,
+                _pad: 0,
+                key: if first { 0 } else { key.as_ptr() as u64 },
+                next_key: next.as_mut_ptr() as u64,
+                flags: 0,
+            };
+            // SAFETY: the attr points at two buffers of the map's key size that we own
+            // and that outlive the call; the kernel reads `key` and writes `next_key` only.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_GET_NEXT_KEY,
+                    &attr as *const GetNextKey,
+                    std::mem::size_of::<GetNextKey>(),
+                )
+            };
+            if rc != 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ENOENT) {
+                    break;
+                }
+                return Err(err);
+            }
+            count += 1;
+            first = false;
+            std::mem::swap(&mut key, &mut next);
+        }
+        Ok(count)
+    }
+}
+
+/// Entries read per BPF_MAP_LOOKUP_BATCH call.
+const BATCH: usize = 1024;
+
+/// A per-CPU array of counters read in batches (BPF_MAP_LOOKUP_BATCH): one syscall per
+/// `BATCH` entries instead of one per entry (10,000 syscalls were the largest part of a
+/// scrape's own work at 10,000 devices). Used for DEVICE_STATS (by slot) and
+/// DEVICE_REASONS (by slot and reason).
+pub struct BatchArray<T> {
+    data: MapData,
+    cpus: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+/// A value the kernel copies as whole u64 words, summed over CPUs by `add`.
+pub trait Summed: Copy + Default {
+    fn add(&mut self, other: &Self);
+}
+
+impl Summed for DeviceStats {
+    fn add(&mut self, other: &Self) {
+        self.merge(other);
+    }
+}
+
+impl Summed for u64 {
+    fn add(&mut self, other: &Self) {
+        *self += *other;
+    }
+}
+
+/// DEVICE_STATS, read in batches.
+pub type StatsArray = BatchArray<DeviceStats>;
+
+impl<T: Summed> BatchArray<T> {
+    /// The per-CPU array `name` of `set`, on a descriptor of its own.
+    pub fn open(set: &MapSet, name: &'static str) -> Result<BatchArray<T>> {
+        let data = duplicate(set, name)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        Ok(BatchArray {
+            data,
+            cpus,
+            _values: std::marker::PhantomData,
+        })
+    }
+
+    /// Entries `0..count`, summed over CPUs, by index.
+    pub fn read(&self, count: usize) -> Result<Vec<T>, std::io::Error> {
+        #[repr(C)]
+        struct Batch {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        // The kernel copies each entry's value for every possible CPU, each rounded up to
+        // 8 bytes: both value types are made of u64s.
+        assert!(
+            std::mem::size_of::<T>().is_multiple_of(8),
+            "values must be whole u64 words"
+        );
+        let fd = self.data.fd().as_fd().as_raw_fd() as u32;
+        let mut keys = vec![0u32; BATCH];
+        let mut values = vec![T::default(); BATCH * self.cpus];
+        let mut out = vec![T::default(); count];
+        let mut read = 0usize;
+        let mut token = 0u32;
+        while read < count {
+            let mut next = 0u32;
+            let mut attr = Batch {
+                in_batch: if read == 0 {
+                    0
+                } else {
+                    &token as *const u32 as u64
+                },
+                out_batch: &mut next as *mut u32 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: (count - read).min(BATCH) as u32,
+                map_fd: fd,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: the buffers hold `count` keys and `count` values of every possible
+            // CPU, and outlive the call; the kernel writes them, `next` and `count`.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut Batch,
+                    std::mem::size_of::<Batch>(),
+                )
+            };
+            // ENOENT: the end of the array, with the last entries in this batch.
+            let end = rc != 0;
+            if end {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(err);
+                }
+            }
+            let got = (attr.count as usize).min(BATCH);
+            for (key, per_cpu) in keys[..got].iter().zip(values.chunks(self.cpus)) {
+                if let Some(total) = out.get_mut(*key as usize) {
+                    for value in per_cpu {
+                        total.add(value);
+                    }
+                }
+            }
+            read += got;
+            if end || got == 0 {
+                break;
+            }
+            token = next;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,92 @@
+//! What the device map is made from, read once: the inventory, the activity history, the
+//! daemon's interfaces, and the datapath's counters, baseline and flows. The CLI reads
+//! the first three from the state directory ([`Inputs::read`]); the daemon hands over
+//! what it holds in memory ([`Inputs::in_memory`]) and reads back none of the files it
+//! writes.
+
+use std::{borrow::Cow, sync::Arc};
+
+use monitor_common::{
+    Mode,
+    maps::{BaselineEntry, DeviceStats, FlowKey, FlowStats},
+};
+
+use super::{DEFAULT_MAX_LEARNING_DAYS, DevMapError};
+use crate::{
+    datapath::MapSet,
+    state::{StateDir, activity::Activity, daemon::DaemonInfo, files, inventory::Inventory},
+    support::clock::{monotonic_now_ns, unix_now},
+    view::oui::OuiDb,
+};
+
+/// Everything the map is made from, read once.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub inventory: Arc<Inventory>,
+    pub activity: Cow<'a, Activity>,
+    pub daemon: Option<Arc<DaemonInfo>>,
+    pub global_mode: Mode,
+    /// Counters of each device of `inventory`, in its order.
+    pub stats: Vec<DeviceStats>,
+    pub baseline: Vec<(FlowKey, BaselineEntry)>,
+    pub flows: Vec<(FlowKey, FlowStats)>,
+    pub oui: Option<&'a OuiDb>,
+    pub now_unix: u64,
+    pub now_mono_ns: u64,
+    pub max_learning_days: u64,
+}
+
+impl<'a> Inputs<'a> {
+    /// From the state directory and the pinned maps, as a process other than the daemon
+    /// (`monitor map`) sees the running monitor.
+    pub fn read(
+        maps: &MapSet,
+        state: &StateDir,
+        oui: Option<&'a OuiDb>,
+    ) -> Result<Inputs<'a>, DevMapError> {
+        let inventory = Arc::new(Inventory::load(state)?);
+        let activity = Cow::Owned(Activity::load(state)?);
+        let daemon = state.read_json::<DaemonInfo>(files::DAEMON)?.map(Arc::new);
+        Inputs::with_maps(maps, inventory, activity, daemon, oui)
+    }
+
+    /// From what the daemon holds in memory: its maps, its inventory in force, itself,
+    /// and the history its activity sampler keeps.
+    pub fn in_memory(
+        maps: &MapSet,
+        inventory: Arc<Inventory>,
+        daemon: Arc<DaemonInfo>,
+        activity: &'a Activity,
+        oui: Option<&'a OuiDb>,
+    ) -> Result<Inputs<'a>, DevMapError> {
+        Inputs::with_maps(maps, inventory, Cow::Borrowed(activity), Some(daemon), oui)
+    }
+
+    /// The rest, read from the maps now.
+    fn with_maps(
+        maps: &MapSet,
+        inventory: Arc<Inventory>,
+        activity: Cow<'a, Activity>,
+        daemon: Option<Arc<DaemonInfo>>,
+        oui: Option<&'a OuiDb>,
+    ) -> Result<Inputs<'a>, DevMapError> {
+        let stats = inventory
+            .devices
+            .iter()
+            .map(|d| maps.device_stats(d.slot))
+            .collect::<Result<_, _>>()?;
+        Ok(Inputs {
+            global_mode: Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn),
+            stats,
+            baseline: maps.baseline()?,
+            flows: maps.enrolled_flows()?,
+            inventory,
+            activity,
+            daemon,
+            oui,
+            now_unix: unix_now(),
+            now_mono_ns: monotonic_now_ns(),
+            max_learning_days: DEFAULT_MAX_LEARNING_DAYS,
+        })
+    }
+}
