@@ -325,6 +325,15 @@ impl Control {
                 }
             }
             self.reattach_interfaces();
+            // A `monitor mode --device` or `monitor allow` reaches the metrics and the map
+            // within a tick (a stat of the file; it is read only when another process
+            // replaced it, and every write is an atomic rename).
+            if let Err(e) = self
+                .keeper
+                .take_in_changes(&self.paths.state, &self.publisher)
+            {
+                log::error!("reading the inventory the CLI changed: {e:#}");
+            }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
                 self.save_baseline_if_grown();
