@@ -601,3 +601,44 @@ fn the_daemon_serves_from_memory_not_from_the_files_it_wrote() {
         Some(lab.lab.ward.ward_leg.as_str())
     );
 }
+
+#[test]
+fn operator_commands_reach_the_metrics_and_the_map_at_once() {
+    // The daemon keeps the inventory in memory; a `monitor mode --device` or `monitor
+    // allow` from another process changes the file, which the daemon takes in.
+    let lab = ObsLab::start(WARD_POLICY, &[]);
+    let mode = |mode: &str| {
+        format!(
+            r#"hospmon_device_mode{{medical_device="ct-scanner-01",kind="modality",ward="radiology",criticality="high",mode="{mode}"}}"#
+        )
+    };
+    assert_eq!(
+        sample(&lab.scrape(), &mode("learn")),
+        Some(1.0),
+        "{}",
+        lab.scrape()
+    );
+    lab.lab
+        .cli_ok(&["mode", "audit", "--device", "ct-scanner-01"]);
+    wait_for(
+        "the new mode in the metrics",
+        Duration::from_secs(5),
+        || (sample(&lab.scrape(), &mode("audit")) == Some(1.0)).then_some(()),
+    );
+    lab.lab.cli_ok(&[
+        "allow",
+        "--device",
+        "ct-scanner-01",
+        "--for",
+        "10m",
+        "--reason",
+        "test",
+    ]);
+    let glass = r#"hospmon_device_break_glass{medical_device="ct-scanner-01",kind="modality",ward="radiology",criticality="high"}"#;
+    wait_for("break-glass in the metrics", Duration::from_secs(5), || {
+        (sample(&lab.scrape(), glass) == Some(1.0)).then_some(())
+    });
+    wait_for("break-glass on the map", Duration::from_secs(5), || {
+        (lab.map_json()["summary"]["break_glass"] == 1).then_some(())
+    });
+}
