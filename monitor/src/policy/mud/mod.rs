@@ -32,12 +32,11 @@
 //!
 //! DNS names (`ietf-acldns:dst-dnsname` / `src-dnsname`) are resolved by the controller
 //! ([`Names`], through one long-lived hickory resolver): A records for IPv4 ACEs, AAAA for
-//! IPv6. Each answer
-//! is kept for its TTL (at least [`MIN_TTL`]); the daemon re-resolves names whose TTL has
-//! run out and re-applies the policy when an address changed. A name that does not exist
-//! has no addresses (its rules open nothing) until it is asked again after the negative TTL;
-//! a server that does not answer leaves the last known addresses in force and is asked
-//! again after [`RETRY_AFTER_FAILURE`].
+//! IPv6. Each answer is kept for its TTL (at least [`MIN_TTL`]); the daemon re-resolves
+//! names whose TTL has run out and re-applies the policy when an address changed. A name
+//! that does not exist has no addresses (its rules open nothing) until it is asked again
+//! after the negative TTL; a server that does not answer leaves the last known addresses in
+//! force and is asked again after [`RETRY_AFTER_FAILURE`].
 //!
 //! Inside, each file imports only from those listed before it:
 //!
