@@ -560,6 +560,101 @@ fn the_rfc_example_loads_and_its_names_wait_for_the_resolver() {
     assert_eq!(dns.asked(NAME).len(), 1);
 }
 
+/// The threads of this process named as the MUD resolver's thread.
+fn resolver_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap_or_else(|e| panic!("/proc/self/task: {e}"))
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == monitor::policy::mud::resolver::THREAD_NAME)
+        })
+        .map(|task| task.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// MUD names are asked from a plain thread (as the daemon's control thread asks them)
+/// through one resolver thread that lives as long as its `Names`: the same thread answers
+/// the first question, the one after the TTL and the one after the name was forgotten, and
+/// every answer comes from the server, none from a cache of the resolver's own.
+#[test]
+fn names_are_asked_by_one_long_lived_resolver_from_a_plain_thread() {
+    let ns = NetNs::new("mrs").unwrap_or_else(|e| panic!("{e}"));
+    let dns = Responder::start(&ns, BTreeMap::new());
+    let first: IpAddr = "fd00:20::10".parse().unwrap_or_else(|e| panic!("{e}"));
+    let second: IpAddr = "fd00:20::20".parse().unwrap_or_else(|e| panic!("{e}"));
+    dns.set(NAME, &[first], 1);
+    let dir = TempDir::new(&std::env::temp_dir(), "mmud");
+    std::fs::create_dir(dir.0.join("mud")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.0.join("mud/lightbulb.json"), RFC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.0.join("ward.yaml"),
+        format!("{BADGE}{}", mud_entry(Some(dns.addr))),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let policy = Policy::load_dir(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let without_mud = Policy {
+        mud: Vec::new(),
+        ..policy.clone()
+    };
+    let zone = dns.zone.clone();
+    let set = move |address: IpAddr, ttl: u32| {
+        zone.lock()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert(NAME.to_string(), (vec![address], ttl));
+    };
+    let peers = |policy: &Policy| -> Vec<String> {
+        policy
+            .rules
+            .iter()
+            .filter_map(|(_, rule)| rule.peer.cidr.clone())
+            .collect()
+    };
+    assert!(resolver_threads().is_empty(), "{:?}", resolver_threads());
+    let threads = ns
+        .run(move || {
+            let mut names = monitor::policy::mud::Names::default();
+            let mut applied = policy.clone();
+            names.apply(&mut applied);
+            assert_eq!(peers(&applied), [first.to_string()]);
+            let threads = vec![resolver_threads()];
+            // The answer changes; asked again once its TTL (1 s) has run out.
+            set(second, 60);
+            std::thread::sleep(Duration::from_millis(1100));
+            assert!(names.refresh_expired(), "the changed answer after the TTL");
+            let mut applied = policy.clone();
+            names.apply(&mut applied);
+            assert_eq!(peers(&applied), [second.to_string()], "kept for its TTL");
+            // Forgotten (the policy no longer names it) and named again: asked at once, and
+            // answered by the server although the last answer's 60 s have not run out.
+            set(first, 60);
+            names.apply(&mut without_mud.clone());
+            let mut applied = policy.clone();
+            names.apply(&mut applied);
+            assert_eq!(peers(&applied), [first.to_string()], "a cached answer");
+            let threads = [threads, vec![resolver_threads()]].concat();
+            drop(names);
+            threads
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        dns.asked(NAME).len(),
+        3,
+        "every question went to the server"
+    );
+    assert_eq!(threads[0].len(), 1, "one resolver thread: {threads:?}");
+    assert_eq!(threads[0], threads[1], "the same thread throughout");
+    let started = Instant::now();
+    while !resolver_threads().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the resolver thread outlived its Names: {:?}",
+            resolver_threads()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn every_kind_of_malformed_mud_file_is_refused_with_its_json_pointer() {
     let bad = bad_files();

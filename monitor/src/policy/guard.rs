@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::policy::model::Policy;
 
 /// A removal of more than this share of the devices or rules is held back...
 pub const SHRINK_SHARE_PERCENT: usize = 25;
