@@ -24,7 +24,6 @@ use super::{
     keeper::InventoryKeeper,
     reload::{self, ApplyOptions, HeldBack},
     start::{self, LinkRecord, StartCleanup},
-    watch::PolicyWatch,
 };
 use crate::{
     control::breakglass,
@@ -34,7 +33,7 @@ use crate::{
         live::{Live, Publisher},
         stats::ControllerStats,
     },
-    policy::mud::Names,
+    policy::{mud::Names, watch::PolicyWatch},
     state::{
         baseline::{self, BaselineFile},
         daemon::{DaemonInfo, Paths},

@@ -14,7 +14,6 @@ pub mod control;
 pub mod keeper;
 pub mod reload;
 pub mod start;
-pub mod watch;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -24,7 +23,6 @@ use monitor_common::Mode;
 
 pub use control::BASELINE_SAVE_INTERVAL;
 pub use reload::{Applied, ApplyOptions, HeldBack, apply_policy, compiled_rules};
-pub use watch::POLICY_SETTLE;
 
 use crate::{
     observe::{events::EventWriter, stats::ControllerStats},
