@@ -179,7 +179,10 @@ fn collect_paths(text: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
                         _ => {}
                     }
                     if depth == 0 || (depth == 1 && c == ',') {
-                        collect_paths(item.trim(), path.clone(), out);
+                        // A trailing comma leaves an empty item: no path.
+                        if !item.trim().is_empty() {
+                            collect_paths(item.trim(), path.clone(), out);
+                        }
                         item.clear();
                         if depth == 0 {
                             break;

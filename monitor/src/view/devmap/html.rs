@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    DeviceMap,
-    model::MapDevice,
+    model::{DeviceMap, MapDevice},
     text::{ago, duration},
 };
 use crate::state::activity::{self, format_local};

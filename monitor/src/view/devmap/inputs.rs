@@ -11,13 +11,37 @@ use monitor_common::{
     maps::{BaselineEntry, DeviceStats, FlowKey, FlowStats},
 };
 
-use super::{DEFAULT_MAX_LEARNING_DAYS, DevMapError};
+use crate::{
+    datapath::DatapathError,
+    state::{StateError, activity::ActivityError},
+};
 use crate::{
     datapath::MapSet,
     state::{StateDir, activity::Activity, daemon::DaemonInfo, files, inventory::Inventory},
     support::clock::{monotonic_now_ns, unix_now},
     view::oui::OuiDb,
 };
+
+/// A device learning for longer than this stands out: a baseline is meant to be learned
+/// and then enforced, and an endless learn phase protects nothing.
+pub const DEFAULT_MAX_LEARNING_DAYS: u64 = 7;
+#[derive(Debug, thiserror::Error)]
+pub enum DevMapError {
+    #[error("reading the datapath maps")]
+    Datapath(#[from] DatapathError),
+    #[error("reading the state directory")]
+    State(#[from] StateError),
+    #[error("reading the activity history")]
+    Activity(#[source] Box<ActivityError>),
+    #[error("encoding JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<ActivityError> for DevMapError {
+    fn from(e: ActivityError) -> Self {
+        DevMapError::Activity(Box::new(e))
+    }
+}
 
 /// Everything the map is made from, read once.
 #[derive(Debug)]

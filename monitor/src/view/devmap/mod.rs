@@ -16,38 +16,8 @@ pub mod model;
 mod tests;
 pub mod text;
 
-use crate::{
-    datapath::DatapathError,
-    policy::DeviceSpec,
-    state::{StateError, activity::ActivityError},
-};
-
-pub use inputs::Inputs;
-pub use model::{DeviceMap, Protection, build};
-
-/// A device learning for longer than this stands out: a baseline is meant to be learned
-/// and then enforced, and an endless learn phase protects nothing.
-pub const DEFAULT_MAX_LEARNING_DAYS: u64 = 7;
-/// The group of devices whose policy entry says nothing about where they are.
-pub const NO_LOCATION: &str = "(no location)";
-
-#[derive(Debug, thiserror::Error)]
-pub enum DevMapError {
-    #[error("reading the datapath maps")]
-    Datapath(#[from] DatapathError),
-    #[error("reading the state directory")]
-    State(#[from] StateError),
-    #[error("reading the activity history")]
-    Activity(#[source] Box<ActivityError>),
-    #[error("encoding JSON")]
-    Json(#[from] serde_json::Error),
-}
-
-impl From<ActivityError> for DevMapError {
-    fn from(e: ActivityError) -> Self {
-        DevMapError::Activity(Box::new(e))
-    }
-}
+pub use inputs::{DEFAULT_MAX_LEARNING_DAYS, DevMapError, Inputs};
+pub use model::{DeviceMap, NO_LOCATION, Protection, build, ward_of};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,15 +38,6 @@ impl Format {
             Format::Html => "text/html; charset=utf-8",
             Format::Json => "application/json",
         }
-    }
-}
-
-/// The ward a device is grouped (and labelled in metrics) by: its location's ward, else
-/// its whole location, else [`NO_LOCATION`].
-pub fn ward_of(spec: &DeviceSpec) -> String {
-    match &spec.location.ward {
-        Some(ward) => ward.clone(),
-        None => spec.location.label(),
     }
 }
 

@@ -13,7 +13,7 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use super::{Inputs, NO_LOCATION, ward_of};
+use super::inputs::Inputs;
 use crate::{
     datapath::addr_of,
     policy::{DeviceSpec, parse_mac},
@@ -22,6 +22,18 @@ use crate::{
     support::{clock::unix_of_monotonic, proto},
     view::oui::{OuiDb, Vendor},
 };
+
+/// The group of devices whose policy entry says nothing about where they are.
+pub const NO_LOCATION: &str = "(no location)";
+
+/// The ward a device is grouped (and labelled in metrics) by: its location's ward, else
+/// its whole location, else [`NO_LOCATION`].
+pub fn ward_of(spec: &DeviceSpec) -> String {
+    match &spec.location.ward {
+        Some(ward) => ward.clone(),
+        None => spec.location.label(),
+    }
+}
 
 /// Violating flows listed per device (the rest are counted).
 const TOP_VIOLATIONS: usize = 10;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::DeviceMap;
+use super::model::DeviceMap;
 use crate::{state::activity::format_local, view::report};
 
 /// "5m ago", "never".
