@@ -14,7 +14,7 @@ use monitor::{
         CORE_SERVERS, DICOM, DNS, HTTPS, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
         tcp_exchange, udp_exchange,
     },
-    policy::{ModeSpec, Policy},
+    policy::Policy,
     state::inventory::Inventory,
 };
 use monitor_common::{Action, Mode, Reason, maps::DeviceStats};
@@ -145,7 +145,7 @@ impl Bed {
             .unwrap_or_else(|e| panic!("setting mode: {e}"));
     }
 
-    fn override_mode(&mut self, device: &str, mode: Option<ModeSpec>, confirmed: bool) {
+    fn override_mode(&mut self, device: &str, mode: Option<Mode>, confirmed: bool) {
         let device = self
             .inventory
             .set_override(device, mode, confirmed)
@@ -338,7 +338,7 @@ fn learn_then_enforce_keeps_the_baseline_and_drops_the_rest() {
     assert!(bed.verdict(Action::Pass, Reason::LifeCriticalSpared) > 0);
 
     // Only its own confirmed entry enforces it.
-    bed.override_mode("pump-icu3-01", Some(ModeSpec::Enforce), true);
+    bed.override_mode("pump-icu3-01", Some(Mode::Enforce), true);
     assert_eq!(
         bed.tcp("pump-icu3-01", service("hl7-engine", MLLP)),
         Outcome::TimedOut
@@ -371,7 +371,7 @@ fn audit_counts_without_dropping_and_device_overrides_win() {
     assert_eq!(bed.verdict(Action::Drop, Reason::NotInBaseline), 0);
 
     // One device enforced while the router audits.
-    bed.override_mode("ws-icu3-nurses", Some(ModeSpec::Enforce), false);
+    bed.override_mode("ws-icu3-nurses", Some(Mode::Enforce), false);
     assert_eq!(
         bed.udp("ws-icu3-nurses", service("ntp", NTP), b"ntp?"),
         Outcome::Answered
@@ -392,7 +392,7 @@ fn audit_counts_without_dropping_and_device_overrides_win() {
     // And one device learning while the router enforces: its new flow is learned, then
     // kept once it is enforced again.
     bed.set_mode(Mode::Enforce);
-    bed.override_mode("ct-scanner-01", Some(ModeSpec::Learn), false);
+    bed.override_mode("ct-scanner-01", Some(Mode::Learn), false);
     assert_eq!(
         bed.udp("ct-scanner-01", service("ntp", NTP), b"ntp?"),
         Outcome::Answered

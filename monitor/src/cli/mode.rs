@@ -3,7 +3,6 @@
 use anyhow::Result;
 use monitor::{
     control::mode::{self, Changed},
-    policy::ModeSpec,
     state::daemon::Paths,
 };
 use monitor_common::Mode;
@@ -39,13 +38,7 @@ pub fn set_mode(
     confirmed: bool,
 ) -> Result<()> {
     let mut maps = open_maps(paths)?;
-    let change = mode::set(
-        &mut maps,
-        &paths.state,
-        choice.0.map(ModeSpec::from),
-        device,
-        confirmed,
-    )?;
+    let change = mode::set(&mut maps, &paths.state, choice.0, device, confirmed)?;
     match &change.changed {
         Changed::Global { mode, spared } => {
             println!("global mode is now {}", mode.name());

@@ -9,7 +9,6 @@ use monitor_common::{Mode, maps::Config};
 
 use crate::{
     datapath::MapSet,
-    policy::ModeSpec,
     state::{
         StateDir,
         inventory::Inventory,
@@ -40,7 +39,7 @@ pub struct ModeChange {
 pub fn set(
     maps: &mut MapSet,
     state: &StateDir,
-    mode: Option<ModeSpec>,
+    mode: Option<Mode>,
     device: Option<&str>,
     confirmed: bool,
 ) -> Result<ModeChange> {
@@ -52,7 +51,7 @@ pub fn set(
     match (device, mode) {
         (None, None) => bail!("`inherit` applies to one device: add --device NAME"),
         (None, Some(mode)) => {
-            let mode = Mode::from(mode);
+            let mode = mode;
             let mut record = ModeRecord::new(Change::Global, None, Some(mode.name()));
             if mode == Mode::Learn {
                 open_window(&mut config, &mut record, &history);
@@ -74,7 +73,7 @@ pub fn set(
         (Some(name), mode) => {
             let mut inventory = Inventory::load(state)?;
             let device = inventory.set_override(name, mode, confirmed)?.clone();
-            let choice = mode.map_or("inherit", |m| Mode::from(m).name());
+            let choice = mode.map_or("inherit", |m| m.name());
             let mut record = ModeRecord::new(Change::Device, Some(&device.spec.name), Some(choice));
             let effective = device.effective_mode(global);
             if effective == Mode::Learn.name() {

@@ -5,6 +5,7 @@
 //! contradict each other) is checked once all are read. The result is a [`Policy`] or every
 //! problem found ([`PolicyError`]).
 
+use monitor_common::Mode;
 use std::{
     collections::BTreeMap,
     net::IpAddr,
@@ -13,8 +14,8 @@ use std::{
 
 use crate::policy::{
     model::{
-        Criticality, Defaults, DeviceSpec, GroupSpec, MAX_DEVICES, MAX_POLICY_FILE_BYTES, ModeSpec,
-        Place, Policy, PolicyFile, Problem, RuleSpec, parse_mac,
+        Criticality, Defaults, DeviceSpec, GroupSpec, MAX_DEVICES, MAX_POLICY_FILE_BYTES, Place,
+        Policy, PolicyFile, Problem, RuleSpec, parse_mac,
         place::{find_key, find_name, list_item_lines},
     },
     mud,
@@ -275,7 +276,7 @@ impl Loader {
             }
         }
         if device.criticality == Criticality::LifeCritical
-            && device.mode == Some(ModeSpec::Enforce)
+            && device.mode == Some(Mode::Enforce)
             && !device.confirm_enforce
         {
             problem(format!(
@@ -284,7 +285,7 @@ impl Loader {
                 device.name
             ));
         }
-        if device.confirm_enforce && device.mode != Some(ModeSpec::Enforce) {
+        if device.confirm_enforce && device.mode != Some(Mode::Enforce) {
             problem(format!(
                 "device `{}` has `confirm-enforce: true` but its mode is not `enforce`",
                 device.name
@@ -425,7 +426,7 @@ mod tests {
             "defaults:\n  mode: audit\n  unenrolled: drop\ndevices:\n  - name: pump-1\n    kind: infusion-pump\n    addresses: [10.1.0.11, 'fd00::11']\n    criticality: life-critical\n  - name: ws-1\n    kind: workstation\n    addresses: [10.1.0.50]\n    mode: enforce\n",
         )
         .expect("valid policy");
-        assert_eq!(policy.defaults.mode, Some(ModeSpec::Audit));
+        assert_eq!(policy.defaults.mode, Some(Mode::Audit));
         assert_eq!(policy.defaults.unenrolled, UnenrolledSpec::Drop);
         let pump = &policy.devices[0];
         assert_eq!(pump.addresses.len(), 2);

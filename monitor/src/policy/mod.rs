@@ -31,7 +31,7 @@ pub use compile::{CompiledRule, Prefix, RuleSets, fold_rules};
 pub use model::{
     BREAK_GLASS_MAX_CEILING, BREAK_GLASS_MAX_FLOOR, Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults,
     DeviceSpec, Endpoint, EndpointSpec, GroupSpec, Location, MAX_DEVICES, MAX_POLICY_FILE_BYTES,
-    ModeSpec, Place, Policy, PolicyFile, PortsSpec, Problem, RuleAction, RuleDirection, RuleSpec,
+    Place, Policy, PolicyFile, PortsSpec, Problem, RuleAction, RuleDirection, RuleSpec,
     UnenrolledSpec, parse_break_glass_max, parse_mac,
 };
 

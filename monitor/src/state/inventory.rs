@@ -21,10 +21,7 @@ use super::{StateDir, StateError, files};
 use crate::{
     datapath::MapSet,
     policy::guard::AppliedPolicy,
-    policy::{
-        Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults, DeviceSpec, ModeSpec, Policy,
-        UnenrolledSpec,
-    },
+    policy::{Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults, DeviceSpec, Policy, UnenrolledSpec},
 };
 
 const INVENTORY_VERSION: u32 = 1;
@@ -33,7 +30,8 @@ const INVENTORY_VERSION: u32 = 1;
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ModeOverride {
-    pub mode: ModeSpec,
+    #[serde(with = "crate::support::mode_name")]
+    pub mode: Mode,
     /// Given with --confirm-life-critical.
     pub confirmed: bool,
 }
@@ -82,9 +80,9 @@ impl EnrolledDevice {
         }
         if let Some(over) = self.operator_override {
             entry.mode = Mode::from(over.mode) as u8;
-            if over.mode == ModeSpec::Enforce && over.confirmed {
+            if over.mode == Mode::Enforce && over.confirmed {
                 entry.flags |= DEVICE_ENFORCE_CONFIRMED;
-            } else if over.mode != ModeSpec::Enforce {
+            } else if over.mode != Mode::Enforce {
                 entry.flags &= !DEVICE_ENFORCE_CONFIRMED;
             }
         }
@@ -259,9 +257,9 @@ impl Inventory {
             if asked == in_force {
                 continue;
             }
-            let name = |mode: Option<ModeSpec>| mode.map_or("inherit", |m| Mode::from(m).name());
+            let name = |mode: Option<Mode>| mode.map_or("inherit", |m| m.name());
             let command = match asked.0 {
-                Some(ModeSpec::Enforce) if asked.1 => format!(
+                Some(Mode::Enforce) if asked.1 => format!(
                     "monitor mode enforce --device {} --confirm-life-critical",
                     device.spec.name
                 ),
@@ -304,11 +302,11 @@ impl Inventory {
     pub fn set_override(
         &mut self,
         name: &str,
-        mode: Option<ModeSpec>,
+        mode: Option<Mode>,
         confirmed: bool,
     ) -> Result<&EnrolledDevice, StateError> {
         let device = self.find_mut(name)?;
-        if mode == Some(ModeSpec::Enforce)
+        if mode == Some(Mode::Enforce)
             && device.spec.criticality == Criticality::LifeCritical
             && !confirmed
         {

@@ -1,6 +1,7 @@
 //! Small things every layer uses: clocks, protocol names, error text, who is asking.
 
 pub mod clock;
+pub mod mode_name;
 pub mod proto;
 
 /// An error with its causes, for logs and HTTP error bodies.

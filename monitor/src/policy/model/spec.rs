@@ -10,6 +10,8 @@ use monitor_common::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::support::mode_name;
+
 /// One policy file as written.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -171,8 +173,12 @@ fn any_protocol() -> String {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Defaults {
     /// Global mode at start (the CLI's `monitor mode` changes it later).
-    #[serde(default)]
-    pub mode: Option<ModeSpec>,
+    #[serde(
+        default,
+        serialize_with = "mode_name::serialize_option",
+        deserialize_with = "mode_name::deserialize_option"
+    )]
+    pub mode: Option<Mode>,
     /// Traffic between addresses outside the inventory, in enforce mode.
     #[serde(default)]
     pub unenrolled: UnenrolledSpec,
@@ -259,35 +265,6 @@ pub enum UnenrolledSpec {
     Drop,
 }
 
-/// A mode as written in policy files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeSpec {
-    Learn,
-    Audit,
-    Enforce,
-}
-
-impl From<ModeSpec> for Mode {
-    fn from(spec: ModeSpec) -> Mode {
-        match spec {
-            ModeSpec::Learn => Mode::Learn,
-            ModeSpec::Audit => Mode::Audit,
-            ModeSpec::Enforce => Mode::Enforce,
-        }
-    }
-}
-
-impl From<Mode> for ModeSpec {
-    fn from(mode: Mode) -> ModeSpec {
-        match mode {
-            Mode::Learn => ModeSpec::Learn,
-            Mode::Audit => ModeSpec::Audit,
-            Mode::Enforce => ModeSpec::Enforce,
-        }
-    }
-}
-
 /// How much harm losing the device's traffic does.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -367,8 +344,13 @@ pub struct DeviceSpec {
     #[serde(default)]
     pub criticality: Criticality,
     /// Overrides the global mode for this device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<ModeSpec>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "mode_name::serialize_option",
+        deserialize_with = "mode_name::deserialize_option"
+    )]
+    pub mode: Option<Mode>,
     /// Required, with `mode: enforce`, to enforce a life-critical device.
     #[serde(default)]
     pub confirm_enforce: bool,
@@ -420,14 +402,10 @@ impl DeviceSpec {
         if self.criticality == Criticality::LifeCritical {
             flags |= DEVICE_LIFE_CRITICAL;
         }
-        if self.confirm_enforce && self.mode == Some(ModeSpec::Enforce) {
+        if self.confirm_enforce && self.mode == Some(Mode::Enforce) {
             flags |= DEVICE_ENFORCE_CONFIRMED;
         }
-        DeviceEntry::new(
-            slot,
-            self.mode.map_or(MODE_INHERIT, |m| Mode::from(m) as u8),
-            flags,
-        )
+        DeviceEntry::new(slot, self.mode.map_or(MODE_INHERIT, |m| m as u8), flags)
     }
 }
 
