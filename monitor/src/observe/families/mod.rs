@@ -218,6 +218,12 @@ pub const EVENTS_LOST: Family = family(
     &[],
     "Violation events lost because the event ring buffer was full.",
 );
+pub const SYSLOG_MESSAGES: Family = family(
+    "hospmon_syslog_messages_total",
+    Counter,
+    &["outcome"],
+    "Events for the SIEM (monitor run --syslog) by outcome: sent (handed to the collector's socket), dropped (its queue was full while the collector was unreachable or slow; events.jsonl still has them).",
+);
 pub const POLICY_RELOADS: Family = family(
     "hospmon_policy_reloads_total",
     Counter,
@@ -323,6 +329,7 @@ pub const ALL: &[&Family] = &[
     &POLICY_GENERATION,
     &EVENTS,
     &EVENTS_LOST,
+    &SYSLOG_MESSAGES,
     &POLICY_RELOADS,
     &POLICY_HELD_BACK,
     &POLICY_LAST_RELOAD_SUCCESS,
