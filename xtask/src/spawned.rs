@@ -73,11 +73,6 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
         "the monitor binary itself (std::env::current_exe)",
     ),
     (
-        "monitor/src/lab/demo.rs",
-        "demo.exe",
-        "the monitor binary itself (std::env::current_exe)",
-    ),
-    (
         "tests/src/bin/monitor-bench.rs",
         "self.monitor",
         "the monitor binary given with --monitor-bin",
