@@ -135,13 +135,21 @@ impl ObsLab {
     /// Builds the lab with `policy` (plus `extra` policy files) and starts the daemon in
     /// learn mode with `--metrics-addr`.
     pub fn start(policy: &str, extra: &[(&str, &str)]) -> ObsLab {
+        ObsLab::start_with(policy, extra, &[])
+    }
+
+    /// Like [`ObsLab::start`], with more options for `monitor run`.
+    pub fn start_with(policy: &str, extra: &[(&str, &str)], args: &[&str]) -> ObsLab {
         let mut lab = Lab::new(policy);
         for (name, text) in extra {
             std::fs::write(lab.policy_dir.0.join(name), text)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        lab.start(&["--mode", "learn", "--metrics-addr", &metrics.to_string()]);
+        let metrics_addr = metrics.to_string();
+        let mut run = vec!["--mode", "learn", "--metrics-addr", &metrics_addr];
+        run.extend_from_slice(args);
+        lab.start(&run);
         wait_for("the metrics server", Duration::from_secs(20), || {
             http_get(metrics, "/metrics")
                 .ok()
@@ -172,7 +180,7 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
 }
 
 /// A real Prometheus server (Debian's `prometheus`) on a free loopback port, with its own
-/// configuration and data directory, scraping `target` every second. Stopped on drop.
+/// configuration and data directory, scraping its targets every second. Stopped on drop.
 pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
@@ -181,13 +189,21 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target: SocketAddr) -> Prometheus {
+        Prometheus::scraping(&[target])
+    }
+
+    /// One Prometheus scraping every one of `targets` (job `monitor`; each its own
+    /// `instance`, its address).
+    pub fn scraping(targets: &[SocketAddr]) -> Prometheus {
         let dir = TempDir::new(&std::env::temp_dir(), "mprom");
         let config = dir.0.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let targets = targets.join(", ");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: [{targets}]\n"
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -243,9 +259,10 @@ impl Prometheus {
             .and_then(|r| r["value"][1].as_str().and_then(|v| v.parse().ok()))
     }
 
-    /// How many times Prometheus has scraped the monitor (the last 10 minutes).
+    /// How many times Prometheus has scraped the monitor (the last 10 minutes; with
+    /// several targets, the one scraped least).
     pub fn scrapes(&self) -> f64 {
-        self.value(r#"count_over_time(up{job="monitor"}[10m])"#)
+        self.value(r#"min(count_over_time(up{job="monitor"}[10m]))"#)
             .unwrap_or(0.0)
     }
 
