@@ -201,7 +201,8 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// Violations (dropped and would-drop) as the daemon recorded them.
+    /// Events as the daemon recorded them: violations (dropped and would-drop), policy
+    /// loads, break-glass and mode changes.
     Events {
         /// Keep printing new events as they come.
         #[arg(long)]
