@@ -1,5 +1,6 @@
-//! Shared by the observability tests (metrics.rs, devmap.rs): a lab daemon serving
-//! `--metrics-addr` on a free loopback port, a tiny HTTP client, and a real Prometheus.
+//! Shared by the observability tests (metrics.rs, devmap.rs, fleet.rs, siem.rs): a lab
+//! daemon serving `--metrics-addr` on a free loopback port, a tiny HTTP client, a real
+//! Prometheus, and the shipped dashboard's queries.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -309,6 +310,52 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every PromQL expression of the dashboard (panels, nested panels), and the template
+/// variables' `label_values` queries.
+pub fn dashboard_queries() -> (Vec<(String, String)>, Vec<String>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/monitor.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    out.push((
+                        panel["title"].as_str().unwrap_or("?").to_string(),
+                        expr.to_string(),
+                    ));
+                }
+            }
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut exprs = Vec::new();
+    walk(&dashboard["panels"], &mut exprs);
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["query"]["query"].as_str().or(v["definition"].as_str()))
+        .filter(|q| q.starts_with("label_values("))
+        .map(str::to_string)
+        .collect();
+    (exprs, variables)
+}
+
+/// A dashboard query as Grafana sends it: the ward and device variables at "All"
+/// (allValue `.*`), the Router variable as `router` (a regex: `.*` for all, or one
+/// router's address with its dots escaped), and the interval macros as they are for a 1 s
+/// scrape interval.
+pub fn substitute(expr: &str, router: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$ward", ".*")
+        .replace("$medical_device", ".*")
+        .replace("$instance", router)
 }
 
 /// tests/artifacts (gitignored): screenshots and expositions a person can look at.
