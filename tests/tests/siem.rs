@@ -3,8 +3,8 @@
 //! its own in a temporary directory; never the machine's rsyslog) receives the monitor's
 //! events as RFC 5424 messages and parses their structured data: a violation with the
 //! device's name, kind and location, a break-glass (started by the CLI, ended by the
-//! daemon), policy loads (applied, failed) and mode changes; over UDP, and over TCP with a
-//! collector that starts late and one that restarts, neither losing an event.
+//! daemon), policy loads (applied, failed, held back) and mode changes; over UDP, and over
+//! TCP with a collector that starts late and one that restarts, neither losing an event.
 
 mod obs;
 
@@ -311,6 +311,22 @@ fn a_udp_collector_gets_violations_break_glass_policy_loads_and_mode_changes() {
         "{failed}"
     );
 
+    // And one held back: a policy of one device would retire the eight others at once.
+    std::fs::write(
+        &policy,
+        "defaults:\n  mode: learn\ndevices:\n  - name: pump-icu3-01\n    kind: infusion-pump\n    \
+         addresses: [10.10.1.11]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let held = wait_event(&dir.0, &lab, "policy-held-back", long, |_| true);
+    assert_eq!(held["pri"], PRI_ERROR, "{held}");
+    assert!(
+        held["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("--accept-shrink")),
+        "{held}"
+    );
+
     // events.jsonl has the same events.
     let events = events_file(&lab);
     for event in [
@@ -319,6 +335,7 @@ fn a_udp_collector_gets_violations_break_glass_policy_loads_and_mode_changes() {
         "break-glass-start",
         "break-glass-end",
         "policy-failed",
+        "policy-held-back",
     ] {
         assert!(
             events.iter().any(|e| e["event"] == event),
