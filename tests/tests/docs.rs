@@ -1,6 +1,7 @@
 //! The docs name every verdict reason with its number and meaning, and every metric family
 //! with its type and labels, as the code has them; the Grafana dashboard queries only
-//! those families and their labels.
+//! those families and their labels, each filtered by its Router variable; the alert rules
+//! read only those families and their labels.
 
 use monitor_common::Reason;
 
@@ -53,6 +54,18 @@ fn dashboard_queries_only_metric_families_and_their_labels() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/monitor.json");
     let dashboard = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let problems = monitor::observe::families::check::dashboard(&dashboard);
+    assert!(
+        problems.is_empty(),
+        "{path} disagrees with monitor/src/observe/families:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn alert_rules_read_only_metric_families_and_their_labels() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../prometheus/alerts.yml");
+    let rules = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let problems = monitor::observe::families::check::alert_rules(&rules);
     assert!(
         problems.is_empty(),
         "{path} disagrees with monitor/src/observe/families:\n{}",

@@ -15,7 +15,9 @@ use std::{
 
 use monitor::lab::{DNS, NTP, Outcome};
 use monitor_tests::harness::{host, service};
-use obs::{ObsLab, Prometheus, WARD_POLICY, artifacts_dir, sample, wait_for};
+use obs::{
+    ObsLab, Prometheus, WARD_POLICY, artifacts_dir, dashboard_queries, sample, substitute, wait_for,
+};
 
 const TIMEOUT: Duration = Duration::from_millis(800);
 /// Ethernet + IPv4 + UDP headers.
@@ -96,49 +98,6 @@ fn spoofed_sources(lab: &ObsLab, count: usize, to: Ipv4Addr) -> Vec<Ipv4Addr> {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     sources
-}
-
-/// Every PromQL expression of the dashboard (panels, nested panels), and the template
-/// variables' `label_values` queries.
-fn dashboard_queries() -> (Vec<(String, String)>, Vec<String>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/monitor.json");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        for panel in panels.as_array().into_iter().flatten() {
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                if let Some(expr) = target["expr"].as_str() {
-                    out.push((
-                        panel["title"].as_str().unwrap_or("?").to_string(),
-                        expr.to_string(),
-                    ));
-                }
-            }
-            walk(&panel["panels"], out);
-        }
-    }
-    let mut exprs = Vec::new();
-    walk(&dashboard["panels"], &mut exprs);
-    let variables = dashboard["templating"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["query"]["query"].as_str().or(v["definition"].as_str()))
-        .filter(|q| q.starts_with("label_values("))
-        .map(str::to_string)
-        .collect();
-    (exprs, variables)
-}
-
-/// The dashboard's variables as Grafana fills them with "All" (allValue `.*`), and its
-/// interval macros as they are for a 1 s scrape interval.
-fn substitute(expr: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
-        .replace("$__interval", "15s")
-        .replace("$__range", "5m")
-        .replace("$ward", ".*")
-        .replace("$medical_device", ".*")
 }
 
 #[test]
@@ -373,14 +332,14 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
     let (exprs, variables) = dashboard_queries();
     assert!(exprs.len() >= 15, "{} dashboard queries", exprs.len());
     for (panel, expr) in &exprs {
-        let promql = substitute(expr);
+        let promql = substitute(expr, ".*");
         let result = prom.query(&promql);
         assert!(
             !result.is_empty(),
             "dashboard panel `{panel}`: `{promql}` returned no data"
         );
     }
-    assert_eq!(variables.len(), 2, "{variables:?}");
+    assert_eq!(variables.len(), 3, "{variables:?}");
     for variable in &variables {
         // label_values(SELECTOR, LABEL)
         let inner = variable
@@ -394,7 +353,7 @@ fn prometheus_sees_exactly_what_was_sent_and_dropped() {
             &format!(
                 "/api/v1/label/{}/values?match[]={}",
                 label.trim(),
-                obs::encode(&substitute(selector.trim()))
+                obs::encode(&substitute(selector.trim(), ".*"))
             ),
         );
         let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));

@@ -53,6 +53,8 @@ pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("chromium", "chromium"),
     ("/usr/share/ieee-data/oui.csv", "ieee-data"),
+    // siem.rs: a real syslog collector, started with a configuration of its own.
+    ("rsyslogd", "rsyslog"),
 ];
 
 /// tshark's postinst asks whether non-root users may capture; unanswered it would wait on a

@@ -94,6 +94,11 @@ pub enum Command {
         /// entering --netns: on the host's network.
         #[arg(long, value_name = "ADDR|off")]
         metrics_addr: Option<run::MetricsAddr>,
+        /// Send every event (violations, break-glass, policy loads, mode changes) to this
+        /// syslog collector too, as RFC 5424 messages (TCP: octet-counted). Connected from
+        /// the host's network, like --metrics-addr; an unreachable collector is retried.
+        #[arg(long, value_name = "udp://HOST:PORT|tcp://HOST:PORT")]
+        syslog: Option<monitor::observe::syslog::Target>,
     },
     /// The device map: every device with its vendor, location, peers by role, when it is
     /// used, violations, baseline and protection; grouped by ward.
@@ -196,7 +201,8 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// Violations (dropped and would-drop) as the daemon recorded them.
+    /// Events as the daemon recorded them: violations (dropped and would-drop), policy
+    /// loads, break-glass and mode changes.
     Events {
         /// Keep printing new events as they come.
         #[arg(long)]
@@ -291,6 +297,7 @@ pub fn main() -> Result<()> {
             netns,
             metrics_addr,
             accept_shrink,
+            syslog,
         } => run::run(
             &paths,
             run::RunArgs {
@@ -301,6 +308,7 @@ pub fn main() -> Result<()> {
                 netns,
                 metrics_addr,
                 accept_shrink,
+                syslog,
             },
         ),
         Command::Demo => monitor::lab::demo::run(),

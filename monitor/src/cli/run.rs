@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use aya::programs::xdp::XdpMode;
 use monitor::{
     daemon::{self, RunOptions},
+    observe::syslog::{Syslog, Target},
     state::daemon::Paths,
 };
 use monitor_common::Mode;
@@ -58,6 +59,7 @@ pub struct RunArgs {
     pub netns: Option<String>,
     pub metrics_addr: Option<MetricsAddr>,
     pub accept_shrink: bool,
+    pub syslog: Option<Target>,
 }
 
 pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
@@ -69,6 +71,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
         netns,
         metrics_addr,
         accept_shrink,
+        syslog,
     } = args;
     // Bound before entering the namespace: metrics are for the management network.
     // An address asked for must work; the default may be taken (another monitor),
@@ -91,6 +94,11 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
             }
         }
     };
+    // Its thread stays on the host's network, where the SIEM is, like the metrics.
+    let syslog = syslog
+        .map(Syslog::start)
+        .transpose()
+        .context("starting the syslog sender")?;
     // Before the runtime starts, so that its threads start in the namespace too.
     let _inside = netns
         .as_deref()
@@ -105,6 +113,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
             mode,
             metrics_listener,
             accept_shrink,
+            syslog,
         },
     ))
 }

@@ -5,19 +5,16 @@
 //! expires on time even if no controller runs; the controller only writes the closing
 //! audit record.
 
-use std::{
-    io::Write,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use anyhow::{Result, bail};
 
 use crate::state::files;
 use crate::{
     datapath::MapSet,
     policy::BREAK_GLASS_MAX_CEILING,
     state::StateDir,
+    state::audit::{self, AuditRecord},
     state::inventory::{BreakGlass, BreakGlassLimit, Inventory},
     support::{
         clock::{monotonic_now_ns, rfc3339},
@@ -56,35 +53,6 @@ pub fn check_duration(duration: Duration, limit: &BreakGlassLimit) -> Result<(),
             set_in: limit.set_in.clone(),
         });
     }
-    Ok(())
-}
-
-#[derive(Serialize)]
-struct AuditRecord<'a> {
-    time: String,
-    event: &'a str,
-    who: &'a str,
-    reason: &'a str,
-    devices: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    until: Option<String>,
-    /// Packets let through by break-glass, per device (closing records).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    let_through: Option<std::collections::BTreeMap<String, u64>>,
-}
-
-fn append_audit(state: &StateDir, record: &AuditRecord<'_>) -> Result<()> {
-    std::fs::create_dir_all(state.path())?;
-    let path = state.path().join(files::AUDIT);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut line = serde_json::to_string(record)?;
-    line.push('\n');
-    file.write_all(line.as_bytes())?;
-    file.sync_all()?;
     Ok(())
 }
 
@@ -131,18 +99,16 @@ pub fn allow(
         names.push(device.spec.name.clone());
     }
     // The record first: nothing is let through without one.
-    append_audit(
-        state,
-        &AuditRecord {
-            time: rfc3339(SystemTime::now()),
-            event: "break-glass-start",
-            who: &who,
-            reason,
-            devices: names.clone(),
-            until: Some(rfc3339(until_unix)),
-            let_through: None,
-        },
-    )?;
+    AuditRecord {
+        time: rfc3339(SystemTime::now()),
+        event: audit::START.into(),
+        who: who.clone(),
+        reason: reason.into(),
+        devices: names.clone(),
+        until: Some(rfc3339(until_unix)),
+        let_through: None,
+    }
+    .append(state)?;
     inventory.save(state)?;
     for name in &names {
         let device = inventory.find(name)?;
@@ -188,18 +154,16 @@ pub fn expire(maps: &mut MapSet, state: &StateDir, inventory: &mut Inventory) ->
         return Ok(false);
     }
     let (who, reason) = records.swap_remove(0);
-    append_audit(
-        state,
-        &AuditRecord {
-            time: rfc3339(SystemTime::now()),
-            event: "break-glass-end",
-            who: &who,
-            reason: &reason,
-            devices: closed.keys().cloned().collect(),
-            until: None,
-            let_through: Some(closed.clone()),
-        },
-    )?;
+    AuditRecord {
+        time: rfc3339(SystemTime::now()),
+        event: audit::END.into(),
+        who,
+        reason,
+        devices: closed.keys().cloned().collect(),
+        until: None,
+        let_through: Some(closed.clone()),
+    }
+    .append(state)?;
     inventory.save(state)?;
     for name in closed.keys() {
         let device = inventory.find(name)?;

@@ -21,6 +21,7 @@ use aya::{
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{
+    forward::Forwarder,
     keeper::InventoryKeeper,
     reload::{self, ApplyOptions, HeldBack},
     start::{self, LinkRecord, StartCleanup},
@@ -283,6 +284,15 @@ impl Control {
         for message in &applied.modes_kept {
             self.event(ControllerEvent::warning("mode-kept", message.clone()));
         }
+        self.event(ControllerEvent::notice(
+            "policy-applied",
+            format!(
+                "policy in {} applied: {} devices, {} rules",
+                dir.display(),
+                applied.inventory.devices.len(),
+                applied.rules
+            ),
+        ));
         self.keeper
             .wrote(&self.paths.state, applied.inventory, &self.publisher);
         Ok(applied.starting_mode)
@@ -307,6 +317,7 @@ impl Control {
 
     /// Serves `commands` until told to stop (or the async side is gone), then saves.
     pub fn run(mut self, commands: Receiver<Command>) {
+        let mut forwarder = Forwarder::load(&self.paths.state);
         loop {
             let reload = match commands.recv_timeout(POLL) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -332,6 +343,11 @@ impl Control {
                 .take_in_changes(&self.paths.state, &self.publisher)
             {
                 log::error!("reading the inventory the CLI changed: {e:#}");
+            }
+            // Break-glass and mode records of `monitor allow` and `monitor mode` (and this
+            // daemon's own) become events, for events.jsonl and the SIEM.
+            for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
+                self.event(event);
             }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();

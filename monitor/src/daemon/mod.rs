@@ -8,14 +8,15 @@
 //!
 //! Two sides: a control thread ([`control`]) owns the datapath and does all the blocking
 //! work; the async side here turns signals into its commands and serves what it hands
-//! over (metrics and the device map, the event pump).
+//! over (metrics and the device map, the event pump and its syslog sender).
 
 pub mod control;
+pub mod forward;
 pub mod keeper;
 pub mod reload;
 pub mod start;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::programs::xdp::XdpMode;
@@ -25,7 +26,7 @@ pub use control::BASELINE_SAVE_INTERVAL;
 pub use reload::{Applied, ApplyOptions, HeldBack, apply_policy, compiled_rules};
 
 use crate::{
-    observe::{events::EventWriter, stats::ControllerStats},
+    observe::{events::EventWriter, stats::ControllerStats, syslog::Syslog},
     state::daemon::Paths,
 };
 use control::{Command, Control, ControlOptions, Started};
@@ -42,17 +43,15 @@ pub struct RunOptions {
     pub metrics_listener: Option<std::net::TcpListener>,
     /// Apply the policy at start even if [`crate::policy::guard`] would hold it back.
     pub accept_shrink: bool,
+    /// Where events go besides `events.jsonl` (`--syslog`); started by the caller before
+    /// it enters `--netns`, like the metrics listener.
+    pub syslog: Option<Syslog>,
 }
+
+/// How long a stopping daemon lets the syslog sender empty its queue.
+const SYSLOG_FLUSH: Duration = Duration::from_secs(2);
 
 pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
-    run_with_stats(paths, options, Arc::new(ControllerStats::default())).await
-}
-
-pub async fn run_with_stats(
-    paths: &Paths,
-    options: RunOptions,
-    stats: Arc<ControllerStats>,
-) -> Result<()> {
     // First, so that a stop request during start-up is handled (after start-up) rather
     // than killing the process half-way.
     use tokio::signal::unix::{SignalKind, signal};
@@ -67,7 +66,12 @@ pub async fn run_with_stats(
         mode,
         metrics_listener,
         accept_shrink,
+        syslog,
     } = options;
+    let stats = Arc::new(ControllerStats {
+        syslog: syslog.as_ref().map(Syslog::counts).unwrap_or_default(),
+        ..ControllerStats::default()
+    });
     let control_options = ControlOptions {
         interfaces,
         xdp_mode,
@@ -115,6 +119,7 @@ pub async fn run_with_stats(
     let events_task = tokio::spawn(crate::observe::events::pump(
         ring,
         events,
+        syslog.as_ref().map(Syslog::queue),
         stats.clone(),
         controller_events,
     ));
@@ -141,5 +146,11 @@ pub async fn run_with_stats(
         .context("waiting for the control thread")?
         .map_err(|_| anyhow::anyhow!("the control thread panicked"))?;
     events_task.abort();
+    let _ = events_task.await;
+    if let Some(syslog) = syslog {
+        tokio::task::spawn_blocking(move || syslog.close(SYSLOG_FLUSH))
+            .await
+            .context("waiting for the syslog sender")?;
+    }
     Ok(())
 }

@@ -45,6 +45,8 @@ pub struct ApplyOptions {
 #[derive(Debug)]
 pub struct Applied {
     pub inventory: Inventory,
+    /// Rules of the policy, as written.
+    pub rules: usize,
     /// Devices whose policy asks for another mode than the one kept in force.
     pub modes_kept: Vec<String>,
     /// What the load took away (within what is applied at once, or accepted).
@@ -132,6 +134,7 @@ pub fn install(
     );
     Ok(Applied {
         inventory,
+        rules: policy.rules.len(),
         modes_kept,
         shrink,
         starting_mode: policy.defaults.mode.map(Mode::from),

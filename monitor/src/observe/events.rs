@@ -1,5 +1,8 @@
-//! Violation events: read from the XDP program's ring buffer, written as JSON lines with
-//! the device's name, kind and location, and shown by `monitor events [--follow]`.
+//! Events: violations read from the XDP program's ring buffer (with the device's name,
+//! kind and location), the controller's own (policy loads, modes kept), and the operators'
+//! commands it forwards (break-glass, mode changes: [`crate::state::forward`]). Each is
+//! written as a JSON line to `events.jsonl`, shown by `monitor events [--follow]`, and
+//! offered to the SIEM ([`super::syslog`]) with the same fields.
 
 use std::{
     fs::{File, OpenOptions},
@@ -21,9 +24,16 @@ use tokio::io::unix::AsyncFd;
 use crate::state::files;
 use crate::{
     datapath::addr_of,
-    observe::stats::ControllerStats,
-    state::StateDir,
-    state::inventory::Inventory,
+    observe::{
+        stats::ControllerStats,
+        syslog::{self, Severity, SyslogQueue},
+    },
+    state::{
+        StateDir, audit,
+        forward::Record,
+        inventory::Inventory,
+        modes::{Change, ModeRecord},
+    },
     support::{clock::monotonic_now_ns, proto},
 };
 
@@ -51,17 +61,70 @@ pub struct EventLine {
     pub count: u64,
 }
 
-/// Something the controller did or refused that operators must see (a policy held back,
-/// a mode kept), written to the same events file as the violations.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+impl EventLine {
+    /// The line for the SIEM: a `violation`, a warning when dropped, a notice when only
+    /// counted.
+    pub fn syslog(&self) -> syslog::Message {
+        syslog::Message {
+            time: self.time.clone(),
+            severity: if self.verdict == "drop" {
+                Severity::Warning
+            } else {
+                Severity::Notice
+            },
+            event: "violation".into(),
+            params: fields(self, &["time"]),
+            text: format!(
+                "{} {} {} {} {}/{} ({}) x{} [{}]",
+                self.verdict,
+                self.device,
+                self.direction,
+                self.peer,
+                self.protocol,
+                self.port,
+                self.reason,
+                self.count,
+                self.location.as_deref().unwrap_or("no location")
+            ),
+        }
+    }
+}
+
+/// Something the controller did or refused, or an operator's command, that operators must
+/// see (a policy applied, failed or held back, a mode kept, a break-glass, a mode change),
+/// written to the same events file as the violations.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ControllerEvent {
     pub time: String,
-    /// What happened: `policy-held-back`, `policy-failed`, `policy-shrink-accepted`,
-    /// `mode-kept`.
+    /// What happened: `policy-applied`, `policy-held-back`, `policy-failed`,
+    /// `policy-shrink-accepted`, `mode-kept`, `break-glass-start`, `break-glass-end`,
+    /// `mode-change`.
     pub event: String,
-    /// `error` or `warning`.
+    /// `error`, `warning`, `notice` or `info`.
     pub severity: String,
     pub message: String,
+    /// The device it is about, with its kind and location from the inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Who gave the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
+    /// Why, as the operator said (break-glass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a break-glass ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Packets a break-glass let through (at its end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub let_through: Option<u64>,
+    /// The mode a command chose (learn, audit, enforce, inherit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 impl ControllerEvent {
@@ -71,6 +134,7 @@ impl ControllerEvent {
             event: event.into(),
             severity: severity.into(),
             message,
+            ..ControllerEvent::default()
         }
     }
 
@@ -81,6 +145,113 @@ impl ControllerEvent {
     pub fn warning(event: &str, message: String) -> ControllerEvent {
         ControllerEvent::new(event, "warning", message)
     }
+
+    pub fn notice(event: &str, message: String) -> ControllerEvent {
+        ControllerEvent::new(event, "notice", message)
+    }
+
+    /// About `device`: its name, and its kind and location when the inventory has it.
+    fn about(mut self, device: &str, inventory: &Inventory) -> ControllerEvent {
+        let enrolled = inventory.find(device).ok();
+        self.device = Some(device.to_owned());
+        self.kind = enrolled.map(|d| d.spec.kind.clone());
+        self.location = enrolled.map(|d| d.spec.location.label());
+        self
+    }
+
+    /// The events of a record an operator's command (or the daemon) appended: one per
+    /// device of a break-glass, one per mode change.
+    pub fn of_record(record: &Record, inventory: &Inventory) -> Vec<ControllerEvent> {
+        match record {
+            Record::BreakGlass(r) => r
+                .devices
+                .iter()
+                .map(|device| {
+                    let let_through = r.let_through.as_ref().and_then(|l| l.get(device).copied());
+                    let (severity, message) = if r.event == audit::END {
+                        let packets = let_through.map_or("?".into(), |n| n.to_string());
+                        (
+                            "notice",
+                            format!(
+                                "break-glass on {device} ended: {packets} packets let through                                  (given by {}: {})",
+                                r.who, r.reason
+                            ),
+                        )
+                    } else {
+                        (
+                            "warning",
+                            format!(
+                                "break-glass on {device} by {} until {}: {}",
+                                r.who,
+                                r.until.as_deref().unwrap_or("?"),
+                                r.reason
+                            ),
+                        )
+                    };
+                    ControllerEvent {
+                        time: r.time.clone(),
+                        who: Some(r.who.clone()),
+                        reason: Some(r.reason.clone()),
+                        until: r.until.clone(),
+                        let_through,
+                        ..ControllerEvent::new(&r.event, severity, message)
+                    }
+                    .about(device, inventory)
+                })
+                .collect(),
+            Record::Mode(r) => vec![ControllerEvent::of_mode(r, inventory)],
+        }
+    }
+
+    fn of_mode(record: &ModeRecord, inventory: &Inventory) -> ControllerEvent {
+        let window = record
+            .window
+            .map(|w| format!(", opening learning window {w}"))
+            .unwrap_or_default();
+        let event = ControllerEvent {
+            time: record.time.clone(),
+            who: Some(record.who.clone()),
+            mode: record.mode.clone(),
+            ..ControllerEvent::notice(
+                "mode-change",
+                format!("{} by {}{window}", record.command(), record.who),
+            )
+        };
+        match (&record.device, record.change) {
+            (Some(device), Change::Device) => event.about(device, inventory),
+            _ => event,
+        }
+    }
+
+    /// The event for the SIEM, with the severity it names (notice if none).
+    pub fn syslog(&self) -> syslog::Message {
+        syslog::Message {
+            time: self.time.clone(),
+            severity: Severity::named(&self.severity).unwrap_or(Severity::Notice),
+            event: self.event.clone(),
+            params: fields(self, &["time", "event", "severity", "message"]),
+            text: self.message.clone(),
+        }
+    }
+}
+
+/// The fields of an events file line, but `skip`, as text: the structured data of its
+/// syslog message, under the same names.
+fn fields<T: Serialize>(line: &T, skip: &[&str]) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(line) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter(|(name, _)| !skip.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            Some((name, text))
+        })
+        .collect()
 }
 
 /// Appends events to the state directory's events file.
@@ -144,16 +315,12 @@ impl EventWriter {
         }
     }
 
-    pub fn write(&mut self, event: &Event) -> std::io::Result<()> {
-        let line = self.line(event);
-        self.append(&line)
-    }
-
     pub fn write_controller(&mut self, event: &ControllerEvent) -> std::io::Result<()> {
         self.append(event)
     }
 
-    fn append<T: Serialize>(&mut self, line: &T) -> std::io::Result<()> {
+    /// Appends one line (rotating the file past [`ROTATE_BYTES`]).
+    pub fn append<T: Serialize>(&mut self, line: &T) -> std::io::Result<()> {
         let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
         text.push('\n');
         self.file.write_all(text.as_bytes())?;
@@ -169,14 +336,52 @@ impl EventWriter {
     }
 }
 
+/// Where each event goes: the events file, and the SIEM when there is one.
+struct Outlets {
+    writer: EventWriter,
+    siem: Option<SyslogQueue>,
+    stats: Arc<ControllerStats>,
+}
+
+impl Outlets {
+    fn violation(&mut self, event: &Event) {
+        let line = self.writer.line(event);
+        match self.writer.append(&line) {
+            Ok(()) => {
+                self.stats.events_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => log::error!("writing an event: {e}"),
+        }
+        if let Some(siem) = &self.siem {
+            siem.offer(line.syslog());
+        }
+    }
+
+    fn controller(&mut self, event: &ControllerEvent) {
+        if let Err(e) = self.writer.write_controller(event) {
+            log::error!("writing an event: {e}");
+        }
+        if let Some(siem) = &self.siem {
+            siem.offer(event.syslog());
+        }
+    }
+}
+
 /// Reads the ring buffer as events arrive and writes them out, with the controller's own
-/// events from `controller`, until aborted.
+/// events from `controller`, until aborted; each also goes to `siem` (never waiting for
+/// it: [`SyslogQueue::offer`]).
 pub async fn pump(
     ring: RingBuf<MapData>,
-    mut writer: EventWriter,
+    writer: EventWriter,
+    siem: Option<SyslogQueue>,
     stats: Arc<ControllerStats>,
     mut controller: tokio::sync::mpsc::UnboundedReceiver<ControllerEvent>,
 ) {
+    let mut outlets = Outlets {
+        writer,
+        siem,
+        stats,
+    };
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it, and the fd
     // is not closed elsewhere (`register`'s I/O-safety requirement).
     let mut ring = match unsafe { AsyncFd::register(ring) } {
@@ -190,9 +395,7 @@ pub async fn pump(
         let readable = tokio::select! {
             readable = ring.readable_mut() => readable,
             Some(event) = controller.recv() => {
-                if let Err(e) = writer.write_controller(&event) {
-                    log::error!("writing an event: {e}");
-                }
+                outlets.controller(&event);
                 continue;
             }
         };
@@ -211,12 +414,7 @@ pub async fn pump(
             // SAFETY: the XDP program writes whole `Event`s; read unaligned from the ring.
             let event: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
-            match writer.write(&event) {
-                Ok(()) => {
-                    stats.events_written.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => log::error!("writing an event: {e}"),
-            }
+            outlets.violation(&event);
         }
         guard.clear_ready();
     }
@@ -281,5 +479,152 @@ pub fn show(state: &StateDir, follow: bool, json: bool) -> anyhow::Result<()> {
             )?;
         }
         stdout.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, path::PathBuf};
+
+    use super::*;
+    use crate::{policy::Policy, state::audit::AuditRecord};
+
+    fn inventory() -> Inventory {
+        let policy = Policy::from_sources(&[(
+            PathBuf::from("ward.yaml"),
+            "devices:\n  - name: pump-icu3-01\n    kind: infusion-pump\n    addresses: [10.10.1.11]\n    \
+             location: { site: main-campus, ward: icu-3, room: \"12\" }\n"
+                .into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        Inventory::from_policy(&policy, &Inventory::default(), &[]).0
+    }
+
+    fn param<'a>(message: &'a syslog::Message, name: &str) -> Option<&'a str> {
+        message
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_violation_goes_to_the_siem_with_the_fields_of_its_line() {
+        let line = EventLine {
+            time: "2026-05-20T10:00:00.123Z".into(),
+            device: "pump-icu3-01".into(),
+            kind: Some("infusion-pump".into()),
+            location: Some("main-campus/icu-3/12".into()),
+            address: "10.10.1.11".parse().unwrap_or_else(|e| panic!("{e}")),
+            peer: "10.30.0.1".into(),
+            peer_address: "10.30.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+            protocol: "tcp".into(),
+            port: 22,
+            direction: "out".into(),
+            verdict: "drop".into(),
+            reason: "not_in_baseline".into(),
+            count: 3,
+        };
+        let message = line.syslog();
+        assert_eq!(message.event, "violation");
+        assert_eq!(message.severity, Severity::Warning);
+        assert_eq!(message.time, line.time);
+        for (name, value) in [
+            ("device", "pump-icu3-01"),
+            ("kind", "infusion-pump"),
+            ("location", "main-campus/icu-3/12"),
+            ("verdict", "drop"),
+            ("reason", "not_in_baseline"),
+            ("peer", "10.30.0.1"),
+            ("port", "22"),
+            ("count", "3"),
+        ] {
+            assert_eq!(param(&message, name), Some(value), "{name}: {message:?}");
+        }
+        assert_eq!(param(&message, "time"), None, "the time is the header's");
+        let would = EventLine {
+            verdict: "would-drop".into(),
+            ..line
+        };
+        assert_eq!(would.syslog().severity, Severity::Notice);
+    }
+
+    #[test]
+    fn a_break_glass_record_is_an_event_per_device_with_its_kind_and_location() {
+        let inventory = inventory();
+        let start = Record::BreakGlass(AuditRecord {
+            time: "2026-05-20T10:00:00Z".into(),
+            event: audit::START.into(),
+            who: "alice".into(),
+            reason: "vendor repair".into(),
+            devices: vec!["pump-icu3-01".into(), "gone-01".into()],
+            until: Some("2026-05-20T10:30:00Z".into()),
+            let_through: None,
+        });
+        let events = ControllerEvent::of_record(&start, &inventory);
+        assert_eq!(events.len(), 2);
+        let pump = &events[0];
+        assert_eq!(
+            (pump.event.as_str(), pump.severity.as_str()),
+            ("break-glass-start", "warning")
+        );
+        assert_eq!(pump.kind.as_deref(), Some("infusion-pump"));
+        assert!(
+            pump.location
+                .as_deref()
+                .is_some_and(|l| l.contains("icu-3")),
+            "{pump:?}"
+        );
+        assert_eq!(events[1].device.as_deref(), Some("gone-01"));
+        assert_eq!(events[1].kind, None, "no longer in the inventory");
+        let message = pump.syslog();
+        assert_eq!(message.event, "break-glass-start");
+        assert_eq!(message.severity, Severity::Warning);
+        assert_eq!(param(&message, "who"), Some("alice"));
+        assert_eq!(param(&message, "reason"), Some("vendor repair"));
+        assert_eq!(param(&message, "until"), Some("2026-05-20T10:30:00Z"));
+        assert!(message.text.contains("pump-icu3-01") && message.text.contains("vendor repair"));
+        let end = Record::BreakGlass(AuditRecord {
+            event: audit::END.into(),
+            until: None,
+            let_through: Some(BTreeMap::from([("pump-icu3-01".into(), 17)])),
+            devices: vec!["pump-icu3-01".into()],
+            ..match start {
+                Record::BreakGlass(r) => r,
+                Record::Mode(_) => unreachable!(),
+            }
+        });
+        let end = &ControllerEvent::of_record(&end, &inventory)[0];
+        assert_eq!(end.let_through, Some(17));
+        assert_eq!(param(&end.syslog(), "let_through"), Some("17"));
+        // The events file line reads back as it was written.
+        let text = serde_json::to_string(end).unwrap_or_else(|e| panic!("{e}"));
+        let back: ControllerEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&back, end);
+    }
+
+    #[test]
+    fn a_mode_change_names_the_command_and_its_device() {
+        let inventory = inventory();
+        let mut record = ModeRecord::new(Change::Device, Some("pump-icu3-01"), Some("enforce"));
+        record.who = "bob".into();
+        let events = ControllerEvent::of_record(&Record::Mode(record), &inventory);
+        let event = &events[0];
+        assert_eq!(event.event, "mode-change");
+        assert_eq!(event.device.as_deref(), Some("pump-icu3-01"));
+        assert_eq!(event.kind.as_deref(), Some("infusion-pump"));
+        assert_eq!(event.mode.as_deref(), Some("enforce"));
+        assert!(
+            event
+                .message
+                .contains("monitor mode enforce --device pump-icu3-01 by bob"),
+            "{event:?}"
+        );
+        let global = ModeRecord::new(Change::Global, None, Some("audit"));
+        let event = &ControllerEvent::of_record(&Record::Mode(global), &inventory)[0];
+        assert_eq!(
+            (event.device.as_deref(), event.mode.as_deref()),
+            (None, Some("audit"))
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! What the running daemon tells the world, from what it holds in memory ([`live`]):
 //! Prometheus metrics (the families defined once in [`families`], collected by [`scrape`]
 //! into the text of [`exposition`], the large tables counted in the background by
-//! [`counter`]), the activity history ([`sampler`]), violation and controller events
-//! ([`events`]), and the HTTP server of `/metrics` and `/map` ([`metrics`]).
+//! [`counter`]), the activity history ([`sampler`]), violation, controller and operator
+//! events ([`events`]) and their copy for a SIEM ([`syslog`]), and the HTTP server of
+//! `/metrics` and `/map` ([`metrics`]).
 
 pub mod counter;
 pub mod events;
@@ -13,3 +14,4 @@ pub mod metrics;
 pub mod sampler;
 pub mod scrape;
 pub mod stats;
+pub mod syslog;

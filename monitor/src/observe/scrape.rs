@@ -337,7 +337,8 @@ impl Scraper {
         Ok(())
     }
 
-    /// Violation events (datapath → controller) and policy loads (the daemon's counts).
+    /// Violation events (datapath → controller), events for the SIEM and policy loads (the
+    /// daemon's counts).
     fn write_controller(&self, t: &mut Text, maps: &MapSet) -> Result<()> {
         let (sent, suppressed, lost) = maps.event_stats()?;
         t.family(&f::EVENTS);
@@ -350,6 +351,18 @@ impl Scraper {
         );
         t.single(&f::EVENTS_LOST, Value::Int(lost));
         let stats = &self.live.stats;
+        t.family(&f::SYSLOG_MESSAGES);
+        for (outcome, count) in [
+            ("sent", &stats.syslog.sent),
+            ("dropped", &stats.syslog.dropped),
+        ] {
+            t.sample(
+                &f::SYSLOG_MESSAGES,
+                "",
+                Some(("outcome", outcome)),
+                Value::Int(count.load(Ordering::Relaxed)),
+            );
+        }
         t.family(&f::POLICY_RELOADS);
         for (result, count) in [
             ("ok", &stats.reloads_ok),

@@ -12,8 +12,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::datapath::DatapathError;
 
 pub mod activity;
+pub mod audit;
 pub mod baseline;
 pub mod daemon;
+pub mod forward;
 pub mod inventory;
 pub mod lock;
 pub mod modes;
@@ -32,16 +34,19 @@ pub mod files {
     pub const LINKS: &str = "links.json";
     /// Violation and controller events, JSON lines (`crate::observe::events`).
     pub const EVENTS: &str = "events.jsonl";
-    /// Break-glass records, JSON lines (`crate::control::breakglass`).
+    /// Break-glass records, JSON lines ([`super::audit`]).
     pub const AUDIT: &str = "audit.jsonl";
     /// Mode changes and learning windows, JSON lines ([`super::modes`]).
     pub const MODE_HISTORY: &str = "modes.jsonl";
+    /// How far the daemon forwarded the two files above to its events
+    /// ([`super::forward`]).
+    pub const FORWARDED: &str = "forwarded.json";
     /// Held by the running daemon ([`super::lock`]).
     pub const DAEMON_LOCK: &str = "daemon.lock";
     /// Held for each read-modify-write of shared state ([`super::lock`]).
     pub const WRITE_LOCK: &str = ".write.lock";
     /// Every file above.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         INVENTORY,
         BASELINE,
         ACTIVITY,
@@ -50,6 +55,7 @@ pub mod files {
         EVENTS,
         AUDIT,
         MODE_HISTORY,
+        FORWARDED,
         DAEMON_LOCK,
         WRITE_LOCK,
     ];

@@ -1,5 +1,6 @@
-//! Shared by the observability tests (metrics.rs, devmap.rs): a lab daemon serving
-//! `--metrics-addr` on a free loopback port, a tiny HTTP client, and a real Prometheus.
+//! Shared by the observability tests (metrics.rs, devmap.rs, fleet.rs, siem.rs): a lab
+//! daemon serving `--metrics-addr` on a free loopback port, a tiny HTTP client, a real
+//! Prometheus, and the shipped dashboard's queries.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -135,13 +136,21 @@ impl ObsLab {
     /// Builds the lab with `policy` (plus `extra` policy files) and starts the daemon in
     /// learn mode with `--metrics-addr`.
     pub fn start(policy: &str, extra: &[(&str, &str)]) -> ObsLab {
+        ObsLab::start_with(policy, extra, &[])
+    }
+
+    /// Like [`ObsLab::start`], with more options for `monitor run`.
+    pub fn start_with(policy: &str, extra: &[(&str, &str)], args: &[&str]) -> ObsLab {
         let mut lab = Lab::new(policy);
         for (name, text) in extra {
             std::fs::write(lab.policy_dir.0.join(name), text)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        lab.start(&["--mode", "learn", "--metrics-addr", &metrics.to_string()]);
+        let metrics_addr = metrics.to_string();
+        let mut run = vec!["--mode", "learn", "--metrics-addr", &metrics_addr];
+        run.extend_from_slice(args);
+        lab.start(&run);
         wait_for("the metrics server", Duration::from_secs(20), || {
             http_get(metrics, "/metrics")
                 .ok()
@@ -172,7 +181,7 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
 }
 
 /// A real Prometheus server (Debian's `prometheus`) on a free loopback port, with its own
-/// configuration and data directory, scraping `target` every second. Stopped on drop.
+/// configuration and data directory, scraping its targets every second. Stopped on drop.
 pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
@@ -181,13 +190,21 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target: SocketAddr) -> Prometheus {
+        Prometheus::scraping(&[target])
+    }
+
+    /// One Prometheus scraping every one of `targets` (job `monitor`; each its own
+    /// `instance`, its address).
+    pub fn scraping(targets: &[SocketAddr]) -> Prometheus {
         let dir = TempDir::new(&std::env::temp_dir(), "mprom");
         let config = dir.0.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let targets = targets.join(", ");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: [{targets}]\n"
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -243,9 +260,10 @@ impl Prometheus {
             .and_then(|r| r["value"][1].as_str().and_then(|v| v.parse().ok()))
     }
 
-    /// How many times Prometheus has scraped the monitor (the last 10 minutes).
+    /// How many times Prometheus has scraped the monitor (the last 10 minutes; with
+    /// several targets, the one scraped least).
     pub fn scrapes(&self) -> f64 {
-        self.value(r#"count_over_time(up{job="monitor"}[10m])"#)
+        self.value(r#"min(count_over_time(up{job="monitor"}[10m]))"#)
             .unwrap_or(0.0)
     }
 
@@ -292,6 +310,52 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every PromQL expression of the dashboard (panels, nested panels), and the template
+/// variables' `label_values` queries.
+pub fn dashboard_queries() -> (Vec<(String, String)>, Vec<String>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/monitor.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    out.push((
+                        panel["title"].as_str().unwrap_or("?").to_string(),
+                        expr.to_string(),
+                    ));
+                }
+            }
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut exprs = Vec::new();
+    walk(&dashboard["panels"], &mut exprs);
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["query"]["query"].as_str().or(v["definition"].as_str()))
+        .filter(|q| q.starts_with("label_values("))
+        .map(str::to_string)
+        .collect();
+    (exprs, variables)
+}
+
+/// A dashboard query as Grafana sends it: the ward and device variables at "All"
+/// (allValue `.*`), the Router variable as `router` (a regex: `.*` for all, or one
+/// router's address with its dots escaped), and the interval macros as they are for a 1 s
+/// scrape interval.
+pub fn substitute(expr: &str, router: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$ward", ".*")
+        .replace("$medical_device", ".*")
+        .replace("$instance", router)
 }
 
 /// tests/artifacts (gitignored): screenshots and expositions a person can look at.

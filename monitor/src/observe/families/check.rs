@@ -1,11 +1,12 @@
 //! Holds what names metric families to the table in [`super`]: an exposition (what a
-//! scrape writes), the README's metric tables, and the Grafana dashboard's queries. Each
+//! scrape writes), the README's metric tables, the Grafana dashboard's queries, and the
+//! Prometheus alert rules. Each
 //! check returns the problems it found, one line each naming what and where; none means
 //! agreement.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ALL, DEVICE_LABELS, Family, Kind, find};
+use super::{ALL, DEVICE_LABELS, Family, Kind, ROUTER_LABEL, TARGET_LABELS, TARGET_SERIES, find};
 
 /// Label names as a set, for comparing without regard to order.
 fn label_set<'a>(labels: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
@@ -428,10 +429,26 @@ fn names(expr: &str) -> Result<Names, String> {
     Ok(names)
 }
 
+/// The label names a query may use on `metric`: a family's own and the target labels,
+/// or for one of Prometheus' own series of a target ([`TARGET_SERIES`]) the target labels;
+/// `None` for anything else.
+fn labels_of(metric: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    if let Some(family) = find(metric) {
+        let mut labels = family.labels.to_vec();
+        labels.extend(TARGET_LABELS);
+        return Some((family.name, labels));
+    }
+    TARGET_SERIES
+        .iter()
+        .find(|s| **s == metric)
+        .map(|s| (*s, TARGET_LABELS.to_vec()))
+}
+
 /// Problems of one query: metrics that are no family of the table, and label names
 /// (matched, grouped by, or shown in `legend`'s `{{label}}`s) that are not labels of
-/// every family the query reads. (Stricter than PromQL, which allows a label that only
-/// some of the operands have; the dashboard's queries each read one family.)
+/// every family the query reads (the target labels, such as `instance`, are labels of
+/// every family). (Stricter than PromQL, which allows a label that only some of the
+/// operands have; the dashboard's queries each read one family.)
 fn query_problems(place: &str, expr: &str, legend: &str, also: &[&str]) -> Vec<String> {
     let names = match names(expr) {
         Ok(names) => names,
@@ -440,20 +457,20 @@ fn query_problems(place: &str, expr: &str, legend: &str, also: &[&str]) -> Vec<S
     let mut problems = Vec::new();
     let mut families = Vec::new();
     for (metric, matched) in &names.metrics {
-        let Some(family) = find(metric) else {
+        let Some((name, labels)) = labels_of(metric) else {
             problems.push(format!(
                 "{place}: `{expr}` reads `{metric}`, which is not a family of the table"
             ));
             continue;
         };
-        families.push(family);
         for label in matched {
-            if !family.labels.contains(&label.as_str()) {
+            if !labels.contains(&label.as_str()) {
                 problems.push(format!(
                     "{place}: `{expr}` matches on `{label}`, which `{metric}` does not have"
                 ));
             }
         }
+        families.push((name, labels));
     }
     let legend_labels: Vec<&str> = legend
         .split("{{")
@@ -467,11 +484,10 @@ fn query_problems(place: &str, expr: &str, legend: &str, also: &[&str]) -> Vec<S
         .chain(legend_labels.iter().copied())
         .chain(also.iter().copied());
     for label in used {
-        for family in &families {
-            if !family.labels.contains(&label) {
+        for (name, labels) in &families {
+            if !labels.contains(&label) {
                 problems.push(format!(
-                    "{place}: `{expr}` uses the label `{label}`, which `{}` does not have",
-                    family.name
+                    "{place}: `{expr}` uses the label `{label}`, which `{name}` does not have"
                 ));
             }
         }
@@ -488,18 +504,35 @@ fn query_problems(place: &str, expr: &str, legend: &str, also: &[&str]) -> Vec<S
     problems
 }
 
+/// Problems of a dashboard query that does not filter every series it reads by the
+/// Router variable (`instance=~"$instance"`): with several routers in one Prometheus,
+/// it would mix them.
+fn router_problems(place: &str, expr: &str) -> Vec<String> {
+    let Ok(names) = names(expr) else {
+        return Vec::new();
+    };
+    names
+        .metrics
+        .iter()
+        .filter(|(_, matched)| !matched.iter().any(|l| l == ROUTER_LABEL))
+        .map(|(metric, _)| {
+            format!(
+                "{place}: `{expr}` reads `{metric}` without filtering it by the Router \
+                 variable ({ROUTER_LABEL}=~\"${ROUTER_LABEL}\")"
+            )
+        })
+        .collect()
+}
+
 fn panel_problems(panels: &serde_json::Value, problems: &mut Vec<String>) {
     for panel in panels.as_array().into_iter().flatten() {
         let title = panel["title"].as_str().unwrap_or("?");
         for target in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = target["expr"].as_str() {
                 let legend = target["legendFormat"].as_str().unwrap_or_default();
-                problems.extend(query_problems(
-                    &format!("panel `{title}`"),
-                    expr,
-                    legend,
-                    &[],
-                ));
+                let place = format!("panel `{title}`");
+                problems.extend(query_problems(&place, expr, legend, &[]));
+                problems.extend(router_problems(&place, expr));
             }
         }
         panel_problems(&panel["panels"], problems);
@@ -508,7 +541,8 @@ fn panel_problems(panels: &serde_json::Value, problems: &mut Vec<String>) {
 
 /// Problems of a Grafana dashboard (its JSON text) against the table: in every panel's
 /// queries (nested panels too) and every `label_values(SELECTOR, LABEL)` variable, each
-/// metric must be a family of the table and each label name one it has.
+/// metric must be a family of the table and each label name one it has; and every query
+/// and every variable but the Router's own must filter by the Router variable.
 pub fn dashboard(json: &str) -> Vec<String> {
     let dashboard: serde_json::Value = match serde_json::from_str(json) {
         Ok(d) => d,
@@ -536,10 +570,71 @@ pub fn dashboard(json: &str) -> Vec<String> {
         let place = format!("variable `{name}`");
         match inner.rsplit_once(',') {
             Some((selector, label)) => {
-                problems.extend(query_problems(&place, selector.trim(), "", &[label.trim()]))
+                problems.extend(query_problems(&place, selector.trim(), "", &[label.trim()]));
+                if label.trim() != ROUTER_LABEL {
+                    problems.extend(router_problems(&place, selector.trim()));
+                }
             }
             None => problems.push(format!("{place}: `{query}` names no label")),
         }
+    }
+    let routers = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["name"] == ROUTER_LABEL)
+        .count();
+    if routers != 1 {
+        problems.push(format!(
+            "the dashboard has {routers} variables named `{ROUTER_LABEL}` (the Router); it needs one"
+        ));
+    }
+    problems
+}
+
+/// Problems of Prometheus alert rules (the YAML of a rule file) against the table: each
+/// alert's expression reads only families of the table (and `up`) and labels they have,
+/// and its annotations show (`{{ $labels.NAME }}`) only labels its result keeps.
+pub fn alert_rules(yaml: &str) -> Vec<String> {
+    let rules: serde_json::Value = match serde_yaml_ng::from_str(yaml) {
+        Ok(rules) => rules,
+        Err(e) => return vec![format!("the rule file is not YAML: {e}")],
+    };
+    let mut problems = Vec::new();
+    let mut alerts = 0;
+    for rule in rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+    {
+        let Some(alert) = rule["alert"].as_str() else {
+            continue;
+        };
+        alerts += 1;
+        let place = format!("alert `{alert}`");
+        let Some(expr) = rule["expr"].as_str() else {
+            problems.push(format!("{place} has no expr"));
+            continue;
+        };
+        // `{{ $labels.medical_device }}` reads as a legend's `{{medical_device}}`.
+        let shown: String = rule["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, text)| text.as_str())
+            .flat_map(|text| text.split("$labels.").skip(1))
+            .map(|rest| {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                format!("{{{{{}}}}}", &rest[..end])
+            })
+            .collect();
+        problems.extend(query_problems(&place, expr, &shown, &[]));
+    }
+    if alerts == 0 {
+        problems.push("the rule file has no alert".into());
     }
     problems
 }
@@ -725,9 +820,25 @@ mod tests {
             ),
             ("\"{{outcome}}\"", "\"{{result}}\"", "`result`"),
             (
-                "label_values(hospmon_device_packets_total, ward)",
-                "label_values(hospmon_device_packets_total, room)",
+                "{instance=~\\\"$instance\\\"}, ward)",
+                "{instance=~\\\"$instance\\\"}, room)",
                 "the label `room`",
+            ),
+            // Every query and variable filters by the Router.
+            (
+                "hospmon_devices_enrolled{instance=~\\\"$instance\\\"}",
+                "hospmon_devices_enrolled",
+                "`hospmon_devices_enrolled` without filtering it by the Router",
+            ),
+            (
+                "label_values(hospmon_device_packets_total{instance=~\\\"$instance\\\"}, ward)",
+                "label_values(hospmon_device_packets_total, ward)",
+                "variable `ward`: `hospmon_device_packets_total` reads",
+            ),
+            (
+                "\"name\": \"instance\"",
+                "\"name\": \"router\"",
+                "needs one",
             ),
         ] {
             assert!(DASHBOARD.contains(from), "the dashboard has {from}");
@@ -738,6 +849,42 @@ mod tests {
                 "{from} -> {to}: expected problems naming {naming:?}, got {problems:#?}"
             );
         }
+    }
+
+    #[test]
+    fn alert_rules_read_families_up_and_the_labels_they_keep() {
+        let rules = |expr: &str, summary: &str| {
+            format!(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n        \
+                 annotations:\n          summary: '{summary}'\n"
+            )
+        };
+        let good = rules(
+            "sum by (instance, medical_device) (increase(hospmon_device_dropped_packets_total[5m])) > 0",
+            "{{ $labels.medical_device }} on {{ $labels.instance }}",
+        );
+        assert_eq!(alert_rules(&good), Vec::<String>::new());
+        let up = rules(
+            "up{job=\"hospital-monitor\"} == 0",
+            "{{ $labels.instance }}",
+        );
+        assert_eq!(alert_rules(&up), Vec::<String>::new());
+        assert_one_problem(
+            &alert_rules(&rules("hospmon_device_droped_packets_total > 0", "")),
+            "reads `hospmon_device_droped_packets_total`",
+        );
+        assert_one_problem(
+            &alert_rules(&rules(
+                "sum by (instance) (hospmon_device_break_glass) > 0",
+                "{{ $labels.medical_device }}",
+            )),
+            "the legend shows `medical_device`, which",
+        );
+        assert_one_problem(
+            &alert_rules(&rules("up{medical_device=\"x\"} == 0", "")),
+            "matches on `medical_device`, which `up` does not have",
+        );
+        assert_one_problem(&alert_rules("groups: []\n"), "no alert");
     }
 
     #[test]

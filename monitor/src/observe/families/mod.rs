@@ -5,7 +5,8 @@
 //!
 //! Every name starts with [`PREFIX`], counters end in `_total`, units are base units. A
 //! medical device is labelled with [`DEVICE_LABELS`] (values from the inventory only);
-//! `device` is a network interface, as node_exporter names it.
+//! `device` is a network interface, as node_exporter names it. Prometheus adds the
+//! [`TARGET_LABELS`] (the router is `instance`).
 
 pub mod check;
 
@@ -59,6 +60,19 @@ macro_rules! device_labels {
 /// The labels every per-device family starts with, in this order: the device's name,
 /// kind, ward and criticality, from the inventory.
 pub const DEVICE_LABELS: &[&str] = device_labels!();
+
+/// The labels Prometheus gives every series of a scrape target: which router (its
+/// metrics address, or the name a relabelling gives it) and which scrape job. No family
+/// writes them; queries and alert rules may use them on any family.
+pub const TARGET_LABELS: &[&str] = &["instance", "job"];
+
+/// The label of the router a series comes from: the dashboard's Router variable filters
+/// every query by it.
+pub const ROUTER_LABEL: &str = "instance";
+
+/// Prometheus' own series of each target that alert rules may read (`up`: whether the
+/// last scrape of the router's monitor worked), with the target labels only.
+pub const TARGET_SERIES: &[&str] = &["up"];
 
 const fn family(
     name: &'static str,
@@ -218,6 +232,12 @@ pub const EVENTS_LOST: Family = family(
     &[],
     "Violation events lost because the event ring buffer was full.",
 );
+pub const SYSLOG_MESSAGES: Family = family(
+    "hospmon_syslog_messages_total",
+    Counter,
+    &["outcome"],
+    "Events for the SIEM (monitor run --syslog) by outcome: sent (handed to the collector's socket), dropped (its queue was full while the collector was unreachable or slow; events.jsonl still has them).",
+);
 pub const POLICY_RELOADS: Family = family(
     "hospmon_policy_reloads_total",
     Counter,
@@ -323,6 +343,7 @@ pub const ALL: &[&Family] = &[
     &POLICY_GENERATION,
     &EVENTS,
     &EVENTS_LOST,
+    &SYSLOG_MESSAGES,
     &POLICY_RELOADS,
     &POLICY_HELD_BACK,
     &POLICY_LAST_RELOAD_SUCCESS,

@@ -1,0 +1,51 @@
+//! The break-glass audit trail (`audit.jsonl`): one JSON line when a break-glass starts
+//! (written by `monitor allow`) and one when it ends (written by the daemon), appended and
+//! synced before enforcement is lifted, never rewritten.
+
+use std::{collections::BTreeMap, io::Write as _};
+
+use serde::{Deserialize, Serialize};
+
+use super::{StateDir, StateError, files};
+
+/// What an audit line records.
+pub const START: &str = "break-glass-start";
+pub const END: &str = "break-glass-end";
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// RFC 3339.
+    pub time: String,
+    /// [`START`] or [`END`].
+    pub event: String,
+    pub who: String,
+    pub reason: String,
+    pub devices: Vec<String>,
+    /// When it ends (start records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Packets let through by break-glass, per device (end records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub let_through: Option<BTreeMap<String, u64>>,
+}
+
+impl AuditRecord {
+    /// Appends the record to the audit trail, durably: it is synced before the caller
+    /// lifts (or records the end of) anything.
+    pub fn append(&self, state: &StateDir) -> Result<(), StateError> {
+        let path = state.path().join(files::AUDIT);
+        let io = |e| StateError::Io(path.clone(), e);
+        std::fs::create_dir_all(state.path()).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut line =
+            serde_json::to_string(self).map_err(|e| StateError::Json(path.clone(), e))?;
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+}
