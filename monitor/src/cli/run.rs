@@ -58,6 +58,8 @@ pub struct RunArgs {
     pub netns: Option<String>,
     pub metrics_addr: Option<MetricsAddr>,
     pub accept_shrink: bool,
+    /// The configuration file read and the keys it set, if any (for the log).
+    pub config: Option<String>,
 }
 
 pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
@@ -69,7 +71,11 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
         netns,
         metrics_addr,
         accept_shrink,
+        config,
     } = args;
+    if let Some(config) = &config {
+        log::info!("configuration from {config}");
+    }
     // Bound before entering the namespace: metrics are for the management network.
     // An address asked for must work; the default may be taken (another monitor),
     // and then the monitor runs without it rather than not at all.

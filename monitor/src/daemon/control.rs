@@ -22,6 +22,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{
     keeper::InventoryKeeper,
+    preflight,
     reload::{self, ApplyOptions, HeldBack},
     start::{self, LinkRecord, StartCleanup},
 };
@@ -52,11 +53,14 @@ pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(250);
 
 /// What the async side asks of the control thread.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum Command {
     /// Read the policy directory again (SIGHUP, `monitor reload`; SIGUSR1 accepts a
     /// shrink).
     Reload(ApplyOptions),
+    /// Answer at once: the service manager's watchdog is fed only while the control
+    /// thread goes round its loop.
+    Ping(tokio::sync::oneshot::Sender<()>),
     /// Save and stop (SIGTERM, SIGINT); the XDP program stays attached.
     Stop,
 }
@@ -66,6 +70,8 @@ pub struct Started {
     pub live: Live,
     pub ring: RingBuf<MapData>,
     pub events: UnboundedReceiver<ControllerEvent>,
+    /// One line for the service manager: the mode and the interfaces attached.
+    pub summary: String,
 }
 
 /// What `monitor run` was asked to do.
@@ -113,6 +119,7 @@ impl Control {
         if options.interfaces.is_empty() {
             bail!("give at least one --iface to attach to");
         }
+        preflight::check_kernel()?;
         let mut info = DaemonInfo {
             pid: std::process::id(),
             interfaces: Vec::new(),
@@ -134,6 +141,7 @@ impl Control {
         }
         datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
             .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
+        preflight::check_pin_dir(&paths.pin_dir)?;
         let mut cleanup = StartCleanup::new(&paths.pin_dir);
         cleanup.armed = !adopted;
         std::fs::create_dir_all(&paths.pin_dir)
@@ -204,16 +212,21 @@ impl Control {
         let mut config = control.datapath.maps().config()?;
         config.owner_pid = std::process::id();
         control.datapath.maps_mut().set_config(config)?;
+        let summary = attached
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.xdp_mode))
+            .collect::<Vec<_>>()
+            .join(", ");
         info.interfaces = attached;
         control.locks.0.update(&info)?;
         control.locks.1.update(&info)?;
         control.paths.state.write_json(files::DAEMON, &info)?;
         control.publisher.daemon(info);
         let ring = control.datapath.maps_mut().take_events()?;
-        let mode = control.datapath.maps().config()?.mode;
+        let mode = monitor_common::Mode::try_from(control.datapath.maps().config()?.mode)
+            .map_or("?", monitor_common::Mode::name);
         log::info!(
-            "monitoring in {} mode; maps pinned under {}",
-            monitor_common::Mode::try_from(mode).map_or("?", monitor_common::Mode::name),
+            "monitoring in {mode} mode; maps pinned under {}",
             control.paths.pin_dir.display()
         );
         Ok((
@@ -222,6 +235,7 @@ impl Control {
                 live,
                 ring,
                 events: events_rx,
+                summary: format!("{mode} mode on {summary}"),
             },
         ))
     }
@@ -311,6 +325,10 @@ impl Control {
             let reload = match commands.recv_timeout(POLL) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Command::Reload(options)) => Some(options),
+                Ok(Command::Ping(answer)) => {
+                    let _ = answer.send(());
+                    None
+                }
                 // A settled change of the directory, or a MUD name whose answer changed
                 // after its TTL: apply the policy again.
                 Err(RecvTimeoutError::Timeout) => {
