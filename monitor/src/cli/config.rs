@@ -463,6 +463,31 @@ state_dir = "/srv/monitor"
         );
     }
 
+    /// The example the package installs as /etc/monitor/monitor.toml: what it sets is
+    /// valid, and so is every key it shows commented out.
+    #[test]
+    fn the_shipped_example_is_valid_with_every_commented_key_too() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/monitor.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        let file =
+            ConfigFile::parse(path, &text, &Cli::command()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.keys(), ["policies"]);
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file = ConfigFile::parse(path, &uncommented, &Cli::command())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(file.keys().len() >= 10, "{:?}", file.keys());
+    }
+
     #[test]
     fn the_config_option_is_found_before_parsing() {
         let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();

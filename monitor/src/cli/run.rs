@@ -100,7 +100,15 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     // Before the runtime starts, so that its threads start in the namespace too.
     let _inside = netns
         .as_deref()
-        .map(monitor::lab::enter_netns)
+        .map(|name| {
+            monitor::lab::enter_netns(name).map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "--netns needs CAP_SYS_ADMIN (setns); under systemd, add it to the unit's \
+                     CapabilityBoundingSet and `net` to RestrictNamespaces (see the comments \
+                     of monitor.service)",
+                )
+            })
+        })
         .transpose()?;
     tokio::runtime::Runtime::new()?.block_on(daemon::run(
         paths,

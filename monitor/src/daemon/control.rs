@@ -180,6 +180,10 @@ impl Control {
             locks,
         };
         let policy_mode = control.first_policy()?;
+        // The mode of a first start and its record, and the owner in CONFIG, are ordered
+        // with a `monitor mode` from another process (read-modify-writes of CONFIG and the
+        // mode history): none undoes the other.
+        let write = WriteLock::take(control.paths.state.path())?;
         let first_start = start::start_mode(
             &mut control.datapath,
             &control.paths.state,
@@ -212,32 +216,43 @@ impl Control {
         let mut config = control.datapath.maps().config()?;
         config.owner_pid = std::process::id();
         control.datapath.maps_mut().set_config(config)?;
-        let summary = attached
-            .iter()
-            .map(|i| format!("{} ({})", i.name, i.xdp_mode))
-            .collect::<Vec<_>>()
-            .join(", ");
+        drop(write);
         info.interfaces = attached;
-        control.locks.0.update(&info)?;
-        control.locks.1.update(&info)?;
-        control.paths.state.write_json(files::DAEMON, &info)?;
-        control.publisher.daemon(info);
+        let summary = control.announce(info)?;
         let ring = control.datapath.maps_mut().take_events()?;
-        let mode = monitor_common::Mode::try_from(control.datapath.maps().config()?.mode)
-            .map_or("?", monitor_common::Mode::name);
-        log::info!(
-            "monitoring in {mode} mode; maps pinned under {}",
-            control.paths.pin_dir.display()
-        );
+        let events = events_rx;
         Ok((
             control,
             Started {
                 live,
                 ring,
-                events: events_rx,
-                summary: format!("{mode} mode on {summary}"),
+                events,
+                summary,
             },
         ))
+    }
+
+    /// Says who runs, now that everything is attached: in the lock files, `daemon.json`,
+    /// the live view and the log. Returns the mode and the interfaces with their XDP
+    /// modes, in one line for the service manager.
+    fn announce(&mut self, info: DaemonInfo) -> Result<String> {
+        let interfaces = info
+            .interfaces
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.xdp_mode))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.locks.0.update(&info)?;
+        self.locks.1.update(&info)?;
+        self.paths.state.write_json(files::DAEMON, &info)?;
+        self.publisher.daemon(info);
+        let mode = monitor_common::Mode::try_from(self.datapath.maps().config()?.mode)
+            .map_or("?", monitor_common::Mode::name);
+        log::info!(
+            "monitoring in {mode} mode; maps pinned under {}",
+            self.paths.pin_dir.display()
+        );
+        Ok(format!("{mode} mode on {interfaces}"))
     }
 
     /// The policy at start; returns its starting mode. A restart with a broken or
@@ -308,8 +323,14 @@ impl Control {
 
     /// A policy load that did not apply: logged, counted, and reported as an event.
     fn failed_load(&self, e: &anyhow::Error) {
-        log::error!("{e:#}; the running policy stays");
-        if e.downcast_ref::<HeldBack>().is_some() {
+        let held_back = e.downcast_ref::<HeldBack>().is_some();
+        let reason = if held_back {
+            "policy-held-back"
+        } else {
+            "policy-failed"
+        };
+        log::error!(reason = reason; "{e:#}; the running policy stays");
+        if held_back {
             self.stats.reloads_held_back.fetch_add(1, Ordering::Relaxed);
             self.stats.policy_held_back.store(1, Ordering::Relaxed);
             self.event(ControllerEvent::error("policy-held-back", format!("{e:#}")));
@@ -369,6 +390,7 @@ impl Control {
                 None => {
                     if self.missing.insert(iface.clone()) {
                         log::warn!(
+                            interface = iface.as_str(), reason = "interface-gone";
                             "interface {iface} disappeared; it is re-attached when it returns"
                         );
                     }
@@ -382,6 +404,7 @@ impl Control {
                     {
                         Ok((mode, _)) => {
                             log::info!(
+                                interface = iface.as_str();
                                 "interface {iface} is back: attached in {} mode",
                                 start::mode_name(mode)
                             );
@@ -397,7 +420,9 @@ impl Control {
                                 log::error!("{e:#}");
                             }
                         }
-                        Err(e) => log::error!("re-attaching to {iface}: {e:#}"),
+                        Err(e) => {
+                            log::error!(interface = iface.as_str(); "re-attaching to {iface}: {e:#}")
+                        }
                     }
                 }
                 Some(_) => {}

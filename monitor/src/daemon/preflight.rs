@@ -144,12 +144,74 @@ fn btf_has(btf: &[u8], type_name: &str) -> bool {
     btf.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// A capability `monitor run` needs, and why (the systemd unit keeps exactly these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capability {
+    pub name: &'static str,
+    pub bit: u32,
+    pub needed_for: &'static str,
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// What the daemon cannot start without (found by trying: each one removed makes the
+/// start fail, `tests/tests/service.rs`). CAP_SYS_ADMIN stands in for CAP_BPF and
+/// CAP_PERFMON, as the kernel lets it; it is needed itself only for `--netns` (setns)
+/// and for mounting /sys/fs/bpf when nothing is mounted there.
+pub const CAPABILITIES: [Capability; 3] = [
+    Capability {
+        name: "CAP_BPF",
+        bit: CAP_BPF,
+        needed_for: "creating the maps and loading the program (bpf(2))",
+    },
+    Capability {
+        name: "CAP_NET_ADMIN",
+        bit: CAP_NET_ADMIN,
+        needed_for: "loading an XDP program and attaching it to the interfaces",
+    },
+    Capability {
+        name: "CAP_PERFMON",
+        bit: CAP_PERFMON,
+        needed_for: "the verifier's leave to compare pointers as the XDP program does \
+                     (without it: \"pointer comparison prohibited\")",
+    },
+];
+
+/// The capabilities of [`CAPABILITIES`] missing from the effective set `effective`.
+pub fn missing_capabilities(effective: u64) -> Vec<Capability> {
+    let has = |bit: u32| effective & (1u64 << bit) != 0;
+    CAPABILITIES
+        .into_iter()
+        .filter(|cap| {
+            let covered = cap.bit != CAP_NET_ADMIN && has(CAP_SYS_ADMIN);
+            !has(cap.bit) && !covered
+        })
+        .collect()
+}
+
+/// This process's effective capabilities (`CapEff` of /proc/self/status).
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     #[error(
+        "this process lacks {}: `monitor run` needs root with CAP_BPF, CAP_NET_ADMIN and \
+         CAP_PERFMON (and CAP_SYS_ADMIN for --netns); under systemd, see \
+         CapabilityBoundingSet in the unit",
+        .0.iter().map(|c| format!("{} ({})", c.name, c.needed_for)).collect::<Vec<_>>().join(", ")
+    )]
+    Capabilities(Vec<Capability>),
+    #[error(
         "the kernel refuses bpf(2) to this process ({0}): `monitor run` needs root with \
-         CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN too for --netns); under systemd, see \
-         CapabilityBoundingSet in the unit"
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (and CAP_SYS_ADMIN for --netns); under \
+         systemd, see CapabilityBoundingSet in the unit"
     )]
     NotPermitted(#[source] std::io::Error),
     #[error("this kernel cannot run the monitor's datapath:\n  {}", .0.join("\n  "))]
@@ -164,6 +226,12 @@ pub enum PreflightError {
 
 /// Probes the kernel; logs what passed and the warnings, fails with every error at once.
 pub fn check_kernel() -> Result<(), PreflightError> {
+    if let Some(effective) = effective_capabilities() {
+        let missing = missing_capabilities(effective);
+        if !missing.is_empty() {
+            return Err(PreflightError::Capabilities(missing));
+        }
+    }
     if let Err(e) = probe::bpf_syscall() {
         return Err(if e.raw_os_error() == Some(libc::EPERM) {
             PreflightError::NotPermitted(e)
@@ -233,7 +301,7 @@ pub fn check_pin_dir(pin_dir: &Path) -> Result<(), PreflightError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::daemon::preflight::*;
 
     #[test]
     fn kernel_releases_parse_with_their_suffixes() {
@@ -293,6 +361,21 @@ mod tests {
             true,
         );
         assert!(verdict.errors.is_empty(), "{verdict:?}");
+    }
+
+    #[test]
+    fn each_missing_capability_is_named_and_sys_admin_covers_bpf_and_perfmon() {
+        let all = CAPABILITIES.iter().fold(0u64, |set, c| set | 1 << c.bit);
+        assert!(missing_capabilities(all).is_empty());
+        for cap in CAPABILITIES {
+            assert_eq!(missing_capabilities(all & !(1 << cap.bit)), [cap]);
+        }
+        let admin = 1 << CAP_SYS_ADMIN | 1 << CAP_NET_ADMIN;
+        assert!(missing_capabilities(admin).is_empty());
+        assert_eq!(
+            missing_capabilities(1 << CAP_SYS_ADMIN)[0].name,
+            "CAP_NET_ADMIN"
+        );
     }
 
     #[test]
