@@ -187,6 +187,13 @@ pub fn attach_all(
                 "adopted the pinned link on {iface} ({} mode): program replaced without a gap",
                 record.xdp_mode
             );
+            if record.xdp_mode == mode_name(XdpMode::Skb) {
+                log::warn!(
+                    interface = iface.as_str(), reason = "no-native-xdp";
+                    "{iface} runs the program in generic mode: {}",
+                    datapath::GENERIC_XDP_COST
+                );
+            }
             record
         } else {
             log::info!(interface = iface.as_str(); "attached to {iface} in {} mode", mode_name(mode));
