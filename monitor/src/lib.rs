@@ -18,7 +18,7 @@
 //! | 3 | [`state`] | the state directory: every file, atomic writes, locks |
 //! | 2 | [`policy`] | policy files: model, checks, compilation, MUD |
 //! | 1 | [`datapath`] | the loaded XDP object and typed access to its maps |
-//! | 0 | [`support`] | clocks, protocol names, error text |
+//! | 0 | [`support`] | clocks, protocol names, error text, logging, sd_notify |
 //!
 //! Below all of it, `monitor-common` holds what the XDP program shares.
 

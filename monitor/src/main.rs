@@ -2,6 +2,6 @@
 
 mod cli;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     cli::main()
 }

@@ -172,15 +172,24 @@ impl Lab {
 
     /// Starts `monitor run` on both router legs and waits until it serves.
     pub fn start(&mut self, extra: &[&str]) {
-        assert!(self.daemon.is_none(), "a daemon is already running");
-        let daemon_file = self.state_dir.0.join("daemon.json");
-        let _ = std::fs::remove_file(&daemon_file);
-        let log = std::fs::OpenOptions::new()
+        let command = self.run_command(extra);
+        self.start_command(command);
+    }
+
+    /// The daemon's standard error: `daemon.log` in the state directory, appended to.
+    pub fn daemon_log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.state_dir.0.join("daemon.log"))
-            .unwrap_or_else(|e| panic!("daemon log: {e}"));
-        let child = Command::new(monitor_bin())
+            .unwrap_or_else(|e| panic!("daemon log: {e}"))
+    }
+
+    /// The `monitor run` command [`Lab::start`] runs (standard error to `daemon.log`), to
+    /// add environment or options before [`Lab::start_command`].
+    pub fn run_command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(monitor_bin());
+        command
             .arg("--pin-dir")
             .arg(&self.pin_dir.0)
             .arg("--state-dir")
@@ -197,9 +206,29 @@ impl Lab {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(self.daemon_log_file());
+        command
+    }
+
+    /// Starts `command` as the daemon and waits until it serves.
+    pub fn start_command(&mut self, mut command: Command) {
+        self.clear_daemon_file();
+        let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting monitor run: {e}"));
+        self.wait_started(child);
+    }
+
+    /// Removes `daemon.json`, which [`Lab::wait_started`] waits for: before a start.
+    pub fn clear_daemon_file(&self) {
+        let _ = std::fs::remove_file(self.state_dir.0.join("daemon.json"));
+    }
+
+    /// Takes `child` (a `monitor run` started after [`Lab::clear_daemon_file`]) as the
+    /// daemon and waits until it serves (`daemon.json` written).
+    pub fn wait_started(&mut self, child: Child) {
+        assert!(self.daemon.is_none(), "a daemon is already running");
+        let daemon_file = self.state_dir.0.join("daemon.json");
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !daemon_file.exists() {
@@ -226,8 +255,8 @@ impl Lab {
         std::fs::read_to_string(self.state_dir.0.join("daemon.log")).unwrap_or_default()
     }
 
-    /// Sends `signal` to the daemon and waits for it to exit.
-    pub fn stop(&mut self, signal: i32) {
+    /// Sends `signal` to the daemon and waits for it to exit; returns how it exited.
+    pub fn stop(&mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self
             .daemon
             .take()
@@ -236,8 +265,8 @@ impl Lab {
         unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

@@ -437,9 +437,11 @@ fn a_second_daemon_is_refused_and_the_first_runs_on() {
     assert!(lab.pin_dir.0.join("CONFIG").exists(), "detach removed pins");
     scan.assert_closed("after detach and import were refused", &lab);
     lab.assert_normal_traffic(Outcome::Answered);
-    // Stopped, it is reported as stopped; detach then works.
+    // Stopped, it is reported as stopped (exit 3, as LSB says); detach then works.
     lab.stop(libc::SIGTERM);
-    let text = lab.cli_ok(&["status"]);
+    let out = lab.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("daemon: not running"), "{text}");
     lab.cli_ok(&["detach"]);
 }

@@ -7,6 +7,7 @@ mod bench;
 mod build_ebpf;
 mod cmd;
 mod demo;
+mod package;
 mod setup;
 #[cfg(test)]
 mod spawned;
@@ -38,6 +39,9 @@ enum Command {
     Demo,
     /// Run setup, build in release, measure the datapath and controller, write BENCHMARKS.md.
     Bench(bench::Args),
+    /// Build the Debian package (.deb): release binary, systemd unit, example configuration
+    /// and policies, man pages, shell completions.
+    Package(package::Args),
 }
 
 impl Cli {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Demo => demo::run().map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Package(args) => package::run(args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("xtask: error: {e:#}");

@@ -55,6 +55,20 @@ pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("/usr/share/ieee-data/oui.csv", "ieee-data"),
     // siem.rs: a real syslog collector, started with a configuration of its own.
     ("rsyslogd", "rsyslog"),
+
+    // The service (tests/tests/service.rs): the daemon run with exactly the unit's
+    // capabilities.
+    ("setpriv", "util-linux"),
+    // `cargo xtask package` (xtask/src/package.rs) and its test (tests/tests/package.rs):
+    // the .deb built, installed, checked and purged; the unit checked by systemd's own
+    // parser, the man page found by man.
+    ("dpkg-deb", "dpkg"),
+    ("dpkg", "dpkg"),
+    ("dpkg-query", "dpkg"),
+    ("strip", "binutils"),
+    ("gzip", "gzip"),
+    ("man", "man-db"),
+    ("systemd-analyze", "systemd"),
 ];
 
 /// tshark's postinst asks whether non-root users may capture; unanswered it would wait on a

@@ -68,6 +68,21 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
         "target/release/monitor-bench, just built",
     ),
     (
+        "xtask/src/package.rs",
+        "exe",
+        "target/release/monitor, just built",
+    ),
+    (
+        "tests/tests/package.rs",
+        "env!(\"CARGO\")",
+        "the cargo that builds the tests, running `cargo xtask package`",
+    ),
+    (
+        "tests/tests/package.rs",
+        "installed_bin",
+        "/usr/bin/monitor, as the package under test installed it",
+    ),
+    (
         "monitor/src/lab/demo.rs",
         "self.exe",
         "the monitor binary itself (std::env::current_exe)",

@@ -2,15 +2,17 @@
 
 mod allow;
 mod baseline;
+mod config;
+mod generate;
 mod mode;
 mod policy;
 mod run;
 mod show;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use monitor::{
     datapath::{DEFAULT_PIN_DIR, MapSet},
     replay,
@@ -19,6 +21,7 @@ use monitor::{
         daemon::Paths,
         lock::{DEFAULT_RUN_DIR, WriteLock},
     },
+    support::logging::{self, LogFormat},
     view::devmap,
 };
 use monitor_common::Mode;
@@ -59,6 +62,10 @@ pub struct Cli {
     /// Where the running daemon's lock (one per pin directory) is kept.
     #[arg(long, global = true, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
+    /// Configuration file (default: /etc/monitor/monitor.toml when it exists): a key per
+    /// long option of `monitor run`, e.g. `interfaces = ["ward0", "core0"]`; flags win.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +106,12 @@ pub enum Command {
         /// the host's network, like --metrics-addr; an unreachable collector is retried.
         #[arg(long, value_name = "udp://HOST:PORT|tcp://HOST:PORT")]
         syslog: Option<monitor::observe::syslog::Target>,
+
+        /// auto: the journal (native protocol, with PRIORITY and fields such as INTERFACE,
+        /// DEVICE and REASON) when systemd runs the monitor, else text on standard error;
+        /// json: one object per line on standard error.
+        #[arg(long, value_enum, default_value = "auto")]
+        log_format: LogFormat,
     },
     /// The device map: every device with its vendor, location, peers by role, when it is
     /// used, violations, baseline and protection; grouped by ward.
@@ -133,7 +146,9 @@ pub enum Command {
         #[arg(long)]
         confirm_life_critical: bool,
     },
-    /// Mode, counters and verdicts of the running monitor.
+    /// Mode, counters and verdicts of the running monitor; exits 0 when a daemon runs, 3
+    /// when none does (LSB).
+    #[command(after_help = show::STATUS_EXIT_CODES)]
     Status {
         #[arg(long)]
         json: bool,
@@ -215,6 +230,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
+    /// A shell completion script on standard output (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (monitor.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,11 +298,42 @@ pub enum PolicyCommand {
     Check { dir: PathBuf },
 }
 
-pub fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_secs()
-        .init();
-    let cli = Cli::parse();
+/// The command line, with the configuration file's values as the defaults of the options
+/// it sets.
+fn parse() -> Result<(Cli, Option<String>)> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    let config = match config::path_from_args(&argv) {
+        Some(path) => Some(config::ConfigFile::read(&path, &command)?),
+        None => None,
+    };
+    if let Some(file) = &config {
+        command = file.apply(command);
+    }
+    let matches = command.get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let described = config.map(|c| format!("{} (sets {})", c.path.display(), c.keys().join(", ")));
+    Ok((cli, described))
+}
+
+pub fn main() -> Result<ExitCode> {
+    let (cli, config) = parse()?;
+    let format = match &cli.command {
+        Command::Run { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    let format = logging::init(format);
+    match dispatch(cli, config) {
+        // The journal or a log shipper gets the error as a record of its own.
+        Err(e) if format != LogFormat::Text => {
+            log::error!("{e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => other,
+    }
+}
+
+fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
     let paths = Paths {
         pin_dir: cli.pin_dir.clone(),
         state: StateDir::new(cli.state_dir.clone()),
@@ -298,6 +349,8 @@ pub fn main() -> Result<()> {
             metrics_addr,
             accept_shrink,
             syslog,
+
+            log_format: _,
         } => run::run(
             &paths,
             run::RunArgs {
@@ -309,6 +362,8 @@ pub fn main() -> Result<()> {
                 metrics_addr,
                 accept_shrink,
                 syslog,
+
+                config,
             },
         ),
         Command::Demo => monitor::lab::demo::run(),
@@ -326,7 +381,7 @@ pub fn main() -> Result<()> {
             device,
             confirm_life_critical,
         } => mode::set_mode(&paths, mode, device.as_deref(), confirm_life_critical),
-        Command::Status { json } => show::status(&paths, json),
+        Command::Status { json } => return Ok(show::status(&paths, json)),
         Command::Devices { json, top } => show::devices(&paths, json, top),
         Command::Flows { device, all, json } => show::flows(&paths, device.as_deref(), all, json),
         Command::Replay(args) => replay::command(args),
@@ -353,7 +408,10 @@ pub fn main() -> Result<()> {
             monitor::observe::events::show(&paths.state, follow, json)
         }
         Command::Baseline { command } => baseline::baseline(&paths, command),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man { dir } => generate::man(&dir),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 pub fn open_maps(paths: &Paths) -> Result<MapSet> {

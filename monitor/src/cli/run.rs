@@ -60,6 +60,9 @@ pub struct RunArgs {
     pub metrics_addr: Option<MetricsAddr>,
     pub accept_shrink: bool,
     pub syslog: Option<Target>,
+
+    /// The configuration file read and the keys it set, if any (for the log).
+    pub config: Option<String>,
 }
 
 pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
@@ -72,7 +75,12 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
         metrics_addr,
         accept_shrink,
         syslog,
+
+        config,
     } = args;
+    if let Some(config) = &config {
+        log::info!("configuration from {config}");
+    }
     // Bound before entering the namespace: metrics are for the management network.
     // An address asked for must work; the default may be taken (another monitor),
     // and then the monitor runs without it rather than not at all.
@@ -102,7 +110,15 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     // Before the runtime starts, so that its threads start in the namespace too.
     let _inside = netns
         .as_deref()
-        .map(monitor::lab::enter_netns)
+        .map(|name| {
+            monitor::lab::enter_netns(name).map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "--netns needs CAP_SYS_ADMIN (setns); under systemd, add it to the unit's \
+                     CapabilityBoundingSet and `net` to RestrictNamespaces (see the comments \
+                     of monitor.service)",
+                )
+            })
+        })
         .transpose()?;
     tokio::runtime::Runtime::new()?.block_on(daemon::run(
         paths,

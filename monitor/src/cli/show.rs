@@ -1,5 +1,7 @@
 //! What the running monitor shows: status, devices, flows, the device map, the reasons.
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use monitor::{
     state::{daemon::Paths, inventory::Inventory, lock::Held},
@@ -40,12 +42,60 @@ pub fn device_map(
     Ok(())
 }
 
-pub fn status(paths: &Paths, json: bool) -> Result<()> {
-    let maps = open_maps(paths)?;
-    let inventory = Inventory::load(&paths.state)?;
-    let status = report::status(&maps, &inventory)?;
+/// `monitor status`'s exit codes, as LSB init scripts (and monitoring checks) read them.
+pub const STATUS_EXIT_CODES: &str = "Exit status of `monitor status` (LSB): 0 a daemon runs \
+    (or is starting) on this pin directory or state directory; 3 no daemon runs (the XDP \
+    program may still be attached and enforcing: the report says so); 4 the status is \
+    unknown (the lock or the datapath could not be read, e.g. without root).";
+
+/// LSB: running.
+const RUNNING: u8 = 0;
+/// LSB: not running.
+const NOT_RUNNING: u8 = 3;
+/// LSB: status unknown.
+const UNKNOWN: u8 = 4;
+
+/// `monitor status`: the report, and whether a daemon runs as the exit code.
+pub fn status(paths: &Paths, json: bool) -> ExitCode {
     // Told by the lock the daemon holds (the kernel drops it when the daemon dies).
-    let held = paths.running_daemon()?;
+    let held = match paths.running_daemon() {
+        Ok(held) => held,
+        Err(e) => {
+            eprintln!("Error: {}", monitor::support::error_chain(&e));
+            return ExitCode::from(UNKNOWN);
+        }
+    };
+    let running = held.is_some();
+    let result = match open_maps(paths) {
+        Ok(maps) => status_report(paths, &maps, held, json),
+        Err(e) if !running => {
+            if json {
+                println!("{}", serde_json::json!({ "status": null, "daemon": null }));
+            } else {
+                println!("daemon: not running; {e}");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) if running => ExitCode::from(RUNNING),
+        Ok(()) => ExitCode::from(NOT_RUNNING),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(if running { UNKNOWN } else { NOT_RUNNING })
+        }
+    }
+}
+
+fn status_report(
+    paths: &Paths,
+    maps: &monitor::MapSet,
+    held: Option<Held<monitor::state::daemon::DaemonInfo>>,
+    json: bool,
+) -> Result<()> {
+    let inventory = Inventory::load(&paths.state)?;
+    let status = report::status(maps, &inventory)?;
     let daemon = held.as_ref().and_then(|Held(info)| info.clone());
     if json {
         println!(

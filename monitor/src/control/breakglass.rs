@@ -171,10 +171,9 @@ pub fn expire(maps: &mut MapSet, state: &StateDir, inventory: &mut Inventory) ->
             maps.enroll(*addr, device.entry())?;
         }
     }
-    log::info!(
-        "break-glass expired for {}",
-        closed.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
+    for name in closed.keys() {
+        log::info!(device = name.as_str(), reason = "break-glass-expired"; "break-glass expired for {name}");
+    }
     Ok(true)
 }
 

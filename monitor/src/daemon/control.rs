@@ -23,6 +23,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::{
     forward::Forwarder,
     keeper::InventoryKeeper,
+    preflight,
     reload::{self, ApplyOptions, HeldBack},
     start::{self, LinkRecord, StartCleanup},
 };
@@ -53,11 +54,14 @@ pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(250);
 
 /// What the async side asks of the control thread.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum Command {
     /// Read the policy directory again (SIGHUP, `monitor reload`; SIGUSR1 accepts a
     /// shrink).
     Reload(ApplyOptions),
+    /// Answer at once: the service manager's watchdog is fed only while the control
+    /// thread goes round its loop.
+    Ping(tokio::sync::oneshot::Sender<()>),
     /// Save and stop (SIGTERM, SIGINT); the XDP program stays attached.
     Stop,
 }
@@ -67,6 +71,8 @@ pub struct Started {
     pub live: Live,
     pub ring: RingBuf<MapData>,
     pub events: UnboundedReceiver<ControllerEvent>,
+    /// One line for the service manager: the mode and the interfaces attached.
+    pub summary: String,
 }
 
 /// What `monitor run` was asked to do.
@@ -114,6 +120,7 @@ impl Control {
         if options.interfaces.is_empty() {
             bail!("give at least one --iface to attach to");
         }
+        preflight::check_kernel()?;
         let mut info = DaemonInfo {
             pid: std::process::id(),
             interfaces: Vec::new(),
@@ -135,6 +142,7 @@ impl Control {
         }
         datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
             .context("/sys/fs/bpf is not a bpf filesystem and mounting one there failed")?;
+        preflight::check_pin_dir(&paths.pin_dir)?;
         let mut cleanup = StartCleanup::new(&paths.pin_dir);
         cleanup.armed = !adopted;
         std::fs::create_dir_all(&paths.pin_dir)
@@ -173,6 +181,10 @@ impl Control {
             locks,
         };
         let policy_mode = control.first_policy()?;
+        // The mode of a first start and its record, and the owner in CONFIG, are ordered
+        // with a `monitor mode` from another process (read-modify-writes of CONFIG and the
+        // mode history): none undoes the other.
+        let write = WriteLock::take(control.paths.state.path())?;
         let first_start = start::start_mode(
             &mut control.datapath,
             &control.paths.state,
@@ -205,26 +217,43 @@ impl Control {
         let mut config = control.datapath.maps().config()?;
         config.owner_pid = std::process::id();
         control.datapath.maps_mut().set_config(config)?;
+        drop(write);
         info.interfaces = attached;
-        control.locks.0.update(&info)?;
-        control.locks.1.update(&info)?;
-        control.paths.state.write_json(files::DAEMON, &info)?;
-        control.publisher.daemon(info);
+        let summary = control.announce(info)?;
         let ring = control.datapath.maps_mut().take_events()?;
-        let mode = control.datapath.maps().config()?.mode;
-        log::info!(
-            "monitoring in {} mode; maps pinned under {}",
-            monitor_common::Mode::try_from(mode).map_or("?", monitor_common::Mode::name),
-            control.paths.pin_dir.display()
-        );
+        let events = events_rx;
         Ok((
             control,
             Started {
                 live,
                 ring,
-                events: events_rx,
+                events,
+                summary,
             },
         ))
+    }
+
+    /// Says who runs, now that everything is attached: in the lock files, `daemon.json`,
+    /// the live view and the log. Returns the mode and the interfaces with their XDP
+    /// modes, in one line for the service manager.
+    fn announce(&mut self, info: DaemonInfo) -> Result<String> {
+        let interfaces = info
+            .interfaces
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.xdp_mode))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.locks.0.update(&info)?;
+        self.locks.1.update(&info)?;
+        self.paths.state.write_json(files::DAEMON, &info)?;
+        self.publisher.daemon(info);
+        let mode = monitor_common::Mode::try_from(self.datapath.maps().config()?.mode)
+            .map_or("?", monitor_common::Mode::name);
+        log::info!(
+            "monitoring in {mode} mode; maps pinned under {}",
+            self.paths.pin_dir.display()
+        );
+        Ok(format!("{mode} mode on {interfaces}"))
     }
 
     /// The policy at start; returns its starting mode. A restart with a broken or
@@ -304,8 +333,14 @@ impl Control {
 
     /// A policy load that did not apply: logged, counted, and reported as an event.
     fn failed_load(&self, e: &anyhow::Error) {
-        log::error!("{e:#}; the running policy stays");
-        if e.downcast_ref::<HeldBack>().is_some() {
+        let held_back = e.downcast_ref::<HeldBack>().is_some();
+        let reason = if held_back {
+            "policy-held-back"
+        } else {
+            "policy-failed"
+        };
+        log::error!(reason = reason; "{e:#}; the running policy stays");
+        if held_back {
             self.stats.reloads_held_back.fetch_add(1, Ordering::Relaxed);
             self.stats.policy_held_back.store(1, Ordering::Relaxed);
             self.event(ControllerEvent::error("policy-held-back", format!("{e:#}")));
@@ -322,6 +357,10 @@ impl Control {
             let reload = match commands.recv_timeout(POLL) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Command::Reload(options)) => Some(options),
+                Ok(Command::Ping(answer)) => {
+                    let _ = answer.send(());
+                    None
+                }
                 // A settled change of the directory, or a MUD name whose answer changed
                 // after its TTL: apply the policy again.
                 Err(RecvTimeoutError::Timeout) => {
@@ -367,6 +406,7 @@ impl Control {
                 None => {
                     if self.missing.insert(iface.clone()) {
                         log::warn!(
+                            interface = iface.as_str(), reason = "interface-gone";
                             "interface {iface} disappeared; it is re-attached when it returns"
                         );
                     }
@@ -380,6 +420,7 @@ impl Control {
                     {
                         Ok((mode, _)) => {
                             log::info!(
+                                interface = iface.as_str();
                                 "interface {iface} is back: attached in {} mode",
                                 start::mode_name(mode)
                             );
@@ -395,7 +436,9 @@ impl Control {
                                 log::error!("{e:#}");
                             }
                         }
-                        Err(e) => log::error!("re-attaching to {iface}: {e:#}"),
+                        Err(e) => {
+                            log::error!(interface = iface.as_str(); "re-attaching to {iface}: {e:#}")
+                        }
                     }
                 }
                 Some(_) => {}

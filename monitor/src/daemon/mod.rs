@@ -9,10 +9,17 @@
 //! Two sides: a control thread ([`control`]) owns the datapath and does all the blocking
 //! work; the async side here turns signals into its commands and serves what it hands
 //! over (metrics and the device map, the event pump and its syslog sender).
+//!
+//! Under systemd (`Type=notify`) the async side tells the service manager `READY=1` once
+//! the control thread has applied the policy and attached every interface, `STOPPING=1`
+//! when told to stop, and, when the unit sets `WatchdogSec=`, `WATCHDOG=1` each time the
+//! control thread answers a ping: a control thread stuck or dead starves the watchdog and
+//! systemd restarts the daemon (the XDP program stays attached meanwhile).
 
 pub mod control;
 pub mod forward;
 pub mod keeper;
+pub mod preflight;
 pub mod reload;
 pub mod start;
 
@@ -28,6 +35,7 @@ pub use reload::{Applied, ApplyOptions, HeldBack, apply_policy, compiled_rules};
 use crate::{
     observe::{events::EventWriter, stats::ControllerStats, syslog::Syslog},
     state::daemon::Paths,
+    support::notify::Notifier,
 };
 use control::{Command, Control, ControlOptions, Started};
 
@@ -101,6 +109,7 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
         live,
         ring,
         events: controller_events,
+        summary,
     } = match started_rx.await {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => {
@@ -127,6 +136,12 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
         "monitor running (pid {}); Ctrl-C or SIGTERM stops it (the XDP program stays attached; `monitor detach` removes it)",
         std::process::id()
     );
+    let notifier = service_manager();
+    notify(&notifier, &format!("READY=1\nSTATUS=monitoring: {summary}"));
+    let watchdog = notifier
+        .as_ref()
+        .and_then(|n| Some((n.clone(), n.watchdog_interval()?)))
+        .map(|(n, every)| tokio::spawn(watchdog(n, every, commands.clone())));
     loop {
         let command = tokio::select! {
             _ = term.recv() => Command::Stop,
@@ -135,9 +150,18 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
             _ = accept.recv() => Command::Reload(ApplyOptions { accept_shrink: true }),
         };
         let stop = matches!(command, Command::Stop);
+        if stop {
+            notify(
+                &notifier,
+                "STOPPING=1\nSTATUS=stopping: saving the baseline; the XDP program stays attached",
+            );
+        }
         if commands.send(command).is_err() || stop {
             break;
         }
+    }
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
     }
     drop(commands);
     // The control thread saves the baseline and lets go of the datapath and the locks.
@@ -153,4 +177,60 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
             .context("waiting for the syslog sender")?;
     }
     Ok(())
+}
+
+/// The service manager's notify socket, if one runs us.
+fn service_manager() -> Option<Arc<Notifier>> {
+    match Notifier::from_env() {
+        Ok(notifier) => notifier.map(Arc::new),
+        Err(e) => {
+            log::warn!("{}", crate::support::error_chain(&e));
+            None
+        }
+    }
+}
+
+fn notify(notifier: &Option<Arc<Notifier>>, state: &str) {
+    if let Some(notifier) = notifier
+        && let Err(e) = notifier.notify(state)
+    {
+        log::warn!("{}", crate::support::error_chain(&e));
+    }
+}
+
+/// Feeds the service manager's watchdog every `every` while the control thread answers a
+/// ping within that time; a silent control thread is reported once and left unfed, so
+/// that systemd restarts the daemon.
+async fn watchdog(
+    notifier: Arc<Notifier>,
+    every: std::time::Duration,
+    commands: std::sync::mpsc::Sender<Command>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut silent = false;
+    loop {
+        ticks.tick().await;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if commands.send(Command::Ping(answer)).is_err() {
+            return;
+        }
+        match tokio::time::timeout(every, answered).await {
+            Ok(Ok(())) => {
+                if std::mem::take(&mut silent) {
+                    log::info!("the control thread answers again; feeding the watchdog");
+                }
+                notify(&Some(notifier.clone()), "WATCHDOG=1");
+            }
+            _ => {
+                if !std::mem::replace(&mut silent, true) {
+                    log::error!(
+                        reason = "control-thread-silent";
+                        "the control thread has not answered for {every:?}: the service \
+                         manager's watchdog is not fed"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -183,12 +183,20 @@ pub fn attach_all(
         let record = if adopted_link {
             let record = links.get(iface).cloned().unwrap_or_default();
             log::info!(
+                interface = iface.as_str();
                 "adopted the pinned link on {iface} ({} mode): program replaced without a gap",
                 record.xdp_mode
             );
+            if record.xdp_mode == mode_name(XdpMode::Skb) {
+                log::warn!(
+                    interface = iface.as_str(), reason = "no-native-xdp";
+                    "{iface} runs the program in generic mode: {}",
+                    datapath::GENERIC_XDP_COST
+                );
+            }
             record
         } else {
-            log::info!("attached to {iface} in {} mode", mode_name(mode));
+            log::info!(interface = iface.as_str(); "attached to {iface} in {} mode", mode_name(mode));
             LinkRecord {
                 ifindex: datapath::if_index(iface).unwrap_or(0),
                 xdp_mode: mode_name(mode).into(),
@@ -221,6 +229,6 @@ pub fn count_interface(datapath: &mut Datapath, iface: &str, slot: usize) {
     if let Some(ifindex) = datapath::if_index(iface)
         && let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, Some(slot))
     {
-        log::error!("counting {iface}'s verdicts: {e:#}");
+        log::error!(interface = iface; "counting {iface}'s verdicts: {e:#}");
     }
 }

@@ -423,7 +423,9 @@ impl Datapath {
                 Ok(id) => Ok((XdpMode::Driver, id)),
                 Err(native) => {
                     log::warn!(
-                        "native XDP on {iface} failed ({native}); falling back to generic (skb) mode"
+                        interface = iface, reason = "no-native-xdp";
+                        "native XDP on {iface} failed ({native}); falling back to generic (skb) \
+                         mode: {GENERIC_XDP_COST}"
                     );
                     let id = program
                         .attach(iface, XdpMode::Skb)
@@ -1090,6 +1092,13 @@ fn sum_counters<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
         bytes: acc.bytes + c.bytes,
     })
 }
+
+/// What generic XDP costs, for the warning of a fallback and the docs.
+pub const GENERIC_XDP_COST: &str = "generic XDP runs only after the kernel has built a \
+    socket buffer for every frame, so each packet costs about what the ordinary receive \
+    path costs (several times native XDP), a dropped packet saves little of that work, and \
+    a flood still loads the CPU before it is dropped; a driver with native XDP avoids this \
+    (`--xdp-mode native` refuses to start without it)";
 
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn if_index(name: &str) -> Option<u32> {

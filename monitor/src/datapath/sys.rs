@@ -1,8 +1,9 @@
 //! Every raw bpf(2) call of the controller, for what aya 0.14 does not offer: counting a
-//! table's keys without copying it (BPF_MAP_GET_NEXT_KEY) and reading per-CPU arrays in
-//! batches (BPF_MAP_LOOKUP_BATCH). The readers here own their descriptors, duplicated from
-//! a [`MapSet`] (nothing is opened from the pins again), so they run on threads of their
-//! own without borrowing the set.
+//! table's keys without copying it (BPF_MAP_GET_NEXT_KEY), reading per-CPU arrays in
+//! batches (BPF_MAP_LOOKUP_BATCH), and probing at start whether the kernel has what the
+//! datapath uses ([`probe`]). The readers here own their descriptors, duplicated from a
+//! [`MapSet`] (nothing is opened from the pins again), so they run on threads of their own
+//! without borrowing the set.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -258,5 +259,124 @@ impl<T: Summed> BatchArray<T> {
             token = next;
         }
         Ok(out)
+    }
+}
+
+/// Feature probes: each asks the kernel for the real thing on a tiny object of its own,
+/// closed again at once (nothing is pinned or attached).
+pub mod probe {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    const BPF_FUNC_KTIME_GET_COARSE_NS: i32 = 160;
+
+    /// `union bpf_attr`, as bytes: each probe writes the fields it uses.
+    struct Attr([u8; 128]);
+
+    impl Attr {
+        fn new() -> Attr {
+            Attr([0; 128])
+        }
+        fn u32(&mut self, offset: usize, value: u32) -> &mut Attr {
+            self.0[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
+            self
+        }
+        fn u64(&mut self, offset: usize, value: u64) -> &mut Attr {
+            self.0[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
+            self
+        }
+    }
+
+    fn bpf(command: libc::c_long, attr: &mut Attr) -> std::io::Result<libc::c_long> {
+        // SAFETY: the attr is a zeroed bpf_attr of 128 bytes that outlives the call; every
+        // pointer written into it points at a buffer the caller keeps alive across it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                command,
+                attr.0.as_mut_ptr(),
+                attr.0.len() as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    fn fd(rc: libc::c_long) -> OwnedFd {
+        // SAFETY: a successful BPF_MAP_CREATE or BPF_PROG_LOAD returns a new descriptor
+        // that nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(rc as i32) }
+    }
+
+    fn create_map(
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        entries: u32,
+    ) -> std::io::Result<OwnedFd> {
+        let mut attr = Attr::new();
+        attr.u32(0, map_type)
+            .u32(4, key_size)
+            .u32(8, value_size)
+            .u32(12, entries);
+        bpf(BPF_MAP_CREATE, &mut attr).map(fd)
+    }
+
+    /// Whether bpf(2) works at all for this process: an array map is created. EPERM here
+    /// means missing privileges (CAP_BPF), not a missing feature.
+    pub fn bpf_syscall() -> std::io::Result<()> {
+        create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1).map(drop)
+    }
+
+    /// A ring buffer map (Linux 5.8): the datapath's violation events.
+    pub fn ring_buffer() -> std::io::Result<()> {
+        create_map(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096).map(drop)
+    }
+
+    /// BPF_MAP_LOOKUP_BATCH on an array (Linux 5.6): the scrape's device counters. The end
+    /// of the array (ENOENT) is a success.
+    pub fn batch_lookup() -> std::io::Result<()> {
+        const ENTRIES: usize = 2;
+        let map = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, ENTRIES as u32)?;
+        let mut keys = [0u32; ENTRIES];
+        let mut values = [0u64; ENTRIES];
+        let mut out_batch = 0u32;
+        let mut attr = Attr::new();
+        attr.u64(8, &mut out_batch as *mut u32 as u64)
+            .u64(16, keys.as_mut_ptr() as u64)
+            .u64(24, values.as_mut_ptr() as u64)
+            .u32(32, ENTRIES as u32)
+            .u32(36, std::os::fd::AsRawFd::as_raw_fd(&map) as u32);
+        match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An XDP program calling bpf_ktime_get_coarse_ns (Linux 5.11), the datapath's clock:
+    /// the program type and the helper, past the verifier.
+    pub fn xdp_program_with_coarse_clock() -> std::io::Result<()> {
+        // BPF_JMP|BPF_CALL imm=helper; BPF_ALU64|BPF_MOV|BPF_K r0=XDP_PASS; BPF_EXIT.
+        let insns: [u64; 3] = [
+            0x85 | ((BPF_FUNC_KTIME_GET_COARSE_NS as u32 as u64) << 32),
+            0xb7 | (2u64 << 32),
+            0x95,
+        ];
+        let license = c"GPL";
+        let mut attr = Attr::new();
+        attr.u32(0, BPF_PROG_TYPE_XDP)
+            .u32(4, insns.len() as u32)
+            .u64(8, insns.as_ptr() as u64)
+            .u64(16, license.as_ptr() as u64);
+        bpf(BPF_PROG_LOAD, &mut attr).map(drop)
     }
 }

@@ -1,7 +1,11 @@
-//! Small things every layer uses: clocks, protocol names, error text, who is asking.
+//! Small things every layer uses: clocks, protocol names, error text, who is asking, where
+//! the log goes, and the service manager's notify protocol.
 
 pub mod clock;
 pub mod mode_name;
+
+pub mod logging;
+pub mod notify;
 pub mod proto;
 
 /// An error with its causes, for logs and HTTP error bodies.
