@@ -767,7 +767,7 @@ fn live_run(
         let _inside = generator.enter()?;
         let cpu0 = clock.now();
         let started = Instant::now();
-        datapath.test_run_live(pair.sender_ifindex, frame, count, LIVE_BATCH)?;
+        datapath.test_run_live(programs::TX, pair.sender_ifindex, frame, count, LIVE_BATCH)?;
         // veth may still hold up to a ring of frames: let its NAPI finish them.
         let wall = started.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(20));
