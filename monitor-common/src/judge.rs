@@ -512,6 +512,12 @@ pub struct Work {
     /// each path that computed it, and each stage would be verified once per kind.
     pub kind: u8,
     pub _pad: u8,
+    /// `jiffies` when `clock_ns` was read: the coarse clock only moves with the tick, so
+    /// a packet in the same tick reuses the time read for an earlier one instead of
+    /// calling the clock helper (inlined, jiffies cost a load).
+    pub clock_jiffies: u64,
+    /// `CLOCK_MONOTONIC` (coarse) time read at `clock_jiffies`.
+    pub clock_ns: u64,
 }
 
 #[cfg(test)]

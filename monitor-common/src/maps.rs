@@ -1129,7 +1129,7 @@ mod tests {
         assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<crate::judge::Side>(), 72);
-        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 96 + 8);
+        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 96 + 8 + 16);
     }
 
     #[test]

@@ -34,7 +34,10 @@ mod judge;
 mod maps;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    macros::xdp,
+    programs::XdpContext,
 };
 use monitor_common::{
     Action, CUT_VERDICTS, Mode, Reason, VERDICT_SLOTS,
@@ -47,7 +50,7 @@ use monitor_common::{
 
 use crate::{
     account::{add_counter, add_path},
-    maps::{CLASSES, CONFIG, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH, VERDICTS},
+    maps::{CLASSES, CONFIG, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH, VERDICTS, WORK},
 };
 
 /// The one bounds check every packet read goes through.
@@ -263,8 +266,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let flags = if layout_ok { config.flags } else { 0 };
     let packet = Packet {
         len: frame.frame_len() as u64,
-        // SAFETY: a helper without arguments.
-        now: unsafe { bpf_ktime_get_coarse_ns() },
+        now: coarse_now()?,
         global,
         flags,
         generation: active_generation(config),
@@ -310,6 +312,26 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         );
     }
     Ok(action)
+}
+
+/// `CLOCK_MONOTONIC` (coarse), read once per tick per CPU: the coarse clock moves only
+/// with the tick, so reading it again within one (a call, which costs a return) would give
+/// the same time. Jiffies, which the verifier inlines, say when the tick moved. The tick
+/// that increments jiffies updates the coarse clock right after, so a time read in between
+/// is at most one tick behind, as the coarse clock always may be.
+#[inline(always)]
+fn coarse_now() -> Result<u64, Fault> {
+    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: helpers without arguments; this CPU's slot, used only within this program
+    // run.
+    unsafe {
+        let jiffies = bpf_jiffies64();
+        if jiffies != (*work).clock_jiffies || (*work).clock_ns == 0 {
+            (*work).clock_ns = bpf_ktime_get_coarse_ns();
+            (*work).clock_jiffies = jiffies;
+        }
+        Ok((*work).clock_ns)
+    }
 }
 
 /// An IP packet that parsed: decided by the per-CPU cache when the same packet key was
