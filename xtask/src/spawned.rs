@@ -26,10 +26,16 @@ use std::{
 const SHELLS: &[&str] = &["sh", "bash", "dash"];
 
 /// Programs that are run but are not setup's to install, and why.
-pub const NOT_INSTALLED_BY_SETUP: &[(&str, &str)] = &[(
-    "cargo",
-    "the toolchain that builds and runs the tests; rustup's, not a Debian package",
-)];
+pub const NOT_INSTALLED_BY_SETUP: &[(&str, &str)] = &[
+    (
+        "cargo",
+        "the toolchain that builds and runs the tests; rustup's, not a Debian package",
+    ),
+    (
+        "rustup",
+        "runs the nightly toolchain the XDP object builds with; there before setup runs",
+    ),
+];
 
 /// Builtins of Debian's sh (dash): the shell runs them itself, so a script's use of them
 /// is no program to install.
@@ -68,12 +74,12 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
         "target/release/monitor-bench, just built",
     ),
     (
-        "monitor/src/demo.rs",
+        "monitor/src/lab/demo.rs",
         "self.exe",
         "the monitor binary itself (std::env::current_exe)",
     ),
     (
-        "monitor/src/demo.rs",
+        "monitor/src/lab/demo.rs",
         "demo.exe",
         "the monitor binary itself (std::env::current_exe)",
     ),
@@ -97,7 +103,7 @@ pub const KNOWN_EXPRESSIONS: &[(&str, &str, &str)] = &[
 /// Functions (methods here) whose slice argument is a command line, its first element the
 /// program, and which run it through a wrapper the scanner sees in their body.
 pub const ARGV_HELPERS: &[(&str, &str, &str)] = &[(
-    "monitor/src/lab.rs",
+    "monitor/src/lab/mod.rs",
     "exec",
     "NetNs::exec(ARGV) runs `ip netns exec NS ARGV...`",
 )];
@@ -410,10 +416,16 @@ impl Source {
             .max_by_key(|f| f.start)
     }
 
-    /// The module path other files call this file's functions by (`lab::run`).
+    /// The module path other files call this file's functions by (`lab::run`): the
+    /// file's name, or its folder's for a `mod.rs`.
     fn module(&self) -> Option<&str> {
-        let stem = Path::new(&self.file).file_stem()?.to_str()?;
-        (!matches!(stem, "main" | "lib" | "mod")).then_some(stem)
+        let path = Path::new(&self.file);
+        let stem = path.file_stem()?.to_str()?;
+        match stem {
+            "main" | "lib" => None,
+            "mod" => path.parent()?.file_name()?.to_str(),
+            stem => Some(stem),
+        }
     }
 
     /// Whether a `use` brings `module`'s `name` into this file.
@@ -1064,8 +1076,8 @@ pub fn scanned_files(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     walk(&root.join("tests/src"), &mut files);
     walk(&root.join("tests/tests"), &mut files);
-    files.push(root.join("monitor/src/lab.rs"));
-    files.push(root.join("monitor/src/demo.rs"));
+    files.push(root.join("monitor/src/lab/mod.rs"));
+    files.push(root.join("monitor/src/lab/demo.rs"));
     if let Ok(entries) = std::fs::read_dir(root.join("xtask/src")) {
         for entry in entries.flatten() {
             let path = entry.path();
@@ -1180,7 +1192,7 @@ mod tests {
     fn a_helpers_callers_name_the_program_in_its_file_or_by_module() {
         let f = found(&[
             (
-                "monitor/src/lab.rs",
+                "monitor/src/lab/mod.rs",
                 "pub fn run(program: &str, args: &[&str]) {\n    Command::new(program).args(args);\n}\nfn f() { run(\"ip\", &[]); }\nfn g(x: u8) { self.ward.run(move || 1); }\n",
             ),
             (
@@ -1191,7 +1203,7 @@ mod tests {
         assert_eq!(
             programs(&f),
             vec![
-                at("monitor/src/lab.rs", 4, "ip"),
+                at("monitor/src/lab/mod.rs", 4, "ip"),
                 at("tests/tests/x.rs", 2, "nft"),
                 at("tests/tests/x.rs", 3, "ethtool"),
             ]
@@ -1287,7 +1299,7 @@ kill -0 $pid 2>/dev/null; wait $pid; sleep 0.1
     fn ip_netns_exec_and_argv_helpers_name_their_program() {
         let f = found(&[
             (
-                "monitor/src/lab.rs",
+                "monitor/src/lab/mod.rs",
                 "impl NetNs {\n    pub fn exec(&self, args: &[&str]) {\n        let mut full = vec![\"netns\", \"exec\", self.name.as_str()];\n        run(\"ip\", &full)\n    }\n}\npub fn run(program: &str, args: &[&str]) { Command::new(program); }\n",
             ),
             (
@@ -1298,7 +1310,7 @@ kill -0 $pid 2>/dev/null; wait $pid; sleep 0.1
         assert_eq!(
             programs(&f),
             vec![
-                at("monitor/src/lab.rs", 4, "ip"),
+                at("monitor/src/lab/mod.rs", 4, "ip"),
                 at("tests/tests/z.rs", 2, "sysctl"),
                 at("tests/tests/z.rs", 4, "ip"),
                 at("tests/tests/z.rs", 5, "ip"),

@@ -482,6 +482,45 @@ impl Datapath {
         &self.maps
     }
 
+    /// What the kernel reports of every map of the object (pinned or not): (name,
+    /// `memlock` bytes, entries it holds), from `/proc/self/fdinfo`. The entries are
+    /// counted only for maps whose memory grows with them
+    /// (`monitor_common::memory::grows`), 0 for the others.
+    pub fn map_memory(&self) -> Result<Vec<(&'static str, u64, u64)>> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let mut rows = Vec::new();
+        for def in &defs::ALL {
+            let map = match self.maps.maps.get(def.name) {
+                Some(map) => map,
+                None => self
+                    .ebpf
+                    .map(def.name)
+                    .ok_or(DatapathError::MissingMap(def.name))?,
+            };
+            let data = map_data(map);
+            let fd = data.fd().as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                .map_err(|e| DatapathError::Mapping(def.name, e))?;
+            let memlock = info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| {
+                    DatapathError::Mapping(
+                        def.name,
+                        std::io::Error::other("no memlock in the map's fdinfo"),
+                    )
+                })?;
+            let entries = if monitor_common::memory::grows(def) {
+                count_keys(data).map_err(|e| DatapathError::Mapping(def.name, e))?
+            } else {
+                0
+            };
+            rows.push((def.name, memlock, entries));
+        }
+        Ok(rows)
+    }
+
     pub fn maps_mut(&mut self) -> &mut MapSet {
         &mut self.maps
     }
@@ -956,6 +995,23 @@ impl MapSet {
         Ok(())
     }
 
+    /// Removes baseline entries (missing ones are not an error), then makes the datapath
+    /// forget its cached decisions once.
+    pub fn remove_baseline_entries(&mut self, keys: &[FlowKey]) -> Result<()> {
+        {
+            let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
+                HashMap::try_from(self.map_mut(names::BASELINE)?)
+                    .map_err(map_err(names::BASELINE, "wrong type"))?;
+            for key in keys {
+                match map.remove(key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(names::BASELINE, "removing an entry")(e)),
+                }
+            }
+        }
+        self.bump_cache_epoch()
+    }
+
     /// Removes a baseline entry; missing entries are not an error.
     pub fn remove_baseline(&mut self, key: &FlowKey) -> Result<()> {
         let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
@@ -1019,6 +1075,91 @@ impl MapSet {
                     .map_err(map_err(names::CLASSES, "reading"))
             })
             .collect()
+    }
+}
+
+/// The kernel's handle of any map.
+fn map_data(map: &aya::maps::Map) -> &MapData {
+    use aya::maps::Map;
+    match map {
+        Map::Array(d)
+        | Map::ArrayOfMaps(d)
+        | Map::BloomFilter(d)
+        | Map::CgroupArray(d)
+        | Map::CgroupStorage(d)
+        | Map::CgrpStorage(d)
+        | Map::CpuMap(d)
+        | Map::DevMap(d)
+        | Map::DevMapHash(d)
+        | Map::HashMap(d)
+        | Map::HashOfMaps(d)
+        | Map::InodeStorage(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuCgroupStorage(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::PerfEventArray(d)
+        | Map::ProgramArray(d)
+        | Map::Queue(d)
+        | Map::ReusePortSockArray(d)
+        | Map::RingBuf(d)
+        | Map::SockHash(d)
+        | Map::SockMap(d)
+        | Map::SkStorage(d)
+        | Map::Stack(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d)
+        | Map::XskMap(d) => d,
+    }
+}
+
+/// Keys in a hash map or trie, walked with BPF_MAP_GET_NEXT_KEY (the kernel keeps no
+/// count it tells).
+fn count_keys(data: &MapData) -> std::io::Result<u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    #[repr(C)]
+    struct GetNextKey {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let info = data.info().map_err(std::io::Error::other)?;
+    let fd = data.fd().as_fd().as_raw_fd() as u32;
+    let mut key = vec![0u8; info.key_size() as usize];
+    let mut next = vec![0u8; info.key_size() as usize];
+    let mut count = 0u64;
+    loop {
+        let attr = GetNextKey {
+            map_fd: fd,
+            _pad: 0,
+            key: if count == 0 { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the attr points at two buffers of the map's key size that we own and
+        // that outlive the call; the kernel reads `key` and writes `next_key` only.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                &attr as *const GetNextKey,
+                std::mem::size_of::<GetNextKey>(),
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(count);
+            }
+            return Err(err);
+        }
+        count += 1;
+        std::mem::swap(&mut key, &mut next);
     }
 }
 
