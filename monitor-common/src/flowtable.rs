@@ -103,10 +103,57 @@ pub fn decision_slot(key: &DecisionKey, seed: u32, slots: u32) -> u32 {
     (decision_hash(key, seed) >> 32) as u32 & (slots - 1)
 }
 
+/// The words of the decision key a packet has (as [`decision_words`] gives them for the
+/// key built from the same fields), without building the key.
+#[inline(always)]
+pub fn packet_key_words(
+    src: &crate::parse::Addr,
+    dst: &crate::parse::Addr,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+    kind: u8,
+) -> [u64; 5] {
+    let half = |a: &crate::parse::Addr, at: usize| {
+        u64::from_ne_bytes([
+            a[at],
+            a[at + 1],
+            a[at + 2],
+            a[at + 3],
+            a[at + 4],
+            a[at + 5],
+            a[at + 6],
+            a[at + 7],
+        ])
+    };
+    [
+        half(src, 0),
+        half(src, 8),
+        half(dst, 0),
+        half(dst, 8),
+        // Little-endian, as the key is laid out: ports, protocol, kind, padding.
+        u64::from(src_port)
+            | u64::from(dst_port) << 16
+            | u64::from(protocol) << 32
+            | u64::from(kind) << 40,
+    ]
+}
+
+/// The slot of the per-CPU decision cache for a key's words, in a cache of `slots` (a
+/// power of two).
+#[inline(always)]
+pub fn decision_slot_of_words(w: &[u64; 5], seed: u32, slots: u32) -> u32 {
+    (decision_hash_of_words(w, seed) >> 32) as u32 & (slots - 1)
+}
+
 /// The hash of a decision key, with the datapath's seed.
 #[inline(always)]
 pub fn decision_hash(key: &DecisionKey, seed: u32) -> u64 {
-    let w = decision_words(key);
+    decision_hash_of_words(&decision_words(key), seed)
+}
+
+#[inline(always)]
+fn decision_hash_of_words(w: &[u64; 5], seed: u32) -> u64 {
     let mut h = u64::from(seed).wrapping_mul(K2);
     h = mix(h, w[0]);
     h = mix(h, w[1]);
@@ -235,6 +282,27 @@ mod tests {
         assert!(same_decision_key(&d, &d));
         assert!(!same_decision_key(&d, &DecisionKey { kind: 2, ..d }));
         assert!(!same_decision_key(&d, &DecisionKey { dst_port: 1, ..d }));
+    }
+
+    #[test]
+    fn a_packets_key_words_are_its_built_keys() {
+        let key = DecisionKey {
+            src: ipv4_mapped([10, 1, 0, 1]),
+            dst: [0xfd, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x80],
+            src_port: 40_000,
+            dst_port: 443,
+            protocol: 17,
+            kind: 3,
+            _pad: 0,
+        };
+        assert_eq!(
+            packet_key_words(&key.src, &key.dst, 40_000, 443, 17, 3),
+            decision_words(&key)
+        );
+        assert_eq!(
+            decision_slot_of_words(&decision_words(&key), 5, 4096),
+            decision_slot(&key, 5, 4096)
+        );
     }
 
     #[test]

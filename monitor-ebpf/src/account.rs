@@ -363,11 +363,8 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
 /// Charges a packet to a flow's slot (`flow`: `FLOW_*`), atomically: a flow's packets
 /// may come from several CPUs.
 #[inline(always)]
-fn charge_flow(packet: &Packet, side: &DecisionSide) {
-    if side.table == TABLE_NONE {
-        return;
-    }
-    let Some(slot) = flow_slot(side.table, side.flow_index) else {
+fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<NonNull<FlowSlot>>) {
+    let Some(slot) = slot else {
         return;
     };
     let stats = slot.as_ptr();
@@ -391,18 +388,42 @@ fn charge_flow(packet: &Packet, side: &DecisionSide) {
     }
 }
 
+/// The flow slots a decision charges (none for a side counted in no flow table).
+#[inline(always)]
+pub fn flow_slots(decision: &Decision) -> [Option<NonNull<FlowSlot>>; 2] {
+    let slot = |side: &DecisionSide| {
+        if side.table == TABLE_NONE {
+            None
+        } else {
+            flow_slot(side.table, side.flow_index)
+        }
+    };
+    [slot(&decision.sides[0]), slot(&decision.sides[1])]
+}
+
 /// Whether the flow slots a decision charges still hold its flows (a slot taken by
 /// another flow since makes the decision stale).
 #[inline(always)]
-pub fn flows_stand(decision: &Decision) -> bool {
-    let [a, b] = &decision.sides;
-    (a.table == TABLE_NONE || slot_tag(a.table, a.flow_index) as u32 == a.flow_tag)
-        && (b.table == TABLE_NONE || slot_tag(b.table, b.flow_index) as u32 == b.flow_tag)
+pub fn flows_stand(decision: &Decision, slots: &[Option<NonNull<FlowSlot>>; 2]) -> bool {
+    let holds = |side: &DecisionSide, slot: Option<NonNull<FlowSlot>>| match slot {
+        // SAFETY: a slot of a shared array; the tag is read whole.
+        Some(slot) => {
+            (unsafe { read_volatile(&raw const (*slot.as_ptr()).tag) }) as u32 == side.flow_tag
+        }
+        None => side.table == TABLE_NONE,
+    };
+    holds(&decision.sides[0], slots[0]) && holds(&decision.sides[1], slots[1])
 }
 
 /// Charges one side (0: source, 1: destination) of a packet as its decision says.
 #[inline(always)]
-fn apply_side(packet: &Packet, ip: &IpPacket, decision: &Decision, side: u8) {
+fn apply_side(
+    packet: &Packet,
+    ip: &IpPacket,
+    decision: &Decision,
+    side: u8,
+    slot: Option<NonNull<FlowSlot>>,
+) {
     let own = if side == 0 {
         &decision.sides[0]
     } else {
@@ -418,12 +439,18 @@ fn apply_side(packet: &Packet, ip: &IpPacket, decision: &Decision, side: u8) {
     if own.device & CHARGE_VIOLATION != 0 {
         emit_event(packet, ip, decision, side, own.slot);
     }
-    charge_flow(packet, own);
+    charge_flow(packet, own, slot);
 }
 
-/// Charges a packet as `decision` says, to both sides.
+/// Charges a packet as `decision` says, to both sides (`slots`: its flow slots, from
+/// [`flow_slots`]).
 #[inline(always)]
-pub fn apply(packet: &Packet, ip: &IpPacket, decision: &Decision) {
-    apply_side(packet, ip, decision, 0);
-    apply_side(packet, ip, decision, 1);
+pub fn apply(
+    packet: &Packet,
+    ip: &IpPacket,
+    decision: &Decision,
+    slots: &[Option<NonNull<FlowSlot>>; 2],
+) {
+    apply_side(packet, ip, decision, 0, slots[0]);
+    apply_side(packet, ip, decision, 1, slots[1]);
 }

@@ -8,7 +8,7 @@
 use monitor_common::{
     Action, Reason,
     flow::{self, ServiceHint},
-    flowtable::{decision_slot, same_decision_key},
+    flowtable::{decision_slot, decision_slot_of_words, decision_words, packet_key_words},
     maps::{
         DECISION_ICMP, DECISION_LOW_REQUEST, DECISION_OTHER, DECISION_PORTS, DECISION_REPLY,
         DECISION_SLOTS, DECISION_TCP, Decision, DecisionKey,
@@ -18,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, flows_stand},
+    account::{apply, flow_slots, flows_stand},
     maps::{DECISIONS, REQUESTS},
 };
 
@@ -82,24 +82,47 @@ pub fn key(ip: &IpPacket, kind: u8) -> DecisionKey {
     }
 }
 
-/// The cached decision for `key`, applied (everything charged) when it stands: its
-/// action and reason as `action | reason << 8`, else [`MISS`].
+/// The words of a packet's decision key (`DecisionKey` as five u64), read straight from
+/// the parsed packet: the key itself is built only when the judge needs it.
 #[inline(always)]
-pub fn decided(packet: &Packet, ip: &IpPacket, key: &DecisionKey) -> u32 {
-    let Some(entry) = DECISIONS.get_ptr(decision_slot(key, packet.seed, DECISION_SLOTS)) else {
+pub fn key_words(ip: &IpPacket, kind: u8) -> [u64; 5] {
+    let (src_port, dst_port) = if ip.transport == TransportKind::Icmp {
+        (u16::from(ip.icmp_type), 0)
+    } else {
+        (ip.src_port, ip.dst_port)
+    };
+    packet_key_words(&ip.src, &ip.dst, src_port, dst_port, ip.protocol, kind)
+}
+
+/// The cached decision for the key with words `key`, applied (everything charged) when it
+/// stands: its action and reason as `action | reason << 8`, else [`MISS`].
+#[inline(always)]
+pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
+    let Some(entry) = DECISIONS.get_ptr(decision_slot_of_words(key, packet.seed, DECISION_SLOTS))
+    else {
         return MISS;
     };
     // SAFETY: this CPU's slot, written only by this CPU while the program runs.
     let entry: &Decision = unsafe { &*entry };
-    let stands = entry.epoch == packet.epoch_tag
+    let stored = decision_words(&entry.key);
+    let same = ((stored[0] ^ key[0])
+        | (stored[1] ^ key[1])
+        | (stored[2] ^ key[2])
+        | (stored[3] ^ key[3])
+        | (stored[4] ^ key[4]))
+        == 0;
+    if !(same
+        && entry.epoch == packet.epoch_tag
         && entry.config == packet.config_bits
-        && packet.now < entry.valid_until_ns
-        && same_decision_key(&entry.key, key)
-        && flows_stand(entry);
-    if !stands {
+        && packet.now < entry.valid_until_ns)
+    {
         return MISS;
     }
-    apply(packet, ip, entry);
+    let slots = flow_slots(entry);
+    if !flows_stand(entry, &slots) {
+        return MISS;
+    }
+    apply(packet, ip, entry, &slots);
     u32::from(entry.action) | u32::from(entry.reason) << 8
 }
 

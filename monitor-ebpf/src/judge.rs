@@ -17,16 +17,16 @@ use monitor_common::{
     },
     maps::{
         BaselineEntry, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
-        DecisionKey, DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey,
-        MAX_RULES_PER_SET, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
-        RequestEntry, RuleKeyData,
+        DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
+        ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE, RequestEntry,
+        RuleKeyData,
     },
     parse::{Addr, FragmentKind, IpPacket, ParsedFrame},
 };
 
 use crate::{
     Fault, Packet,
-    account::{NO_FLOW, apply, count_device, count_reason, find_flow, place_flow},
+    account::{NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, place_flow},
     cache,
     maps::{BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, REQUESTS, RULES, SCRATCH, WORK},
 };
@@ -55,16 +55,6 @@ pub fn set_kind(kind: u8) -> Result<u8, Fault> {
         write_volatile(&raw mut (*work).kind, kind);
         Ok(read_volatile(&raw const (*work).kind))
     }
-}
-
-/// The packet's decision key, built in WORK (`Decision::key` of the decision the judge
-/// makes), where the cache lookup compares it: not on the stack, which the judge's stages
-/// need.
-#[inline(always)]
-pub fn decision_key(ip: &IpPacket, kind: u8) -> Result<&'static DecisionKey, Fault> {
-    let work = work()?;
-    work.decision.key = cache::key(ip, kind);
-    Ok(&work.decision.key)
 }
 
 /// Fills `side` for the address `addr`: its inventory entry, if any, decides treatment.
@@ -189,6 +179,7 @@ pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
     // from map memory, which the verifier does not track.
     let ip = &parsed()?.ip;
     let work = work()?;
+    work.decision.key = cache::key(ip, work.kind);
     // The stages return a scalar the caller uses (see main.rs).
     prepare(ip, work);
     identify(packet, ip, work);
@@ -539,7 +530,8 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 /// and caches the decision for the next packets with its key.
 #[inline(never)]
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
-    apply(packet, ip, &work.decision);
+    let slots = flow_slots(&work.decision);
+    apply(packet, ip, &work.decision, &slots);
     if cache::cacheable(packet, ip, work.kind) {
         cache::remember(packet, &work.decision);
     }

@@ -160,67 +160,77 @@ pub fn scan_xdp(ctx: XdpContext) -> u32 {
 
 /// Rewrites of the benchmark's frames (Ethernet, IPv4 with a 20-byte header, UDP).
 mod bench {
-    use super::{XdpContext, ptr_at};
+    use super::XdpContext;
 
     pub const SCAN: u8 = 0;
     pub const FLOOD: u8 = 1;
     const IPV4_SRC: usize = 14 + 12;
     const IPV4_DST_LAST: usize = 14 + 19;
     const UDP_DST_PORT: usize = 14 + 20 + 2;
+    /// The bytes these rewrites read and write lie within the first 38.
+    const NEEDED: usize = UDP_DST_PORT + 2;
 
-    /// Whether the frame is what the benchmark sends (IPv4 without options, UDP).
+    /// The frame's bytes, when it is as long as the rewrites need: its start and end read
+    /// once each with volatile loads (LLVM would otherwise merge the two 32-bit fields into
+    /// one 64-bit load and split it with shifts, which the verifier refuses on packet
+    /// pointers), then bounds-checked as `ptr_at` does.
     #[inline(always)]
-    fn is_bench_frame(ctx: &XdpContext) -> bool {
-        let (Some(ethertype), Some(version), Some(protocol)) = (
-            ptr_at::<[u8; 2]>(ctx, 12),
-            ptr_at::<u8>(ctx, 14),
-            ptr_at::<u8>(ctx, 14 + 9),
-        ) else {
-            return false;
+    fn frame(ctx: &XdpContext) -> Option<*mut u8> {
+        // SAFETY: the context the kernel passed; two fields read.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*ctx.ctx).data) as usize,
+                core::ptr::read_volatile(&raw const (*ctx.ctx).data_end) as usize,
+            )
         };
-        // SAFETY: ptr_at checked the bytes lie in the packet.
-        unsafe { *ethertype == [0x08, 0x00] && *version == 0x45 && *protocol == 17 }
+        if start + NEEDED > end {
+            return None;
+        }
+        Some(start as *mut u8)
+    }
+
+    /// The frame, when it is what the benchmark sends (IPv4 without options, UDP).
+    #[inline(always)]
+    fn bench_frame(ctx: &XdpContext) -> Option<*mut u8> {
+        let p = frame(ctx)?;
+        // SAFETY: `frame` checked that the first NEEDED bytes lie in the packet.
+        let is = unsafe {
+            *p.add(12) == 0x08 && *p.add(13) == 0 && *p.add(14) == 0x45 && *p.add(23) == 17
+        };
+        is.then_some(p)
     }
 
     #[inline(always)]
     pub fn rewrite(ctx: &XdpContext, what: u8, random: u32) {
-        if !is_bench_frame(ctx) {
-            return;
-        }
+        let Some(p) = bench_frame(ctx) else { return };
         let bytes = random.to_be_bytes();
-        if what == SCAN {
-            if let (Some(port), Some(last)) = (
-                ptr_at::<[u8; 2]>(ctx, UDP_DST_PORT),
-                ptr_at::<u8>(ctx, IPV4_DST_LAST),
-            ) {
-                // SAFETY: ptr_at checked the bytes lie in the packet.
-                unsafe {
-                    *port = [bytes[0], bytes[1]];
-                    *last = bytes[2];
-                }
+        // SAFETY: every offset written is below NEEDED, which `frame` checked.
+        unsafe {
+            if what == SCAN {
+                *p.add(UDP_DST_PORT) = bytes[0];
+                *p.add(UDP_DST_PORT + 1) = bytes[1];
+                *p.add(IPV4_DST_LAST) = bytes[2];
+            } else {
+                *p.add(IPV4_SRC) = 100;
+                *p.add(IPV4_SRC + 1) = 64 | (bytes[0] & 0x3f);
+                *p.add(IPV4_SRC + 2) = bytes[1];
+                *p.add(IPV4_SRC + 3) = bytes[2];
             }
-        } else if let Some(src) = ptr_at::<[u8; 4]>(ctx, IPV4_SRC) {
-            // SAFETY: as above.
-            unsafe { *src = [100, 64 | (bytes[0] & 0x3f), bytes[1], bytes[2]] };
         }
     }
 
     #[inline(always)]
     pub fn count_up(ctx: &XdpContext) {
-        if !is_bench_frame(ctx) {
-            return;
-        }
-        if let (Some(port), Some(last)) = (
-            ptr_at::<[u8; 2]>(ctx, UDP_DST_PORT),
-            ptr_at::<u8>(ctx, IPV4_DST_LAST),
-        ) {
-            // SAFETY: ptr_at checked the bytes lie in the packet.
-            unsafe {
-                let next = u16::from_be_bytes(*port).wrapping_add(1);
-                *port = next.to_be_bytes();
-                if next == 0 {
-                    *last = (*last).wrapping_add(1);
-                }
+        let Some(p) = bench_frame(ctx) else { return };
+        // SAFETY: every offset read and written is below NEEDED, which `frame` checked.
+        unsafe {
+            let port = u16::from_be_bytes([*p.add(UDP_DST_PORT), *p.add(UDP_DST_PORT + 1)])
+                .wrapping_add(1);
+            let [high, low] = port.to_be_bytes();
+            *p.add(UDP_DST_PORT) = high;
+            *p.add(UDP_DST_PORT + 1) = low;
+            if port == 0 {
+                *p.add(IPV4_DST_LAST) = (*p.add(IPV4_DST_LAST)).wrapping_add(1);
             }
         }
     }
@@ -339,10 +349,8 @@ fn coarse_now() -> Result<u64, Fault> {
 #[inline(always)]
 fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> {
     let kind = judge::set_kind(cache::kind(packet, ip))?;
-    // The key is built in WORK, where a miss's judge finds it.
-    let key = judge::decision_key(ip, kind)?;
     if cache::cacheable(packet, ip, kind) {
-        let found = cache::decided(packet, ip, key);
+        let found = cache::decided(packet, ip, &cache::key_words(ip, kind));
         if found != cache::MISS {
             add_path(PATH_CACHED);
             return Ok(cache::verdict(found));

@@ -1005,6 +1005,8 @@ impl MapSet {
             for key in keys {
                 match map.remove(key) {
                     Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                     Err(e) => return Err(map_err(names::BASELINE, "removing an entry")(e)),
                 }
             }
@@ -1076,6 +1078,21 @@ impl MapSet {
             })
             .collect()
     }
+}
+
+/// Whether the map named `name` is a flow table (FLOWS, UNENROLLED_FLOWS): an array
+/// of [`FlowSlot`]s the XDP program fills, read through a shared mapping.
+pub fn is_flow_table(name: &str) -> bool {
+    name == defs::FLOWS.name || name == defs::UNENROLLED_FLOWS.name
+}
+
+/// How many of a flow table's `capacity` slots hold a flow now (the fill level, like a hash
+/// map's entries): one pass over a shared mapping, no system call per slot.
+pub fn taken_flow_slots(data: &MapData, capacity: u32) -> std::io::Result<u64> {
+    let table = MappedTable::<FlowSlot>::map(data, capacity)?;
+    let mut taken = 0;
+    table.each(|slot| taken += u64::from(slot.tag != 0));
+    Ok(taken)
 }
 
 /// The kernel's handle of any map.

@@ -189,6 +189,8 @@ struct SizedMap {
     data: MapData,
     capacity: u32,
     key_size: u32,
+    /// A flow table: an array the XDP program fills, counted by its taken slots.
+    flow_table: bool,
 }
 
 /// Number of keys in a BPF hash map or LPM trie, walking them with BPF_MAP_GET_NEXT_KEY
@@ -288,21 +290,24 @@ impl Counter {
                 .info()
                 .map_err(|e| MetricsError::Pin(path.clone(), e))?;
             // Arrays are full by construction and a ring buffer has no entries: only
-            // hash maps and tries fill up.
-            let fills = matches!(
-                info.map_type(),
-                Ok(MapType::Hash
-                    | MapType::PerCpuHash
-                    | MapType::LruHash
-                    | MapType::LruPerCpuHash
-                    | MapType::LpmTrie)
-            );
+            // hash maps, tries and the flow tables (arrays the XDP program fills) fill up.
+            let flow_table = crate::datapath::is_flow_table(name);
+            let fills = flow_table
+                || matches!(
+                    info.map_type(),
+                    Ok(MapType::Hash
+                        | MapType::PerCpuHash
+                        | MapType::LruHash
+                        | MapType::LruPerCpuHash
+                        | MapType::LpmTrie)
+                );
             if fills {
                 sized.push(SizedMap {
                     name,
                     capacity: info.max_entries(),
                     key_size: info.key_size(),
                     data,
+                    flow_table,
                 });
             }
         }
@@ -325,7 +330,12 @@ impl Counter {
         }
         let mut entries = Vec::with_capacity(self.sized.len());
         for map in &self.sized {
-            let count = count_keys(map).map_err(|e| MetricsError::Count(map.name, e))?;
+            let count = if map.flow_table {
+                crate::datapath::taken_flow_slots(&map.data, map.capacity)
+            } else {
+                count_keys(map)
+            }
+            .map_err(|e| MetricsError::Count(map.name, e))?;
             entries.push((map.name, count, map.capacity));
         }
         let all = (monitor_common::maps::MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS)

@@ -17,7 +17,7 @@
 //!
 //! Usage: monitor-bench [--out BENCHMARKS.md] [--runs 5] [--monitor-bin PATH] [--quick]
 //!        [--only cost|memory|live|controller]... [--case NAME-PART]
-//!        [--reference-object PATH]
+//!        [--traffic NAME-PART] [--reference-object PATH]
 
 use std::{
     collections::BTreeMap,
@@ -86,6 +86,8 @@ struct Args {
     /// An XDP object of another build whose parse-only program is measured beside this
     /// one's (`cargo xtask bench` builds the one before issue 9's datapath).
     reference_object: Option<PathBuf>,
+    /// Live traffic kinds whose name contains this (for profiling one with perf).
+    traffic: Option<String>,
 }
 
 impl Args {
@@ -103,6 +105,7 @@ fn parse_args() -> Result<Args> {
         only: Vec::new(),
         case: None,
         reference_object: None,
+        traffic: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -118,6 +121,12 @@ fn parse_args() -> Result<Args> {
                     .context("--only needs cost, memory, live or controller")?,
             ),
             "--case" => args.case = Some(it.next().context("--case needs part of a case name")?),
+            "--traffic" => {
+                args.traffic = Some(
+                    it.next()
+                        .context("--traffic needs part of a traffic name")?,
+                )
+            }
             "--reference-object" => {
                 args.reference_object =
                     Some(it.next().context("--reference-object needs a path")?.into())
@@ -362,7 +371,7 @@ struct Case {
 /// room above the largest scale's filler entries.
 const LEARN_REPEAT: u32 = 20_000;
 /// The destination port the learning case counts up from.
-const LEARN_BASE_PORT: u16 = 20_000;
+const LEARN_BASE_PORT: u16 = 10_000;
 
 fn cases() -> Vec<Case> {
     let hit = ipv4_udp(ROUTER_MAC, None, device_v4(0), SERVER_V4, ALLOWED_PORT);
@@ -1322,9 +1331,18 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     };
     println!("  {frames_per_run} frames per run, generator pinned to CPU {cpu}");
 
+    let wanted = |traffic: &Traffic| {
+        args.traffic
+            .as_ref()
+            .is_none_or(|part| traffic.name().contains(part.as_str()))
+    };
     let mut samples: BTreeMap<(usize, usize), Vec<LiveSample>> = BTreeMap::new();
     let mut rule = None;
-    for (t, traffic) in Traffic::ALL.into_iter().enumerate() {
+    for (t, traffic) in Traffic::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(_, t)| wanted(t))
+    {
         xdp_filter.rule(rule, traffic)?;
         rule = Some(traffic);
         for run in 0..args.runs {
@@ -1350,7 +1368,11 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
     drop(xdp_filter);
 
     let mut rows = Vec::new();
-    for (t, traffic) in Traffic::ALL.into_iter().enumerate() {
+    for (t, traffic) in Traffic::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(_, t)| wanted(t))
+    {
         for (f, pair) in pairs.iter().enumerate() {
             let own = &samples[&(t, f)];
             let per_run = |other: usize, g: &dyn Fn(&LiveSample, &LiveSample) -> f64| -> Stat {
@@ -1395,7 +1417,11 @@ fn packets_per_second(args: &Args) -> Result<LiveResults> {
         .filter(|(a, _, _)| *a == Action::Drop)
         .map(|(_, _, c)| c.packets)
         .sum();
-    let expected_drops = u64::from(frames_per_run) * 3 * args.runs as u64;
+    let dropping = Traffic::ALL
+        .iter()
+        .filter(|t| wanted(t) && **t != Traffic::Allowed)
+        .count() as u64;
+    let expected_drops = u64::from(frames_per_run) * dropping * args.runs as u64;
     if dropped < expected_drops * 9 / 10 {
         bail!(
             "the monitor dropped {dropped} frames of the {expected_drops} denied, scan and flood frames sent"
