@@ -2,14 +2,14 @@
 //! per-CPU decision cache: hashes of keys, computed the same way by the XDP program and
 //! by the controller that reads the tables.
 //!
-//! A flow table (`FLOWS`, `UNENROLLED_FLOWS`) is an array of [`FlowSlot`]s in sets of
-//! [`FLOW_WAYS`]: a key's hash picks the set, and its [`tag`] (the hash, never 0) marks
-//! the slot it took there. A new flow takes an empty slot of its set, else the one seen
-//! least recently: an LRU within four slots, where the kernel's LRU hash evicts across the
-//! whole table. The tag, 64 bits of a hash seeded per datapath, tells flows apart without
+//! A flow table (`FLOWS`, `UNENROLLED_FLOWS`) is an array of [`FlowSet`]s of
+//! [`FLOW_WAYS`](crate::maps::FLOW_WAYS) slots: a key's hash picks the set, and its [`tag`] (the hash, never 0)
+//! marks the slot it took there. A new flow takes an empty slot of its set, else the one
+//! judged least recently: an LRU within four slots, where the kernel's LRU hash evicts
+//! across the whole table. A flow is known by its index, `set * FLOW_WAYS + way`. The tag, 64 bits of a hash seeded per datapath, tells flows apart without
 //! comparing their keys: nobody without the seed can choose a key whose tag is another's.
 
-use crate::maps::{DecisionKey, FLOW_WAYS, FlowKey, FlowSlot};
+use crate::maps::{DecisionKey, FlowKey, FlowSet};
 
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
@@ -81,19 +81,18 @@ pub const fn tag(hash: u64) -> u64 {
     hash | 1
 }
 
-/// The first slot of the set a flow with hash `hash` lives in, in a table of `slots`
-/// (a power of two, a multiple of [`FLOW_WAYS`]).
+/// The set a flow with hash `hash` lives in, in a table of `sets` (a power of two).
 #[inline(always)]
-pub const fn set_start(hash: u64, slots: u32) -> u32 {
-    let sets = slots / FLOW_WAYS;
-    ((hash >> 32) as u32 & (sets - 1)) * FLOW_WAYS
+pub const fn set_of(hash: u64, sets: u32) -> u32 {
+    (hash >> 32) as u32 & (sets - 1)
 }
 
-/// Whether a slot read from a table holds a whole flow: taken (tag not 0) and its key is
-/// the one its tag was made from (the XDP program writes the tag last, so a slot being
-/// taken while it is read shows the tag of another key, or 0).
-pub fn slot_holds_flow(slot: &FlowSlot, seed: u32) -> bool {
-    slot.tag != 0 && slot.tag == tag(flow_hash(&slot.key, seed))
+/// Whether way `way` of a set read from a table holds a whole flow: taken (tag not 0)
+/// and its key is the one its tag was made from (the XDP program writes the tag last, so
+/// a slot being taken while it is read shows the tag of another key, or 0).
+pub fn way_holds_flow(set: &FlowSet, way: usize, seed: u32) -> bool {
+    let tag_now = set.tags[way];
+    tag_now != 0 && tag_now == tag(flow_hash(&set.slots[way].key, seed))
 }
 
 /// The slot of the per-CPU decision cache a packet with `key` uses, in a cache of
@@ -168,7 +167,7 @@ mod tests {
     extern crate std;
 
     use super::*;
-    use crate::{maps::FlowStats, parse::ipv4_mapped};
+    use crate::{maps::FLOW_WAYS, parse::ipv4_mapped};
     use std::{collections::BTreeMap, vec};
 
     fn key(device: [u8; 4], peer: [u8; 4], port: u16) -> FlowKey {
@@ -218,6 +217,7 @@ mod tests {
     #[test]
     fn a_wards_flows_spread_over_the_sets() {
         let slots = crate::maps::MAX_FLOWS;
+        let sets = slots / FLOW_WAYS;
         let mut per_set: BTreeMap<u32, u32> = BTreeMap::new();
         for d in 0..10_000u32 {
             for s in 0..10u8 {
@@ -226,13 +226,11 @@ mod tests {
                     [10, 20, 0, 10 + s],
                     443 + u16::from(s),
                 );
-                let start = set_start(flow_hash(&k, 0x1234_5678), slots);
-                assert_eq!(start % FLOW_WAYS, 0);
-                assert!(start + FLOW_WAYS <= slots);
-                *per_set.entry(start).or_default() += 1;
+                let set = set_of(flow_hash(&k, 0x1234_5678), sets);
+                assert!(set < sets);
+                *per_set.entry(set).or_default() += 1;
             }
         }
-        let sets = slots / FLOW_WAYS;
         let used = per_set.len() as u32;
         let fullest = per_set.values().copied().max().unwrap_or(0);
         let overfull: u32 = per_set.values().filter(|n| **n > FLOW_WAYS).count() as u32;
@@ -246,21 +244,17 @@ mod tests {
     #[test]
     fn a_slot_holds_a_flow_only_with_its_own_tag() {
         let k = key([10, 1, 0, 1], [10, 2, 0, 1], 443);
-        let mut slot = FlowSlot {
-            tag: tag(flow_hash(&k, 3)),
-            key: k,
-            _pad: 0,
-            stats: FlowStats::default(),
-        };
-        assert!(slot_holds_flow(&slot, 3));
-        assert!(!slot_holds_flow(&slot, 4), "read with another seed");
-        slot.key.service_port = 80;
+        let mut set = FlowSet::default();
+        set.tags[2] = tag(flow_hash(&k, 3));
+        set.slots[2].key = k;
+        assert!(way_holds_flow(&set, 2, 3));
+        assert!(!way_holds_flow(&set, 2, 4), "read with another seed");
+        assert!(!way_holds_flow(&set, 1, 3), "an empty slot");
+        set.slots[2].key.service_port = 80;
         assert!(
-            !slot_holds_flow(&slot, 3),
+            !way_holds_flow(&set, 2, 3),
             "a key written over another's tag"
         );
-        slot.tag = 0;
-        assert!(!slot_holds_flow(&slot, 3), "an empty slot");
     }
 
     #[test]

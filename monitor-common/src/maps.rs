@@ -139,18 +139,18 @@ pub mod defs {
         true,
         "counters of addresses outside the inventory (talking to each other)",
     );
-    pub const FLOWS: MapDef = def::<u32, FlowSlot>(
+    pub const FLOWS: MapDef = def::<u32, FlowSet>(
         "FLOWS",
         MapKind::Array,
-        MAX_FLOWS,
+        MAX_FLOWS / FLOW_WAYS,
         MAP_MMAPABLE,
         true,
         "enrolled devices' flows (set-associative)",
     );
-    pub const UNENROLLED_FLOWS: MapDef = def::<u32, FlowSlot>(
+    pub const UNENROLLED_FLOWS: MapDef = def::<u32, FlowSet>(
         "UNENROLLED_FLOWS",
         MapKind::Array,
-        MAX_UNENROLLED_FLOWS,
+        MAX_UNENROLLED_FLOWS / FLOW_WAYS,
         MAP_MMAPABLE,
         true,
         "flows between unenrolled addresses, and devices' violating flows",
@@ -807,7 +807,7 @@ pub struct FlowKey {
     pub direction: u8,
 }
 
-/// Counters of one flow (a [`FlowSlot`] of `FLOWS` or `UNENROLLED_FLOWS`).
+/// Counters of one flow (in a [`FlowSlot`] of `FLOWS` or `UNENROLLED_FLOWS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -838,19 +838,31 @@ impl FlowStats {
 
 /// Ways of a flow table's set: a flow lives in one of the `FLOW_WAYS` slots of the set
 /// its key hashes to; a new flow takes an empty slot of the set or the least recently
-/// seen one.
+/// judged one.
 pub const FLOW_WAYS: u32 = 4;
 
-/// One slot of a flow table (`FLOWS`, `UNENROLLED_FLOWS`): arrays shared by all CPUs,
+/// One set of a flow table (`FLOWS`, `UNENROLLED_FLOWS`): arrays shared by all CPUs,
 /// managed by the XDP program as set-associative tables (see [`crate::flowtable`]), so
 /// that a flow's slot is found without a kernel hash lookup and its counters cost no
-/// per-CPU copy (a per-CPU hash of 262,144 flows took 1.3 GB on 64 CPUs).
+/// per-CPU copy (a per-CPU hash of 262,144 flows took 1.3 GB on 64 CPUs). The set's tags
+/// and times share its first cache line: finding a flow, or a slot for a new one, reads
+/// one line whatever the set holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSet {
+    /// [`crate::flowtable::tag`] of each slot's key, 0 while the slot is empty. Written
+    /// last when a slot is taken: a reader that finds the tag of another key skips it.
+    pub tags: [u64; FLOW_WAYS as usize],
+    /// When each slot's flow was last judged in full (`CLOCK_MONOTONIC` ns, at least once
+    /// a second per CPU while it has packets): a new flow takes the oldest.
+    pub judged_ns: [u64; FLOW_WAYS as usize],
+    pub slots: [FlowSlot; FLOW_WAYS as usize],
+}
+
+/// One flow of a [`FlowSet`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSlot {
-    /// [`crate::flowtable::tag`] of `key`, 0 while the slot is empty. Written last when a
-    /// slot is taken: a reader that finds the tag of another key skips the slot.
-    pub tag: u64,
     pub key: FlowKey,
     pub _pad: u32,
     pub stats: FlowStats,
@@ -1002,7 +1014,7 @@ pub struct DecisionSide {
     pub slot: u32,
     /// Index of the side's flow in its table (`table`).
     pub flow_index: u32,
-    /// The low half of that slot's [`FlowSlot::tag`] when the decision was made: a slot
+    /// The low half of that slot's tag ([`FlowSet::tags`]) when the decision was made: a slot
     /// taken by another flow since then makes the decision stale.
     pub flow_tag: u32,
     /// The side's own verdict's reason.
@@ -1087,6 +1099,7 @@ mod pod {
     unsafe impl aya::Pod for RequestEntry {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for FlowSlot {}
+    unsafe impl aya::Pod for FlowSet {}
     unsafe impl aya::Pod for DecisionKey {}
     unsafe impl aya::Pod for Decision {}
 }
@@ -1113,7 +1126,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 4);
         assert_eq!(size_of::<FlowStats>(), 7 * 8);
-        assert_eq!(size_of::<FlowSlot>(), 8 + 36 + 4 + 7 * 8);
+        assert_eq!(size_of::<FlowSlot>(), 36 + 4 + 7 * 8);
+        assert_eq!(size_of::<FlowSet>(), 64 + 4 * 96);
         assert_eq!(size_of::<DecisionKey>(), 40);
         assert_eq!(size_of::<DecisionSide>(), 16);
         assert_eq!(

@@ -7,7 +7,7 @@ use core::ptr::{NonNull, read_volatile, write_volatile};
 use aya_ebpf::maps::PerCpuArray;
 use monitor_common::{
     Action,
-    flowtable::set_start,
+    flowtable::set_of,
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
         CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
@@ -15,7 +15,7 @@ use monitor_common::{
     },
     maps::{
         Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
-        EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSlot, FlowStats,
+        EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
         UNENROLLED_RATE_SLOT, defs, device_reason_index,
     },
     parse::{Addr, IpPacket},
@@ -250,19 +250,35 @@ fn send_event(
 /// No flow slot.
 pub const NO_FLOW: u32 = u32::MAX;
 
-/// Slot `index` of flow table `table` (`TABLE_FLOWS` or `TABLE_UNENROLLED`).
+/// Where a flow's slot is: its set, and its way in the set.
+#[derive(Clone, Copy)]
+pub struct FlowRef {
+    set: NonNull<FlowSet>,
+    way: usize,
+}
+
+/// Set `set` of flow table `table` (`TABLE_FLOWS` or `TABLE_UNENROLLED`).
 #[inline(always)]
-pub fn flow_slot(table: u8, index: u32) -> Option<NonNull<FlowSlot>> {
-    let slot = if table == TABLE_FLOWS {
-        FLOWS.get_ptr_mut(index)
+fn flow_set(table: u8, set: u32) -> Option<NonNull<FlowSet>> {
+    let set = if table == TABLE_FLOWS {
+        FLOWS.get_ptr_mut(set)
     } else {
-        UNENROLLED_FLOWS.get_ptr_mut(index)
+        UNENROLLED_FLOWS.get_ptr_mut(set)
     };
-    slot.and_then(NonNull::new)
+    set.and_then(NonNull::new)
+}
+
+/// The slot with index `index` (`set * FLOW_WAYS + way`) of `table`.
+#[inline(always)]
+pub fn flow_ref(table: u8, index: u32) -> Option<FlowRef> {
+    Some(FlowRef {
+        set: flow_set(table, index / FLOW_WAYS)?,
+        way: (index % FLOW_WAYS) as usize,
+    })
 }
 
 #[inline(always)]
-fn table_slots(table: u8) -> u32 {
+fn table_sets(table: u8) -> u32 {
     if table == TABLE_FLOWS {
         defs::FLOWS.max_entries
     } else {
@@ -270,84 +286,87 @@ fn table_slots(table: u8) -> u32 {
     }
 }
 
-/// The tag in slot `index` of `table` (0 when empty or out of range).
-#[inline(always)]
-pub fn slot_tag(table: u8, index: u32) -> u64 {
-    match flow_slot(table, index) {
-        // SAFETY: a slot of a shared array; the tag is read whole.
-        Some(slot) => unsafe { read_volatile(&raw const (*slot.as_ptr()).tag) },
-        None => 0,
-    }
-}
-
-/// Where the flow tagged `tag` lives in `table`: its slot index, or NO_FLOW.
+/// Where the flow tagged `tag` lives in `table`: its slot index, or NO_FLOW. A flow
+/// found is marked judged at `now` (what a new flow's choice of a slot to take goes by).
 #[inline(never)]
-pub fn find_flow(table: u8, tag: u64) -> u32 {
-    let start = set_start(tag, table_slots(table));
+pub fn find_flow(table: u8, tag: u64, now: u64) -> u32 {
+    let set_index = set_of(tag, table_sets(table));
+    let Some(set) = flow_set(table, set_index) else {
+        return NO_FLOW;
+    };
+    let set = set.as_ptr();
     let mut found = NO_FLOW;
-    for way in 0..FLOW_WAYS {
-        if slot_tag(table, start + way) == tag {
-            found = start + way;
+    for way in 0..FLOW_WAYS as usize {
+        // SAFETY: a set of a shared array; each tag is read whole.
+        if unsafe { read_volatile(&raw const (*set).tags[way]) } == tag {
+            found = way as u32;
         }
     }
-    found
+    if found == NO_FLOW {
+        return NO_FLOW;
+    }
+    // SAFETY: as above; the time is stored whole.
+    unsafe { (*set).judged_ns[(found & (FLOW_WAYS - 1)) as usize] = now };
+    set_index * FLOW_WAYS + found
 }
 
 /// The slot of the flow `key` (tagged `tag`) in `table`: its own, or one it takes in its
-/// set (an empty one, else the one seen least recently, whose flow is forgotten).
-/// NO_FLOW if none could be had.
+/// set (an empty one, else the one judged least recently, whose flow is forgotten).
+/// NO_FLOW if none could be had. The set's tags and times are one cache line: the choice
+/// reads nothing else.
 #[inline(never)]
 pub fn place_flow(table: u8, key: &FlowKey, tag: u64, now: u64) -> u32 {
-    let start = set_start(tag, table_slots(table));
-    let mut found = NO_FLOW;
-    let mut victim = NO_FLOW;
-    let mut oldest = u64::MAX;
-    for way in 0..FLOW_WAYS {
-        let index = start + way;
-        if let Some(slot) = flow_slot(table, index) {
-            // SAFETY: a slot of a shared array, read while another CPU may take it: the
-            // tag is read whole.
-            let (taken, seen) = unsafe {
-                let slot = slot.as_ptr();
-                (
-                    read_volatile(&raw const (*slot).tag),
-                    (*slot).stats.last_seen_ns,
-                )
-            };
-            if taken == tag {
-                found = index;
-            }
-            let age = if taken == 0 {
-                0
-            } else {
-                seen.saturating_add(1)
-            };
-            if age < oldest {
-                oldest = age;
-                victim = index;
-            }
-        }
-    }
-    if found != NO_FLOW {
-        return found;
-    }
-    let Some(slot) = flow_slot(table, victim) else {
+    let set_index = set_of(tag, table_sets(table));
+    let Some(set) = flow_set(table, set_index) else {
         return NO_FLOW;
     };
-    // SAFETY: a slot of a shared array. The tag is cleared first and written last, so a
-    // reader sees the old flow, no flow, or the new one whole; two CPUs taking the same
-    // slot at once leave one of them (the other's packet counts in it).
-    unsafe {
-        let slot = slot.as_ptr();
-        write_volatile(&raw mut (*slot).tag, 0);
-        (*slot).key = *key;
-        (*slot).stats = FlowStats {
-            last_seen_ns: now,
-            ..ZERO_FLOW_STATS
+    let set = set.as_ptr();
+    let mut found = NO_FLOW;
+    let mut victim = 0;
+    let mut oldest = u64::MAX;
+    for way in 0..FLOW_WAYS as usize {
+        // SAFETY: a set of a shared array, read while another CPU may take a slot: each
+        // tag and time is read whole.
+        let (taken, judged) = unsafe {
+            (
+                read_volatile(&raw const (*set).tags[way]),
+                (*set).judged_ns[way],
+            )
         };
-        write_volatile(&raw mut (*slot).tag, tag);
+        if taken == tag {
+            found = way as u32;
+        }
+        let age = if taken == 0 {
+            0
+        } else {
+            judged.saturating_add(1)
+        };
+        if age < oldest {
+            oldest = age;
+            victim = way;
+        }
     }
-    victim
+    let way = if found == NO_FLOW {
+        victim & (FLOW_WAYS as usize - 1)
+    } else {
+        found as usize & (FLOW_WAYS as usize - 1)
+    };
+    // SAFETY: a set of a shared array. A taken slot's tag is cleared first and written
+    // last, so a reader sees the old flow, no flow, or the new one whole; two CPUs taking
+    // the same slot at once leave one of them (the other's packet counts in it).
+    unsafe {
+        (*set).judged_ns[way] = now;
+        if found == NO_FLOW {
+            write_volatile(&raw mut (*set).tags[way], 0);
+            (*set).slots[way].key = *key;
+            (*set).slots[way].stats = FlowStats {
+                last_seen_ns: now,
+                ..ZERO_FLOW_STATS
+            };
+            write_volatile(&raw mut (*set).tags[way], tag);
+        }
+    }
+    set_index * FLOW_WAYS + way as u32
 }
 
 static ZERO_FLOW_STATS: FlowStats = FlowStats {
@@ -363,14 +382,14 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
 /// Charges a packet to a flow's slot (`flow`: `FLOW_*`), atomically: a flow's packets
 /// may come from several CPUs.
 #[inline(always)]
-fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<NonNull<FlowSlot>>) {
+fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<FlowRef>) {
     let Some(slot) = slot else {
         return;
     };
-    let stats = slot.as_ptr();
-    // SAFETY: a slot of a shared array: counters are added atomically, the time stored
-    // whole.
+    // SAFETY: a slot of a set of a shared array: counters are added atomically, the time
+    // stored whole.
     unsafe {
+        let stats = &raw mut (*slot.set.as_ptr()).slots[slot.way & (FLOW_WAYS as usize - 1)];
         if side.flow & FLOW_SENT != 0 {
             atomic_add(&raw mut (*stats).stats.packets_sent, 1);
             atomic_add(&raw mut (*stats).stats.bytes_sent, packet.len);
@@ -390,12 +409,12 @@ fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<NonNull<FlowSl
 
 /// The flow slots a decision charges (none for a side counted in no flow table).
 #[inline(always)]
-pub fn flow_slots(decision: &Decision) -> [Option<NonNull<FlowSlot>>; 2] {
+pub fn flow_slots(decision: &Decision) -> [Option<FlowRef>; 2] {
     let slot = |side: &DecisionSide| {
         if side.table == TABLE_NONE {
             None
         } else {
-            flow_slot(side.table, side.flow_index)
+            flow_ref(side.table, side.flow_index)
         }
     };
     [slot(&decision.sides[0]), slot(&decision.sides[1])]
@@ -404,11 +423,16 @@ pub fn flow_slots(decision: &Decision) -> [Option<NonNull<FlowSlot>>; 2] {
 /// Whether the flow slots a decision charges still hold its flows (a slot taken by
 /// another flow since makes the decision stale).
 #[inline(always)]
-pub fn flows_stand(decision: &Decision, slots: &[Option<NonNull<FlowSlot>>; 2]) -> bool {
-    let holds = |side: &DecisionSide, slot: Option<NonNull<FlowSlot>>| match slot {
-        // SAFETY: a slot of a shared array; the tag is read whole.
+pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
+    let holds = |side: &DecisionSide, slot: Option<FlowRef>| match slot {
+        // SAFETY: a set of a shared array; the tag is read whole.
         Some(slot) => {
-            (unsafe { read_volatile(&raw const (*slot.as_ptr()).tag) }) as u32 == side.flow_tag
+            (unsafe {
+                read_volatile(
+                    &raw const (*slot.set.as_ptr()).tags[slot.way & (FLOW_WAYS as usize - 1)],
+                )
+            }) as u32
+                == side.flow_tag
         }
         None => side.table == TABLE_NONE,
     };
@@ -422,7 +446,7 @@ fn apply_side(
     ip: &IpPacket,
     decision: &Decision,
     side: u8,
-    slot: Option<NonNull<FlowSlot>>,
+    slot: Option<FlowRef>,
 ) {
     let own = if side == 0 {
         &decision.sides[0]
@@ -445,12 +469,7 @@ fn apply_side(
 /// Charges a packet as `decision` says, to both sides (`slots`: its flow slots, from
 /// [`flow_slots`]).
 #[inline(always)]
-pub fn apply(
-    packet: &Packet,
-    ip: &IpPacket,
-    decision: &Decision,
-    slots: &[Option<NonNull<FlowSlot>>; 2],
-) {
+pub fn apply(packet: &Packet, ip: &IpPacket, decision: &Decision, slots: &[Option<FlowRef>; 2]) {
     apply_side(packet, ip, decision, 0, slots[0]);
     apply_side(packet, ip, decision, 1, slots[1]);
 }

@@ -172,8 +172,10 @@ pub fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
 }
 
 /// Judges an IP packet that parsed, one stage at a time, and caches the decision when
-/// its kind allows (`cache::cacheable`).
-#[inline(never)]
+/// its kind allows (`cache::cacheable`). Inlined into the program: a frame of its own
+/// would put the deepest chain of stages (`judge_side`, `place_flow`) over the 512 bytes
+/// of stack BPF allows.
+#[inline(always)]
 pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
     // The per-CPU slots are looked up once and handed down: the stages read their inputs
     // from map memory, which the verifier does not track.
@@ -305,8 +307,9 @@ fn fragment_key(ip: &IpPacket) -> FragmentKey {
 }
 
 /// The action of the policy rules for `key`: RULE_DENY if any deny rule matches (deny
-/// wins), else RULE_ALLOW if an allow rule does, else 0.
-#[inline(always)]
+/// wins), else RULE_ALLOW if an allow rule does, else 0. Out of line: its trie key would
+/// add to the stack of every stage below `judge_side`.
+#[inline(never)]
 fn match_rules(packet: &Packet, key: &FlowKey) -> u8 {
     let lookup = LpmKey::new(
         RULE_PREFIX_BASE + 128,
@@ -376,7 +379,7 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
         return side.action;
     }
     let tag = tag(flow_hash(&side.key, packet.seed));
-    let known = find_flow(TABLE_FLOWS, tag);
+    let known = find_flow(TABLE_FLOWS, tag, packet.now);
     let table = judge::enrolled_flow_table(known != NO_FLOW, action, reason);
     side.flow_index = if known != NO_FLOW {
         known
@@ -392,12 +395,19 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
 /// The baseline's verdict, learning the flow in learn mode.
 #[inline(always)]
 fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
-    let key = &side.key;
-    let in_baseline = BASELINE.get_ptr(key).is_some();
+    let in_baseline = BASELINE.get_ptr(&side.key).is_some();
     let ruling = judge::baseline_verdict(side.treatment, in_baseline);
     if !ruling.learn {
         return (ruling.action, ruling.reason);
     }
+    (ruling.action, learn(packet, side, ruling.reason))
+}
+
+/// Learns the side's flow into the baseline: the reason its verdict gets (`learned`, or
+/// `baseline_full`). Out of line, as `match_rules`.
+#[inline(never)]
+fn learn(packet: &Packet, side: &Side, learned: u8) -> u8 {
+    let key = &side.key;
     let entry = BaselineEntry {
         learned_ns: packet.now,
         origin: ORIGIN_LEARNED,
@@ -411,11 +421,12 @@ fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
                 // SAFETY: per-CPU slot.
                 unsafe { (*stats).learned_flows += 1 };
             }
-            (ruling.action, ruling.reason)
+            learned
         }
         // Another CPU learned it first.
-        Err(_) if BASELINE.get_ptr(key).is_some() => (ruling.action, ruling.reason),
-        Err(_) => (judge::BASELINE_FULL.action, judge::BASELINE_FULL.reason),
+        Err(_) if BASELINE.get_ptr(key).is_some() => learned,
+        // Both a pass.
+        Err(_) => judge::BASELINE_FULL.reason,
     }
 }
 

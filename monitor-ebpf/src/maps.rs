@@ -11,7 +11,7 @@ use monitor_common::{
     judge::Work,
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
-        DeviceStats, EventRate, FlowKey, FlowSlot, FragmentEntry, FragmentKey, MapDef, MapKind,
+        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MapDef, MapKind,
         RequestEntry, RequestKey, RuleKeyData, RuleSet, defs,
     },
     parse::{Addr, ParsedFrame},
@@ -118,9 +118,9 @@ datapath_maps! {
     UNENROLLED_STATS: LruHashMap<Addr, DeviceStats> = with_max_entries;
     /// Enrolled devices' flows: a set-associative table the program manages
     /// (`account::place_flow`).
-    FLOWS: Array<FlowSlot> = with_max_entries;
+    FLOWS: Array<FlowSet> = with_max_entries;
     /// Flows between unenrolled addresses, and devices' new violating flows, apart.
-    UNENROLLED_FLOWS: Array<FlowSlot> = with_max_entries;
+    UNENROLLED_FLOWS: Array<FlowSet> = with_max_entries;
     BASELINE: HashMap<FlowKey, BaselineEntry> = with_max_entries;
     CONNTRACK: LruHashMap<ConnKey, ConnEntry> = with_max_entries;
     FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> = with_max_entries;

@@ -21,10 +21,10 @@ use aya::{
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
-    flowtable::slot_holds_flow,
+    flowtable::way_holds_flow,
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
-        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSlot, FlowStats, LAYOUT_VERSION,
+        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, LAYOUT_VERSION,
         MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData, RuleSet, active_generation, defs, names,
         programs,
     },
@@ -882,12 +882,14 @@ impl MapSet {
             }
         };
         let seed = self.config()?.hash_seed;
-        let table = MappedTable::<FlowSlot>::map(data, def.max_entries)
+        let table = MappedTable::<FlowSet>::map(data, def.max_entries)
             .map_err(|e| DatapathError::Mapping(def.name, e))?;
         let mut flows = Vec::new();
-        table.each(|slot| {
-            if slot_holds_flow(&slot, seed) {
-                flows.push((slot.key, slot.stats));
+        table.each(|set| {
+            for (way, slot) in set.slots.iter().enumerate() {
+                if way_holds_flow(&set, way, seed) {
+                    flows.push((slot.key, slot.stats));
+                }
             }
         });
         Ok(flows)
@@ -1081,17 +1083,17 @@ impl MapSet {
 }
 
 /// Whether the map named `name` is a flow table (FLOWS, UNENROLLED_FLOWS): an array
-/// of [`FlowSlot`]s the XDP program fills, read through a shared mapping.
+/// of [`FlowSet`]s the XDP program fills, read through a shared mapping.
 pub fn is_flow_table(name: &str) -> bool {
     name == defs::FLOWS.name || name == defs::UNENROLLED_FLOWS.name
 }
 
-/// How many of a flow table's `capacity` slots hold a flow now (the fill level, like a hash
-/// map's entries): one pass over a shared mapping, no system call per slot.
-pub fn taken_flow_slots(data: &MapData, capacity: u32) -> std::io::Result<u64> {
-    let table = MappedTable::<FlowSlot>::map(data, capacity)?;
+/// How many slots of a flow table of `sets` sets hold a flow now (the fill level, like a
+/// hash map's entries): one pass over a shared mapping, no system call per slot.
+pub fn taken_flow_slots(data: &MapData, sets: u32) -> std::io::Result<u64> {
+    let table = MappedTable::<FlowSet>::map(data, sets)?;
     let mut taken = 0;
-    table.each(|slot| taken += u64::from(slot.tag != 0));
+    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64);
     Ok(taken)
 }
 

@@ -302,9 +302,15 @@ impl Counter {
                         | MapType::LpmTrie)
                 );
             if fills {
+                // A flow table's entries are sets of FLOW_WAYS flows.
+                let ways = if flow_table {
+                    monitor_common::maps::FLOW_WAYS
+                } else {
+                    1
+                };
                 sized.push(SizedMap {
                     name,
-                    capacity: info.max_entries(),
+                    capacity: info.max_entries() * ways,
                     key_size: info.key_size(),
                     data,
                     flow_table,
@@ -331,7 +337,10 @@ impl Counter {
         let mut entries = Vec::with_capacity(self.sized.len());
         for map in &self.sized {
             let count = if map.flow_table {
-                crate::datapath::taken_flow_slots(&map.data, map.capacity)
+                crate::datapath::taken_flow_slots(
+                    &map.data,
+                    map.capacity / monitor_common::maps::FLOW_WAYS,
+                )
             } else {
                 count_keys(map)
             }
