@@ -451,9 +451,9 @@ pub fn plan(src: PlanSide, dst: PlanSide, action: u8, judged: bool) -> [SidePlan
 /// allowed ones, and traffic between addresses nobody judges leaves no trace.
 #[inline(always)]
 pub fn remember_request(src: SideVerdict, dst: SideVerdict) -> bool {
-    !(src.treatment == UNJUDGED && dst.treatment == UNJUDGED)
-        && !is_violation(src.action, src.reason)
-        && !is_violation(dst.action, dst.reason)
+    let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    let objected = is_violation(src.action, src.reason) || is_violation(dst.action, dst.reason);
+    !unjudged_pair && !objected
 }
 
 /// One side of the packet being judged: source (index 0) or destination (index 1).

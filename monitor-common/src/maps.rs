@@ -500,6 +500,8 @@ pub const fn device_reason_index(slot: u32, reason: u8) -> u32 {
 }
 
 const _: () = assert!(DEVICE_REASON_ORDER.len() as u32 <= DEVICE_REASON_UNCOUNTED);
+// Reason numbers index a 32-entry table.
+const _: () = assert!(crate::Reason::COUNT <= 32);
 
 /// Slot of EVENT_RATE shared by addresses outside the inventory.
 pub const UNENROLLED_RATE_SLOT: u32 = MAX_DEVICES;
@@ -1159,7 +1161,6 @@ mod tests {
                 assert_eq!(device_reason_slot(reason as u8), DEVICE_REASON_UNCOUNTED);
             }
         }
-        assert!(crate::Reason::COUNT <= 32);
         assert_eq!(
             device_reason_index(3, crate::Reason::InBaseline as u8),
             3 * DEVICE_REASON_SLOTS + 1

@@ -259,7 +259,7 @@ impl Datapath {
             Maps::Pinned(dir) => names::ALL.iter().map(|n| (*n, dir.join(n))).collect(),
         };
         for (name, path) in &pins {
-            loader.map_pin_path(*name, path.as_path());
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
         let mut maps = BTreeMap::new();

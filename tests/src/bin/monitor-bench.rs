@@ -813,6 +813,10 @@ const MB: f64 = 1024.0 * 1024.0;
 
 /// What filters the receiving interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "xdp-filter is the tool's name; the others are filters too"
+)]
 enum Filter {
     Monitor,
     Nftables,
