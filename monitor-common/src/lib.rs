@@ -3,7 +3,10 @@
 #![no_std]
 
 pub mod flow;
+pub mod flowtable;
+pub mod judge;
 pub mod maps;
+pub mod memory;
 pub mod parse;
 pub mod verdict;
 

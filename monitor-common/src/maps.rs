@@ -7,31 +7,300 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
-/// Map names, as the XDP object declares them and as they are pinned.
-pub mod names {
-    pub const CONFIG: &str = "CONFIG";
-    pub const DEVICES: &str = "DEVICES";
-    pub const DEVICE_STATS: &str = "DEVICE_STATS";
-    pub const UNENROLLED_STATS: &str = "UNENROLLED_STATS";
-    pub const FLOWS: &str = "FLOWS";
-    pub const UNENROLLED_FLOWS: &str = "UNENROLLED_FLOWS";
-    pub const BASELINE: &str = "BASELINE";
-    pub const CONNTRACK: &str = "CONNTRACK";
-    pub const FRAGMENTS: &str = "FRAGMENTS";
-    pub const VERDICTS: &str = "VERDICTS";
-    pub const CLASSES: &str = "CLASSES";
-    pub const RULES: &str = "RULES";
-    pub const EVENTS: &str = "EVENTS";
-    pub const EVENT_RATE: &str = "EVENT_RATE";
-    pub const EVENT_STATS: &str = "EVENT_STATS";
-    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
-    pub const IFACE_VERDICTS: &str = "IFACE_VERDICTS";
-    pub const DEVICE_REASONS: &str = "DEVICE_REASONS";
-    pub const REQUESTS: &str = "REQUESTS";
-    /// Every map, in a fixed order (pinning, adoption, layout checks).
-    pub const ALL: [&str; 19] = [
+/// BPF map types the datapath uses, by their kernel number.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    Hash = 1,
+    Array = 2,
+    PerCpuArray = 6,
+    LruHash = 9,
+    LpmTrie = 11,
+    RingBuf = 27,
+}
+
+impl MapKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            MapKind::Hash => "hash",
+            MapKind::Array => "array",
+            MapKind::PerCpuArray => "percpu_array",
+            MapKind::LruHash => "lru_hash",
+            MapKind::LpmTrie => "lpm_trie",
+            MapKind::RingBuf => "ringbuf",
+        }
+    }
+
+    /// The kind with kernel number `raw`.
+    pub const fn from_raw(raw: u32) -> Option<MapKind> {
+        Some(match raw {
+            1 => MapKind::Hash,
+            2 => MapKind::Array,
+            6 => MapKind::PerCpuArray,
+            9 => MapKind::LruHash,
+            11 => MapKind::LpmTrie,
+            27 => MapKind::RingBuf,
+            _ => return None,
+        })
+    }
+
+    /// Whether every CPU has its own copy of each value.
+    pub const fn per_cpu(self) -> bool {
+        matches!(self, MapKind::PerCpuArray)
+    }
+}
+
+/// `BPF_F_NO_PREALLOC`: entries are allocated when inserted (hash maps, tries).
+pub const MAP_NO_PREALLOC: u32 = 1 << 0;
+/// `BPF_F_MMAPABLE`: an array the controller reads through a shared mapping.
+pub const MAP_MMAPABLE: u32 = 1 << 10;
+
+/// One map of the datapath: everything the XDP program declares it with, the controller
+/// opens and checks it by, and its kernel memory is computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapDef {
+    /// The name in the object, and of its pin.
+    pub name: &'static str,
+    pub kind: MapKind,
+    /// Key and value sizes as the kernel sees them (an LPM trie's key includes its prefix
+    /// length; a ring buffer has neither).
+    pub key_size: u32,
+    pub value_size: u32,
+    /// Entries, or a ring buffer's size in bytes.
+    pub max_entries: u32,
+    /// `MAP_*` flags.
+    pub flags: u32,
+    /// Pinned beside the programs and adopted by the next controller; the others are the
+    /// program's scratch space and caches, made fresh with each load.
+    pub pinned: bool,
+    /// What it holds, for the memory table.
+    pub what: &'static str,
+}
+
+const fn def<K, V>(
+    name: &'static str,
+    kind: MapKind,
+    max_entries: u32,
+    flags: u32,
+    pinned: bool,
+    what: &'static str,
+) -> MapDef {
+    MapDef {
+        name,
+        kind,
+        key_size: core::mem::size_of::<K>() as u32,
+        value_size: core::mem::size_of::<V>() as u32,
+        max_entries,
+        flags,
+        pinned,
+        what,
+    }
+}
+
+/// The datapath's maps: the one list the XDP program's statics are checked against at
+/// compile time (`monitor-ebpf/src/maps.rs`), the controller pins, opens and checks
+/// pinned maps by (`names`, `monitor::datapath::expected_layout`), and the benchmark
+/// computes kernel memory from ([`crate::memory`]).
+pub mod defs {
+    use super::*;
+    use crate::{FrameClass, VERDICT_SLOTS, VERDICTS_ENTRIES, judge::Work, parse::ParsedFrame};
+
+    pub const CONFIG: MapDef = def::<u32, Config>(
+        "CONFIG",
+        MapKind::Array,
+        1,
+        0,
+        true,
+        "mode, flags, policy generation and cache epoch",
+    );
+    pub const DEVICES: MapDef = def::<DeviceKey, DeviceEntry>(
+        "DEVICES",
+        MapKind::Hash,
+        MAX_DEVICE_ADDRESSES,
+        0,
+        true,
+        "enrolled addresses, both policy generations",
+    );
+    pub const DEVICE_STATS: MapDef = def::<u32, DeviceStats>(
+        "DEVICE_STATS",
+        MapKind::PerCpuArray,
+        MAX_DEVICES,
+        0,
+        true,
+        "per-device counters: every packet of a device, from any CPU",
+    );
+    pub const UNENROLLED_STATS: MapDef = def::<Addr, DeviceStats>(
+        "UNENROLLED_STATS",
+        MapKind::LruHash,
+        MAX_UNENROLLED,
+        0,
+        true,
+        "counters of addresses outside the inventory (talking to each other)",
+    );
+    pub const FLOWS: MapDef = def::<u32, FlowSet>(
+        "FLOWS",
+        MapKind::Array,
+        MAX_FLOWS / FLOW_WAYS,
+        MAP_MMAPABLE,
+        true,
+        "enrolled devices' flows (set-associative)",
+    );
+    pub const UNENROLLED_FLOWS: MapDef = def::<u32, FlowSet>(
+        "UNENROLLED_FLOWS",
+        MapKind::Array,
+        MAX_UNENROLLED_FLOWS / FLOW_WAYS,
+        MAP_MMAPABLE,
+        true,
+        "flows between unenrolled addresses, and devices' violating flows",
+    );
+    pub const BASELINE: MapDef = def::<FlowKey, BaselineEntry>(
+        "BASELINE",
+        MapKind::Hash,
+        MAX_BASELINE,
+        MAP_NO_PREALLOC,
+        true,
+        "learned and imported flows (allocated as they are added)",
+    );
+    pub const CONNTRACK: MapDef = def::<ConnKey, ConnEntry>(
+        "CONNTRACK",
+        MapKind::LruHash,
+        MAX_CONNTRACK,
+        0,
+        true,
+        "server side of TCP connections",
+    );
+    pub const FRAGMENTS: MapDef = def::<FragmentKey, FragmentEntry>(
+        "FRAGMENTS",
+        MapKind::LruHash,
+        MAX_FRAGMENTS,
+        0,
+        true,
+        "first fragments' verdicts",
+    );
+    pub const VERDICTS: MapDef = def::<u32, Counter>(
+        "VERDICTS",
+        MapKind::PerCpuArray,
+        VERDICTS_ENTRIES,
+        0,
+        true,
+        "packets and bytes by action and reason",
+    );
+    pub const CLASSES: MapDef = def::<u32, Counter>(
+        "CLASSES",
+        MapKind::PerCpuArray,
+        FrameClass::COUNT as u32,
+        0,
+        true,
+        "frames by class",
+    );
+    pub const RULES: MapDef = MapDef {
+        key_size: 4 + core::mem::size_of::<RuleKeyData>() as u32,
+        ..def::<(), RuleSet>(
+            "RULES",
+            MapKind::LpmTrie,
+            MAX_RULE_SETS,
+            MAP_NO_PREALLOC,
+            true,
+            "policy rules by device and peer prefix, both generations",
+        )
+    };
+    pub const EVENTS: MapDef = MapDef {
+        key_size: 0,
+        value_size: 0,
+        ..def::<(), ()>(
+            "EVENTS",
+            MapKind::RingBuf,
+            EVENTS_BYTES,
+            0,
+            true,
+            "violation events to the controller (bytes)",
+        )
+    };
+    pub const EVENT_RATE: MapDef = def::<u32, EventRate>(
+        "EVENT_RATE",
+        MapKind::PerCpuArray,
+        MAX_DEVICES + 1,
+        0,
+        true,
+        "event rate limit per device and CPU",
+    );
+    pub const EVENT_STATS: MapDef = def::<u32, u64>(
+        "EVENT_STATS",
+        MapKind::PerCpuArray,
+        EVENT_STATS_SLOTS,
+        0,
+        true,
+        "events sent, suppressed, lost",
+    );
+    pub const IFACE_SLOTS: MapDef = def::<u32, u32>(
+        "IFACE_SLOTS",
+        MapKind::Array,
+        MAX_IFINDEX,
+        0,
+        true,
+        "interfaces whose verdicts are counted apart",
+    );
+    pub const IFACE_VERDICTS: MapDef = def::<u32, Counter>(
+        "IFACE_VERDICTS",
+        MapKind::PerCpuArray,
+        MAX_IFACES * VERDICT_SLOTS,
+        0,
+        true,
+        "verdicts per attached interface",
+    );
+    pub const DEVICE_REASONS: MapDef = def::<u32, u64>(
+        "DEVICE_REASONS",
+        MapKind::PerCpuArray,
+        MAX_DEVICES * DEVICE_REASON_SLOTS,
+        0,
+        true,
+        "packets per device by its own verdict's reason",
+    );
+    pub const REQUESTS: MapDef = def::<RequestKey, RequestEntry>(
+        "REQUESTS",
+        MapKind::LruHash,
+        MAX_REQUESTS,
+        0,
+        true,
+        "allowed UDP/SCTP requests, for their replies",
+    );
+    pub const PATHS: MapDef = def::<u32, u64>(
+        "PATHS",
+        MapKind::PerCpuArray,
+        PATH_SLOTS,
+        0,
+        true,
+        "IP packets decided from the cache, and judged in full",
+    );
+    pub const DECISIONS: MapDef = def::<u32, Decision>(
+        "DECISIONS",
+        MapKind::PerCpuArray,
+        DECISION_SLOTS,
+        0,
+        false,
+        "decision cache, per CPU",
+    );
+    pub const SCRATCH: MapDef = def::<u32, ParsedFrame>(
+        "SCRATCH",
+        MapKind::PerCpuArray,
+        1,
+        0,
+        false,
+        "the frame being judged",
+    );
+    pub const WORK: MapDef = def::<u32, Work>(
+        "WORK",
+        MapKind::PerCpuArray,
+        1,
+        0,
+        false,
+        "the judge's working state",
+    );
+
+    /// Every map of the object: the pinned ones first, in the order they are pinned.
+    pub const ALL: [MapDef; 23] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -51,7 +320,99 @@ pub mod names {
         IFACE_VERDICTS,
         DEVICE_REASONS,
         REQUESTS,
+        PATHS,
+        DECISIONS,
+        SCRATCH,
+        WORK,
     ];
+
+    /// How many of [`ALL`] are pinned (they come first).
+    pub const PINNED: usize = {
+        let mut n = 0;
+        while n < ALL.len() && ALL[n].pinned {
+            n += 1;
+        }
+        let mut i = n;
+        while i < ALL.len() {
+            assert!(!ALL[i].pinned, "pinned maps come first in defs::ALL");
+            i += 1;
+        }
+        n
+    };
+
+    /// The definition named `name`.
+    pub fn by_name(name: &str) -> Option<&'static MapDef> {
+        ALL.iter().find(|d| d.name.as_bytes() == name.as_bytes())
+    }
+
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Whether `name` is the name of `def` (for compile-time checks).
+    pub const fn named(def: &MapDef, name: &str) -> bool {
+        same(def.name, name)
+    }
+
+    const _: () = {
+        let mut i = 0;
+        while i < ALL.len() {
+            let mut j = i + 1;
+            while j < ALL.len() {
+                assert!(!same(ALL[i].name, ALL[j].name), "two maps with one name");
+                j += 1;
+            }
+            i += 1;
+        }
+    };
+}
+
+/// Map names, as the XDP object declares them and as they are pinned (from [`defs`]).
+pub mod names {
+    use super::defs;
+
+    pub const CONFIG: &str = defs::CONFIG.name;
+    pub const DEVICES: &str = defs::DEVICES.name;
+    pub const DEVICE_STATS: &str = defs::DEVICE_STATS.name;
+    pub const UNENROLLED_STATS: &str = defs::UNENROLLED_STATS.name;
+    pub const FLOWS: &str = defs::FLOWS.name;
+    pub const UNENROLLED_FLOWS: &str = defs::UNENROLLED_FLOWS.name;
+    pub const BASELINE: &str = defs::BASELINE.name;
+    pub const CONNTRACK: &str = defs::CONNTRACK.name;
+    pub const FRAGMENTS: &str = defs::FRAGMENTS.name;
+    pub const VERDICTS: &str = defs::VERDICTS.name;
+    pub const CLASSES: &str = defs::CLASSES.name;
+    pub const RULES: &str = defs::RULES.name;
+    pub const EVENTS: &str = defs::EVENTS.name;
+    pub const EVENT_RATE: &str = defs::EVENT_RATE.name;
+    pub const EVENT_STATS: &str = defs::EVENT_STATS.name;
+    pub const IFACE_SLOTS: &str = defs::IFACE_SLOTS.name;
+    pub const IFACE_VERDICTS: &str = defs::IFACE_VERDICTS.name;
+    pub const DEVICE_REASONS: &str = defs::DEVICE_REASONS.name;
+    pub const REQUESTS: &str = defs::REQUESTS.name;
+    pub const PATHS: &str = defs::PATHS.name;
+
+    /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
+    pub const ALL: [&str; defs::PINNED] = {
+        let mut out = [""; defs::PINNED];
+        let mut i = 0;
+        while i < defs::PINNED {
+            out[i] = defs::ALL[i].name;
+            i += 1;
+        }
+        out
+    };
 }
 
 /// Names of the XDP programs in the object.
@@ -62,6 +423,17 @@ pub mod programs {
     pub const PARSE_ONLY: &str = "parse_only_xdp";
     /// Returns XDP_TX for every frame: the benchmark's live-frames traffic generator.
     pub const TX: &str = "tx_xdp";
+    /// Drops every frame: the benchmark's floor.
+    pub const DROP: &str = "drop_xdp";
+    /// The monitor on a frame whose UDP destination it counts up first, so that each
+    /// BPF_PROG_TEST_RUN repetition is a new flow (benchmark only).
+    pub const SCAN: &str = "scan_xdp";
+    /// As TX, each frame to a random destination port and address (benchmark scan).
+    pub const TX_SCAN: &str = "tx_scan_xdp";
+    /// As TX, each frame from a random source address (benchmark flood).
+    pub const TX_FLOOD: &str = "tx_flood_xdp";
+    /// Loaded with every datapath; the others only when the benchmark asks for them.
+    pub const ALWAYS: [&str; 3] = [MONITOR, PARSE_ONLY, TX];
 }
 
 /// Enrolled devices (inventory size).
@@ -80,14 +452,56 @@ pub const EVENTS_PER_DEVICE_PER_SECOND: u32 = 20;
 pub const MAX_IFINDEX: u32 = 4096;
 /// Interfaces whose verdicts are counted apart (`IFACE_VERDICTS`).
 pub const MAX_IFACES: u32 = 16;
-/// Reason counters per device in `DEVICE_REASONS` (room for the list to grow).
-pub const DEVICE_REASON_SLOTS: u32 = 32;
+/// Reason counters per device in `DEVICE_REASONS`: one for each reason a device's own
+/// verdict can have ([`DEVICE_REASON_ORDER`]), a spare, and one that is never counted
+/// (where every other reason points), so that a reader may ask for any reason.
+pub const DEVICE_REASON_SLOTS: u32 = 12;
+
+/// The reasons a device's own verdict can have, in the order of their `DEVICE_REASONS`
+/// slots. A per-CPU counter for each of the 32 reason numbers cost 268 MB on 64 CPUs; these
+/// are the ones the judge gives an enrolled side (see `judge`).
+pub const DEVICE_REASON_ORDER: [crate::Reason; 10] = [
+    crate::Reason::Learned,
+    crate::Reason::InBaseline,
+    crate::Reason::NotInBaseline,
+    crate::Reason::LifeCriticalSpared,
+    crate::Reason::FragmentUnmatched,
+    crate::Reason::BaselineFull,
+    crate::Reason::PolicyAllow,
+    crate::Reason::PolicyDeny,
+    crate::Reason::BreakGlass,
+    crate::Reason::NeighborDiscovery,
+];
+
+/// The slot of `DEVICE_REASONS` no reason is counted in.
+pub const DEVICE_REASON_UNCOUNTED: u32 = DEVICE_REASON_SLOTS - 1;
+
+/// Each reason number's counter within a device's block of `DEVICE_REASONS`.
+const DEVICE_REASON_SLOT_OF: [u8; 32] = {
+    let mut table = [DEVICE_REASON_UNCOUNTED as u8; 32];
+    let mut i = 0;
+    while i < DEVICE_REASON_ORDER.len() {
+        table[DEVICE_REASON_ORDER[i] as usize % 32] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A reason's counter within a device's block of `DEVICE_REASONS`.
+#[inline(always)]
+pub const fn device_reason_slot(reason: u8) -> u32 {
+    DEVICE_REASON_SLOT_OF[reason as usize % 32] as u32
+}
 
 /// Index of a device's reason counter in `DEVICE_REASONS`.
 #[inline(always)]
 pub const fn device_reason_index(slot: u32, reason: u8) -> u32 {
-    slot * DEVICE_REASON_SLOTS + (reason as u32 % DEVICE_REASON_SLOTS)
+    slot * DEVICE_REASON_SLOTS + device_reason_slot(reason)
 }
+
+const _: () = assert!(DEVICE_REASON_ORDER.len() as u32 <= DEVICE_REASON_UNCOUNTED);
+// Reason numbers index a 32-entry table.
+const _: () = assert!(crate::Reason::COUNT <= 32);
 
 /// Slot of EVENT_RATE shared by addresses outside the inventory.
 pub const UNENROLLED_RATE_SLOT: u32 = MAX_DEVICES;
@@ -149,6 +563,11 @@ pub struct Config {
     /// command (0: the first start). Every baseline entry the datapath learns records it
     /// ([`BaselineEntry::window`]), so `baseline diff` can say what a window added.
     pub learn_window: u32,
+    /// Seed of the hashes that place flows in the flow tables and decisions in the
+    /// decision cache ([`crate::flowtable`]), random for each datapath: a sender cannot
+    /// choose addresses whose flows land on another's.
+    pub hash_seed: u32,
+    pub _pad2: u32,
 }
 
 /// Value of [`DeviceEntry::mode`] when the device follows the global mode.
@@ -167,7 +586,7 @@ pub const fn active_generation(config: &Config) -> u8 {
 }
 
 /// Key of `DEVICES`: an address in one policy generation.
-#[repr(C)]
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceKey {
     pub addr: Addr,
@@ -373,10 +792,13 @@ impl TryFrom<u8> for Direction {
     }
 }
 
-/// One conversation of one device: the key of `BASELINE`, `FLOWS` and `UNENROLLED_FLOWS`.
+/// One conversation of one device: the key of `BASELINE`, and of the flow tables' slots.
 /// A request and its reply have the same key, so replies of allowed flows pass.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Aligned to 4 bytes (without padding: 36 is a multiple of 4), so that the XDP program
+/// copies and compares its addresses a word at a time rather than byte by byte.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub device: Addr,
     pub peer: Addr,
@@ -387,7 +809,7 @@ pub struct FlowKey {
     pub direction: u8,
 }
 
-/// Per-flow counters, per CPU (`FLOWS`, `UNENROLLED_FLOWS`).
+/// Counters of one flow (in a [`FlowSlot`] of `FLOWS` or `UNENROLLED_FLOWS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -402,21 +824,6 @@ pub struct FlowStats {
     /// Packets its device's own policy would have dropped but did not (audit, spared,
     /// lifted by break-glass): moves exactly when the device's `would_drop_packets` does.
     pub would_drop_packets: u64,
-    /// `cache_epoch + 1` of CONFIG when this flow was last found in the baseline, so
-    /// that established flows skip the baseline lookup; 0 when not known to be in it.
-    pub in_baseline_tag: u32,
-    /// `cache_epoch + 1` when the device entries below were copied from DEVICES, so that
-    /// established flows skip both DEVICES lookups; 0 when not cached (break-glass).
-    pub devices_tag: u32,
-    /// The flow's device (this entry's `FlowKey::device`): slot, mode and flags.
-    pub own_slot: u32,
-    /// The peer's slot, or u32::MAX when the peer is not enrolled.
-    pub peer_slot: u32,
-    pub own_mode: u8,
-    pub own_flags: u8,
-    pub peer_mode: u8,
-    pub peer_flags: u8,
-    pub _pad: u32,
 }
 
 impl FlowStats {
@@ -428,8 +835,39 @@ impl FlowStats {
         self.last_seen_ns = self.last_seen_ns.max(other.last_seen_ns);
         self.dropped_packets += other.dropped_packets;
         self.would_drop_packets += other.would_drop_packets;
-        self.in_baseline_tag = self.in_baseline_tag.max(other.in_baseline_tag);
     }
+}
+
+/// Ways of a flow table's set: a flow lives in one of the `FLOW_WAYS` slots of the set
+/// its key hashes to; a new flow takes an empty slot of the set or the least recently
+/// judged one.
+pub const FLOW_WAYS: u32 = 4;
+
+/// One set of a flow table (`FLOWS`, `UNENROLLED_FLOWS`): arrays shared by all CPUs,
+/// managed by the XDP program as set-associative tables (see [`crate::flowtable`]), so
+/// that a flow's slot is found without a kernel hash lookup and its counters cost no
+/// per-CPU copy (a per-CPU hash of 262,144 flows took 1.3 GB on 64 CPUs). The set's tags
+/// and times share its first cache line: finding a flow, or a slot for a new one, reads
+/// one line whatever the set holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSet {
+    /// [`crate::flowtable::tag`] of each slot's key, 0 while the slot is empty. Written
+    /// last when a slot is taken: a reader that finds the tag of another key skips it.
+    pub tags: [u64; FLOW_WAYS as usize],
+    /// When each slot's flow was last judged in full (`CLOCK_MONOTONIC` ns, at least once
+    /// a second per CPU while it has packets): a new flow takes the oldest.
+    pub judged_ns: [u64; FLOW_WAYS as usize],
+    pub slots: [FlowSlot; FLOW_WAYS as usize],
+}
+
+/// One flow of a [`FlowSet`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    pub _pad: u32,
+    pub stats: FlowStats,
 }
 
 /// Values of [`BaselineEntry::origin`].
@@ -453,7 +891,7 @@ pub struct BaselineEntry {
 }
 
 /// A TCP connection, addresses in canonical order (`low` < `high` by (addr, port)).
-#[repr(C)]
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnKey {
     pub low: Addr,
@@ -477,7 +915,7 @@ pub struct ConnEntry {
 }
 
 /// An IP packet being fragmented: key of `FRAGMENTS`.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FragmentKey {
     pub src: Addr,
@@ -510,7 +948,7 @@ pub struct FragmentEntry {
 
 /// A UDP or SCTP request (from the client's higher port to the server's lower one):
 /// key of `REQUESTS`, as the request travelled.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestKey {
     pub client: Addr,
@@ -529,6 +967,105 @@ pub struct RequestEntry {
     /// `CLOCK_MONOTONIC` ns (coarse).
     pub seen_ns: u64,
 }
+
+/// What the per-CPU decision cache (`DECISIONS`) is keyed by: a packet's addresses,
+/// ports and protocol, and what else decided its service (`DECISION_*`). Built from the
+/// parsed packet alone, before any table is read: an established TCP connection or a
+/// repeated violating flow is decided by this one lookup.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecisionKey {
+    pub src: Addr,
+    pub dst: Addr,
+    /// TCP, UDP and SCTP ports; ICMP type and code.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    /// `DECISION_*`: the packet's kind; 0 for packets that are never cached.
+    pub kind: u8,
+    pub _pad: u16,
+}
+
+/// [`DecisionKey::kind`]: TCP after the handshake (its server side from CONNTRACK).
+pub const DECISION_TCP: u8 = 1;
+/// UDP or SCTP whose service the ports alone decide (a request to the lower port, or
+/// equal ports).
+pub const DECISION_PORTS: u8 = 2;
+/// UDP or SCTP from the lower port with a fresh request in REQUESTS: a reply (looked up
+/// for every such packet before the cache).
+pub const DECISION_REPLY: u8 = 3;
+/// UDP or SCTP from the lower port without a fresh request: a request to the higher port.
+pub const DECISION_LOW_REQUEST: u8 = 4;
+pub const DECISION_ICMP: u8 = 5;
+/// Other protocols (service port 0).
+pub const DECISION_OTHER: u8 = 6;
+
+/// How long, at most, a cached decision stands (`Decision::valid_until_ns`): what it read
+/// from tables the controller does not version (the server side of a TCP connection,
+/// the REQUESTS entry an allowed request refreshes) is read again at least this often.
+pub const DECISION_TTL_NS: u64 = 1_000_000_000;
+
+/// [`Decision::flags`]: both addresses are unenrolled; each is counted by address.
+pub const DECISION_UNENROLLED_PAIR: u8 = 1 << 0;
+
+/// What a decision charges to one side of the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecisionSide {
+    /// DEVICE_STATS slot, or u32::MAX for an address outside the inventory.
+    pub slot: u32,
+    /// Index of the side's flow in its table (`table`).
+    pub flow_index: u32,
+    /// The low half of that slot's tag ([`FlowSet::tags`]) when the decision was made: a slot
+    /// taken by another flow since then makes the decision stale.
+    pub flow_tag: u32,
+    /// The side's own verdict's reason.
+    pub reason: u8,
+    /// `judge::CHARGE_*`.
+    pub device: u8,
+    /// `judge::TABLE_*`.
+    pub table: u8,
+    /// `judge::FLOW_*`.
+    pub flow: u8,
+}
+
+/// A packet's verdict and everything it charges, cached per CPU in `DECISIONS` (a
+/// direct-mapped cache indexed by the hash of its key) and applied to every later packet
+/// with the same key while it stands: same CONFIG epoch and mode, before `valid_until_ns`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub key: DecisionKey,
+    /// `CLOCK_MONOTONIC` (coarse) time until which the decision stands: at most
+    /// [`DECISION_TTL_NS`] after it was made, and no later than a break-glass it relies
+    /// on expires.
+    pub valid_until_ns: u64,
+    /// `Config::cache_epoch + 1` when it was made (0: an empty slot).
+    pub epoch: u32,
+    /// The global mode and CONFIG flags it was made under (`mode | flags << 8`).
+    pub config: u16,
+    /// [`crate::Action`] and [`crate::Reason`] of the packet.
+    pub action: u8,
+    pub reason: u8,
+    /// The flow's service port and direction seen from the packet's source (for events).
+    pub service_port: u16,
+    pub src_direction: u8,
+    /// `DECISION_UNENROLLED_PAIR`.
+    pub flags: u8,
+    /// The protocol of the flow's key (for a later fragment, its first fragment's).
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+    pub sides: [DecisionSide; 2],
+}
+
+/// Entries of the per-CPU decision cache (a power of two).
+pub const DECISION_SLOTS: u32 = 4096;
+
+/// Indexes of `PATHS` (per-CPU u64 counters): IP packets decided from the decision
+/// cache, and judged in full.
+pub const PATH_CACHED: u32 = 0;
+pub const PATH_JUDGED: u32 = 1;
+pub const PATH_SLOTS: u32 = 2;
 
 /// Packet and byte counter: `VERDICTS` (by [`crate::verdict_index`]) and `CLASSES` (by
 /// [`crate::FrameClass`]), per CPU.
@@ -563,17 +1100,23 @@ mod pod {
     unsafe impl aya::Pod for RequestKey {}
     unsafe impl aya::Pod for RequestEntry {}
     unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for FlowSlot {}
+    unsafe impl aya::Pod for FlowSet {}
+    unsafe impl aya::Pod for DecisionKey {}
+    unsafe impl aya::Pod for Decision {}
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
     use core::mem::{align_of, size_of};
 
     /// Implicit padding would make the kernel's hash keys depend on garbage bytes.
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 24);
+        assert_eq!(size_of::<Config>(), 32);
         assert_eq!(size_of::<DeviceEntry>(), 16);
         assert_eq!(size_of::<DeviceKey>(), 20);
         assert_eq!(size_of::<DeviceStats>(), 10 * 8);
@@ -583,8 +1126,16 @@ mod tests {
         assert_eq!(size_of::<Event>(), 56);
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
-        assert_eq!(align_of::<FlowKey>(), 2);
-        assert_eq!(size_of::<FlowStats>(), 7 * 8 + 6 * 4);
+        assert_eq!(align_of::<FlowKey>(), 4);
+        assert_eq!(size_of::<FlowStats>(), 7 * 8);
+        assert_eq!(size_of::<FlowSlot>(), 36 + 4 + 7 * 8);
+        assert_eq!(size_of::<FlowSet>(), 64 + 4 * 96);
+        assert_eq!(size_of::<DecisionKey>(), 40);
+        assert_eq!(size_of::<DecisionSide>(), 16);
+        assert_eq!(
+            size_of::<Decision>(),
+            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 3 + 2 * 16
+        );
         assert_eq!(size_of::<BaselineEntry>(), 16);
         assert_eq!(size_of::<ConnKey>(), 36);
         assert_eq!(size_of::<ConnEntry>(), 8);
@@ -593,5 +1144,39 @@ mod tests {
         assert_eq!(size_of::<RequestKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
         assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<crate::judge::Side>(), 72);
+        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 96 + 8 + 16);
+    }
+
+    #[test]
+    fn every_reason_of_a_devices_own_verdict_has_its_own_counter() {
+        let mut slots = std::collections::BTreeSet::new();
+        for reason in DEVICE_REASON_ORDER {
+            let slot = device_reason_slot(reason as u8);
+            assert!(slot < DEVICE_REASON_UNCOUNTED, "{reason:?}");
+            assert!(slots.insert(slot), "{reason:?} shares a slot");
+        }
+        for &reason in crate::Reason::ALL {
+            if !DEVICE_REASON_ORDER.contains(&reason) {
+                assert_eq!(device_reason_slot(reason as u8), DEVICE_REASON_UNCOUNTED);
+            }
+        }
+        assert_eq!(
+            device_reason_index(3, crate::Reason::InBaseline as u8),
+            3 * DEVICE_REASON_SLOTS + 1
+        );
+    }
+
+    #[test]
+    fn the_map_table_names_every_pinned_map_once() {
+        assert_eq!(names::ALL.len(), defs::PINNED);
+        assert!(names::ALL.contains(&names::PATHS));
+        assert!(!names::ALL.contains(&defs::DECISIONS.name));
+        for name in names::ALL {
+            let def = defs::by_name(name).expect("in the table");
+            assert!(def.pinned);
+        }
+        assert_eq!(defs::RULES.key_size, 4 + 33);
+        assert_eq!(defs::EVENTS.key_size, 0);
     }
 }

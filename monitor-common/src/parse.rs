@@ -103,7 +103,9 @@ pub enum TransportKind {
 ///
 /// Flat, with every field always set (zero where meaningless): an enum with payloads would
 /// leave undefined bytes that LLVM may fill from any register, which the BPF verifier
-/// rejects.
+/// rejects. Laid out in C order with the addresses first and 8-byte aligned, so that the
+/// XDP program copies them into keys 8 bytes at a time.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
     pub src: Addr,
@@ -149,30 +151,32 @@ impl IpPacket {
 }
 
 /// What the parser made of a frame. Flat and fully defined, for the same reason as
-/// [`IpPacket`]; `fault` is one byte (a niche in [`Reason`]).
+/// [`IpPacket`]; `fault` is one byte (a niche in [`Reason`]). The packet comes first, at
+/// the 8-byte aligned start of the XDP program's scratch slot.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParsedFrame {
+    /// `ip.src` and `ip.dst` hold the outermost IP header's addresses (set as soon as the
+    /// fixed IP header was readable, so a malformed packet is still charged to its
+    /// devices); the other fields of `ip` are valid only when `fault` is `None`.
+    pub ip: IpPacket,
     pub class: FrameClass,
     /// Why the frame is malformed, or `None` when it parsed.
     pub fault: Option<Reason>,
     pub vlan_tags: u8,
+    pub has_ip: bool,
     /// VLAN IDs, outer first; 0 where absent.
     pub vlan_ids: [u16; MAX_VLAN_TAGS],
-    /// `ip.src` and `ip.dst` hold the outermost IP header's addresses (set as soon as the
-    /// fixed IP header was readable, so a malformed packet is still charged to its
-    /// devices); the other fields of `ip` are valid only when `fault` is `None`.
-    pub has_ip: bool,
-    pub ip: IpPacket,
 }
 
 impl ParsedFrame {
     pub const EMPTY: ParsedFrame = ParsedFrame {
+        ip: IpPacket::EMPTY,
         class: FrameClass::Malformed,
         fault: None,
         vlan_tags: 0,
-        vlan_ids: [0; MAX_VLAN_TAGS],
         has_ip: false,
-        ip: IpPacket::EMPTY,
+        vlan_ids: [0; MAX_VLAN_TAGS],
     };
 }
 

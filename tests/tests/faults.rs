@@ -177,6 +177,67 @@ fn a_pinned_map_of_the_wrong_layout_is_refused_and_untouched() {
     );
 }
 
+/// A pinned map of the right key, value and entries but of another kind (an array where
+/// the datapath keeps a per-CPU array) is refused too, naming both kinds, and left alone.
+#[test]
+fn a_pinned_map_of_the_wrong_kind_is_refused_and_untouched() {
+    monitor::datapath::ensure_bpffs(Path::new("/sys/fs/bpf"))
+        .unwrap_or_else(|e| panic!("bpffs: {e}"));
+    let dir = TempDir(Path::new("/sys/fs/bpf").join(unique_name("mfkind")));
+    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let def = monitor_common::maps::defs::PATHS;
+    assert_eq!(def.kind, monitor_common::maps::MapKind::PerCpuArray);
+    let wrong = dir.0.join(names::PATHS);
+    let created = sh(&format!(
+        "bpftool map create {p} type array key {k} value {v} entries {m} name PATHS",
+        p = wrong.display(),
+        k = def.key_size,
+        v = def.value_size,
+        m = def.max_entries,
+    ));
+    assert!(created.status.success(), "bpftool: {}", text(&created));
+
+    let err = Datapath::load(&Maps::Pinned(dir.0.clone()))
+        .expect_err("a pinned map of another kind must be refused");
+    match &err {
+        DatapathError::LayoutKind {
+            path,
+            found,
+            expected,
+        } => {
+            assert_eq!(path, &wrong);
+            assert_eq!((*found, *expected), ("array", "percpu_array"));
+        }
+        other => panic!("expected DatapathError::LayoutKind, got {other:?}"),
+    }
+    let message = err.to_string();
+    for part in [
+        wrong.display().to_string(),
+        "array".into(),
+        "percpu_array".into(),
+    ] {
+        assert!(
+            message.contains(&part),
+            "the error does not name {part}: {message}"
+        );
+    }
+    let info = aya::maps::MapInfo::from_pin(&wrong).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(info.map_type(), Ok(aya::maps::MapType::Array)),
+        "the refused map changed kind"
+    );
+    let pinned: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        pinned,
+        vec![names::PATHS.to_string()],
+        "the refused load pinned maps"
+    );
+}
+
 /// XDP program ids on `dev` in the router namespace, from `ip link show`.
 fn xdp_prog_ids(lab: &Lab, dev: &str) -> Vec<String> {
     let out = lab

@@ -148,8 +148,7 @@ fn references_in(module: &str, code: &str, modules: &BTreeSet<String>) -> BTreeS
         // The deepest module the path names.
         let best = (1..=path.len())
             .map(|depth| path[..depth].join("::"))
-            .filter(|candidate| modules.contains(candidate))
-            .next_back();
+            .rfind(|candidate| modules.contains(candidate));
         if let Some(target) = best
             && target != module
         {

@@ -24,6 +24,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    time::Duration,
 };
 
 use monitor::{
@@ -63,6 +64,9 @@ const SLOT_PUMP: u32 = 10;
 struct Dev {
     addr: IpAddr,
     entry: DeviceEntry,
+    /// Break-glass for this long from when the case's datapath is set up (the deadline is
+    /// `CLOCK_MONOTONIC`, so it is made at load time).
+    glass_for: Option<Duration>,
 }
 
 impl Dev {
@@ -70,6 +74,7 @@ impl Dev {
         Dev {
             addr: addr.into(),
             entry: DeviceEntry::new(slot, MODE_INHERIT, 0),
+            glass_for: None,
         }
     }
 
@@ -89,6 +94,26 @@ impl Dev {
         self.entry.break_glass_until_ns = until_ns;
         self
     }
+
+    /// Break-glass that expires `for_` after the datapath is set up, with no controller
+    /// to end it: [`Change::PastBreakGlass`] waits for that.
+    fn break_glass_for(mut self, for_: Duration) -> Dev {
+        self.glass_for = Some(for_);
+        self
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` now: the clock the datapath compares break-glass deadlines
+/// with.
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A break-glass deadline no test outlives, and one long past.
@@ -205,6 +230,30 @@ struct Step {
     flow: Option<(u8, u16, Direction)>,
     /// Baseline entries this frame adds (learned_flows moves for enrolled devices).
     learns: Vec<FlowKey>,
+    /// What changes before the frame runs, in order.
+    before: Vec<Change>,
+    /// How the frame must be decided; `None`: an IP frame by either path (exactly one
+    /// moves), any other by neither.
+    path: Option<Path>,
+}
+
+/// Something that happens between frames.
+#[derive(Clone, Debug)]
+enum Change {
+    /// The controller adds an entry to the baseline (an import, a promoted rule).
+    Baseline(FlowKey),
+    /// Time passes every break-glass deadline the setup made relative to its load
+    /// ([`Dev::break_glass_for`]): the test sleeps, nothing touches the datapath.
+    PastBreakGlass,
+}
+
+/// Which path decided an IP packet (`PATHS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// One lookup of the per-CPU decision cache.
+    Cached,
+    /// The full judge.
+    Judged,
 }
 
 fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) -> Step {
@@ -220,6 +269,8 @@ fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) ->
         mode: None,
         flow: None,
         learns: Vec::new(),
+        before: Vec::new(),
+        path: None,
     }
 }
 
@@ -267,6 +318,23 @@ impl Step {
         self.learns.push(key);
         self
     }
+
+    fn after(mut self, change: Change) -> Step {
+        self.before.push(change);
+        self
+    }
+
+    /// Decided by one lookup of the decision cache.
+    fn cached(mut self) -> Step {
+        self.path = Some(Path::Cached);
+        self
+    }
+
+    /// Judged in full.
+    fn judged(mut self) -> Step {
+        self.path = Some(Path::Judged);
+        self
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -294,6 +362,8 @@ struct Snapshot {
     unenrolled: BTreeMap<IpAddr, DeviceStats>,
     flows: BTreeMap<(bool, FlowKey), FlowStats>,
     baseline: BTreeSet<FlowKey>,
+    /// IP packets decided from the cache, and judged.
+    paths: (u64, u64),
 }
 
 fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
@@ -332,6 +402,7 @@ fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
             .into_iter()
             .map(|(k, _)| k)
             .collect(),
+        paths: must(maps.paths(), "PATHS"),
     }
 }
 
@@ -399,9 +470,17 @@ fn load(case: &Case) -> Datapath {
     }
     maps.set_config(config)
         .unwrap_or_else(|e| panic!("case `{name}`: writing CONFIG: {e:?}"));
+    let loaded_at = coarse_now_ns();
+    let entry_of = |d: &Dev| {
+        let mut entry = d.entry;
+        if let Some(for_) = d.glass_for {
+            entry.break_glass_until_ns = loaded_at + for_.as_nanos() as u64;
+        }
+        entry
+    };
     if setup.rules.is_empty() {
         for dev in &setup.devices {
-            maps.enroll(dev.addr, dev.entry)
+            maps.enroll(dev.addr, entry_of(dev))
                 .unwrap_or_else(|e| panic!("case `{name}`: enrolling {}: {e:?}", dev.addr));
         }
     } else {
@@ -420,7 +499,7 @@ fn load(case: &Case) -> Datapath {
             .devices
             .iter()
             .map(|d| {
-                let mut entry = d.entry;
+                let mut entry = entry_of(d);
                 if setup.rules.iter().any(|(device, _, _)| *device == d.addr) {
                     entry.flags |= DEVICE_HAS_RULES;
                 }
@@ -464,6 +543,33 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
 
     if got != step.action {
         errors.push(format!("action {got:?}, expected {:?}", step.action));
+    }
+
+    // Exactly one path decided an IP packet that parsed; nothing else takes one.
+    let paths = (
+        after.paths.0.wrapping_sub(before.paths.0),
+        after.paths.1.wrapping_sub(before.paths.1),
+    );
+    let snaplen = if setup.flags & CONFIG_CAPTURE_MAY_BE_CUT != 0 {
+        Snaplen::CaptureMayBeCut
+    } else {
+        Snaplen::Strict
+    };
+    let parsed = parse_frame(step.frame.as_slice(), snaplen);
+    let decided = parsed.has_ip
+        && parsed.fault.is_none()
+        && step.reason != Reason::NeighborDiscovery
+        && step.reason != Reason::NotIp;
+    let expected_paths: &[(u64, u64)] = match (decided, step.path) {
+        (false, _) => &[(0, 0)],
+        (true, Some(Path::Cached)) => &[(1, 0)],
+        (true, Some(Path::Judged)) => &[(0, 1)],
+        (true, None) => &[(1, 0), (0, 1)],
+    };
+    if !expected_paths.contains(&paths) {
+        errors.push(format!(
+            "paths (cached, judged) moved {paths:?}, expected one of {expected_paths:?}"
+        ));
     }
 
     // Exactly one verdict counter, by one packet of this length; a frame of a capture
@@ -692,6 +798,60 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     errors
 }
 
+/// Keeps the calling thread on the first CPU it may use.
+fn pin_to_one_cpu() {
+    // SAFETY: zeroed cpu_set_t values are valid; the calls read and write only them.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|c| libc::CPU_ISSET(*c, &allowed))
+            .unwrap_or_else(|| panic!("no CPU to run on"));
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, size, &one),
+            0,
+            "pinning the test thread to CPU {cpu}"
+        );
+    }
+}
+
+fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
+    match change {
+        Change::Baseline(key) => {
+            let entry = BaselineEntry {
+                learned_ns: 0,
+                origin: ORIGIN_POLICY,
+                _pad1: 0,
+                _pad2: 0,
+                window: 0,
+            };
+            datapath
+                .maps_mut()
+                .insert_baseline(&[(*key, entry)])
+                .unwrap_or_else(|e| panic!("case `{case}`: adding to the baseline: {e:?}"));
+        }
+        Change::PastBreakGlass => {
+            let devices = datapath
+                .maps()
+                .devices()
+                .unwrap_or_else(|e| panic!("case `{case}`: reading DEVICES: {e:?}"));
+            let deadline = devices
+                .values()
+                .map(|e| e.break_glass_until_ns)
+                .filter(|d| *d != GLASS_IN_FORCE)
+                .max()
+                .unwrap_or_else(|| panic!("case `{case}`: no break-glass deadline to wait for"));
+            // A tick past it, on the clock the datapath reads.
+            while coarse_now_ns() <= deadline + 20_000_000 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 fn set_mode(datapath: &mut Datapath, case: &str, mode: Mode) {
     datapath
         .maps_mut()
@@ -723,6 +883,9 @@ struct Bin {
 /// Runs every case of a table, sharing datapaths as the module docs describe; panics
 /// with every failure.
 fn run_table(table: &str, cases: Vec<Case>) {
+    // The decision cache is per CPU, as a flow's packets stay on one CPU (RSS): every
+    // frame of a table runs on the same one, so "decided from the cache" is well defined.
+    pin_to_one_cpu();
     let mut names = BTreeSet::new();
     for c in &cases {
         assert!(
@@ -770,6 +933,9 @@ fn run_table(table: &str, cases: Vec<Case>) {
                 frames += 1;
                 if let Some(mode) = step.mode {
                     set_mode(&mut bin.datapath, c.name, mode);
+                }
+                for change in &step.before {
+                    apply_change(&mut bin.datapath, c.name, change);
                 }
                 for error in check_step(&bin.datapath, &c.setup, step) {
                     failures.push(format!(
@@ -2992,6 +3158,324 @@ fn break_glass_cases() -> Vec<Case> {
     cases
 }
 
+/// The per-CPU decision cache: what is decided by one lookup, what is judged in full, and
+/// every change that must make a cached decision stale (a baseline entry added, a mode
+/// command, break-glass expiring with no controller). Charges are the same either way:
+/// every row's counters are checked whichever path decided it.
+#[test]
+fn decision_cache() {
+    run_table("decision_cache", decision_cache_cases());
+}
+
+fn decision_cache_cases() -> Vec<Case> {
+    let v4 = FrameClass::Ipv4;
+    let deny_8443 = Rule {
+        port_low: 8443,
+        port_high: 8443,
+        protocol: IPPROTO_TCP,
+        direction: RULE_ANY,
+        action: RULE_DENY,
+        _pad: 0,
+        rule_id: 0,
+    };
+    let violation = |sport: u16, dport: u16| {
+        drop(udp(WS, sport, SRV, dport), Reason::NotInBaseline, v4)
+            .between(WS, SRV)
+            .dropped(WS)
+            .flow(IPPROTO_UDP, dport, Outbound)
+    };
+    let mut scan = Vec::new();
+    for port in 1000..1016 {
+        scan.push(
+            drop(
+                tcp(WS, 40000, SRV, port, TCP_SYN),
+                Reason::NotInBaseline,
+                v4,
+            )
+            .between(WS, SRV)
+            .dropped(WS)
+            .flow(IPPROTO_TCP, port, Outbound)
+            .judged(),
+        );
+    }
+    for port in [2000, 2001, 2002, 3000, 3001] {
+        scan.push(violation(40000, port).judged());
+    }
+    for host in 1..8 {
+        let target = std::net::Ipv4Addr::new(10, 9, 0, host);
+        scan.push(
+            drop(
+                tcp(WS, 40001, target, 22, TCP_ACK),
+                Reason::NotInBaseline,
+                v4,
+            )
+            .between(WS, target)
+            .dropped(WS)
+            .flow(IPPROTO_TCP, 22, Outbound)
+            .judged(),
+        );
+    }
+    scan.push(
+        pass(tcp(WS, 40002, SRV, 443, TCP_ACK), Reason::InBaseline, v4)
+            .between(WS, SRV)
+            .flow(IPPROTO_TCP, 443, Outbound)
+            .judged(),
+    );
+    let mut flood = Vec::new();
+    for i in 1..12u8 {
+        let spoofed = std::net::Ipv4Addr::new(100, 64, 3, i);
+        flood.push(
+            drop(udp(spoofed, 40000, WS, 9999), Reason::NotInBaseline, v4)
+                .between(spoofed, WS)
+                .dropped(WS)
+                .flow(IPPROTO_UDP, 9999, Outbound)
+                .judged(),
+        );
+    }
+    vec![
+        case(
+            "a repeated violating flow is decided by one lookup from its second packet",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            vec![
+                violation(40000, 9999).judged(),
+                violation(40000, 9999).cached(),
+                violation(40000, 9999).cached(),
+            ],
+        ),
+        case(
+            "an established TCP connection is decided by one lookup, its handshake in full",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            vec![
+                pass(tcp(WS, 40100, SRV, 443, TCP_SYN), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .judged(),
+                pass(
+                    tcp(SRV, 443, WS, 40100, TCP_SYN | TCP_ACK),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 443, Inbound)
+                .judged(),
+                pass(tcp(WS, 40100, SRV, 443, TCP_ACK), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .judged(),
+                pass(tcp(WS, 40100, SRV, 443, TCP_ACK), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .cached(),
+                pass(
+                    tcp(SRV, 443, WS, 40100, TCP_ACK | TCP_PSH),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 443, Inbound)
+                .judged(),
+                pass(
+                    tcp(SRV, 443, WS, 40100, TCP_ACK | TCP_PSH),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(SRV, WS)
+                .flow(IPPROTO_TCP, 443, Inbound)
+                .cached(),
+            ],
+        ),
+        case(
+            "a scan from an enrolled device: every probe judged, dropped and counted apart",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_TCP, 443, Outbound)),
+            scan,
+        ),
+        case(
+            "a spoofed-source flood toward an enrolled device: every frame judged and dropped",
+            Setup::new(Mode::Enforce).dev(ws()),
+            flood,
+        ),
+        case(
+            "a baseline entry the controller adds lifts a cached drop",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                violation(40000, 5000).judged(),
+                violation(40000, 5000).cached(),
+                pass(udp(WS, 40000, SRV, 5000), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_UDP, 5000, Outbound)
+                    .after(Change::Baseline(key(WS, SRV, IPPROTO_UDP, 5000, Outbound)))
+                    .judged(),
+                pass(udp(WS, 40000, SRV, 5000), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_UDP, 5000, Outbound)
+                    .cached(),
+            ],
+        ),
+        case(
+            "a mode command changes a cached verdict",
+            Setup::new(Mode::Audit).dev(ws()),
+            vec![
+                pass(udp(WS, 40000, SRV, 6000), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 6000, Outbound)
+                    .judged(),
+                pass(udp(WS, 40000, SRV, 6000), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 6000, Outbound)
+                    .cached(),
+                violation(40000, 6000).in_mode(Mode::Enforce).judged(),
+                violation(40000, 6000).cached(),
+            ],
+        ),
+        case(
+            "break-glass expires in the datapath with no controller: the next frame is dropped",
+            Setup::new(Mode::Enforce)
+                .dev(ws().break_glass_for(Duration::from_millis(700)))
+                .dev(pacs()),
+            vec![
+                pass(udp(WS, 40000, PACS, 161), Reason::BreakGlass, v4)
+                    .between(WS, PACS)
+                    .break_glass(WS)
+                    .would_drop(PACS)
+                    .flow(IPPROTO_UDP, 161, Outbound)
+                    .judged(),
+                pass(udp(WS, 40000, PACS, 161), Reason::BreakGlass, v4)
+                    .between(WS, PACS)
+                    .break_glass(WS)
+                    .would_drop(PACS)
+                    .flow(IPPROTO_UDP, 161, Outbound)
+                    .cached(),
+                drop(udp(WS, 40000, PACS, 161), Reason::NotInBaseline, v4)
+                    .between(WS, PACS)
+                    .dropped(WS)
+                    .dropped(PACS)
+                    .flow(IPPROTO_UDP, 161, Outbound)
+                    .after(Change::PastBreakGlass)
+                    .judged(),
+                drop(udp(WS, 40000, PACS, 161), Reason::NotInBaseline, v4)
+                    .between(WS, PACS)
+                    .dropped(WS)
+                    .dropped(PACS)
+                    .flow(IPPROTO_UDP, 161, Outbound)
+                    .cached(),
+            ],
+        ),
+        case(
+            "a peer's deny rule never drops a life-critical device's traffic",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pump())
+                .rule(WS, PUMP, deny_8443),
+            vec![
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .judged(),
+                pass(
+                    tcp(PUMP, 8443, WS, 40000, TCP_SYN | TCP_ACK),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(PUMP, WS)
+                .would_drop(WS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8443, Inbound)
+                .judged(),
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_ACK),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .judged(),
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_ACK),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .cached(),
+            ],
+        ),
+        case(
+            "a peer's deny rule never drops a life-critical device's baseline traffic",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pump())
+                .rule(WS, PUMP, deny_8443)
+                .baseline(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound)),
+            vec![
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .judged(),
+                pass(
+                    tcp(PUMP, 8443, WS, 40000, TCP_ACK),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(PUMP, WS)
+                .would_drop(WS)
+                .flow(IPPROTO_TCP, 8443, Inbound)
+                .judged(),
+                pass(
+                    tcp(PUMP, 8443, WS, 40000, TCP_ACK),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(PUMP, WS)
+                .would_drop(WS)
+                .flow(IPPROTO_TCP, 8443, Inbound)
+                .cached(),
+            ],
+        ),
+        case(
+            "a peer's deny rule never drops a learning life-critical device's traffic",
+            Setup::new(Mode::Learn)
+                .dev(ws().mode(Mode::Enforce))
+                .dev(pump())
+                .rule(WS, PUMP, deny_8443),
+            vec![
+                pass(
+                    tcp(WS, 40000, PUMP, 8443, TCP_SYN),
+                    Reason::LifeCriticalSpared,
+                    v4,
+                )
+                .between(WS, PUMP)
+                .would_drop(WS)
+                .flow(IPPROTO_TCP, 8443, Outbound)
+                .learns(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound))
+                .judged(),
+            ],
+        ),
+    ]
+}
+
 #[test]
 fn frames_shorter_than_ethernet_are_refused_by_the_test_run() {
     let datapath =
@@ -3113,6 +3597,7 @@ fn every_adversarial_frame_is_judged_by_a_case_table() {
         learning_service_ports_cases(),
         enforcement_modes_cases(),
         break_glass_cases(),
+        decision_cache_cases(),
     ]
     .into_iter()
     .flatten()

@@ -25,7 +25,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// their sources and fails on a command missing here (naming where it runs) or listed here
 /// but run nowhere.
 pub(crate) const TOOLS: &[(&str, &str)] = &[
-    // The namespace lab (monitor/src/lab.rs): namespaces, veth, addresses; forwarding.
+    // The namespace lab (monitor/src/lab/mod.rs): namespaces, veth, addresses; forwarding.
     ("ip", "iproute2"),
     ("sysctl", "procps"),
     // Replay against an independent reader of captures.
@@ -39,9 +39,10 @@ pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("umount", "mount"),
     ("stat", "coreutils"),
     ("sleep", "coreutils"),
-    // `cargo xtask bench`: the nftables reference, GRO on veth receivers, and the report's
-    // date, kernel and commit.
+    // `cargo xtask bench`: the nftables and xdp-filter references, GRO on veth receivers,
+    // and the report's date, kernel and commit.
     ("nft", "nftables"),
+    ("xdp-filter", "xdp-tools"),
     ("ethtool", "ethtool"),
     ("date", "coreutils"),
     ("uname", "coreutils"),

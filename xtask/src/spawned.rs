@@ -26,10 +26,16 @@ use std::{
 const SHELLS: &[&str] = &["sh", "bash", "dash"];
 
 /// Programs that are run but are not setup's to install, and why.
-pub const NOT_INSTALLED_BY_SETUP: &[(&str, &str)] = &[(
-    "cargo",
-    "the toolchain that builds and runs the tests; rustup's, not a Debian package",
-)];
+pub const NOT_INSTALLED_BY_SETUP: &[(&str, &str)] = &[
+    (
+        "cargo",
+        "the toolchain that builds and runs the tests; rustup's, not a Debian package",
+    ),
+    (
+        "rustup",
+        "runs the nightly toolchain the XDP object builds with; there before setup runs",
+    ),
+];
 
 /// Builtins of Debian's sh (dash): the shell runs them itself, so a script's use of them
 /// is no program to install.
@@ -420,7 +426,8 @@ impl Source {
             .max_by_key(|f| f.start)
     }
 
-    /// The module path other files call this file's functions by (`lab::run`).
+    /// The module path other files call this file's functions by (`lab::run`): the
+    /// file's name, or its folder's for a `mod.rs`.
     fn module(&self) -> Option<&str> {
         let path = Path::new(&self.file);
         let stem = path.file_stem()?.to_str()?;

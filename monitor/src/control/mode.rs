@@ -51,7 +51,6 @@ pub fn set(
     match (device, mode) {
         (None, None) => bail!("`inherit` applies to one device: add --device NAME"),
         (None, Some(mode)) => {
-            let mode = mode;
             let mut record = ModeRecord::new(Change::Global, None, Some(mode.name()));
             if mode == Mode::Learn {
                 open_window(&mut config, &mut record, &history);

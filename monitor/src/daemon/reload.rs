@@ -137,7 +137,7 @@ pub fn install(
         rules: policy.rules.len(),
         modes_kept,
         shrink,
-        starting_mode: policy.defaults.mode.map(Mode::from),
+        starting_mode: policy.defaults.mode,
     })
 }
 

@@ -10,7 +10,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap,
+        Array, HashMap, MapData, MapError, PerCpuArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{
@@ -21,10 +21,12 @@ use aya::{
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
+    flowtable::way_holds_flow,
     maps::{
-        BaselineEntry, Config, Counter, DeviceEntry, DeviceKey, DeviceStats, EVENTS_LOST,
-        EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowStats, LAYOUT_VERSION, RuleKeyData, RuleSet,
-        active_generation, names, programs,
+        BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
+        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, LAYOUT_VERSION,
+        MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData, RuleSet, active_generation, defs, names,
+        programs,
     },
     parse::Addr,
     verdict_index,
@@ -77,10 +79,23 @@ pub enum DatapathError {
         found: (u32, u32, u32),
         expected: (u32, u32, u32),
     },
+    #[error(
+        "the pinned map {path} is a {found} map, but this build expects a {expected} map: \
+         it was made by another version of monitor. Stop that version, run `monitor detach` \
+         (counters are lost; the baseline saved in the state directory is restored at the next start), \
+         then start this one"
+    )]
+    LayoutKind {
+        path: PathBuf,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("interface `{0}` does not exist (in this network namespace)")]
     NoInterface(String),
     #[error("link pin {0}")]
     Link(PathBuf, #[source] aya::programs::links::LinkError),
+    #[error("reading the flow table `{0}` through a shared mapping")]
+    Mapping(&'static str, #[source] std::io::Error),
     #[error("counting the possible CPUs failed")]
     Cpus(#[source] std::io::Error),
     #[error("unknown XDP action {0} returned by the program")]
@@ -128,122 +143,23 @@ pub fn addr_of(key: &Addr) -> IpAddr {
     }
 }
 
-/// The shape every map must have: (name, key size, value size, max entries), derived from
-/// the same types and constants the XDP program declares its maps with.
+/// The shape every pinned map must have: (name, key size, value size, max entries), from
+/// the one list of the datapath's maps (`monitor_common::maps::defs`), which the XDP
+/// program's declarations are checked against when it is compiled.
 pub fn expected_layout() -> Vec<(&'static str, u32, u32, u32)> {
-    use core::mem::size_of;
-    use monitor_common::{
-        FrameClass, VERDICT_SLOTS,
-        maps::{
-            ConnEntry, ConnKey, EVENT_STATS_SLOTS, EVENTS_BYTES, EventRate, FragmentEntry,
-            FragmentKey, MAX_BASELINE, MAX_CONNTRACK, MAX_DEVICE_ADDRESSES, MAX_DEVICES, MAX_FLOWS,
-            MAX_FRAGMENTS, MAX_REQUESTS, MAX_RULE_SETS, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
-            RequestEntry, RequestKey,
-        },
-    };
-    let size = |n: usize| n as u32;
-    vec![
-        (names::CONFIG, 4, size(size_of::<Config>()), 1),
-        (
-            names::DEVICES,
-            size(size_of::<DeviceKey>()),
-            size(size_of::<DeviceEntry>()),
-            MAX_DEVICE_ADDRESSES,
-        ),
-        (
-            names::DEVICE_STATS,
-            4,
-            size(size_of::<DeviceStats>()),
-            MAX_DEVICES,
-        ),
-        (
-            names::UNENROLLED_STATS,
-            size(size_of::<Addr>()),
-            size(size_of::<DeviceStats>()),
-            MAX_UNENROLLED,
-        ),
-        (
-            names::FLOWS,
-            size(size_of::<FlowKey>()),
-            size(size_of::<FlowStats>()),
-            MAX_FLOWS,
-        ),
-        (
-            names::UNENROLLED_FLOWS,
-            size(size_of::<FlowKey>()),
-            size(size_of::<FlowStats>()),
-            MAX_UNENROLLED_FLOWS,
-        ),
-        (
-            names::BASELINE,
-            size(size_of::<FlowKey>()),
-            size(size_of::<BaselineEntry>()),
-            MAX_BASELINE,
-        ),
-        (
-            names::CONNTRACK,
-            size(size_of::<ConnKey>()),
-            size(size_of::<ConnEntry>()),
-            MAX_CONNTRACK,
-        ),
-        (
-            names::FRAGMENTS,
-            size(size_of::<FragmentKey>()),
-            size(size_of::<FragmentEntry>()),
-            MAX_FRAGMENTS,
-        ),
-        (
-            names::VERDICTS,
-            4,
-            size(size_of::<Counter>()),
-            monitor_common::VERDICTS_ENTRIES,
-        ),
-        (
-            names::CLASSES,
-            4,
-            size(size_of::<Counter>()),
-            FrameClass::COUNT as u32,
-        ),
-        (
-            names::RULES,
-            4 + size(size_of::<RuleKeyData>()),
-            size(size_of::<RuleSet>()),
-            MAX_RULE_SETS,
-        ),
-        (names::EVENTS, 0, 0, EVENTS_BYTES),
-        (
-            names::EVENT_RATE,
-            4,
-            size(size_of::<EventRate>()),
-            MAX_DEVICES + 1,
-        ),
-        (names::EVENT_STATS, 4, 8, EVENT_STATS_SLOTS),
-        (names::IFACE_SLOTS, 4, 4, monitor_common::maps::MAX_IFINDEX),
-        (
-            names::IFACE_VERDICTS,
-            4,
-            size(size_of::<Counter>()),
-            monitor_common::maps::MAX_IFACES * VERDICT_SLOTS,
-        ),
-        (
-            names::DEVICE_REASONS,
-            4,
-            8,
-            MAX_DEVICES * monitor_common::maps::DEVICE_REASON_SLOTS,
-        ),
-        (
-            names::REQUESTS,
-            size(size_of::<RequestKey>()),
-            size(size_of::<RequestEntry>()),
-            MAX_REQUESTS,
-        ),
-    ]
+    defs::ALL
+        .iter()
+        .filter(|d| d.pinned)
+        .map(|d| (d.name, d.key_size, d.value_size, d.max_entries))
+        .collect()
 }
 
-/// Checks the maps pinned under `dir` (if any) against [`expected_layout`]: maps left by
-/// a build with another layout are refused before anything adopts them.
+/// Checks the maps pinned under `dir` (if any) against the list of the datapath's maps
+/// (shape and kind): maps left by a build with another layout are refused before anything
+/// adopts them.
 pub fn check_pinned_layout(dir: &Path) -> Result<()> {
-    for (name, key, value, max) in expected_layout() {
+    for def in defs::ALL.iter().filter(|d| d.pinned) {
+        let name = def.name;
         let path = dir.join(name);
         if !path.exists() {
             continue;
@@ -254,15 +170,39 @@ pub fn check_pinned_layout(dir: &Path) -> Result<()> {
             source,
         })?;
         let found = (info.key_size(), info.value_size(), info.max_entries());
-        if found != (key, value, max) {
+        let expected = (def.key_size, def.value_size, def.max_entries);
+        if found != expected {
             return Err(DatapathError::Layout {
                 path,
                 found,
-                expected: (key, value, max),
+                expected,
+            });
+        }
+        let kind = map_type_number(&info);
+        if kind != def.kind as u32 {
+            return Err(DatapathError::LayoutKind {
+                path,
+                found: MapKind::from_raw(kind).map_or("another kind", MapKind::name),
+                expected: def.kind.name(),
             });
         }
     }
     Ok(())
+}
+
+/// The kernel's number for the type of map `info` describes.
+fn map_type_number(info: &aya::maps::MapInfo) -> u32 {
+    use aya::maps::MapType;
+    match info.map_type() {
+        Ok(MapType::Hash) => MapKind::Hash as u32,
+        Ok(MapType::Array) => MapKind::Array as u32,
+        Ok(MapType::PerCpuArray) => MapKind::PerCpuArray as u32,
+        Ok(MapType::LruHash) => MapKind::LruHash as u32,
+        Ok(MapType::LpmTrie) => MapKind::LpmTrie as u32,
+        Ok(MapType::RingBuf) => MapKind::RingBuf as u32,
+        Ok(other) => other as u32,
+        Err(_) => 0,
+    }
 }
 
 /// How the datapath's maps are created.
@@ -321,7 +261,7 @@ impl Datapath {
             Maps::Pinned(dir) => names::ALL.iter().map(|n| (*n, dir.join(n))).collect(),
         };
         for (name, path) in &pins {
-            loader.map_pin_path(*name, path.as_path());
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT).map_err(DatapathError::Load)?;
         let mut maps = BTreeMap::new();
@@ -335,33 +275,8 @@ impl Datapath {
             ebpf,
             maps: MapSet { maps },
         };
-        for name in [programs::PARSE_ONLY, programs::MONITOR, programs::TX] {
-            let program = datapath.program_mut(name)?;
-            // The kernel abandons a verification with EAGAIN when a signal is pending
-            // (busy test runners, a daemon being signalled); libbpf retries such loads, so
-            // do we.
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match program.load() {
-                    Ok(()) => break,
-                    Err(ProgramError::LoadError { io_error, .. })
-                        if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < 5 => {}
-                    Err(source) => {
-                        return Err(DatapathError::Program {
-                            name,
-                            what: "the verifier rejected it".into(),
-                            source,
-                        });
-                    }
-                }
-            }
-            if let Ok(info) = program.info() {
-                log::debug!(
-                    "{name}: the verifier processed {} instructions",
-                    info.verified_instruction_count().unwrap_or(0)
-                );
-            }
+        for name in programs::ALWAYS {
+            datapath.load_program(name)?;
         }
         let config = datapath.maps.config()?;
         if config.layout_version == 0 {
@@ -374,9 +289,45 @@ impl Datapath {
                 cache_epoch: 0,
                 owner_pid: 0,
                 learn_window: 0,
+                hash_seed: random_seed(),
+                _pad2: 0,
             })?;
         }
         Ok(datapath)
+    }
+
+    /// Loads program `name` of the object into the kernel, if it is not loaded yet: the
+    /// benchmark's programs ([`programs::SCAN`], ...) are loaded only when asked for.
+    pub fn load_program(&mut self, name: &'static str) -> Result<()> {
+        let program = self.program_mut(name)?;
+        if program.fd().is_ok() {
+            return Ok(());
+        }
+        // The kernel abandons a verification with EAGAIN when a signal is pending (busy
+        // test runners, a daemon being signalled); libbpf retries such loads, so do we.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match program.load() {
+                Ok(()) => break,
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < 5 => {}
+                Err(source) => {
+                    return Err(DatapathError::Program {
+                        name,
+                        what: "the verifier rejected it".into(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Ok(info) = program.info() {
+            log::debug!(
+                "{name}: the verifier processed {} instructions",
+                info.verified_instruction_count().unwrap_or(0)
+            );
+        }
+        Ok(())
     }
 
     fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp> {
@@ -535,6 +486,45 @@ impl Datapath {
         &self.maps
     }
 
+    /// What the kernel reports of every map of the object (pinned or not): (name,
+    /// `memlock` bytes, entries it holds), from `/proc/self/fdinfo`. The entries are
+    /// counted only for maps whose memory grows with them
+    /// (`monitor_common::memory::grows`), 0 for the others.
+    pub fn map_memory(&self) -> Result<Vec<(&'static str, u64, u64)>> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let mut rows = Vec::new();
+        for def in &defs::ALL {
+            let map = match self.maps.maps.get(def.name) {
+                Some(map) => map,
+                None => self
+                    .ebpf
+                    .map(def.name)
+                    .ok_or(DatapathError::MissingMap(def.name))?,
+            };
+            let data = map_data(map);
+            let fd = data.fd().as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                .map_err(|e| DatapathError::Mapping(def.name, e))?;
+            let memlock = info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| {
+                    DatapathError::Mapping(
+                        def.name,
+                        std::io::Error::other("no memlock in the map's fdinfo"),
+                    )
+                })?;
+            let entries = if monitor_common::memory::grows(def) {
+                count_keys(data).map_err(|e| DatapathError::Mapping(def.name, e))?
+            } else {
+                0
+            };
+            rows.push((def.name, memlock, entries));
+        }
+        Ok(rows)
+    }
+
     pub fn maps_mut(&mut self) -> &mut MapSet {
         &mut self.maps
     }
@@ -553,10 +543,19 @@ impl Datapath {
     }
 
     /// Pushes `frame` out of interface `ifindex` `count` times (benchmarks): BPF_PROG_TEST_RUN
-    /// in live-frames mode runs the [`programs::TX`] program as if the frame had arrived on
-    /// `ifindex`, and its XDP_TX sends it for real, `batch` frames at a time, into the
-    /// interface's peer. Call it from a thread inside `ifindex`'s network namespace.
-    pub fn test_run_live(&self, ifindex: u32, frame: &[u8], count: u32, batch: u32) -> Result<()> {
+    /// in live-frames mode runs `program` ([`programs::TX`], or one that rewrites each frame
+    /// first: [`programs::TX_SCAN`], [`programs::TX_FLOOD`], loaded with
+    /// [`Datapath::load_program`]) as if the frame had arrived on `ifindex`, and its XDP_TX
+    /// sends it for real, `batch` frames at a time, into the interface's peer. Call it from
+    /// a thread inside `ifindex`'s network namespace.
+    pub fn test_run_live(
+        &self,
+        program: &'static str,
+        ifindex: u32,
+        frame: &[u8],
+        count: u32,
+        batch: u32,
+    ) -> Result<()> {
         if frame.len() < TEST_RUN_MIN_FRAME {
             return Err(DatapathError::FrameTooShort(frame.len()));
         }
@@ -567,7 +566,7 @@ impl Datapath {
         // egress_ifindex. The kernel wants data 0 and data_end the frame's length.
         let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        self.program(programs::TX)?
+        self.program(program)?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 ctx_in: Some(&ctx),
@@ -576,7 +575,7 @@ impl Datapath {
                 ..TestRunOptions::default()
             })
             .map_err(|source| DatapathError::Program {
-                name: programs::TX,
+                name: program,
                 what: format!("live-frames run into interface {ifindex} failed"),
                 source,
             })?;
@@ -880,15 +879,11 @@ impl MapSet {
         let mut reasons: PerCpuArray<&mut MapData, u64> =
             PerCpuArray::try_from(self.map_mut(names::DEVICE_REASONS)?)
                 .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
-        for reason in 0..monitor_common::maps::DEVICE_REASON_SLOTS {
+        for index in slot * DEVICE_REASON_SLOTS..(slot + 1) * DEVICE_REASON_SLOTS {
             let zeros =
                 aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(DatapathError::Cpus)?;
             reasons
-                .set(
-                    monitor_common::maps::device_reason_index(slot, reason as u8),
-                    zeros,
-                    0,
-                )
+                .set(index, zeros, 0)
                 .map_err(map_err(names::DEVICE_REASONS, "zeroing a slot"))?;
         }
         Ok(())
@@ -896,36 +891,64 @@ impl MapSet {
 
     /// Counters of every unenrolled address still in the table, summed over CPUs.
     pub fn unenrolled_stats(&self) -> Result<BTreeMap<IpAddr, DeviceStats>> {
-        let map: PerCpuHashMap<&MapData, Addr, DeviceStats> =
-            PerCpuHashMap::try_from(self.map(names::UNENROLLED_STATS)?)
+        let map: HashMap<&MapData, Addr, DeviceStats> =
+            HashMap::try_from(self.map(names::UNENROLLED_STATS)?)
                 .map_err(map_err(names::UNENROLLED_STATS, "wrong type"))?;
         map.iter()
-            .map(|kv| kv.map(|(k, v)| (addr_of(&k), merge_stats(v.iter()))))
+            .map(|kv| kv.map(|(k, v)| (addr_of(&k), v)))
             .collect::<Result<_, _>>()
             .map_err(map_err(names::UNENROLLED_STATS, "reading"))
     }
 
-    /// Flows of enrolled devices (`enrolled = true`) or of other addresses.
+    /// Flows of enrolled devices (`enrolled = true`, FLOWS) or of the other table
+    /// (UNENROLLED_FLOWS: flows between unenrolled addresses, and devices' violating
+    /// flows). The tables are arrays the XDP program manages; they are read through a
+    /// shared mapping, without a system call per flow.
     pub fn flows(&self, enrolled: bool) -> Result<Vec<(FlowKey, FlowStats)>> {
-        let name = if enrolled {
-            names::FLOWS
+        let def = if enrolled {
+            &defs::FLOWS
         } else {
-            names::UNENROLLED_FLOWS
+            &defs::UNENROLLED_FLOWS
         };
-        let map: PerCpuHashMap<&MapData, FlowKey, FlowStats> =
-            PerCpuHashMap::try_from(self.map(name)?).map_err(map_err(name, "wrong type"))?;
-        map.iter()
-            .map(|kv| {
-                kv.map(|(k, v)| {
-                    let mut total = FlowStats::default();
-                    for per_cpu in v.iter() {
-                        total.merge(per_cpu);
-                    }
-                    (k, total)
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(map_err(name, "reading"))
+        let map = self.map(def.name)?;
+        let data = match map {
+            aya::maps::Map::Array(data) => data,
+            _ => {
+                return Err(DatapathError::Map {
+                    name: def.name,
+                    what: "wrong type",
+                    source: MapError::InvalidMapType {
+                        map_type: def.kind as u32,
+                    },
+                });
+            }
+        };
+        let seed = self.config()?.hash_seed;
+        let table = MappedTable::<FlowSet>::map(data, def.max_entries)
+            .map_err(|e| DatapathError::Mapping(def.name, e))?;
+        let mut flows = Vec::new();
+        table.each(|set| {
+            for (way, slot) in set.slots.iter().enumerate() {
+                if way_holds_flow(&set, way, seed) {
+                    flows.push((slot.key, slot.stats));
+                }
+            }
+        });
+        Ok(flows)
+    }
+
+    /// IP packets decided from the decision cache and judged in full, summed over CPUs.
+    pub fn paths(&self) -> Result<(u64, u64)> {
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(names::PATHS)?)
+            .map_err(map_err(names::PATHS, "wrong type"))?;
+        let sum = |index: u32| -> Result<u64> {
+            Ok(array
+                .get(&index, 0)
+                .map_err(map_err(names::PATHS, "reading"))?
+                .iter()
+                .sum())
+        };
+        Ok((sum(PATH_CACHED)?, sum(PATH_JUDGED)?))
     }
 
     /// Counts the verdicts of interface `ifindex` apart, in block `slot` (< MAX_IFACES);
@@ -1009,7 +1032,30 @@ impl MapSet {
             map.insert(key, entry, 0)
                 .map_err(map_err(names::BASELINE, "inserting an entry"))?;
         }
+        // Decisions cached as "not in the baseline" must look it up again.
+        if !entries.is_empty() {
+            self.bump_cache_epoch()?;
+        }
         Ok(())
+    }
+
+    /// Removes baseline entries (missing ones are not an error), then makes the datapath
+    /// forget its cached decisions once.
+    pub fn remove_baseline_entries(&mut self, keys: &[FlowKey]) -> Result<()> {
+        {
+            let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
+                HashMap::try_from(self.map_mut(names::BASELINE)?)
+                    .map_err(map_err(names::BASELINE, "wrong type"))?;
+            for key in keys {
+                match map.remove(key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(map_err(names::BASELINE, "removing an entry")(e)),
+                }
+            }
+        }
+        self.bump_cache_epoch()
     }
 
     /// Removes a baseline entry; missing entries are not an error.
@@ -1025,8 +1071,8 @@ impl MapSet {
         self.bump_cache_epoch()
     }
 
-    /// Makes the datapath forget what flow entries cache (device entries, baseline
-    /// membership): after any change of DEVICES, RULES or a baseline removal.
+    /// Makes the datapath forget the decisions it cached: after any change of DEVICES,
+    /// RULES or the baseline.
     pub fn bump_cache_epoch(&mut self) -> Result<()> {
         let mut config = self.config()?;
         config.cache_epoch = config.cache_epoch.wrapping_add(1);
@@ -1075,6 +1121,176 @@ impl MapSet {
                     .map_err(map_err(names::CLASSES, "reading"))
             })
             .collect()
+    }
+}
+
+/// Whether the map named `name` is a flow table (FLOWS, UNENROLLED_FLOWS): an array
+/// of [`FlowSet`]s the XDP program fills, read through a shared mapping.
+pub fn is_flow_table(name: &str) -> bool {
+    name == defs::FLOWS.name || name == defs::UNENROLLED_FLOWS.name
+}
+
+/// How many slots of a flow table of `sets` sets hold a flow now (the fill level, like a
+/// hash map's entries): one pass over a shared mapping, no system call per slot.
+pub fn taken_flow_slots(data: &MapData, sets: u32) -> std::io::Result<u64> {
+    let table = MappedTable::<FlowSet>::map(data, sets)?;
+    let mut taken = 0;
+    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64);
+    Ok(taken)
+}
+
+/// The kernel's handle of any map.
+fn map_data(map: &aya::maps::Map) -> &MapData {
+    use aya::maps::Map;
+    match map {
+        Map::Array(d)
+        | Map::ArrayOfMaps(d)
+        | Map::BloomFilter(d)
+        | Map::CgroupArray(d)
+        | Map::CgroupStorage(d)
+        | Map::CgrpStorage(d)
+        | Map::CpuMap(d)
+        | Map::DevMap(d)
+        | Map::DevMapHash(d)
+        | Map::HashMap(d)
+        | Map::HashOfMaps(d)
+        | Map::InodeStorage(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuCgroupStorage(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::PerfEventArray(d)
+        | Map::ProgramArray(d)
+        | Map::Queue(d)
+        | Map::ReusePortSockArray(d)
+        | Map::RingBuf(d)
+        | Map::SockHash(d)
+        | Map::SockMap(d)
+        | Map::SkStorage(d)
+        | Map::Stack(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d)
+        | Map::XskMap(d) => d,
+    }
+}
+
+/// Keys in a hash map or trie, walked with BPF_MAP_GET_NEXT_KEY (the kernel keeps no
+/// count it tells).
+fn count_keys(data: &MapData) -> std::io::Result<u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    #[repr(C)]
+    struct GetNextKey {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let info = data.info().map_err(std::io::Error::other)?;
+    let fd = data.fd().as_fd().as_raw_fd() as u32;
+    let mut key = vec![0u8; info.key_size() as usize];
+    let mut next = vec![0u8; info.key_size() as usize];
+    let mut count = 0u64;
+    loop {
+        let attr = GetNextKey {
+            map_fd: fd,
+            _pad: 0,
+            key: if count == 0 { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the attr points at two buffers of the map's key size that we own and
+        // that outlive the call; the kernel reads `key` and writes `next_key` only.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                &attr as *const GetNextKey,
+                std::mem::size_of::<GetNextKey>(),
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(count);
+            }
+            return Err(err);
+        }
+        count += 1;
+        std::mem::swap(&mut key, &mut next);
+    }
+}
+
+/// A random seed for the datapath's hashes (`Config::hash_seed`).
+fn random_seed() -> u32 {
+    let mut seed = [0u8; 4];
+    // SAFETY: getrandom writes at most the 4 bytes of the buffer we own.
+    let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if got != 4 {
+        // No entropy to be had: the time still differs from machine to machine.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return now.subsec_nanos() ^ now.as_secs() as u32;
+    }
+    u32::from_ne_bytes(seed)
+}
+
+/// A BPF array created with `BPF_F_MMAPABLE`, mapped read-only into this process.
+struct MappedTable<T> {
+    at: std::ptr::NonNull<T>,
+    len: usize,
+    bytes: usize,
+}
+
+impl<T: Copy> MappedTable<T> {
+    fn map(data: &MapData, entries: u32) -> std::io::Result<MappedTable<T>> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        // The kernel lays an mmapable array's values out one after another, each rounded
+        // up to 8 bytes, from offset 0.
+        assert!(
+            std::mem::size_of::<T>().is_multiple_of(8),
+            "values must be whole u64 words"
+        );
+        let len = entries as usize;
+        let bytes = (len * std::mem::size_of::<T>()).next_multiple_of(4096);
+        // SAFETY: a read-only shared mapping of the map's fd; the result is checked.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let at =
+            std::ptr::NonNull::new(at.cast::<T>()).ok_or_else(std::io::Error::last_os_error)?;
+        Ok(MappedTable { at, len, bytes })
+    }
+
+    /// Each slot as it is now (the XDP program may change any while they are read; each
+    /// is copied whole, for the caller to judge by its tag).
+    fn each(&self, mut f: impl FnMut(T)) {
+        for i in 0..self.len {
+            // SAFETY: `i` is within the mapping, which holds `len` values of T; each is
+            // read with a volatile copy, since the kernel side writes them concurrently.
+            f(unsafe { std::ptr::read_volatile(self.at.as_ptr().add(i)) });
+        }
+    }
+}
+
+impl<T> Drop for MappedTable<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.bytes) };
     }
 }
 

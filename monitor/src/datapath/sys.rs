@@ -54,10 +54,13 @@ pub struct KeyCounter {
     pub capacity: u32,
     key_size: u32,
     data: MapData,
+    /// A flow table: an array of sets the XDP program fills, counted by its taken slots.
+    flow_table: bool,
 }
 
 /// The tables of `set` that fill up, in `names::ALL` order: arrays are full by
-/// construction and a ring buffer has no entries, so only hash maps and tries.
+/// construction and a ring buffer has no entries, so only hash maps, tries and the flow
+/// tables (arrays of sets that the XDP program fills).
 pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
     let mut tables = Vec::new();
     for name in names::ALL {
@@ -67,20 +70,29 @@ pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
         }
         let data = duplicate(set, name)?;
         let info = data.info().map_err(map_err(name, "reading its info"))?;
-        let fills = matches!(
-            info.map_type(),
-            Ok(MapType::Hash
-                | MapType::PerCpuHash
-                | MapType::LruHash
-                | MapType::LruPerCpuHash
-                | MapType::LpmTrie)
-        );
+        let flow_table = super::is_flow_table(name);
+        let fills = flow_table
+            || matches!(
+                info.map_type(),
+                Ok(MapType::Hash
+                    | MapType::PerCpuHash
+                    | MapType::LruHash
+                    | MapType::LruPerCpuHash
+                    | MapType::LpmTrie)
+            );
         if fills {
+            // A flow table's entries are sets of FLOW_WAYS flows.
+            let ways = if flow_table {
+                monitor_common::maps::FLOW_WAYS
+            } else {
+                1
+            };
             tables.push(KeyCounter {
                 name,
-                capacity: info.max_entries(),
+                capacity: info.max_entries() * ways,
                 key_size: info.key_size(),
                 data,
+                flow_table,
             });
         }
     }
@@ -88,10 +100,16 @@ pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
 }
 
 impl KeyCounter {
-    /// Number of keys, walking them with BPF_MAP_GET_NEXT_KEY (the kernel keeps no count
+    /// Number of keys (a flow table: taken slots), walking them with BPF_MAP_GET_NEXT_KEY (the kernel keeps no count
     /// it would tell). Stops at the capacity: a key evicted while it is walked restarts
     /// the walk from the first key.
     pub fn count(&self) -> Result<u64, std::io::Error> {
+        if self.flow_table {
+            return super::taken_flow_slots(
+                &self.data,
+                self.capacity / monitor_common::maps::FLOW_WAYS,
+            );
+        }
         #[repr(C)]
         struct GetNextKey {
             map_fd: u32,

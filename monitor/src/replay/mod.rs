@@ -1027,7 +1027,6 @@ fn flow_deltas(
                 .would_drop_packets
                 .saturating_sub(was.would_drop_packets),
             last_seen_ns: now.last_seen_ns,
-            ..FlowStats::default()
         };
         let moved = delta.packets_sent
             + delta.packets_received

@@ -79,7 +79,7 @@ impl EnrolledDevice {
             entry.break_glass_until_ns = glass.until_monotonic_ns;
         }
         if let Some(over) = self.operator_override {
-            entry.mode = Mode::from(over.mode) as u8;
+            entry.mode = over.mode as u8;
             if over.mode == Mode::Enforce && over.confirmed {
                 entry.flags |= DEVICE_ENFORCE_CONFIRMED;
             } else if over.mode != Mode::Enforce {

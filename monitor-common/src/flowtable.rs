@@ -1,0 +1,347 @@
+//! Where a flow lives in a flow table, and where a packet's decision lives in the
+//! per-CPU decision cache: hashes of keys, computed the same way by the XDP program and
+//! by the controller that reads the tables.
+//!
+//! A flow table (`FLOWS`, `UNENROLLED_FLOWS`) is an array of [`FlowSet`]s of
+//! [`FLOW_WAYS`](crate::maps::FLOW_WAYS) slots: a key's hash picks the set, and its [`tag`] (the hash, never 0)
+//! marks the slot it took there. A new flow takes an empty slot of its set, else the one
+//! judged least recently: an LRU within four slots, where the kernel's LRU hash evicts
+//! across the whole table. A flow is known by its index, `set * FLOW_WAYS + way`. The tag, 64 bits of a hash seeded per datapath, tells flows apart without
+//! comparing their keys: nobody without the seed can choose a key whose tag is another's.
+
+use crate::maps::{DecisionKey, FlowKey, FlowSet};
+
+const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+#[inline(always)]
+fn mix(h: u64, word: u64) -> u64 {
+    (h ^ word).wrapping_mul(K1)
+}
+
+#[inline(always)]
+fn finish(h: u64) -> u64 {
+    let h = (h ^ (h >> 31)).wrapping_mul(K2);
+    h ^ (h >> 29)
+}
+
+/// The hash of a flow key, with the datapath's seed (`Config::hash_seed`).
+#[inline(always)]
+pub fn flow_hash(key: &FlowKey, seed: u32) -> u64 {
+    let w = flow_words(key);
+    let mut h = u64::from(seed).wrapping_mul(K2);
+    h = mix(h, u64::from(w[0]) | u64::from(w[1]) << 32);
+    h = mix(h, u64::from(w[2]) | u64::from(w[3]) << 32);
+    h = mix(h, u64::from(w[4]) | u64::from(w[5]) << 32);
+    h = mix(h, u64::from(w[6]) | u64::from(w[7]) << 32);
+    h = mix(h, u64::from(w[8]));
+    finish(h)
+}
+
+/// A flow key as the nine 32-bit words it is made of: compared and hashed a word at a
+/// time (in BPF a byte-array comparison is a byte loop, or a `memcmp` call it has not).
+#[inline(always)]
+pub fn flow_words(key: &FlowKey) -> [u32; 9] {
+    const _: () = assert!(core::mem::size_of::<FlowKey>() == 36);
+    const _: () = assert!(core::mem::align_of::<FlowKey>() == 4);
+    // SAFETY: FlowKey is repr(C), 36 bytes without padding and 4-byte aligned.
+    unsafe { *(key as *const FlowKey as *const [u32; 9]) }
+}
+
+/// Whether two flow keys are equal, compared a word at a time.
+#[inline(always)]
+pub fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
+    let (a, b) = (flow_words(a), flow_words(b));
+    let mut diff = 0;
+    for i in 0..9 {
+        diff |= a[i] ^ b[i];
+    }
+    diff == 0
+}
+
+/// A decision key as its five 64-bit words.
+#[inline(always)]
+pub fn decision_words(key: &DecisionKey) -> [u64; 5] {
+    const _: () = assert!(core::mem::size_of::<DecisionKey>() == 40);
+    const _: () = assert!(core::mem::align_of::<DecisionKey>() == 8);
+    // SAFETY: DecisionKey is repr(C), 40 bytes with explicit padding, 8-byte aligned.
+    unsafe { *(key as *const DecisionKey as *const [u64; 5]) }
+}
+
+/// Whether two decision keys are equal, compared a word at a time.
+#[inline(always)]
+pub fn same_decision_key(a: &DecisionKey, b: &DecisionKey) -> bool {
+    let (a, b) = (decision_words(a), decision_words(b));
+    ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+}
+
+/// The tag a flow with hash `hash` marks its slot with: never 0 (an empty slot).
+#[inline(always)]
+pub const fn tag(hash: u64) -> u64 {
+    hash | 1
+}
+
+/// The set a flow with hash `hash` lives in, in a table of `sets` (a power of two).
+#[inline(always)]
+pub const fn set_of(hash: u64, sets: u32) -> u32 {
+    (hash >> 32) as u32 & (sets - 1)
+}
+
+/// Whether way `way` of a set read from a table holds a whole flow: taken (tag not 0)
+/// and its key is the one its tag was made from (the XDP program writes the tag last, so
+/// a slot being taken while it is read shows the tag of another key, or 0).
+pub fn way_holds_flow(set: &FlowSet, way: usize, seed: u32) -> bool {
+    let tag_now = set.tags[way];
+    tag_now != 0 && tag_now == tag(flow_hash(&set.slots[way].key, seed))
+}
+
+/// The slot of the per-CPU decision cache a packet with `key` uses, in a cache of
+/// `slots` (a power of two).
+#[inline(always)]
+pub fn decision_slot(key: &DecisionKey, seed: u32, slots: u32) -> u32 {
+    (decision_hash(key, seed) >> 32) as u32 & (slots - 1)
+}
+
+/// The words of the decision key a packet has (as [`decision_words`] gives them for the
+/// key built from the same fields), without building the key.
+#[inline(always)]
+pub fn packet_key_words(
+    src: &crate::parse::Addr,
+    dst: &crate::parse::Addr,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+    kind: u8,
+) -> [u64; 5] {
+    let half = |a: &crate::parse::Addr, at: usize| {
+        u64::from_ne_bytes([
+            a[at],
+            a[at + 1],
+            a[at + 2],
+            a[at + 3],
+            a[at + 4],
+            a[at + 5],
+            a[at + 6],
+            a[at + 7],
+        ])
+    };
+    [
+        half(src, 0),
+        half(src, 8),
+        half(dst, 0),
+        half(dst, 8),
+        // Little-endian, as the key is laid out: ports, protocol, kind, padding.
+        u64::from(src_port)
+            | u64::from(dst_port) << 16
+            | u64::from(protocol) << 32
+            | u64::from(kind) << 40,
+    ]
+}
+
+/// The slot of the per-CPU decision cache for a key's words, in a cache of `slots` (a
+/// power of two).
+#[inline(always)]
+pub fn decision_slot_of_words(w: &[u64; 5], seed: u32, slots: u32) -> u32 {
+    (decision_hash_of_words(w, seed) >> 32) as u32 & (slots - 1)
+}
+
+/// The hash of a decision key, with the datapath's seed.
+#[inline(always)]
+pub fn decision_hash(key: &DecisionKey, seed: u32) -> u64 {
+    decision_hash_of_words(&decision_words(key), seed)
+}
+
+#[inline(always)]
+fn decision_hash_of_words(w: &[u64; 5], seed: u32) -> u64 {
+    let mut h = u64::from(seed).wrapping_mul(K2);
+    h = mix(h, w[0]);
+    h = mix(h, w[1]);
+    h = mix(h, w[2]);
+    h = mix(h, w[3]);
+    h = mix(h, w[4]);
+    finish(h)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::{maps::FLOW_WAYS, parse::ipv4_mapped};
+    use std::{collections::BTreeMap, vec};
+
+    fn key(device: [u8; 4], peer: [u8; 4], port: u16) -> FlowKey {
+        FlowKey {
+            device: ipv4_mapped(device),
+            peer: ipv4_mapped(peer),
+            service_port: port,
+            protocol: 6,
+            direction: 1,
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_flow_key_moves_its_hash() {
+        let base = key([10, 1, 0, 1], [10, 2, 0, 1], 443);
+        let mut variants = vec![
+            key([10, 1, 0, 2], [10, 2, 0, 1], 443),
+            key([10, 1, 0, 1], [10, 2, 0, 2], 443),
+            key([10, 1, 0, 1], [10, 2, 0, 1], 444),
+        ];
+        variants.push(FlowKey {
+            protocol: 17,
+            ..base
+        });
+        variants.push(FlowKey {
+            direction: 2,
+            ..base
+        });
+        variants.push(FlowKey {
+            device: [0xfd; 16],
+            ..base
+        });
+        for v in variants {
+            assert_ne!(flow_hash(&v, 7), flow_hash(&base, 7), "{v:?}");
+        }
+        assert_ne!(tag(flow_hash(&base, 7)), 0);
+        assert_ne!(
+            flow_hash(&base, 7),
+            flow_hash(&base, 8),
+            "the seed moves the hash"
+        );
+        assert_eq!(tag(0), 1, "a hash of 0 still tags its slot");
+    }
+
+    /// A ward's flows (10,000 devices × 10 servers and ports) spread over the sets of a
+    /// full-size table: no set gets more than a handful, so four ways hold them.
+    #[test]
+    fn a_wards_flows_spread_over_the_sets() {
+        let slots = crate::maps::MAX_FLOWS;
+        let sets = slots / FLOW_WAYS;
+        let mut per_set: BTreeMap<u32, u32> = BTreeMap::new();
+        for d in 0..10_000u32 {
+            for s in 0..10u8 {
+                let k = key(
+                    [10, 100, (d >> 8) as u8, d as u8],
+                    [10, 20, 0, 10 + s],
+                    443 + u16::from(s),
+                );
+                let set = set_of(flow_hash(&k, 0x1234_5678), sets);
+                assert!(set < sets);
+                *per_set.entry(set).or_default() += 1;
+            }
+        }
+        let used = per_set.len() as u32;
+        let fullest = per_set.values().copied().max().unwrap_or(0);
+        let overfull: u32 = per_set.values().filter(|n| **n > FLOW_WAYS).count() as u32;
+        // 100,000 flows in 65,536 sets: Poisson(1.5) per set; about 1.9% of sets get
+        // more than four.
+        assert!(used > sets * 3 / 4, "only {used} of {sets} sets used");
+        assert!(fullest <= 12, "a set got {fullest} flows");
+        assert!(overfull < sets / 25, "{overfull} sets overfull");
+    }
+
+    #[test]
+    fn a_slot_holds_a_flow_only_with_its_own_tag() {
+        let k = key([10, 1, 0, 1], [10, 2, 0, 1], 443);
+        let mut set = FlowSet::default();
+        set.tags[2] = tag(flow_hash(&k, 3));
+        set.slots[2].key = k;
+        assert!(way_holds_flow(&set, 2, 3));
+        assert!(!way_holds_flow(&set, 2, 4), "read with another seed");
+        assert!(!way_holds_flow(&set, 1, 3), "an empty slot");
+        set.slots[2].key.service_port = 80;
+        assert!(
+            !way_holds_flow(&set, 2, 3),
+            "a key written over another's tag"
+        );
+    }
+
+    #[test]
+    fn keys_compare_whole() {
+        let a = key([10, 1, 0, 1], [10, 2, 0, 1], 443);
+        assert!(same_flow(&a, &a));
+        for b in [
+            key([10, 1, 0, 1], [10, 2, 0, 1], 444),
+            key([10, 1, 0, 1], [10, 2, 0, 2], 443),
+            FlowKey { direction: 2, ..a },
+        ] {
+            assert!(!same_flow(&a, &b), "{b:?}");
+        }
+        let d = DecisionKey {
+            src: ipv4_mapped([10, 1, 0, 1]),
+            kind: 1,
+            ..DecisionKey::default()
+        };
+        assert!(same_decision_key(&d, &d));
+        assert!(!same_decision_key(&d, &DecisionKey { kind: 2, ..d }));
+        assert!(!same_decision_key(&d, &DecisionKey { dst_port: 1, ..d }));
+    }
+
+    #[test]
+    fn a_packets_key_words_are_its_built_keys() {
+        let key = DecisionKey {
+            src: ipv4_mapped([10, 1, 0, 1]),
+            dst: [0xfd, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x80],
+            src_port: 40_000,
+            dst_port: 443,
+            protocol: 17,
+            kind: 3,
+            _pad: 0,
+        };
+        assert_eq!(
+            packet_key_words(&key.src, &key.dst, 40_000, 443, 17, 3),
+            decision_words(&key)
+        );
+        assert_eq!(
+            decision_slot_of_words(&decision_words(&key), 5, 4096),
+            decision_slot(&key, 5, 4096)
+        );
+    }
+
+    #[test]
+    fn decision_slots_use_every_part_of_the_key() {
+        let base = DecisionKey {
+            src: ipv4_mapped([10, 1, 0, 1]),
+            dst: ipv4_mapped([10, 2, 0, 1]),
+            src_port: 40_000,
+            dst_port: 443,
+            protocol: 17,
+            kind: 2,
+            _pad: 0,
+        };
+        let slots = crate::maps::DECISION_SLOTS;
+        let mut seen = std::collections::BTreeSet::new();
+        for port in 0..2048u16 {
+            let slot = decision_slot(
+                &DecisionKey {
+                    dst_port: port,
+                    ..base
+                },
+                99,
+                slots,
+            );
+            assert!(slot < slots);
+            seen.insert(slot);
+        }
+        // 2,048 keys into 4,096 slots: about 1,600 distinct slots if spread at random.
+        assert!(seen.len() > 1_400, "{} distinct slots", seen.len());
+        for other in [
+            DecisionKey { kind: 3, ..base },
+            DecisionKey {
+                protocol: 6,
+                ..base
+            },
+            DecisionKey {
+                src: ipv4_mapped([10, 1, 0, 2]),
+                ..base
+            },
+        ] {
+            assert_ne!(
+                decision_hash(&other, 9),
+                decision_hash(&base, 9),
+                "{other:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,1144 @@
+//! The verdict logic that is plain integer logic: how a side of a packet is treated, what
+//! decides before the baseline, how two sides' verdicts combine, and what a verdict
+//! charges to whom. The XDP program calls these (its stages only look maps up around
+//! them); the host tests them by the table below.
+//!
+//! Everything here takes and returns integers (`Action` and `Reason` as u8): the XDP
+//! program keeps its working state in map memory, where an enum or `Option` with payload
+//! could hold undefined bytes that the verifier rejects.
+
+use crate::{
+    Action, Mode, Reason,
+    maps::{
+        CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
+        DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, Decision, FlowKey, MODE_INHERIT, RULE_ALLOW,
+        RULE_DENY,
+    },
+};
+
+// How a side of a packet is treated.
+/// An unenrolled address (unless CONFIG_JUDGE_UNENROLLED): counted, not judged.
+pub const UNJUDGED: u8 = 0;
+pub const LEARN: u8 = 1;
+pub const AUDIT: u8 = 2;
+pub const ENFORCE: u8 = 3;
+/// Enforce asked for, but the device is life-critical without its own confirmation.
+pub const SPARED: u8 = 4;
+
+/// The DEVICE_STATS slot of a side that is not an enrolled device.
+pub const NO_SLOT: u32 = u32::MAX;
+
+// `side_flags`.
+/// Break-glass is in force for this side's device.
+pub const SIDE_BREAK_GLASS: u8 = 1 << 0;
+/// Policy rules apply to this side's device.
+pub const SIDE_HAS_RULES: u8 = 1 << 1;
+/// A life-critical device not confirmed for enforcement: no verdict may drop its traffic,
+/// not even its peer's.
+pub const SIDE_PROTECTED: u8 = 1 << 2;
+
+/// How a device entry is treated under the global mode.
+#[inline(always)]
+pub fn treatment(entry_mode: u8, entry_flags: u8, global: Mode) -> u8 {
+    let mode = if entry_mode == MODE_INHERIT {
+        global
+    } else {
+        Mode::try_from(entry_mode).unwrap_or(global)
+    };
+    match mode {
+        Mode::Learn => LEARN,
+        Mode::Audit => AUDIT,
+        Mode::Enforce
+            if entry_flags & DEVICE_LIFE_CRITICAL != 0
+                && entry_flags & DEVICE_ENFORCE_CONFIRMED == 0 =>
+        {
+            SPARED
+        }
+        Mode::Enforce => ENFORCE,
+    }
+}
+
+/// How an address without a device entry is treated: not judged, unless the CONFIG asks
+/// to judge such addresses like devices in the global mode (replay's `--learn-all`).
+#[inline(always)]
+pub fn unenrolled_treatment(global: Mode, config_flags: u8) -> u8 {
+    if config_flags & CONFIG_JUDGE_UNENROLLED == 0 {
+        return UNJUDGED;
+    }
+    match global {
+        Mode::Learn => LEARN,
+        Mode::Audit => AUDIT,
+        Mode::Enforce => ENFORCE,
+    }
+}
+
+/// The `SIDE_*` flags of an enrolled side at `now_ns`.
+#[inline(always)]
+pub fn side_flags(now_ns: u64, break_glass_until_ns: u64, entry_flags: u8, treatment: u8) -> u8 {
+    let mut flags = 0;
+    if now_ns < break_glass_until_ns {
+        flags |= SIDE_BREAK_GLASS;
+    }
+    if entry_flags & DEVICE_HAS_RULES != 0 {
+        flags |= SIDE_HAS_RULES;
+    }
+    if entry_flags & DEVICE_LIFE_CRITICAL != 0 && treatment != ENFORCE {
+        flags |= SIDE_PROTECTED;
+    }
+    flags
+}
+
+/// What traffic between two addresses nobody judges gets: the policy's default for
+/// unenrolled traffic, which drops only in enforce mode.
+#[inline(always)]
+pub fn unenrolled_action(global: Mode, config_flags: u8) -> u8 {
+    if global == Mode::Enforce && config_flags & CONFIG_UNENROLLED_DROP != 0 {
+        Action::Drop as u8
+    } else {
+        Action::Pass as u8
+    }
+}
+
+/// A side's verdict so far: whether something decided it, and what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ruling {
+    pub decided: bool,
+    pub action: u8,
+    pub reason: u8,
+}
+
+const fn ruled(action: Action, reason: Reason) -> Ruling {
+    Ruling {
+        decided: true,
+        action: action as u8,
+        reason: reason as u8,
+    }
+}
+
+/// Whether the side's verdict needs the policy rules looked up (`before_baseline`'s
+/// `rules` argument is ignored otherwise).
+#[inline(always)]
+pub fn needs_rules(treatment: u8, side_flags: u8) -> bool {
+    treatment != UNJUDGED && side_flags & SIDE_BREAK_GLASS == 0 && side_flags & SIDE_HAS_RULES != 0
+}
+
+/// What decides before the baseline: treatment, break-glass, the policy rules (`rules`:
+/// RULE_DENY, RULE_ALLOW or 0, the result of the lookup `needs_rules` asks for), and for a
+/// later fragment what its first fragment got (`inherited_reason` FragmentUnmatched when
+/// the first was not seen).
+#[inline(always)]
+pub fn before_baseline(
+    treatment: u8,
+    side_flags: u8,
+    rules: u8,
+    later_fragment: bool,
+    inherited_action: u8,
+    inherited_reason: u8,
+) -> Ruling {
+    if treatment == UNJUDGED {
+        return ruled(Action::Pass, Reason::Unenrolled);
+    }
+    // Before the device's own rules: break-glass lifts them with its baseline (and
+    // `combine` lifts the peer's drop).
+    if side_flags & SIDE_BREAK_GLASS != 0 {
+        return ruled(Action::Pass, Reason::BreakGlass);
+    }
+    if side_flags & SIDE_HAS_RULES != 0 {
+        if rules == RULE_DENY {
+            return match treatment {
+                ENFORCE => ruled(Action::Drop, Reason::PolicyDeny),
+                SPARED => ruled(Action::Pass, Reason::LifeCriticalSpared),
+                _ => ruled(Action::Pass, Reason::PolicyDeny),
+            };
+        }
+        if rules == RULE_ALLOW {
+            return ruled(Action::Pass, Reason::PolicyAllow);
+        }
+    }
+    if later_fragment {
+        // A later fragment shares its first fragment's fate; unmatched ones are dropped
+        // where enforced. Learn mode has nothing to learn from it: counted as unmatched,
+        // so operators see it before they enforce.
+        if inherited_reason != Reason::FragmentUnmatched as u8 {
+            return Ruling {
+                decided: true,
+                action: if inherited_action == Action::Drop as u8 {
+                    Action::Drop as u8
+                } else {
+                    Action::Pass as u8
+                },
+                reason: inherited_reason,
+            };
+        }
+        return match treatment {
+            ENFORCE => ruled(Action::Drop, Reason::FragmentUnmatched),
+            _ => ruled(Action::Pass, Reason::FragmentUnmatched),
+        };
+    }
+    Ruling {
+        decided: false,
+        action: Action::Pass as u8,
+        reason: Reason::Unenrolled as u8,
+    }
+}
+
+/// The baseline's verdict on a flow of a side treated `treatment`: `learn` says the flow
+/// is to be learned (learn mode, not in the baseline yet), and then `action` and `reason`
+/// are what learning it gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaselineRuling {
+    pub action: u8,
+    pub reason: u8,
+    pub learn: bool,
+}
+
+#[inline(always)]
+pub fn baseline_verdict(treatment: u8, in_baseline: bool) -> BaselineRuling {
+    let (action, reason, learn) = if in_baseline {
+        let reason = if treatment == LEARN {
+            Reason::Learned
+        } else {
+            Reason::InBaseline
+        };
+        (Action::Pass, reason, false)
+    } else {
+        match treatment {
+            LEARN => (Action::Pass, Reason::Learned, true),
+            ENFORCE => (Action::Drop, Reason::NotInBaseline, false),
+            SPARED => (Action::Pass, Reason::LifeCriticalSpared, false),
+            _ => (Action::Pass, Reason::NotInBaseline, false),
+        }
+    };
+    BaselineRuling {
+        action: action as u8,
+        reason: reason as u8,
+        learn,
+    }
+}
+
+/// What a failed learning insert gives: the table is full (a race lost to another CPU
+/// that learned the same flow counts as learned; the caller checks).
+pub const BASELINE_FULL: BaselineRuling = BaselineRuling {
+    action: Action::Pass as u8,
+    reason: Reason::BaselineFull as u8,
+    learn: false,
+};
+
+/// Severity of a side's verdict: a drop wins; among passes, a violation (would-drop)
+/// says most, then learning.
+#[inline(always)]
+pub fn rank(action: u8, reason: u8) -> u8 {
+    if action == Action::Drop as u8 {
+        4
+    } else if reason == Reason::NotInBaseline as u8
+        || reason == Reason::LifeCriticalSpared as u8
+        || reason == Reason::FragmentUnmatched as u8
+        || reason == Reason::PolicyDeny as u8
+    {
+        3
+    } else if reason == Reason::Learned as u8
+        || reason == Reason::BaselineFull as u8
+        || reason == Reason::BreakGlass as u8
+    {
+        2
+    } else {
+        1
+    }
+}
+
+/// A verdict enforcement would drop (dropped, or would-drop outside enforce).
+#[inline(always)]
+pub fn is_violation(action: u8, reason: u8) -> bool {
+    rank(action, reason) >= 3
+}
+
+/// One side's verdict as `combine` needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SideVerdict {
+    pub treatment: u8,
+    pub action: u8,
+    pub reason: u8,
+    /// `SIDE_*`.
+    pub flags: u8,
+}
+
+/// The packet's verdict from its two sides' (source first).
+#[inline(always)]
+pub fn combine(src: SideVerdict, dst: SideVerdict, unenrolled_action: u8) -> (u8, u8) {
+    let (mut action, mut reason) = if src.treatment == UNJUDGED && dst.treatment == UNJUDGED {
+        (unenrolled_action, Reason::Unenrolled as u8)
+    } else if src.treatment == UNJUDGED {
+        (dst.action, dst.reason)
+    } else if dst.treatment == UNJUDGED
+        || rank(dst.action, dst.reason) <= rank(src.action, src.reason)
+    {
+        (src.action, src.reason)
+    } else {
+        (dst.action, dst.reason)
+    };
+    // Break-glass lifts enforcement for its device's traffic: a drop by the peer's policy
+    // is lifted too, whether by the peer's baseline or by its deny rule. The device's own
+    // rules were never consulted (`before_baseline`), and a rule between two devices is
+    // compiled onto both sides, so keeping the peer's deny would keep the device's own
+    // rule through its mirror. The peer's violation is still counted (its would-drop and
+    // event): operators see what break-glass let through.
+    if action == Action::Drop as u8 && (src.flags | dst.flags) & SIDE_BREAK_GLASS != 0 {
+        action = Action::Pass as u8;
+        reason = Reason::BreakGlass as u8;
+    }
+    // A life-critical device's traffic is never dropped by surprise, not even by its
+    // peer's policy: only its own confirmed entry can enforce it.
+    if action == Action::Drop as u8 && (src.flags | dst.flags) & SIDE_PROTECTED != 0 {
+        action = Action::Pass as u8;
+        reason = Reason::LifeCriticalSpared as u8;
+    }
+    (action, reason)
+}
+
+/// A malformed IP packet's action: dropped only where enforcement applies to one of its
+/// addresses and no protected device is involved (with no device at all, under the
+/// unenrolled default).
+#[inline(always)]
+pub fn malformed_action(
+    src_treatment: u8,
+    dst_treatment: u8,
+    flags: u8,
+    unenrolled_action: u8,
+) -> u8 {
+    if src_treatment == UNJUDGED && dst_treatment == UNJUDGED {
+        unenrolled_action
+    } else if (src_treatment == ENFORCE || dst_treatment == ENFORCE) && flags & SIDE_PROTECTED == 0
+    {
+        Action::Drop as u8
+    } else {
+        Action::Pass as u8
+    }
+}
+
+// How a packet is charged to a side's device counters (`SidePlan::device`).
+/// The side sent the packet (else it received it).
+pub const CHARGE_SENT: u8 = 1 << 0;
+/// Dropped by this side's own policy.
+pub const CHARGE_DROPPED: u8 = 1 << 1;
+/// A violation of this side's policy (an event is reported; a would-drop unless dropped).
+pub const CHARGE_VIOLATION: u8 = 1 << 2;
+/// Let through by this side's break-glass.
+pub const CHARGE_BREAK_GLASS: u8 = 1 << 3;
+/// Count the packet in the side's device counters (its slot, or its address's entry of
+/// the unenrolled table).
+pub const CHARGE_COUNT: u8 = 1 << 4;
+/// Count the packet under the side's reason (`DEVICE_REASONS`).
+pub const CHARGE_REASON: u8 = 1 << 5;
+
+// How a packet is charged to a side's flow (`SidePlan::flow`).
+/// The packet went from the flow's device to its peer (else the other way).
+pub const FLOW_SENT: u8 = 1 << 0;
+pub const FLOW_DROPPED: u8 = 1 << 1;
+pub const FLOW_WOULD_DROP: u8 = 1 << 2;
+
+// Which flow table a side's flow is counted in (`SidePlan::table`).
+pub const TABLE_NONE: u8 = 0;
+/// `FLOWS`: enrolled devices' flows.
+pub const TABLE_FLOWS: u8 = 1;
+/// `UNENROLLED_FLOWS`: flows between unenrolled addresses, and enrolled devices' new
+/// flows that violate the policy (a flood of them cannot evict the legitimate ones).
+pub const TABLE_UNENROLLED: u8 = 2;
+
+/// The flow table an enrolled device's flow is counted in: FLOWS when it is there already
+/// (`flow_known`) or does not violate the policy, else apart in the unenrolled table, so
+/// that a flood of new violating flows (a scan, spoofed sources) cannot evict the device's
+/// legitimate ones.
+#[inline(always)]
+pub fn enrolled_flow_table(flow_known: bool, action: u8, reason: u8) -> u8 {
+    if flow_known || !is_violation(action, reason) {
+        TABLE_FLOWS
+    } else {
+        TABLE_UNENROLLED
+    }
+}
+
+/// What a packet charges to one side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SidePlan {
+    /// `CHARGE_*`.
+    pub device: u8,
+    /// `TABLE_*`.
+    pub table: u8,
+    /// `FLOW_*`.
+    pub flow: u8,
+}
+
+/// A side as `plan` needs it: its verdict, whether it is an enrolled device, and for an
+/// enrolled device whether its flow is in `FLOWS` already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanSide {
+    pub verdict: SideVerdict,
+    pub enrolled: bool,
+    pub flow_known: bool,
+}
+
+/// What the packet (whose combined action is `action`) charges to its two sides.
+/// `judged` is false for a frame a capture cut: it is counted, but charges no drop,
+/// would-drop, break-glass packet, reason or event.
+#[inline(always)]
+pub fn plan(src: PlanSide, dst: PlanSide, action: u8, judged: bool) -> [SidePlan; 2] {
+    let unjudged_pair = src.verdict.treatment == UNJUDGED && dst.verdict.treatment == UNJUDGED;
+    let both_unenrolled = !src.enrolled && !dst.enrolled;
+    let dropped = judged && action == Action::Drop as u8;
+    let side = |s: PlanSide, sent: bool| -> SidePlan {
+        let violation = judged && is_violation(s.verdict.action, s.verdict.reason);
+        // A side is charged the drop its own verdict made (both, when neither is judged);
+        // a side that only audits is charged a would-drop.
+        let own_drop = dropped && (s.verdict.action == Action::Drop as u8 || unjudged_pair);
+        let mut device = 0;
+        // An address outside the inventory is counted on its own only when it talks to
+        // another such address: next to an enrolled device it is that device's peer,
+        // counted in the device's flow (and a spoofing flood fills only its own tables).
+        if s.enrolled || both_unenrolled {
+            device |= CHARGE_COUNT;
+            if sent {
+                device |= CHARGE_SENT;
+            }
+            if own_drop {
+                device |= CHARGE_DROPPED;
+            }
+            if violation {
+                device |= CHARGE_VIOLATION;
+            }
+            if judged && s.verdict.flags & SIDE_BREAK_GLASS != 0 {
+                device |= CHARGE_BREAK_GLASS;
+            }
+            if judged && s.enrolled {
+                device |= CHARGE_REASON;
+            }
+        } else if violation {
+            // An unjudged address never violates; a judged one without a device entry
+            // (CONFIG_JUDGE_UNENROLLED) beside a device reports its event all the same.
+            device |= CHARGE_VIOLATION;
+        }
+        let (table, would_drop) = if s.enrolled {
+            let table = enrolled_flow_table(s.flow_known, s.verdict.action, s.verdict.reason);
+            (table, violation && !own_drop)
+        } else if both_unenrolled {
+            (TABLE_UNENROLLED, violation && !dropped)
+        } else {
+            (TABLE_NONE, false)
+        };
+        let mut flow = 0;
+        if table != TABLE_NONE {
+            if sent {
+                flow |= FLOW_SENT;
+            }
+            if dropped {
+                flow |= FLOW_DROPPED;
+            }
+            if would_drop {
+                flow |= FLOW_WOULD_DROP;
+            }
+        }
+        SidePlan {
+            device,
+            table,
+            flow,
+        }
+    };
+    [side(src, true), side(dst, false)]
+}
+
+/// Whether a UDP or SCTP request is remembered (so that its replies are known as
+/// replies): only when no side's policy objects to it, the same in every mode but learn,
+/// so audit and enforce key its replies alike. A flood of refused requests cannot evict
+/// allowed ones, and traffic between addresses nobody judges leaves no trace.
+#[inline(always)]
+pub fn remember_request(src: SideVerdict, dst: SideVerdict) -> bool {
+    let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    let objected = is_violation(src.action, src.reason) || is_violation(dst.action, dst.reason);
+    !unjudged_pair && !objected
+}
+
+/// One side of the packet being judged: source (index 0) or destination (index 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Side {
+    /// The flow as seen from this side (`key.device` is this side's address).
+    pub key: FlowKey,
+    /// DEVICE_STATS slot, or [`NO_SLOT`] when unenrolled.
+    pub slot: u32,
+    /// Where the side's flow is counted: index in its table, and that slot's tag.
+    pub flow_index: u32,
+    pub _pad1: u32,
+    pub flow_tag: u64,
+    pub treatment: u8,
+    /// The verdict for this side ([`Action`] and [`Reason`] as u8).
+    pub action: u8,
+    pub reason: u8,
+    /// `SIDE_*` flags.
+    pub flags: u8,
+    /// The side's flow was found in `FLOWS` (1) or not (0).
+    pub flow_known: u8,
+    /// `TABLE_*` the flow was placed in (`TABLE_NONE`: not counted in a flow table).
+    pub table: u8,
+    pub _pad2: u16,
+    /// The break-glass deadline of the side's device entry (0: none).
+    pub break_glass_until_ns: u64,
+}
+
+/// The judge's working state, in a per-CPU slot (`WORK`) rather than on the stack.
+///
+/// The judge runs in stages (`prepare`, `judge_side` ×2, `finish`), each a BPF function
+/// that reads its inputs from here. Read back from a map, the inputs are unknown to the
+/// verifier, so each stage is checked a handful of times instead of once for every
+/// combination of the earlier stages' outcomes (which made the program "too large").
+/// For the same reason nothing here is an `Option` or an enum with payload: LLVM may fill
+/// undefined bytes from any register, and the verifier rejects that.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    pub sides: [Side; 2],
+    /// The packet's decision, applied by the same code as a cached one.
+    pub decision: Decision,
+    /// What the first fragment got, for later fragments.
+    pub inherited_action: u8,
+    pub inherited_reason: u8,
+    pub is_later_fragment: u8,
+    /// The packet is a UDP or SCTP request (to the lower port): remembered in REQUESTS if
+    /// its verdict allows it.
+    pub request: u8,
+    /// The combined verdict.
+    pub action: u8,
+    pub reason: u8,
+    /// What decided the packet's service (`DecisionKey::kind`), kept here so that the
+    /// stages read it from map memory: as a register it would be a different constant on
+    /// each path that computed it, and each stage would be verified once per kind.
+    pub kind: u8,
+    pub _pad: u8,
+    /// `jiffies` when `clock_ns` was read: the coarse clock only moves with the tick, so
+    /// a packet in the same tick reuses the time read for an earlier one instead of
+    /// calling the clock helper (inlined, jiffies cost a load).
+    pub clock_jiffies: u64,
+    /// `CLOCK_MONOTONIC` (coarse) time read at `clock_jiffies`.
+    pub clock_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The judge's decision tables, row by row.
+
+    extern crate std;
+
+    use super::*;
+    use std::{vec, vec::Vec};
+
+    const PASS: u8 = Action::Pass as u8;
+    const DROP: u8 = Action::Drop as u8;
+    const LC: u8 = DEVICE_LIFE_CRITICAL;
+    const CONFIRMED: u8 = DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED;
+
+    fn r(reason: Reason) -> u8 {
+        reason as u8
+    }
+
+    #[test]
+    fn treatment_by_mode_override_and_criticality() {
+        let learn = Mode::Learn as u8;
+        let enforce = Mode::Enforce as u8;
+        let rows = [
+            // (entry mode, entry flags, global) -> treatment
+            (MODE_INHERIT, 0, Mode::Learn, LEARN),
+            (MODE_INHERIT, 0, Mode::Audit, AUDIT),
+            (MODE_INHERIT, 0, Mode::Enforce, ENFORCE),
+            (learn, 0, Mode::Enforce, LEARN),
+            (enforce, 0, Mode::Learn, ENFORCE),
+            (Mode::Audit as u8, 0, Mode::Enforce, AUDIT),
+            // A mode byte that is no mode follows the global one.
+            (7, 0, Mode::Audit, AUDIT),
+            (MODE_INHERIT, LC, Mode::Enforce, SPARED),
+            (enforce, LC, Mode::Learn, SPARED),
+            (MODE_INHERIT, LC, Mode::Audit, AUDIT),
+            (MODE_INHERIT, LC, Mode::Learn, LEARN),
+            (MODE_INHERIT, CONFIRMED, Mode::Enforce, ENFORCE),
+            (enforce, CONFIRMED, Mode::Learn, ENFORCE),
+            // Confirmation alone (not life-critical) changes nothing.
+            (
+                MODE_INHERIT,
+                DEVICE_ENFORCE_CONFIRMED,
+                Mode::Enforce,
+                ENFORCE,
+            ),
+        ];
+        for (mode, flags, global, want) in rows {
+            assert_eq!(
+                treatment(mode, flags, global),
+                want,
+                "{mode} {flags:#x} {global:?}"
+            );
+        }
+        assert_eq!(unenrolled_treatment(Mode::Enforce, 0), UNJUDGED);
+        assert_eq!(
+            unenrolled_treatment(Mode::Enforce, CONFIG_UNENROLLED_DROP),
+            UNJUDGED
+        );
+        for (global, want) in [
+            (Mode::Learn, LEARN),
+            (Mode::Audit, AUDIT),
+            (Mode::Enforce, ENFORCE),
+        ] {
+            assert_eq!(unenrolled_treatment(global, CONFIG_JUDGE_UNENROLLED), want);
+        }
+        assert_eq!(
+            unenrolled_action(Mode::Enforce, CONFIG_UNENROLLED_DROP),
+            DROP
+        );
+        assert_eq!(unenrolled_action(Mode::Audit, CONFIG_UNENROLLED_DROP), PASS);
+        assert_eq!(unenrolled_action(Mode::Enforce, 0), PASS);
+    }
+
+    #[test]
+    fn side_flags_break_glass_rules_and_protection() {
+        // (now, until, entry flags, treatment) -> flags
+        let rows = [
+            (10, 0, 0, ENFORCE, 0),
+            (10, 11, 0, ENFORCE, SIDE_BREAK_GLASS),
+            (10, 10, 0, ENFORCE, 0),
+            (10, 0, DEVICE_HAS_RULES, AUDIT, SIDE_HAS_RULES),
+            (10, 0, LC, SPARED, SIDE_PROTECTED),
+            (10, 0, LC, AUDIT, SIDE_PROTECTED),
+            (10, 0, LC, LEARN, SIDE_PROTECTED),
+            (10, 0, CONFIRMED, ENFORCE, 0),
+            (
+                10,
+                u64::MAX,
+                LC | DEVICE_HAS_RULES,
+                SPARED,
+                SIDE_BREAK_GLASS | SIDE_HAS_RULES | SIDE_PROTECTED,
+            ),
+        ];
+        for (now, until, flags, treatment, want) in rows {
+            assert_eq!(side_flags(now, until, flags, treatment), want);
+        }
+    }
+
+    #[test]
+    fn what_decides_before_the_baseline() {
+        let unmatched = r(Reason::FragmentUnmatched);
+        let undecided = Ruling {
+            decided: false,
+            action: PASS,
+            reason: r(Reason::Unenrolled),
+        };
+        let rule = |a: u8, reason: Reason| Ruling {
+            decided: true,
+            action: a,
+            reason: r(reason),
+        };
+        // (treatment, flags, rules, later fragment, inherited action, reason) -> ruling
+        let rows = [
+            (
+                UNJUDGED,
+                0,
+                0,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::Unenrolled),
+            ),
+            (
+                UNJUDGED,
+                SIDE_HAS_RULES,
+                RULE_DENY,
+                true,
+                DROP,
+                unmatched,
+                rule(PASS, Reason::Unenrolled),
+            ),
+            (
+                ENFORCE,
+                SIDE_BREAK_GLASS,
+                0,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::BreakGlass),
+            ),
+            // Break-glass lifts the device's own deny rule (never looked up).
+            (
+                ENFORCE,
+                SIDE_BREAK_GLASS | SIDE_HAS_RULES,
+                RULE_DENY,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::BreakGlass),
+            ),
+            (
+                ENFORCE,
+                SIDE_HAS_RULES,
+                RULE_DENY,
+                false,
+                PASS,
+                unmatched,
+                rule(DROP, Reason::PolicyDeny),
+            ),
+            (
+                AUDIT,
+                SIDE_HAS_RULES,
+                RULE_DENY,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::PolicyDeny),
+            ),
+            (
+                LEARN,
+                SIDE_HAS_RULES,
+                RULE_DENY,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::PolicyDeny),
+            ),
+            (
+                SPARED,
+                SIDE_HAS_RULES,
+                RULE_DENY,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::LifeCriticalSpared),
+            ),
+            (
+                ENFORCE,
+                SIDE_HAS_RULES,
+                RULE_ALLOW,
+                false,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::PolicyAllow),
+            ),
+            (
+                AUDIT,
+                SIDE_HAS_RULES,
+                RULE_ALLOW,
+                true,
+                DROP,
+                r(Reason::NotInBaseline),
+                rule(PASS, Reason::PolicyAllow),
+            ),
+            // A rule result without SIDE_HAS_RULES is ignored.
+            (ENFORCE, 0, RULE_DENY, false, PASS, unmatched, undecided),
+            (
+                ENFORCE,
+                SIDE_HAS_RULES,
+                0,
+                false,
+                PASS,
+                unmatched,
+                undecided,
+            ),
+            // Later fragments: the first fragment's verdict, or unmatched.
+            (
+                ENFORCE,
+                0,
+                0,
+                true,
+                DROP,
+                r(Reason::NotInBaseline),
+                rule(DROP, Reason::NotInBaseline),
+            ),
+            (
+                AUDIT,
+                0,
+                0,
+                true,
+                PASS,
+                r(Reason::InBaseline),
+                rule(PASS, Reason::InBaseline),
+            ),
+            (
+                ENFORCE,
+                0,
+                0,
+                true,
+                PASS,
+                unmatched,
+                rule(DROP, Reason::FragmentUnmatched),
+            ),
+            (
+                AUDIT,
+                0,
+                0,
+                true,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::FragmentUnmatched),
+            ),
+            (
+                LEARN,
+                0,
+                0,
+                true,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::FragmentUnmatched),
+            ),
+            (
+                SPARED,
+                0,
+                0,
+                true,
+                PASS,
+                unmatched,
+                rule(PASS, Reason::FragmentUnmatched),
+            ),
+        ];
+        for (i, (treatment, flags, rules, later, action, reason, want)) in
+            rows.into_iter().enumerate()
+        {
+            assert_eq!(
+                before_baseline(treatment, flags, rules, later, action, reason),
+                want,
+                "row {i}"
+            );
+        }
+        assert!(needs_rules(ENFORCE, SIDE_HAS_RULES));
+        assert!(!needs_rules(ENFORCE, SIDE_HAS_RULES | SIDE_BREAK_GLASS));
+        assert!(!needs_rules(UNJUDGED, SIDE_HAS_RULES));
+        assert!(!needs_rules(AUDIT, 0));
+    }
+
+    #[test]
+    fn the_baselines_verdict_by_treatment() {
+        let b = |action: u8, reason: Reason, learn: bool| BaselineRuling {
+            action,
+            reason: r(reason),
+            learn,
+        };
+        let rows = [
+            (LEARN, true, b(PASS, Reason::Learned, false)),
+            (AUDIT, true, b(PASS, Reason::InBaseline, false)),
+            (ENFORCE, true, b(PASS, Reason::InBaseline, false)),
+            (SPARED, true, b(PASS, Reason::InBaseline, false)),
+            (LEARN, false, b(PASS, Reason::Learned, true)),
+            (AUDIT, false, b(PASS, Reason::NotInBaseline, false)),
+            (ENFORCE, false, b(DROP, Reason::NotInBaseline, false)),
+            (SPARED, false, b(PASS, Reason::LifeCriticalSpared, false)),
+        ];
+        for (treatment, in_baseline, want) in rows {
+            assert_eq!(baseline_verdict(treatment, in_baseline), want);
+        }
+        assert_eq!(BASELINE_FULL.reason, r(Reason::BaselineFull));
+    }
+
+    /// `rank`, the severity order `combine` picks by: a drop, then violations, then
+    /// learning and break-glass, then the rest.
+    #[test]
+    fn severity_of_every_reason() {
+        for &reason in Reason::ALL {
+            let want = match reason {
+                Reason::NotInBaseline
+                | Reason::LifeCriticalSpared
+                | Reason::FragmentUnmatched
+                | Reason::PolicyDeny => 3,
+                Reason::Learned | Reason::BaselineFull | Reason::BreakGlass => 2,
+                _ => 1,
+            };
+            assert_eq!(rank(PASS, r(reason)), want, "{reason:?}");
+            assert_eq!(rank(DROP, r(reason)), 4, "{reason:?}");
+            assert_eq!(
+                is_violation(PASS, r(reason)),
+                reason.is_violation(),
+                "{reason:?}"
+            );
+        }
+    }
+
+    fn v(treatment: u8, action: u8, reason: Reason, flags: u8) -> SideVerdict {
+        SideVerdict {
+            treatment,
+            action,
+            reason: r(reason),
+            flags,
+        }
+    }
+
+    #[test]
+    fn how_two_sides_combine() {
+        let unjudged = v(UNJUDGED, PASS, Reason::Unenrolled, 0);
+        let hit = v(ENFORCE, PASS, Reason::InBaseline, 0);
+        let miss = v(ENFORCE, DROP, Reason::NotInBaseline, 0);
+        let audit_miss = v(AUDIT, PASS, Reason::NotInBaseline, 0);
+        let learned = v(LEARN, PASS, Reason::Learned, 0);
+        let glass = v(ENFORCE, PASS, Reason::BreakGlass, SIDE_BREAK_GLASS);
+        let spared = v(SPARED, PASS, Reason::LifeCriticalSpared, SIDE_PROTECTED);
+        let protected_hit = v(SPARED, PASS, Reason::InBaseline, SIDE_PROTECTED);
+        let deny = v(ENFORCE, DROP, Reason::PolicyDeny, 0);
+        let rows: Vec<(SideVerdict, SideVerdict, u8, (u8, Reason))> = vec![
+            (unjudged, unjudged, PASS, (PASS, Reason::Unenrolled)),
+            (unjudged, unjudged, DROP, (DROP, Reason::Unenrolled)),
+            (hit, unjudged, DROP, (PASS, Reason::InBaseline)),
+            (unjudged, miss, PASS, (DROP, Reason::NotInBaseline)),
+            (hit, miss, PASS, (DROP, Reason::NotInBaseline)),
+            (miss, hit, PASS, (DROP, Reason::NotInBaseline)),
+            (hit, audit_miss, PASS, (PASS, Reason::NotInBaseline)),
+            (learned, hit, PASS, (PASS, Reason::Learned)),
+            // Ties go to the source.
+            (miss, deny, PASS, (DROP, Reason::NotInBaseline)),
+            (deny, miss, PASS, (DROP, Reason::PolicyDeny)),
+            // Break-glass lifts the peer's drop, by baseline or deny rule.
+            (glass, miss, PASS, (PASS, Reason::BreakGlass)),
+            (deny, glass, PASS, (PASS, Reason::BreakGlass)),
+            (glass, audit_miss, PASS, (PASS, Reason::NotInBaseline)),
+            // A protected life-critical device is never dropped by its peer.
+            (miss, spared, PASS, (PASS, Reason::LifeCriticalSpared)),
+            (
+                protected_hit,
+                deny,
+                PASS,
+                (PASS, Reason::LifeCriticalSpared),
+            ),
+            (
+                deny,
+                protected_hit,
+                PASS,
+                (PASS, Reason::LifeCriticalSpared),
+            ),
+            // Beside break-glass, a spared device's own verdict shows.
+            (glass, spared, PASS, (PASS, Reason::LifeCriticalSpared)),
+        ];
+        for (i, (src, dst, unenrolled, (action, reason))) in rows.into_iter().enumerate() {
+            assert_eq!(
+                combine(src, dst, unenrolled),
+                (action, r(reason)),
+                "row {i}: {src:?} + {dst:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_packets_drop_only_where_enforced_and_unprotected() {
+        let rows = [
+            (UNJUDGED, UNJUDGED, 0, PASS, PASS),
+            (UNJUDGED, UNJUDGED, 0, DROP, DROP),
+            (ENFORCE, UNJUDGED, 0, PASS, DROP),
+            (UNJUDGED, ENFORCE, 0, PASS, DROP),
+            (AUDIT, LEARN, 0, DROP, PASS),
+            (SPARED, UNJUDGED, SIDE_PROTECTED, PASS, PASS),
+            (ENFORCE, SPARED, SIDE_PROTECTED, PASS, PASS),
+        ];
+        for (src, dst, flags, unenrolled, want) in rows {
+            assert_eq!(malformed_action(src, dst, flags, unenrolled), want);
+        }
+    }
+
+    fn side(verdict: SideVerdict, enrolled: bool, flow_known: bool) -> PlanSide {
+        PlanSide {
+            verdict,
+            enrolled,
+            flow_known,
+        }
+    }
+
+    fn sp(device: u8, table: u8, flow: u8) -> SidePlan {
+        SidePlan {
+            device,
+            table,
+            flow,
+        }
+    }
+
+    #[test]
+    fn what_a_verdict_charges_to_each_side() {
+        let count = CHARGE_COUNT | CHARGE_REASON;
+        let unjudged = v(UNJUDGED, PASS, Reason::Unenrolled, 0);
+        let hit = v(ENFORCE, PASS, Reason::InBaseline, 0);
+        let miss = v(ENFORCE, DROP, Reason::NotInBaseline, 0);
+        let audit_miss = v(AUDIT, PASS, Reason::NotInBaseline, 0);
+        let glass = v(ENFORCE, PASS, Reason::BreakGlass, SIDE_BREAK_GLASS);
+        let spared = v(SPARED, PASS, Reason::LifeCriticalSpared, SIDE_PROTECTED);
+        let judged_unenrolled = v(ENFORCE, DROP, Reason::NotInBaseline, 0);
+        // (src, dst, action, judged) -> [src plan, dst plan]
+        let rows: Vec<(PlanSide, PlanSide, u8, bool, [SidePlan; 2])> = vec![
+            // A device's allowed packet to an unenrolled server: the device and its flow.
+            (
+                side(hit, true, true),
+                side(unjudged, false, false),
+                PASS,
+                true,
+                [
+                    sp(count | CHARGE_SENT, TABLE_FLOWS, FLOW_SENT),
+                    SidePlan::default(),
+                ],
+            ),
+            // Its new violating flow, dropped: apart, in the unenrolled table.
+            (
+                side(miss, true, false),
+                side(unjudged, false, false),
+                DROP,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_DROPPED | CHARGE_VIOLATION,
+                        TABLE_UNENROLLED,
+                        FLOW_SENT | FLOW_DROPPED,
+                    ),
+                    SidePlan::default(),
+                ],
+            ),
+            // A known flow that now violates stays in FLOWS.
+            (
+                side(miss, true, true),
+                side(unjudged, false, false),
+                DROP,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_DROPPED | CHARGE_VIOLATION,
+                        TABLE_FLOWS,
+                        FLOW_SENT | FLOW_DROPPED,
+                    ),
+                    SidePlan::default(),
+                ],
+            ),
+            // Audit: a would-drop on the device and its flow.
+            (
+                side(unjudged, false, false),
+                side(audit_miss, true, false),
+                PASS,
+                true,
+                [
+                    SidePlan::default(),
+                    sp(count | CHARGE_VIOLATION, TABLE_UNENROLLED, FLOW_WOULD_DROP),
+                ],
+            ),
+            // Dropped by the peer: the device that only audits gets a would-drop, both
+            // flows the drop.
+            (
+                side(audit_miss, true, false),
+                side(miss, true, false),
+                DROP,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_VIOLATION,
+                        TABLE_UNENROLLED,
+                        FLOW_SENT | FLOW_DROPPED | FLOW_WOULD_DROP,
+                    ),
+                    sp(
+                        count | CHARGE_DROPPED | CHARGE_VIOLATION,
+                        TABLE_UNENROLLED,
+                        FLOW_DROPPED,
+                    ),
+                ],
+            ),
+            // Break-glass: its packet, and the peer's lifted violation as a would-drop.
+            (
+                side(glass, true, true),
+                side(miss, true, false),
+                PASS,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_BREAK_GLASS,
+                        TABLE_FLOWS,
+                        FLOW_SENT,
+                    ),
+                    sp(count | CHARGE_VIOLATION, TABLE_UNENROLLED, FLOW_WOULD_DROP),
+                ],
+            ),
+            // Spared life-critical device beside an enforced peer: both would-drop.
+            (
+                side(miss, true, false),
+                side(spared, true, false),
+                PASS,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_VIOLATION,
+                        TABLE_UNENROLLED,
+                        FLOW_SENT | FLOW_WOULD_DROP,
+                    ),
+                    sp(count | CHARGE_VIOLATION, TABLE_UNENROLLED, FLOW_WOULD_DROP),
+                ],
+            ),
+            // Two unenrolled addresses: each counted on its own, both flows apart; a
+            // default drop is charged to both.
+            (
+                side(unjudged, false, false),
+                side(unjudged, false, false),
+                DROP,
+                true,
+                [
+                    sp(
+                        CHARGE_COUNT | CHARGE_SENT | CHARGE_DROPPED,
+                        TABLE_UNENROLLED,
+                        FLOW_SENT | FLOW_DROPPED,
+                    ),
+                    sp(
+                        CHARGE_COUNT | CHARGE_DROPPED,
+                        TABLE_UNENROLLED,
+                        FLOW_DROPPED,
+                    ),
+                ],
+            ),
+            // Judged without a device entry (replay's --learn-all), beside a device: an
+            // event, no counters of its own.
+            (
+                side(judged_unenrolled, false, false),
+                side(hit, true, true),
+                DROP,
+                true,
+                [
+                    sp(CHARGE_VIOLATION, TABLE_NONE, 0),
+                    sp(count, TABLE_FLOWS, FLOW_DROPPED),
+                ],
+            ),
+            // A frame a capture cut: counted (a violating flow apart, as when judged),
+            // nothing else.
+            (
+                side(miss, true, false),
+                side(unjudged, false, false),
+                DROP,
+                false,
+                [
+                    sp(CHARGE_COUNT | CHARGE_SENT, TABLE_UNENROLLED, FLOW_SENT),
+                    SidePlan::default(),
+                ],
+            ),
+            (
+                side(hit, true, false),
+                side(unjudged, false, false),
+                PASS,
+                false,
+                [
+                    sp(CHARGE_COUNT | CHARGE_SENT, TABLE_FLOWS, FLOW_SENT),
+                    SidePlan::default(),
+                ],
+            ),
+        ];
+        for (i, (src, dst, action, judged, want)) in rows.into_iter().enumerate() {
+            assert_eq!(plan(src, dst, action, judged), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn requests_are_remembered_only_when_no_side_objects() {
+        let unjudged = v(UNJUDGED, PASS, Reason::Unenrolled, 0);
+        let hit = v(ENFORCE, PASS, Reason::InBaseline, 0);
+        let learned = v(LEARN, PASS, Reason::Learned, 0);
+        let audit_miss = v(AUDIT, PASS, Reason::NotInBaseline, 0);
+        let rows = [
+            (hit, unjudged, true),
+            (learned, hit, true),
+            (unjudged, unjudged, false),
+            (audit_miss, unjudged, false),
+            (hit, audit_miss, false),
+        ];
+        for (src, dst, want) in rows {
+            assert_eq!(
+                remember_request(src, dst),
+                want,
+                "{src:?} {dst:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! Accounting: what a decision charges to whom (devices, reasons, flows, events), and the
+//! flow tables' slots. The cached path and the full judge apply a decision through the
+//! same [`apply`], so a packet is charged the same whichever path decided it.
+
+use core::ptr::{NonNull, read_volatile, write_volatile};
+
+use aya_ebpf::maps::PerCpuArray;
+use monitor_common::{
+    Action,
+    flowtable::set_of,
+    judge::{
+        CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
+        CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
+        TABLE_NONE,
+    },
+    maps::{
+        Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
+        EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
+        UNENROLLED_RATE_SLOT, defs, device_reason_index,
+    },
+    parse::{Addr, IpPacket},
+};
+
+use crate::{
+    Packet,
+    maps::{
+        DEVICE_REASONS, DEVICE_STATS, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS, PATHS,
+        UNENROLLED_FLOWS, UNENROLLED_STATS,
+    },
+};
+
+/// Adds `value` to a counter shared by CPUs (a flow's, an unenrolled address's). Rust's
+/// atomics are plain loads and stores on this single-threaded target, so the BPF atomic
+/// add is written out.
+#[inline(always)]
+pub fn atomic_add(counter: *mut u64, value: u64) {
+    // SAFETY: `counter` points at a u64 in map memory that outlives the program run; the
+    // instruction adds to it atomically and touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({counter} + 0) += {value}",
+            counter = in(reg) counter,
+            value = in(reg) value,
+            options(nostack),
+        );
+    }
+}
+
+#[inline(always)]
+pub fn add_counter(map: &PerCpuArray<Counter>, index: u32, len: u64) {
+    if let Some(counter) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+fn add_u64(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(counter) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Counts an IP packet under the path that decided it (`PATH_*`).
+#[inline(always)]
+pub fn add_path(path: u32) {
+    add_u64(&PATHS, path);
+}
+
+/// Counts a packet under `reason` for the device in `slot` (nothing when unenrolled).
+#[inline(always)]
+pub fn count_reason(slot: u32, reason: u8) {
+    if slot == NO_SLOT {
+        return;
+    }
+    add_u64(&DEVICE_REASONS, device_reason_index(slot, reason));
+}
+
+/// Charges a packet to one side's counters (`charge`: `CHARGE_*`): an enrolled device by
+/// slot (per CPU, never evicted), another address in the shared table of unenrolled
+/// addresses.
+#[inline(always)]
+pub fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
+    if slot != NO_SLOT {
+        let Some(stats) = DEVICE_STATS.get_ptr_mut(slot) else {
+            return;
+        };
+        // SAFETY: a per-CPU value, written only by this CPU while the program runs.
+        let stats = unsafe { &mut *stats };
+        if charge & CHARGE_SENT != 0 {
+            stats.packets_sent += 1;
+            stats.bytes_sent += packet.len;
+        } else {
+            stats.packets_received += 1;
+            stats.bytes_received += packet.len;
+        }
+        if stats.first_seen_ns == 0 {
+            stats.first_seen_ns = packet.now;
+        }
+        stats.last_seen_ns = packet.now;
+        if charge & CHARGE_DROPPED != 0 {
+            stats.dropped_packets += 1;
+        } else if charge & CHARGE_VIOLATION != 0 {
+            stats.would_drop_packets += 1;
+        }
+        if charge & CHARGE_BREAK_GLASS != 0 {
+            stats.break_glass_packets += 1;
+        }
+    } else {
+        count_unenrolled(packet, addr, charge);
+    }
+}
+
+static ZERO_DEVICE_STATS: DeviceStats = DeviceStats {
+    packets_sent: 0,
+    bytes_sent: 0,
+    packets_received: 0,
+    bytes_received: 0,
+    first_seen_ns: 0,
+    last_seen_ns: 0,
+    dropped_packets: 0,
+    would_drop_packets: 0,
+    learned_flows: 0,
+    break_glass_packets: 0,
+};
+
+#[inline(never)]
+fn count_unenrolled(packet: &Packet, addr: &Addr, charge: u8) -> u8 {
+    let stats = match UNENROLLED_STATS.get_ptr_mut(addr) {
+        Some(stats) => Some(stats),
+        None => {
+            let _ = UNENROLLED_STATS.insert(addr, &ZERO_DEVICE_STATS, 0);
+            UNENROLLED_STATS.get_ptr_mut(addr)
+        }
+    };
+    let Some(stats) = stats else { return 0 };
+    // SAFETY: a value shared by CPUs: counters are added atomically, times stored whole.
+    unsafe {
+        if charge & CHARGE_SENT != 0 {
+            atomic_add(&raw mut (*stats).packets_sent, 1);
+            atomic_add(&raw mut (*stats).bytes_sent, packet.len);
+        } else {
+            atomic_add(&raw mut (*stats).packets_received, 1);
+            atomic_add(&raw mut (*stats).bytes_received, packet.len);
+        }
+        if (*stats).first_seen_ns == 0 {
+            (*stats).first_seen_ns = packet.now;
+        }
+        (*stats).last_seen_ns = packet.now;
+        if charge & CHARGE_DROPPED != 0 {
+            atomic_add(&raw mut (*stats).dropped_packets, 1);
+        } else if charge & CHARGE_VIOLATION != 0 {
+            atomic_add(&raw mut (*stats).would_drop_packets, 1);
+        }
+    }
+    1
+}
+
+/// The reversed [`monitor_common::maps::Direction`] (as u8): a flow seen from its peer.
+#[inline(always)]
+pub fn reversed(direction: u8) -> u8 {
+    match direction {
+        1 => 2,
+        2 => 1,
+        other => other,
+    }
+}
+
+/// Reports a violation of side `side` (0: the packet's source, 1: its destination) to the
+/// controller, at most EVENTS_PER_DEVICE_PER_SECOND per device and CPU: a flood cannot
+/// drown the controller, and what the limit holds back is counted and reported with the
+/// device's next event.
+#[inline(always)]
+fn emit_event(packet: &Packet, ip: &IpPacket, decision: &Decision, side: u8, slot: u32) {
+    let rate_slot = if slot == NO_SLOT {
+        UNENROLLED_RATE_SLOT
+    } else {
+        slot
+    };
+    let Some(rate) = EVENT_RATE.get_ptr_mut(rate_slot) else {
+        return;
+    };
+    // SAFETY: per-CPU slot.
+    let rate = unsafe { &mut *rate };
+    if packet.now.wrapping_sub(rate.window_start_ns) >= 1_000_000_000 {
+        rate.window_start_ns = packet.now;
+        rate.sent_in_window = 0;
+    }
+    if rate.sent_in_window >= EVENTS_PER_DEVICE_PER_SECOND {
+        rate.suppressed += 1;
+        add_u64(&EVENT_STATS, EVENTS_SUPPRESSED);
+        return;
+    }
+    if send_event(packet, ip, decision, side, rate.suppressed) != 0 {
+        rate.sent_in_window += 1;
+        rate.suppressed = 0;
+    }
+}
+
+/// Writes an event into the ring (the rare part of `emit_event`, kept out of line).
+#[inline(never)]
+fn send_event(
+    packet: &Packet,
+    ip: &IpPacket,
+    decision: &Decision,
+    side: u8,
+    suppressed: u32,
+) -> u8 {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        add_u64(&EVENT_STATS, EVENTS_LOST);
+        return 0;
+    };
+    let source = side == 0;
+    let own = if source {
+        &decision.sides[0]
+    } else {
+        &decision.sides[1]
+    };
+    let dropped = packet.judged() && decision.action == Action::Drop as u8;
+    entry.write(Event {
+        timestamp_ns: packet.now,
+        device: if source { ip.src } else { ip.dst },
+        peer: if source { ip.dst } else { ip.src },
+        slot: own.slot,
+        suppressed,
+        service_port: decision.service_port,
+        protocol: decision.protocol,
+        direction: if source {
+            decision.src_direction
+        } else {
+            reversed(decision.src_direction)
+        },
+        action: if dropped {
+            Action::Drop as u8
+        } else {
+            Action::Pass as u8
+        },
+        reason: own.reason,
+        _pad: 0,
+    });
+    entry.submit(0);
+    add_u64(&EVENT_STATS, EVENTS_SENT);
+    1
+}
+
+/// No flow slot.
+pub const NO_FLOW: u32 = u32::MAX;
+
+/// Where a flow's slot is: its set, and its way in the set.
+#[derive(Clone, Copy)]
+pub struct FlowRef {
+    set: NonNull<FlowSet>,
+    way: usize,
+}
+
+/// Set `set` of flow table `table` (`TABLE_FLOWS` or `TABLE_UNENROLLED`).
+#[inline(always)]
+fn flow_set(table: u8, set: u32) -> Option<NonNull<FlowSet>> {
+    let set = if table == TABLE_FLOWS {
+        FLOWS.get_ptr_mut(set)
+    } else {
+        UNENROLLED_FLOWS.get_ptr_mut(set)
+    };
+    set.and_then(NonNull::new)
+}
+
+/// The slot with index `index` (`set * FLOW_WAYS + way`) of `table`.
+#[inline(always)]
+pub fn flow_ref(table: u8, index: u32) -> Option<FlowRef> {
+    Some(FlowRef {
+        set: flow_set(table, index / FLOW_WAYS)?,
+        way: (index % FLOW_WAYS) as usize,
+    })
+}
+
+#[inline(always)]
+fn table_sets(table: u8) -> u32 {
+    if table == TABLE_FLOWS {
+        defs::FLOWS.max_entries
+    } else {
+        defs::UNENROLLED_FLOWS.max_entries
+    }
+}
+
+/// Where the flow tagged `tag` lives in `table`: its slot index, or NO_FLOW. A flow
+/// found is marked judged at `now` (what a new flow's choice of a slot to take goes by).
+#[inline(never)]
+pub fn find_flow(table: u8, tag: u64, now: u64) -> u32 {
+    let set_index = set_of(tag, table_sets(table));
+    let Some(set) = flow_set(table, set_index) else {
+        return NO_FLOW;
+    };
+    let set = set.as_ptr();
+    let mut found = NO_FLOW;
+    for way in 0..FLOW_WAYS as usize {
+        // SAFETY: a set of a shared array; each tag is read whole.
+        if unsafe { read_volatile(&raw const (*set).tags[way]) } == tag {
+            found = way as u32;
+        }
+    }
+    if found == NO_FLOW {
+        return NO_FLOW;
+    }
+    // SAFETY: as above; the time is stored whole.
+    unsafe { (*set).judged_ns[(found & (FLOW_WAYS - 1)) as usize] = now };
+    set_index * FLOW_WAYS + found
+}
+
+/// The slot of the flow `key` (tagged `tag`) in `table`: its own, or one it takes in its
+/// set (an empty one, else the one judged least recently, whose flow is forgotten).
+/// NO_FLOW if none could be had. The set's tags and times are one cache line: the choice
+/// reads nothing else.
+#[inline(never)]
+pub fn place_flow(table: u8, key: &FlowKey, tag: u64, now: u64) -> u32 {
+    let set_index = set_of(tag, table_sets(table));
+    let Some(set) = flow_set(table, set_index) else {
+        return NO_FLOW;
+    };
+    let set = set.as_ptr();
+    let mut found = NO_FLOW;
+    let mut victim = 0;
+    let mut oldest = u64::MAX;
+    for way in 0..FLOW_WAYS as usize {
+        // SAFETY: a set of a shared array, read while another CPU may take a slot: each
+        // tag and time is read whole.
+        let (taken, judged) = unsafe {
+            (
+                read_volatile(&raw const (*set).tags[way]),
+                (*set).judged_ns[way],
+            )
+        };
+        if taken == tag {
+            found = way as u32;
+        }
+        let age = if taken == 0 {
+            0
+        } else {
+            judged.saturating_add(1)
+        };
+        if age < oldest {
+            oldest = age;
+            victim = way;
+        }
+    }
+    let way = if found == NO_FLOW {
+        victim & (FLOW_WAYS as usize - 1)
+    } else {
+        found as usize & (FLOW_WAYS as usize - 1)
+    };
+    // SAFETY: a set of a shared array. A taken slot's tag is cleared first and written
+    // last, so a reader sees the old flow, no flow, or the new one whole; two CPUs taking
+    // the same slot at once leave one of them (the other's packet counts in it).
+    unsafe {
+        (*set).judged_ns[way] = now;
+        if found == NO_FLOW {
+            write_volatile(&raw mut (*set).tags[way], 0);
+            (*set).slots[way].key = *key;
+            (*set).slots[way].stats = FlowStats {
+                last_seen_ns: now,
+                ..ZERO_FLOW_STATS
+            };
+            write_volatile(&raw mut (*set).tags[way], tag);
+        }
+    }
+    set_index * FLOW_WAYS + way as u32
+}
+
+static ZERO_FLOW_STATS: FlowStats = FlowStats {
+    packets_sent: 0,
+    bytes_sent: 0,
+    packets_received: 0,
+    bytes_received: 0,
+    last_seen_ns: 0,
+    dropped_packets: 0,
+    would_drop_packets: 0,
+};
+
+/// Charges a packet to a flow's slot (`flow`: `FLOW_*`), atomically: a flow's packets
+/// may come from several CPUs.
+#[inline(always)]
+fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<FlowRef>) {
+    let Some(slot) = slot else {
+        return;
+    };
+    // SAFETY: a slot of a set of a shared array: counters are added atomically, the time
+    // stored whole.
+    unsafe {
+        let stats = &raw mut (*slot.set.as_ptr()).slots[slot.way & (FLOW_WAYS as usize - 1)];
+        if side.flow & FLOW_SENT != 0 {
+            atomic_add(&raw mut (*stats).stats.packets_sent, 1);
+            atomic_add(&raw mut (*stats).stats.bytes_sent, packet.len);
+        } else {
+            atomic_add(&raw mut (*stats).stats.packets_received, 1);
+            atomic_add(&raw mut (*stats).stats.bytes_received, packet.len);
+        }
+        if side.flow & FLOW_DROPPED != 0 {
+            atomic_add(&raw mut (*stats).stats.dropped_packets, 1);
+        }
+        if side.flow & FLOW_WOULD_DROP != 0 {
+            atomic_add(&raw mut (*stats).stats.would_drop_packets, 1);
+        }
+        (*stats).stats.last_seen_ns = packet.now;
+    }
+}
+
+/// The flow slots a decision charges (none for a side counted in no flow table).
+#[inline(always)]
+pub fn flow_slots(decision: &Decision) -> [Option<FlowRef>; 2] {
+    let slot = |side: &DecisionSide| {
+        if side.table == TABLE_NONE {
+            None
+        } else {
+            flow_ref(side.table, side.flow_index)
+        }
+    };
+    [slot(&decision.sides[0]), slot(&decision.sides[1])]
+}
+
+/// Whether the flow slots a decision charges still hold its flows (a slot taken by
+/// another flow since makes the decision stale).
+#[inline(always)]
+pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
+    let holds = |side: &DecisionSide, slot: Option<FlowRef>| match slot {
+        // SAFETY: a set of a shared array; the tag is read whole.
+        Some(slot) => {
+            (unsafe {
+                read_volatile(
+                    &raw const (*slot.set.as_ptr()).tags[slot.way & (FLOW_WAYS as usize - 1)],
+                )
+            }) as u32
+                == side.flow_tag
+        }
+        None => side.table == TABLE_NONE,
+    };
+    holds(&decision.sides[0], slots[0]) && holds(&decision.sides[1], slots[1])
+}
+
+/// Charges one side (0: source, 1: destination) of a packet as its decision says.
+#[inline(always)]
+fn apply_side(
+    packet: &Packet,
+    ip: &IpPacket,
+    decision: &Decision,
+    side: u8,
+    slot: Option<FlowRef>,
+) {
+    let own = if side == 0 {
+        &decision.sides[0]
+    } else {
+        &decision.sides[1]
+    };
+    if own.device & CHARGE_REASON != 0 {
+        count_reason(own.slot, own.reason);
+    }
+    if own.device & CHARGE_COUNT != 0 {
+        let addr = if side == 0 { &ip.src } else { &ip.dst };
+        count_device(packet, addr, own.slot, own.device);
+    }
+    if own.device & CHARGE_VIOLATION != 0 {
+        emit_event(packet, ip, decision, side, own.slot);
+    }
+    charge_flow(packet, own, slot);
+}
+
+/// Charges a packet as `decision` says, to both sides (`slots`: its flow slots, from
+/// [`flow_slots`]).
+#[inline(always)]
+pub fn apply(packet: &Packet, ip: &IpPacket, decision: &Decision, slots: &[Option<FlowRef>; 2]) {
+    apply_side(packet, ip, decision, 0, slots[0]);
+    apply_side(packet, ip, decision, 1, slots[1]);
+}

@@ -1,0 +1,147 @@
+//! The per-CPU decision cache (`DECISIONS`): a direct-mapped array of [`Decision`]s by
+//! the hash of the packet's key. An established flow, or a repeated violating one, is
+//! decided by this one lookup: the cached decision stands while the CONFIG epoch and
+//! mode it was made under do, until its `valid_until_ns`, and while the flow slots it
+//! charges hold its flows. A stale or missing entry sends the packet to the full judge,
+//! which caches what it decides.
+
+use monitor_common::{
+    Action, Reason,
+    flow::{self, ServiceHint},
+    flowtable::{decision_slot, decision_slot_of_words, decision_words, packet_key_words},
+    maps::{
+        DECISION_ICMP, DECISION_LOW_REQUEST, DECISION_OTHER, DECISION_PORTS, DECISION_REPLY,
+        DECISION_SLOTS, DECISION_TCP, Decision, DecisionKey,
+    },
+    parse::{FragmentKind, IpPacket, TransportKind},
+};
+
+use crate::{
+    Packet,
+    account::{apply, flow_slots, flows_stand},
+    maps::{DECISIONS, REQUESTS},
+};
+
+/// A TCP handshake packet (it records the connection's server): judged every time.
+pub const KIND_TCP_HANDSHAKE: u8 = 7;
+
+/// No cached decision stands for the packet.
+pub const MISS: u32 = u32::MAX;
+
+/// What decided the packet's service, as its [`DecisionKey::kind`]. For UDP and SCTP from
+/// the lower port to the higher this looks REQUESTS up (one lookup per such packet, as the
+/// judge does), so that a cached decision never outlives the request it relied on.
+#[inline(always)]
+pub fn kind(packet: &Packet, ip: &IpPacket) -> u8 {
+    match flow::service_hint(ip) {
+        ServiceHint::Known(_) if ip.transport == TransportKind::Icmp => DECISION_ICMP,
+        ServiceHint::Known(_) if ip.transport == TransportKind::Ports => DECISION_PORTS,
+        ServiceHint::Known(_) => DECISION_OTHER,
+        ServiceHint::Request(_) => DECISION_PORTS,
+        ServiceHint::MaybeReply { .. } => {
+            let seen = match REQUESTS.get_ptr(&flow::reply_key(ip)) {
+                // SAFETY: one field of a map value, read at once.
+                Some(entry) => flow::request_is_fresh(unsafe { (*entry).seen_ns }, packet.now),
+                None => false,
+            };
+            if seen {
+                DECISION_REPLY
+            } else {
+                DECISION_LOW_REQUEST
+            }
+        }
+        ServiceHint::TcpHandshake(_) => KIND_TCP_HANDSHAKE,
+        ServiceHint::TcpEstablished { .. } => DECISION_TCP,
+    }
+}
+
+/// Whether the packet's decision may be cached: whole packets (fragments keep their first
+/// fragment's record), not TCP handshakes (they record the connection), not frames a
+/// capture cut (their verdict is no prediction).
+#[inline(always)]
+pub fn cacheable(packet: &Packet, ip: &IpPacket, kind: u8) -> bool {
+    packet.judged() && ip.fragment == FragmentKind::Whole && kind != KIND_TCP_HANDSHAKE
+}
+
+/// The cache key of a packet of `kind`.
+#[inline(always)]
+pub fn key(ip: &IpPacket, kind: u8) -> DecisionKey {
+    let (src_port, dst_port) = if ip.transport == TransportKind::Icmp {
+        (u16::from(ip.icmp_type), 0)
+    } else {
+        (ip.src_port, ip.dst_port)
+    };
+    DecisionKey {
+        src: ip.src,
+        dst: ip.dst,
+        src_port,
+        dst_port,
+        protocol: ip.protocol,
+        kind,
+        _pad: 0,
+    }
+}
+
+/// The words of a packet's decision key (`DecisionKey` as five u64), read straight from
+/// the parsed packet: the key itself is built only when the judge needs it.
+#[inline(always)]
+pub fn key_words(ip: &IpPacket, kind: u8) -> [u64; 5] {
+    let (src_port, dst_port) = if ip.transport == TransportKind::Icmp {
+        (u16::from(ip.icmp_type), 0)
+    } else {
+        (ip.src_port, ip.dst_port)
+    };
+    packet_key_words(&ip.src, &ip.dst, src_port, dst_port, ip.protocol, kind)
+}
+
+/// The cached decision for the key with words `key`, applied (everything charged) when it
+/// stands: its action and reason as `action | reason << 8`, else [`MISS`].
+#[inline(always)]
+pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
+    let Some(entry) = DECISIONS.get_ptr(decision_slot_of_words(key, packet.seed, DECISION_SLOTS))
+    else {
+        return MISS;
+    };
+    // SAFETY: this CPU's slot, written only by this CPU while the program runs.
+    let entry: &Decision = unsafe { &*entry };
+    let stored = decision_words(&entry.key);
+    let same = ((stored[0] ^ key[0])
+        | (stored[1] ^ key[1])
+        | (stored[2] ^ key[2])
+        | (stored[3] ^ key[3])
+        | (stored[4] ^ key[4]))
+        == 0;
+    if !(same
+        && entry.epoch == packet.epoch_tag
+        && entry.config == packet.config_bits
+        && packet.now < entry.valid_until_ns)
+    {
+        return MISS;
+    }
+    let slots = flow_slots(entry);
+    if !flows_stand(entry, &slots) {
+        return MISS;
+    }
+    apply(packet, ip, entry, &slots);
+    u32::from(entry.action) | u32::from(entry.reason) << 8
+}
+
+/// A hit's action and reason.
+#[inline(always)]
+pub fn verdict(found: u32) -> (Action, Reason) {
+    (
+        Action::try_from(found as u8).unwrap_or(Action::Pass),
+        Reason::try_from((found >> 8) as u8).unwrap_or(Reason::Unenrolled),
+    )
+}
+
+/// Caches `decision` (whose key is set) for the next packets with its key.
+#[inline(always)]
+pub fn remember(packet: &Packet, decision: &Decision) {
+    if let Some(entry) =
+        DECISIONS.get_ptr_mut(decision_slot(&decision.key, packet.seed, DECISION_SLOTS))
+    {
+        // SAFETY: this CPU's slot.
+        unsafe { *entry = *decision };
+    }
+}

@@ -1,0 +1,550 @@
+//! The full judge of an IP packet, in stages (see `main.rs` on the verifier): the
+//! service and flow keys (`prepare`), both sides' device entries (`identify`), each
+//! side's verdict and flow slot (`judge_side`), then the combined verdict, what it
+//! charges, and the decision cached for the next packets (`finish`). The logic between
+//! the lookups is `monitor_common::judge`.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use aya_ebpf::{bindings::BPF_NOEXIST, maps::lpm_trie::Key as LpmKey};
+use monitor_common::{
+    Action, Reason,
+    flow::{self, Initiator, Service, ServiceHint},
+    flowtable::{flow_hash, tag},
+    judge::{
+        self, CHARGE_SENT, NO_SLOT, PlanSide, SIDE_BREAK_GLASS, Side, SideVerdict, TABLE_FLOWS,
+        TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
+    },
+    maps::{
+        BaselineEntry, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
+        DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
+        ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE, RequestEntry,
+        RuleKeyData,
+    },
+    parse::{Addr, FragmentKind, IpPacket, ParsedFrame},
+};
+
+use crate::{
+    Fault, Packet,
+    account::{NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, place_flow},
+    cache,
+    maps::{BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, REQUESTS, RULES, SCRATCH, WORK},
+};
+
+#[inline(always)]
+fn work() -> Result<&'static mut Work, Fault> {
+    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, used only within this program run.
+    Ok(unsafe { &mut *work })
+}
+
+#[inline(always)]
+fn parsed() -> Result<&'static ParsedFrame, Fault> {
+    let parsed = SCRATCH.get_ptr(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, written by the parser in this program run.
+    Ok(unsafe { &*parsed })
+}
+
+/// Keeps the packet's kind in WORK and returns it as read back from there: the value the
+/// verifier sees after this is the same unknown on every path (see `Work::kind`).
+#[inline(always)]
+pub fn set_kind(kind: u8) -> Result<u8, Fault> {
+    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot; the volatile read is not folded into the write.
+    unsafe {
+        write_volatile(&raw mut (*work).kind, kind);
+        Ok(read_volatile(&raw const (*work).kind))
+    }
+}
+
+/// Fills `side` for the address `addr`: its inventory entry, if any, decides treatment.
+#[inline(always)]
+fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
+    let key = DeviceKey {
+        addr: *addr,
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    match DEVICES.get_ptr(&key) {
+        Some(entry) => {
+            // SAFETY: a map value, copied out at once.
+            let entry = unsafe { *entry };
+            let treatment = judge::treatment(entry.mode, entry.flags, packet.global);
+            side.slot = entry.slot;
+            side.treatment = treatment;
+            side.flags = judge::side_flags(
+                packet.now,
+                entry.break_glass_until_ns,
+                entry.flags,
+                treatment,
+            );
+            side.break_glass_until_ns = entry.break_glass_until_ns;
+        }
+        None => {
+            side.slot = NO_SLOT;
+            side.treatment = judge::unenrolled_treatment(packet.global, packet.flags);
+            side.flags = 0;
+            side.break_glass_until_ns = 0;
+        }
+    }
+    side.flow_known = 0;
+    side.table = TABLE_NONE;
+    side.flow_index = NO_FLOW;
+    side.flow_tag = 0;
+}
+
+/// Stage 2: both sides' device entries.
+#[inline(never)]
+fn identify(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
+    enroll_side(packet, &mut work.sides[0], &ip.src);
+    enroll_side(packet, &mut work.sides[1], &ip.dst);
+    work.sides[0].treatment | work.sides[1].treatment
+}
+
+/// A malformed IP packet: counted against its devices, dropped only where enforcement
+/// applies to one of them (or, with no device involved, under the unenrolled default).
+#[inline(never)]
+pub fn judge_malformed(packet: &Packet) -> Result<Action, Fault> {
+    let parsed = parsed()?;
+    let work = work()?;
+    identify(packet, &parsed.ip, work);
+    let [src, dst] = &work.sides;
+    let unenrolled_action = judge::unenrolled_action(packet.global, packet.flags);
+    let action = judge::malformed_action(
+        src.treatment,
+        dst.treatment,
+        src.flags | dst.flags,
+        unenrolled_action,
+    );
+    // A frame a capture cut charges no drop (CONFIG_CAPTURE_MAY_BE_CUT).
+    let dropped = action == Action::Drop as u8 && packet.judged();
+    // As in `finish`: a side is charged the drop its own policy made (an address judged
+    // without a device entry, replay's --learn-all, enforces like a device); an
+    // unenrolled address is counted on its own only beside another.
+    let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
+    let unenrolled_pair = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    let charge = |treatment: u8, sent: bool| {
+        let own = dropped && (treatment == judge::ENFORCE || unjudged_pair);
+        (if sent { CHARGE_SENT } else { 0 }) | if own { judge::CHARGE_DROPPED } else { 0 }
+    };
+    if src.slot != NO_SLOT || unenrolled_pair {
+        count_device(
+            packet,
+            &parsed.ip.src,
+            src.slot,
+            charge(src.treatment, true),
+        );
+    }
+    if dst.slot != NO_SLOT || unenrolled_pair {
+        count_device(
+            packet,
+            &parsed.ip.dst,
+            dst.slot,
+            charge(dst.treatment, false),
+        );
+    }
+    Ok(if action == Action::Drop as u8 {
+        Action::Drop
+    } else {
+        Action::Pass
+    })
+}
+
+/// Charges a packet that is passed without judgement (neighbour discovery) to its sides,
+/// as any packet is: devices by slot, unenrolled addresses beside one another.
+#[inline(never)]
+pub fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
+    let parsed = parsed()?;
+    let work = work()?;
+    identify(packet, &parsed.ip, work);
+    let [src, dst] = &work.sides;
+    let both_unenrolled = src.slot == NO_SLOT && dst.slot == NO_SLOT;
+    count_reason(src.slot, Reason::NeighborDiscovery as u8);
+    count_reason(dst.slot, Reason::NeighborDiscovery as u8);
+    if src.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &parsed.ip.src, src.slot, CHARGE_SENT);
+    }
+    if dst.slot != NO_SLOT || both_unenrolled {
+        count_device(packet, &parsed.ip.dst, dst.slot, 0);
+    }
+    Ok(())
+}
+
+/// Judges an IP packet that parsed, one stage at a time, and caches the decision when
+/// its kind allows (`cache::cacheable`). Inlined into the program: a frame of its own
+/// would put the deepest chain of stages (`judge_side`, `place_flow`) over the 512 bytes
+/// of stack BPF allows.
+#[inline(always)]
+pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
+    // The per-CPU slots are looked up once and handed down: the stages read their inputs
+    // from map memory, which the verifier does not track.
+    let ip = &parsed()?.ip;
+    let work = work()?;
+    work.decision.key = cache::key(ip, work.kind);
+    // The stages return a scalar the caller uses (see main.rs).
+    prepare(ip, work);
+    identify(packet, ip, work);
+    let src_action = judge_side(packet, work, true);
+    let dst_action = judge_side(packet, work, false);
+    let action = finish(packet, ip, work);
+    let applied = charge(packet, ip, work);
+    if action != work.action || applied != action || (src_action | dst_action) > Action::Drop as u8
+    {
+        return Err(Fault);
+    }
+    Ok((
+        Action::try_from(work.action).unwrap_or(Action::Pass),
+        Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
+    ))
+}
+
+/// Stage 1: the service and both sides' flow keys, and for later fragments what their
+/// first fragment got.
+#[inline(never)]
+fn prepare(ip: &IpPacket, work: &mut Work) -> u8 {
+    work.is_later_fragment = 0;
+    work.request = 0;
+    let mut protocol = ip.protocol;
+    let service = if ip.fragment == FragmentKind::Later {
+        work.is_later_fragment = 1;
+        match FRAGMENTS.get_ptr(&fragment_key(ip)) {
+            Some(entry) => {
+                // SAFETY: a map value, copied out at once.
+                let entry = unsafe { *entry };
+                work.inherited_action = entry.action;
+                work.inherited_reason = entry.reason;
+                // Its own header names at most the first header of the fragmentable
+                // part (destination options, say), not the first fragment's protocol.
+                protocol = entry.protocol;
+                let initiator = match Direction::try_from(entry.src_direction) {
+                    Ok(Direction::Outbound) => Initiator::Src,
+                    Ok(Direction::Inbound) => Initiator::Dst,
+                    _ => Initiator::Neither,
+                };
+                Service {
+                    port: entry.service_port,
+                    initiator,
+                }
+            }
+            None => {
+                work.inherited_action = Action::Pass as u8;
+                work.inherited_reason = Reason::FragmentUnmatched as u8;
+                Service {
+                    port: 0,
+                    initiator: Initiator::Neither,
+                }
+            }
+        }
+    } else {
+        resolve_service(ip, work)
+    };
+    let src_direction = flow::src_direction(service.initiator);
+    work.sides[0].key = flow::flow_key(ip.src, ip.dst, protocol, service.port, src_direction);
+    work.sides[1].key = flow::flow_key(
+        ip.dst,
+        ip.src,
+        protocol,
+        service.port,
+        src_direction.reversed(),
+    );
+    work.is_later_fragment
+}
+
+/// The service port and initiator, remembering TCP handshakes in CONNTRACK; for UDP and
+/// SCTP from the lower port, whether a request was seen is in `kind` (`cache::kind`
+/// looked REQUESTS up), and `finish` remembers allowed requests.
+#[inline(always)]
+fn resolve_service(ip: &IpPacket, work: &mut Work) -> Service {
+    match flow::service_hint(ip) {
+        ServiceHint::Known(service) => service,
+        ServiceHint::Request(service) => {
+            work.request = 1;
+            service
+        }
+        // Without a fresh request it is a request to the higher port, so a server's port
+        // opens nothing by itself.
+        ServiceHint::MaybeReply { src_port, dst_port } => {
+            flow::reply_or_request(src_port, dst_port, work.kind == DECISION_REPLY)
+        }
+        ServiceHint::TcpHandshake(service) => {
+            let (key, src_is_low) = flow::conn_key(ip, ip.src_port, ip.dst_port);
+            let entry = ConnEntry {
+                server: flow::conn_server(service, src_is_low),
+                _pad1: 0,
+                _pad2: 0,
+                _pad3: 0,
+            };
+            // A lost entry falls back to the lower-port rule, which agrees for ordinary
+            // clients.
+            let _ = CONNTRACK.insert(&key, &entry, 0);
+            service
+        }
+        ServiceHint::TcpEstablished { src_port, dst_port } => {
+            let (key, src_is_low) = flow::conn_key(ip, src_port, dst_port);
+            match CONNTRACK.get_ptr(&key) {
+                Some(entry) => {
+                    // SAFETY: one byte of a map value, read at once.
+                    let server = unsafe { (*entry).server };
+                    flow::service_from_conn(server, src_is_low, src_port, dst_port)
+                }
+                None => flow::by_ports(src_port, dst_port),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn fragment_key(ip: &IpPacket) -> FragmentKey {
+    FragmentKey {
+        src: ip.src,
+        dst: ip.dst,
+        id: ip.fragment_id,
+        protocol: ip.fragment_protocol,
+        _pad1: 0,
+        _pad2: 0,
+    }
+}
+
+/// The action of the policy rules for `key`: RULE_DENY if any deny rule matches (deny
+/// wins), else RULE_ALLOW if an allow rule does, else 0. Out of line: its trie key would
+/// add to the stack of every stage below `judge_side`.
+#[inline(never)]
+fn match_rules(packet: &Packet, key: &FlowKey) -> u8 {
+    let lookup = LpmKey::new(
+        RULE_PREFIX_BASE + 128,
+        RuleKeyData {
+            generation: packet.generation,
+            device: key.device,
+            peer: key.peer,
+        },
+    );
+    let Some(set) = RULES.get(&lookup) else {
+        return 0;
+    };
+    let mut verdict = 0;
+    for i in 0..MAX_RULES_PER_SET {
+        if i as u32 >= set.count {
+            break;
+        }
+        let rule = &set.rules[i];
+        let matches = (rule.protocol == RULE_ANY || rule.protocol == key.protocol)
+            && (rule.direction == RULE_ANY || rule.direction == key.direction)
+            && rule.port_low <= key.service_port
+            && key.service_port <= rule.port_high;
+        if matches {
+            if rule.action == RULE_DENY {
+                return RULE_DENY;
+            }
+            verdict = RULE_ALLOW;
+        }
+    }
+    verdict
+}
+
+/// Stage 3, once per side: the verdict of this side's policy (learning as it goes), and
+/// for an enrolled device the slot its flow is counted in: its slot of FLOWS, else a new
+/// one, apart in UNENROLLED_FLOWS for a new flow that violates the policy (scans,
+/// spoofed sources), so that a flood of them cannot evict the device's legitimate flows.
+#[inline(never)]
+fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
+    let later = work.is_later_fragment != 0;
+    let (inherited_action, inherited_reason) = (work.inherited_action, work.inherited_reason);
+    let side = if source {
+        &mut work.sides[0]
+    } else {
+        &mut work.sides[1]
+    };
+    let rules = if judge::needs_rules(side.treatment, side.flags) {
+        match_rules(packet, &side.key)
+    } else {
+        0
+    };
+    let ruling = judge::before_baseline(
+        side.treatment,
+        side.flags,
+        rules,
+        later,
+        inherited_action,
+        inherited_reason,
+    );
+    let (action, reason) = if ruling.decided {
+        (ruling.action, ruling.reason)
+    } else {
+        baseline_verdict(packet, side)
+    };
+    side.action = action;
+    side.reason = reason;
+    if side.slot == NO_SLOT {
+        return side.action;
+    }
+    let tag = tag(flow_hash(&side.key, packet.seed));
+    let known = find_flow(TABLE_FLOWS, tag, packet.now);
+    let table = judge::enrolled_flow_table(known != NO_FLOW, action, reason);
+    side.flow_index = if known != NO_FLOW {
+        known
+    } else {
+        place_flow(table, &side.key, tag, packet.now)
+    };
+    side.flow_known = u8::from(known != NO_FLOW);
+    side.table = table;
+    side.flow_tag = tag;
+    side.action
+}
+
+/// The baseline's verdict, learning the flow in learn mode.
+#[inline(always)]
+fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
+    let in_baseline = BASELINE.get_ptr(&side.key).is_some();
+    let ruling = judge::baseline_verdict(side.treatment, in_baseline);
+    if !ruling.learn {
+        return (ruling.action, ruling.reason);
+    }
+    (ruling.action, learn(packet, side, ruling.reason))
+}
+
+/// Learns the side's flow into the baseline: the reason its verdict gets (`learned`, or
+/// `baseline_full`). Out of line, as `match_rules`.
+#[inline(never)]
+fn learn(packet: &Packet, side: &Side, learned: u8) -> u8 {
+    let key = &side.key;
+    let entry = BaselineEntry {
+        learned_ns: packet.now,
+        origin: ORIGIN_LEARNED,
+        _pad1: 0,
+        _pad2: 0,
+        window: packet.learn_window,
+    };
+    match BASELINE.insert(key, &entry, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
+            if let Some(stats) = DEVICE_STATS.get_ptr_mut(side.slot) {
+                // SAFETY: per-CPU slot.
+                unsafe { (*stats).learned_flows += 1 };
+            }
+            learned
+        }
+        // Another CPU learned it first.
+        Err(_) if BASELINE.get_ptr(key).is_some() => learned,
+        // Both a pass.
+        Err(_) => judge::BASELINE_FULL.reason,
+    }
+}
+
+#[inline(always)]
+fn side_verdict(side: &Side) -> SideVerdict {
+    SideVerdict {
+        treatment: side.treatment,
+        action: side.action,
+        reason: side.reason,
+        flags: side.flags,
+    }
+}
+
+#[inline(always)]
+fn decision_side(side: &Side, plan: &judge::SidePlan) -> DecisionSide {
+    DecisionSide {
+        slot: side.slot,
+        flow_index: side.flow_index,
+        flow_tag: side.flow_tag as u32,
+        reason: side.reason,
+        device: plan.device,
+        table: plan.table,
+        flow: plan.flow,
+    }
+}
+
+/// Stage 4: the combined verdict, the first fragment's record, the request memory, and
+/// the decision: what the packet charges to whom.
+#[inline(never)]
+fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
+    let (src, dst) = (side_verdict(&work.sides[0]), side_verdict(&work.sides[1]));
+    let unenrolled_action = judge::unenrolled_action(packet.global, packet.flags);
+    let (action, reason) = judge::combine(src, dst, unenrolled_action);
+    work.action = action;
+    work.reason = reason;
+    let key0 = work.sides[0].key;
+    if ip.fragment == FragmentKind::First {
+        let entry = FragmentEntry {
+            service_port: key0.service_port,
+            src_direction: key0.direction,
+            action,
+            reason,
+            protocol: ip.protocol,
+            _pad: 0,
+        };
+        // Losing this entry only makes later fragments unmatched: fails closed where
+        // enforced.
+        let _ = FRAGMENTS.insert(&fragment_key(ip), &entry, 0);
+    }
+    // One insert per allowed request, at most once a DECISION_TTL_NS per CPU and flow
+    // while its decision is cached.
+    if work.request != 0 && judge::remember_request(src, dst) {
+        let entry = RequestEntry {
+            seen_ns: packet.now,
+        };
+        let _ = REQUESTS.insert(&flow::request_key(ip), &entry, 0);
+    }
+    let both_unenrolled = work.sides[0].slot == NO_SLOT && work.sides[1].slot == NO_SLOT;
+    let plans = judge::plan(
+        PlanSide {
+            verdict: src,
+            enrolled: work.sides[0].slot != NO_SLOT,
+            flow_known: work.sides[0].flow_known != 0,
+        },
+        PlanSide {
+            verdict: dst,
+            enrolled: work.sides[1].slot != NO_SLOT,
+            flow_known: work.sides[1].flow_known != 0,
+        },
+        action,
+        packet.judged(),
+    );
+    if both_unenrolled {
+        // Traffic between unenrolled addresses: both flows in their own table.
+        for side in &mut work.sides {
+            let tag = tag(flow_hash(&side.key, packet.seed));
+            side.table = TABLE_UNENROLLED;
+            side.flow_index = place_flow(TABLE_UNENROLLED, &side.key, tag, packet.now);
+            side.flow_tag = tag;
+        }
+    }
+    let mut valid_until = packet.now.saturating_add(DECISION_TTL_NS);
+    for side in &work.sides {
+        // A decision that relies on a break-glass stands until it expires.
+        if side.flags & SIDE_BREAK_GLASS != 0 && side.break_glass_until_ns < valid_until {
+            valid_until = side.break_glass_until_ns;
+        }
+    }
+    let decision = &mut work.decision;
+    decision.valid_until_ns = valid_until;
+    decision.epoch = packet.epoch_tag;
+    decision.config = packet.config_bits;
+    decision.action = action;
+    decision.reason = reason;
+    decision.service_port = key0.service_port;
+    decision.src_direction = key0.direction;
+    decision.flags = if both_unenrolled {
+        DECISION_UNENROLLED_PAIR
+    } else {
+        0
+    };
+    decision.protocol = key0.protocol;
+    decision._pad = [0; 3];
+    decision.sides = [
+        decision_side(&work.sides[0], &plans[0]),
+        decision_side(&work.sides[1], &plans[1]),
+    ];
+    work.action
+}
+
+/// Stage 5: charges what `finish` decided, by the code that charges cached decisions,
+/// and caches the decision for the next packets with its key.
+#[inline(never)]
+fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
+    let slots = flow_slots(&work.decision);
+    apply(packet, ip, &work.decision, &slots);
+    if cache::cacheable(packet, ip, work.kind) {
+        cache::remember(packet, &work.decision);
+    }
+    work.decision.action
+}
