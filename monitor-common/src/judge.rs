@@ -1134,11 +1134,7 @@ mod tests {
             (hit, audit_miss, false),
         ];
         for (src, dst, want) in rows {
-            assert_eq!(
-                remember_request(src, dst),
-                want,
-                "{src:?} {dst:?}"
-            );
+            assert_eq!(remember_request(src, dst), want, "{src:?} {dst:?}");
         }
     }
 }

@@ -46,7 +46,8 @@ Examples:
   monitor map                               # a table: ward, device, vendor, protection, ...
   monitor map --format html -o map.html     # one page to open in any browser
   monitor map --json | jq '.attention'      # devices needing attention, for scripts
-  monitor map --format dot | dot -Tsvg > map.svg
+  monitor map --format svg -o map.svg       # the drawing of the architecture alone
+  monitor map --format dot | dot -Tsvg > graph.svg
 The running daemon serves the same page at http://127.0.0.1:9479/map (see --metrics-addr).";
 
 /// Inline XDP flow monitor and micro-segmentation enforcer for hospital networks.
@@ -117,7 +118,8 @@ pub enum Command {
     /// used, violations, baseline and protection; grouped by ward.
     #[command(after_help = MAP_EXAMPLES)]
     Map {
-        /// table (terminal), html (one self-contained page), json, or dot (Graphviz).
+        /// table (terminal), html (one self-contained page, opening with a drawing of the
+        /// architecture), json, dot (Graphviz), or svg (the drawing alone).
         #[arg(long, value_enum, default_value = "table")]
         format: devmap::Format,
         /// Same as --format json.

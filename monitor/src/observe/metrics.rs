@@ -199,6 +199,10 @@ fn routes(shared: Arc<Shared>) -> axum::Router {
             "/map.dot",
             get(|s: SharedState| map_handler(s, devmap::Format::Dot)),
         )
+        .route(
+            "/map.svg",
+            get(|s: SharedState| map_handler(s, devmap::Format::Svg)),
+        )
         .with_state(shared)
 }
 
@@ -225,7 +229,8 @@ async fn index() -> Reply {
         "<!doctype html><title>hospital flow monitor</title><h1>hospital flow monitor</h1>\
          <ul><li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\
          <li><a href=\"/map\">/map</a> (device map; also <a href=\"/map.json\">JSON</a>, \
-         <a href=\"/map.dot\">Graphviz</a>)</li></ul>"
+         <a href=\"/map.dot\">Graphviz</a>, \
+         <a href=\"/map.svg\">the drawing as SVG</a>)</li></ul>"
             .into(),
     )
 }

@@ -4,13 +4,14 @@
 use std::fmt::Write as _;
 
 use super::{
+    drawing,
     model::{DeviceMap, MapDevice},
     text::{ago, duration},
 };
 use crate::state::activity::{self, format_local};
 
-/// Text escaped for HTML.
-fn esc(text: &str) -> String {
+/// Text escaped for HTML (and SVG).
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -26,7 +27,7 @@ fn esc(text: &str) -> String {
 }
 
 /// A stable HTML id for a name.
-fn slug(text: &str) -> String {
+pub(super) fn slug(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -78,6 +79,12 @@ table.grid td.c.lastweek{opacity:.55}
 table.grid th{font-weight:normal;color:var(--muted);padding:0 4px 0 0;text-align:right}
 table.grid thead th{text-align:left;padding:0}
 footer{color:var(--muted);font-size:12px;padding:0 24px 20px}
+.architecture{margin:0 0 22px}
+.architecture>h2{font-size:17px;margin:0 0 8px;padding-bottom:4px;border-bottom:2px solid var(--line)}
+.architecture>h2 small{color:var(--muted);font-weight:normal}
+.drawing-frame{overflow-x:auto;background:#fbfcfd;border:1px solid var(--line);border-radius:8px}
+.drawing-frame svg{display:block}
+.card:target{outline:3px solid var(--learn);outline-offset:2px}
 "#;
 
 /// After layout, marks the page as rendered (`data-layout="ok"`) when every device card
@@ -145,6 +152,12 @@ fn html_grid(out: &mut String, device: &MapDevice, now: u64) {
             } else {
                 ""
             };
+            // Quiet hours carry nothing but their shade: at hundreds of devices the
+            // page stays small enough to render in a moment.
+            if cell.packets == 0 {
+                let _ = write!(out, "<td class=\"c{lastweek}\"></td>");
+                continue;
+            }
             let when = if cell.hour_start == 0 {
                 "no such hour".to_string()
             } else {
@@ -174,9 +187,9 @@ fn html_device(out: &mut String, d: &MapDevice, now: u64) {
     let flagged = d.flags.iter().any(|f| f != "never-seen");
     let _ = write!(
         out,
-        "<article class=\"card{}\" id=\"dev-{}\" data-device=\"{}\" data-protection=\"{}\">",
+        "<article class=\"card{}\" id=\"{}\" data-device=\"{}\" data-protection=\"{}\">",
         if flagged { " flagged" } else { "" },
-        slug(&d.name),
+        drawing::card_id(&d.name),
         esc(&d.name),
         d.protection.label()
     );
@@ -371,6 +384,17 @@ fn html_violations(out: &mut String, d: &MapDevice) {
     }
 }
 
+/// The drawing of the architecture, each device linked to its card below.
+fn html_drawing(out: &mut String, map: &DeviceMap) {
+    let drawing = drawing::build(map, &drawing::identity_of(map));
+    let _ = write!(
+        out,
+        "<section class=\"architecture\" id=\"architecture\"><h2>Architecture <small>wards and their devices, the servers and services they use; click a device for its card</small></h2><div class=\"drawing-frame\">{}</div></section><script>{}</script>",
+        drawing::svg::svg(&drawing, drawing::svg::Target::Page),
+        drawing::svg::CHECK_SCRIPT
+    );
+}
+
 /// The map as one self-contained page.
 pub fn page(map: &DeviceMap) -> String {
     let now = map.generated_at;
@@ -411,6 +435,7 @@ pub fn page(map: &DeviceMap) -> String {
         let _ = write!(out, "<span class=\"chip\">{value} {label}</span>");
     }
     out.push_str("</div></header><main>");
+    html_drawing(&mut out, map);
     if !map.attention.is_empty() {
         let _ = write!(
             out,
@@ -420,8 +445,8 @@ pub fn page(map: &DeviceMap) -> String {
         for a in &map.attention {
             let _ = write!(
                 out,
-                "<li><a href=\"#dev-{}\"><b>{}</b></a> <span class=\"muted\">{}</span>: {}</li>",
-                slug(&a.device),
+                "<li><a href=\"#{}\"><b>{}</b></a> <span class=\"muted\">{}</span>: {}</li>",
+                drawing::card_id(&a.device),
                 esc(&a.device),
                 esc(&if a.ward.starts_with('(') {
                     a.ward.clone()

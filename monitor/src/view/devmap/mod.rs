@@ -5,10 +5,13 @@
 //! [`build`] ([`model`]) makes the model from [`Inputs`] ([`inputs`]: read from the state
 //! directory by the CLI, or handed over in memory by the daemon); [`render`] turns it into
 //! a self-contained HTML page ([`html`]: no script, font or picture fetched from
-//! anywhere), JSON for scripts, Graphviz DOT ([`dot`]), or a terminal table ([`text`]).
+//! anywhere) that opens with a drawing of the architecture ([`drawing`]: inline SVG), the
+//! drawing alone as an SVG file, JSON for scripts, Graphviz DOT ([`dot`]), or a terminal
+//! table ([`text`]).
 //! `monitor map` and the metrics server's `/map` show the same thing.
 
 pub mod dot;
+pub mod drawing;
 pub mod html;
 pub mod inputs;
 pub mod model;
@@ -29,6 +32,8 @@ pub enum Format {
     Json,
     /// Graphviz: `dot -Tsvg`.
     Dot,
+    /// The drawing of the architecture alone, as one SVG file.
+    Svg,
 }
 
 impl Format {
@@ -37,6 +42,7 @@ impl Format {
             Format::Table | Format::Dot => "text/plain; charset=utf-8",
             Format::Html => "text/html; charset=utf-8",
             Format::Json => "application/json",
+            Format::Svg => "image/svg+xml; charset=utf-8",
         }
     }
 }
@@ -48,5 +54,9 @@ pub fn render(map: &DeviceMap, format: Format) -> Result<String, DevMapError> {
         Format::Html => html::page(map),
         Format::Dot => dot::graph(map),
         Format::Table => text::table(map),
+        Format::Svg => drawing::svg::svg(
+            &drawing::build(map, &drawing::identity_of(map)),
+            drawing::svg::Target::File,
+        ),
     })
 }
