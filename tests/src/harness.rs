@@ -358,3 +358,56 @@ impl Drop for Lab {
         self.servers.take();
     }
 }
+
+/// Runs headless Chromium with `args` (then `url`), killed if it takes over a minute.
+pub fn chromium(args: &[String], url: &str) -> String {
+    let profile = TempDir::new(&std::env::temp_dir(), "mchrome");
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting chromium (Debian package `chromium`): {e}"));
+    let mut stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("chromium stdout"));
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(status.success(), "chromium failed: {status}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().unwrap_or_default()
+}
+
+/// The value of attribute `name` of the first tag of `html` in which `needle` occurs.
+pub fn html_attr<'a>(html: &'a str, needle: &str, name: &str) -> Option<&'a str> {
+    let at = html.find(needle)?;
+    let start = html[..=at].rfind('<')?;
+    let tag = &html[start..at + html[at..].find('>')?];
+    let key = format!(" {name}=\"");
+    let from = tag.find(&key)? + key.len();
+    Some(&tag[from..from + tag[from..].find('"')?])
+}

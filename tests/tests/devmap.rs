@@ -7,8 +7,7 @@ mod obs;
 
 use std::{
     collections::BTreeSet,
-    process::{Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use monitor::{
@@ -17,7 +16,7 @@ use monitor::{
     state::StateDir,
     state::inventory::Inventory,
 };
-use monitor_tests::harness::{TempDir, service};
+use monitor_tests::harness::{chromium, html_attr as attr, service};
 use obs::{ObsLab, WARD_POLICY, artifacts_dir, get_ok, wait_for};
 use serde_json::Value;
 
@@ -71,49 +70,6 @@ fn activity(d: &Value) -> (u64, BTreeSet<u64>) {
 
 fn traffic_total(d: &Value) -> u64 {
     u(&d["traffic"]["packets_sent"]) + u(&d["traffic"]["packets_received"])
-}
-
-/// Runs headless Chromium with `args` (then `url`), killed if it takes over a minute.
-fn chromium(args: &[String], url: &str) -> String {
-    let profile = TempDir::new(&std::env::temp_dir(), "mchrome");
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.0.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting chromium (Debian package `chromium`): {e}"));
-    let mut stdout = child
-        .stdout
-        .take()
-        .unwrap_or_else(|| panic!("chromium stdout"));
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(status.success(), "chromium failed: {status}");
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader.join().unwrap_or_default()
 }
 
 #[test]
@@ -398,6 +354,8 @@ fn the_device_map_shows_the_traffic_sent() {
         card.contains("class=\"c l4"),
         "the ct card's busiest hour is not shaded"
     );
+    drawing_shows_the_ward(&lab, &map, &dom);
+
     let shot = artifacts_dir().join("device-map.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
@@ -413,4 +371,87 @@ fn the_device_map_shows_the_traffic_sent() {
         "screenshot of {} bytes",
         png.len()
     );
+}
+
+/// The drawing on the rendered page (`dom`): every device of the lab ward, the CT scanner's
+/// and the badge reader's servers, the badge reader's violation, no overlapping boxes; and
+/// the same drawing alone from `monitor map --format svg` and `/map.svg`.
+fn drawing_shows_the_ward(lab: &ObsLab, map: &Value, dom: &str) {
+    let start = dom
+        .find("<svg id=\"drawing\"")
+        .unwrap_or_else(|| panic!("the page has no drawing"));
+    let svg = &dom[start..start + dom[start..].find("</svg>").unwrap_or(0)];
+    assert_eq!(
+        attr(svg, "<svg", "data-layout"),
+        Some("ok"),
+        "the drawing's own layout check: {:?}",
+        attr(svg, "<svg", "data-layout-problems")
+    );
+    assert_eq!(attr(svg, "<svg", "data-links-checked"), Some("true"));
+    let names: Vec<&str> = map["wards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| w["devices"].as_array().into_iter().flatten())
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 9);
+    assert_eq!(attr(svg, "<svg", "data-devices"), Some("9"));
+    for name in &names {
+        let box_tag = format!("data-device=\"{name}\"");
+        assert!(svg.contains(&box_tag), "{name} is not in the drawing");
+        // Clickable through to its card.
+        assert!(
+            svg.contains(&format!("<a href=\"#dev-{name}\">")),
+            "{name}'s box does not link to its card"
+        );
+    }
+    for (from, to) in [
+        ("ct-scanner-01", "pacs"),
+        ("badge-reader-icu3", "10.20.0.53"),
+    ] {
+        let edge = format!("data-from=\"{from}\" data-to=\"{to}\" data-violation=\"false\"");
+        assert!(svg.contains(&edge), "no baseline edge {from} -> {to}");
+    }
+    let violation = "data-from=\"badge-reader-icu3\" data-to=\"pacs\" data-violation=\"true\"";
+    assert!(svg.contains(violation), "the SSH/SMB attempt is not drawn");
+    assert!(
+        attr(svg, violation, "class").is_some_and(|c| c.contains("dw-e-viol")),
+        "the violation is not drawn as one"
+    );
+    let badge = "data-device=\"badge-reader-icu3\"";
+    assert_eq!(attr(svg, badge, "data-violations"), Some("2"));
+    assert!(
+        attr(svg, badge, "class").is_some_and(|c| c.contains("dw-viol")),
+        "the badge reader is not marked"
+    );
+    assert_eq!(attr(svg, badge, "data-protection"), Some("enforced"));
+    assert_eq!(
+        attr(svg, "data-device=\"pump-icu3-01\"", "data-protection"),
+        Some("audited")
+    );
+
+    // The drawing alone, from the CLI and the daemon.
+    let file = lab.lab.cli_ok(&["map", "--format", "svg"]);
+    assert!(file.starts_with("<?xml"), "{file}");
+    assert!(file.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    for name in &names {
+        assert!(file.contains(&format!("data-device=\"{name}\"")), "{name}");
+    }
+    assert!(file.contains(violation));
+    let served = get_ok(lab.metrics, "/map.svg");
+    assert!(served.starts_with("<?xml") && served.contains(violation));
+    let width = attr(&served, "<svg", "width").unwrap_or("1200");
+    let height = attr(&served, "<svg", "height").unwrap_or("800");
+    let shot = artifacts_dir().join("device-map-drawing.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        &[
+            format!("--window-size={width},{height}"),
+            format!("--screenshot={}", shot.display()),
+        ],
+        &format!("http://{}/map.svg", lab.metrics),
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
 }
