@@ -5,39 +5,11 @@ use std::fmt::Write as _;
 
 use super::{
     drawing,
+    markup::{card_id, esc},
     model::{DeviceMap, MapDevice},
     text::{ago, duration},
 };
 use crate::state::activity::{self, format_local};
-
-/// Text escaped for HTML (and SVG).
-pub(super) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A stable HTML id for a name.
-pub(super) fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
 
 const CSS: &str = r#"
 :root{--ink:#1d2733;--muted:#5d6b7a;--line:#d9e0e7;--bg:#f4f6f8;--card:#fff;
@@ -189,7 +161,7 @@ fn html_device(out: &mut String, d: &MapDevice, now: u64) {
         out,
         "<article class=\"card{}\" id=\"{}\" data-device=\"{}\" data-protection=\"{}\">",
         if flagged { " flagged" } else { "" },
-        drawing::card_id(&d.name),
+        card_id(&d.name),
         esc(&d.name),
         d.protection.label()
     );
@@ -446,7 +418,7 @@ pub fn page(map: &DeviceMap) -> String {
             let _ = write!(
                 out,
                 "<li><a href=\"#{}\"><b>{}</b></a> <span class=\"muted\">{}</span>: {}</li>",
-                drawing::card_id(&a.device),
+                card_id(&a.device),
                 esc(&a.device),
                 esc(&if a.ward.starts_with('(') {
                     a.ward.clone()

@@ -14,6 +14,7 @@ pub mod dot;
 pub mod drawing;
 pub mod html;
 pub mod inputs;
+pub mod markup;
 pub mod model;
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,10 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::model::{DeviceMap, MapDevice, Protection};
+use super::{
+    markup::card_id,
+    model::{DeviceMap, MapDevice, Protection},
+};
 
 /// Which side of the drawing a group is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,11 +161,6 @@ pub struct Identity {
 /// empty; device identity fills it here from the fields it adds to the model.
 pub fn identity_of(_map: &DeviceMap) -> Identity {
     Identity::default()
-}
-
-/// The HTML id of a device's card (`dev-` and its name made safe).
-pub fn card_id(name: &str) -> String {
-    format!("dev-{}", super::html::slug(name))
 }
 
 /// At most this many addresses outside the inventory per side; the quietest of the rest

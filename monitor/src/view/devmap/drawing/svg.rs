@@ -8,7 +8,7 @@ use super::{
     Drawing, GroupRole, Node, Shade, Side,
     layout::{self, BLOCK_HEAD, Layout, PAD, Rect, Route},
 };
-use crate::view::devmap::html::esc;
+use crate::view::devmap::markup::esc;
 
 /// Where the SVG goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
