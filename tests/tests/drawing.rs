@@ -241,13 +241,18 @@ fn five_hundred_devices_are_drawn_quickly_without_overlapping_boxes() {
         rendered_ms < 2000,
         "the drawing took {rendered_ms} ms to render"
     );
+    // The drawing alone (`monitor map --format svg`), as the README shows it.
+    let svg_file = dir.0.join("map.svg");
+    let alone = render(&build(&inputs), Format::Svg).unwrap_or_else(|e| panic!("render: {e}"));
+    assert_eq!(alone.matches("data-device=").count(), 500);
+    std::fs::write(&svg_file, alone).unwrap_or_else(|e| panic!("{}: {e}", svg_file.display()));
     let shot = dir.0.join("drawing-500.png");
     chromium(
         &[
-            "--window-size=1260,1400".into(),
+            "--window-size=1200,1000".into(),
             format!("--screenshot={}", shot.display()),
         ],
-        &url,
+        &format!("file://{}", svg_file.display()),
     );
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 30_000);

@@ -266,6 +266,34 @@ fn place_tiles(drawing: &Drawing, gi: usize, (x, y): (i32, i32), out: &mut Layou
     }
 }
 
+/// Orders each group on the right by where its boxes' partners on the left are (the mean
+/// of their places, top to bottom), so that edges cross less; boxes without partners on
+/// the left keep their order, after the others.
+pub fn order_by_partners(drawing: &mut Drawing) {
+    let mut place = vec![None; drawing.nodes.len()];
+    let left = drawing.groups.iter().filter(|g| g.side == Side::Left);
+    for (rank, &node) in left.flat_map(|g| &g.nodes).enumerate() {
+        place[node] = Some(rank as f64);
+    }
+    let mut sums = vec![(0.0_f64, 0_u32); drawing.nodes.len()];
+    for e in &drawing.edges {
+        for (node, partner) in [(e.to, e.from), (e.from, e.to)] {
+            if let Some(rank) = place[partner] {
+                sums[node].0 += rank;
+                sums[node].1 += 1;
+            }
+        }
+    }
+    for group in drawing.groups.iter_mut().filter(|g| g.side == Side::Right) {
+        let key = |n: &usize| match sums[*n] {
+            (_, 0) => f64::INFINITY,
+            (sum, count) => sum / f64::from(count),
+        };
+        // Stable: equal places keep their order.
+        group.nodes.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    }
+}
+
 /// Edges bundled between two anchors.
 #[derive(Clone, Debug)]
 pub struct Route {

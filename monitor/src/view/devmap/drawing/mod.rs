@@ -404,7 +404,9 @@ impl Builder {
                 }
             }
         }
-        without_orphans(self.nodes, groups, edges.into_values().collect())
+        let mut drawing = without_orphans(self.nodes, groups, edges.into_values().collect());
+        layout::order_by_partners(&mut drawing);
+        drawing
     }
 
     /// Keeps the busiest `MAX_OUTSIDE - 1` of `nodes` (by the packets of their edges) and

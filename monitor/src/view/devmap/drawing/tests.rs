@@ -396,7 +396,8 @@ fn five_hundred_devices_are_tiles_by_ward_and_kind_without_overlaps() {
     assert!(drawing.edges.len() > 800, "{}", drawing.edges.len());
     // Per block: at most its two servers, DNS and its scans.
     assert!(routes.len() <= 50 * 3 + 29, "{} routes", routes.len());
-    // The 29 scans are outside the inventory: 23 addresses and one box for the rest.
+    // DNS and the 29 scanned addresses are outside the inventory: the 23 busiest, and
+    // one box for the other 7.
     let outside: Vec<_> = drawing
         .groups
         .iter()
@@ -404,8 +405,13 @@ fn five_hundred_devices_are_tiles_by_ward_and_kind_without_overlaps() {
         .collect();
     assert_eq!(outside.len(), 1);
     assert_eq!(outside[0].nodes.len(), MAX_OUTSIDE);
-    let merged = &drawing.nodes[*outside[0].nodes.last().unwrap_or(&0)];
-    assert!(merged.label.ends_with("more addresses"), "{}", merged.label);
+    let merged: Vec<&str> = outside[0]
+        .nodes
+        .iter()
+        .map(|n| drawing.nodes[*n].label.as_str())
+        .filter(|l| l.ends_with("more addresses"))
+        .collect();
+    assert_eq!(merged, ["7 more addresses"]);
     let page = svg(&drawing, Target::Page);
     assert_eq!(page.matches("data-device=").count(), 500);
     assert!(page.contains("data-grouped=\"true\""));
@@ -497,4 +503,34 @@ fn the_svg_file_is_standalone_and_the_page_links_cards() {
     assert!(page.contains("data-from=\"ct-scanner-01\" data-to=\"pacs\" data-violation=\"false\""));
     // The busiest flow is the thickest.
     assert!(page.contains("stroke-width=\"6\" data-from=\"ct-scanner-01\""));
+}
+
+#[test]
+fn servers_are_ordered_by_where_their_clients_are() {
+    let mut input = inputs(vec![
+        device(0, "a-top", "modality", ip("10.10.1.1"), "icu"),
+        device(1, "b-bottom", "modality", ip("10.10.1.2"), "icu"),
+        device(2, "s1", "pacs", ip("10.20.0.1"), "datacenter"),
+        device(3, "s2", "pacs", ip("10.20.0.2"), "datacenter"),
+        device(4, "s3-idle-clients", "pacs", ip("10.20.0.3"), "datacenter"),
+    ]);
+    use_server(&mut input, ip("10.10.1.1"), ip("10.20.0.2"), 104, 1);
+    use_server(&mut input, ip("10.10.1.2"), ip("10.20.0.1"), 104, 1);
+    let mut learned_only = input.baseline[0];
+    learned_only.0 = key(ip("10.20.0.3"), ip("10.99.0.1"), 6, 104, Direction::Inbound);
+    input.baseline.push(learned_only);
+    let drawing = build(&build_map(&input), &Identity::default());
+    let right = drawing
+        .groups
+        .iter()
+        .find(|g| g.side == Side::Right && g.title == "datacenter")
+        .unwrap_or_else(|| panic!("no servers"));
+    let names: Vec<&str> = right
+        .nodes
+        .iter()
+        .map(|n| drawing.nodes[*n].id.as_str())
+        .collect();
+    // s2 serves the top device, s1 the bottom one; s3's only client is on the left but
+    // outside the inventory, below the wards.
+    assert_eq!(names, ["s2", "s1", "s3-idle-clients"]);
 }
