@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Drawing, Protection, Shade, Side};
+use super::model::{Drawing, Shade, Side};
+use crate::view::devmap::model::Protection;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rect {

@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    Drawing, GroupRole, Node, Shade, Side,
     layout::{self, BLOCK_HEAD, Layout, PAD, Rect, Route},
+    model::{Drawing, GroupRole, Node, Shade, Side},
 };
-use crate::view::devmap::markup::esc;
+use crate::view::devmap::{markup::esc, model::Protection};
 
 /// Where the SVG goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,10 +145,10 @@ pub fn svg(drawing: &Drawing, target: Target) -> String {
 fn legend(out: &mut String) {
     let mut x = 16;
     for shade in [
-        Shade::Protected(super::Protection::Enforced),
-        Shade::Protected(super::Protection::Audited),
-        Shade::Protected(super::Protection::Learning),
-        Shade::Protected(super::Protection::BreakGlass),
+        Shade::Protected(Protection::Enforced),
+        Shade::Protected(Protection::Audited),
+        Shade::Protected(Protection::Learning),
+        Shade::Protected(Protection::BreakGlass),
         Shade::Unenrolled,
     ] {
         let _ = write!(
