@@ -534,3 +534,54 @@ fn servers_are_ordered_by_where_their_clients_are() {
     // outside the inventory, below the wards.
     assert_eq!(names, ["s2", "s1", "s3-idle-clients"]);
 }
+
+#[test]
+fn an_empty_map_is_a_legend_and_nothing_else() {
+    let map = build_map(&inputs(Vec::new()));
+    let drawing = build(&map, &Identity::default());
+    assert!(drawing.nodes.is_empty() && drawing.groups.is_empty());
+    let placed = layout::layout(&drawing);
+    assert!(placed.height > layout::TOP / 2 && placed.height < 2 * layout::TOP);
+    let page = svg(&drawing, Target::Page);
+    assert!(page.contains("data-devices=\"0\""));
+    assert!(!page.contains("data-device="));
+}
+
+#[test]
+fn a_scan_from_outside_comes_from_the_left() {
+    let mut input = inputs(vec![device(
+        0,
+        "pump-01",
+        "infusion-pump",
+        ip("10.10.1.11"),
+        "icu-3",
+    )]);
+    input.flows.push((
+        key(ip("10.10.1.11"), ip("10.66.0.9"), 6, 22, Direction::Inbound),
+        flow(5, 5),
+    ));
+    let drawing = build(&build_map(&input), &Identity::default());
+    assert_eq!(
+        side_of(&drawing, "10.66.0.9"),
+        (Side::Left, "outside the inventory".into())
+    );
+    let (scanner, pump) = (index(&drawing, "10.66.0.9"), index(&drawing, "pump-01"));
+    assert!(
+        drawing
+            .edges
+            .iter()
+            .any(|e| e.from == scanner && e.to == pump && e.violation),
+        "{:?}",
+        drawing.edges
+    );
+    let placed = layout::layout(&drawing);
+    assert_eq!(problems(&drawing, &placed), Vec::<String>::new());
+    // Both on the left: the edge bulges into the left margin.
+    let c = curve(
+        placed.boxes[scanner],
+        Side::Left,
+        placed.boxes[pump],
+        Side::Left,
+    );
+    assert_eq!(c.start.0, layout::column_x(Side::Left) + layout::PAD);
+}
