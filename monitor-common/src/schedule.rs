@@ -40,23 +40,45 @@ pub const fn is_slot(hour: u8) -> bool {
     hour < HOURS_PER_WEEK
 }
 
+/// Slot `hour` as a mask of each word (all zero for an out-of-range hour). Words are
+/// picked by comparison, never by a computed index: the verifier refuses a read of the
+/// stack at a variable offset.
+#[inline(always)]
+const fn slot_mask(hour: u8) -> Schedule {
+    if !is_slot(hour) {
+        return [0; SCHEDULE_WORDS];
+    }
+    let bit = 1u64 << (hour % 64);
+    let word = hour / 64;
+    [
+        if word == 0 { bit } else { 0 },
+        if word == 1 { bit } else { 0 },
+        if word == 2 { bit } else { 0 },
+    ]
+}
+
 /// Records `hour` in `schedule`; returns whether the bit was new (an out-of-range hour
 /// records nothing).
 #[inline(always)]
 pub fn record(schedule: &mut Schedule, hour: u8) -> bool {
-    if !is_slot(hour) {
-        return false;
-    }
-    let (word, bit) = ((hour / 64) as usize % SCHEDULE_WORDS, 1u64 << (hour % 64));
-    let new = schedule[word] & bit == 0;
-    schedule[word] |= bit;
+    let mask = slot_mask(hour);
+    let new = !has_any(schedule, &mask) && is_slot(hour);
+    schedule[0] |= mask[0];
+    schedule[1] |= mask[1];
+    schedule[2] |= mask[2];
     new
 }
 
 /// Whether `schedule` has slot `hour`.
 #[inline(always)]
 pub fn has(schedule: &Schedule, hour: u8) -> bool {
-    is_slot(hour) && schedule[(hour / 64) as usize % SCHEDULE_WORDS] & (1u64 << (hour % 64)) != 0
+    has_any(schedule, &slot_mask(hour))
+}
+
+/// Whether `schedule` has any slot of `mask`.
+#[inline(always)]
+fn has_any(schedule: &Schedule, mask: &Schedule) -> bool {
+    (schedule[0] & mask[0]) | (schedule[1] & mask[1]) | (schedule[2] & mask[2]) != 0
 }
 
 /// Whether a schedule records anything: an entry learned before schedules existed, loaded
@@ -106,17 +128,15 @@ pub fn window(hour: u8, tolerance: u8) -> Schedule {
     } else {
         ((hour - tolerance, hour + tolerance), (1, 0))
     };
-    let mut mask = [0u64; SCHEDULE_WORDS];
-    let mut word = 0;
-    while word < SCHEDULE_WORDS {
-        let mut bits = span_in_word(first.0, first.1, word as u32);
+    let in_word = |word: u32| {
+        let bits = span_in_word(first.0, first.1, word);
         if second.0 <= second.1 {
-            bits |= span_in_word(second.0, second.1, word as u32);
+            bits | span_in_word(second.0, second.1, word)
+        } else {
+            bits
         }
-        mask[word] = bits;
-        word += 1;
-    }
-    mask
+    };
+    [in_word(0), in_word(1), in_word(2)]
 }
 
 /// Whether a flow whose entry has `schedule` is on schedule at `hour`: the entry saw it in
@@ -127,8 +147,7 @@ pub fn on_schedule(schedule: &Schedule, hour: u8, tolerance: u8) -> bool {
     if !is_slot(hour) || !is_recorded(schedule) {
         return true;
     }
-    let mask = window(hour, tolerance);
-    (schedule[0] & mask[0]) | (schedule[1] & mask[1]) | (schedule[2] & mask[2]) != 0
+    has_any(schedule, &window(hour, tolerance))
 }
 
 #[cfg(test)]

@@ -255,6 +255,7 @@ pub fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Resu
                 format!("{}/{}", f.bytes_sent, f.bytes_received),
                 f.dropped_packets.to_string(),
                 if f.in_baseline { "yes" } else { "no" }.into(),
+                f.schedule.clone().unwrap_or_else(|| "-".into()),
                 age(now, f.last_seen_ns),
             ]
         })
@@ -271,6 +272,7 @@ pub fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Resu
                 "BYTES OUT/IN",
                 "DROPPED",
                 "BASELINE",
+                "SCHEDULE",
                 "LAST SEEN"
             ],
             &table_rows

@@ -28,7 +28,7 @@ use super::{
     start::{self, LinkRecord, StartCleanup},
 };
 use crate::{
-    control::breakglass,
+    control::{breakglass, clock},
     datapath::{self, Datapath, Maps},
     observe::{
         events::ControllerEvent,
@@ -42,6 +42,7 @@ use crate::{
         files,
         lock::{InstanceLock, WriteLock},
         modes::History,
+        week::Coverage,
     },
     support::clock::unix_now,
 };
@@ -52,6 +53,9 @@ pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the control thread looks at the policy directory and the interfaces when
 /// nothing asks it anything.
 const POLL: Duration = Duration::from_millis(250);
+/// How often the site's hour of the week is written into CONFIG (and the learning
+/// devices' coverage recorded): an hour starts at most this late in the datapath.
+const CLOCK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the async side asks of the control thread.
 #[derive(Debug)]
@@ -103,6 +107,13 @@ pub struct Control {
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
     last_save: Instant,
+    /// Each device's learning coverage, as last saved.
+    coverage: Coverage,
+    /// When the site's hour of the week is written next.
+    next_clock: Instant,
+    /// The modification time of the clock `monitor clock set` fixed, when last read: a
+    /// change is taken in at once.
+    clock_stamp: Option<SystemTime>,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
     locks: (InstanceLock, InstanceLock),
 }
@@ -163,6 +174,7 @@ impl Control {
             info.clone(),
             stats.clone(),
         );
+        let coverage = Coverage::load(&paths.state)?;
         let mut control = Control {
             watch: PolicyWatch::new(options.policies.as_deref()),
             paths,
@@ -178,6 +190,9 @@ impl Control {
             saved_baseline,
             saved_learned: u64::MAX,
             last_save: Instant::now(),
+            coverage,
+            next_clock: Instant::now(),
+            clock_stamp: None,
             locks,
         };
         let policy_mode = control.first_policy()?;
@@ -218,6 +233,7 @@ impl Control {
         config.owner_pid = std::process::id();
         control.datapath.maps_mut().set_config(config)?;
         drop(write);
+        control.tick_clock();
         info.interfaces = attached;
         let summary = control.announce(info)?;
         let ring = control.datapath.maps_mut().take_events()?;
@@ -388,6 +404,9 @@ impl Control {
             for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
                 self.event(event);
             }
+            if Instant::now() >= self.next_clock || self.clock_stamp != self.site_clock_stamp() {
+                self.tick_clock();
+            }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
                 self.save_baseline_if_grown();
@@ -395,6 +414,40 @@ impl Control {
             }
         }
         self.stop();
+    }
+
+    /// The modification time of the clock `monitor clock set` fixed (none: the real clock).
+    fn site_clock_stamp(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.paths.state.path().join(files::SITE_CLOCK))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Writes the site's hour of the week into CONFIG and records the learning devices'
+    /// coverage. A new hour saves the baseline soon after, with the schedules learned in
+    /// the hour that ended. On failure CONFIG keeps the last hour written.
+    fn tick_clock(&mut self) {
+        self.next_clock = Instant::now() + CLOCK_INTERVAL;
+        self.clock_stamp = self.site_clock_stamp();
+        match clock::tick(
+            self.datapath.maps_mut(),
+            &self.paths.state,
+            self.keeper.inventory(),
+            &mut self.coverage,
+        ) {
+            Ok(tick) if tick.changed => {
+                log::info!(
+                    "site hour of the week is now {}",
+                    crate::support::week::slot_name(tick.hour_of_week)
+                );
+                self.saved_learned = u64::MAX;
+            }
+            Ok(_) => {}
+            Err(e) => log::error!(
+                reason = "site-clock";
+                "{e:#}; the datapath keeps the last hour of the week it was told"
+            ),
+        }
     }
 
     /// Interfaces that went away come back with a new index: attach again.

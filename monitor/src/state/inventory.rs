@@ -154,6 +154,40 @@ pub struct Inventory {
     /// ([`crate::policy::guard`]).
     #[serde(default)]
     pub applied: AppliedPolicy,
+    /// The site's clock for the baseline's schedules, from the policy's `defaults:`.
+    #[serde(default)]
+    pub schedule_clock: ScheduleClock,
+}
+
+/// How the site's hour of the week is told: the policy's `time-zone` and
+/// `schedule-tolerance`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ScheduleClock {
+    /// IANA name; none: the router's own time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    pub tolerance: u8,
+}
+
+impl Default for ScheduleClock {
+    fn default() -> ScheduleClock {
+        ScheduleClock {
+            time_zone: None,
+            tolerance: monitor_common::schedule::DEFAULT_TOLERANCE,
+        }
+    }
+}
+
+impl ScheduleClock {
+    pub fn of(defaults: &Defaults) -> ScheduleClock {
+        ScheduleClock {
+            time_zone: defaults.time_zone.clone(),
+            tolerance: defaults
+                .schedule_tolerance
+                .unwrap_or(monitor_common::schedule::DEFAULT_TOLERANCE),
+        }
+    }
 }
 
 impl Inventory {
@@ -213,14 +247,20 @@ impl Inventory {
                         (next_free, None, None)
                     }
                 };
+                let mut spec = spec.clone();
+                // The kind's schedule, where the device names none of its own.
+                if spec.schedule.is_none() {
+                    spec.schedule = policy.defaults.schedule_by_kind.get(&spec.kind).copied();
+                }
+                let has_rules = spec
+                    .addresses
+                    .iter()
+                    .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
                 EnrolledDevice {
                     slot,
-                    spec: spec.clone(),
+                    spec,
                     operator_override,
-                    has_rules: spec
-                        .addresses
-                        .iter()
-                        .any(|a| ruled.contains(&crate::datapath::addr_key(*a))),
+                    has_rules,
                     break_glass,
                 }
             })
@@ -232,6 +272,7 @@ impl Inventory {
                 unenrolled: policy.defaults.unenrolled,
                 break_glass_limit: BreakGlassLimit::of(&policy.defaults),
                 applied: AppliedPolicy::of(policy),
+                schedule_clock: ScheduleClock::of(&policy.defaults),
             },
             fresh,
         )
@@ -350,7 +391,11 @@ impl Inventory {
             CONFIG_UNENROLLED_DROP,
             self.unenrolled == UnenrolledSpec::Drop,
         )
-        .map_err(StateError::Datapath)
+        .map_err(StateError::Datapath)?;
+        let hour = maps.config().map_err(StateError::Datapath)?.hour_of_week;
+        maps.set_schedule_clock(hour, self.schedule_clock.tolerance)
+            .map_err(StateError::Datapath)
+            .map(drop)
     }
 
     /// The device named (or addressed) `name`, for changes.
