@@ -144,7 +144,8 @@ fn status_report(
 pub fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
     let maps = open_maps(paths)?;
     let inventory = Inventory::load(&paths.state)?;
-    let rows = report::device_rows(&maps, &inventory)?;
+    let coverage = monitor::state::week::Coverage::load(&paths.state)?;
+    let rows = report::device_rows(&maps, &inventory, &coverage)?;
     let mut unenrolled = report::unenrolled_rows(&maps)?;
     if json {
         println!(

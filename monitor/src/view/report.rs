@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     datapath::{DatapathError, MapSet, addr_of},
-    state::inventory::Inventory,
+    state::{inventory::Inventory, week::Coverage},
     support::proto,
 };
 
@@ -73,6 +73,9 @@ pub struct DeviceRow {
     pub would_drop_packets: u64,
     pub learned_flows: u64,
     pub baseline_entries: usize,
+    /// Hours of the week (of 168) the device was seen learning in: its baseline's
+    /// learning coverage.
+    pub learning_coverage_hours: u32,
     pub last_seen_ns: u64,
 }
 
@@ -87,7 +90,11 @@ pub struct UnenrolledRow {
     pub last_seen_ns: u64,
 }
 
-pub fn device_rows(maps: &MapSet, inventory: &Inventory) -> Result<Vec<DeviceRow>, DatapathError> {
+pub fn device_rows(
+    maps: &MapSet,
+    inventory: &Inventory,
+    coverage: &Coverage,
+) -> Result<Vec<DeviceRow>, DatapathError> {
     let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
     let baseline = maps.baseline()?;
     inventory
@@ -114,6 +121,7 @@ pub fn device_rows(maps: &MapSet, inventory: &Inventory) -> Result<Vec<DeviceRow
                 would_drop_packets: stats.would_drop_packets,
                 learned_flows: stats.learned_flows,
                 baseline_entries,
+                learning_coverage_hours: coverage.hours(&device.spec.name),
                 last_seen_ns: stats.last_seen_ns,
             })
         })

@@ -109,6 +109,7 @@ fn inputs(oui: Option<&OuiDb>) -> Inputs<'_> {
         now_unix: 1_780_000_000,
         now_mono_ns: mono,
         max_learning_days: 7,
+        coverage: Default::default(),
     }
 }
 
