@@ -37,6 +37,7 @@ use crate::{
     },
     policy::{mud::Names, watch::PolicyWatch},
     state::{
+        StateDir,
         baseline::{self, BaselineFile},
         daemon::{DaemonInfo, Paths},
         files,
@@ -56,6 +57,50 @@ const POLL: Duration = Duration::from_millis(250);
 /// How often the site's hour of the week is written into CONFIG (and the learning
 /// devices' coverage recorded): an hour starts at most this late in the datapath.
 const CLOCK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The daemon's side of the site's clock (`crate::control::clock`).
+struct SiteClockKeeper {
+    /// Each device's learning coverage, as last saved.
+    coverage: Coverage,
+    /// When the site's hour of the week is written next.
+    next: Instant,
+    /// The modification time of the clock `monitor clock set` fixed, when last read: a
+    /// change is taken in at once.
+    stamp: Option<SystemTime>,
+}
+
+impl SiteClockKeeper {
+    fn load(state: &StateDir) -> Result<SiteClockKeeper> {
+        Ok(SiteClockKeeper {
+            coverage: Coverage::load(state)?,
+            next: Instant::now(),
+            stamp: None,
+        })
+    }
+
+    /// The modification time of the clock `monitor clock set` fixed (none: the real clock).
+    fn stamp(state: &StateDir) -> Option<SystemTime> {
+        std::fs::metadata(state.path().join(files::SITE_CLOCK))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Whether the hour is to be written again: a minute passed, or the clock was set.
+    fn due(&self, state: &StateDir) -> bool {
+        Instant::now() >= self.next || self.stamp != SiteClockKeeper::stamp(state)
+    }
+}
+
+/// Restores the baseline saved in the state directory into the datapath; returns the file
+/// (whose learned times the daemon keeps).
+fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<Option<BaselineFile>> {
+    let (restored, saved) =
+        baseline::restore(datapath.maps_mut(), state).context("restoring the saved baseline")?;
+    if restored > 0 {
+        log::info!("restored {restored} baseline entries from the state directory");
+    }
+    Ok(saved)
+}
 
 /// What the async side asks of the control thread.
 #[derive(Debug)]
@@ -107,13 +152,7 @@ pub struct Control {
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
     last_save: Instant,
-    /// Each device's learning coverage, as last saved.
-    coverage: Coverage,
-    /// When the site's hour of the week is written next.
-    next_clock: Instant,
-    /// The modification time of the clock `monitor clock set` fixed, when last read: a
-    /// change is taken in at once.
-    clock_stamp: Option<SystemTime>,
+    clock: SiteClockKeeper,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
     locks: (InstanceLock, InstanceLock),
 }
@@ -161,11 +200,7 @@ impl Control {
         let mut datapath = Datapath::load(&Maps::Pinned(paths.pin_dir.clone()))
             .context("loading the XDP program")?;
         datapath.pin_programs(&paths.pin_dir)?;
-        let (restored, saved_baseline) = baseline::restore(datapath.maps_mut(), &paths.state)
-            .context("restoring the saved baseline")?;
-        if restored > 0 {
-            log::info!("restored {restored} baseline entries from the state directory");
-        }
+        let saved_baseline = restore_baseline(&mut datapath, &paths.state)?;
         let keeper = InventoryKeeper::load(&paths.state)?;
         let (events, events_rx) = unbounded_channel();
         let (publisher, live) = Publisher::new(
@@ -174,9 +209,9 @@ impl Control {
             info.clone(),
             stats.clone(),
         );
-        let coverage = Coverage::load(&paths.state)?;
         let mut control = Control {
             watch: PolicyWatch::new(options.policies.as_deref()),
+            clock: SiteClockKeeper::load(&paths.state)?,
             paths,
             options,
             datapath,
@@ -190,9 +225,6 @@ impl Control {
             saved_baseline,
             saved_learned: u64::MAX,
             last_save: Instant::now(),
-            coverage,
-            next_clock: Instant::now(),
-            clock_stamp: None,
             locks,
         };
         let policy_mode = control.first_policy()?;
@@ -404,7 +436,7 @@ impl Control {
             for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
                 self.event(event);
             }
-            if Instant::now() >= self.next_clock || self.clock_stamp != self.site_clock_stamp() {
+            if self.clock.due(&self.paths.state) {
                 self.tick_clock();
             }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
@@ -416,24 +448,17 @@ impl Control {
         self.stop();
     }
 
-    /// The modification time of the clock `monitor clock set` fixed (none: the real clock).
-    fn site_clock_stamp(&self) -> Option<SystemTime> {
-        std::fs::metadata(self.paths.state.path().join(files::SITE_CLOCK))
-            .and_then(|m| m.modified())
-            .ok()
-    }
-
     /// Writes the site's hour of the week into CONFIG and records the learning devices'
     /// coverage. A new hour saves the baseline soon after, with the schedules learned in
     /// the hour that ended. On failure CONFIG keeps the last hour written.
     fn tick_clock(&mut self) {
-        self.next_clock = Instant::now() + CLOCK_INTERVAL;
-        self.clock_stamp = self.site_clock_stamp();
+        self.clock.next = Instant::now() + CLOCK_INTERVAL;
+        self.clock.stamp = SiteClockKeeper::stamp(&self.paths.state);
         match clock::tick(
             self.datapath.maps_mut(),
             &self.paths.state,
             self.keeper.inventory(),
-            &mut self.coverage,
+            &mut self.clock.coverage,
         ) {
             Ok(tick) if tick.changed => {
                 log::info!(
