@@ -518,10 +518,10 @@ fn baseline_file_round_trip() {
 
     std::fs::write(
         &path,
-        r#"{"format":"monitor-baseline","version":2,"entries":[]}"#,
+        r#"{"format":"monitor-baseline","version":3,"entries":[]}"#,
     )
     .expect("write");
-    let err = read_baseline(&path).expect_err("version 2 refused");
+    let err = read_baseline(&path).expect_err("version 3 refused");
     assert!(matches!(err, ReplayError::Baseline(_)), "{err:?}");
     std::fs::write(&path, "{ not json").expect("write");
     assert!(read_baseline(&path).is_err());
