@@ -403,3 +403,58 @@ impl Inventory {
         self.find_mut(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use monitor_common::maps::{DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE};
+
+    use super::*;
+
+    /// A device's own `schedule:` wins over its kind's; the clock settings come from the
+    /// defaults.
+    #[test]
+    fn schedules_resolve_by_device_then_kind() {
+        let policy = Policy::from_sources(&[(
+            PathBuf::from("ward.yaml"),
+            "defaults:\n  time-zone: UTC\n  schedule-tolerance: 0\n  schedule-by-kind:\n    \
+             patient-monitor: ignore\n    badge-reader: enforce\ndevices:\n  \
+             - {name: m1, kind: patient-monitor, addresses: [10.0.0.1]}\n  \
+             - {name: m2, kind: patient-monitor, addresses: [10.0.0.2], schedule: audit}\n  \
+             - {name: b1, kind: badge-reader, addresses: [10.0.0.3]}\n  \
+             - {name: w1, kind: workstation, addresses: [10.0.0.4]}\n"
+                .into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (inventory, _) = Inventory::from_policy(&policy, &Inventory::default(), &[]);
+        let flags: BTreeMap<&str, u8> = inventory
+            .devices
+            .iter()
+            .map(|d| {
+                let schedule = d.entry().flags & (DEVICE_SCHEDULE_ENFORCE | DEVICE_SCHEDULE_IGNORE);
+                (d.spec.name.as_str(), schedule)
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            BTreeMap::from([
+                ("b1", DEVICE_SCHEDULE_ENFORCE),
+                ("m1", DEVICE_SCHEDULE_IGNORE),
+                ("m2", 0),
+                ("w1", 0)
+            ])
+        );
+        assert_eq!(
+            inventory.schedule_clock,
+            ScheduleClock {
+                time_zone: Some("UTC".into()),
+                tolerance: 0
+            }
+        );
+        assert_eq!(
+            Inventory::default().schedule_clock.tolerance,
+            monitor_common::schedule::DEFAULT_TOLERANCE
+        );
+    }
+}
