@@ -70,12 +70,31 @@ struct SiteClockKeeper {
 }
 
 impl SiteClockKeeper {
-    fn load(state: &StateDir) -> Result<SiteClockKeeper> {
-        Ok(SiteClockKeeper {
-            coverage: Coverage::load(state)?,
+    /// A coverage file that does not read is reported, kept aside (`.unreadable`) and
+    /// started over: it only informs operators, and must not keep the daemon (and its
+    /// enforcement) from starting.
+    fn load(state: &StateDir) -> SiteClockKeeper {
+        let coverage = Coverage::load(state).unwrap_or_else(|e| {
+            let path = state.path().join(files::LEARNING_COVERAGE);
+            let aside = path.with_extension("json.unreadable");
+            let kept = std::fs::rename(&path, &aside).is_ok();
+            log::error!(
+                reason = "learning-coverage";
+                "{}; the learning coverage starts over{}",
+                crate::support::error_chain(&e),
+                if kept {
+                    format!(" (the file is kept as {})", aside.display())
+                } else {
+                    String::new()
+                }
+            );
+            Coverage::default()
+        });
+        SiteClockKeeper {
+            coverage,
             next: Instant::now(),
             stamp: None,
-        })
+        }
     }
 
     /// The modification time of the clock `monitor clock set` fixed (none: the real clock).
@@ -211,7 +230,7 @@ impl Control {
         );
         let mut control = Control {
             watch: PolicyWatch::new(options.policies.as_deref()),
-            clock: SiteClockKeeper::load(&paths.state)?,
+            clock: SiteClockKeeper::load(&paths.state),
             paths,
             options,
             datapath,
