@@ -417,9 +417,8 @@ fn schedule_of(packet: &Packet, side: &Side, entry: *mut BaselineEntry) -> bool 
     let hour = packet.hour_of_week;
     if judge::learns_schedule(side.treatment, hour) {
         // SAFETY: a map value; its schedule words are read and, when the hour is new,
-XX
-        // targets). Two CPUs recording hours of one entry at the same moment may lose one
-        // of them: the flow's next judged packet (a decision stands at most
+        // written back, not atomically. Two CPUs recording hours of one entry at the same
+        // moment may lose one of them: the flow's next judged packet (a decision stands at most
         // DECISION_TTL_NS) records it again; the words are written only when the hour is
         // new, not by every packet.
         unsafe {
