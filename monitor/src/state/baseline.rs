@@ -500,4 +500,48 @@ mod tests {
             "{err}"
         );
     }
+
+    /// `baseline diff` keeps schedules: an entry seen at new hours since a snapshot is
+    /// listed with both, and entries whose schedule did not change are not.
+    #[test]
+    fn schedule_changes_since_a_snapshot() {
+        let record = |peer: &str, schedule: Option<&str>| Record {
+            device: "10.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+            peer: peer.parse().unwrap_or_else(|e| panic!("{e}")),
+            protocol: 6,
+            service_port: 443,
+            direction: "out".into(),
+            origin: "learned".into(),
+            window: 0,
+            learned: None,
+            schedule: schedule.map(str::to_owned),
+        };
+        let file = |entries| BaselineFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            entries,
+        };
+        let old = file(vec![
+            record("10.0.0.2", Some("mon 10-11")),
+            record("10.0.0.3", Some("tue 08-09")),
+            record("10.0.0.4", None),
+        ]);
+        let new = file(vec![
+            record("10.0.0.2", Some("mon 10-12")),
+            record("10.0.0.3", Some("tue 08-09")),
+            record("10.0.0.4", Some("wed 01-02")),
+        ]);
+        let changes: Vec<(&str, &str)> = new
+            .schedule_changes(&old)
+            .iter()
+            .map(|(now, before)| {
+                (
+                    now.schedule.as_deref().unwrap_or(""),
+                    before.schedule.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(changes, [("mon 10-12", "mon 10-11"), ("wed 01-02", "")]);
+        assert_eq!(new.diff(&old), (vec![], vec![]));
+    }
 }
