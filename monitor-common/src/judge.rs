@@ -11,9 +11,10 @@ use crate::{
     Action, Mode, Reason,
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
-        DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, Decision, FlowKey, MODE_INHERIT, RULE_ALLOW,
-        RULE_DENY,
+        DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE,
+        Decision, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
     },
+    schedule,
 };
 
 // How a side of a packet is treated.
@@ -36,6 +37,10 @@ pub const SIDE_HAS_RULES: u8 = 1 << 1;
 /// A life-critical device not confirmed for enforcement: no verdict may drop its traffic,
 /// not even its peer's.
 pub const SIDE_PROTECTED: u8 = 1 << 2;
+/// The device's policy says `schedule: enforce` (`DEVICE_SCHEDULE_ENFORCE`).
+pub const SIDE_SCHEDULE_ENFORCE: u8 = 1 << 3;
+/// The device's policy says `schedule: ignore` (`DEVICE_SCHEDULE_IGNORE`).
+pub const SIDE_SCHEDULE_IGNORE: u8 = 1 << 4;
 
 /// How a device entry is treated under the global mode.
 #[inline(always)]
@@ -84,6 +89,12 @@ pub fn side_flags(now_ns: u64, break_glass_until_ns: u64, entry_flags: u8, treat
     }
     if entry_flags & DEVICE_LIFE_CRITICAL != 0 && treatment != ENFORCE {
         flags |= SIDE_PROTECTED;
+    }
+    if entry_flags & DEVICE_SCHEDULE_ENFORCE != 0 {
+        flags |= SIDE_SCHEDULE_ENFORCE;
+    }
+    if entry_flags & DEVICE_SCHEDULE_IGNORE != 0 {
+        flags |= SIDE_SCHEDULE_IGNORE;
     }
     flags
 }
@@ -194,6 +205,51 @@ pub struct BaselineRuling {
 
 #[inline(always)]
 pub fn baseline_verdict(treatment: u8, in_baseline: bool) -> BaselineRuling {
+    scheduled_baseline_verdict(treatment, 0, in_baseline, true)
+}
+
+/// Whether a side's baseline hit is checked against its entry's schedule at `hour`:
+/// audited or enforced (spared too: it still reports), not `schedule: ignore`, and the
+/// controller told the datapath the hour.
+#[inline(always)]
+pub fn checks_schedule(treatment: u8, side_flags: u8, hour: u8) -> bool {
+    (treatment == AUDIT || treatment == ENFORCE || treatment == SPARED)
+        && side_flags & SIDE_SCHEDULE_IGNORE == 0
+        && schedule::is_slot(hour)
+}
+
+/// Whether a side's baseline hit records `hour` in its entry's schedule: while learning.
+#[inline(always)]
+pub fn learns_schedule(treatment: u8, hour: u8) -> bool {
+    treatment == LEARN && schedule::is_slot(hour)
+}
+
+/// [`baseline_verdict`] with the schedule: `on_schedule` is false for a baseline flow at
+/// an hour its entry never saw (`schedule::on_schedule`, asked only where
+/// [`checks_schedule`]). Off schedule it is `off_schedule`, dropped only where the
+/// device is enforced and its policy says `schedule: enforce`; a spared life-critical
+/// device with `schedule: enforce` gets `life_critical_spared`, as any verdict that
+/// would drop it.
+#[inline(always)]
+pub fn scheduled_baseline_verdict(
+    treatment: u8,
+    side_flags: u8,
+    in_baseline: bool,
+    on_schedule: bool,
+) -> BaselineRuling {
+    if in_baseline && !on_schedule && treatment != LEARN && treatment != UNJUDGED {
+        let enforced = side_flags & SIDE_SCHEDULE_ENFORCE != 0;
+        let (action, reason) = match treatment {
+            ENFORCE if enforced => (Action::Drop, Reason::OffSchedule),
+            SPARED if enforced => (Action::Pass, Reason::LifeCriticalSpared),
+            _ => (Action::Pass, Reason::OffSchedule),
+        };
+        return BaselineRuling {
+            action: action as u8,
+            reason: reason as u8,
+            learn: false,
+        };
+    }
     let (action, reason, learn) = if in_baseline {
         let reason = if treatment == LEARN {
             Reason::Learned
@@ -234,6 +290,7 @@ pub fn rank(action: u8, reason: u8) -> u8 {
         || reason == Reason::LifeCriticalSpared as u8
         || reason == Reason::FragmentUnmatched as u8
         || reason == Reason::PolicyDeny as u8
+        || reason == Reason::OffSchedule as u8
     {
         3
     } else if reason == Reason::Learned as u8
@@ -448,12 +505,17 @@ pub fn plan(src: PlanSide, dst: PlanSide, action: u8, judged: bool) -> [SidePlan
 /// Whether a UDP or SCTP request is remembered (so that its replies are known as
 /// replies): only when no side's policy objects to it, the same in every mode but learn,
 /// so audit and enforce key its replies alike. A flood of refused requests cannot evict
-/// allowed ones, and traffic between addresses nobody judges leaves no trace.
+/// allowed ones, and traffic between addresses nobody judges leaves no trace. A request
+/// off its schedule that passed is remembered: it is a baseline flow, and its reply
+/// must not become a new flow that enforce drops where the policy asked for no drop.
 #[inline(always)]
 pub fn remember_request(src: SideVerdict, dst: SideVerdict) -> bool {
     let unjudged_pair = src.treatment == UNJUDGED && dst.treatment == UNJUDGED;
-    let objected = is_violation(src.action, src.reason) || is_violation(dst.action, dst.reason);
-    !unjudged_pair && !objected
+    let objects = |s: SideVerdict| {
+        is_violation(s.action, s.reason)
+            && !(s.reason == Reason::OffSchedule as u8 && s.action == Action::Pass as u8)
+    };
+    !unjudged_pair && !objects(src) && !objects(dst)
 }
 
 /// One side of the packet being judged: source (index 0) or destination (index 1).
@@ -829,6 +891,101 @@ mod tests {
         assert_eq!(BASELINE_FULL.reason, r(Reason::BaselineFull));
     }
 
+    /// A baseline flow inside and outside its learned hours, by treatment and the
+    /// device's `schedule:` setting.
+    #[test]
+    fn the_schedules_verdict() {
+        let b = |action: u8, reason: Reason| BaselineRuling {
+            action,
+            reason: r(reason),
+            learn: false,
+        };
+        let enforce = SIDE_SCHEDULE_ENFORCE;
+        // (treatment, side flags, in baseline, on schedule) -> ruling
+        let rows = [
+            (AUDIT, 0, true, true, b(PASS, Reason::InBaseline)),
+            (AUDIT, 0, true, false, b(PASS, Reason::OffSchedule)),
+            (AUDIT, enforce, true, false, b(PASS, Reason::OffSchedule)),
+            (ENFORCE, 0, true, true, b(PASS, Reason::InBaseline)),
+            (ENFORCE, 0, true, false, b(PASS, Reason::OffSchedule)),
+            (ENFORCE, enforce, true, false, b(DROP, Reason::OffSchedule)),
+            (ENFORCE, enforce, true, true, b(PASS, Reason::InBaseline)),
+            // Life-critical without confirmation: never dropped.
+            (SPARED, 0, true, false, b(PASS, Reason::OffSchedule)),
+            (
+                SPARED,
+                enforce | SIDE_PROTECTED,
+                true,
+                false,
+                b(PASS, Reason::LifeCriticalSpared),
+            ),
+            // Learning has no schedule to break; a flow not in the baseline is judged as
+            // before, whatever the hour.
+            (LEARN, enforce, true, false, b(PASS, Reason::Learned)),
+            (
+                ENFORCE,
+                enforce,
+                false,
+                false,
+                b(DROP, Reason::NotInBaseline),
+            ),
+            (AUDIT, 0, false, false, b(PASS, Reason::NotInBaseline)),
+        ];
+        for (i, (treatment, flags, in_baseline, on, want)) in rows.into_iter().enumerate() {
+            assert_eq!(
+                scheduled_baseline_verdict(treatment, flags, in_baseline, on),
+                want,
+                "row {i}"
+            );
+        }
+        let hour = 30;
+        assert!(checks_schedule(AUDIT, 0, hour));
+        assert!(checks_schedule(ENFORCE, SIDE_SCHEDULE_ENFORCE, hour));
+        assert!(checks_schedule(SPARED, SIDE_PROTECTED, hour));
+        assert!(!checks_schedule(ENFORCE, SIDE_SCHEDULE_IGNORE, hour));
+        assert!(!checks_schedule(LEARN, 0, hour));
+        assert!(!checks_schedule(UNJUDGED, 0, hour));
+        assert!(!checks_schedule(AUDIT, 0, schedule::HOUR_UNKNOWN));
+        assert!(learns_schedule(LEARN, hour));
+        assert!(!learns_schedule(LEARN, schedule::HOUR_UNKNOWN));
+        assert!(!learns_schedule(AUDIT, hour));
+        assert_eq!(
+            side_flags(
+                0,
+                0,
+                DEVICE_SCHEDULE_ENFORCE | DEVICE_SCHEDULE_IGNORE,
+                AUDIT
+            ),
+            SIDE_SCHEDULE_ENFORCE | SIDE_SCHEDULE_IGNORE
+        );
+    }
+
+    /// A protected life-critical device off schedule beside a peer that drops: the
+    /// peer's drop is lifted, as for any verdict.
+    #[test]
+    fn off_schedule_beside_the_life_critical_rule() {
+        let spared_off = v(SPARED, PASS, Reason::OffSchedule, SIDE_PROTECTED);
+        let enforced_off = v(ENFORCE, DROP, Reason::OffSchedule, SIDE_SCHEDULE_ENFORCE);
+        let hit = v(ENFORCE, PASS, Reason::InBaseline, 0);
+        assert_eq!(
+            combine(enforced_off, spared_off, PASS),
+            (PASS, r(Reason::LifeCriticalSpared))
+        );
+        assert_eq!(
+            combine(hit, spared_off, PASS),
+            (PASS, r(Reason::OffSchedule))
+        );
+        assert_eq!(
+            combine(enforced_off, hit, PASS),
+            (DROP, r(Reason::OffSchedule))
+        );
+        // A passed off-schedule request is remembered (its reply is no new flow); a
+        // dropped one is not.
+        let audit_off = v(AUDIT, PASS, Reason::OffSchedule, 0);
+        assert!(remember_request(audit_off, hit));
+        assert!(!remember_request(enforced_off, hit));
+    }
+
     /// `rank`, the severity order `combine` picks by: a drop, then violations, then
     /// learning and break-glass, then the rest.
     #[test]
@@ -838,7 +995,8 @@ mod tests {
                 Reason::NotInBaseline
                 | Reason::LifeCriticalSpared
                 | Reason::FragmentUnmatched
-                | Reason::PolicyDeny => 3,
+                | Reason::PolicyDeny
+                | Reason::OffSchedule => 3,
                 Reason::Learned | Reason::BaselineFull | Reason::BreakGlass => 2,
                 _ => 1,
             };

@@ -8,6 +8,7 @@ pub mod judge;
 pub mod maps;
 pub mod memory;
 pub mod parse;
+pub mod schedule;
 pub mod verdict;
 
 pub use verdict::{

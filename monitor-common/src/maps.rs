@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 10;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -460,7 +460,7 @@ pub const DEVICE_REASON_SLOTS: u32 = 12;
 /// The reasons a device's own verdict can have, in the order of their `DEVICE_REASONS`
 /// slots. A per-CPU counter for each of the 32 reason numbers cost 268 MB on 64 CPUs; these
 /// are the ones the judge gives an enrolled side (see `judge`).
-pub const DEVICE_REASON_ORDER: [crate::Reason; 10] = [
+pub const DEVICE_REASON_ORDER: [crate::Reason; 11] = [
     crate::Reason::Learned,
     crate::Reason::InBaseline,
     crate::Reason::NotInBaseline,
@@ -471,6 +471,7 @@ pub const DEVICE_REASON_ORDER: [crate::Reason; 10] = [
     crate::Reason::PolicyDeny,
     crate::Reason::BreakGlass,
     crate::Reason::NeighborDiscovery,
+    crate::Reason::OffSchedule,
 ];
 
 /// The slot of `DEVICE_REASONS` no reason is counted in.
@@ -544,7 +545,13 @@ pub struct Config {
     pub mode: u8,
     /// `CONFIG_*` flags.
     pub flags: u8,
-    pub _pad: u16,
+    /// The site's local hour of the week (`crate::schedule`, 0 = Monday 00:00), written
+    /// by the controller every minute; [`crate::schedule::HOUR_UNKNOWN`] until one does.
+    /// Read with the rest of CONFIG, so no packet reads a clock for it.
+    pub hour_of_week: u8,
+    /// Hours either side of `hour_of_week` that count as on schedule (the policy's
+    /// `schedule-tolerance`).
+    pub schedule_tolerance: u8,
     /// Policy generation, bumped by the controller on every policy load. Its low bit
     /// selects which copy of the policy maps (`DEVICES`, `RULES`) packets read: a reload
     /// writes the other copy and then flips this, so every packet sees the whole old or
@@ -578,6 +585,12 @@ pub const DEVICE_LIFE_CRITICAL: u8 = 1 << 0;
 pub const DEVICE_ENFORCE_CONFIRMED: u8 = 1 << 1;
 /// Policy rules apply to the device: look up `RULES`.
 pub const DEVICE_HAS_RULES: u8 = 1 << 2;
+/// `schedule: enforce`: a baseline flow off its learned schedule is dropped where the
+/// device is enforced (else it is a would-drop). High bits, apart from flags other
+/// changes add.
+pub const DEVICE_SCHEDULE_ENFORCE: u8 = 1 << 6;
+/// `schedule: ignore`: the device's schedule is not checked (it runs round the clock).
+pub const DEVICE_SCHEDULE_IGNORE: u8 = 1 << 7;
 
 /// The policy generation (0 or 1) a [`Config`] makes packets read.
 #[inline(always)]
@@ -888,6 +901,9 @@ pub struct BaselineEntry {
     /// [`Config::learn_window`] when it was learned (0 for the first start's learning and
     /// for entries that were not learned).
     pub window: u32,
+    /// The hours of the week it was seen in while its device learned
+    /// ([`crate::schedule`]); all zero when none were recorded (never checked then).
+    pub schedule: crate::schedule::Schedule,
 }
 
 /// A TCP connection, addresses in canonical order (`low` < `high` by (addr, port)).
@@ -1031,7 +1047,8 @@ pub struct DecisionSide {
 
 /// A packet's verdict and everything it charges, cached per CPU in `DECISIONS` (a
 /// direct-mapped cache indexed by the hash of its key) and applied to every later packet
-/// with the same key while it stands: same CONFIG epoch and mode, before `valid_until_ns`.
+/// with the same key while it stands: same CONFIG epoch, mode and hour of the week, before
+/// `valid_until_ns`.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -1054,7 +1071,10 @@ pub struct Decision {
     pub flags: u8,
     /// The protocol of the flow's key (for a later fragment, its first fragment's).
     pub protocol: u8,
-    pub _pad: [u8; 3],
+    /// `Config::hour_of_week` it was made in: a schedule's verdict, and what learning
+    /// records, change with the hour.
+    pub hour_of_week: u8,
+    pub _pad: [u8; 2],
     pub sides: [DecisionSide; 2],
 }
 
@@ -1134,9 +1154,9 @@ mod tests {
         assert_eq!(size_of::<DecisionSide>(), 16);
         assert_eq!(
             size_of::<Decision>(),
-            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 3 + 2 * 16
+            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16
         );
-        assert_eq!(size_of::<BaselineEntry>(), 16);
+        assert_eq!(size_of::<BaselineEntry>(), 16 + 24);
         assert_eq!(size_of::<ConnKey>(), 36);
         assert_eq!(size_of::<ConnEntry>(), 8);
         assert_eq!(size_of::<FragmentKey>(), 40);

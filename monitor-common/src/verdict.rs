@@ -46,7 +46,20 @@ macro_rules! reasons {
 
         impl Reason {
             pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
-            pub const COUNT: usize = Self::ALL.len();
+            /// One past the highest reason number: the counter slots per action. Numbers
+            /// may leave gaps (one kept for another branch's reason), so this is not
+            /// `ALL.len()`; a gap's slots are never counted.
+            pub const COUNT: usize = {
+                let mut highest = 0;
+                let mut i = 0;
+                while i < Self::ALL.len() {
+                    if Self::ALL[i] as usize > highest {
+                        highest = Self::ALL[i] as usize;
+                    }
+                    i += 1;
+                }
+                highest + 1
+            };
 
             /// Stable snake_case name, used as the `reason` metric label.
             pub const fn label(self) -> &'static str {
@@ -109,6 +122,8 @@ reasons! {
     BreakGlass = 16, "break_glass";
     /// IPv6 neighbour and router discovery (ICMPv6 types 133 to 137), IPv6's ARP: always passed, never learned.
     NeighborDiscovery = 17, "neighbor_discovery";
+    /// Audit or enforce mode: the flow is in the device's baseline, but its learned schedule never saw it at this hour of the week (nor within the tolerance): dropped only where the device's policy says `schedule: enforce`, would-drop otherwise.
+    OffSchedule = 19, "off_schedule";
 }
 
 impl Reason {
@@ -133,6 +148,7 @@ impl Reason {
                 | Reason::LifeCriticalSpared
                 | Reason::FragmentUnmatched
                 | Reason::PolicyDeny
+                | Reason::OffSchedule
         )
     }
 }
@@ -258,5 +274,26 @@ impl TryFrom<u8> for FrameClass {
             .into_iter()
             .find(|c| *c as u8 == raw)
             .ok_or(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reason numbers may leave a gap (18 is another branch's): the counters are indexed
+    /// by number, so they run to the highest one, and the gap is no reason.
+    #[test]
+    fn counters_run_to_the_highest_reason_number_across_a_gap() {
+        assert_eq!(Reason::OffSchedule as u8, 19);
+        assert_eq!(Reason::COUNT, 20);
+        assert!(Reason::ALL.len() < Reason::COUNT);
+        assert_eq!(Reason::try_from(18), Err(18));
+        assert_eq!(Reason::try_from(19), Ok(Reason::OffSchedule));
+        for &reason in Reason::ALL {
+            assert!((reason as usize) < Reason::COUNT);
+            assert!(verdict_index(Action::Drop, reason) < VERDICT_SLOTS);
+        }
+        assert!(Reason::OffSchedule.is_violation());
     }
 }

@@ -1,7 +1,8 @@
 //! The per-CPU decision cache (`DECISIONS`): a direct-mapped array of [`Decision`]s by
 //! the hash of the packet's key. An established flow, or a repeated violating one, is
-//! decided by this one lookup: the cached decision stands while the CONFIG epoch and
-//! mode it was made under do, until its `valid_until_ns`, and while the flow slots it
+//! decided by this one lookup: the cached decision stands while the CONFIG epoch, mode
+//! and hour of the week (schedules' verdicts and learning change with it) it was made
+//! under do, until its `valid_until_ns`, and while the flow slots it
 //! charges hold its flows. A stale or missing entry sends the packet to the full judge,
 //! which caches what it decides.
 
@@ -114,6 +115,7 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
     if !(same
         && entry.epoch == packet.epoch_tag
         && entry.config == packet.config_bits
+        && entry.hour_of_week == packet.hour_of_week
         && packet.now < entry.valid_until_ns)
     {
         return MISS;

@@ -22,6 +22,7 @@ use monitor_common::{
         RuleKeyData,
     },
     parse::{Addr, FragmentKind, IpPacket, ParsedFrame},
+    schedule,
 };
 
 use crate::{
@@ -392,15 +393,46 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     side.action
 }
 
-/// The baseline's verdict, learning the flow in learn mode.
+/// The baseline's verdict, learning the flow in learn mode; for a flow in the baseline,
+/// its schedule: the hour recorded while learning, checked in audit and enforce.
 #[inline(always)]
 fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
-    let in_baseline = BASELINE.get_ptr(&side.key).is_some();
-    let ruling = judge::baseline_verdict(side.treatment, in_baseline);
+    let entry = BASELINE.get_ptr_mut(&side.key);
+    let on_schedule = match entry {
+        Some(entry) => schedule_of(packet, side, entry),
+        None => true,
+    };
+    let ruling =
+        judge::scheduled_baseline_verdict(side.treatment, side.flags, entry.is_some(), on_schedule);
     if !ruling.learn {
         return (ruling.action, ruling.reason);
     }
     (ruling.action, learn(packet, side, ruling.reason))
+}
+
+/// For a side's baseline entry: records the hour while its device learns, and says whether
+/// the flow is on schedule (always, where the schedule is not checked).
+#[inline(always)]
+fn schedule_of(packet: &Packet, side: &Side, entry: *mut BaselineEntry) -> bool {
+    let hour = packet.hour_of_week;
+    if judge::learns_schedule(side.treatment, hour) {
+        // SAFETY: a map value; its schedule words are read and, when the hour is new,
+        // written back, not atomically. Two CPUs recording hours of one entry at the same
+        // moment may lose one of them: the flow's next judged packet (a decision stands at most
+        // DECISION_TTL_NS) records it again; the words are written only when the hour is
+        // new, not by every packet.
+        unsafe {
+            if !schedule::has(&(*entry).schedule, hour) {
+                schedule::record(&mut (*entry).schedule, hour);
+            }
+        }
+        return true;
+    }
+    if !judge::checks_schedule(side.treatment, side.flags, hour) {
+        return true;
+    }
+    // SAFETY: a map value's schedule, read in place.
+    schedule::on_schedule(unsafe { &(*entry).schedule }, hour, packet.schedule_tolerance)
 }
 
 /// Learns the side's flow into the baseline: the reason its verdict gets (`learned`, or
@@ -414,6 +446,7 @@ fn learn(packet: &Packet, side: &Side, learned: u8) -> u8 {
         _pad1: 0,
         _pad2: 0,
         window: packet.learn_window,
+        schedule: learned_schedule(packet.hour_of_week),
     };
     match BASELINE.insert(key, &entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {
@@ -428,6 +461,14 @@ fn learn(packet: &Packet, side: &Side, learned: u8) -> u8 {
         // Both a pass.
         Err(_) => judge::BASELINE_FULL.reason,
     }
+}
+
+/// The schedule of an entry learned at `hour`.
+#[inline(always)]
+fn learned_schedule(hour: u8) -> schedule::Schedule {
+    let mut words = [0; schedule::SCHEDULE_WORDS];
+    schedule::record(&mut words, hour);
+    words
 }
 
 #[inline(always)]
@@ -529,7 +570,8 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         0
     };
     decision.protocol = key0.protocol;
-    decision._pad = [0; 3];
+    decision.hour_of_week = packet.hour_of_week;
+    decision._pad = [0; 2];
     decision.sides = [
         decision_side(&work.sides[0], &plans[0]),
         decision_side(&work.sides[1], &plans[1]),

@@ -51,6 +51,7 @@ use monitor_common::{
         CONFIG_CAPTURE_MAY_BE_CUT, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED, active_generation,
     },
     parse::{self, FrameBytes, IpPacket, ParsedFrame, Snaplen},
+    schedule::HOUR_UNKNOWN,
     verdict_index,
 };
 
@@ -258,6 +259,10 @@ pub struct Packet {
     pub config_bits: u16,
     /// `Config::hash_seed`.
     pub seed: u32,
+    /// `Config::hour_of_week` (the schedules' clock, written by the controller).
+    pub hour_of_week: u8,
+    /// `Config::schedule_tolerance`.
+    pub schedule_tolerance: u8,
 }
 
 impl Packet {
@@ -290,6 +295,12 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         learn_window: config.learn_window,
         config_bits: global as u16 | u16::from(flags) << 8,
         seed: config.hash_seed,
+        hour_of_week: if layout_ok {
+            config.hour_of_week
+        } else {
+            HOUR_UNKNOWN
+        },
+        schedule_tolerance: config.schedule_tolerance,
     };
     let snaplen = if packet.judged() {
         Snaplen::Strict
@@ -351,7 +362,8 @@ fn coarse_now() -> Result<u64, Fault> {
 }
 
 /// An IP packet that parsed: decided by the per-CPU cache when the same packet key was
-/// judged before under the same policy, mode and epoch (one lookup), else judged in full.
+/// judged before under the same policy, mode, epoch and hour of the week (one lookup), else
+/// judged in full.
 #[inline(always)]
 fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> {
     let kind = judge::set_kind(cache::kind(packet, ip))?;

@@ -1355,6 +1355,7 @@ fn replay_judges_every_adversarial_frame_as_a_live_monitor_does() {
                     _pad1: 0,
                     _pad2: 0,
                     window: 0,
+                    schedule: [0; 3],
                 },
             )
         })

@@ -36,11 +36,13 @@ use monitor_common::{
     Action, FrameClass, Mode, Reason,
     maps::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
-        Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DeviceEntry,
-        DeviceStats, Direction, FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_POLICY,
-        RULE_ANY, RULE_DENY, Rule,
+        Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL,
+        DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE, DeviceEntry, DeviceStats, Direction,
+        FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_LEARNED, ORIGIN_POLICY, RULE_ANY,
+        RULE_DENY, Rule,
     },
     parse::{MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
+    schedule::{self, DEFAULT_TOLERANCE, HOUR_UNKNOWN, Schedule},
 };
 use monitor_tests::adversarial::{
     self, cast::*, ext_chain, frame as adv, tcp, udp, udp_fragments, with_exts,
@@ -169,6 +171,12 @@ struct Setup {
     rules: Vec<(IpAddr, IpAddr, Rule)>,
     /// Overwrite CONFIG's layout version (a controller of another layout wrote it).
     layout_version: Option<u32>,
+    /// Baseline entries learned with a schedule: the hours of the week they were seen in.
+    scheduled: Vec<(FlowKey, Vec<u8>)>,
+    /// The site's hour of the week (`CONFIG`) and the schedules' tolerance, written before
+    /// each of the case's frames run.
+    hour_of_week: u8,
+    tolerance: u8,
 }
 
 impl Setup {
@@ -180,7 +188,27 @@ impl Setup {
             baseline: Vec::new(),
             rules: Vec::new(),
             layout_version: None,
+            scheduled: Vec::new(),
+            hour_of_week: HOUR_UNKNOWN,
+            tolerance: DEFAULT_TOLERANCE,
         }
+    }
+
+    /// A baseline entry learned in `hours` of the week.
+    fn scheduled(mut self, key: FlowKey, hours: &[u8]) -> Setup {
+        self.scheduled.push((key, hours.to_vec()));
+        self
+    }
+
+    /// The site's hour of the week when the case starts.
+    fn at_hour(mut self, hour: u8) -> Setup {
+        self.hour_of_week = hour;
+        self
+    }
+
+    fn tolerance(mut self, hours: u8) -> Setup {
+        self.tolerance = hours;
+        self
     }
 
     fn rule(mut self, device: impl Into<IpAddr>, peer: impl Into<IpAddr>, rule: Rule) -> Setup {
@@ -235,6 +263,8 @@ struct Step {
     /// How the frame must be decided; `None`: an IP frame by either path (exactly one
     /// moves), any other by neither.
     path: Option<Path>,
+    /// Baseline entries whose schedule must be exactly these hours after the frame.
+    schedules: Vec<(FlowKey, Vec<u8>)>,
 }
 
 /// Something that happens between frames.
@@ -245,6 +275,8 @@ enum Change {
     /// Time passes every break-glass deadline the setup made relative to its load
     /// ([`Dev::break_glass_for`]): the test sleeps, nothing touches the datapath.
     PastBreakGlass,
+    /// The controller writes another hour of the week (and tolerance) into CONFIG.
+    Clock { hour_of_week: u8, tolerance: u8 },
 }
 
 /// Which path decided an IP packet (`PATHS`).
@@ -271,6 +303,7 @@ fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) ->
         learns: Vec::new(),
         before: Vec::new(),
         path: None,
+        schedules: Vec::new(),
     }
 }
 
@@ -321,6 +354,21 @@ impl Step {
 
     fn after(mut self, change: Change) -> Step {
         self.before.push(change);
+        self
+    }
+
+    /// Run when the site's clock says `hour_of_week`, with `tolerance`.
+    fn at(mut self, hour_of_week: u8, tolerance: u8) -> Step {
+        self.before.push(Change::Clock {
+            hour_of_week,
+            tolerance,
+        });
+        self
+    }
+
+    /// After the frame, the baseline entry `key` records exactly `hours`.
+    fn schedule_is(mut self, key: FlowKey, hours: &[u8]) -> Step {
+        self.schedules.push((key, hours.to_vec()));
         self
     }
 
@@ -509,7 +557,7 @@ fn load(case: &Case) -> Datapath {
         maps.install_policy(&devices, &folded)
             .unwrap_or_else(|e| panic!("case `{name}`: installing the policy: {e:?}"));
     }
-    let entries: Vec<(FlowKey, BaselineEntry)> = setup
+    let mut entries: Vec<(FlowKey, BaselineEntry)> = setup
         .baseline
         .iter()
         .map(|k| {
@@ -521,13 +569,43 @@ fn load(case: &Case) -> Datapath {
                     _pad1: 0,
                     _pad2: 0,
                     window: 0,
+                    schedule: [0; 3],
                 },
             )
         })
         .collect();
+    entries.extend(setup.scheduled.iter().map(|(k, hours)| {
+        (
+            *k,
+            BaselineEntry {
+                learned_ns: 0,
+                origin: ORIGIN_LEARNED,
+                _pad1: 0,
+                _pad2: 0,
+                window: 0,
+                schedule: slots(hours),
+            },
+        )
+    }));
     maps.insert_baseline(&entries)
         .unwrap_or_else(|e| panic!("case `{name}`: inserting the baseline: {e:?}"));
     datapath
+}
+
+/// A schedule recording `hours`.
+fn slots(hours: &[u8]) -> Schedule {
+    let mut s = [0; schedule::SCHEDULE_WORDS];
+    for &h in hours {
+        schedule::record(&mut s, h);
+    }
+    s
+}
+
+/// The hours a schedule records.
+fn hours_of(s: &Schedule) -> Vec<u8> {
+    (0..schedule::HOURS_PER_WEEK)
+        .filter(|h| schedule::has(s, *h))
+        .collect()
 }
 
 /// Runs one step and returns what did not match.
@@ -726,6 +804,21 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     if !removed.is_empty() {
         errors.push(format!("baseline lost {removed:?}"));
     }
+    if !step.schedules.is_empty() {
+        let entries: BTreeMap<FlowKey, BaselineEntry> =
+            must(datapath.maps().baseline(), "BASELINE")
+                .into_iter()
+                .collect();
+        for (k, want) in &step.schedules {
+            let got = entries.get(k).map(|e| hours_of(&e.schedule));
+            if got.as_ref() != Some(want) {
+                errors.push(format!(
+                    "schedule of [{}] is {got:?}, expected hours {want:?}",
+                    describe_key(k)
+                ));
+            }
+        }
+    }
 
     // Flow entries.
     let mut want_flows: BTreeMap<(bool, FlowKey), [u64; 6]> = BTreeMap::new();
@@ -827,12 +920,17 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
                 _pad1: 0,
                 _pad2: 0,
                 window: 0,
+                schedule: [0; 3],
             };
             datapath
                 .maps_mut()
                 .insert_baseline(&[(*key, entry)])
                 .unwrap_or_else(|e| panic!("case `{case}`: adding to the baseline: {e:?}"));
         }
+        Change::Clock {
+            hour_of_week,
+            tolerance,
+        } => set_clock(datapath, case, *hour_of_week, *tolerance),
         Change::PastBreakGlass => {
             let devices = datapath
                 .maps()
@@ -850,6 +948,13 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
             }
         }
     }
+}
+
+fn set_clock(datapath: &mut Datapath, case: &str, hour_of_week: u8, tolerance: u8) {
+    datapath
+        .maps_mut()
+        .set_schedule_clock(hour_of_week, tolerance)
+        .unwrap_or_else(|e| panic!("case `{case}`: setting the hour of the week: {e:?}"));
 }
 
 fn set_mode(datapath: &mut Datapath, case: &str, mode: Mode) {
@@ -929,6 +1034,12 @@ fn run_table(table: &str, cases: Vec<Case>) {
                 }
             };
             bin.footprint.extend(footprint);
+            set_clock(
+                &mut bin.datapath,
+                c.name,
+                c.setup.hour_of_week,
+                c.setup.tolerance,
+            );
             for (i, step) in c.steps.iter().enumerate() {
                 frames += 1;
                 if let Some(mode) = step.mode {
@@ -3472,6 +3583,213 @@ fn decision_cache_cases() -> Vec<Case> {
                 .learns(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound))
                 .judged(),
             ],
+        ),
+    ]
+}
+
+/// The hour-of-week schedule of baseline entries: a baseline flow inside and outside its
+/// learned hours in audit and enforce, `schedule: enforce` and `schedule: ignore`, the
+/// life-critical rule, the hour boundary with its tolerance, learning recording the hour,
+/// and the decision cache going stale when the hour changes.
+#[test]
+fn schedules() {
+    run_table("schedules", schedules_cases());
+}
+
+fn schedules_cases() -> Vec<Case> {
+    let v4 = FrameClass::Ipv4;
+    let ws_srv = key(WS, SRV, IPPROTO_TCP, 443, Outbound);
+    let pump_srv = key(PUMP, SRV, IPPROTO_TCP, 443, Outbound);
+    let ack = || tcp(WS, 40000, SRV, 443, TCP_ACK);
+    let pump_ack = || tcp(PUMP, 40000, SRV, 443, TCP_ACK);
+    let hit = || {
+        pass(ack(), Reason::InBaseline, v4)
+            .between(WS, SRV)
+            .flow(IPPROTO_TCP, 443, Outbound)
+    };
+    let off = || {
+        pass(ack(), Reason::OffSchedule, v4)
+            .between(WS, SRV)
+            .would_drop(WS)
+            .flow(IPPROTO_TCP, 443, Outbound)
+    };
+    let off_dropped = || {
+        drop(ack(), Reason::OffSchedule, v4)
+            .between(WS, SRV)
+            .dropped(WS)
+            .flow(IPPROTO_TCP, 443, Outbound)
+    };
+    let pump_hit = || {
+        pass(pump_ack(), Reason::InBaseline, v4)
+            .between(PUMP, SRV)
+            .flow(IPPROTO_TCP, 443, Outbound)
+    };
+    let learned_at_10 = |mode: Mode| Setup::new(mode).scheduled(ws_srv, &[10]).at_hour(10);
+    let schedule_enforce = DEVICE_SCHEDULE_ENFORCE;
+    vec![
+        case(
+            "audit: inside its hours in the baseline, outside off schedule",
+            learned_at_10(Mode::Audit).dev(ws()),
+            vec![
+                hit(),
+                // The decision cached at 10:00 is stale at 14:00.
+                off().at(14, 1).judged(),
+                off().cached(),
+                hit().at(10, 1).judged(),
+                hit().cached(),
+            ],
+        ),
+        case(
+            "enforce: off schedule is reported, not dropped, without schedule: enforce",
+            learned_at_10(Mode::Enforce).dev(ws()),
+            vec![hit(), off().at(14, 1).judged(), off().cached()],
+        ),
+        case(
+            "enforce with schedule: enforce: off schedule is dropped",
+            learned_at_10(Mode::Enforce).dev(ws().flags(schedule_enforce)),
+            vec![
+                hit(),
+                off_dropped().at(14, 1).judged(),
+                off_dropped().cached(),
+                // Audit mode drops nothing.
+                off().in_mode(Mode::Audit).judged(),
+                hit().at(10, 1).in_mode(Mode::Enforce).judged(),
+            ],
+        ),
+        case(
+            "life-critical with schedule: enforce, not confirmed: never dropped",
+            Setup::new(Mode::Enforce)
+                .dev(pump().flags(DEVICE_LIFE_CRITICAL | schedule_enforce))
+                .scheduled(pump_srv, &[10])
+                .at_hour(10),
+            vec![
+                pump_hit(),
+                pass(pump_ack(), Reason::LifeCriticalSpared, v4)
+                    .between(PUMP, SRV)
+                    .would_drop(PUMP)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .at(14, 1)
+                    .judged(),
+            ],
+        ),
+        case(
+            "life-critical without schedule: enforce: off schedule reported",
+            Setup::new(Mode::Enforce)
+                .dev(pump())
+                .scheduled(pump_srv, &[10])
+                .at_hour(10),
+            vec![
+                pump_hit(),
+                pass(pump_ack(), Reason::OffSchedule, v4)
+                    .between(PUMP, SRV)
+                    .would_drop(PUMP)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .at(14, 1)
+                    .judged(),
+            ],
+        ),
+        case(
+            "life-critical confirmed for enforce with schedule: enforce: dropped",
+            Setup::new(Mode::Enforce)
+                .dev(
+                    pump()
+                        .mode(Mode::Enforce)
+                        .flags(DEVICE_LIFE_CRITICAL | DEVICE_ENFORCE_CONFIRMED | schedule_enforce),
+                )
+                .scheduled(pump_srv, &[10])
+                .at_hour(10),
+            vec![
+                pump_hit(),
+                drop(pump_ack(), Reason::OffSchedule, v4)
+                    .between(PUMP, SRV)
+                    .dropped(PUMP)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .at(14, 1)
+                    .judged(),
+            ],
+        ),
+        case(
+            "schedule: ignore: never off schedule",
+            learned_at_10(Mode::Enforce).dev(ws().flags(DEVICE_SCHEDULE_IGNORE | schedule_enforce)),
+            vec![hit(), hit().at(14, 1).judged(), hit().at(100, 0).judged()],
+        ),
+        case(
+            "the hour boundary with tolerance",
+            learned_at_10(Mode::Audit).dev(ws()),
+            vec![
+                hit().at(11, 1).judged(),
+                hit().at(9, 1).judged(),
+                off().at(12, 1).judged(),
+                off().at(8, 1).judged(),
+                // A new tolerance makes the cached decisions stale too.
+                off().at(11, 0).judged(),
+                hit().at(10, 0).judged(),
+                hit().at(12, 2).judged(),
+                off().at(13, 2).judged(),
+            ],
+        ),
+        case(
+            "tolerance 0: only the learned hours",
+            learned_at_10(Mode::Audit).dev(ws()).tolerance(0),
+            vec![hit(), off().at(11, 0).judged(), off().at(9, 0).judged()],
+        ),
+        case(
+            "the tolerance reaches round the end of the week",
+            Setup::new(Mode::Audit)
+                .dev(ws())
+                .scheduled(ws_srv, &[167])
+                .at_hour(0),
+            vec![hit(), off().at(1, 1).judged(), hit().at(166, 1).judged()],
+        ),
+        case(
+            "learning records the hours a baseline flow is seen in",
+            Setup::new(Mode::Learn).dev(ws()).at_hour(10),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(ws_srv)
+                    .schedule_is(ws_srv, &[10]),
+                pass(ack(), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .schedule_is(ws_srv, &[10]),
+                pass(ack(), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .at(30, 1)
+                    .judged()
+                    .schedule_is(ws_srv, &[10, 30]),
+                off().in_mode(Mode::Audit).at(50, 1).judged(),
+                hit().at(31, 1).judged().schedule_is(ws_srv, &[10, 30]),
+            ],
+        ),
+        case(
+            "learning without the hour records none, and is never off schedule",
+            Setup::new(Mode::Learn).dev(ws()),
+            vec![
+                pass(tcp(WS, 40000, SRV, 443, TCP_SYN), Reason::Learned, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .learns(ws_srv)
+                    .schedule_is(ws_srv, &[]),
+                hit().in_mode(Mode::Audit).at(50, 1).judged(),
+            ],
+        ),
+        case(
+            "an entry without a schedule is never off schedule",
+            Setup::new(Mode::Enforce)
+                .dev(ws().flags(schedule_enforce))
+                .baseline(ws_srv)
+                .at_hour(100),
+            vec![hit(), hit().at(3, 0).judged()],
+        ),
+        case(
+            "the hour unknown: nothing is checked",
+            Setup::new(Mode::Enforce)
+                .dev(ws().flags(schedule_enforce))
+                .scheduled(ws_srv, &[10]),
+            vec![hit()],
         ),
     ]
 }

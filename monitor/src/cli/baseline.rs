@@ -76,10 +76,10 @@ impl Names {
             .map(|d| d.spec.name.as_str())
     }
 
-    /// `+ device out peer tcp/443  (learned ...)`.
+    /// `+ device out peer tcp/443  (learned ...)  [mon-fri 07-19]`.
     fn line(&self, sign: &str, r: &Record) -> String {
         format!(
-            "{sign} {} {} {} {}/{}{}",
+            "{sign} {} {} {} {}/{}{}{}",
             self.name(&r.device),
             r.direction,
             self.name(&r.peer),
@@ -87,7 +87,10 @@ impl Names {
             r.service_port,
             r.learned
                 .as_deref()
-                .map_or_else(String::new, |t| format!("  (learned {t})"))
+                .map_or_else(String::new, |t| format!("  (learned {t})")),
+            r.schedule
+                .as_deref()
+                .map_or_else(String::new, |s| format!("  [{s}]"))
         )
     }
 }
@@ -174,10 +177,20 @@ fn diff_snapshot(
     for r in &removed {
         println!("{}", names.line("-", r));
     }
+    // A flow seen at new hours of the week: its schedule then and now.
+    let rescheduled = live.schedule_changes(&old);
+    for (now, before) in &rescheduled {
+        println!(
+            "{}  (was [{}])",
+            names.line("~", now),
+            before.schedule.as_deref().unwrap_or("")
+        );
+    }
     println!(
-        "{} new since the snapshot, {} gone",
+        "{} new since the snapshot, {} gone, {} with another schedule",
         added.len(),
-        removed.len()
+        removed.len(),
+        rescheduled.len()
     );
     Ok(())
 }

@@ -232,6 +232,18 @@ pub enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
+    /// The site's hour of the week for the baseline's schedules. For drills and tests:
+    /// `set` fixes it (the daemon writes it instead of the real local hour), `real`
+    /// returns to the clock; without either, show it.
+    #[command(hide = true)]
+    Clock {
+        /// `set` or `real`.
+        #[arg(value_parser = ["set", "real", "show"], default_value = "show")]
+        action: String,
+        /// With `set`: 0 (Monday 00:00) to 167, or a day and hour such as `mon 10`.
+        #[arg(value_parser = monitor::control::clock::parse_slot)]
+        hour: Option<u8>,
+    },
     /// A shell completion script on standard output (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Write the man pages (monitor.1 and one per command) into a directory.
@@ -410,6 +422,7 @@ fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
             monitor::observe::events::show(&paths.state, follow, json)
         }
         Command::Baseline { command } => baseline::baseline(&paths, command),
+        Command::Clock { action, hour } => mode::clock(&paths, &action, hour),
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(&dir),
     }

@@ -39,6 +39,13 @@ pub fn set_mode(
 ) -> Result<()> {
     let mut maps = open_maps(paths)?;
     let change = mode::set(&mut maps, &paths.state, choice.0, device, confirmed)?;
+    for (name, hours) in &change.short_coverage {
+        eprintln!(
+            "warning: device {name} learned over only {hours} of the 168 hours of the week: flows \
+             and hours of the week it has not seen are reported (and dropped where enforced) \
+             as not in its baseline or off its schedule; learn for a whole week first"
+        );
+    }
     match &change.changed {
         Changed::Global { mode, spared } => {
             println!("global mode is now {}", mode.name());
@@ -63,5 +70,28 @@ pub fn set_mode(
             }
         }
     }
+    Ok(())
+}
+
+/// `monitor clock`: show, fix (`set HOUR`) or release (`real`) the site's hour of the week.
+pub fn clock(paths: &Paths, action: &str, hour: Option<u8>) -> Result<()> {
+    let mut maps = open_maps(paths)?;
+    let hour = match (action, hour) {
+        ("set", Some(hour)) => monitor::control::clock::set(&mut maps, &paths.state, Some(hour))?,
+        ("set", None) => anyhow::bail!("`monitor clock set` needs an hour: 0 to 167, or `mon 10`"),
+        ("real", _) => monitor::control::clock::set(&mut maps, &paths.state, None)?,
+        _ => maps.config()?.hour_of_week,
+    };
+    let fixed = monitor::state::week::SiteClock::load(&paths.state)?.is_some();
+    println!(
+        "site hour of the week: {} ({}){}",
+        monitor::support::week::slot_name(hour),
+        hour,
+        if fixed {
+            ", fixed by `monitor clock set`"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }

@@ -144,7 +144,8 @@ fn status_report(
 pub fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
     let maps = open_maps(paths)?;
     let inventory = Inventory::load(&paths.state)?;
-    let rows = report::device_rows(&maps, &inventory)?;
+    let coverage = monitor::state::week::Coverage::load(&paths.state)?;
+    let rows = report::device_rows(&maps, &inventory, &coverage)?;
     let mut unenrolled = report::unenrolled_rows(&maps)?;
     if json {
         println!(
@@ -255,6 +256,7 @@ pub fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Resu
                 format!("{}/{}", f.bytes_sent, f.bytes_received),
                 f.dropped_packets.to_string(),
                 if f.in_baseline { "yes" } else { "no" }.into(),
+                f.schedule.clone().unwrap_or_else(|| "-".into()),
                 age(now, f.last_seen_ns),
             ]
         })
@@ -271,6 +273,7 @@ pub fn flows(paths: &Paths, device: Option<&str>, all: bool, json: bool) -> Resu
                 "BYTES OUT/IN",
                 "DROPPED",
                 "BASELINE",
+                "SCHEDULE",
                 "LAST SEEN"
             ],
             &table_rows

@@ -14,6 +14,7 @@ use crate::{
         inventory::Inventory,
         lock::WriteLock,
         modes::{Change, History, ModeRecord},
+        week::Coverage,
     },
 };
 
@@ -32,6 +33,26 @@ pub struct ModeChange {
     pub changed: Changed,
     /// The learning window it opened, if it made something learn.
     pub window: Option<u32>,
+    /// Devices it enforces whose learning covered less than a whole week, with the hours
+    /// it covered: their baselines and schedules have not seen every shift.
+    pub short_coverage: Vec<(String, u32)>,
+}
+
+/// Of the devices named, those enforced under `mode` whose learning covered less than
+/// the whole week, with the hours it covered.
+fn short_coverage<'a>(
+    state: &StateDir,
+    mode: Mode,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<(String, u32)>> {
+    if mode != Mode::Enforce {
+        return Ok(Vec::new());
+    }
+    let coverage = Coverage::load(state)?;
+    Ok(names
+        .filter(|name| !coverage.is_full_week(name))
+        .map(|name| (name.to_owned(), coverage.hours(name)))
+        .collect())
 }
 
 /// Sets the router-wide mode (`device` none) or one device's (`mode` none: inherit the
@@ -58,15 +79,22 @@ pub fn set(
             History::append(state, &record)?;
             config.mode = mode as u8;
             maps.set_config(config)?;
-            let spared = Inventory::load(state)?
+            let inventory = Inventory::load(state)?;
+            let spared = inventory
                 .devices
                 .iter()
                 .filter(|d| d.effective_mode(mode).contains("life-critical"))
                 .map(|d| d.spec.name.clone())
                 .collect();
+            let enforced = inventory
+                .devices
+                .iter()
+                .filter(|d| d.effective_mode(mode) == Mode::Enforce.name())
+                .map(|d| d.spec.name.as_str());
             Ok(ModeChange {
                 changed: Changed::Global { mode, spared },
                 window: record.window,
+                short_coverage: short_coverage(state, mode, enforced)?,
             })
         }
         (Some(name), mode) => {
@@ -86,12 +114,21 @@ pub fn set(
             for addr in &device.spec.addresses {
                 maps.enroll(*addr, device.entry())?;
             }
+            // Enforced now (a life-critical device not confirmed stays audited).
+            let enforced = if effective == Mode::Enforce.name() {
+                Mode::Enforce
+            } else {
+                Mode::Audit
+            };
+            let short_coverage =
+                short_coverage(state, enforced, std::iter::once(device.spec.name.as_str()))?;
             Ok(ModeChange {
                 changed: Changed::Device {
                     name: device.spec.name.clone(),
                     effective: effective.to_owned(),
                 },
                 window: record.window,
+                short_coverage,
             })
         }
     }

@@ -28,7 +28,7 @@ use super::{
     start::{self, LinkRecord, StartCleanup},
 };
 use crate::{
-    control::breakglass,
+    control::{breakglass, clock},
     datapath::{self, Datapath, Maps},
     observe::{
         events::ControllerEvent,
@@ -37,11 +37,13 @@ use crate::{
     },
     policy::{mud::Names, watch::PolicyWatch},
     state::{
+        StateDir,
         baseline::{self, BaselineFile},
         daemon::{DaemonInfo, Paths},
         files,
         lock::{InstanceLock, WriteLock},
         modes::History,
+        week::Coverage,
     },
     support::clock::unix_now,
 };
@@ -52,6 +54,72 @@ pub const BASELINE_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the control thread looks at the policy directory and the interfaces when
 /// nothing asks it anything.
 const POLL: Duration = Duration::from_millis(250);
+/// How often the site's hour of the week is written into CONFIG (and the learning
+/// devices' coverage recorded): an hour starts at most this late in the datapath.
+const CLOCK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The daemon's side of the site's clock (`crate::control::clock`).
+struct SiteClockKeeper {
+    /// Each device's learning coverage, as last saved.
+    coverage: Coverage,
+    /// When the site's hour of the week is written next.
+    next: Instant,
+    /// The modification time of the clock `monitor clock set` fixed, when last read: a
+    /// change is taken in at once.
+    stamp: Option<SystemTime>,
+}
+
+impl SiteClockKeeper {
+    /// A coverage file that does not read is reported, kept aside (`.unreadable`) and
+    /// started over: it only informs operators, and must not keep the daemon (and its
+    /// enforcement) from starting.
+    fn load(state: &StateDir) -> SiteClockKeeper {
+        let coverage = Coverage::load(state).unwrap_or_else(|e| {
+            let path = state.path().join(files::LEARNING_COVERAGE);
+            let aside = path.with_extension("json.unreadable");
+            let kept = std::fs::rename(&path, &aside).is_ok();
+            log::error!(
+                reason = "learning-coverage";
+                "{}; the learning coverage starts over{}",
+                crate::support::error_chain(&e),
+                if kept {
+                    format!(" (the file is kept as {})", aside.display())
+                } else {
+                    String::new()
+                }
+            );
+            Coverage::default()
+        });
+        SiteClockKeeper {
+            coverage,
+            next: Instant::now(),
+            stamp: None,
+        }
+    }
+
+    /// The modification time of the clock `monitor clock set` fixed (none: the real clock).
+    fn stamp(state: &StateDir) -> Option<SystemTime> {
+        std::fs::metadata(state.path().join(files::SITE_CLOCK))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Whether the hour is to be written again: a minute passed, or the clock was set.
+    fn due(&self, state: &StateDir) -> bool {
+        Instant::now() >= self.next || self.stamp != SiteClockKeeper::stamp(state)
+    }
+}
+
+/// Restores the baseline saved in the state directory into the datapath; returns the file
+/// (whose learned times the daemon keeps).
+fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<Option<BaselineFile>> {
+    let (restored, saved) =
+        baseline::restore(datapath.maps_mut(), state).context("restoring the saved baseline")?;
+    if restored > 0 {
+        log::info!("restored {restored} baseline entries from the state directory");
+    }
+    Ok(saved)
+}
 
 /// What the async side asks of the control thread.
 #[derive(Debug)]
@@ -103,6 +171,7 @@ pub struct Control {
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
     last_save: Instant,
+    clock: SiteClockKeeper,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
     locks: (InstanceLock, InstanceLock),
 }
@@ -150,11 +219,7 @@ impl Control {
         let mut datapath = Datapath::load(&Maps::Pinned(paths.pin_dir.clone()))
             .context("loading the XDP program")?;
         datapath.pin_programs(&paths.pin_dir)?;
-        let (restored, saved_baseline) = baseline::restore(datapath.maps_mut(), &paths.state)
-            .context("restoring the saved baseline")?;
-        if restored > 0 {
-            log::info!("restored {restored} baseline entries from the state directory");
-        }
+        let saved_baseline = restore_baseline(&mut datapath, &paths.state)?;
         let keeper = InventoryKeeper::load(&paths.state)?;
         let (events, events_rx) = unbounded_channel();
         let (publisher, live) = Publisher::new(
@@ -165,6 +230,7 @@ impl Control {
         );
         let mut control = Control {
             watch: PolicyWatch::new(options.policies.as_deref()),
+            clock: SiteClockKeeper::load(&paths.state),
             paths,
             options,
             datapath,
@@ -218,6 +284,7 @@ impl Control {
         config.owner_pid = std::process::id();
         control.datapath.maps_mut().set_config(config)?;
         drop(write);
+        control.tick_clock();
         info.interfaces = attached;
         let summary = control.announce(info)?;
         let ring = control.datapath.maps_mut().take_events()?;
@@ -388,6 +455,9 @@ impl Control {
             for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
                 self.event(event);
             }
+            if self.clock.due(&self.paths.state) {
+                self.tick_clock();
+            }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
                 self.save_baseline_if_grown();
@@ -395,6 +465,33 @@ impl Control {
             }
         }
         self.stop();
+    }
+
+    /// Writes the site's hour of the week into CONFIG and records the learning devices'
+    /// coverage. A new hour saves the baseline soon after, with the schedules learned in
+    /// the hour that ended. On failure CONFIG keeps the last hour written.
+    fn tick_clock(&mut self) {
+        self.clock.next = Instant::now() + CLOCK_INTERVAL;
+        self.clock.stamp = SiteClockKeeper::stamp(&self.paths.state);
+        match clock::tick(
+            self.datapath.maps_mut(),
+            &self.paths.state,
+            self.keeper.inventory(),
+            &mut self.clock.coverage,
+        ) {
+            Ok(tick) if tick.changed => {
+                log::info!(
+                    "site hour of the week is now {}",
+                    crate::support::week::slot_name(tick.hour_of_week)
+                );
+                self.saved_learned = u64::MAX;
+            }
+            Ok(_) => {}
+            Err(e) => log::error!(
+                reason = "site-clock";
+                "{e:#}; the datapath keeps the last hour of the week it was told"
+            ),
+        }
     }
 
     /// Interfaces that went away come back with a new index: attach again.

@@ -283,7 +283,8 @@ impl Datapath {
             datapath.maps.set_config(Config {
                 mode: Mode::Learn as u8,
                 flags: 0,
-                _pad: 0,
+                hour_of_week: monitor_common::schedule::HOUR_UNKNOWN,
+                schedule_tolerance: monitor_common::schedule::DEFAULT_TOLERANCE,
                 generation: 0,
                 layout_version: LAYOUT_VERSION,
                 cache_epoch: 0,
@@ -670,6 +671,23 @@ impl MapSet {
         let mut config = self.config()?;
         config.mode = mode as u8;
         self.set_config(config)
+    }
+
+    /// Sets the site's hour of the week and the schedules' tolerance (`schedule`), keeping
+    /// the rest of CONFIG; returns whether anything changed. Cached decisions carry the
+    /// hour they were made in; a new tolerance makes them be judged again.
+    pub fn set_schedule_clock(&mut self, hour_of_week: u8, tolerance: u8) -> Result<bool> {
+        let mut config = self.config()?;
+        if config.hour_of_week == hour_of_week && config.schedule_tolerance == tolerance {
+            return Ok(false);
+        }
+        if config.schedule_tolerance != tolerance {
+            config.cache_epoch = config.cache_epoch.wrapping_add(1);
+        }
+        config.hour_of_week = hour_of_week;
+        config.schedule_tolerance = tolerance;
+        self.set_config(config)?;
+        Ok(true)
     }
 
     /// Sets or clears CONFIG flags.

@@ -529,4 +529,53 @@ mod tests {
             assert!(problem.message.contains(reason), "{value}: {problem}");
         }
     }
+
+    #[test]
+    fn schedule_settings_are_read_and_bad_ones_named_at_their_line() {
+        let policy = check(
+            "defaults:\n  time-zone: Europe/Berlin\n  schedule-tolerance: 2\n  schedule-by-kind:\n    patient-monitor: ignore\ndevices:\n  - name: badge-1\n    kind: badge-reader\n    addresses: [10.1.0.14]\n    schedule: enforce\n",
+        )
+        .expect("valid");
+        assert_eq!(policy.defaults.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(policy.defaults.schedule_tolerance, Some(2));
+        assert_eq!(
+            policy.defaults.schedule_by_kind.get("patient-monitor"),
+            Some(&crate::policy::ScheduleMode::Ignore)
+        );
+        assert_eq!(
+            policy.devices[0].entry(0).flags,
+            monitor_common::maps::DEVICE_SCHEDULE_ENFORCE
+        );
+        for (text, line, reason) in [
+            (
+                "devices: []\ndefaults:\n  time-zone: Mars/Olympus\n",
+                3,
+                "is not a time zone",
+            ),
+            (
+                "devices: []\ndefaults:\n  schedule-tolerance: 13\n",
+                3,
+                "more than 12 hours",
+            ),
+            (
+                "devices:\n  - name: b\n    kind: k\n    addresses: [10.0.0.1]\n    schedule: sometimes\n",
+                5,
+                "unknown variant",
+            ),
+        ] {
+            let problems = check(text).expect_err(text);
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert_eq!(
+                problems[0].place.line,
+                Some(line),
+                "{text}: {}",
+                problems[0]
+            );
+            assert!(
+                problems[0].message.contains(reason),
+                "{text}: {}",
+                problems[0]
+            );
+        }
+    }
 }

@@ -464,6 +464,7 @@ fn baseline_file_round_trip() {
         _pad1: 0,
         _pad2: 0,
         window: 0,
+        schedule: [0; 3],
     };
     let entries = vec![
         (
@@ -501,7 +502,7 @@ fn baseline_file_round_trip() {
     let text = std::fs::read_to_string(&path).expect("read");
     let json: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(json["format"], "monitor-baseline");
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     assert_eq!(json["entries"].as_array().map(Vec::len), Some(3));
     assert!(text.contains(r#""device": "10.0.0.2""#), "{text}");
     assert!(text.contains(r#""direction": "in""#), "{text}");
@@ -517,10 +518,10 @@ fn baseline_file_round_trip() {
 
     std::fs::write(
         &path,
-        r#"{"format":"monitor-baseline","version":2,"entries":[]}"#,
+        r#"{"format":"monitor-baseline","version":3,"entries":[]}"#,
     )
     .expect("write");
-    let err = read_baseline(&path).expect_err("version 2 refused");
+    let err = read_baseline(&path).expect_err("version 3 refused");
     assert!(matches!(err, ReplayError::Baseline(_)), "{err:?}");
     std::fs::write(&path, "{ not json").expect("write");
     assert!(read_baseline(&path).is_err());

@@ -11,10 +11,16 @@ use monitor_common::maps::{
 use serde::{Deserialize, Serialize};
 
 use super::{StateDir, StateError, files};
-use crate::datapath::{MapSet, addr_key, addr_of};
+use crate::{
+    datapath::{MapSet, addr_key, addr_of},
+    support::week,
+};
 
 pub const FORMAT: &str = "monitor-baseline";
-pub const VERSION: u32 = 1;
+/// Version 2 added each entry's `schedule`; version 1 files (without) still load.
+pub const VERSION: u32 = 2;
+/// The oldest version this monitor reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -23,7 +29,7 @@ pub enum BaselineError {
     #[error("{0} is not a baseline file")]
     Parse(String, #[source] serde_json::Error),
     #[error(
-        "{file} has format `{format}` version {version}; this monitor reads `{FORMAT}` version {VERSION}"
+        "{file} has format `{format}` version {version}; this monitor reads `{FORMAT}` versions {OLDEST_VERSION} to {VERSION}"
     )]
     Version {
         file: String,
@@ -57,6 +63,11 @@ pub struct Record {
     /// When it was learned (RFC 3339), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<String>,
+    /// The site's hours of the week it was seen in while learning
+    /// (`crate::support::week::format`: `mon-fri 07-19`); none when none were recorded
+    /// (such an entry is never off schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 fn learned() -> String {
@@ -141,6 +152,16 @@ impl Record {
             learned: (entry.learned_ns != 0)
                 .then(|| clocks.rfc3339_of(entry.learned_ns))
                 .flatten(),
+            schedule: monitor_common::schedule::is_recorded(&entry.schedule)
+                .then(|| week::format(&entry.schedule)),
+        }
+    }
+
+    /// The schedule's slots (none recorded: all zero), or what is wrong with it.
+    pub fn schedule_slots(&self) -> Result<monitor_common::schedule::Schedule, String> {
+        match &self.schedule {
+            Some(text) => week::parse(text).map_err(|e| format!("schedule: {e}")),
+            None => Ok([0; monitor_common::schedule::SCHEDULE_WORDS]),
         }
     }
 
@@ -181,6 +202,8 @@ impl Record {
             _pad1: 0,
             _pad2: 0,
             window: self.window,
+            // Checked by `BaselineFile::parse`.
+            schedule: self.schedule_slots().unwrap_or_default(),
         }
     }
 }
@@ -229,7 +252,7 @@ impl BaselineFile {
         }
         let header: Header =
             serde_json::from_slice(bytes).map_err(|e| BaselineError::Parse(name.into(), e))?;
-        if header.format != FORMAT || header.version != VERSION {
+        if header.format != FORMAT || !(OLDEST_VERSION..=VERSION).contains(&header.version) {
             return Err(BaselineError::Version {
                 file: name.into(),
                 format: header.format,
@@ -239,13 +262,19 @@ impl BaselineFile {
         let file: BaselineFile =
             serde_json::from_slice(bytes).map_err(|e| BaselineError::Parse(name.into(), e))?;
         for (index, record) in file.entries.iter().enumerate() {
-            record.key().map_err(|what| BaselineError::Entry {
+            let entry_error = |what| BaselineError::Entry {
                 file: name.into(),
                 index,
                 what,
-            })?;
+            };
+            record.key().map_err(entry_error)?;
+            record.schedule_slots().map_err(entry_error)?;
         }
-        Ok(file)
+        // Read as the version this monitor writes: an older file's entries have no schedule.
+        Ok(BaselineFile {
+            version: VERSION,
+            ..file
+        })
     }
 
     pub fn read(path: &Path) -> Result<BaselineFile, BaselineError> {
@@ -260,6 +289,26 @@ impl BaselineFile {
         self.entries
             .iter()
             .filter_map(|r| r.key().ok().map(|k| (k, r.entry_at(clocks))))
+            .collect()
+    }
+
+    /// Entries of both whose schedule differs, as (in `self`, in `older`): hours a flow
+    /// was seen in since a snapshot.
+    pub fn schedule_changes<'a>(
+        &'a self,
+        older: &'a BaselineFile,
+    ) -> Vec<(&'a Record, &'a Record)> {
+        let old: std::collections::HashMap<FlowKey, &Record> = older
+            .entries
+            .iter()
+            .filter_map(|r| Some((r.key().ok()?, r)))
+            .collect();
+        self.entries
+            .iter()
+            .filter_map(|r| {
+                let before = old.get(&r.key().ok()?)?;
+                (r.schedule_slots() != before.schedule_slots()).then_some((r, *before))
+            })
             .collect()
     }
 
@@ -352,10 +401,43 @@ mod tests {
             origin: "learned".into(),
             window: 3,
             learned: None,
+            schedule: Some("mon-fri 07-19; sun 22-24".into()),
         };
         let key = record.key().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(key.direction, Direction::Outbound as u8);
+        assert_eq!(
+            record
+                .entry()
+                .schedule
+                .iter()
+                .map(|w| w.count_ones())
+                .sum::<u32>(),
+            62
+        );
         assert_eq!(Record::from_map(&key, &record.entry()), record);
+    }
+
+    /// A file written before schedules (version 1) loads, its entries without one; a
+    /// schedule that does not read is named with its entry.
+    #[test]
+    fn old_files_load_and_bad_schedules_are_named() {
+        let file = BaselineFile::parse(
+            "old.json",
+            br#"{"format":"monitor-baseline","version":1,"entries":[{"device":"10.0.0.1","peer":"10.0.0.2","protocol":6,"service-port":80,"direction":"out"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.version, VERSION);
+        assert_eq!(file.entries[0].schedule, None);
+        assert_eq!(file.map_entries()[0].1.schedule, [0; 3]);
+        let err = BaselineFile::parse(
+            "b.json",
+            br#"{"format":"monitor-baseline","version":2,"entries":[{"device":"10.0.0.1","peer":"10.0.0.2","protocol":6,"service-port":80,"direction":"out","schedule":"mon 19-07"}]}"#,
+        )
+        .expect_err("backwards hours");
+        assert!(
+            err.to_string().contains("entry 0") && err.to_string().contains("schedule"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -378,6 +460,7 @@ mod tests {
             _pad1: 0,
             _pad2: 0,
             window: 2,
+            schedule: [0; 3],
         };
         let record = Record::from_map_at(&key, &entry, clocks);
         assert_eq!(record.learned.as_deref(), Some("2027-01-15T07:50:00Z"));
@@ -416,5 +499,49 @@ mod tests {
             err.to_string().contains("entry 0") && err.to_string().contains("sideways"),
             "{err}"
         );
+    }
+
+    /// `baseline diff` keeps schedules: an entry seen at new hours since a snapshot is
+    /// listed with both, and entries whose schedule did not change are not.
+    #[test]
+    fn schedule_changes_since_a_snapshot() {
+        let record = |peer: &str, schedule: Option<&str>| Record {
+            device: "10.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+            peer: peer.parse().unwrap_or_else(|e| panic!("{e}")),
+            protocol: 6,
+            service_port: 443,
+            direction: "out".into(),
+            origin: "learned".into(),
+            window: 0,
+            learned: None,
+            schedule: schedule.map(str::to_owned),
+        };
+        let file = |entries| BaselineFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            entries,
+        };
+        let old = file(vec![
+            record("10.0.0.2", Some("mon 10-11")),
+            record("10.0.0.3", Some("tue 08-09")),
+            record("10.0.0.4", None),
+        ]);
+        let new = file(vec![
+            record("10.0.0.2", Some("mon 10-12")),
+            record("10.0.0.3", Some("tue 08-09")),
+            record("10.0.0.4", Some("wed 01-02")),
+        ]);
+        let changes: Vec<(&str, &str)> = new
+            .schedule_changes(&old)
+            .iter()
+            .map(|(now, before)| {
+                (
+                    now.schedule.as_deref().unwrap_or(""),
+                    before.schedule.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(changes, [("mon 10-12", "mon 10-11"), ("wed 01-02", "")]);
+        assert_eq!(new.diff(&old), (vec![], vec![]));
     }
 }

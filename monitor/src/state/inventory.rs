@@ -154,6 +154,40 @@ pub struct Inventory {
     /// ([`crate::policy::guard`]).
     #[serde(default)]
     pub applied: AppliedPolicy,
+    /// The site's clock for the baseline's schedules, from the policy's `defaults:`.
+    #[serde(default)]
+    pub schedule_clock: ScheduleClock,
+}
+
+/// How the site's hour of the week is told: the policy's `time-zone` and
+/// `schedule-tolerance`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ScheduleClock {
+    /// IANA name; none: the router's own time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    pub tolerance: u8,
+}
+
+impl Default for ScheduleClock {
+    fn default() -> ScheduleClock {
+        ScheduleClock {
+            time_zone: None,
+            tolerance: monitor_common::schedule::DEFAULT_TOLERANCE,
+        }
+    }
+}
+
+impl ScheduleClock {
+    pub fn of(defaults: &Defaults) -> ScheduleClock {
+        ScheduleClock {
+            time_zone: defaults.time_zone.clone(),
+            tolerance: defaults
+                .schedule_tolerance
+                .unwrap_or(monitor_common::schedule::DEFAULT_TOLERANCE),
+        }
+    }
 }
 
 impl Inventory {
@@ -213,14 +247,20 @@ impl Inventory {
                         (next_free, None, None)
                     }
                 };
+                let mut spec = spec.clone();
+                // The kind's schedule, where the device names none of its own.
+                if spec.schedule.is_none() {
+                    spec.schedule = policy.defaults.schedule_by_kind.get(&spec.kind).copied();
+                }
+                let has_rules = spec
+                    .addresses
+                    .iter()
+                    .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
                 EnrolledDevice {
                     slot,
-                    spec: spec.clone(),
+                    spec,
                     operator_override,
-                    has_rules: spec
-                        .addresses
-                        .iter()
-                        .any(|a| ruled.contains(&crate::datapath::addr_key(*a))),
+                    has_rules,
                     break_glass,
                 }
             })
@@ -232,6 +272,7 @@ impl Inventory {
                 unenrolled: policy.defaults.unenrolled,
                 break_glass_limit: BreakGlassLimit::of(&policy.defaults),
                 applied: AppliedPolicy::of(policy),
+                schedule_clock: ScheduleClock::of(&policy.defaults),
             },
             fresh,
         )
@@ -350,11 +391,70 @@ impl Inventory {
             CONFIG_UNENROLLED_DROP,
             self.unenrolled == UnenrolledSpec::Drop,
         )
-        .map_err(StateError::Datapath)
+        .map_err(StateError::Datapath)?;
+        let hour = maps.config().map_err(StateError::Datapath)?.hour_of_week;
+        maps.set_schedule_clock(hour, self.schedule_clock.tolerance)
+            .map_err(StateError::Datapath)
+            .map(drop)
     }
 
     /// The device named (or addressed) `name`, for changes.
     pub fn device_mut(&mut self, name: &str) -> Result<&mut EnrolledDevice, StateError> {
         self.find_mut(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use monitor_common::maps::{DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE};
+
+    use super::*;
+
+    /// A device's own `schedule:` wins over its kind's; the clock settings come from the
+    /// defaults.
+    #[test]
+    fn schedules_resolve_by_device_then_kind() {
+        let policy = Policy::from_sources(&[(
+            PathBuf::from("ward.yaml"),
+            "defaults:\n  time-zone: UTC\n  schedule-tolerance: 0\n  schedule-by-kind:\n    \
+             patient-monitor: ignore\n    badge-reader: enforce\ndevices:\n  \
+             - {name: m1, kind: patient-monitor, addresses: [10.0.0.1]}\n  \
+             - {name: m2, kind: patient-monitor, addresses: [10.0.0.2], schedule: audit}\n  \
+             - {name: b1, kind: badge-reader, addresses: [10.0.0.3]}\n  \
+             - {name: w1, kind: workstation, addresses: [10.0.0.4]}\n"
+                .into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (inventory, _) = Inventory::from_policy(&policy, &Inventory::default(), &[]);
+        let flags: BTreeMap<&str, u8> = inventory
+            .devices
+            .iter()
+            .map(|d| {
+                let schedule = d.entry().flags & (DEVICE_SCHEDULE_ENFORCE | DEVICE_SCHEDULE_IGNORE);
+                (d.spec.name.as_str(), schedule)
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            BTreeMap::from([
+                ("b1", DEVICE_SCHEDULE_ENFORCE),
+                ("m1", DEVICE_SCHEDULE_IGNORE),
+                ("m2", 0),
+                ("w1", 0)
+            ])
+        );
+        assert_eq!(
+            inventory.schedule_clock,
+            ScheduleClock {
+                time_zone: Some("UTC".into()),
+                tolerance: 0
+            }
+        );
+        assert_eq!(
+            Inventory::default().schedule_clock.tolerance,
+            monitor_common::schedule::DEFAULT_TOLERANCE
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod inventory;
 pub mod lock;
 pub mod modes;
+pub mod week;
 
 /// Every file of the state directory, by name: one home for them all.
 pub mod files {
@@ -45,8 +46,13 @@ pub mod files {
     pub const DAEMON_LOCK: &str = "daemon.lock";
     /// Held for each read-modify-write of shared state ([`super::lock`]).
     pub const WRITE_LOCK: &str = ".write.lock";
+    /// The site's hour of the week set by `monitor clock set` ([`super::week`]).
+    pub const SITE_CLOCK: &str = "site-clock.json";
+    /// Each device's learning coverage: the hours of the week it learned in
+    /// ([`super::week`]).
+    pub const LEARNING_COVERAGE: &str = "learning-coverage.json";
     /// Every file above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         INVENTORY,
         BASELINE,
         ACTIVITY,
@@ -58,6 +64,8 @@ pub mod files {
         FORWARDED,
         DAEMON_LOCK,
         WRITE_LOCK,
+        SITE_CLOCK,
+        LEARNING_COVERAGE,
     ];
 }
 

@@ -1,4 +1,4 @@
-//! Small things every layer uses: clocks, protocol names, error text, who is asking, where
+//! Small things every layer uses: clocks, the site's week, protocol names, error text, who is asking, where
 //! the log goes, and the service manager's notify protocol.
 
 pub mod clock;
@@ -7,6 +7,7 @@ pub mod mode_name;
 pub mod logging;
 pub mod notify;
 pub mod proto;
+pub mod week;
 
 /// An error with its causes, for logs and HTTP error bodies.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     datapath::{DatapathError, MapSet, addr_of},
-    state::inventory::Inventory,
+    state::{inventory::Inventory, week::Coverage},
     support::proto,
 };
 
@@ -73,6 +73,9 @@ pub struct DeviceRow {
     pub would_drop_packets: u64,
     pub learned_flows: u64,
     pub baseline_entries: usize,
+    /// Hours of the week (of 168) the device was seen learning in: its baseline's
+    /// learning coverage.
+    pub learning_coverage_hours: u32,
     pub last_seen_ns: u64,
 }
 
@@ -87,7 +90,11 @@ pub struct UnenrolledRow {
     pub last_seen_ns: u64,
 }
 
-pub fn device_rows(maps: &MapSet, inventory: &Inventory) -> Result<Vec<DeviceRow>, DatapathError> {
+pub fn device_rows(
+    maps: &MapSet,
+    inventory: &Inventory,
+    coverage: &Coverage,
+) -> Result<Vec<DeviceRow>, DatapathError> {
     let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
     let baseline = maps.baseline()?;
     inventory
@@ -114,6 +121,7 @@ pub fn device_rows(maps: &MapSet, inventory: &Inventory) -> Result<Vec<DeviceRow
                 would_drop_packets: stats.would_drop_packets,
                 learned_flows: stats.learned_flows,
                 baseline_entries,
+                learning_coverage_hours: coverage.hours(&device.spec.name),
                 last_seen_ns: stats.last_seen_ns,
             })
         })
@@ -156,6 +164,10 @@ pub struct FlowRow {
     pub bytes_received: u64,
     pub dropped_packets: u64,
     pub in_baseline: bool,
+    /// The hours of the week its baseline entry was seen in while learning
+    /// (`mon-fri 07-19`); none when not in the baseline or none were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     pub last_seen_ns: u64,
 }
 
@@ -170,8 +182,11 @@ pub fn flow_rows(
             .get(&addr)
             .map_or_else(|| addr.to_string(), |d| d.spec.name.clone())
     };
-    let baseline: std::collections::HashSet<FlowKey> =
-        maps.baseline()?.into_iter().map(|(k, _)| k).collect();
+    let baseline: std::collections::HashMap<FlowKey, monitor_common::schedule::Schedule> = maps
+        .baseline()?
+        .into_iter()
+        .map(|(k, e)| (k, e.schedule))
+        .collect();
     let mut flows: Vec<(FlowKey, FlowStats)> = maps.flows(true)?;
     // The second table holds flows between unenrolled addresses and enrolled devices'
     // violating flows (kept apart so floods cannot evict the legitimate ones).
@@ -200,7 +215,11 @@ pub fn flow_rows(
                 packets_received: stats.packets_received,
                 bytes_received: stats.bytes_received,
                 dropped_packets: stats.dropped_packets,
-                in_baseline: baseline.contains(&key),
+                in_baseline: baseline.contains_key(&key),
+                schedule: baseline
+                    .get(&key)
+                    .filter(|s| monitor_common::schedule::is_recorded(s))
+                    .map(crate::support::week::format),
                 last_seen_ns: stats.last_seen_ns,
             }
         })

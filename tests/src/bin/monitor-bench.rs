@@ -550,6 +550,7 @@ fn fill_baseline(datapath: &mut Datapath, from: u32, to: u32, devices: u32) -> R
         _pad1: 0,
         _pad2: 0,
         window: 0,
+        schedule: [0; 3],
     };
     let mut chunk = Vec::with_capacity(65_536);
     for j in from..to {
@@ -1652,6 +1653,7 @@ fn write_baseline(state: &Path, devices: u32, per_device: u32) -> Result<()> {
                 origin: "learned".into(),
                 window: 0,
                 learned: None,
+                schedule: None,
             });
         }
     }

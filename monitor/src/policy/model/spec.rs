@@ -2,11 +2,14 @@
 //! with serde's strict reading of each (unknown fields refused, `break-glass-max` checked
 //! while parsing so that a bad value has a line and column).
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
 use monitor_common::{
     Mode,
-    maps::{DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DeviceEntry, MODE_INHERIT},
+    maps::{
+        DEVICE_ENFORCE_CONFIRMED, DEVICE_LIFE_CRITICAL, DEVICE_SCHEDULE_ENFORCE,
+        DEVICE_SCHEDULE_IGNORE, DeviceEntry, MODE_INHERIT,
+    },
 };
 use serde::{Deserialize, Serialize};
 
@@ -191,9 +194,115 @@ pub struct Defaults {
         with = "break_glass_max"
     )]
     pub break_glass_max: Option<Duration>,
+    /// The site's time zone (IANA name, e.g. `Europe/Berlin`): the hours of the week of
+    /// the baseline's schedules are the site's local hours. Not set: the router's.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time_zone")]
+    pub time_zone: Option<String>,
+    /// Hours either side of the current one that count as on schedule (0 to
+    /// [`monitor_common::schedule::MAX_TOLERANCE`]; default
+    /// [`monitor_common::schedule::DEFAULT_TOLERANCE`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "schedule_tolerance"
+    )]
+    pub schedule_tolerance: Option<u8>,
+    /// What a schedule means for each device kind (`patient-monitor: ignore`); a
+    /// device's own `schedule:` wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedule_by_kind: BTreeMap<String, ScheduleMode>,
     /// The file these defaults were read from (set by the loader; for messages).
     #[serde(skip)]
     pub file: Option<PathBuf>,
+}
+
+/// What a device's learned schedule means (`schedule:` of a device, or of its kind in
+/// `defaults: schedule-by-kind`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleMode {
+    /// A baseline flow off its schedule is reported (`off_schedule`: event, would-drop),
+    /// never dropped.
+    #[default]
+    Audit,
+    /// ... and dropped where the device is enforced (never a life-critical device
+    /// without its confirmation).
+    Enforce,
+    /// The device runs round the clock: its schedule is not checked.
+    Ignore,
+}
+
+impl ScheduleMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleMode::Audit => "audit",
+            ScheduleMode::Enforce => "enforce",
+            ScheduleMode::Ignore => "ignore",
+        }
+    }
+
+    /// The `DEVICE_SCHEDULE_*` flags of a device entry.
+    pub fn device_flags(self) -> u8 {
+        match self {
+            ScheduleMode::Audit => 0,
+            ScheduleMode::Enforce => DEVICE_SCHEDULE_ENFORCE,
+            ScheduleMode::Ignore => DEVICE_SCHEDULE_IGNORE,
+        }
+    }
+}
+
+/// `time-zone`, checked against the time zone database while parsing, so that a bad name
+/// is reported with its file, line and column.
+mod time_zone {
+    use std::fmt;
+
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(name) => s.serialize_str(name),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        struct Text;
+        impl de::Visitor<'_> for Text {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a time zone name such as Europe/Berlin")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+                crate::support::week::time_zone(text)
+                    .map(|_| text.to_owned())
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text).map(Some)
+    }
+}
+
+/// `schedule-tolerance`: whole hours, at most `MAX_TOLERANCE`.
+mod schedule_tolerance {
+    use monitor_common::schedule::MAX_TOLERANCE;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(value: &Option<u8>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(hours) => s.serialize_u8(*hours),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+        let hours = u64::deserialize(d)?;
+        if hours > u64::from(MAX_TOLERANCE) {
+            return Err(de::Error::custom(format!(
+                "`schedule-tolerance: {hours}` is more than {MAX_TOLERANCE} hours either side; a wider tolerance leaves the schedule meaningless (use `schedule: ignore` instead)"
+            )));
+        }
+        Ok(Some(hours as u8))
+    }
 }
 
 /// The longest break-glass when the policy sets no `break-glass-max`: a shift's incident or
@@ -354,6 +463,10 @@ pub struct DeviceSpec {
     /// Required, with `mode: enforce`, to enforce a life-critical device.
     #[serde(default)]
     pub confirm_enforce: bool,
+    /// What the device's learned schedule means; default: its kind's
+    /// (`defaults: schedule-by-kind`), else `audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -405,6 +518,7 @@ impl DeviceSpec {
         if self.confirm_enforce && self.mode == Some(Mode::Enforce) {
             flags |= DEVICE_ENFORCE_CONFIRMED;
         }
+        flags |= self.schedule.unwrap_or_default().device_flags();
         DeviceEntry::new(slot, self.mode.map_or(MODE_INHERIT, |m| m as u8), flags)
     }
 }

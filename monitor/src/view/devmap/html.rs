@@ -247,6 +247,18 @@ fn html_facts(out: &mut String, d: &MapDevice, now: u64) {
         ),
     );
     kv(
+        "learning coverage",
+        format!(
+            "{} of the 168 hours of the week{}",
+            d.learning_coverage_hours,
+            if d.learning_coverage_hours < 168 {
+                " <span class=\"viol\">(less than a week: not every shift is in its baseline)</span>"
+            } else {
+                ""
+            }
+        ),
+    );
+    kv(
         "traffic",
         format!(
             "{} pkts out / {} in, {} / {} bytes; last seen {}",

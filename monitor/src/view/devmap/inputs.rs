@@ -17,7 +17,10 @@ use crate::{
 };
 use crate::{
     datapath::MapSet,
-    state::{StateDir, activity::Activity, daemon::DaemonInfo, files, inventory::Inventory},
+    state::{
+        StateDir, activity::Activity, daemon::DaemonInfo, files, inventory::Inventory,
+        week::Coverage,
+    },
     support::clock::{monotonic_now_ns, unix_now},
     view::oui::OuiDb,
 };
@@ -58,6 +61,8 @@ pub struct Inputs<'a> {
     pub now_unix: u64,
     pub now_mono_ns: u64,
     pub max_learning_days: u64,
+    /// Each device's learning coverage (hours of the week it learned in).
+    pub coverage: Coverage,
 }
 
 impl<'a> Inputs<'a> {
@@ -71,11 +76,13 @@ impl<'a> Inputs<'a> {
         let inventory = Arc::new(Inventory::load(state)?);
         let activity = Cow::Owned(Activity::load(state)?);
         let daemon = state.read_json::<DaemonInfo>(files::DAEMON)?.map(Arc::new);
-        Inputs::with_maps(maps, inventory, activity, daemon, oui)
+        let coverage = Coverage::load(state)?;
+        Inputs::with_maps(maps, inventory, activity, daemon, oui, coverage)
     }
 
     /// From what the daemon holds in memory: its maps, its inventory in force, itself,
-    /// and the history its activity sampler keeps.
+    /// and the history its activity sampler keeps. The learning coverage is read from
+    /// the file the daemon's clock keeps (a small file, written at most once an hour).
     pub fn in_memory(
         maps: &MapSet,
         inventory: Arc<Inventory>,
@@ -83,7 +90,15 @@ impl<'a> Inputs<'a> {
         activity: &'a Activity,
         oui: Option<&'a OuiDb>,
     ) -> Result<Inputs<'a>, DevMapError> {
-        Inputs::with_maps(maps, inventory, Cow::Borrowed(activity), Some(daemon), oui)
+        let coverage = Coverage::load(&StateDir::new(daemon.state_dir.clone()))?;
+        Inputs::with_maps(
+            maps,
+            inventory,
+            Cow::Borrowed(activity),
+            Some(daemon),
+            oui,
+            coverage,
+        )
     }
 
     /// The rest, read from the maps now.
@@ -93,6 +108,7 @@ impl<'a> Inputs<'a> {
         activity: Cow<'a, Activity>,
         daemon: Option<Arc<DaemonInfo>>,
         oui: Option<&'a OuiDb>,
+        coverage: Coverage,
     ) -> Result<Inputs<'a>, DevMapError> {
         let stats = inventory
             .devices
@@ -111,6 +127,7 @@ impl<'a> Inputs<'a> {
             now_unix: unix_now(),
             now_mono_ns: monotonic_now_ns(),
             max_learning_days: DEFAULT_MAX_LEARNING_DAYS,
+            coverage,
         })
     }
 }

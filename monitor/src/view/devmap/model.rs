@@ -132,6 +132,9 @@ pub struct MapDevice {
     pub activity: Vec<GridDay>,
     /// Hours (of the 168) in which the device sent or received anything.
     pub active_hours: usize,
+    /// Hours of the week (of the 168) its learning covered: under 168, its baseline and
+    /// schedules have not seen every shift.
+    pub learning_coverage_hours: u32,
     /// "no-location", "learning-too-long", "violations", "never-seen".
     pub flags: Vec<String>,
 }
@@ -457,6 +460,7 @@ fn map_device(
         baseline,
         activity: grid,
         active_hours,
+        learning_coverage_hours: inputs.coverage.hours(&spec.name),
         flags,
     }
 }

@@ -27,6 +27,7 @@ fn spec(name: &str, ip: [u8; 4], mac: Option<&str>, ward: Option<&str>) -> Devic
         criticality: Criticality::High,
         mode: None,
         confirm_enforce: false,
+        schedule: None,
         owner: None,
         notes: None,
     }
@@ -86,6 +87,7 @@ fn inputs(oui: Option<&OuiDb>) -> Inputs<'_> {
         _pad1: 0,
         _pad2: 0,
         window: 0,
+        schedule: [0; 3],
     };
     let allowed = key([10, 0, 0, 1], [10, 0, 0, 2], 104, Direction::Outbound);
     let scan = key([10, 0, 0, 1], [10, 9, 9, 9], 22, Direction::Outbound);
@@ -107,6 +109,7 @@ fn inputs(oui: Option<&OuiDb>) -> Inputs<'_> {
         now_unix: 1_780_000_000,
         now_mono_ns: mono,
         max_learning_days: 7,
+        coverage: Default::default(),
     }
 }
 
