@@ -54,6 +54,7 @@ fn device(slot: usize, name: String, kind: &str, address: IpAddr, ward: String) 
             confirm_enforce: false,
             owner: None,
             notes: None,
+            schedule: None,
         },
         operator_override: None,
         has_rules: false,
@@ -86,6 +87,7 @@ const LEARNED: BaselineEntry = BaselineEntry {
     _pad1: 0,
     _pad2: 0,
     window: 0,
+    schedule: [0; 3],
 };
 
 fn server_ip(s: usize) -> IpAddr {
@@ -188,6 +190,7 @@ fn hospital(n: usize) -> Inputs<'static> {
         now_unix: NOW,
         now_mono_ns: MONO,
         max_learning_days: 7,
+        coverage: Default::default(),
     }
 }
 

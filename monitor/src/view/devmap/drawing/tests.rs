@@ -42,6 +42,7 @@ fn device(slot: usize, name: &str, kind: &str, ip: IpAddr, ward: &str) -> Enroll
             confirm_enforce: false,
             owner: None,
             notes: None,
+            schedule: None,
         },
         operator_override: None,
         has_rules: false,
@@ -86,6 +87,7 @@ fn inputs(devices: Vec<EnrolledDevice>) -> Inputs<'static> {
         now_unix: NOW,
         now_mono_ns: MONO,
         max_learning_days: 7,
+        coverage: Default::default(),
     }
 }
 
@@ -104,6 +106,7 @@ fn use_server(input: &mut Inputs<'_>, device: IpAddr, server: IpAddr, port: u16,
         _pad1: 0,
         _pad2: 0,
         window: 0,
+        schedule: [0; 3],
     };
     input.baseline.push((out, learned));
     input.baseline.push((back, learned));
