@@ -109,6 +109,8 @@ reasons! {
     BreakGlass = 16, "break_glass";
     /// IPv6 neighbour and router discovery (ICMPv6 types 133 to 137), IPv6's ARP: always passed, never learned.
     NeighborDiscovery = 17, "neighbor_discovery";
+    /// A frame on a ward leg with an enrolled device's address but not one of the device's MACs (an impostor, or a replaced NIC not accepted yet): dropped in enforce mode (life-critical devices too: it is not their traffic), would-drop otherwise; never learned.
+    SpoofedSource = 18, "spoofed_source";
 }
 
 impl Reason {
@@ -133,6 +135,7 @@ impl Reason {
                 | Reason::LifeCriticalSpared
                 | Reason::FragmentUnmatched
                 | Reason::PolicyDeny
+                | Reason::SpoofedSource
         )
     }
 }

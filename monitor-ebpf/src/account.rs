@@ -16,7 +16,7 @@ use monitor_common::{
     maps::{
         Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
         EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
-        UNENROLLED_RATE_SLOT, defs, device_reason_index,
+        UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
     },
     parse::{Addr, IpPacket},
 };
@@ -241,6 +241,12 @@ fn send_event(
         },
         reason: own.reason,
         _pad: 0,
+        source_mac: if source {
+            source_mac(decision.source_id)
+        } else {
+            [0; 6]
+        },
+        _pad2: 0,
     });
     entry.submit(0);
     add_u64(&EVENT_STATS, EVENTS_SENT);

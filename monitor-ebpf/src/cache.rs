@@ -112,6 +112,7 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
         | (stored[4] ^ key[4]))
         == 0;
     if !(same
+        && entry.source_id == packet.source_id
         && entry.epoch == packet.epoch_tag
         && entry.config == packet.config_bits
         && packet.now < entry.valid_until_ns)

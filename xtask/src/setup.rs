@@ -56,7 +56,6 @@ pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("/usr/share/ieee-data/oui.csv", "ieee-data"),
     // siem.rs: a real syslog collector, started with a configuration of its own.
     ("rsyslogd", "rsyslog"),
-
     // The service (tests/tests/service.rs): the daemon run with exactly the unit's
     // capabilities.
     ("setpriv", "util-linux"),

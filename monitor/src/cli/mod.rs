@@ -28,7 +28,7 @@ use monitor_common::Mode;
 
 const EXAMPLES: &str = "\
 Examples:
-  monitor run --iface ward0 --iface core0 --policies policies/
+  monitor run --iface ward0:ward --iface core0:core --policies policies/
   monitor mode audit                        # whole router
   monitor mode enforce --device pacs-1      # one device
   monitor mode enforce --device pump-icu-1 --confirm-life-critical
@@ -74,8 +74,11 @@ pub struct Cli {
 pub enum Command {
     /// Load the XDP program, attach it to the interfaces and serve until stopped.
     Run {
-        /// Interface to attach to (repeat for each leg of the router).
-        #[arg(long = "iface", required = true)]
+        /// Interface to attach to (repeat for each leg of the router), with its role:
+        /// `NAME:ward` for a leg with devices behind it (their source MACs are checked
+        /// against the inventory's `mac:` and unknown MACs are discovered), `NAME:core`
+        /// (or just `NAME`) for the uplink, where MACs are routers'.
+        #[arg(long = "iface", required = true, value_name = "NAME[:ward|core]")]
         interfaces: Vec<String>,
         /// XDP attach mode.
         #[arg(long, value_enum, default_value = "auto")]
@@ -215,6 +218,11 @@ pub enum Command {
         /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
+        /// Instead of lifting enforcement: accept frames from this MAC with the one
+        /// --device's addresses on ward legs (a replaced NIC) for --for, recorded in the
+        /// audit trail like a break-glass, until the inventory's `mac:` names it.
+        #[arg(long, value_name = "MAC", conflicts_with = "group")]
+        mac: Option<String>,
     },
     /// Events as the daemon recorded them: violations (dropped and would-drop), policy
     /// loads, break-glass and mode changes.
@@ -399,10 +407,14 @@ fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
             group,
             duration,
             reason,
+            mac,
         } => {
             // Ordered with the daemon's own writes of the inventory (reloads, expiry).
             let _write = WriteLock::take(paths.state.path())?;
-            allow::allow(&paths, devices, group.as_deref(), duration, &reason)
+            match mac {
+                Some(mac) => allow::allow_mac(&paths, &devices, &mac, duration, &reason),
+                None => allow::allow(&paths, devices, group.as_deref(), duration, &reason),
+            }
         }
         Command::Events { follow, json } => {
             monitor::observe::events::show(&paths.state, follow, json)

@@ -78,7 +78,10 @@ pub struct Started {
 /// What `monitor run` was asked to do.
 #[derive(Clone, Debug)]
 pub struct ControlOptions {
+    /// Interface names, in the order given.
     pub interfaces: Vec<String>,
+    /// Those of them that are ward legs (source MACs judged).
+    pub ward_legs: BTreeSet<String>,
     pub xdp_mode: XdpMode,
     pub policies: Option<PathBuf>,
     pub mode: Option<monitor_common::Mode>,
@@ -192,17 +195,14 @@ impl Control {
             control.options.mode,
             policy_mode,
         )?;
-        let links = control
-            .paths
-            .state
-            .read_json(files::LINKS)?
-            .unwrap_or_default();
+        let links = control.paths.state.read_json(files::LINKS)?;
         let (attached, links) = start::attach_all(
             &mut control.datapath,
             &control.paths.pin_dir,
             &control.options.interfaces,
+            &control.options.ward_legs,
             control.options.xdp_mode,
-            links,
+            links.unwrap_or_default(),
         )?;
         // Started: from here on a failure leaves the datapath attached and enforcing.
         cleanup.armed = false;
@@ -424,7 +424,8 @@ impl Control {
                                 "interface {iface} is back: attached in {} mode",
                                 start::mode_name(mode)
                             );
-                            start::count_interface(&mut self.datapath, iface, slot);
+                            let ward = self.options.ward_legs.contains(iface);
+                            start::count_interface(&mut self.datapath, iface, slot, ward);
                             self.links.insert(
                                 iface.clone(),
                                 LinkRecord {

@@ -681,6 +681,7 @@ mod tests {
                 name: "ward0".into(),
                 xdp_mode: "native".into(),
                 slot: 0,
+                role: "ward".into(),
             }],
             policies: None,
             pin_dir: Default::default(),

@@ -291,13 +291,15 @@ impl Loader {
                 device.name
             ));
         }
-        if let Some(mac) = &device.mac
-            && parse_mac(mac).is_none()
-        {
-            problem(format!(
-                "device `{}`: MAC `{mac}` is not six hex bytes like 00:1b:44:11:3a:b7",
-                device.name
-            ));
+        if let Some(macs) = &device.mac {
+            for mac in macs.split(',').map(str::trim) {
+                if parse_mac(mac).is_none() {
+                    problem(format!(
+                        "device `{}`: MAC `{mac}` is not six hex bytes like 00:1b:44:11:3a:b7",
+                        device.name
+                    ));
+                }
+            }
         }
         self.policy
             .origins

@@ -1,0 +1,312 @@
+//! Device identity on real traffic: an impostor on the ward that takes an enrolled
+//! device's address with its own MAC.
+//!
+//! The lab ward's devices share one interface; the test gives it the MAC the policy binds
+//! the pump and the workstation to, and puts an impostor (a macvlan with another MAC, in
+//! its own namespace, on the same ward link) on their addresses once the real devices
+//! have taken them away, so that only the impostor answers for them. Before the MAC
+//! binding existed every exchange of the impostor below was answered (the pump's baseline
+//! and its life-critical protection let it through).
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use monitor::{
+    datapath::{MapSet, addr_key},
+    lab::{DICOM, HTTPS, NTP, NetNs, Outcome, tcp_exchange, udp_exchange, unique_name},
+};
+use monitor_tests::harness::{Lab, example_policy, host, service};
+
+const QUICK: Duration = Duration::from_millis(600);
+const PUMP: &str = "pump-icu3-01";
+const WS: &str = "ws-icu3-nurses";
+/// The MAC the ward's devices send from (the policy binds the pump, the monitor and the
+/// workstation to it).
+const WARD_MAC: &str = "00:09:fb:12:34:01";
+/// The impostor's: registered to VMware.
+const IMPOSTOR_MAC: &str = "00:0c:29:66:66:66";
+
+/// The example ward with the pump, the patient monitor and the workstation bound to the
+/// ward interface's MAC.
+fn bound_policy() -> String {
+    let policy = example_policy();
+    let monitor_mac = "mac: \"00:80:25:aa:10:01\"";
+    assert!(policy.contains(monitor_mac), "policies/ward.yaml changed");
+    let ws = "    addresses: [10.10.1.15]\n";
+    assert!(policy.contains(ws), "policies/ward.yaml changed");
+    policy
+        .replace(monitor_mac, &format!("mac: \"{WARD_MAC}\""))
+        .replace(ws, &format!("{ws}    mac: \"{WARD_MAC}\"\n"))
+}
+
+/// The ward namespace's interface (its only veth).
+fn ward_interface(lab: &Lab) -> String {
+    let out = lab
+        .ward
+        .ward
+        .ip(&["-o", "link", "show", "type", "veth"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = out
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no veth in the ward: {out}"));
+    line.split(": ")
+        .nth(1)
+        .and_then(|name| name.split('@').next())
+        .unwrap_or_else(|| panic!("unexpected `ip link` line: {line}"))
+        .to_string()
+}
+
+/// A station on the ward link with its own MAC, in its own namespace (removed on drop).
+struct Impostor {
+    ns: NetNs,
+}
+
+impl Impostor {
+    fn new(lab: &Lab, ward_if: &str) -> Impostor {
+        let ns = NetNs::new("mimp").unwrap_or_else(|e| panic!("{e}"));
+        let name = unique_name("im");
+        lab.ward
+            .ward
+            .ip(&[
+                "link",
+                "add",
+                &name,
+                "link",
+                ward_if,
+                "address",
+                IMPOSTOR_MAC,
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        lab.ward
+            .ward
+            .ip(&["link", "set", &name, "netns", ns.name()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        ns.ip(&["link", "set", &name, "up"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        ns.ip(&["addr", "add", "10.10.1.99/24", "dev", &name])
+            .unwrap_or_else(|e| panic!("{e}"));
+        ns.ip(&["route", "add", "default", "via", "10.10.1.1"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Impostor { ns }
+    }
+
+    /// Takes `address` over from the ward's devices: only the impostor has it now.
+    fn take(&self, lab: &Lab, address: IpAddr) {
+        let cidr = format!("{address}/24");
+        lab.ward
+            .ward
+            .ip(&["addr", "del", &cidr, "dev", &ward_interface(lab)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dev = self
+            .ns
+            .ip(&["-o", "link", "show", "type", "macvlan"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dev = dev
+            .split(": ")
+            .nth(1)
+            .and_then(|n| n.split('@').next())
+            .unwrap_or_else(|| panic!("no macvlan: {dev}"))
+            .to_string();
+        self.ns
+            .ip(&["addr", "add", &cidr, "dev", &dev])
+            .unwrap_or_else(|e| panic!("{e}"));
+        lab.ward
+            .router
+            .ip(&["neigh", "flush", "all"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn tcp(&self, from: &str, to: std::net::SocketAddr) -> Outcome {
+        let src = host(from);
+        self.ns
+            .run(move || tcp_exchange(src, to, b"GET / HTTP/1.0", QUICK))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn udp(&self, from: &str, to: std::net::SocketAddr) -> Outcome {
+        let src = host(from);
+        self.ns
+            .run(move || udp_exchange(src, 0, to, b"query", QUICK))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Lines of the events file with reason `spoofed_source`.
+fn spoof_events(lab: &Lab) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lab.state_dir.0.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["reason"] == "spoofed_source")
+        .collect()
+}
+
+/// Waits until the events file holds more than `count` spoof events; returns them.
+fn more_spoof_events(lab: &Lab, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = spoof_events(lab);
+        if events.len() > count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new spoofed_source event after {count}: {events:?}\n{}",
+            lab.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_impostor_on_an_enrolled_address_is_dropped_evented_and_never_learned() {
+    let mut lab = Lab::new(&bound_policy());
+    let ward_if = ward_interface(&lab);
+    lab.ward
+        .ward
+        .ip(&["link", "set", &ward_if, "address", WARD_MAC])
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The pump's address is the interface's primary one: the others stay when it goes.
+    lab.ward
+        .ward
+        .exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv4.conf.{ward_if}.promote_secondaries=1"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let impostor = Impostor::new(&lab, &ward_if);
+    lab.start_with_roles(&["--mode", "learn"]);
+
+    // Learn: the real devices (right MAC) are learned as ever.
+    lab.assert_normal_traffic(Outcome::Answered);
+    impostor.take(&lab, host(PUMP));
+    impostor.take(&lab, host(WS));
+
+    // Learn: the impostor's frames pass, but nothing of them is learned: the pump never
+    // spoke DICOM to the PACS.
+    assert_eq!(
+        impostor.tcp(PUMP, service("pacs", DICOM)),
+        Outcome::Answered,
+        "learn mode drops nothing"
+    );
+    let events = more_spoof_events(&lab, 0);
+    assert_eq!(events[0]["verdict"], "would-drop", "{events:?}");
+    let maps = MapSet::open_pinned(&lab.pin_dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let baseline = maps.baseline().unwrap_or_else(|e| panic!("{e}"));
+    let pump = addr_key(host(PUMP));
+    let pacs = addr_key(host("pacs"));
+    assert!(
+        baseline.iter().any(|(k, _)| k.device == pump),
+        "the real pump's traffic was learned"
+    );
+    let learned_from_impostor: Vec<_> = baseline
+        .iter()
+        .filter(|(k, _)| {
+            (k.device == pump && k.peer == pacs) || (k.device == pacs && k.peer == pump)
+        })
+        .collect();
+    assert!(
+        learned_from_impostor.is_empty(),
+        "the impostor's flow was learned: {learned_from_impostor:?}"
+    );
+
+    // Audit: passed, counted as a would-drop.
+    lab.cli_ok(&["mode", "audit"]);
+    let before = spoof_events(&lab).len();
+    assert_eq!(
+        impostor.tcp(PUMP, service("pacs", DICOM)),
+        Outcome::Answered,
+        "audit drops nothing"
+    );
+    let events = more_spoof_events(&lab, before);
+    assert_eq!(events[before]["verdict"], "would-drop", "{events:?}");
+
+    // Enforce: the impostor reaches nothing with the life-critical pump's address (its
+    // own server, another server, another port) nor with the workstation's.
+    lab.cli_ok(&["mode", "enforce"]);
+    let before = spoof_events(&lab).len();
+    for (what, outcome) in [
+        (
+            "pump's address → pump-server https (in the pump's baseline)",
+            impostor.tcp(PUMP, service("pump-server", HTTPS)),
+        ),
+        (
+            "pump's address → pacs dicom",
+            impostor.tcp(PUMP, service("pacs", DICOM)),
+        ),
+        (
+            "pump's address → pump-server port 22",
+            impostor.tcp(PUMP, service("pump-server", 22)),
+        ),
+        (
+            "workstation's address → ntp (in its baseline)",
+            impostor.udp(WS, service("ntp", NTP)),
+        ),
+    ] {
+        assert_eq!(outcome, Outcome::TimedOut, "impostor with the {what}");
+    }
+    let events = more_spoof_events(&lab, before);
+    let dropped: Vec<&serde_json::Value> = events[before..]
+        .iter()
+        .filter(|e| e["verdict"] == "drop")
+        .collect();
+    let pump_event = dropped
+        .iter()
+        .find(|e| e["device"] == PUMP)
+        .unwrap_or_else(|| panic!("no dropped spoof event for the pump: {events:?}"));
+    assert_eq!(pump_event["source_mac"], IMPOSTOR_MAC, "{pump_event}");
+    assert_eq!(pump_event["expected_mac"], WARD_MAC, "{pump_event}");
+    let vendor = pump_event["source_vendor"].as_str().unwrap_or_default();
+    assert!(
+        vendor.contains("VMware"),
+        "the impostor's vendor: {pump_event}"
+    );
+    assert!(
+        dropped.iter().any(|e| e["device"] == WS),
+        "no dropped spoof event for the workstation: {events:?}"
+    );
+
+    // The pump's NIC was replaced: the operator accepts the new MAC for a while.
+    lab.cli_ok(&[
+        "allow",
+        "--device",
+        PUMP,
+        "--mac",
+        IMPOSTOR_MAC,
+        "--for",
+        "4s",
+        "--reason",
+        "NIC replaced by biomed",
+    ]);
+    let accepted_at = Instant::now();
+    assert_eq!(
+        impostor.tcp(PUMP, service("pump-server", HTTPS)),
+        Outcome::Answered,
+        "the accepted MAC reaches the pump's server"
+    );
+    let audit = std::fs::read_to_string(lab.state_dir.0.join("audit.jsonl"))
+        .unwrap_or_else(|e| panic!("audit.jsonl: {e}"));
+    assert!(
+        audit.contains("mac-allow-start") && audit.contains(IMPOSTOR_MAC),
+        "the acceptance is in the audit trail: {audit}"
+    );
+    // The workstation's MAC binding is untouched.
+    assert_eq!(impostor.udp(WS, service("ntp", NTP)), Outcome::TimedOut);
+    while accepted_at.elapsed() < Duration::from_millis(4500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        impostor.tcp(PUMP, service("pump-server", HTTPS)),
+        Outcome::TimedOut,
+        "the acceptance expired in the datapath"
+    );
+}
