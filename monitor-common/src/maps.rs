@@ -274,6 +274,14 @@ pub mod defs {
         true,
         "MACs each MAC-bound address may be sent from on a ward leg",
     );
+    pub const STATIONS: MapDef = def::<StationKey, StationStats>(
+        "STATIONS",
+        MapKind::LruHash,
+        MAX_STATIONS,
+        0,
+        true,
+        "source MACs and addresses on ward legs outside the inventory (discovery)",
+    );
     pub const PATHS: MapDef = def::<u32, u64>(
         "PATHS",
         MapKind::PerCpuArray,
@@ -316,7 +324,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 25] = [
+    pub const ALL: [MapDef; 26] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -338,6 +346,7 @@ pub mod defs {
         REQUESTS,
         PATHS,
         MAC_BINDINGS,
+        STATIONS,
         DECISIONS,
         SCRATCH,
         WORK,
@@ -421,6 +430,7 @@ pub mod names {
     pub const REQUESTS: &str = defs::REQUESTS.name;
     pub const PATHS: &str = defs::PATHS.name;
     pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
+    pub const STATIONS: &str = defs::STATIONS.name;
 
     /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
     pub const ALL: [&str; defs::PINNED] = {
@@ -627,6 +637,34 @@ pub struct MacBinding {
 
 /// Address–MAC bindings at once.
 pub const MAX_MAC_BINDINGS: u32 = 32_768;
+/// A source MAC seen on a ward leg with a source address that is no enrolled device's (or
+/// an impostor's MAC with one that is): key of `STATIONS`, the discovery table.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StationKey {
+    pub mac: [u8; 6],
+    pub _pad: u16,
+    pub addr: Addr,
+}
+
+/// What a station sent: value of `STATIONS`, shared by CPUs (added atomically).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StationStats {
+    /// `CLOCK_MONOTONIC` (coarse) ns.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The interface it was last seen on.
+    pub ifindex: u32,
+    pub _pad: u32,
+}
+
+/// (MAC, address) pairs the discovery table holds at once, least recently seen evicted: a
+/// flood of random MACs churns this table only.
+pub const MAX_STATIONS: u32 = 8_192;
+
 /// Flows of spoofed frames remembered at once (`SPOOFED_FLOWS`, least recently used
 /// evicted).
 pub const MAX_SPOOFED_FLOWS: u32 = 8_192;
@@ -1182,6 +1220,8 @@ mod pod {
     unsafe impl aya::Pod for Decision {}
     unsafe impl aya::Pod for MacBindingKey {}
     unsafe impl aya::Pod for MacBinding {}
+    unsafe impl aya::Pod for StationKey {}
+    unsafe impl aya::Pod for StationStats {}
 }
 
 #[cfg(test)]
@@ -1204,6 +1244,8 @@ mod tests {
         assert_eq!(size_of::<Event>(), 64);
         assert_eq!(size_of::<MacBindingKey>(), 24);
         assert_eq!(size_of::<MacBinding>(), 8);
+        assert_eq!(size_of::<StationKey>(), 24);
+        assert_eq!(size_of::<StationStats>(), 40);
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 4);

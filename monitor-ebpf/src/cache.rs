@@ -18,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, flow_slots, flows_stand},
+    account::{apply, flow_slots, flows_stand, note_station},
     maps::{DECISIONS, REQUESTS},
 };
 
@@ -124,6 +124,8 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
         return MISS;
     }
     apply(packet, ip, entry, &slots);
+    // Spoof decisions are never cached: a cached source is enrolled only when it is its own.
+    note_station(packet, &ip.src, entry.sides[0].slot, false);
     u32::from(entry.action) | u32::from(entry.reason) << 8
 }
 

@@ -27,7 +27,10 @@ use monitor_common::{
 
 use crate::{
     Fault, Packet,
-    account::{NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, place_flow},
+    account::{
+        NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_station,
+        place_flow,
+    },
     cache,
     maps::{
         BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, MAC_BINDINGS, REQUESTS, RULES,
@@ -612,6 +615,8 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let slots = flow_slots(&work.decision);
     apply(packet, ip, &work.decision, &slots);
+    let spoofed = work.sides[0].flags & judge::SIDE_SPOOFED != 0;
+    note_station(packet, &ip.src, work.sides[0].slot, spoofed);
     // A spoofed flow is judged with every frame, so that SPOOFED_FLOWS keeps it while it
     // lasts.
     if cache::cacheable(packet, ip, work.kind) && work.reason != Reason::SpoofedSource as u8 {

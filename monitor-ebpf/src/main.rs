@@ -262,6 +262,8 @@ pub struct Packet {
     /// `maps::source_id` of the frame's source MAC on a ward leg, 0 elsewhere: what MAC
     /// bindings are checked against, and what decisions made on a ward leg are tied to.
     pub source_id: u64,
+    /// The interface the frame came in on.
+    pub ifindex: u32,
 }
 
 impl Packet {
@@ -286,7 +288,8 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let flags = if layout_ok { config.flags } else { 0 };
     // The interface's role and verdict block, read once: whether source MACs are judged
     // here, and where its verdicts are counted.
-    let iface = match IFACE_SLOTS.get(ctx.ingress_ifindex() as u32) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let iface = match IFACE_SLOTS.get(ifindex) {
         Some(value) => *value,
         None => 0,
     };
@@ -301,6 +304,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         config_bits: global as u16 | u16::from(flags) << 8,
         seed: config.hash_seed,
         source_id: 0,
+        ifindex,
     };
     let snaplen = if packet.judged() {
         Snaplen::Strict

@@ -12,7 +12,8 @@ use monitor_common::{
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
         DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MacBinding,
-        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, defs,
+        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet,
+        StationKey, StationStats, defs,
     },
     parse::{Addr, ParsedFrame},
 };
@@ -140,6 +141,9 @@ datapath_maps! {
     PATHS: PerCpuArray<u64> = with_max_entries;
     /// The MACs each MAC-bound address may be sent from on a ward leg (`judge::bind_source`).
     MAC_BINDINGS: HashMap<MacBindingKey, MacBinding> = with_max_entries;
+    /// Discovery: source MACs on ward legs with addresses outside the inventory
+    /// (`account::record_station`).
+    STATIONS: LruHashMap<StationKey, StationStats> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
     /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the

@@ -66,21 +66,17 @@ struct Impostor {
 
 impl Impostor {
     fn new(lab: &Lab, ward_if: &str) -> Impostor {
+        Impostor::station(lab, ward_if, IMPOSTOR_MAC, "10.10.1.99")
+    }
+
+    /// A station with `mac` and `address` on the ward link.
+    fn station(lab: &Lab, ward_if: &str, mac: &str, address: &str) -> Impostor {
         let ns = NetNs::new("mimp").unwrap_or_else(|e| panic!("{e}"));
         let name = unique_name("im");
         lab.ward
             .ward
             .ip(&[
-                "link",
-                "add",
-                &name,
-                "link",
-                ward_if,
-                "address",
-                IMPOSTOR_MAC,
-                "type",
-                "macvlan",
-                "mode",
+                "link", "add", &name, "link", ward_if, "address", mac, "type", "macvlan", "mode",
                 "bridge",
             ])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -90,7 +86,7 @@ impl Impostor {
             .unwrap_or_else(|e| panic!("{e}"));
         ns.ip(&["link", "set", &name, "up"])
             .unwrap_or_else(|e| panic!("{e}"));
-        ns.ip(&["addr", "add", "10.10.1.99/24", "dev", &name])
+        ns.ip(&["addr", "add", &format!("{address}/24"), "dev", &name])
             .unwrap_or_else(|e| panic!("{e}"));
         ns.ip(&["route", "add", "default", "via", "10.10.1.1"])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -124,7 +120,10 @@ impl Impostor {
     }
 
     fn tcp(&self, from: &str, to: std::net::SocketAddr) -> Outcome {
-        let src = host(from);
+        self.tcp_from(host(from), to)
+    }
+
+    fn tcp_from(&self, src: IpAddr, to: std::net::SocketAddr) -> Outcome {
         self.ns
             .run(move || tcp_exchange(src, to, b"GET / HTTP/1.0", QUICK))
             .unwrap_or_else(|e| panic!("{e}"))
@@ -309,4 +308,140 @@ fn an_impostor_on_an_enrolled_address_is_dropped_evented_and_never_learned() {
         Outcome::TimedOut,
         "the acceptance expired in the datapath"
     );
+}
+
+/// The controller's events of kind `event`.
+fn controller_events(lab: &Lab, event: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lab.state_dir.0.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == event)
+        .collect()
+}
+
+fn discovered(lab: &Lab) -> Vec<serde_json::Value> {
+    let out = lab.cli_ok(&["discovered", "--json"]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out)
+        .unwrap_or_else(|e| panic!("discovered --json: {e}: {out}"))
+}
+
+#[test]
+fn a_device_nobody_enrolled_is_discovered_with_its_vendor_and_an_entry_to_enroll_it() {
+    const NEW_MAC: &str = "00:0c:29:aa:bb:cc";
+    const OTHER_MAC: &str = "00:0c:29:dd:ee:ff";
+    let mut lab = Lab::new(&example_policy());
+    let ward_if = ward_interface(&lab);
+    lab.start_with_roles(&["--mode", "learn"]);
+    lab.assert_normal_traffic(Outcome::Answered);
+    assert!(discovered(&lab).iter().all(|d| d["mac"] != NEW_MAC));
+
+    let new_device = Impostor::station(&lab, &ward_if, NEW_MAC, "10.10.1.50");
+    let address: IpAddr = "10.10.1.50".parse().unwrap_or_else(|e| panic!("{e}"));
+    let first_frame = Instant::now();
+    assert_eq!(
+        new_device.tcp_from(address, service("pump-server", HTTPS)),
+        Outcome::Answered
+    );
+    let row = loop {
+        if let Some(row) = discovered(&lab).into_iter().find(|d| d["mac"] == NEW_MAC) {
+            break row;
+        }
+        assert!(
+            first_frame.elapsed() < Duration::from_secs(5),
+            "the new device is not listed 5 s after its first frame"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        row["vendor"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("VMware"),
+        "{row}"
+    );
+    assert_eq!(row["addresses"][0], "10.10.1.50", "{row}");
+    assert!(row["packets"].as_u64().unwrap_or(0) >= 2, "{row}");
+    assert!(
+        row["services"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s == "pump-server tcp/443")),
+        "the enrolled service it used: {row}"
+    );
+    let table = lab.cli_ok(&["discovered"]);
+    assert!(
+        table.contains(NEW_MAC) && table.contains("VMware"),
+        "{table}"
+    );
+
+    // Announced once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while controller_events(&lab, "device-discovered")
+        .iter()
+        .all(|e| e["mac"] != NEW_MAC)
+    {
+        assert!(Instant::now() < deadline, "no device-discovered event");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    new_device.tcp_from(address, service("pump-server", HTTPS));
+    std::thread::sleep(Duration::from_millis(1500));
+    let announced = controller_events(&lab, "device-discovered")
+        .into_iter()
+        .filter(|e| e["mac"] == NEW_MAC)
+        .count();
+    assert_eq!(announced, 1, "the new device is announced once");
+
+    // Its inventory entry, given a name and a kind, passes the policy check.
+    let yaml = lab.cli_ok(&["discovered", "--yaml"]);
+    let start = yaml
+        .find(&format!(
+            "  - name: discovered-{}",
+            NEW_MAC.replace(':', "")
+        ))
+        .unwrap_or_else(|| panic!("no stub for {NEW_MAC}: {yaml}"));
+    let end = yaml[start + 4..]
+        .find("  - name:")
+        .map_or(yaml.len(), |i| start + 4 + i);
+    let stub = yaml[start..end]
+        .replace("discovered-000c29aabbcc", "infusion-pump-new-07")
+        .replace("kind: unknown", "kind: infusion-pump");
+    assert!(stub.contains(NEW_MAC) && stub.contains("VMware"), "{stub}");
+    let dir = monitor_tests::harness::TempDir::new(&std::env::temp_dir(), "mdisc");
+    std::fs::write(dir.0.join("ward.yaml"), example_policy()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.0.join("new.yaml"), format!("devices:\n{stub}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir_arg = dir.0.to_string_lossy().into_owned();
+    let check = lab.cli(&["policy", "check", &dir_arg]);
+    assert!(
+        check.status.success(),
+        "the stub does not pass the policy check:\n{stub}\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Another MAC takes its address: a flip-flop.
+    drop(new_device);
+    let other = Impostor::station(&lab, &ward_if, OTHER_MAC, "10.10.1.50");
+    lab.ward
+        .router
+        .ip(&["neigh", "flush", "all"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    other.tcp_from(address, service("pump-server", HTTPS));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let flips = controller_events(&lab, "ip-flip-flop");
+        if let Some(flip) = flips.iter().find(|e| e["mac"] == OTHER_MAC) {
+            let message = flip["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(NEW_MAC) && message.contains("10.10.1.50"),
+                "{flip}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ip-flip-flop event: {flips:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

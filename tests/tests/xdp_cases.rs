@@ -4017,3 +4017,136 @@ fn every_adversarial_frame_is_judged_by_a_case_table() {
         .collect();
     assert!(missing.is_empty(), "no case-table row judges {missing:?}");
 }
+
+/// Discovery: a source MAC on a ward leg with an address outside the inventory is counted
+/// in STATIONS by MAC and address, on the judged and the cached path alike; enrolled
+/// devices' frames and frames off ward legs are not. A flood of random source MACs churns
+/// only that bounded table: the enrolled device's counters, flows and baseline stay.
+#[test]
+fn discovery_counts_unenrolled_macs_on_ward_legs_and_a_mac_flood_evicts_nothing_else() {
+    use monitor_common::maps::MAX_STATIONS;
+    pin_to_one_cpu();
+    const NEW_MAC: [u8; 6] = [0x00, 0x0c, 0x29, 0xaa, 0xbb, 0xcc];
+    let setup = Setup::new(Mode::Enforce)
+        .ward()
+        .dev(bound(ws()))
+        .bind(WS, WS_MAC)
+        .baseline(key(WS, SRV, IPPROTO_UDP, 161, Outbound))
+        .dev(pacs())
+        .baseline(key(PACS, HOST_X, IPPROTO_TCP, 104, Inbound));
+    let case = case(
+        "discovery",
+        setup,
+        vec![pass(Vec::new(), Reason::Unenrolled, FrameClass::Ipv4)],
+    );
+    let mut datapath = load(&case);
+    let run = |datapath: &Datapath, frame: &[u8]| {
+        datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"))
+    };
+    let stations = |datapath: &Datapath| {
+        datapath
+            .maps()
+            .stations()
+            .unwrap_or_else(|e| panic!("reading STATIONS: {e:?}"))
+    };
+    // A new device talks to the enrolled PACS: judged, then cached.
+    let frame = from_mac(tcp(HOST_X, 40000, PACS, 104, TCP_ACK), NEW_MAC);
+    for _ in 0..3 {
+        run(&datapath, &frame);
+    }
+    let (cached, _) = datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(cached >= 1, "the later frames came from the cache");
+    let seen = stations(&datapath);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (k, s) = &seen[0];
+    assert_eq!(
+        (k.mac, addr_of(&k.addr), s.packets, s.bytes),
+        (NEW_MAC, IpAddr::from(HOST_X), 3, 3 * frame.len() as u64),
+        "every frame counted, cached or judged"
+    );
+    assert!(s.first_seen_ns > 0 && s.last_seen_ns >= s.first_seen_ns);
+    assert_eq!(s.ifindex, TEST_RUN_IFINDEX);
+    // The enrolled workstation (its own MAC) is not a discovered station.
+    run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC));
+    assert_eq!(
+        stations(&datapath).len(),
+        1,
+        "enrolled devices are not discovered"
+    );
+    // Off ward legs MACs mean nothing.
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, false)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(
+        &datapath,
+        &from_mac(udp(HOST_Y, 40002, SRV, 53), [0x00, 0x0c, 0x29, 1, 2, 3]),
+    );
+    assert_eq!(stations(&datapath).len(), 1, "core legs are not discovered");
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, true)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    // The flood: more random MACs (and addresses) than the table holds.
+    let ws_before = datapath
+        .maps()
+        .device_stats(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let flows_before = datapath
+        .maps()
+        .enrolled_flows()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let baseline_before = datapath
+        .maps()
+        .baseline()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let flood = MAX_STATIONS + MAX_STATIONS / 2;
+    for i in 0..flood {
+        let b = i.to_be_bytes();
+        let mac = [0x02, 0x66, b[0], b[1], b[2], b[3]];
+        let src = std::net::Ipv4Addr::new(100, 64 | (b[1] & 0x3f), b[2], b[3]);
+        run(&datapath, &from_mac(udp(src, 40000, HOST_Y, 9), mac));
+    }
+    let after = stations(&datapath);
+    assert!(
+        after.len() as u32 <= MAX_STATIONS,
+        "the table is bounded: {} entries",
+        after.len()
+    );
+    assert!(
+        after.len() as u32 > MAX_STATIONS / 2,
+        "the flood was recorded"
+    );
+    let ws_after = datapath
+        .maps()
+        .device_stats(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        ws_after, ws_before,
+        "the workstation's counters are untouched"
+    );
+    let flows_after = datapath
+        .maps()
+        .enrolled_flows()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for (k, s) in &flows_before {
+        assert!(
+            flows_after.iter().any(|(k2, s2)| k2 == k && s2 == s),
+            "enrolled flow {} lost or changed by the flood",
+            describe_key(k)
+        );
+    }
+    let baseline_after = datapath
+        .maps()
+        .baseline()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(baseline_after, baseline_before, "the baseline is untouched");
+    // The workstation still passes, from its cached or judged decision alike.
+    assert_eq!(
+        run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC)).action,
+        Action::Pass
+    );
+}

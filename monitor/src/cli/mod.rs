@@ -164,6 +164,17 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Devices nobody enrolled: every source MAC seen on a ward leg (`--iface NAME:ward`)
+    /// that the inventory does not name, with its vendor, addresses, when it was seen, its
+    /// traffic and the enrolled devices' services it used.
+    Discovered {
+        #[arg(long)]
+        json: bool,
+        /// Inventory entries (name stub, kind unknown, MAC, addresses, vendor in notes) to
+        /// review and drop into the policy directory.
+        #[arg(long, conflicts_with = "json")]
+        yaml: bool,
+    },
     /// Flows per device: peer, protocol, service port, counters, whether the baseline has it.
     Flows {
         /// Only this device (name or address).
@@ -391,6 +402,7 @@ fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
         } => mode::set_mode(&paths, mode, device.as_deref(), confirm_life_critical),
         Command::Status { json } => return Ok(show::status(&paths, json)),
         Command::Devices { json, top } => show::devices(&paths, json, top),
+        Command::Discovered { json, yaml } => show::discovered(&paths, json, yaml),
         Command::Flows { device, all, json } => show::flows(&paths, device.as_deref(), all, json),
         Command::Replay(args) => replay::command(args),
         Command::Policy {

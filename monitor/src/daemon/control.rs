@@ -31,6 +31,7 @@ use crate::{
     control::breakglass,
     datapath::{self, Datapath, Maps},
     observe::{
+        discovery::DiscoveryWatch,
         events::ControllerEvent,
         live::{Live, Publisher},
         stats::ControllerStats,
@@ -102,6 +103,8 @@ pub struct Control {
     links: BTreeMap<String, LinkRecord>,
     /// Interfaces gone, and already reported so.
     missing: BTreeSet<String>,
+    /// Discovered devices and addresses announced so far.
+    discovery: DiscoveryWatch,
     /// The baseline file as last saved: its learned times outlive the map's.
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
@@ -178,6 +181,7 @@ impl Control {
             names: Names::default(),
             links: BTreeMap::new(),
             missing: BTreeSet::new(),
+            discovery: DiscoveryWatch::default(),
             saved_baseline,
             saved_learned: u64::MAX,
             last_save: Instant::now(),
@@ -386,6 +390,9 @@ impl Control {
             // Break-glass and mode records of `monitor allow` and `monitor mode` (and this
             // daemon's own) become events, for events.jsonl and the SIEM.
             for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
+                self.event(event);
+            }
+            for event in self.discovery.poll(self.datapath.maps(), &self.paths.state) {
                 self.event(event);
             }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {

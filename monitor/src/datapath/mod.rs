@@ -26,7 +26,7 @@ use monitor_common::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
         EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
         LAYOUT_VERSION, MacBinding, MacBindingKey, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData,
-        RuleSet, active_generation, defs, names, programs,
+        RuleSet, StationKey, StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -967,6 +967,17 @@ impl MapSet {
         array
             .set(ifindex, slot.map_or(0, |s| s + 1) | role, 0)
             .map_err(map_err(names::IFACE_SLOTS, "writing an interface's slot"))
+    }
+
+    /// The discovery table (`STATIONS`): source MACs and addresses seen on ward legs
+    /// outside the inventory.
+    pub fn stations(&self) -> Result<Vec<(StationKey, StationStats)>> {
+        let map: HashMap<&MapData, StationKey, StationStats> =
+            HashMap::try_from(self.map(names::STATIONS)?)
+                .map_err(map_err(names::STATIONS, "wrong type"))?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::STATIONS, "reading"))
     }
 
     /// Every address–MAC binding (`MAC_BINDINGS`): address, MAC, end of a timed one (0:

@@ -36,7 +36,7 @@ use crate::{
         modes::{Change, ModeRecord},
     },
     support::{clock::monotonic_now_ns, proto},
-    view::oui::{OuiDb, Vendor},
+    view::{discovered::vendor_label, oui::OuiDb},
 };
 
 /// The events file is rotated (to `events.jsonl.1`) past this size.
@@ -71,16 +71,6 @@ pub struct EventLine {
     pub expected_mac: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_vendor: Option<String>,
-}
-
-/// A MAC's vendor as events name it.
-fn vendor_label(oui: Option<&OuiDb>, mac: [u8; 6]) -> String {
-    match oui.map(|db| db.lookup(mac)) {
-        Some(Vendor::Registered(name)) => name,
-        Some(Vendor::LocallyAdministered) => "locally administered".into(),
-        Some(Vendor::Group) => "group address".into(),
-        Some(Vendor::Unknown) | None => "unknown vendor".into(),
-    }
 }
 
 impl EventLine {
@@ -164,6 +154,9 @@ pub struct ControllerEvent {
     /// The mode a command chose (learn, audit, enforce, inherit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The MAC a discovery event is about (`device-discovered`, `ip-flip-flop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl ControllerEvent {
@@ -183,6 +176,12 @@ impl ControllerEvent {
 
     pub fn warning(event: &str, message: String) -> ControllerEvent {
         ControllerEvent::new(event, "warning", message)
+    }
+
+    /// About the MAC `mac`.
+    pub fn with_mac(mut self, mac: &str) -> ControllerEvent {
+        self.mac = Some(mac.to_string());
+        self
     }
 
     pub fn notice(event: &str, message: String) -> ControllerEvent {
