@@ -373,6 +373,23 @@ fn a_device_nobody_enrolled_is_discovered_with_its_vendor_and_an_entry_to_enroll
         table.contains(NEW_MAC) && table.contains("VMware"),
         "{table}"
     );
+    // The device map shows it under its own heading (table, JSON, HTML).
+    let map = lab.cli_ok(&["map"]);
+    let heading = map
+        .find("Discovered, not in the inventory")
+        .unwrap_or_else(|| panic!("no discovered heading in the map:\n{map}"));
+    assert!(map[heading..].contains(NEW_MAC), "{map}");
+    let json: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["map", "--json"]))
+        .unwrap_or_else(|e| panic!("map --json: {e}"));
+    assert!(
+        json["discovered"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d["mac"] == NEW_MAC && d["vendor"] == row["vendor"])),
+        "{}",
+        json["discovered"]
+    );
+    let html = lab.cli_ok(&["map", "--format", "html"]);
+    assert!(html.contains("id=\"discovered\"") && html.contains(NEW_MAC));
 
     // Announced once.
     let deadline = Instant::now() + Duration::from_secs(5);
