@@ -235,8 +235,9 @@ pub enum Command {
         #[arg(long, value_name = "MAC", conflicts_with = "group")]
         mac: Option<String>,
     },
-    /// Events as the daemon recorded them: violations (dropped and would-drop), policy
-    /// loads, break-glass and mode changes.
+    /// Events as the daemon recorded them: violations (dropped and would-drop, spoofed
+    /// sources with both MACs), policy loads, break-glass, MAC acceptances, mode changes,
+    /// discovered devices and addresses that moved to another MAC.
     Events {
         /// Keep printing new events as they come.
         #[arg(long)]
