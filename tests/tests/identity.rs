@@ -462,3 +462,198 @@ fn a_device_nobody_enrolled_is_discovered_with_its_vendor_and_an_entry_to_enroll
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A DHCP server (dnsmasq) on the router's ward leg, handing `address` to `mac`; stopped
+/// on drop.
+struct DhcpServer {
+    child: std::process::Child,
+    _dir: monitor_tests::harness::TempDir,
+}
+
+impl DhcpServer {
+    fn start(lab: &Lab, mac: &str, address: &str) -> DhcpServer {
+        let dir = monitor_tests::harness::TempDir::new(&std::env::temp_dir(), "mdhcp");
+        let leases = dir.0.join("leases");
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.ward.router.name(), "dnsmasq"])
+            .args(["--keep-in-foreground", "--conf-file=/dev/null", "--port=0"])
+            .arg(format!("--interface={}", lab.ward.ward_leg))
+            .args(["--bind-interfaces", "--except-interface=lo"])
+            .arg("--dhcp-range=10.10.1.100,10.10.1.120,255.255.255.0,2m")
+            .arg(format!("--dhcp-host={mac},{address}"))
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .arg(format!("--pid-file={}", dir.0.join("pid").display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting dnsmasq: {e}"));
+        // Until it listens.
+        std::thread::sleep(Duration::from_millis(500));
+        DhcpServer { child, _dir: dir }
+    }
+}
+
+impl Drop for DhcpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// busybox udhcpc on the station's interface: asks for a lease and configures it (the
+/// script gets the lease in its environment), then exits.
+fn dhcp_lease(station: &Impostor, script: &std::path::Path) -> String {
+    let dev = station
+        .ns
+        .ip(&["-o", "link", "show", "type", "macvlan"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dev = dev
+        .split(": ")
+        .nth(1)
+        .and_then(|n| n.split('@').next())
+        .unwrap_or_else(|| panic!("no macvlan: {dev}"))
+        .to_string();
+    station
+        .ns
+        .ip(&["addr", "flush", "dev", &dev])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let script = script.to_string_lossy().into_owned();
+    let out = station
+        .ns
+        .exec(&[
+            "busybox", "udhcpc", "-i", &dev, "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &script,
+        ])
+        .unwrap_or_else(|e| panic!("udhcpc: {e}"));
+    let address = station
+        .ns
+        .ip(&["-4", "-o", "addr", "show", "dev", &dev])
+        .unwrap_or_else(|e| panic!("{e}"));
+    address
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no leased address: {out}"))
+        .to_string()
+}
+
+/// The device's addresses in the daemon's inventory.
+fn inventory_addresses(lab: &Lab, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(lab.state_dir.0.join("inventory.json")).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    json["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == name))
+        .and_then(|d| d["addresses"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_addresses(lab: &Lab, name: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let got = inventory_addresses(lab, name);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s addresses are {got:?}, not {want:?}\n{}",
+            lab.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
+    const DHCP_MAC: &str = "00:0c:29:11:22:33";
+    const NAME: &str = "pump-dhcp-01";
+    let mut lab = Lab::new(&example_policy());
+    std::fs::write(
+        lab.policy_dir.0.join("dhcp.yaml"),
+        format!(
+            "devices:\n  - name: {NAME}\n    kind: infusion-pump\n    mac: \"{DHCP_MAC}\"\n    \
+             location: {{ site: main-campus, ward: icu-3 }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script_dir = monitor_tests::harness::TempDir::new(&std::env::temp_dir(), "mudh");
+    let script = script_dir.0.join("lease.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip addr add \"$ip/24\" dev \"$interface\"\n  \
+         ip route replace default via \"$router\" dev \"$interface\"\n;;\nesac\nexit 0\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ward_if = ward_interface(&lab);
+    lab.start_with_roles(&["--mode", "learn"]);
+    let station = Impostor::station(&lab, &ward_if, DHCP_MAC, "10.10.1.98");
+    station.ns.ip(&["addr", "flush", "dev", "all"]).ok();
+    let first = {
+        let _dhcp = DhcpServer::start(&lab, DHCP_MAC, "10.10.1.101");
+        dhcp_lease(&station, &script)
+    };
+    assert_eq!(first, "10.10.1.101");
+    let first_ip: IpAddr = first.parse().unwrap_or_else(|e| panic!("{e}"));
+    // Its first frames make it known; then its traffic is learned as its own.
+    station.tcp_from(first_ip, service("pump-server", HTTPS));
+    wait_addresses(&lab, NAME, &["10.10.1.101"]);
+    assert_eq!(
+        station.tcp_from(first_ip, service("pump-server", HTTPS)),
+        Outcome::Answered
+    );
+    lab.cli_ok(&["mode", "enforce"]);
+    assert_eq!(
+        station.tcp_from(first_ip, service("pump-server", HTTPS)),
+        Outcome::Answered,
+        "in its baseline"
+    );
+    assert_eq!(
+        station.tcp_from(first_ip, service("pacs", DICOM)),
+        Outcome::TimedOut,
+        "enforced by its baseline"
+    );
+    let packets_before = lab.device_row(NAME)["packets_sent"].as_u64().unwrap_or(0);
+    assert!(packets_before > 0, "{}", lab.device_row(NAME));
+
+    // A new lease: another address.
+    let second = {
+        let _dhcp = DhcpServer::start(&lab, DHCP_MAC, "10.10.1.102");
+        dhcp_lease(&station, &script)
+    };
+    assert_eq!(second, "10.10.1.102");
+    let second_ip: IpAddr = second.parse().unwrap_or_else(|e| panic!("{e}"));
+    station.tcp_from(second_ip, service("pump-server", HTTPS));
+    wait_addresses(&lab, NAME, &["10.10.1.102"]);
+    assert_eq!(
+        station.tcp_from(second_ip, service("pump-server", HTTPS)),
+        Outcome::Answered,
+        "its baseline moved with it"
+    );
+    assert_eq!(
+        station.tcp_from(second_ip, service("pacs", DICOM)),
+        Outcome::TimedOut,
+        "still enforced by the same baseline"
+    );
+    let row = lab.device_row(NAME);
+    assert!(
+        row["packets_sent"].as_u64().unwrap_or(0) > packets_before,
+        "its counters were kept: {row}"
+    );
+    let moved = controller_events(&lab, "device-moved");
+    assert!(
+        moved.iter().any(|e| {
+            let m = e["message"].as_str().unwrap_or_default();
+            m.contains("10.10.1.101") && m.contains("10.10.1.102") && e["device"] == NAME
+        }),
+        "{moved:?}"
+    );
+}

@@ -3,5 +3,6 @@
 
 pub mod breakglass;
 pub mod detach;
+pub mod identity;
 pub mod mode;
 pub mod reload;

@@ -28,7 +28,7 @@ use super::{
     start::{self, LinkRecord, StartCleanup},
 };
 use crate::{
-    control::breakglass,
+    control::{breakglass, identity},
     datapath::{self, Datapath, Maps},
     observe::{
         discovery::DiscoveryWatch,
@@ -392,8 +392,11 @@ impl Control {
             for event in forwarder.take(&self.paths.state, self.keeper.inventory()) {
                 self.event(event);
             }
-            for event in self.discovery.poll(self.datapath.maps(), &self.paths.state) {
-                self.event(event);
+            if self.discovery.due() {
+                self.follow_leases();
+                for event in self.discovery.poll(self.datapath.maps(), &self.paths.state) {
+                    self.event(event);
+                }
             }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
@@ -402,6 +405,60 @@ impl Control {
             }
         }
         self.stop();
+    }
+
+    /// Devices given by `mac:` alone follow their addresses (`control::identity`): the
+    /// inventory in force and written, an event per move.
+    fn follow_leases(&mut self) {
+        if !self.keeper.inventory().devices.iter().any(|d| d.mac_only) {
+            return;
+        }
+        let _write = match WriteLock::take(self.paths.state.path()) {
+            Ok(lock) => lock,
+            Err(e) => {
+                log::error!("following devices' addresses: {e:#}");
+                return;
+            }
+        };
+        let mut inventory = self.keeper.inventory().clone();
+        let moves = match identity::follow(self.datapath.maps_mut(), &mut inventory) {
+            Ok(moves) => moves,
+            Err(e) => {
+                log::error!("following devices' addresses: {e:#}");
+                return;
+            }
+        };
+        if moves.is_empty() {
+            return;
+        }
+        if let Err(e) = inventory.save(&self.paths.state) {
+            log::error!("writing the inventory after an address move: {e:#}");
+        }
+        self.keeper
+            .wrote(&self.paths.state, inventory, &self.publisher);
+        for m in moves {
+            let list = |a: &[std::net::IpAddr]| {
+                let v: Vec<String> = a.iter().map(ToString::to_string).collect();
+                if v.is_empty() {
+                    "no address".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            log::info!(device = m.device.as_str(); "{} now at {}", m.device, list(&m.to));
+            self.event(
+                ControllerEvent::notice(
+                    "device-moved",
+                    format!(
+                        "{} moved from {} to {} (its MAC; name, mode, baseline and counters kept)",
+                        m.device,
+                        list(&m.from),
+                        list(&m.to)
+                    ),
+                )
+                .about_device(&m.device, self.keeper.inventory()),
+            );
+        }
     }
 
     /// Interfaces that went away come back with a new index: attach again.

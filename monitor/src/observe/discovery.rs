@@ -28,13 +28,17 @@ pub struct DiscoveryWatch {
 }
 
 impl DiscoveryWatch {
-    /// Reads the discovery table at most every [`DISCOVERY_INTERVAL`]: the events of what
-    /// changed since.
-    pub fn poll(&mut self, maps: &MapSet, state: &StateDir) -> Vec<ControllerEvent> {
+    /// Whether [`DISCOVERY_INTERVAL`] passed since the last time this said so.
+    pub fn due(&mut self) -> bool {
         if self.last.is_some_and(|t| t.elapsed() < DISCOVERY_INTERVAL) {
-            return Vec::new();
+            return false;
         }
         self.last = Some(Instant::now());
+        true
+    }
+
+    /// Reads the discovery table: the events of what changed since the last read.
+    pub fn poll(&mut self, maps: &MapSet, state: &StateDir) -> Vec<ControllerEvent> {
         match discovered::read(maps, state) {
             Ok(devices) => self.changes(&devices),
             Err(e) => {

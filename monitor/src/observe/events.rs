@@ -178,6 +178,11 @@ impl ControllerEvent {
         ControllerEvent::new(event, "warning", message)
     }
 
+    /// About `device` (its kind and location from `inventory`).
+    pub fn about_device(self, device: &str, inventory: &Inventory) -> ControllerEvent {
+        self.about(device, inventory)
+    }
+
     /// About the MAC `mac`.
     pub fn with_mac(mut self, mac: &str) -> ControllerEvent {
         self.mac = Some(mac.to_string());

@@ -262,8 +262,12 @@ impl Loader {
                 device.name
             ));
         }
-        if device.addresses.is_empty() {
-            problem(format!("device `{}` has no addresses", device.name));
+        if device.addresses.is_empty() && device.mac.is_none() {
+            problem(format!(
+                "device `{}` has no addresses and no mac (give one: a device given by its \
+                 MAC alone has its addresses learned on a ward leg)",
+                device.name
+            ));
         }
         for address in &device.addresses {
             if let Some(owner) = self.addresses.get(address) {

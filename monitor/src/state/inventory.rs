@@ -83,6 +83,10 @@ pub struct EnrolledDevice {
     /// Other MACs an operator accepted for a while (`monitor allow --mac`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mac_allows: Vec<MacAllow>,
+    /// Given by `mac:` alone: `spec.addresses` are the addresses learned from what it
+    /// sends on a ward leg, followed when they change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mac_only: bool,
 }
 
 impl EnrolledDevice {
@@ -257,14 +261,26 @@ impl Inventory {
                             (next_free, None, None, Vec::new())
                         }
                     };
+                let mac_only = spec.addresses.is_empty() && !spec.macs().is_empty();
+                let mut spec = spec.clone();
+                if mac_only {
+                    // The addresses learned so far stay with the device.
+                    spec.addresses = old
+                        .get(spec.name.as_str())
+                        .filter(|prev| prev.mac_only)
+                        .map(|prev| prev.spec.addresses.clone())
+                        .unwrap_or_default();
+                }
+                let has_rules = spec
+                    .addresses
+                    .iter()
+                    .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
                 EnrolledDevice {
                     slot,
-                    spec: spec.clone(),
+                    mac_only,
+                    spec,
                     operator_override,
-                    has_rules: spec
-                        .addresses
-                        .iter()
-                        .any(|a| ruled.contains(&crate::datapath::addr_key(*a))),
+                    has_rules,
                     break_glass,
                     mac_allows,
                 }

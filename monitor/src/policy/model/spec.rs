@@ -335,7 +335,9 @@ pub struct DeviceSpec {
     pub name: String,
     /// infusion-pump, patient-monitor, modality, pacs, badge-reader, workstation, ...
     pub kind: String,
-    /// The device's IPv4/IPv6 addresses.
+    /// The device's IPv4/IPv6 addresses. A device given by `mac:` alone has none here:
+    /// its addresses are learned from what it sends on a ward leg, and followed.
+    #[serde(default)]
     pub addresses: Vec<IpAddr>,
     /// The device's MAC, or several separated by commas (a device with two NICs). On a
     /// ward leg its addresses are bound to them: a frame with one of its addresses from
