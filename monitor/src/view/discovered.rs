@@ -107,7 +107,11 @@ pub fn discovered(
             let mut services = BTreeSet::new();
             for (key, _) in flows {
                 let peer = datapath::addr_of(&key.peer);
-                if !addresses.contains(&peer) || key.direction != Direction::Inbound as u8 {
+                // An enrolled address's flows are its device's, not an impostor's.
+                if !addresses.contains(&peer)
+                    || by_address.contains_key(&peer)
+                    || key.direction != Direction::Inbound as u8
+                {
                     continue;
                 }
                 let device = datapath::addr_of(&key.device);
@@ -203,11 +207,17 @@ pub fn yaml_stubs(devices: &[Discovered]) -> String {
     );
     for d in devices {
         // Link-local addresses are every device's own: no inventory entry names them.
+        // An impostor's use of an enrolled address is no address of its own.
         let addresses: Vec<String> = d
             .addresses
             .iter()
             .filter(|a| !is_link_local(a))
             .map(IpAddr::to_string)
+            .filter(|a| {
+                !d.enrolled_addresses
+                    .iter()
+                    .any(|e| e.starts_with(&format!("{a} ")))
+            })
             .collect();
         if addresses.is_empty() {
             continue;
