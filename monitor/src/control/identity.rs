@@ -127,3 +127,56 @@ fn rekey_baseline(maps: &mut MapSet, from: &[IpAddr], to: &[IpAddr]) -> Result<(
     maps.remove_baseline_entries(&removed)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DeviceSpec;
+
+    fn station(mac: [u8; 6], addr: &str, last_seen_ns: u64) -> (StationKey, StationStats) {
+        let addr: IpAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
+        (
+            StationKey {
+                mac,
+                _pad: 0,
+                addr: addr_key(addr),
+            },
+            StationStats {
+                last_seen_ns,
+                ..StationStats::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_mac_only_device_takes_its_newest_usable_address_of_each_family() {
+        let mac = [0, 0x0c, 0x29, 0x11, 0x22, 0x33];
+        let spec: DeviceSpec = serde_json::from_value(serde_json::json!({
+            "name": "pump-dhcp-01", "kind": "infusion-pump", "mac": "00:0c:29:11:22:33"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut device: EnrolledDevice = serde_json::from_value(serde_json::json!({
+            "slot": 3, "name": "pump-dhcp-01", "kind": "infusion-pump",
+            "mac": "00:0c:29:11:22:33", "addresses": [], "mac-only": true
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(device.spec.macs(), spec.macs());
+        let stations = vec![
+            station(mac, "0.0.0.0", 50),
+            station(mac, "10.10.1.101", 10),
+            station(mac, "10.10.1.102", 20),
+            station(mac, "fe80::20c:29ff:fe11:2233", 60),
+            station(mac, "fd00:10::5", 30),
+            station([2, 0, 0, 0, 0, 9], "10.10.1.103", 90),
+        ];
+        let got = current_addresses(&device, &stations);
+        let want: Vec<IpAddr> = ["10.10.1.102", "fd00:10::5"]
+            .iter()
+            .map(|a| a.parse().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(got, want);
+        // Nothing seen: it keeps what it has.
+        device.spec.addresses = want.clone();
+        assert_eq!(current_addresses(&device, &[]), want);
+    }
+}
