@@ -11,8 +11,8 @@ use crate::{
     Action, Mode, Reason,
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
-        DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE,
-        Decision, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
+        DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
+        DEVICE_SCHEDULE_IGNORE, Decision, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
     },
     schedule,
 };
@@ -37,10 +37,15 @@ pub const SIDE_HAS_RULES: u8 = 1 << 1;
 /// A life-critical device not confirmed for enforcement: no verdict may drop its traffic,
 /// not even its peer's.
 pub const SIDE_PROTECTED: u8 = 1 << 2;
+/// The device's addresses are bound to its MACs (`DEVICE_MAC_BOUND`).
+pub const SIDE_MAC_BOUND: u8 = 1 << 3;
+/// The frame came from a ward leg with this device's address but not one of its MACs:
+/// not the device's traffic ([`mark_spoofed`]).
+pub const SIDE_SPOOFED: u8 = 1 << 4;
 /// The device's policy says `schedule: enforce` (`DEVICE_SCHEDULE_ENFORCE`).
-pub const SIDE_SCHEDULE_ENFORCE: u8 = 1 << 3;
+pub const SIDE_SCHEDULE_ENFORCE: u8 = 1 << 5;
 /// The device's policy says `schedule: ignore` (`DEVICE_SCHEDULE_IGNORE`).
-pub const SIDE_SCHEDULE_IGNORE: u8 = 1 << 4;
+pub const SIDE_SCHEDULE_IGNORE: u8 = 1 << 6;
 
 /// How a device entry is treated under the global mode.
 #[inline(always)]
@@ -90,6 +95,9 @@ pub fn side_flags(now_ns: u64, break_glass_until_ns: u64, entry_flags: u8, treat
     if entry_flags & DEVICE_LIFE_CRITICAL != 0 && treatment != ENFORCE {
         flags |= SIDE_PROTECTED;
     }
+    if entry_flags & DEVICE_MAC_BOUND != 0 {
+        flags |= SIDE_MAC_BOUND;
+    }
     if entry_flags & DEVICE_SCHEDULE_ENFORCE != 0 {
         flags |= SIDE_SCHEDULE_ENFORCE;
     }
@@ -97,6 +105,26 @@ pub fn side_flags(now_ns: u64, break_glass_until_ns: u64, entry_flags: u8, treat
         flags |= SIDE_SCHEDULE_IGNORE;
     }
     flags
+}
+
+/// Whether a `MAC_BINDINGS` lookup lets the frame's MAC use the address: found, and
+/// lasting (`until_ns` 0) or an operator's timed acceptance still running at `now_ns`.
+#[inline(always)]
+pub fn binding_allows(found: bool, until_ns: u64, now_ns: u64) -> bool {
+    found && (until_ns == 0 || now_ns < until_ns)
+}
+
+/// A frame whose source (side 0) is a MAC-bound device's address sent from another MAC:
+/// it is not the device's traffic, so neither the device's life-critical protection nor
+/// its break-glass covers it, and the destination's policy is not consulted (nothing of
+/// it is learned into any baseline: the spoof alone decides, in `before_baseline`).
+#[inline(always)]
+pub fn mark_spoofed(sides: &mut [Side; 2]) {
+    let src = &mut sides[0];
+    src.flags = (src.flags & !(SIDE_PROTECTED | SIDE_BREAK_GLASS)) | SIDE_SPOOFED;
+    let dst = &mut sides[1];
+    dst.treatment = UNJUDGED;
+    dst.flags = 0;
 }
 
 /// What traffic between two addresses nobody judges gets: the policy's default for
@@ -130,7 +158,9 @@ const fn ruled(action: Action, reason: Reason) -> Ruling {
 /// `rules` argument is ignored otherwise).
 #[inline(always)]
 pub fn needs_rules(treatment: u8, side_flags: u8) -> bool {
-    treatment != UNJUDGED && side_flags & SIDE_BREAK_GLASS == 0 && side_flags & SIDE_HAS_RULES != 0
+    treatment != UNJUDGED
+        && side_flags & (SIDE_BREAK_GLASS | SIDE_SPOOFED) == 0
+        && side_flags & SIDE_HAS_RULES != 0
 }
 
 /// What decides before the baseline: treatment, break-glass, the policy rules (`rules`:
@@ -148,6 +178,14 @@ pub fn before_baseline(
 ) -> Ruling {
     if treatment == UNJUDGED {
         return ruled(Action::Pass, Reason::Unenrolled);
+    }
+    // Someone else's frame: dropped wherever enforcement is asked for, life-critical or
+    // not (`mark_spoofed` took the protection away), never learned.
+    if side_flags & SIDE_SPOOFED != 0 {
+        return match treatment {
+            ENFORCE | SPARED => ruled(Action::Drop, Reason::SpoofedSource),
+            _ => ruled(Action::Pass, Reason::SpoofedSource),
+        };
     }
     // Before the device's own rules: break-glass lifts them with its baseline (and
     // `combine` lifts the peer's drop).
@@ -291,6 +329,7 @@ pub fn rank(action: u8, reason: u8) -> u8 {
         || reason == Reason::FragmentUnmatched as u8
         || reason == Reason::PolicyDeny as u8
         || reason == Reason::OffSchedule as u8
+        || reason == Reason::SpoofedSource as u8
     {
         3
     } else if reason == Reason::Learned as u8
@@ -573,13 +612,18 @@ pub struct Work {
     /// stages read it from map memory: as a register it would be a different constant on
     /// each path that computed it, and each stage would be verified once per kind.
     pub kind: u8,
-    pub _pad: u8,
+    /// The packet came from a ward leg from a MAC its MAC-bound source may send from:
+    /// what it teaches is the device's own, whatever an impostor did before.
+    pub source_verified: u8,
     /// `jiffies` when `clock_ns` was read: the coarse clock only moves with the tick, so
     /// a packet in the same tick reuses the time read for an earlier one instead of
     /// calling the clock helper (inlined, jiffies cost a load).
     pub clock_jiffies: u64,
     /// `CLOCK_MONOTONIC` (coarse) time read at `clock_jiffies`.
     pub clock_ns: u64,
+    /// When the timed `MAC_BINDINGS` entry that let the source's MAC through ends (0: none
+    /// or a lasting one): the decision stands no longer.
+    pub binding_until_ns: u64,
 }
 
 #[cfg(test)]
@@ -678,6 +722,69 @@ mod tests {
         for (now, until, flags, treatment, want) in rows {
             assert_eq!(side_flags(now, until, flags, treatment), want);
         }
+    }
+
+    #[test]
+    fn a_spoofed_source_is_decided_by_the_spoof_alone() {
+        // The binding: found and lasting, found and timed (before/after its end), absent.
+        assert!(binding_allows(true, 0, 5));
+        assert!(binding_allows(true, 10, 5));
+        assert!(!binding_allows(true, 10, 10));
+        assert!(!binding_allows(false, 0, 5));
+        // A life-critical device spared in enforce, with break-glass, and rules; its peer
+        // an enforced server with rules.
+        let src_flags = side_flags(5, 100, LC | DEVICE_HAS_RULES | DEVICE_MAC_BOUND, SPARED);
+        assert_eq!(
+            src_flags,
+            SIDE_BREAK_GLASS | SIDE_HAS_RULES | SIDE_PROTECTED | SIDE_MAC_BOUND
+        );
+        let mut sides = [Side::default(); 2];
+        sides[0].treatment = SPARED;
+        sides[0].flags = src_flags;
+        sides[1].treatment = ENFORCE;
+        sides[1].flags = SIDE_HAS_RULES;
+        mark_spoofed(&mut sides);
+        assert_eq!(
+            sides[0].flags,
+            SIDE_HAS_RULES | SIDE_MAC_BOUND | SIDE_SPOOFED
+        );
+        assert_eq!((sides[1].treatment, sides[1].flags), (UNJUDGED, 0));
+        assert!(!needs_rules(sides[0].treatment, sides[0].flags));
+        let spoof =
+            |treatment: u8| before_baseline(treatment, SIDE_SPOOFED, RULE_ALLOW, false, PASS, 0);
+        let ruled_spoof = |action: u8| Ruling {
+            decided: true,
+            action,
+            reason: r(Reason::SpoofedSource),
+        };
+        assert_eq!(spoof(ENFORCE), ruled_spoof(DROP));
+        assert_eq!(
+            spoof(SPARED),
+            ruled_spoof(DROP),
+            "life-critical: dropped too"
+        );
+        assert_eq!(spoof(AUDIT), ruled_spoof(PASS));
+        assert_eq!(
+            spoof(LEARN),
+            ruled_spoof(PASS),
+            "learn: passed, never learned"
+        );
+        // Combined with the (now unjudged) destination: the spoof's verdict stands, no
+        // protection or break-glass turns the drop into a pass.
+        let src = SideVerdict {
+            treatment: SPARED,
+            action: DROP,
+            reason: r(Reason::SpoofedSource),
+            flags: sides[0].flags,
+        };
+        let dst = SideVerdict {
+            treatment: UNJUDGED,
+            action: PASS,
+            reason: r(Reason::Unenrolled),
+            flags: 0,
+        };
+        assert_eq!(combine(src, dst, PASS), (DROP, r(Reason::SpoofedSource)));
+        assert!(is_violation(PASS, r(Reason::SpoofedSource)));
     }
 
     #[test]
@@ -996,6 +1103,7 @@ mod tests {
                 | Reason::LifeCriticalSpared
                 | Reason::FragmentUnmatched
                 | Reason::PolicyDeny
+                | Reason::SpoofedSource
                 | Reason::OffSchedule => 3,
                 Reason::Learned | Reason::BaselineFull | Reason::BreakGlass => 2,
                 _ => 1,

@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -266,6 +266,22 @@ pub mod defs {
         true,
         "allowed UDP/SCTP requests, for their replies",
     );
+    pub const MAC_BINDINGS: MapDef = def::<MacBindingKey, MacBinding>(
+        "MAC_BINDINGS",
+        MapKind::Hash,
+        MAX_MAC_BINDINGS,
+        MAP_NO_PREALLOC,
+        true,
+        "MACs each MAC-bound address may be sent from on a ward leg",
+    );
+    pub const STATIONS: MapDef = def::<StationKey, StationStats>(
+        "STATIONS",
+        MapKind::LruHash,
+        MAX_STATIONS,
+        0,
+        true,
+        "source MACs and addresses on ward legs outside the inventory (discovery)",
+    );
     pub const PATHS: MapDef = def::<u32, u64>(
         "PATHS",
         MapKind::PerCpuArray,
@@ -298,9 +314,17 @@ pub mod defs {
         false,
         "the judge's working state",
     );
+    pub const SPOOFED_FLOWS: MapDef = def::<FlowKey, u64>(
+        "SPOOFED_FLOWS",
+        MapKind::LruHash,
+        MAX_SPOOFED_FLOWS,
+        0,
+        false,
+        "flows an impostor used lately: their replies teach no baseline",
+    );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 23] = [
+    pub const ALL: [MapDef; 26] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -321,9 +345,12 @@ pub mod defs {
         DEVICE_REASONS,
         REQUESTS,
         PATHS,
+        MAC_BINDINGS,
+        STATIONS,
         DECISIONS,
         SCRATCH,
         WORK,
+        SPOOFED_FLOWS,
     ];
 
     /// How many of [`ALL`] are pinned (they come first).
@@ -402,6 +429,8 @@ pub mod names {
     pub const DEVICE_REASONS: &str = defs::DEVICE_REASONS.name;
     pub const REQUESTS: &str = defs::REQUESTS.name;
     pub const PATHS: &str = defs::PATHS.name;
+    pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
+    pub const STATIONS: &str = defs::STATIONS.name;
 
     /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
     pub const ALL: [&str; defs::PINNED] = {
@@ -453,14 +482,15 @@ pub const MAX_IFINDEX: u32 = 4096;
 /// Interfaces whose verdicts are counted apart (`IFACE_VERDICTS`).
 pub const MAX_IFACES: u32 = 16;
 /// Reason counters per device in `DEVICE_REASONS`: one for each reason a device's own
-/// verdict can have ([`DEVICE_REASON_ORDER`]), a spare, and one that is never counted
+/// verdict can have ([`DEVICE_REASON_ORDER`]) and one that is never counted
 /// (where every other reason points), so that a reader may ask for any reason.
-pub const DEVICE_REASON_SLOTS: u32 = 12;
+pub const DEVICE_REASON_SLOTS: u32 = 13;
 
 /// The reasons a device's own verdict can have, in the order of their `DEVICE_REASONS`
-/// slots. A per-CPU counter for each of the 32 reason numbers cost 268 MB on 64 CPUs; these
-/// are the ones the judge gives an enrolled side (see `judge`).
-pub const DEVICE_REASON_ORDER: [crate::Reason; 11] = [
+/// slots (`SpoofedSource`: frames that used the device's address from another MAC;
+/// `OffSchedule`: baseline flows at an hour their schedule never saw). A per-CPU counter
+/// for each of the 32 reason numbers cost 268 MB on 64 CPUs; these are the ones the judge gives an enrolled side (see `judge`).
+pub const DEVICE_REASON_ORDER: [crate::Reason; 12] = [
     crate::Reason::Learned,
     crate::Reason::InBaseline,
     crate::Reason::NotInBaseline,
@@ -471,6 +501,7 @@ pub const DEVICE_REASON_ORDER: [crate::Reason; 11] = [
     crate::Reason::PolicyDeny,
     crate::Reason::BreakGlass,
     crate::Reason::NeighborDiscovery,
+    crate::Reason::SpoofedSource,
     crate::Reason::OffSchedule,
 ];
 
@@ -591,6 +622,83 @@ pub const DEVICE_HAS_RULES: u8 = 1 << 2;
 pub const DEVICE_SCHEDULE_ENFORCE: u8 = 1 << 6;
 /// `schedule: ignore`: the device's schedule is not checked (it runs round the clock).
 pub const DEVICE_SCHEDULE_IGNORE: u8 = 1 << 7;
+/// The device's addresses are bound to its MACs: a frame from a ward leg with one of them
+/// must come from a MAC `MAC_BINDINGS` holds for that address.
+pub const DEVICE_MAC_BOUND: u8 = 1 << 3;
+
+/// Bit of an `IFACE_SLOTS` value: the interface is a ward leg, where devices are attached
+/// and source MACs say who sent a frame. The other bits are 1 + the interface's
+/// `IFACE_VERDICTS` block (0: not counted apart).
+pub const IFACE_WARD: u32 = 1 << 31;
+
+/// Key of `MAC_BINDINGS`: an enrolled address and a MAC it may be sent from.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacBindingKey {
+    pub addr: Addr,
+    pub mac: [u8; 6],
+    pub _pad: u16,
+}
+
+/// Value of `MAC_BINDINGS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacBinding {
+    /// 0: the inventory's (lasting); else the `CLOCK_MONOTONIC` time an operator's timed
+    /// `monitor allow --mac` ends (it expires in the datapath, as break-glass does).
+    pub until_ns: u64,
+}
+
+/// Address–MAC bindings at once.
+pub const MAX_MAC_BINDINGS: u32 = 32_768;
+/// A source MAC seen on a ward leg with a source address that is no enrolled device's (or
+/// an impostor's MAC with one that is): key of `STATIONS`, the discovery table.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StationKey {
+    pub mac: [u8; 6],
+    pub _pad: u16,
+    pub addr: Addr,
+}
+
+/// What a station sent: value of `STATIONS`, shared by CPUs (added atomically).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StationStats {
+    /// `CLOCK_MONOTONIC` (coarse) ns.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The interface it was last seen on.
+    pub ifindex: u32,
+    pub _pad: u32,
+}
+
+/// (MAC, address) pairs the discovery table holds at once, least recently seen evicted: a
+/// flood of random MACs churns this table only.
+pub const MAX_STATIONS: u32 = 8_192;
+
+/// Flows of spoofed frames remembered at once (`SPOOFED_FLOWS`, least recently used
+/// evicted).
+pub const MAX_SPOOFED_FLOWS: u32 = 8_192;
+/// How long a spoofed frame's flow keeps its replies from being learned: a spoofed flow
+/// is judged (and remembered again) with every frame, never cached.
+pub const SPOOF_MEMORY_NS: u64 = 60_000_000_000;
+
+/// What a decision made on a ward leg is tied to (`Decision::source_id`): the frame's
+/// source MAC and a ward marker; 0 on any other interface, where MACs are not judged.
+#[inline(always)]
+pub const fn source_id(mac: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 1, 0])
+}
+
+/// The MAC of a [`source_id`].
+#[inline(always)]
+pub const fn source_mac(id: u64) -> [u8; 6] {
+    let b = id.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
 
 /// The policy generation (0 or 1) a [`Config`] makes packets read.
 #[inline(always)]
@@ -706,6 +814,10 @@ pub struct Event {
     pub action: u8,
     pub reason: u8,
     pub _pad: u16,
+    /// The frame's source MAC when it came from a ward leg (all zero otherwise): for a
+    /// spoofed source, the impostor's.
+    pub source_mac: [u8; 6],
+    pub _pad2: u16,
 }
 
 /// Per-device, per-CPU event rate limit state: value of `EVENT_RATE` by slot.
@@ -1076,6 +1188,9 @@ pub struct Decision {
     pub hour_of_week: u8,
     pub _pad: [u8; 2],
     pub sides: [DecisionSide; 2],
+    /// [`source_id`] of the frame it was made for (0 off ward legs): a frame from another
+    /// MAC, or from another leg, is judged again, so a MAC binding is never bypassed.
+    pub source_id: u64,
 }
 
 /// Entries of the per-CPU decision cache (a power of two).
@@ -1124,6 +1239,10 @@ mod pod {
     unsafe impl aya::Pod for FlowSet {}
     unsafe impl aya::Pod for DecisionKey {}
     unsafe impl aya::Pod for Decision {}
+    unsafe impl aya::Pod for MacBindingKey {}
+    unsafe impl aya::Pod for MacBinding {}
+    unsafe impl aya::Pod for StationKey {}
+    unsafe impl aya::Pod for StationStats {}
 }
 
 #[cfg(test)]
@@ -1143,7 +1262,11 @@ mod tests {
         assert_eq!(size_of::<Rule>(), 12);
         assert_eq!(size_of::<RuleKeyData>(), 33);
         assert_eq!(size_of::<RuleSet>(), 8 + 12 * MAX_RULES_PER_SET);
-        assert_eq!(size_of::<Event>(), 56);
+        assert_eq!(size_of::<Event>(), 64);
+        assert_eq!(size_of::<MacBindingKey>(), 24);
+        assert_eq!(size_of::<MacBinding>(), 8);
+        assert_eq!(size_of::<StationKey>(), 24);
+        assert_eq!(size_of::<StationStats>(), 40);
         assert_eq!(size_of::<EventRate>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 4);
@@ -1154,7 +1277,7 @@ mod tests {
         assert_eq!(size_of::<DecisionSide>(), 16);
         assert_eq!(
             size_of::<Decision>(),
-            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16
+            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16 + 8
         );
         assert_eq!(size_of::<BaselineEntry>(), 16 + 24);
         assert_eq!(size_of::<ConnKey>(), 36);
@@ -1165,7 +1288,7 @@ mod tests {
         assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<crate::judge::Side>(), 72);
-        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 96 + 8 + 16);
+        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 104 + 8 + 16 + 8);
     }
 
     #[test]

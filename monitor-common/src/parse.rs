@@ -167,6 +167,8 @@ pub struct ParsedFrame {
     pub has_ip: bool,
     /// VLAN IDs, outer first; 0 where absent.
     pub vlan_ids: [u16; MAX_VLAN_TAGS],
+    /// The Ethernet source address (all zero when the frame is shorter than a header).
+    pub src_mac: [u8; 6],
 }
 
 impl ParsedFrame {
@@ -177,6 +179,7 @@ impl ParsedFrame {
         vlan_tags: 0,
         has_ip: false,
         vlan_ids: [0; MAX_VLAN_TAGS],
+        src_mac: [0; 6],
     };
 }
 
@@ -244,6 +247,7 @@ fn parse_into<F: FrameBytes + ?Sized>(
     out: &mut ParsedFrame,
 ) -> Result<(), Reason> {
     let eth = read_at::<F, ETH_HEADER_LEN>(frame, 0).ok_or(Reason::TruncatedEthernet)?;
+    out.src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut offset = ETH_HEADER_LEN;
     for slot in 0..MAX_VLAN_TAGS {

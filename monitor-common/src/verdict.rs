@@ -122,6 +122,8 @@ reasons! {
     BreakGlass = 16, "break_glass";
     /// IPv6 neighbour and router discovery (ICMPv6 types 133 to 137), IPv6's ARP: always passed, never learned.
     NeighborDiscovery = 17, "neighbor_discovery";
+    /// A frame on a ward leg with an enrolled device's address but not one of the device's MACs (an impostor, or a replaced NIC not accepted yet): dropped in enforce mode (life-critical devices too: it is not their traffic), would-drop otherwise; never learned.
+    SpoofedSource = 18, "spoofed_source";
     /// Audit or enforce mode: the flow is in the device's baseline, but its learned schedule never saw it at this hour of the week (nor within the tolerance): dropped only where the device's policy says `schedule: enforce`, would-drop otherwise.
     OffSchedule = 19, "off_schedule";
 }
@@ -148,6 +150,7 @@ impl Reason {
                 | Reason::LifeCriticalSpared
                 | Reason::FragmentUnmatched
                 | Reason::PolicyDeny
+                | Reason::SpoofedSource
                 | Reason::OffSchedule
         )
     }
@@ -281,19 +284,29 @@ impl TryFrom<u8> for FrameClass {
 mod tests {
     use super::*;
 
-    /// Reason numbers may leave a gap (18 is another branch's): the counters are indexed
-    /// by number, so they run to the highest one, and the gap is no reason.
+    /// Reason numbers may leave a gap (a number is never reused): the counters are indexed
+    /// by number, so they run to the highest one, and a number without a reason is none.
     #[test]
-    fn counters_run_to_the_highest_reason_number_across_a_gap() {
-        assert_eq!(Reason::OffSchedule as u8, 19);
-        assert_eq!(Reason::COUNT, 20);
-        assert!(Reason::ALL.len() < Reason::COUNT);
-        assert_eq!(Reason::try_from(18), Err(18));
-        assert_eq!(Reason::try_from(19), Ok(Reason::OffSchedule));
+    fn counters_run_to_the_highest_reason_number() {
+        let highest = Reason::ALL.iter().map(|r| *r as usize).max().unwrap_or(0);
+        assert_eq!(Reason::COUNT, highest + 1);
+        for number in 0..=u8::MAX {
+            match Reason::try_from(number) {
+                Ok(reason) => {
+                    assert_eq!(reason as u8, number);
+                    assert!(Reason::ALL.contains(&reason));
+                }
+                Err(n) => {
+                    assert_eq!(n, number);
+                    assert!(!Reason::ALL.iter().any(|r| *r as u8 == number));
+                }
+            }
+        }
         for &reason in Reason::ALL {
             assert!((reason as usize) < Reason::COUNT);
             assert!(verdict_index(Action::Drop, reason) < VERDICT_SLOTS);
         }
         assert!(Reason::OffSchedule.is_violation());
+        assert!(Reason::SpoofedSource.is_violation());
     }
 }

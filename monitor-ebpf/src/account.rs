@@ -16,7 +16,7 @@ use monitor_common::{
     maps::{
         Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
         EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
-        UNENROLLED_RATE_SLOT, defs, device_reason_index,
+        StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
     },
     parse::{Addr, IpPacket},
 };
@@ -24,7 +24,7 @@ use monitor_common::{
 use crate::{
     Packet,
     maps::{
-        DEVICE_REASONS, DEVICE_STATS, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS, PATHS,
+        DEVICE_REASONS, DEVICE_STATS, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS, PATHS, STATIONS,
         UNENROLLED_FLOWS, UNENROLLED_STATS,
     },
 };
@@ -160,6 +160,54 @@ fn count_unenrolled(packet: &Packet, addr: &Addr, charge: u8) -> u8 {
     1
 }
 
+static ZERO_STATION: StationStats = StationStats {
+    first_seen_ns: 0,
+    last_seen_ns: 0,
+    packets: 0,
+    bytes: 0,
+    ifindex: 0,
+    _pad: 0,
+};
+
+/// Counts a frame from a ward leg in the discovery table when its source is no enrolled
+/// device (`src_slot` NO_SLOT) or an impostor's (`spoofed`): by its MAC and address. Frames
+/// of enrolled devices, and every frame off ward legs, cost one comparison.
+#[inline(always)]
+pub fn note_station(packet: &Packet, src: &Addr, src_slot: u32, spoofed: bool) {
+    if packet.source_id == 0 || (src_slot != NO_SLOT && !spoofed) {
+        return;
+    }
+    record_station(packet, src);
+}
+
+#[inline(never)]
+fn record_station(packet: &Packet, src: &Addr) -> u8 {
+    let key = StationKey {
+        mac: source_mac(packet.source_id),
+        _pad: 0,
+        addr: *src,
+    };
+    let stats = match STATIONS.get_ptr_mut(&key) {
+        Some(stats) => Some(stats),
+        None => {
+            let _ = STATIONS.insert(&key, &ZERO_STATION, 0);
+            STATIONS.get_ptr_mut(&key)
+        }
+    };
+    let Some(stats) = stats else { return 0 };
+    // SAFETY: a value shared by CPUs: counters added atomically, times stored whole.
+    unsafe {
+        atomic_add(&raw mut (*stats).packets, 1);
+        atomic_add(&raw mut (*stats).bytes, packet.len);
+        if (*stats).first_seen_ns == 0 {
+            (*stats).first_seen_ns = packet.now;
+        }
+        (*stats).last_seen_ns = packet.now;
+        (*stats).ifindex = packet.ifindex;
+    }
+    1
+}
+
 /// The reversed [`monitor_common::maps::Direction`] (as u8): a flow seen from its peer.
 #[inline(always)]
 pub fn reversed(direction: u8) -> u8 {
@@ -241,6 +289,12 @@ fn send_event(
         },
         reason: own.reason,
         _pad: 0,
+        source_mac: if source {
+            source_mac(decision.source_id)
+        } else {
+            [0; 6]
+        },
+        _pad2: 0,
     });
     entry.submit(0);
     add_u64(&EVENT_STATS, EVENTS_SENT);

@@ -19,7 +19,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, flow_slots, flows_stand},
+    account::{apply, flow_slots, flows_stand, note_station},
     maps::{DECISIONS, REQUESTS},
 };
 
@@ -113,6 +113,7 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
         | (stored[4] ^ key[4]))
         == 0;
     if !(same
+        && entry.source_id == packet.source_id
         && entry.epoch == packet.epoch_tag
         && entry.config == packet.config_bits
         && entry.hour_of_week == packet.hour_of_week
@@ -125,6 +126,8 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
         return MISS;
     }
     apply(packet, ip, entry, &slots);
+    // Spoof decisions are never cached: a cached source is enrolled only when it is its own.
+    note_station(packet, &ip.src, entry.sides[0].slot, false);
     u32::from(entry.action) | u32::from(entry.reason) << 8
 }
 

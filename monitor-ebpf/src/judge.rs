@@ -1,5 +1,6 @@
 //! The full judge of an IP packet, in stages (see `main.rs` on the verifier): the
-//! service and flow keys (`prepare`), both sides' device entries (`identify`), each
+//! service and flow keys (`prepare`), both sides' device entries (`identify`), on a ward
+//! leg whether the source's MAC may use its address (`bind_source`), each
 //! side's verdict and flow slot (`judge_side`), then the combined verdict, what it
 //! charges, and the decision cached for the next packets (`finish`). The logic between
 //! the lookups is `monitor_common::judge`.
@@ -12,14 +13,14 @@ use monitor_common::{
     flow::{self, Initiator, Service, ServiceHint},
     flowtable::{flow_hash, tag},
     judge::{
-        self, CHARGE_SENT, NO_SLOT, PlanSide, SIDE_BREAK_GLASS, Side, SideVerdict, TABLE_FLOWS,
-        TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
+        self, CHARGE_SENT, NO_SLOT, PlanSide, SIDE_BREAK_GLASS, SIDE_MAC_BOUND, Side, SideVerdict,
+        TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
     },
     maps::{
         BaselineEntry, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
         DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
-        ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE, RequestEntry,
-        RuleKeyData,
+        MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
+        RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
     },
     parse::{Addr, FragmentKind, IpPacket, ParsedFrame},
     schedule,
@@ -27,9 +28,15 @@ use monitor_common::{
 
 use crate::{
     Fault, Packet,
-    account::{NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, place_flow},
+    account::{
+        NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_station,
+        place_flow,
+    },
     cache,
-    maps::{BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, REQUESTS, RULES, SCRATCH, WORK},
+    maps::{
+        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, MAC_BINDINGS, REQUESTS, RULES,
+        SCRATCH, SPOOFED_FLOWS, WORK,
+    },
 };
 
 #[inline(always)]
@@ -180,17 +187,21 @@ pub fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
 pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
     // The per-CPU slots are looked up once and handed down: the stages read their inputs
     // from map memory, which the verifier does not track.
-    let ip = &parsed()?.ip;
+    let parsed = parsed()?;
+    let ip = &parsed.ip;
     let work = work()?;
     work.decision.key = cache::key(ip, work.kind);
     // The stages return a scalar the caller uses (see main.rs).
     prepare(ip, work);
     identify(packet, ip, work);
+    let spoofed = bind_source(packet, ip, &parsed.src_mac, work);
     let src_action = judge_side(packet, work, true);
     let dst_action = judge_side(packet, work, false);
     let action = finish(packet, ip, work);
     let applied = charge(packet, ip, work);
-    if action != work.action || applied != action || (src_action | dst_action) > Action::Drop as u8
+    if action != work.action
+        || applied != action
+        || (src_action | dst_action | spoofed) > Action::Drop as u8
     {
         return Err(Fault);
     }
@@ -198,6 +209,37 @@ pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
         Action::try_from(work.action).unwrap_or(Action::Pass),
         Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
     ))
+}
+
+/// Stage 2b, on a ward leg: whether the source's MAC may send with its address, when the
+/// source is a MAC-bound device; a frame from another MAC is marked spoofed
+/// (`judge::mark_spoofed`), which decides its verdict. Returns 1 for a spoofed frame.
+#[inline(never)]
+fn bind_source(packet: &Packet, ip: &IpPacket, mac: &[u8; 6], work: &mut Work) -> u8 {
+    work.binding_until_ns = 0;
+    work.source_verified = 0;
+    if packet.source_id == 0 || work.sides[0].flags & SIDE_MAC_BOUND == 0 {
+        return 0;
+    }
+    let key = MacBindingKey {
+        addr: ip.src,
+        mac: *mac,
+        _pad: 0,
+    };
+    let (found, until_ns) = match MAC_BINDINGS.get_ptr(&key) {
+        // SAFETY: one field of a map value, read at once.
+        Some(binding) => (true, unsafe { (*binding).until_ns }),
+        None => (false, 0),
+    };
+    if judge::binding_allows(found, until_ns, packet.now) {
+        work.binding_until_ns = until_ns;
+        work.source_verified = 1;
+        return 0;
+    }
+    judge::mark_spoofed(&mut work.sides);
+    // Its replies come back on the core leg, where no MAC says who asked.
+    let _ = SPOOFED_FLOWS.insert(&work.sides[0].key, &packet.now, 0);
+    1
 }
 
 /// Stage 1: the service and both sides' flow keys, and for later fragments what their
@@ -350,6 +392,7 @@ fn match_rules(packet: &Packet, key: &FlowKey) -> u8 {
 #[inline(never)]
 fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     let later = work.is_later_fragment != 0;
+    let verified = work.source_verified != 0;
     let (inherited_action, inherited_reason) = (work.inherited_action, work.inherited_reason);
     let side = if source {
         &mut work.sides[0]
@@ -372,7 +415,7 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     let (action, reason) = if ruling.decided {
         (ruling.action, ruling.reason)
     } else {
-        baseline_verdict(packet, side)
+        baseline_verdict(packet, side, verified)
     };
     side.action = action;
     side.reason = reason;
@@ -393,10 +436,11 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     side.action
 }
 
-/// The baseline's verdict, learning the flow in learn mode; for a flow in the baseline,
-/// its schedule: the hour recorded while learning, checked in audit and enforce.
+/// The baseline's verdict, learning the flow in learn mode (`verified`: the packet's
+/// source MAC was checked and is the device's); for a flow in the baseline, its schedule:
+/// the hour recorded while learning, checked in audit and enforce.
 #[inline(always)]
-fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
+fn baseline_verdict(packet: &Packet, side: &Side, verified: bool) -> (u8, u8) {
     let entry = BASELINE.get_ptr_mut(&side.key);
     let on_schedule = match entry {
         Some(entry) => schedule_of(packet, side, entry),
@@ -407,7 +451,26 @@ fn baseline_verdict(packet: &Packet, side: &Side) -> (u8, u8) {
     if !ruling.learn {
         return (ruling.action, ruling.reason);
     }
-    (ruling.action, learn(packet, side, ruling.reason))
+    (ruling.action, learn(packet, side, ruling.reason, verified))
+}
+
+/// Whether an impostor used the flow `key` (seen from either side) within
+/// SPOOF_MEMORY_NS.
+#[inline(always)]
+fn spoofed_lately(packet: &Packet, key: &FlowKey) -> bool {
+    let fresh = |key: &FlowKey| match SPOOFED_FLOWS.get_ptr(key) {
+        // SAFETY: a map value, read at once.
+        Some(seen) => packet.now.wrapping_sub(unsafe { *seen }) < SPOOF_MEMORY_NS,
+        None => false,
+    };
+    let reversed = FlowKey {
+        device: key.peer,
+        peer: key.device,
+        service_port: key.service_port,
+        protocol: key.protocol,
+        direction: crate::account::reversed(key.direction),
+    };
+    fresh(key) || fresh(&reversed)
 }
 
 /// For a side's baseline entry: records the hour while its device learns, and says whether
@@ -436,10 +499,14 @@ fn schedule_of(packet: &Packet, side: &Side, entry: *mut BaselineEntry) -> bool 
 }
 
 /// Learns the side's flow into the baseline: the reason its verdict gets (`learned`, or
-/// `baseline_full`). Out of line, as `match_rules`.
+/// `baseline_full`; `spoofed_source` for a reply to an impostor's frame, unless the
+/// packet came from the device's own MAC). Out of line, as `match_rules`.
 #[inline(never)]
-fn learn(packet: &Packet, side: &Side, learned: u8) -> u8 {
+fn learn(packet: &Packet, side: &Side, learned: u8, verified: bool) -> u8 {
     let key = &side.key;
+    if !verified && spoofed_lately(packet, key) {
+        return Reason::SpoofedSource as u8;
+    }
     let entry = BaselineEntry {
         learned_ns: packet.now,
         origin: ORIGIN_LEARNED,
@@ -550,6 +617,10 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         }
     }
     let mut valid_until = packet.now.saturating_add(DECISION_TTL_NS);
+    // A decision that relies on an operator's timed MAC acceptance stands until it ends.
+    if work.binding_until_ns != 0 && work.binding_until_ns < valid_until {
+        valid_until = work.binding_until_ns;
+    }
     for side in &work.sides {
         // A decision that relies on a break-glass stands until it expires.
         if side.flags & SIDE_BREAK_GLASS != 0 && side.break_glass_until_ns < valid_until {
@@ -576,6 +647,7 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         decision_side(&work.sides[0], &plans[0]),
         decision_side(&work.sides[1], &plans[1]),
     ];
+    decision.source_id = packet.source_id;
     work.action
 }
 
@@ -585,7 +657,11 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let slots = flow_slots(&work.decision);
     apply(packet, ip, &work.decision, &slots);
-    if cache::cacheable(packet, ip, work.kind) {
+    let spoofed = work.sides[0].flags & judge::SIDE_SPOOFED != 0;
+    note_station(packet, &ip.src, work.sides[0].slot, spoofed);
+    // A spoofed flow is judged with every frame, so that SPOOFED_FLOWS keeps it while it
+    // lasts.
+    if cache::cacheable(packet, ip, work.kind) && work.reason != Reason::SpoofedSource as u8 {
         cache::remember(packet, &work.decision);
     }
     work.decision.action

@@ -48,7 +48,8 @@ use aya_ebpf::{
 use monitor_common::{
     Action, CUT_VERDICTS, Mode, Reason, VERDICT_SLOTS,
     maps::{
-        CONFIG_CAPTURE_MAY_BE_CUT, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED, active_generation,
+        CONFIG_CAPTURE_MAY_BE_CUT, IFACE_WARD, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED,
+        active_generation, source_id,
     },
     parse::{self, FrameBytes, IpPacket, ParsedFrame, Snaplen},
     schedule::HOUR_UNKNOWN,
@@ -263,6 +264,11 @@ pub struct Packet {
     pub hour_of_week: u8,
     /// `Config::schedule_tolerance`.
     pub schedule_tolerance: u8,
+    /// `maps::source_id` of the frame's source MAC on a ward leg, 0 elsewhere: what MAC
+    /// bindings are checked against, and what decisions made on a ward leg are tied to.
+    pub source_id: u64,
+    /// The interface the frame came in on.
+    pub ifindex: u32,
 }
 
 impl Packet {
@@ -285,7 +291,14 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         Mode::Learn
     };
     let flags = if layout_ok { config.flags } else { 0 };
-    let packet = Packet {
+    // The interface's role and verdict block, read once: whether source MACs are judged
+    // here, and where its verdicts are counted.
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let iface = match IFACE_SLOTS.get(ifindex) {
+        Some(value) => *value,
+        None => 0,
+    };
+    let mut packet = Packet {
         len: frame.frame_len() as u64,
         now: coarse_now()?,
         global,
@@ -301,6 +314,8 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
             HOUR_UNKNOWN
         },
         schedule_tolerance: config.schedule_tolerance,
+        source_id: 0,
+        ifindex,
     };
     let snaplen = if packet.judged() {
         Snaplen::Strict
@@ -312,6 +327,9 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let parsed: &mut ParsedFrame = unsafe { &mut *parsed };
     parse::parse_frame_into(&frame, snaplen, parsed);
     add_counter(&CLASSES, parsed.class as u32, packet.len);
+    if iface & IFACE_WARD != 0 {
+        packet.source_id = source_id(&parsed.src_mac);
+    }
     let (action, reason) = match (parsed.fault, parsed.has_ip) {
         // Without it an enforced IPv6 device loses its neighbours, as an IPv4 one would
         // without ARP (which, not being IP, always passes).
@@ -329,12 +347,11 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     // A cut frame's verdict is not a prediction replay may show (CONFIG_CAPTURE_MAY_BE_CUT).
     let block = if packet.judged() { 0 } else { CUT_VERDICTS };
     add_counter(&VERDICTS, block + index, packet.len);
-    if let Some(slot) = IFACE_SLOTS.get(ctx.ingress_ifindex() as u32)
-        && *slot != 0
-    {
+    let block = iface & !IFACE_WARD;
+    if block != 0 {
         add_counter(
             &IFACE_VERDICTS,
-            (*slot - 1) * VERDICT_SLOTS + index,
+            (block - 1) * VERDICT_SLOTS + index,
             packet.len,
         );
     }

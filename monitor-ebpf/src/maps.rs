@@ -11,8 +11,9 @@ use monitor_common::{
     judge::Work,
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
-        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MapDef, MapKind,
-        RequestEntry, RequestKey, RuleKeyData, RuleSet, defs,
+        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MacBinding,
+        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet,
+        StationKey, StationStats, defs,
     },
     parse::{Addr, ParsedFrame},
 };
@@ -138,6 +139,11 @@ datapath_maps! {
     CLASSES: PerCpuArray<Counter> = with_max_entries;
     /// IP packets decided from the cache, and judged in full.
     PATHS: PerCpuArray<u64> = with_max_entries;
+    /// The MACs each MAC-bound address may be sent from on a ward leg (`judge::bind_source`).
+    MAC_BINDINGS: HashMap<MacBindingKey, MacBinding> = with_max_entries;
+    /// Discovery: source MACs on ward legs with addresses outside the inventory
+    /// (`account::record_station`).
+    STATIONS: LruHashMap<StationKey, StationStats> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
     /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the
@@ -145,4 +151,7 @@ datapath_maps! {
     SCRATCH: PerCpuArray<ParsedFrame> = with_max_entries;
     /// The judge's working state (`monitor_common::judge::Work`).
     WORK: PerCpuArray<Work> = with_max_entries;
+    /// Flows spoofed frames used lately (`judge::bind_source`), by the impersonated
+    /// device's flow key, with when: their replies teach no baseline (`judge::learn`).
+    SPOOFED_FLOWS: LruHashMap<FlowKey, u64> = with_max_entries;
 }

@@ -188,6 +188,20 @@ impl Lab {
     /// The `monitor run` command [`Lab::start`] runs (standard error to `daemon.log`), to
     /// add environment or options before [`Lab::start_command`].
     pub fn run_command(&self, extra: &[&str]) -> Command {
+        self.run_command_on([&self.ward.ward_leg, &self.ward.core_leg], extra)
+    }
+
+    /// [`Lab::start`] with the legs' roles given (`--iface WARD:ward --iface CORE:core`):
+    /// source MACs are judged on the ward leg.
+    pub fn start_with_roles(&mut self, extra: &[&str]) {
+        let ward = format!("{}:ward", self.ward.ward_leg);
+        let core = format!("{}:core", self.ward.core_leg);
+        let command = self.run_command_on([&ward, &core], extra);
+        self.start_command(command);
+    }
+
+    /// The `monitor run` command on the two `--iface` values `ifaces`.
+    fn run_command_on(&self, ifaces: [&str; 2], extra: &[&str]) -> Command {
         let mut command = Command::new(monitor_bin());
         command
             .arg("--pin-dir")
@@ -195,12 +209,7 @@ impl Lab {
             .arg("--state-dir")
             .arg(&self.state_dir.0)
             .args(["run", "--netns", self.ward.router.name()])
-            .args([
-                "--iface",
-                &self.ward.ward_leg,
-                "--iface",
-                &self.ward.core_leg,
-            ])
+            .args(["--iface", ifaces[0], "--iface", ifaces[1]])
             .arg("--policies")
             .arg(&self.policy_dir.0)
             .args(extra)

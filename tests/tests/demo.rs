@@ -103,8 +103,24 @@ fn the_demo_runs_end_to_end_and_leaves_nothing_behind() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("Result: normal traffic intact, the scan was dropped."),
+        stdout.contains(
+            "Result: normal traffic intact, the scan was dropped, the impostor was dropped, \
+             the new device was discovered."
+        ),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("impostor: 2/2 exchanges dropped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("address of pump-icu3-01 seen from unknown MAC 00:0c:29:66:66:66"),
+        "the event names the impostor's MAC: {stdout}"
+    );
+    assert!(
+        stdout.contains("discovered: 00:0c:29:aa:bb:cc")
+            && stdout.contains("name: discovered-000c29aabbcc"),
+        "the new device is listed with its entry: {stdout}"
     );
     assert!(
         stdout.contains("0 got a reply, 50 were dropped at the router"),

@@ -59,6 +59,8 @@ fn device(slot: usize, name: String, kind: &str, address: IpAddr, ward: String) 
         operator_override: None,
         has_rules: false,
         break_glass: None,
+        mac_allows: Vec::new(),
+        mac_only: false,
     }
 }
 
@@ -191,6 +193,7 @@ fn hospital(n: usize) -> Inputs<'static> {
         now_mono_ns: MONO,
         max_learning_days: 7,
         coverage: Default::default(),
+        stations: Vec::new(),
     }
 }
 

@@ -113,7 +113,7 @@ fn a_million_spoofed_sources_leave_enrolled_devices_untouched() {
         .unwrap_or_else(|e| panic!("mode: {e}"));
     datapath
         .maps_mut()
-        .set_interface_slot(TEST_RUN_IFINDEX, Some(TEST_RUN_SLOT))
+        .set_interface_slot(TEST_RUN_IFINDEX, Some(TEST_RUN_SLOT), false)
         .unwrap_or_else(|e| panic!("counting test runs apart: {e}"));
     {
         let _inside = ward.router.enter().unwrap_or_else(|e| panic!("{e}"));

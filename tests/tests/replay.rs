@@ -951,7 +951,7 @@ fn learn_then_enforce_round_trip_through_a_baseline_file() {
     let json: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("baseline is JSON: {e}"));
     assert_eq!(json["format"], "monitor-baseline");
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], monitor::state::baseline::VERSION);
     let file = BaselineFile::read(&baseline).unwrap_or_else(|e| panic!("baseline readable: {e}"));
     let has = |device: [u8; 4], peer: [u8; 4], protocol: u8, port: u16, direction: &str| {
         file.entries.iter().any(|e| {

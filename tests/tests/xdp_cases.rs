@@ -37,9 +37,9 @@ use monitor_common::{
     maps::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
         Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL,
-        DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE, DeviceEntry, DeviceStats, Direction,
-        FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_LEARNED, ORIGIN_POLICY, RULE_ANY,
-        RULE_DENY, Rule,
+        DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE, DeviceEntry,
+        DeviceStats, Direction, FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_LEARNED,
+        ORIGIN_POLICY, RULE_ANY, RULE_DENY, Rule,
     },
     parse::{MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
     schedule::{self, DEFAULT_TOLERANCE, HOUR_UNKNOWN, Schedule},
@@ -177,6 +177,10 @@ struct Setup {
     /// each of the case's frames run.
     hour_of_week: u8,
     tolerance: u8,
+    /// The test run's interface (loopback) is a ward leg: source MACs are judged.
+    ward: bool,
+    /// Address–MAC bindings: lasting (`None`), or timed from when the datapath is set up.
+    bindings: Vec<(IpAddr, [u8; 6], Option<Duration>)>,
 }
 
 impl Setup {
@@ -191,6 +195,8 @@ impl Setup {
             scheduled: Vec::new(),
             hour_of_week: HOUR_UNKNOWN,
             tolerance: DEFAULT_TOLERANCE,
+            ward: false,
+            bindings: Vec::new(),
         }
     }
 
@@ -208,6 +214,24 @@ impl Setup {
 
     fn tolerance(mut self, hours: u8) -> Setup {
         self.tolerance = hours;
+        self
+    }
+
+    /// Frames arrive on a ward leg.
+    fn ward(mut self) -> Setup {
+        self.ward = true;
+        self
+    }
+
+    /// `addr` may be sent from `mac` (the device's entry must be MAC-bound).
+    fn bind(mut self, addr: impl Into<IpAddr>, mac: [u8; 6]) -> Setup {
+        self.bindings.push((addr.into(), mac, None));
+        self
+    }
+
+    /// An operator's timed acceptance of `mac` for `addr`, for `for_` from the load.
+    fn bind_for(mut self, addr: impl Into<IpAddr>, mac: [u8; 6], for_: Duration) -> Setup {
+        self.bindings.push((addr.into(), mac, Some(for_)));
         self
     }
 
@@ -277,6 +301,8 @@ enum Change {
     PastBreakGlass,
     /// The controller writes another hour of the week (and tolerance) into CONFIG.
     Clock { hour_of_week: u8, tolerance: u8 },
+    /// Time passes every timed MAC acceptance ([`Setup::bind_for`]), likewise.
+    PastMacAllow,
 }
 
 /// Which path decided an IP packet (`PATHS`).
@@ -589,6 +615,20 @@ fn load(case: &Case) -> Datapath {
     }));
     maps.insert_baseline(&entries)
         .unwrap_or_else(|e| panic!("case `{name}`: inserting the baseline: {e:?}"));
+    if setup.ward {
+        maps.set_interface_slot(TEST_RUN_IFINDEX, None, true)
+            .unwrap_or_else(|e| panic!("case `{name}`: making the test run's leg a ward: {e:?}"));
+    }
+    let bindings: Vec<(IpAddr, [u8; 6], u64)> = setup
+        .bindings
+        .iter()
+        .map(|(addr, mac, for_)| {
+            let until = for_.map_or(0, |d| loaded_at + d.as_nanos() as u64);
+            (*addr, *mac, until)
+        })
+        .collect();
+    maps.put_mac_bindings(&bindings)
+        .unwrap_or_else(|e| panic!("case `{name}`: binding MACs: {e:?}"));
     datapath
 }
 
@@ -607,6 +647,8 @@ fn hours_of(s: &Schedule) -> Vec<u8> {
         .filter(|h| schedule::has(s, *h))
         .collect()
 }
+/// The interface BPF_PROG_TEST_RUN runs frames on (loopback, without a context).
+const TEST_RUN_IFINDEX: u32 = 1;
 
 /// Runs one step and returns what did not match.
 fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
@@ -931,6 +973,20 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
             hour_of_week,
             tolerance,
         } => set_clock(datapath, case, *hour_of_week, *tolerance),
+        Change::PastMacAllow => {
+            let deadline = datapath
+                .maps()
+                .mac_bindings()
+                .unwrap_or_else(|e| panic!("case `{case}`: reading MAC_BINDINGS: {e:?}"))
+                .iter()
+                .map(|(_, _, until)| *until)
+                .max()
+                .filter(|d| *d != 0)
+                .unwrap_or_else(|| panic!("case `{case}`: no timed MAC acceptance to wait for"));
+            while coarse_now_ns() <= deadline + 20_000_000 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         Change::PastBreakGlass => {
             let devices = datapath
                 .maps()
@@ -3269,6 +3325,356 @@ fn break_glass_cases() -> Vec<Case> {
     cases
 }
 
+// ---------------------------------------------------------------------------------------
+// MAC binding: on a ward leg, a MAC-bound device's address from another MAC is a spoof
+// ---------------------------------------------------------------------------------------
+
+const PUMP_MAC: [u8; 6] = [0x00, 0x1b, 0x44, 0x11, 0x3a, 0xb7];
+const WS_MAC: [u8; 6] = [0x00, 0x50, 0x56, 0x01, 0x02, 0x03];
+const WS6_MAC: [u8; 6] = [0x00, 0x50, 0x56, 0x06, 0x06, 0x06];
+const IMPOSTOR_MAC: [u8; 6] = [0x00, 0x1b, 0x44, 0x66, 0x66, 0x66];
+const NEW_NIC_MAC: [u8; 6] = [0x00, 0x1b, 0x44, 0x77, 0x77, 0x77];
+
+/// `frame` as sent from `mac`.
+fn from_mac(mut frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    frame[6..12].copy_from_slice(&mac);
+    frame
+}
+
+fn bound(dev: Dev) -> Dev {
+    let flags = dev.entry.flags | DEVICE_MAC_BOUND;
+    dev.flags(flags)
+}
+
+/// A life-critical pump bound to its MAC, with its HTTPS server in its baseline, on a ward
+/// leg under `mode`.
+fn pump_ward(mode: Mode) -> Setup {
+    Setup::new(mode)
+        .ward()
+        .dev(bound(pump()))
+        .dev(pacs())
+        .bind(PUMP, PUMP_MAC)
+        .baseline(key(PUMP, SRV, IPPROTO_TCP, 443, Outbound))
+}
+
+#[test]
+fn mac_binding() {
+    run_table("mac_binding", mac_binding_cases());
+}
+
+fn mac_binding_cases() -> Vec<Case> {
+    let v4 = FrameClass::Ipv4;
+    let v6 = FrameClass::Ipv6;
+    let https = |mac, sport, flags| from_mac(tcp(PUMP, sport, SRV, 443, flags), mac);
+    let spoofed = |frame: Vec<u8>, dport: u16| {
+        drop(frame, Reason::SpoofedSource, v4)
+            .between(PUMP, SRV)
+            .dropped(PUMP)
+            .flow(IPPROTO_TCP, dport, Outbound)
+    };
+    vec![
+        case(
+            "right MAC: the pump reaches its server as its baseline allows",
+            pump_ward(Mode::Enforce),
+            vec![
+                pass(https(PUMP_MAC, 40000, TCP_SYN), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "wrong MAC on a ward leg: the life-critical pump's address to its own server is dropped",
+            pump_ward(Mode::Enforce),
+            vec![spoofed(https(IMPOSTOR_MAC, 40001, TCP_SYN), 443)],
+        ),
+        case(
+            "wrong MAC on a ward leg: the pump's address to any other port is dropped",
+            pump_ward(Mode::Enforce),
+            vec![spoofed(
+                from_mac(tcp(PUMP, 40002, SRV, 22, TCP_SYN), IMPOSTOR_MAC),
+                22,
+            )],
+        ),
+        case(
+            "a cached decision for the right MAC does not pass the impostor's frame",
+            pump_ward(Mode::Enforce),
+            vec![
+                pass(https(PUMP_MAC, 40003, TCP_ACK), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .judged(),
+                pass(https(PUMP_MAC, 40003, TCP_ACK), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .cached(),
+                spoofed(https(IMPOSTOR_MAC, 40003, TCP_ACK), 443).judged(),
+                // Never cached: each one keeps the flow in SPOOFED_FLOWS.
+                spoofed(https(IMPOSTOR_MAC, 40003, TCP_ACK), 443).judged(),
+                // The device's own decision stayed in the cache.
+                pass(https(PUMP_MAC, 40003, TCP_ACK), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .cached(),
+            ],
+        ),
+        case(
+            "wrong MAC toward an enrolled server: dropped by the spoof, the server's policy not asked",
+            pump_ward(Mode::Enforce),
+            vec![
+                drop(
+                    from_mac(tcp(PUMP, 40004, PACS, 104, TCP_SYN), IMPOSTOR_MAC),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(PUMP, PACS)
+                .dropped(PUMP)
+                .flow(IPPROTO_TCP, 104, Outbound),
+            ],
+        ),
+        case(
+            "break-glass on the pump does not cover an impostor",
+            Setup::new(Mode::Enforce)
+                .ward()
+                .dev(bound(pump().break_glass(GLASS_IN_FORCE)))
+                .bind(PUMP, PUMP_MAC),
+            vec![spoofed(https(IMPOSTOR_MAC, 40005, TCP_SYN), 443)],
+        ),
+        case(
+            "a normal device's address from another MAC is dropped",
+            Setup::new(Mode::Enforce)
+                .ward()
+                .dev(bound(ws()))
+                .bind(WS, WS_MAC)
+                .baseline(key(WS, SRV, IPPROTO_UDP, 161, Outbound)),
+            vec![
+                pass(
+                    from_mac(udp(WS, 40006, SRV, 161), WS_MAC),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_UDP, 161, Outbound),
+                drop(
+                    from_mac(udp(WS, 40007, SRV, 161), IMPOSTOR_MAC),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS)
+                .flow(IPPROTO_UDP, 161, Outbound),
+            ],
+        ),
+        case(
+            "audit: the impostor's frame passes as a would-drop",
+            pump_ward(Mode::Audit),
+            vec![
+                pass(
+                    https(IMPOSTOR_MAC, 40008, TCP_SYN),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "learn: the impostor's frame is never learned, by the device or the server",
+            pump_ward(Mode::Learn),
+            vec![
+                pass(
+                    from_mac(tcp(PUMP, 40009, PACS, 104, TCP_SYN), IMPOSTOR_MAC),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(PUMP, PACS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 104, Outbound),
+                pass(
+                    from_mac(tcp(PUMP, 40010, PACS, 104, TCP_SYN), PUMP_MAC),
+                    Reason::Learned,
+                    v4,
+                )
+                .between(PUMP, PACS)
+                .flow(IPPROTO_TCP, 104, Outbound)
+                .learns(key(PUMP, PACS, IPPROTO_TCP, 104, Outbound))
+                .learns(key(PACS, PUMP, IPPROTO_TCP, 104, Inbound)),
+            ],
+        ),
+        case(
+            "learn: the server's reply to an impostor's request teaches neither side",
+            pump_ward(Mode::Learn),
+            vec![
+                pass(
+                    from_mac(tcp(PUMP, 40018, PACS, 104, TCP_SYN), IMPOSTOR_MAC),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(PUMP, PACS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 104, Outbound),
+                pass(
+                    tcp(PACS, 104, PUMP, 40018, TCP_SYN | TCP_ACK),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(PACS, PUMP)
+                .would_drop(PACS)
+                .would_drop(PUMP)
+                .flow(IPPROTO_TCP, 104, Inbound)
+                .judged(),
+            ],
+        ),
+        case(
+            "wrong MAC on a core leg: MACs are not judged there",
+            Setup::new(Mode::Enforce)
+                .dev(bound(pump()))
+                .bind(PUMP, PUMP_MAC)
+                .baseline(key(PUMP, SRV, IPPROTO_TCP, 443, Outbound)),
+            vec![
+                pass(https(IMPOSTOR_MAC, 40011, TCP_SYN), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound),
+            ],
+        ),
+        case(
+            "a device without a MAC in the inventory is not bound",
+            Setup::new(Mode::Enforce).ward().dev(ws()).baseline(key(
+                WS,
+                SRV,
+                IPPROTO_UDP,
+                162,
+                Outbound,
+            )),
+            vec![
+                pass(
+                    from_mac(udp(WS, 40012, SRV, 162), IMPOSTOR_MAC),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .flow(IPPROTO_UDP, 162, Outbound),
+            ],
+        ),
+        case(
+            "vlan-tagged: the right MAC passes, the wrong one is dropped",
+            pump_ward(Mode::Enforce),
+            vec![
+                pass(
+                    Ipv4::new(PUMP, SRV).frame_in(
+                        &Ethernet::new().src(PUMP_MAC).dot1q(20),
+                        &Transport::tcp(40013, 443, TCP_SYN),
+                    ),
+                    Reason::InBaseline,
+                    v4,
+                )
+                .between(PUMP, SRV)
+                .flow(IPPROTO_TCP, 443, Outbound),
+                spoofed(
+                    Ipv4::new(PUMP, SRV).frame_in(
+                        &Ethernet::new().src(IMPOSTOR_MAC).dot1q(20),
+                        &Transport::tcp(40014, 443, TCP_SYN),
+                    ),
+                    443,
+                ),
+            ],
+        ),
+        case(
+            "ipv6: the right MAC passes, the wrong one is dropped",
+            Setup::new(Mode::Enforce)
+                .ward()
+                .dev(bound(ws6()))
+                .bind(WS6, WS6_MAC)
+                .baseline(key(WS6, DNS6, IPPROTO_UDP, 53, Outbound)),
+            vec![
+                pass(
+                    Ipv6::new(WS6, DNS6).frame_in(
+                        &Ethernet::new().src(WS6_MAC),
+                        &Transport::udp(40015, 53, b"q"),
+                    ),
+                    Reason::InBaseline,
+                    v6,
+                )
+                .between(WS6, DNS6)
+                .flow(IPPROTO_UDP, 53, Outbound),
+                drop(
+                    Ipv6::new(WS6, DNS6).frame_in(
+                        &Ethernet::new().src(IMPOSTOR_MAC),
+                        &Transport::udp(40016, 53, b"q"),
+                    ),
+                    Reason::SpoofedSource,
+                    v6,
+                )
+                .between(WS6, DNS6)
+                .dropped(WS6)
+                .flow(IPPROTO_UDP, 53, Outbound),
+            ],
+        ),
+        case(
+            "a timed acceptance lets a replaced NIC through, cached no longer than it runs",
+            pump_ward(Mode::Enforce).bind_for(PUMP, NEW_NIC_MAC, Duration::from_millis(400)),
+            vec![
+                pass(https(NEW_NIC_MAC, 40017, TCP_ACK), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .judged(),
+                pass(https(NEW_NIC_MAC, 40017, TCP_ACK), Reason::InBaseline, v4)
+                    .between(PUMP, SRV)
+                    .flow(IPPROTO_TCP, 443, Outbound)
+                    .cached(),
+                spoofed(https(NEW_NIC_MAC, 40017, TCP_ACK), 443)
+                    .after(Change::PastMacAllow)
+                    .judged(),
+            ],
+        ),
+    ]
+}
+
+/// A spoofed frame is counted under `spoofed_source` for its device, and its event names
+/// the MAC it came from.
+#[test]
+fn a_spoofed_frame_is_counted_for_its_device_and_its_event_names_the_mac() {
+    let case = case(
+        "spoof counted",
+        pump_ward(Mode::Enforce),
+        vec![pass(Vec::new(), Reason::SpoofedSource, FrameClass::Ipv4)],
+    );
+    let mut datapath = load(&case);
+    let mut ring = datapath
+        .maps_mut()
+        .take_events()
+        .unwrap_or_else(|e| panic!("taking the event ring: {e:?}"));
+    let frame = from_mac(tcp(PUMP, 40100, SRV, 22, TCP_SYN), IMPOSTOR_MAC);
+    let verdict = datapath
+        .test_run(&frame)
+        .unwrap_or_else(|e| panic!("test run: {e:?}"));
+    assert_eq!(verdict.action, Action::Drop);
+    let reasons = datapath
+        .maps()
+        .device_reasons(SLOT_PUMP)
+        .unwrap_or_else(|e| panic!("reading DEVICE_REASONS: {e:?}"));
+    assert_eq!(
+        reasons,
+        vec![(Reason::SpoofedSource, 1)],
+        "the pump's reasons"
+    );
+    let item = ring
+        .next()
+        .unwrap_or_else(|| panic!("no event for the spoofed frame"));
+    assert!(item.len() >= std::mem::size_of::<monitor_common::maps::Event>());
+    // SAFETY: the program writes whole `Event`s; read unaligned from the ring.
+    let event: monitor_common::maps::Event =
+        unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    assert_eq!(event.reason, Reason::SpoofedSource as u8);
+    assert_eq!(event.action, Action::Drop as u8);
+    assert_eq!(event.slot, SLOT_PUMP);
+    assert_eq!(event.device, addr_key(PUMP.into()));
+    assert_eq!(
+        event.source_mac, IMPOSTOR_MAC,
+        "the event names the impostor's MAC"
+    );
+}
+
 /// The per-CPU decision cache: what is decided by one lookup, what is judged in full, and
 /// every change that must make a cached decision stale (a baseline entry added, a mode
 /// command, break-glass expiring with no controller). Charges are the same either way:
@@ -3927,4 +4333,137 @@ fn every_adversarial_frame_is_judged_by_a_case_table() {
         .map(|(name, _)| *name)
         .collect();
     assert!(missing.is_empty(), "no case-table row judges {missing:?}");
+}
+
+/// Discovery: a source MAC on a ward leg with an address outside the inventory is counted
+/// in STATIONS by MAC and address, on the judged and the cached path alike; enrolled
+/// devices' frames and frames off ward legs are not. A flood of random source MACs churns
+/// only that bounded table: the enrolled device's counters, flows and baseline stay.
+#[test]
+fn discovery_counts_unenrolled_macs_on_ward_legs_and_a_mac_flood_evicts_nothing_else() {
+    use monitor_common::maps::MAX_STATIONS;
+    pin_to_one_cpu();
+    const NEW_MAC: [u8; 6] = [0x00, 0x0c, 0x29, 0xaa, 0xbb, 0xcc];
+    let setup = Setup::new(Mode::Enforce)
+        .ward()
+        .dev(bound(ws()))
+        .bind(WS, WS_MAC)
+        .baseline(key(WS, SRV, IPPROTO_UDP, 161, Outbound))
+        .dev(pacs())
+        .baseline(key(PACS, HOST_X, IPPROTO_TCP, 104, Inbound));
+    let case = case(
+        "discovery",
+        setup,
+        vec![pass(Vec::new(), Reason::Unenrolled, FrameClass::Ipv4)],
+    );
+    let mut datapath = load(&case);
+    let run = |datapath: &Datapath, frame: &[u8]| {
+        datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"))
+    };
+    let stations = |datapath: &Datapath| {
+        datapath
+            .maps()
+            .stations()
+            .unwrap_or_else(|e| panic!("reading STATIONS: {e:?}"))
+    };
+    // A new device talks to the enrolled PACS: judged, then cached.
+    let frame = from_mac(tcp(HOST_X, 40000, PACS, 104, TCP_ACK), NEW_MAC);
+    for _ in 0..3 {
+        run(&datapath, &frame);
+    }
+    let (cached, _) = datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(cached >= 1, "the later frames came from the cache");
+    let seen = stations(&datapath);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (k, s) = &seen[0];
+    assert_eq!(
+        (k.mac, addr_of(&k.addr), s.packets, s.bytes),
+        (NEW_MAC, IpAddr::from(HOST_X), 3, 3 * frame.len() as u64),
+        "every frame counted, cached or judged"
+    );
+    assert!(s.first_seen_ns > 0 && s.last_seen_ns >= s.first_seen_ns);
+    assert_eq!(s.ifindex, TEST_RUN_IFINDEX);
+    // The enrolled workstation (its own MAC) is not a discovered station.
+    run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC));
+    assert_eq!(
+        stations(&datapath).len(),
+        1,
+        "enrolled devices are not discovered"
+    );
+    // Off ward legs MACs mean nothing.
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, false)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(
+        &datapath,
+        &from_mac(udp(HOST_Y, 40002, SRV, 53), [0x00, 0x0c, 0x29, 1, 2, 3]),
+    );
+    assert_eq!(stations(&datapath).len(), 1, "core legs are not discovered");
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, true)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    // The flood: more random MACs (and addresses) than the table holds.
+    let ws_before = datapath
+        .maps()
+        .device_stats(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let flows_before = datapath
+        .maps()
+        .enrolled_flows()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let baseline_before = datapath
+        .maps()
+        .baseline()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let flood = MAX_STATIONS + MAX_STATIONS / 2;
+    for i in 0..flood {
+        let b = i.to_be_bytes();
+        let mac = [0x02, 0x66, b[0], b[1], b[2], b[3]];
+        let src = std::net::Ipv4Addr::new(100, 64 | (b[1] & 0x3f), b[2], b[3]);
+        run(&datapath, &from_mac(udp(src, 40000, HOST_Y, 9), mac));
+    }
+    let after = stations(&datapath);
+    assert!(
+        after.len() as u32 <= MAX_STATIONS,
+        "the table is bounded: {} entries",
+        after.len()
+    );
+    assert!(
+        after.len() as u32 > MAX_STATIONS / 2,
+        "the flood was recorded"
+    );
+    let ws_after = datapath
+        .maps()
+        .device_stats(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        ws_after, ws_before,
+        "the workstation's counters are untouched"
+    );
+    let flows_after = datapath
+        .maps()
+        .enrolled_flows()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for (k, s) in &flows_before {
+        assert!(
+            flows_after.iter().any(|(k2, s2)| k2 == k && s2 == s),
+            "enrolled flow {} lost or changed by the flood",
+            describe_key(k)
+        );
+    }
+    let baseline_after = datapath
+        .maps()
+        .baseline()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(baseline_after, baseline_before, "the baseline is untouched");
+    // The workstation still passes, from its cached or judged decision alike.
+    assert_eq!(
+        run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC)).action,
+        Action::Pass
+    );
 }

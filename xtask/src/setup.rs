@@ -56,6 +56,10 @@ pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("/usr/share/ieee-data/oui.csv", "ieee-data"),
     // siem.rs: a real syslog collector, started with a configuration of its own.
     ("rsyslogd", "rsyslog"),
+    // identity.rs: a MAC-only device leases its addresses from a real DHCP server and
+    // client.
+    ("dnsmasq", "dnsmasq-base"),
+    ("busybox", "busybox"),
     // The service (tests/tests/service.rs): the daemon run with exactly the unit's
     // capabilities.
     ("setpriv", "util-linux"),

@@ -1,6 +1,6 @@
-//! `monitor allow`: break-glass.
+//! `monitor allow`: break-glass, and a timed acceptance of another MAC for a device.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use monitor::{
     control::breakglass,
     policy::Policy,
@@ -29,4 +29,18 @@ pub fn allow(
     devices.sort();
     devices.dedup();
     breakglass::allow(&mut maps, &paths.state, &devices, duration, reason)
+}
+
+pub fn allow_mac(
+    paths: &Paths,
+    devices: &[String],
+    mac: &str,
+    duration: std::time::Duration,
+    reason: &str,
+) -> Result<()> {
+    let [device] = devices else {
+        bail!("--mac accepts a MAC for one device: name exactly one --device");
+    };
+    let mut maps = open_maps(paths)?;
+    breakglass::allow_mac(&mut maps, &paths.state, device, mac, duration, reason)
 }

@@ -28,7 +28,7 @@ use monitor_common::Mode;
 
 const EXAMPLES: &str = "\
 Examples:
-  monitor run --iface ward0 --iface core0 --policies policies/
+  monitor run --iface ward0:ward --iface core0:core --policies policies/
   monitor mode audit                        # whole router
   monitor mode enforce --device pacs-1      # one device
   monitor mode enforce --device pump-icu-1 --confirm-life-critical
@@ -75,8 +75,11 @@ pub struct Cli {
 pub enum Command {
     /// Load the XDP program, attach it to the interfaces and serve until stopped.
     Run {
-        /// Interface to attach to (repeat for each leg of the router).
-        #[arg(long = "iface", required = true)]
+        /// Interface to attach to (repeat for each leg of the router), with its role:
+        /// `NAME:ward` for a leg with devices behind it (their source MACs are checked
+        /// against the inventory's `mac:` and unknown MACs are discovered), `NAME:core`
+        /// (or just `NAME`) for the uplink, where MACs are routers'.
+        #[arg(long = "iface", required = true, value_name = "NAME[:ward|core]")]
         interfaces: Vec<String>,
         /// XDP attach mode.
         #[arg(long, value_enum, default_value = "auto")]
@@ -163,6 +166,17 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Devices nobody enrolled: every source MAC seen on a ward leg (`--iface NAME:ward`)
+    /// that the inventory does not name, with its vendor, addresses, when it was seen, its
+    /// traffic and the enrolled devices' services it used.
+    Discovered {
+        #[arg(long)]
+        json: bool,
+        /// Inventory entries (name stub, kind unknown, MAC, addresses, vendor in notes) to
+        /// review and drop into the policy directory.
+        #[arg(long, conflicts_with = "json")]
+        yaml: bool,
+    },
     /// Flows per device: peer, protocol, service port, counters, whether the baseline has it.
     Flows {
         /// Only this device (name or address).
@@ -217,9 +231,15 @@ pub enum Command {
         /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
+        /// Instead of lifting enforcement: accept frames from this MAC with the one
+        /// --device's addresses on ward legs (a replaced NIC) for --for, recorded in the
+        /// audit trail like a break-glass, until the inventory's `mac:` names it.
+        #[arg(long, value_name = "MAC", conflicts_with = "group")]
+        mac: Option<String>,
     },
-    /// Events as the daemon recorded them: violations (dropped and would-drop), policy
-    /// loads, break-glass and mode changes.
+    /// Events as the daemon recorded them: violations (dropped and would-drop, spoofed
+    /// sources with both MACs), policy loads, break-glass, MAC acceptances, mode changes,
+    /// discovered devices and addresses that moved to another MAC.
     Events {
         /// Keep printing new events as they come.
         #[arg(long)]
@@ -397,6 +417,7 @@ fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
         } => mode::set_mode(&paths, mode, device.as_deref(), confirm_life_critical),
         Command::Status { json } => return Ok(show::status(&paths, json)),
         Command::Devices { json, top } => show::devices(&paths, json, top),
+        Command::Discovered { json, yaml } => show::discovered(&paths, json, yaml),
         Command::Flows { device, all, json } => show::flows(&paths, device.as_deref(), all, json),
         Command::Replay(args) => replay::command(args),
         Command::Policy {
@@ -413,10 +434,14 @@ fn dispatch(cli: Cli, config: Option<String>) -> Result<ExitCode> {
             group,
             duration,
             reason,
+            mac,
         } => {
             // Ordered with the daemon's own writes of the inventory (reloads, expiry).
             let _write = WriteLock::take(paths.state.path())?;
-            allow::allow(&paths, devices, group.as_deref(), duration, &reason)
+            match mac {
+                Some(mac) => allow::allow_mac(&paths, &devices, &mac, duration, &reason),
+                None => allow::allow(&paths, devices, group.as_deref(), duration, &reason),
+            }
         }
         Command::Events { follow, json } => {
             monitor::observe::events::show(&paths.state, follow, json)

@@ -141,6 +141,19 @@ fn status_report(
     Ok(())
 }
 
+pub fn discovered(paths: &Paths, json: bool, yaml: bool) -> Result<()> {
+    let maps = open_maps(paths)?;
+    let devices = monitor::view::discovered::read(&maps, &paths.state)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+    } else if yaml {
+        print!("{}", monitor::view::discovered::yaml_stubs(&devices));
+    } else {
+        print!("{}", monitor::view::discovered::table(&devices));
+    }
+    Ok(())
+}
+
 pub fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
     let maps = open_maps(paths)?;
     let inventory = Inventory::load(&paths.state)?;

@@ -107,6 +107,7 @@ pub fn allow(
         devices: names.clone(),
         until: Some(rfc3339(until_unix)),
         let_through: None,
+        mac: None,
     }
     .append(state)?;
     inventory.save(state)?;
@@ -119,6 +120,75 @@ pub fn allow(
     println!(
         "break-glass: enforcement lifted for {} until {} ({}); recorded in {}",
         names.join(", "),
+        rfc3339(until_unix),
+        humantime::format_duration(duration),
+        state.path().join(files::AUDIT).display()
+    );
+    Ok(())
+}
+
+/// `monitor allow --device X --mac M --for D`: lets frames from MAC `mac` use the
+/// addresses of MAC-bound device `device` on ward legs for `duration` (a replaced NIC,
+/// until the inventory names it). Recorded in the audit trail like a break-glass, within
+/// the same limit; it expires in the datapath.
+pub fn allow_mac(
+    maps: &mut MapSet,
+    state: &StateDir,
+    device: &str,
+    mac: &str,
+    duration: Duration,
+    reason: &str,
+) -> Result<()> {
+    if reason.trim().is_empty() {
+        bail!("accepting a MAC needs a --reason: the audit record says why");
+    }
+    if duration.is_zero() {
+        bail!("--for 0s would accept nothing; give how long, e.g. --for 30m");
+    }
+    let Some(bytes) = crate::policy::parse_mac(mac) else {
+        bail!("--mac `{mac}` is not six hex bytes like 00:1b:44:11:3a:b7; nothing was changed");
+    };
+    let mac = crate::policy::format_mac(bytes);
+    let mut inventory = Inventory::load(state)?;
+    check_duration(duration, &inventory.break_glass_limit)?;
+    let name = inventory.find(device)?.spec.name.clone();
+    if inventory.find(&name)?.spec.macs().is_empty() {
+        bail!(
+            "device `{name}` has no `mac:` in the inventory, so its MAC is not checked: there \
+             is nothing to accept (give it `mac:` in its policy file to bind it)"
+        );
+    }
+    let who = operator();
+    let until_unix = SystemTime::now() + duration;
+    let until_monotonic_ns = monotonic_now_ns() + duration.as_nanos() as u64;
+    AuditRecord {
+        time: rfc3339(SystemTime::now()),
+        event: audit::MAC_ALLOW.into(),
+        who: who.clone(),
+        reason: reason.into(),
+        devices: vec![name.clone()],
+        until: Some(rfc3339(until_unix)),
+        let_through: None,
+        mac: Some(mac.clone()),
+    }
+    .append(state)?;
+    let entry = inventory.device_mut(&name)?;
+    entry.mac_allows.retain(|a| a.mac != mac);
+    entry.mac_allows.push(crate::state::inventory::MacAllow {
+        mac: mac.clone(),
+        until_monotonic_ns,
+        until_unix: until_unix
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        reason: reason.to_string(),
+        who,
+    });
+    inventory.save(state)?;
+    maps.put_mac_bindings(&inventory.find(&name)?.mac_bindings())?;
+    // Spoof verdicts cached for the MAC are judged again.
+    maps.bump_cache_epoch()?;
+    println!(
+        "MAC {mac} accepted for {name} until {} ({}); recorded in {}",
         rfc3339(until_unix),
         humantime::format_duration(duration),
         state.path().join(files::AUDIT).display()
@@ -162,6 +232,7 @@ pub fn expire(maps: &mut MapSet, state: &StateDir, inventory: &mut Inventory) ->
         devices: closed.keys().cloned().collect(),
         until: None,
         let_through: Some(closed.clone()),
+        mac: None,
     }
     .append(state)?;
     inventory.save(state)?;

@@ -4,5 +4,6 @@
 pub mod breakglass;
 pub mod clock;
 pub mod detach;
+pub mod identity;
 pub mod mode;
 pub mod reload;

@@ -28,9 +28,10 @@ use super::{
     start::{self, LinkRecord, StartCleanup},
 };
 use crate::{
-    control::{breakglass, clock},
+    control::{breakglass, clock, identity},
     datapath::{self, Datapath, Maps},
     observe::{
+        discovery::DiscoveryWatch,
         events::ControllerEvent,
         live::{Live, Publisher},
         stats::ControllerStats,
@@ -146,7 +147,10 @@ pub struct Started {
 /// What `monitor run` was asked to do.
 #[derive(Clone, Debug)]
 pub struct ControlOptions {
+    /// Interface names, in the order given.
     pub interfaces: Vec<String>,
+    /// Those of them that are ward legs (source MACs judged).
+    pub ward_legs: BTreeSet<String>,
     pub xdp_mode: XdpMode,
     pub policies: Option<PathBuf>,
     pub mode: Option<monitor_common::Mode>,
@@ -167,6 +171,8 @@ pub struct Control {
     links: BTreeMap<String, LinkRecord>,
     /// Interfaces gone, and already reported so.
     missing: BTreeSet<String>,
+    /// Discovered devices and addresses announced so far.
+    discovery: DiscoveryWatch,
     /// The baseline file as last saved: its learned times outlive the map's.
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
@@ -241,6 +247,7 @@ impl Control {
             names: Names::default(),
             links: BTreeMap::new(),
             missing: BTreeSet::new(),
+            discovery: DiscoveryWatch::default(),
             saved_baseline,
             saved_learned: u64::MAX,
             last_save: Instant::now(),
@@ -258,17 +265,14 @@ impl Control {
             control.options.mode,
             policy_mode,
         )?;
-        let links = control
-            .paths
-            .state
-            .read_json(files::LINKS)?
-            .unwrap_or_default();
+        let links = control.paths.state.read_json(files::LINKS)?;
         let (attached, links) = start::attach_all(
             &mut control.datapath,
             &control.paths.pin_dir,
             &control.options.interfaces,
+            &control.options.ward_legs,
             control.options.xdp_mode,
-            links,
+            links.unwrap_or_default(),
         )?;
         // Started: from here on a failure leaves the datapath attached and enforcing.
         cleanup.armed = false;
@@ -458,6 +462,12 @@ impl Control {
             if self.clock.due(&self.paths.state) {
                 self.tick_clock();
             }
+            if self.discovery.due() {
+                self.follow_leases();
+                for event in self.discovery.poll(self.datapath.maps(), &self.paths.state) {
+                    self.event(event);
+                }
+            }
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
                 self.save_baseline_if_grown();
@@ -494,6 +504,60 @@ impl Control {
         }
     }
 
+    /// Devices given by `mac:` alone follow their addresses (`control::identity`): the
+    /// inventory in force and written, an event per move.
+    fn follow_leases(&mut self) {
+        if !self.keeper.inventory().devices.iter().any(|d| d.mac_only) {
+            return;
+        }
+        let _write = match WriteLock::take(self.paths.state.path()) {
+            Ok(lock) => lock,
+            Err(e) => {
+                log::error!("following devices' addresses: {e:#}");
+                return;
+            }
+        };
+        let mut inventory = self.keeper.inventory().clone();
+        let moves = match identity::follow(self.datapath.maps_mut(), &mut inventory) {
+            Ok(moves) => moves,
+            Err(e) => {
+                log::error!("following devices' addresses: {e:#}");
+                return;
+            }
+        };
+        if moves.is_empty() {
+            return;
+        }
+        if let Err(e) = inventory.save(&self.paths.state) {
+            log::error!("writing the inventory after an address move: {e:#}");
+        }
+        self.keeper
+            .wrote(&self.paths.state, inventory, &self.publisher);
+        for m in moves {
+            let list = |a: &[std::net::IpAddr]| {
+                let v: Vec<String> = a.iter().map(ToString::to_string).collect();
+                if v.is_empty() {
+                    "no address".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            log::info!(device = m.device.as_str(); "{} now at {}", m.device, list(&m.to));
+            self.event(
+                ControllerEvent::notice(
+                    "device-moved",
+                    format!(
+                        "{} moved from {} to {} (its MAC; name, mode, baseline and counters kept)",
+                        m.device,
+                        list(&m.from),
+                        list(&m.to)
+                    ),
+                )
+                .about_device(&m.device, self.keeper.inventory()),
+            );
+        }
+    }
+
     /// Interfaces that went away come back with a new index: attach again.
     fn reattach_interfaces(&mut self) {
         for (slot, iface) in self.options.interfaces.clone().iter().enumerate() {
@@ -521,7 +585,8 @@ impl Control {
                                 "interface {iface} is back: attached in {} mode",
                                 start::mode_name(mode)
                             );
-                            start::count_interface(&mut self.datapath, iface, slot);
+                            let ward = self.options.ward_legs.contains(iface);
+                            start::count_interface(&mut self.datapath, iface, slot, ward);
                             self.links.insert(
                                 iface.clone(),
                                 LinkRecord {

@@ -40,6 +40,7 @@ use crate::{
 use control::{Command, Control, ControlOptions, Started};
 
 pub struct RunOptions {
+    /// `NAME[:ward|core]` ([`crate::datapath::InterfaceSpec`]).
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub policies: Option<PathBuf>,
@@ -81,7 +82,8 @@ pub async fn run(paths: &Paths, options: RunOptions) -> Result<()> {
         ..ControllerStats::default()
     });
     let control_options = ControlOptions {
-        interfaces,
+        ward_legs: crate::datapath::ward_legs(&interfaces)?,
+        interfaces: crate::datapath::interface_names(&interfaces),
         xdp_mode,
         policies,
         mode,

@@ -170,6 +170,7 @@ pub fn attach_all(
     datapath: &mut Datapath,
     pin_dir: &Path,
     interfaces: &[String],
+    ward_legs: &std::collections::BTreeSet<String>,
     xdp_mode: XdpMode,
     mut links: BTreeMap<String, LinkRecord>,
 ) -> Result<(Vec<AttachedInterface>, BTreeMap<String, LinkRecord>)> {
@@ -202,11 +203,13 @@ pub fn attach_all(
                 xdp_mode: mode_name(mode).into(),
             }
         };
-        count_interface(datapath, iface, slot);
+        let ward = ward_legs.contains(iface);
+        count_interface(datapath, iface, slot, ward);
         attached.push(AttachedInterface {
             name: iface.clone(),
             xdp_mode: record.xdp_mode.clone(),
             slot: slot as u32,
+            role: if ward { "ward" } else { "core" }.into(),
         });
         links.insert(iface.clone(), record);
     }
@@ -214,20 +217,20 @@ pub fn attach_all(
 }
 
 /// Counts the verdicts of `iface` apart, in the IFACE_VERDICTS block of its position on
-/// the command line (the first [`MAX_IFACES`](monitor_common::maps::MAX_IFACES) only).
-pub fn count_interface(datapath: &mut Datapath, iface: &str, slot: usize) {
-    let Ok(slot) = u32::try_from(slot) else {
-        return;
-    };
-    if slot >= monitor_common::maps::MAX_IFACES {
+/// the command line (the first [`MAX_IFACES`](monitor_common::maps::MAX_IFACES) only), and
+/// marks it a ward leg (source MACs judged) or not.
+pub fn count_interface(datapath: &mut Datapath, iface: &str, slot: usize, ward: bool) {
+    let slot = u32::try_from(slot)
+        .ok()
+        .filter(|s| *s < monitor_common::maps::MAX_IFACES);
+    if slot.is_none() {
         log::warn!(
             "{iface}: only the first {} interfaces have their verdicts counted apart",
             monitor_common::maps::MAX_IFACES
         );
-        return;
     }
     if let Some(ifindex) = datapath::if_index(iface)
-        && let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, Some(slot))
+        && let Err(e) = datapath.maps_mut().set_interface_slot(ifindex, slot, ward)
     {
         log::error!(interface = iface; "counting {iface}'s verdicts: {e:#}");
     }

@@ -24,9 +24,9 @@ use monitor_common::{
     flowtable::way_holds_flow,
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
-        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, LAYOUT_VERSION,
-        MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData, RuleSet, active_generation, defs, names,
-        programs,
+        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
+        LAYOUT_VERSION, MacBinding, MacBindingKey, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData,
+        RuleSet, StationKey, StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -970,14 +970,86 @@ impl MapSet {
     }
 
     /// Counts the verdicts of interface `ifindex` apart, in block `slot` (< MAX_IFACES);
-    /// `None` stops counting it apart.
-    pub fn set_interface_slot(&mut self, ifindex: u32, slot: Option<u32>) -> Result<()> {
+    /// `None` stops counting it apart. `ward`: the interface is a ward leg, where source
+    /// MACs are judged against the devices' bindings.
+    pub fn set_interface_slot(
+        &mut self,
+        ifindex: u32,
+        slot: Option<u32>,
+        ward: bool,
+    ) -> Result<()> {
         let mut array: Array<&mut MapData, u32> =
             Array::try_from(self.map_mut(names::IFACE_SLOTS)?)
                 .map_err(map_err(names::IFACE_SLOTS, "wrong type"))?;
+        let role = if ward { IFACE_WARD } else { 0 };
         array
-            .set(ifindex, slot.map_or(0, |s| s + 1), 0)
+            .set(ifindex, slot.map_or(0, |s| s + 1) | role, 0)
             .map_err(map_err(names::IFACE_SLOTS, "writing an interface's slot"))
+    }
+
+    /// The discovery table (`STATIONS`): source MACs and addresses seen on ward legs
+    /// outside the inventory.
+    pub fn stations(&self) -> Result<Vec<(StationKey, StationStats)>> {
+        let map: HashMap<&MapData, StationKey, StationStats> =
+            HashMap::try_from(self.map(names::STATIONS)?)
+                .map_err(map_err(names::STATIONS, "wrong type"))?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::STATIONS, "reading"))
+    }
+
+    /// Every address–MAC binding (`MAC_BINDINGS`): address, MAC, end of a timed one (0:
+    /// lasting).
+    pub fn mac_bindings(&self) -> Result<Vec<(IpAddr, [u8; 6], u64)>> {
+        let map: HashMap<&MapData, MacBindingKey, MacBinding> =
+            HashMap::try_from(self.map(names::MAC_BINDINGS)?)
+                .map_err(map_err(names::MAC_BINDINGS, "wrong type"))?;
+        map.iter()
+            .map(|kv| kv.map(|(k, v)| (addr_of(&k.addr), k.mac, v.until_ns)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::MAC_BINDINGS, "reading"))
+    }
+
+    /// Adds (or updates) address–MAC bindings; a timed one ends at `until_ns`
+    /// (`CLOCK_MONOTONIC`), 0 for a lasting one.
+    pub fn put_mac_bindings(&mut self, bindings: &[(IpAddr, [u8; 6], u64)]) -> Result<()> {
+        let mut map: HashMap<&mut MapData, MacBindingKey, MacBinding> =
+            HashMap::try_from(self.map_mut(names::MAC_BINDINGS)?)
+                .map_err(map_err(names::MAC_BINDINGS, "wrong type"))?;
+        for (addr, mac, until_ns) in bindings {
+            map.insert(
+                mac_binding_key(*addr, *mac),
+                MacBinding {
+                    until_ns: *until_ns,
+                },
+                0,
+            )
+            .map_err(map_err(names::MAC_BINDINGS, "writing a MAC binding"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every binding not in `keep` (address and MAC).
+    pub fn retain_mac_bindings(&mut self, keep: &[(IpAddr, [u8; 6], u64)]) -> Result<()> {
+        let keep: std::collections::BTreeSet<MacBindingKey> = keep
+            .iter()
+            .map(|(addr, mac, _)| mac_binding_key(*addr, *mac))
+            .collect();
+        let mut map: HashMap<&mut MapData, MacBindingKey, MacBinding> =
+            HashMap::try_from(self.map_mut(names::MAC_BINDINGS)?)
+                .map_err(map_err(names::MAC_BINDINGS, "wrong type"))?;
+        let stale: Vec<MacBindingKey> = map
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for key in stale {
+            match map.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(names::MAC_BINDINGS, "removing a MAC binding")(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Packets and bytes per (action, reason) seen on the interface counted in `slot`.
@@ -1334,6 +1406,81 @@ pub const GENERIC_XDP_COST: &str = "generic XDP runs only after the kernel has b
     a flood still loads the CPU before it is dropped; a driver with native XDP avoids this \
     (`--xdp-mode native` refuses to start without it)";
 
+/// The key of `MAC_BINDINGS` for `addr` sent from `mac`.
+pub fn mac_binding_key(addr: IpAddr, mac: [u8; 6]) -> MacBindingKey {
+    MacBindingKey {
+        addr: addr_key(addr),
+        mac,
+        _pad: 0,
+    }
+}
+
+/// An interface of `monitor run --iface NAME[:ward|core]`: ward legs have the devices
+/// behind them, and a frame's source MAC is judged there; core legs (and interfaces given
+/// without a role, as before roles existed) carry traffic whose source MACs are routers'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    pub name: String,
+    pub ward: bool,
+}
+
+impl std::str::FromStr for InterfaceSpec {
+    type Err = String;
+    fn from_str(text: &str) -> Result<InterfaceSpec, String> {
+        let (name, ward) = match text.rsplit_once(':') {
+            Some((name, "ward")) => (name, true),
+            Some((name, "core")) => (name, false),
+            Some((_, role)) => {
+                return Err(format!(
+                    "interface `{text}`: role `{role}` is neither `ward` nor `core` \
+                     (give NAME, NAME:ward or NAME:core)"
+                ));
+            }
+            None => (text, false),
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "interface `{text}`: no interface name before the role"
+            ));
+        }
+        Ok(InterfaceSpec {
+            name: name.to_string(),
+            ward,
+        })
+    }
+}
+
+/// A `monitor run --iface` value whose role is neither `ward` nor `core`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInterfaceRole(String);
+
+/// The ward legs among `monitor run --iface` values (`NAME:ward`).
+pub fn ward_legs(
+    values: &[String],
+) -> std::result::Result<std::collections::BTreeSet<String>, BadInterfaceRole> {
+    let mut wards = std::collections::BTreeSet::new();
+    for value in values {
+        let spec: InterfaceSpec = value.parse().map_err(BadInterfaceRole)?;
+        if spec.ward {
+            wards.insert(spec.name);
+        }
+    }
+    Ok(wards)
+}
+
+/// The interface names of `monitor run --iface` values, in order (roles taken off).
+pub fn interface_names(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| {
+            value
+                .parse::<InterfaceSpec>()
+                .map_or_else(|_| value.clone(), |s| s.name)
+        })
+        .collect()
+}
+
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn if_index(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
@@ -1371,4 +1518,27 @@ pub fn ensure_bpffs(root: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_roles_are_ward_core_or_none() {
+        let values: Vec<String> = ["ward0:ward", "core0:core", "uplink"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(interface_names(&values), ["ward0", "core0", "uplink"]);
+        let wards = ward_legs(&values).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(wards.into_iter().collect::<Vec<_>>(), ["ward0"]);
+        let bad = ward_legs(&["ward0:edge".to_string()]).map(|_| ());
+        let message = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("ward0:edge") && message.contains("`edge`"),
+            "{message}"
+        );
+        assert!(":ward".parse::<InterfaceSpec>().is_err());
+    }
 }

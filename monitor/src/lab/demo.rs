@@ -1,5 +1,6 @@
 //! `monitor demo`: a virtual ICU ward in network namespaces, the monitor inline on its
-//! router, a learn phase, enforcement, and a compromised device scanning the core.
+//! router, a learn phase, enforcement, a compromised device scanning the core, an impostor
+//! taking the infusion pump's address, and a new device plugged in.
 //!
 //! Everything it makes (namespaces, links, pins, state) is removed when it ends, also on
 //! Ctrl-C: the guards below drop in every case, and the daemon child is stopped first.
@@ -18,12 +19,20 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::lab::{
-    CORE_SERVERS, DICOM, DNS, HTTPS, LabHost, MLLP, NTP, Outcome, Servers, WARD_DEVICES, Ward,
-    tcp_exchange, udp_exchange,
+    CORE_SERVERS, DICOM, DNS, HTTPS, LabHost, MLLP, NTP, Outcome, Servers, Station, WARD_DEVICES,
+    Ward, tcp_exchange, udp_exchange,
 };
 
 /// The example ward's policy, embedded so that the demo runs from anywhere.
 const WARD_POLICY: &str = include_str!("../../../policies/ward.yaml");
+/// The pump's MAC in the example policy. The lab's ward devices share one interface, so
+/// it gets this MAC, and the patient monitor (bound to another in the example) is bound
+/// to it too.
+const PUMP_MAC: &str = "00:09:fb:12:34:01";
+const MONITOR_MAC: &str = "00:80:25:aa:10:01";
+/// The impostor's and the new device's MACs (registered to VMware).
+const IMPOSTOR_MAC: &str = "00:0c:29:66:66:66";
+const NEW_DEVICE_MAC: &str = "00:0c:29:aa:bb:cc";
 
 const TIMEOUT: Duration = Duration::from_millis(700);
 const SCAN_TIMEOUT: Duration = Duration::from_millis(150);
@@ -183,14 +192,25 @@ pub fn run() -> Result<()> {
     demo.enforce(&ward)?;
     println!("\n== The badge reader is compromised and scans the core");
     let scan = demo.scan(&ward)?;
+    println!("\n== An impostor on the ward takes the infusion pump's address");
+    let impostor_dropped = demo.impostor(&ward)?;
+    println!("\n== A new device is plugged into the ward");
+    let discovered = demo.new_device(&ward)?;
     println!("\n== Cleaning up: stopping the monitor, removing namespaces, pins and state");
     drop(daemon);
     drop(servers);
     drop(ward);
     drop(dirs);
     println!("   done in {:.1} s", started.elapsed().as_secs_f64());
-    if scan.got_through.is_empty() && scan.answered == scan.exchanges {
-        println!("\nResult: normal traffic intact, the scan was dropped.");
+    if scan.got_through.is_empty()
+        && scan.answered == scan.exchanges
+        && impostor_dropped
+        && discovered
+    {
+        println!(
+            "\nResult: normal traffic intact, the scan was dropped, the impostor was dropped, \
+             the new device was discovered."
+        );
         Ok(())
     } else {
         bail!("unexpected result: the scan or the normal traffic did not behave as enforced")
@@ -229,7 +249,10 @@ impl Demo {
         let state_dir = TempDir(std::env::temp_dir().join(format!("monitor-{tag}")));
         let policy_dir = state_dir.0.join("policies");
         std::fs::create_dir_all(&policy_dir)?;
-        std::fs::write(policy_dir.join("ward.yaml"), WARD_POLICY)?;
+        std::fs::write(
+            policy_dir.join("ward.yaml"),
+            WARD_POLICY.replace(MONITOR_MAC, PUMP_MAC),
+        )?;
         let demo = Demo {
             exe: std::env::current_exe().context("locating the monitor binary")?,
             pin_dir: pin_dir.0.clone(),
@@ -258,9 +281,9 @@ impl Demo {
                 "--netns",
                 ward.router.name(),
                 "--iface",
-                &ward.ward_leg,
+                &format!("{}:ward", ward.ward_leg),
                 "--iface",
-                &ward.core_leg,
+                &format!("{}:core", ward.core_leg),
             ])
             .arg("--policies")
             .arg(policy_dir)
@@ -363,9 +386,108 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// A station with the pump's address and its own MAC reaches for the pump's server
+    /// and the PACS: dropped, and the event names both MACs. Returns whether both were
+    /// dropped and evented.
+    fn impostor(&self, ward: &Ward) -> Result<bool> {
+        let pump = host("pump-icu3-01").address;
+        let impostor = Station::plug(ward, IMPOSTOR_MAC, pump)?;
+        println!("   station {IMPOSTOR_MAC} (VMware) on the ward link claims {pump}");
+        let mut dropped = 0;
+        for (to, what) in [
+            (at("pump-server", HTTPS), "pump server (HTTPS 443)"),
+            (at("pacs", DICOM), "PACS (DICOM 104)"),
+        ] {
+            self.check_stop()?;
+            let outcome = impostor.tcp(pump, to, TIMEOUT)?;
+            if outcome == Outcome::TimedOut {
+                dropped += 1;
+            }
+            report(&[(format!("impostor as pump-icu3-01 → {what}"), outcome)]);
+        }
+        println!("   impostor: {dropped}/2 exchanges dropped");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let event = loop {
+            if let Some(event) = self.spoof_event()? {
+                break Some(event);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match &event {
+            Some(text) => println!("   event: {text}"),
+            None => println!("   no spoofed_source event"),
+        }
+        Ok(dropped == 2 && event.is_some())
+    }
+
+    /// The first spoofed_source event of the events file, as a line for people.
+    fn spoof_event(&self) -> Result<Option<String>> {
+        let text = std::fs::read_to_string(self.state_dir.join(crate::state::files::EVENTS))
+            .unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["reason"] == "spoofed_source" && e["source_mac"].is_string())
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or("?").to_string();
+                format!(
+                    "{} address of {} seen from unknown MAC {} ({}), not its {} ({})",
+                    s("verdict"),
+                    s("device"),
+                    s("source_mac"),
+                    s("source_vendor"),
+                    s("expected_mac"),
+                    s("expected_vendor")
+                )
+            }))
+    }
+
+    /// A device nobody enrolled talks to the pump server: `monitor discovered` lists it
+    /// with its vendor and writes its inventory entry. Returns whether it was listed.
+    fn new_device(&self, ward: &Ward) -> Result<bool> {
+        let address = "10.10.1.50".parse().context("the new device's address")?;
+        let device = Station::plug(ward, NEW_DEVICE_MAC, address)?;
+        println!("   station {NEW_DEVICE_MAC} at {address}, in no policy file");
+        let outcome = device.tcp(address, at("pump-server", HTTPS), TIMEOUT)?;
+        report(&[("new device → pump server (HTTPS 443)".into(), outcome)]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listed = loop {
+            self.check_stop()?;
+            let output = Command::new(&self.exe)
+                .arg("--pin-dir")
+                .arg(&self.pin_dir)
+                .arg("--state-dir")
+                .arg(&self.state_dir)
+                .args(["discovered", "--json"])
+                .output()
+                .context("running monitor discovered")?;
+            if String::from_utf8_lossy(&output.stdout).contains(NEW_DEVICE_MAC) {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.cli(&["discovered"])?;
+        self.cli(&["discovered", "--yaml"])?;
+        if listed {
+            println!("   discovered: {NEW_DEVICE_MAC}");
+        }
+        Ok(listed)
+    }
+}
+
 /// The ward in its namespaces, described as it is built.
 fn build_ward() -> Result<Ward> {
     let ward = Ward::build()?;
+    // Its devices share one interface: it gets the MAC the policy binds the pump to.
+    ward.ward
+        .ip(&["link", "set", &ward.ward_if, "address", PUMP_MAC])?;
     println!(
         "   router {} (legs {} to the ward, {} to the core), ward {}, core {}",
         ward.router.name(),

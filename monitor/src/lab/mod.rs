@@ -285,6 +285,8 @@ pub struct Ward {
     /// The router's ward-side and core-side interfaces (inside `router`).
     pub ward_leg: String,
     pub core_leg: String,
+    /// The ward's interface (inside `ward`), which every ward device's address is on.
+    pub ward_if: String,
 }
 
 impl Ward {
@@ -326,7 +328,47 @@ impl Ward {
             core,
             ward_leg,
             core_leg,
+            ward_if,
         })
+    }
+}
+
+/// Another station on the ward's link, with a MAC of its own (a macvlan of the ward's
+/// interface, in a namespace of its own): an impostor, or a device just plugged in.
+#[derive(Debug)]
+pub struct Station {
+    pub ns: NetNs,
+}
+
+impl Station {
+    /// Plugs a station with `mac` and `address` (IPv4, /24 of the ward) into the ward.
+    pub fn plug(ward: &Ward, mac: &str, address: IpAddr) -> Result<Station> {
+        let ns = NetNs::new("msta")?;
+        let name = unique_name("st");
+        ward.ward.ip(&[
+            "link",
+            "add",
+            &name,
+            "link",
+            &ward.ward_if,
+            "address",
+            mac,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ])?;
+        ward.ward.ip(&["link", "set", &name, "netns", ns.name()])?;
+        ns.ip(&["link", "set", &name, "up"])?;
+        ns.ip(&["addr", "add", &format!("{address}/24"), "dev", &name])?;
+        ns.ip(&["route", "add", "default", "via", "10.10.1.1"])?;
+        Ok(Station { ns })
+    }
+
+    /// A TCP exchange from `src` (one of its addresses) to `to`.
+    pub fn tcp(&self, src: IpAddr, to: SocketAddr, timeout: Duration) -> Result<Outcome> {
+        self.ns
+            .run(move || tcp_exchange(src, to, b"GET / HTTP/1.0", timeout))
     }
 }
 

@@ -21,6 +21,7 @@ use monitor_common::{
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
+use crate::policy::format_mac;
 use crate::state::files;
 use crate::{
     datapath::addr_of,
@@ -31,10 +32,11 @@ use crate::{
     state::{
         StateDir, audit,
         forward::Record,
-        inventory::Inventory,
+        inventory::{EnrolledDevice, Inventory},
         modes::{Change, ModeRecord},
     },
     support::{clock::monotonic_now_ns, proto},
+    view::{discovered::vendor_label, oui::OuiDb},
 };
 
 /// The events file is rotated (to `events.jsonl.1`) past this size.
@@ -59,6 +61,16 @@ pub struct EventLine {
     /// Violations this line stands for: this one and those the rate limit held back
     /// since the device's previous event.
     pub count: u64,
+    /// A spoofed source (`spoofed_source`): the MAC the frame came from, its vendor, and
+    /// the MACs the inventory binds the device's addresses to, with their vendors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_vendor: Option<String>,
 }
 
 impl EventLine {
@@ -74,18 +86,35 @@ impl EventLine {
             },
             event: "violation".into(),
             params: fields(self, &["time"]),
-            text: format!(
-                "{} {} {} {} {}/{} ({}) x{} [{}]",
-                self.verdict,
-                self.device,
-                self.direction,
-                self.peer,
-                self.protocol,
-                self.port,
-                self.reason,
-                self.count,
-                self.location.as_deref().unwrap_or("no location")
-            ),
+            text: match &self.source_mac {
+                Some(mac) => format!(
+                    "{} address of {} ({}) seen from unknown MAC {mac} ({}), not its {} ({}): \
+                     {} {}/{} x{} [{}]",
+                    self.verdict,
+                    self.device,
+                    self.address,
+                    self.source_vendor.as_deref().unwrap_or("unknown vendor"),
+                    self.expected_mac.as_deref().unwrap_or("?"),
+                    self.expected_vendor.as_deref().unwrap_or("unknown vendor"),
+                    self.peer,
+                    self.protocol,
+                    self.port,
+                    self.count,
+                    self.location.as_deref().unwrap_or("no location")
+                ),
+                None => format!(
+                    "{} {} {} {} {}/{} ({}) x{} [{}]",
+                    self.verdict,
+                    self.device,
+                    self.direction,
+                    self.peer,
+                    self.protocol,
+                    self.port,
+                    self.reason,
+                    self.count,
+                    self.location.as_deref().unwrap_or("no location")
+                ),
+            },
         }
     }
 }
@@ -125,6 +154,9 @@ pub struct ControllerEvent {
     /// The mode a command chose (learn, audit, enforce, inherit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The MAC a discovery event is about (`device-discovered`, `ip-flip-flop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl ControllerEvent {
@@ -144,6 +176,17 @@ impl ControllerEvent {
 
     pub fn warning(event: &str, message: String) -> ControllerEvent {
         ControllerEvent::new(event, "warning", message)
+    }
+
+    /// About `device` (its kind and location from `inventory`).
+    pub fn about_device(self, device: &str, inventory: &Inventory) -> ControllerEvent {
+        self.about(device, inventory)
+    }
+
+    /// About the MAC `mac`.
+    pub fn with_mac(mut self, mac: &str) -> ControllerEvent {
+        self.mac = Some(mac.to_string());
+        self
     }
 
     pub fn notice(event: &str, message: String) -> ControllerEvent {
@@ -168,7 +211,18 @@ impl ControllerEvent {
                 .iter()
                 .map(|device| {
                     let let_through = r.let_through.as_ref().and_then(|l| l.get(device).copied());
-                    let (severity, message) = if r.event == audit::END {
+                    let (severity, message) = if r.event == audit::MAC_ALLOW {
+                        (
+                            "warning",
+                            format!(
+                                "MAC {} accepted for {device} by {} until {}: {}",
+                                r.mac.as_deref().unwrap_or("?"),
+                                r.who,
+                                r.until.as_deref().unwrap_or("?"),
+                                r.reason
+                            ),
+                        )
+                    } else if r.event == audit::END {
                         let packets = let_through.map_or("?".into(), |n| n.to_string());
                         (
                             "notice",
@@ -260,6 +314,8 @@ pub struct EventWriter {
     file: File,
     /// The daemon's inventory in force, for the devices' names.
     inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
+    /// Vendors of MACs named by spoof events (none without the IEEE registry files).
+    oui: Option<OuiDb>,
 }
 
 impl EventWriter {
@@ -274,6 +330,7 @@ impl EventWriter {
             path,
             file,
             inventory,
+            oui: OuiDb::load_default().ok(),
         })
     }
 
@@ -288,7 +345,7 @@ impl EventWriter {
         let time = SystemTime::now()
             .checked_sub(age)
             .unwrap_or(SystemTime::now());
-        EventLine {
+        let mut line = EventLine {
             time: humantime::format_rfc3339_millis(time).to_string(),
             device: device.map_or_else(|| address.to_string(), |d| d.spec.name.clone()),
             kind: device.map(|d| d.spec.kind.clone()),
@@ -312,6 +369,38 @@ impl EventWriter {
                 .map_or("?", Reason::label)
                 .into(),
             count: 1 + u64::from(event.suppressed),
+            source_mac: None,
+            source_vendor: None,
+            expected_mac: None,
+            expected_vendor: None,
+        };
+        self.add_spoof_macs(&mut line, event, device.copied());
+        line
+    }
+
+    /// The MACs of a spoof event's line (all `None` for other events).
+    fn add_spoof_macs(&self, line: &mut EventLine, event: &Event, device: Option<&EnrolledDevice>) {
+        // A reply to an impostor's frame (from the core) carries no MAC of its own.
+        if event.reason != Reason::SpoofedSource as u8 || event.source_mac == [0; 6] {
+            return;
+        }
+        let oui = self.oui.as_ref();
+        line.source_mac = Some(format_mac(event.source_mac));
+        line.source_vendor = Some(vendor_label(oui, event.source_mac));
+        if let Some(device) = device {
+            let macs = device.spec.macs();
+            line.expected_mac = Some(
+                macs.iter()
+                    .map(|m| format_mac(*m))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            line.expected_vendor = Some(
+                macs.iter()
+                    .map(|m| vendor_label(oui, *m))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
         }
     }
 
@@ -524,6 +613,10 @@ mod tests {
             verdict: "drop".into(),
             reason: "not_in_baseline".into(),
             count: 3,
+            source_mac: None,
+            source_vendor: None,
+            expected_mac: None,
+            expected_vendor: None,
         };
         let message = line.syslog();
         assert_eq!(message.event, "violation");
@@ -560,6 +653,7 @@ mod tests {
             devices: vec!["pump-icu3-01".into(), "gone-01".into()],
             until: Some("2026-05-20T10:30:00Z".into()),
             let_through: None,
+            mac: None,
         });
         let events = ControllerEvent::of_record(&start, &inventory);
         assert_eq!(events.len(), 2);

@@ -6,6 +6,7 @@
 //! `/metrics` and `/map` ([`metrics`]).
 
 pub mod counter;
+pub mod discovery;
 pub mod events;
 pub mod exposition;
 pub mod families;

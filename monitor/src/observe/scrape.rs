@@ -221,6 +221,7 @@ impl Scraper {
             Value::Int(inventory.devices.len() as u64),
         );
         self.write_unenrolled(t, &maps)?;
+        write_discovered(t, &maps, &inventory)?;
         write_router(t, &maps, &config, global)?;
         self.write_controller(t, &maps)?;
         write_interfaces(t, &maps, &daemon);
@@ -452,6 +453,25 @@ fn write_device_state(t: &mut Text, rows: &[DeviceRow]) {
     }
 }
 
+/// The discovery table, counted: no MAC or address label, so a flood of random MACs
+/// grows no series.
+fn write_discovered(t: &mut Text, maps: &MapSet, inventory: &Inventory) -> Result<()> {
+    let stations = maps.stations()?;
+    let enrolled: std::collections::BTreeSet<[u8; 6]> = inventory
+        .devices
+        .iter()
+        .flat_map(|d| d.spec.macs())
+        .collect();
+    let discovered: std::collections::BTreeSet<[u8; 6]> = stations
+        .iter()
+        .map(|(k, _)| k.mac)
+        .filter(|m| !enrolled.contains(m))
+        .collect();
+    t.single(&f::DISCOVERED_DEVICES, Value::Int(discovered.len() as u64));
+    t.single(&f::DISCOVERED_STATIONS, Value::Int(stations.len() as u64));
+    Ok(())
+}
+
 /// Verdicts by reason, per device: only the reasons the device has seen.
 fn write_device_verdicts(t: &mut Text, rows: &[DeviceRow], counts: &TableCounts) {
     let family = &f::DEVICE_VERDICT_PACKETS;
@@ -681,6 +701,7 @@ mod tests {
                 name: "ward0".into(),
                 xdp_mode: "native".into(),
                 slot: 0,
+                role: "ward".into(),
             }],
             policies: None,
             pin_dir: Default::default(),

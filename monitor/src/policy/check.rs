@@ -262,8 +262,12 @@ impl Loader {
                 device.name
             ));
         }
-        if device.addresses.is_empty() {
-            problem(format!("device `{}` has no addresses", device.name));
+        if device.addresses.is_empty() && device.mac.is_none() {
+            problem(format!(
+                "device `{}` has no addresses and no mac (give one: a device given by its \
+                 MAC alone has its addresses learned on a ward leg)",
+                device.name
+            ));
         }
         for address in &device.addresses {
             if let Some(owner) = self.addresses.get(address) {
@@ -291,13 +295,15 @@ impl Loader {
                 device.name
             ));
         }
-        if let Some(mac) = &device.mac
-            && parse_mac(mac).is_none()
-        {
-            problem(format!(
-                "device `{}`: MAC `{mac}` is not six hex bytes like 00:1b:44:11:3a:b7",
-                device.name
-            ));
+        if let Some(macs) = &device.mac {
+            for mac in macs.split(',').map(str::trim) {
+                if parse_mac(mac).is_none() {
+                    problem(format!(
+                        "device `{}`: MAC `{mac}` is not six hex bytes like 00:1b:44:11:3a:b7",
+                        device.name
+                    ));
+                }
+            }
         }
         self.policy
             .origins

@@ -32,7 +32,7 @@ pub use model::{
     BREAK_GLASS_MAX_CEILING, BREAK_GLASS_MAX_FLOOR, Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults,
     DeviceSpec, Endpoint, EndpointSpec, GroupSpec, Location, MAX_DEVICES, MAX_POLICY_FILE_BYTES,
     Place, Policy, PolicyFile, PortsSpec, Problem, RuleAction, RuleDirection, RuleSpec,
-    ScheduleMode, UnenrolledSpec, parse_break_glass_max, parse_mac,
+    ScheduleMode, UnenrolledSpec, format_mac, parse_break_glass_max, parse_mac, parse_macs,
 };
 
 /// The ladder of the table above, checked on the sources: every file of `policy/` imports

@@ -11,6 +11,8 @@ use super::{StateDir, StateError, files};
 /// What an audit line records.
 pub const START: &str = "break-glass-start";
 pub const END: &str = "break-glass-end";
+/// An operator accepted another MAC for a device for a while (`monitor allow --mac`).
+pub const MAC_ALLOW: &str = "mac-allow-start";
 
 /// One line of the audit trail.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct AuditRecord {
     /// Packets let through by break-glass, per device (end records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub let_through: Option<BTreeMap<String, u64>>,
+    /// The MAC accepted ([`MAC_ALLOW`] records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl AuditRecord {

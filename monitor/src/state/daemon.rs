@@ -124,4 +124,7 @@ pub struct AttachedInterface {
     /// Where its verdicts are counted apart (IFACE_VERDICTS block).
     #[serde(default)]
     pub slot: u32,
+    /// `ward` (source MACs judged) or `core`.
+    #[serde(default)]
+    pub role: String,
 }

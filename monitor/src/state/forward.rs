@@ -149,6 +149,7 @@ mod tests {
             devices: vec![device.into()],
             until: None,
             let_through: None,
+            mac: None,
         }
     }
 

@@ -11,8 +11,8 @@ use std::{
 use monitor_common::{
     Mode,
     maps::{
-        CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DeviceEntry,
-        MODE_INHERIT, RuleKeyData, RuleSet,
+        CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_MAC_BOUND,
+        DeviceEntry, MODE_INHERIT, RuleKeyData, RuleSet,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,20 @@ pub struct BreakGlass {
     pub packets_at_start: u64,
 }
 
+/// An operator's timed acceptance of another MAC for a device (`monitor allow --mac`): a
+/// replaced NIC let through until the inventory names it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct MacAllow {
+    pub mac: String,
+    /// Expiry on CLOCK_MONOTONIC, as the datapath compares it.
+    pub until_monotonic_ns: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub until_unix: u64,
+    pub reason: String,
+    pub who: String,
+}
+
 /// One enrolled device.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -66,14 +80,42 @@ pub struct EnrolledDevice {
     pub has_rules: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
+    /// Other MACs an operator accepted for a while (`monitor allow --mac`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac_allows: Vec<MacAllow>,
+    /// Given by `mac:` alone: `spec.addresses` are the addresses learned from what it
+    /// sends on a ward leg, followed when they change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mac_only: bool,
 }
 
 impl EnrolledDevice {
+    /// Its address–MAC bindings (`MAC_BINDINGS`): every address with every MAC of the
+    /// inventory (lasting) and of the operator's timed acceptances (until they end).
+    pub fn mac_bindings(&self) -> Vec<(IpAddr, [u8; 6], u64)> {
+        let macs = self.spec.macs();
+        if macs.is_empty() {
+            return Vec::new();
+        }
+        let allowed = self.mac_allows.iter().filter_map(|a| {
+            crate::policy::parse_mac(&a.mac).map(|mac| (mac, a.until_monotonic_ns.max(1)))
+        });
+        let all: Vec<([u8; 6], u64)> = macs.iter().map(|m| (*m, 0)).chain(allowed).collect();
+        self.spec
+            .addresses
+            .iter()
+            .flat_map(|addr| all.iter().map(move |(mac, until)| (*addr, *mac, *until)))
+            .collect()
+    }
+
     /// The entry the XDP program reads: the operator's override beats the policy's mode.
     pub fn entry(&self) -> DeviceEntry {
         let mut entry = self.spec.entry(self.slot);
         if self.has_rules {
             entry.flags |= DEVICE_HAS_RULES;
+        }
+        if !self.spec.macs().is_empty() {
+            entry.flags |= DEVICE_MAC_BOUND;
         }
         if let Some(glass) = &self.break_glass {
             entry.break_glass_until_ns = glass.until_monotonic_ns;
@@ -236,18 +278,33 @@ impl Inventory {
             .devices
             .iter()
             .map(|spec| {
-                let (slot, operator_override, break_glass) = match old.get(spec.name.as_str()) {
-                    Some(prev) => (prev.slot, prev.operator_override, prev.break_glass.clone()),
-                    None => {
-                        while used.contains(&next_free) {
-                            next_free += 1;
+                let (slot, operator_override, break_glass, mac_allows) =
+                    match old.get(spec.name.as_str()) {
+                        Some(prev) => (
+                            prev.slot,
+                            prev.operator_override,
+                            prev.break_glass.clone(),
+                            prev.mac_allows.clone(),
+                        ),
+                        None => {
+                            while used.contains(&next_free) {
+                                next_free += 1;
+                            }
+                            used.insert(next_free);
+                            fresh.push(next_free);
+                            (next_free, None, None, Vec::new())
                         }
-                        used.insert(next_free);
-                        fresh.push(next_free);
-                        (next_free, None, None)
-                    }
-                };
+                    };
+                let mac_only = spec.addresses.is_empty() && !spec.macs().is_empty();
                 let mut spec = spec.clone();
+                if mac_only {
+                    // The addresses learned so far stay with the device.
+                    spec.addresses = old
+                        .get(spec.name.as_str())
+                        .filter(|prev| prev.mac_only)
+                        .map(|prev| prev.spec.addresses.clone())
+                        .unwrap_or_default();
+                }
                 // The kind's schedule, where the device names none of its own.
                 if spec.schedule.is_none() {
                     spec.schedule = policy.defaults.schedule_by_kind.get(&spec.kind).copied();
@@ -258,10 +315,12 @@ impl Inventory {
                     .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
                 EnrolledDevice {
                     slot,
+                    mac_only,
                     spec,
                     operator_override,
                     has_rules,
                     break_glass,
+                    mac_allows,
                 }
             })
             .collect();
@@ -385,7 +444,14 @@ impl Inventory {
             .into_iter()
             .map(|(addr, device)| (addr, device.entry()))
             .collect();
+        // The bindings before the entries that ask for them: a device bound by the new
+        // policy never meets an empty binding set; bindings it drops go after the switch.
+        let bindings = self.mac_bindings();
+        maps.put_mac_bindings(&bindings)
+            .map_err(StateError::Datapath)?;
         maps.install_policy(&devices, rules)
+            .map_err(StateError::Datapath)?;
+        maps.retain_mac_bindings(&bindings)
             .map_err(StateError::Datapath)?;
         maps.set_flags(
             CONFIG_UNENROLLED_DROP,
@@ -396,6 +462,14 @@ impl Inventory {
         maps.set_schedule_clock(hour, self.schedule_clock.tolerance)
             .map_err(StateError::Datapath)
             .map(drop)
+    }
+
+    /// Every device's address–MAC bindings ([`EnrolledDevice::mac_bindings`]).
+    pub fn mac_bindings(&self) -> Vec<(IpAddr, [u8; 6], u64)> {
+        self.devices
+            .iter()
+            .flat_map(EnrolledDevice::mac_bindings)
+            .collect()
     }
 
     /// The device named (or addressed) `name`, for changes.

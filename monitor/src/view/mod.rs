@@ -3,5 +3,6 @@
 
 pub mod baseline_policy;
 pub mod devmap;
+pub mod discovered;
 pub mod oui;
 pub mod report;

@@ -184,6 +184,18 @@ pub const UNENROLLED_ADDRESSES: Family = family(
     &[],
     "Addresses outside the inventory the datapath tracks now.",
 );
+pub const DISCOVERED_DEVICES: Family = family(
+    "hospmon_discovered_devices",
+    Gauge,
+    &[],
+    "Source MACs on ward legs that the inventory does not name, in the discovery table now (see `monitor discovered`).",
+);
+pub const DISCOVERED_STATIONS: Family = family(
+    "hospmon_discovered_stations",
+    Gauge,
+    &[],
+    "(MAC, address) pairs of the discovery table now, enrolled MACs' included; it holds at most 8192, least recently seen evicted.",
+);
 pub const VERDICT_PACKETS: Family = family(
     "hospmon_verdict_packets_total",
     Counter,
@@ -335,6 +347,8 @@ pub const ALL: &[&Family] = &[
     &UNENROLLED_PACKETS,
     &UNENROLLED_BYTES,
     &UNENROLLED_ADDRESSES,
+    &DISCOVERED_DEVICES,
+    &DISCOVERED_STATIONS,
     &VERDICT_PACKETS,
     &VERDICT_BYTES,
     &FRAMES,

@@ -14,8 +14,8 @@ pub use place::{Place, Problem};
 pub use spec::{
     BREAK_GLASS_MAX_CEILING, BREAK_GLASS_MAX_FLOOR, Criticality, DEFAULT_BREAK_GLASS_MAX, Defaults,
     DeviceSpec, Endpoint, EndpointSpec, GroupSpec, Location, MudEntry, PolicyFile, PortsSpec,
-    RuleAction, RuleDirection, RuleSpec, ScheduleMode, UnenrolledSpec, parse_break_glass_max,
-    parse_mac,
+    RuleAction, RuleDirection, RuleSpec, ScheduleMode, UnenrolledSpec, format_mac,
+    parse_break_glass_max, parse_mac, parse_macs,
 };
 
 /// Policy files larger than this are refused before they are parsed.

@@ -444,8 +444,13 @@ pub struct DeviceSpec {
     pub name: String,
     /// infusion-pump, patient-monitor, modality, pacs, badge-reader, workstation, ...
     pub kind: String,
-    /// The device's IPv4/IPv6 addresses.
+    /// The device's IPv4/IPv6 addresses. A device given by `mac:` alone has none here:
+    /// its addresses are learned from what it sends on a ward leg, and followed.
+    #[serde(default)]
     pub addresses: Vec<IpAddr>,
+    /// The device's MAC, or several separated by commas (a device with two NICs). On a
+    /// ward leg its addresses are bound to them: a frame with one of its addresses from
+    /// another MAC is a spoof (`spoofed_source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     #[serde(default)]
@@ -508,8 +513,27 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// `aa:bb:cc:dd:ee:ff`, the way the inventory writes a MAC.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+/// The MACs of a `mac:` value: each comma-separated part that is a MAC (the policy check
+/// reports those that are not).
+pub fn parse_macs(text: &str) -> Vec<[u8; 6]> {
+    text.split(',')
+        .filter_map(|part| parse_mac(part.trim()))
+        .collect()
+}
+
 /// A device as the XDP program sees it, given the slot its counters live in.
 impl DeviceSpec {
+    /// The MACs its addresses are bound to (none: not bound).
+    pub fn macs(&self) -> Vec<[u8; 6]> {
+        self.mac.as_deref().map(parse_macs).unwrap_or_default()
+    }
+
     pub fn entry(&self, slot: u32) -> DeviceEntry {
         let mut flags = 0;
         if self.criticality == Criticality::LifeCritical {

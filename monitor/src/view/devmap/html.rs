@@ -456,6 +456,29 @@ pub fn page(map: &DeviceMap) -> String {
         }
         out.push_str("</div></section>");
     }
+    if !map.discovered.is_empty() {
+        let _ = write!(
+            out,
+            "<section class=\"ward discovered\" id=\"discovered\"><h2>Discovered, not in the inventory <small>{} device{}</small></h2><table><thead><tr><th>MAC</th><th>vendor</th><th>addresses</th><th>last seen</th><th>packets</th><th>leg</th><th>services used</th></tr></thead><tbody>",
+            map.discovered.len(),
+            if map.discovered.len() == 1 { "" } else { "s" }
+        );
+        for d in &map.discovered {
+            let addresses: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.mac),
+                esc(&d.vendor),
+                esc(&addresses.join(", ")),
+                esc(&d.last_seen),
+                d.packets,
+                esc(&d.interface),
+                esc(&d.services.join(", "))
+            );
+        }
+        out.push_str("</tbody></table></section>");
+    }
     out.push_str("</main><footer>Protections: <b>enforced</b> drops what is outside the baseline; <b>audited</b> counts it; <b>learning</b> adds it to the baseline; <b>break-glass</b> lifts enforcement for an emergency. Activity: packets per hour, local time; today is the last row, its later hours are last week's. Vendors from the IEEE registry.</footer>");
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out

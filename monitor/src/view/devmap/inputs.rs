@@ -8,7 +8,7 @@ use std::{borrow::Cow, sync::Arc};
 
 use monitor_common::{
     Mode,
-    maps::{BaselineEntry, DeviceStats, FlowKey, FlowStats},
+    maps::{BaselineEntry, DeviceStats, FlowKey, FlowStats, StationKey, StationStats},
 };
 
 use crate::{
@@ -57,6 +57,8 @@ pub struct Inputs<'a> {
     pub stats: Vec<DeviceStats>,
     pub baseline: Vec<(FlowKey, BaselineEntry)>,
     pub flows: Vec<(FlowKey, FlowStats)>,
+    /// The discovery table (source MACs on ward legs outside the inventory).
+    pub stations: Vec<(StationKey, StationStats)>,
     pub oui: Option<&'a OuiDb>,
     pub now_unix: u64,
     pub now_mono_ns: u64,
@@ -120,6 +122,7 @@ impl<'a> Inputs<'a> {
             stats,
             baseline: maps.baseline()?,
             flows: maps.enrolled_flows()?,
+            stations: maps.stations()?,
             inventory,
             activity,
             daemon,

@@ -50,6 +50,8 @@ pub struct DeviceMap {
     /// Devices that need someone to look: no location, learning too long, violations.
     pub attention: Vec<Attention>,
     pub wards: Vec<WardGroup>,
+    /// Source MACs on ward legs that the inventory does not name (`monitor discovered`).
+    pub discovered: Vec<crate::view::discovered::Discovered>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -295,6 +297,23 @@ fn has_location(spec: &DeviceSpec) -> bool {
 }
 
 /// Builds the map.
+/// The discovered devices, their legs named by the daemon's interfaces.
+fn discovered_devices(inputs: &Inputs<'_>) -> Vec<crate::view::discovered::Discovered> {
+    let legs: BTreeMap<u32, String> = inputs
+        .daemon
+        .iter()
+        .flat_map(|d| d.interfaces.iter())
+        .filter_map(|i| Some((crate::datapath::if_index(&i.name)?, i.name.clone())))
+        .collect();
+    crate::view::discovered::discovered(
+        &inputs.stations,
+        &inputs.flows,
+        &inputs.inventory,
+        &legs,
+        inputs.oui,
+    )
+}
+
 pub fn build(inputs: &Inputs<'_>) -> DeviceMap {
     let index = Index::new(inputs);
     let mut wards: BTreeMap<String, Vec<MapDevice>> = BTreeMap::new();
@@ -317,6 +336,7 @@ pub fn build(inputs: &Inputs<'_>) -> DeviceMap {
         summary,
         attention,
         wards: groups,
+        discovered: discovered_devices(inputs),
     }
 }
 

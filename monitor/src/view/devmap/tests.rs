@@ -105,6 +105,7 @@ fn inputs(oui: Option<&OuiDb>) -> Inputs<'_> {
         stats,
         baseline: vec![(allowed, learned)],
         flows: vec![(allowed, flow(8, 0)), (scan, flow(2, 2))],
+        stations: Vec::new(),
         oui,
         now_unix: 1_780_000_000,
         now_mono_ns: mono,

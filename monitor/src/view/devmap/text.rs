@@ -101,5 +101,13 @@ pub fn table(map: &DeviceMap) -> String {
             let _ = writeln!(out, "  {} ({}): {}", a.device, a.ward, a.reasons.join("; "));
         }
     }
+    if !map.discovered.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nDiscovered, not in the inventory ({}):",
+            map.discovered.len()
+        );
+        out.push_str(&crate::view::discovered::table(&map.discovered));
+    }
     out
 }

@@ -8,9 +8,8 @@
 //! overlaps, tiles grouped by kind when a group is large); [`svg`] writes it as inline SVG
 //! for the page or as a standalone `.svg` file.
 //!
-//! Two device states come from device identity, which the map model does not carry yet;
-//! the drawing already takes them through [`Identity`], empty today ([`identity_of`] is
-//! the one place to fill it from the map model):
+//! Two device states come from device identity, through [`Identity`] ([`identity_of`]
+//! fills it from the map's discovered stations):
 //! - spoofed: an impostor was seen using an enrolled device's address; the device's box
 //!   gets a "spoofed" mark ([`Marks::spoofed`]).
 //! - discovered: devices nobody enrolled; drawn on the left in their own group
@@ -33,10 +32,48 @@ use super::{
     model::{DeviceMap, MapDevice},
 };
 
-/// The identity states of the map's devices. The map model carries none yet, so this is
-/// empty; device identity fills it here from the fields it adds to the model.
-pub fn identity_of(_map: &DeviceMap) -> Identity {
-    Identity::default()
+/// The identity states of the map's devices: the stations nobody enrolled (their own
+/// group, with the enrolled services they used), and the enrolled devices whose address
+/// such a station was seen sending from (an impostor, or a NIC not accepted yet).
+pub fn identity_of(map: &DeviceMap) -> Identity {
+    let owner: std::collections::BTreeMap<std::net::IpAddr, &str> = map
+        .wards
+        .iter()
+        .flat_map(|w| &w.devices)
+        .flat_map(|d| d.addresses.iter().map(move |a| (*a, d.name.as_str())))
+        .collect();
+    let mut identity = Identity::default();
+    for station in &map.discovered {
+        for address in &station.addresses {
+            if let Some(name) = owner.get(address) {
+                identity.spoofed.insert((*name).to_string());
+            }
+        }
+        let Some(address) = station.addresses.first() else {
+            continue;
+        };
+        let flows = station
+            .services
+            .iter()
+            .filter_map(|used| {
+                // `device proto/port`, as `view::discovered` writes it.
+                let (peer, service) = used.split_once(' ')?;
+                Some(model::DiscoveredFlow {
+                    peer: peer.to_string(),
+                    service: service.to_string(),
+                    packets: 0,
+                })
+            })
+            .collect();
+        identity.discovered.push(model::Discovered {
+            address: address.to_string(),
+            kind: format!("{} {}", station.vendor, station.mac),
+            // Its row is in the page's "Discovered" table, not a card.
+            card: None,
+            flows,
+        });
+    }
+    identity
 }
 
 /// At most this many addresses outside the inventory per side; the quietest of the rest

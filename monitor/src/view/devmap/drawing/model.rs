@@ -125,7 +125,7 @@ pub struct DiscoveredFlow {
     pub packets: u64,
 }
 
-/// Device states from device identity. Empty today: see the module documentation.
+/// Device states from device identity (see the module documentation).
 #[derive(Clone, Debug, Default)]
 pub struct Identity {
     /// Names of enrolled devices whose address an impostor was seen using.

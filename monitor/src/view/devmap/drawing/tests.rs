@@ -47,6 +47,8 @@ fn device(slot: usize, name: &str, kind: &str, ip: IpAddr, ward: &str) -> Enroll
         operator_override: None,
         has_rules: false,
         break_glass: None,
+        mac_allows: Vec::new(),
+        mac_only: false,
     }
 }
 
@@ -88,6 +90,7 @@ fn inputs(devices: Vec<EnrolledDevice>) -> Inputs<'static> {
         now_mono_ns: MONO,
         max_learning_days: 7,
         coverage: Default::default(),
+        stations: Vec::new(),
     }
 }
 

@@ -1,0 +1,182 @@
+//! Devices given by `mac:` alone: their addresses are learned from what they send on a
+//! ward leg (the discovery table counts a MAC's frames while their source address is no
+//! enrolled device's) and followed when a new lease gives them another. The device keeps
+//! its name, slot (counters), mode and baseline, which moves to the new address.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use anyhow::Result;
+use monitor_common::maps::{BaselineEntry, FlowKey, StationKey, StationStats};
+
+use crate::{
+    datapath::{MapSet, addr_key, addr_of},
+    state::inventory::{EnrolledDevice, Inventory},
+};
+
+/// A MAC-only device whose addresses changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub device: String,
+    pub from: Vec<IpAddr>,
+    pub to: Vec<IpAddr>,
+}
+
+/// Whether `addr` can be a device's address in an inventory (not `::`, 0.0.0.0 or
+/// link-local).
+fn usable(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_link_local() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_unspecified() && v6.segments()[0] & 0xffc0 != 0xfe80,
+    }
+}
+
+/// The addresses `device` sends from now, by what the stations table says: its newest
+/// IPv4 and newest IPv6 address seen, else those it has.
+pub fn current_addresses(
+    device: &EnrolledDevice,
+    stations: &[(StationKey, StationStats)],
+) -> Vec<IpAddr> {
+    let macs = device.spec.macs();
+    let mut newest: BTreeMap<bool, (u64, IpAddr)> = BTreeMap::new();
+    for (key, stats) in stations {
+        let addr = addr_of(&key.addr);
+        if !macs.contains(&key.mac) || !usable(&addr) {
+            continue;
+        }
+        let slot = newest.entry(addr.is_ipv6()).or_insert((0, addr));
+        if stats.last_seen_ns >= slot.0 {
+            *slot = (stats.last_seen_ns, addr);
+        }
+    }
+    let mut addresses = device.spec.addresses.clone();
+    for (v6, (_, addr)) in newest {
+        // A station entry exists only while the address is not enrolled: a newer one is a
+        // new lease (or the first).
+        addresses.retain(|a| a.is_ipv6() != v6);
+        addresses.push(addr);
+    }
+    addresses.sort();
+    addresses
+}
+
+/// Follows every MAC-only device of `inventory` to the addresses it sends from now: the
+/// datapath's entries, MAC bindings and baseline move with it; the inventory is changed in
+/// place (the caller writes it). Returns what moved.
+pub fn follow(maps: &mut MapSet, inventory: &mut Inventory) -> Result<Vec<Move>> {
+    let stations = maps.stations()?;
+    let mut moves = Vec::new();
+    for i in 0..inventory.devices.len() {
+        let device = &inventory.devices[i];
+        if !device.mac_only {
+            continue;
+        }
+        let to = current_addresses(device, &stations);
+        if to == device.spec.addresses {
+            continue;
+        }
+        let from = device.spec.addresses.clone();
+        inventory.devices[i].spec.addresses = to.clone();
+        let device = &inventory.devices[i];
+        for addr in &to {
+            maps.enroll(*addr, device.entry())?;
+        }
+        maps.put_mac_bindings(&device.mac_bindings())?;
+        rekey_baseline(maps, &from, &to)?;
+        for addr in from.iter().filter(|a| !to.contains(a)) {
+            maps.unenroll(*addr)?;
+        }
+        maps.retain_mac_bindings(&inventory.mac_bindings())?;
+        moves.push(Move {
+            device: inventory.devices[i].spec.name.clone(),
+            from,
+            to,
+        });
+    }
+    Ok(moves)
+}
+
+/// Moves baseline entries of the old addresses (as the device, and as other devices'
+/// peer) to the new address of the same family.
+fn rekey_baseline(maps: &mut MapSet, from: &[IpAddr], to: &[IpAddr]) -> Result<()> {
+    let moved: BTreeMap<[u8; 16], [u8; 16]> = from
+        .iter()
+        .filter(|old| !to.contains(old))
+        .filter_map(|old| {
+            let new = to.iter().find(|n| n.is_ipv6() == old.is_ipv6())?;
+            Some((addr_key(*old), addr_key(*new)))
+        })
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let mut added: Vec<(FlowKey, BaselineEntry)> = Vec::new();
+    let mut removed = Vec::new();
+    for (key, entry) in maps.baseline()? {
+        let device = moved.get(&key.device).copied();
+        let peer = moved.get(&key.peer).copied();
+        if device.is_none() && peer.is_none() {
+            continue;
+        }
+        let mut new = key;
+        new.device = device.unwrap_or(key.device);
+        new.peer = peer.unwrap_or(key.peer);
+        added.push((new, entry));
+        removed.push(key);
+    }
+    maps.insert_baseline(&added)?;
+    maps.remove_baseline_entries(&removed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DeviceSpec;
+
+    fn station(mac: [u8; 6], addr: &str, last_seen_ns: u64) -> (StationKey, StationStats) {
+        let addr: IpAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
+        (
+            StationKey {
+                mac,
+                _pad: 0,
+                addr: addr_key(addr),
+            },
+            StationStats {
+                last_seen_ns,
+                ..StationStats::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_mac_only_device_takes_its_newest_usable_address_of_each_family() {
+        let mac = [0, 0x0c, 0x29, 0x11, 0x22, 0x33];
+        let spec: DeviceSpec = serde_json::from_value(serde_json::json!({
+            "name": "pump-dhcp-01", "kind": "infusion-pump", "mac": "00:0c:29:11:22:33"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut device: EnrolledDevice = serde_json::from_value(serde_json::json!({
+            "slot": 3, "name": "pump-dhcp-01", "kind": "infusion-pump",
+            "mac": "00:0c:29:11:22:33", "addresses": [], "mac-only": true
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(device.spec.macs(), spec.macs());
+        let stations = vec![
+            station(mac, "0.0.0.0", 50),
+            station(mac, "10.10.1.101", 10),
+            station(mac, "10.10.1.102", 20),
+            station(mac, "fe80::20c:29ff:fe11:2233", 60),
+            station(mac, "fd00:10::5", 30),
+            station([2, 0, 0, 0, 0, 9], "10.10.1.103", 90),
+        ];
+        let got = current_addresses(&device, &stations);
+        let want: Vec<IpAddr> = ["10.10.1.102", "fd00:10::5"]
+            .iter()
+            .map(|a| a.parse().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(got, want);
+        // Nothing seen: it keeps what it has.
+        device.spec.addresses = want.clone();
+        assert_eq!(current_addresses(&device, &[]), want);
+    }
+}
