@@ -28,7 +28,10 @@ use crate::{
     Fault, Packet,
     account::{NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, place_flow},
     cache,
-    maps::{BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, REQUESTS, RULES, SCRATCH, WORK},
+    maps::{
+        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, EVENT_RATE, FRAGMENTS, REQUESTS, RULES,
+        SCRATCH, WORK,
+    },
 };
 
 #[inline(always)]
@@ -90,6 +93,7 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
     }
     side.flow_known = 0;
     side.table = TABLE_NONE;
+    side.over_budget = 0;
     side.flow_index = NO_FLOW;
     side.flow_tag = 0;
 }
@@ -378,6 +382,13 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     if side.slot == NO_SLOT {
         return side.action;
     }
+    // A scan or a spoofed flood is a new violating flow in every frame: beyond the
+    // device's budget it is charged to the device alone, without the flow tables' lookups
+    // and writes (random cache lines of large arrays) or a cached decision.
+    if judge::is_violation(action, reason) && !flow_budget(side.slot, packet.now) {
+        side.over_budget = 1;
+        return side.action;
+    }
     let tag = tag(flow_hash(&side.key, packet.seed));
     let known = find_flow(TABLE_FLOWS, tag, packet.now);
     let table = judge::enrolled_flow_table(known != NO_FLOW, action, reason);
@@ -390,6 +401,17 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     side.table = table;
     side.flow_tag = tag;
     side.action
+}
+
+/// Whether the device in `slot` may give one more violation a flow entry in this second
+/// (`judge::take_flow_budget`, in its per-CPU slot of EVENT_RATE).
+#[inline(always)]
+fn flow_budget(slot: u32, now: u64) -> bool {
+    match EVENT_RATE.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, used only within this program run.
+        Some(rate) => judge::take_flow_budget(unsafe { &mut *rate }, now),
+        None => true,
+    }
 }
 
 /// The baseline's verdict, learning the flow in learn mode.
@@ -490,11 +512,13 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
             verdict: src,
             enrolled: work.sides[0].slot != NO_SLOT,
             flow_known: work.sides[0].flow_known != 0,
+            over_budget: work.sides[0].over_budget != 0,
         },
         PlanSide {
             verdict: dst,
             enrolled: work.sides[1].slot != NO_SLOT,
             flow_known: work.sides[1].flow_known != 0,
+            over_budget: work.sides[1].over_budget != 0,
         },
         action,
         packet.judged(),
@@ -538,12 +562,14 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 }
 
 /// Stage 5: charges what `finish` decided, by the code that charges cached decisions,
-/// and caches the decision for the next packets with its key.
+/// and caches the decision for the next packets with its key (not a violation beyond its
+/// device's budget: a scan's probes would only evict decisions that are used again).
 #[inline(never)]
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let slots = flow_slots(&work.decision);
     apply(packet, ip, &work.decision, &slots);
-    if cache::cacheable(packet, ip, work.kind) {
+    let over_budget = (work.sides[0].over_budget | work.sides[1].over_budget) != 0;
+    if !over_budget && cache::cacheable(packet, ip, work.kind) {
         cache::remember(packet, &work.decision);
     }
     work.decision.action

@@ -38,7 +38,7 @@ use monitor_common::{
         BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP,
         Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DeviceEntry,
         DeviceStats, Direction, FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_POLICY,
-        RULE_ANY, RULE_DENY, Rule,
+        RULE_ANY, RULE_DENY, Rule, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     parse::{MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
 };
@@ -235,6 +235,9 @@ struct Step {
     /// How the frame must be decided; `None`: an IP frame by either path (exactly one
     /// moves), any other by neither.
     path: Option<Path>,
+    /// Enrolled devices whose violation is beyond their budget of flow entries: no flow
+    /// entry, but counted under the step's reason and reported (sent or suppressed).
+    over_budget: Vec<IpAddr>,
 }
 
 /// Something that happens between frames.
@@ -245,6 +248,12 @@ enum Change {
     /// Time passes every break-glass deadline the setup made relative to its load
     /// ([`Dev::break_glass_for`]): the test sleeps, nothing touches the datapath.
     PastBreakGlass,
+    /// A quiet second and a bit: every device's one-second rate-limit window ends, so the
+    /// next violation opens a new one.
+    Quiet,
+    /// These frames run at once, unchecked (a burst that spends a device's budget of
+    /// violating flow entries well within one window).
+    Frames(Vec<Vec<u8>>),
 }
 
 /// Which path decided an IP packet (`PATHS`).
@@ -271,6 +280,7 @@ fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) ->
         learns: Vec::new(),
         before: Vec::new(),
         path: None,
+        over_budget: Vec::new(),
     }
 }
 
@@ -321,6 +331,12 @@ impl Step {
 
     fn after(mut self, change: Change) -> Step {
         self.before.push(change);
+        self
+    }
+
+    /// A violation of `addr` beyond its device's budget of flow entries.
+    fn over_budget(mut self, addr: impl Into<IpAddr>) -> Step {
+        self.over_budget.push(addr.into());
         self
     }
 
@@ -534,12 +550,36 @@ fn load(case: &Case) -> Datapath {
 fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     let mut errors = Vec::new();
     let len = step.frame.len() as u64;
+    let budget_counts = |addr: &IpAddr| {
+        let slot = setup
+            .slot_of(*addr)
+            .expect("over_budget names an enrolled device");
+        let reasons = must(datapath.maps().device_reasons(slot), "DEVICE_REASONS");
+        let (sent, suppressed, lost) = must(datapath.maps().event_stats(), "EVENT_STATS");
+        let reason = reasons
+            .iter()
+            .find(|(r, _)| *r == step.reason)
+            .map_or(0, |(_, n)| *n);
+        (reason, sent + suppressed + lost)
+    };
+    let budget_before: Vec<(u64, u64)> = step.over_budget.iter().map(budget_counts).collect();
     let before = snapshot(datapath, setup);
     let got = match datapath.test_run(&step.frame) {
         Ok(verdict) => verdict.action,
         Err(e) => return vec![format!("test run failed: {e:?}")],
     };
     let after = snapshot(datapath, setup);
+    for (addr, before) in step.over_budget.iter().zip(&budget_before) {
+        let after = budget_counts(addr);
+        let moved = (after.0 - before.0, after.1 - before.1);
+        if moved != (1, 1) {
+            errors.push(format!(
+                "{addr} beyond its budget: (its {:?} counter, events sent + suppressed + lost) \
+                 moved {moved:?}, expected (1, 1)",
+                step.reason
+            ));
+        }
+    }
 
     if got != step.action {
         errors.push(format!("action {got:?}, expected {:?}", step.action));
@@ -754,6 +794,10 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
                 // The unenrolled peer of an enrolled device keeps no flow of its own.
                 continue;
             }
+            if step.over_budget.contains(&addr) {
+                // Beyond its device's budget a violation is counted in no flow table.
+                continue;
+            }
             // An enrolled side's flow lives in FLOWS once it exists there; a new flow that
             // violates the side's policy goes to the separate table.
             let violating = step.dropped.contains(&addr) || step.would_drop.contains(&addr);
@@ -849,6 +893,14 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        Change::Quiet => std::thread::sleep(Duration::from_millis(1_100)),
+        Change::Frames(frames) => {
+            for frame in frames {
+                datapath
+                    .test_run(frame)
+                    .unwrap_or_else(|e| panic!("case `{case}`: running a burst frame: {e:?}"));
+            }
+        }
     }
 }
 
@@ -864,8 +916,15 @@ fn set_mode(datapath: &mut Datapath, case: &str, mode: Mode) {
 fn footprint(case: &Case) -> BTreeSet<(IpAddr, IpAddr, u8)> {
     case.steps
         .iter()
-        .filter_map(|step| {
-            let parsed = parse_frame(step.frame.as_slice(), Snaplen::CaptureMayBeCut);
+        .flat_map(|step| {
+            let burst = step.before.iter().flat_map(|change| match change {
+                Change::Frames(frames) => frames.as_slice(),
+                _ => &[],
+            });
+            std::iter::once(&step.frame).chain(burst)
+        })
+        .filter_map(|frame| {
+            let parsed = parse_frame(frame.as_slice(), Snaplen::CaptureMayBeCut);
             parsed.has_ip.then(|| {
                 let (a, b) = (addr_of(&parsed.ip.src), addr_of(&parsed.ip.dst));
                 (a.min(b), a.max(b), parsed.ip.protocol)
@@ -3221,6 +3280,33 @@ fn decision_cache_cases() -> Vec<Case> {
             .flow(IPPROTO_TCP, 443, Outbound)
             .judged(),
     );
+    // A burst of new violating flows that spends the device's budget of flow entries at
+    // once, in a window of its own.
+    let budget = VIOLATING_FLOWS_PER_DEVICE_PER_SECOND as u16;
+    let spend = |first_port: u16| {
+        Change::Frames(
+            (0..budget)
+                .map(|i| udp(WS, 40000, SRV, first_port + i))
+                .collect(),
+        )
+    };
+    let spoofed_burst = Change::Frames(
+        (0..budget)
+            .map(|i| {
+                let spoofed = std::net::Ipv4Addr::new(100, 64, 4 + (i >> 8) as u8, i as u8);
+                udp(spoofed, 40000, WS, 9999)
+            })
+            .collect(),
+    );
+    let flood_beyond = |host: u8| {
+        let spoofed = std::net::Ipv4Addr::new(100, 64, 9, host);
+        drop(udp(spoofed, 40000, WS, 9999), Reason::NotInBaseline, v4)
+            .between(spoofed, WS)
+            .dropped(WS)
+            .flow(IPPROTO_UDP, 9999, Outbound)
+            .over_budget(WS)
+            .judged()
+    };
     let mut flood = Vec::new();
     for i in 1..12u8 {
         let spoofed = std::net::Ipv4Addr::new(100, 64, 3, i);
@@ -3299,6 +3385,44 @@ fn decision_cache_cases() -> Vec<Case> {
             "a spoofed-source flood toward an enrolled device: every frame judged and dropped",
             Setup::new(Mode::Enforce).dev(ws()),
             flood,
+        ),
+        case(
+            "a scan beyond the device's budget of flow entries: dropped, counted, reported, \
+             in no flow table and not cached; the device's allowed flow unchanged; a new \
+             second gives flow entries again",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_UDP, 443, Outbound)),
+            vec![
+                violation(40000, 7000)
+                    .after(Change::Quiet)
+                    .after(spend(20000))
+                    .over_budget(WS)
+                    .judged(),
+                violation(40000, 7000).over_budget(WS).judged(),
+                violation(40000, 7001).over_budget(WS).judged(),
+                pass(udp(WS, 40000, SRV, 443), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_UDP, 443, Outbound)
+                    .judged(),
+                violation(40000, 7002).after(Change::Quiet).judged(),
+                violation(40000, 7002).cached(),
+            ],
+        ),
+        case(
+            "an audited scan beyond the device's budget: a would-drop, counted and reported, \
+             in no flow table",
+            Setup::new(Mode::Audit).dev(ws()),
+            vec![
+                pass(udp(WS, 40000, SRV, 7100), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 7100, Outbound)
+                    .after(Change::Quiet)
+                    .after(spend(21000))
+                    .over_budget(WS)
+                    .judged(),
+            ],
         ),
         case(
             "a baseline entry the controller adds lifts a cached drop",
@@ -3471,6 +3595,15 @@ fn decision_cache_cases() -> Vec<Case> {
                 .flow(IPPROTO_TCP, 8443, Outbound)
                 .learns(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound))
                 .judged(),
+            ],
+        ),
+        case(
+            "a spoofed-source flood beyond the device's budget: dropped and counted, in no \
+             flow table",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                flood_beyond(1).after(Change::Quiet).after(spoofed_burst),
+                flood_beyond(2),
             ],
         ),
     ]
