@@ -3290,14 +3290,16 @@ fn decision_cache_cases() -> Vec<Case> {
                 .collect(),
         )
     };
-    let spoofed_burst = Change::Frames(
-        (0..budget)
-            .map(|i| {
-                let spoofed = std::net::Ipv4Addr::new(100, 64, 4 + (i >> 8) as u8, i as u8);
-                udp(spoofed, 40000, WS, 9999)
-            })
-            .collect(),
-    );
+    let spoofed_burst = |third: u8| {
+        Change::Frames(
+            (0..budget)
+                .map(|i| {
+                    let spoofed = std::net::Ipv4Addr::new(100, 64, third, i as u8);
+                    udp(spoofed, 40000, WS, 9999)
+                })
+                .collect(),
+        )
+    };
     let flood_beyond = |host: u8| {
         let spoofed = std::net::Ipv4Addr::new(100, 64, 9, host);
         drop(udp(spoofed, 40000, WS, 9999), Reason::NotInBaseline, v4)
@@ -3399,8 +3401,17 @@ fn decision_cache_cases() -> Vec<Case> {
                     .after(spend(20000))
                     .over_budget(WS)
                     .judged(),
-                violation(40000, 7000).over_budget(WS).judged(),
-                violation(40000, 7001).over_budget(WS).judged(),
+                // Each probe right after a burst of its own: a window that ended since
+                // the last one is spent again (the decision of the probe before, had it
+                // been cached, would still stand).
+                violation(40000, 7000)
+                    .after(spend(20100))
+                    .over_budget(WS)
+                    .judged(),
+                violation(40000, 7001)
+                    .after(spend(20200))
+                    .over_budget(WS)
+                    .judged(),
                 pass(udp(WS, 40000, SRV, 443), Reason::InBaseline, v4)
                     .between(WS, SRV)
                     .flow(IPPROTO_UDP, 443, Outbound)
@@ -3602,8 +3613,8 @@ fn decision_cache_cases() -> Vec<Case> {
              flow table",
             Setup::new(Mode::Enforce).dev(ws()),
             vec![
-                flood_beyond(1).after(Change::Quiet).after(spoofed_burst),
-                flood_beyond(2),
+                flood_beyond(1).after(Change::Quiet).after(spoofed_burst(4)),
+                flood_beyond(2).after(spoofed_burst(5)),
             ],
         ),
     ]
