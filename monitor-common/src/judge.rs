@@ -12,7 +12,8 @@ use crate::{
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
         DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
-        DEVICE_SCHEDULE_IGNORE, Decision, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
+        DEVICE_SCHEDULE_IGNORE, Decision, EventRate, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
+        VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     schedule,
 };
@@ -453,6 +454,29 @@ pub fn enrolled_flow_table(flow_known: bool, action: u8, reason: u8) -> u8 {
     }
 }
 
+/// Starts a new one-second window of a device's rate limits when the last one is over.
+#[inline(always)]
+pub fn roll_window(rate: &mut EventRate, now_ns: u64) {
+    if now_ns.wrapping_sub(rate.window_start_ns) >= 1_000_000_000 {
+        rate.window_start_ns = now_ns;
+        rate.sent_in_window = 0;
+        rate.flows_in_window = 0;
+    }
+}
+
+/// Whether a violation of the device judged in full at `now_ns` may take a flow entry (and
+/// have its decision cached): at most [`VIOLATING_FLOWS_PER_DEVICE_PER_SECOND`] a window.
+/// Beyond that the violation is charged to the device alone (`PlanSide::over_budget`).
+#[inline(always)]
+pub fn take_flow_budget(rate: &mut EventRate, now_ns: u64) -> bool {
+    roll_window(rate, now_ns);
+    if rate.flows_in_window >= VIOLATING_FLOWS_PER_DEVICE_PER_SECOND {
+        return false;
+    }
+    rate.flows_in_window += 1;
+    true
+}
+
 /// What a packet charges to one side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SidePlan {
@@ -471,6 +495,9 @@ pub struct PlanSide {
     pub verdict: SideVerdict,
     pub enrolled: bool,
     pub flow_known: bool,
+    /// An enrolled side's violation beyond its device's budget of flow entries
+    /// (`take_flow_budget`): counted in no flow table.
+    pub over_budget: bool,
 }
 
 /// What the packet (whose combined action is `action`) charges to its two sides.
@@ -512,7 +539,9 @@ pub fn plan(src: PlanSide, dst: PlanSide, action: u8, judged: bool) -> [SidePlan
             // (CONFIG_JUDGE_UNENROLLED) beside a device reports its event all the same.
             device |= CHARGE_VIOLATION;
         }
-        let (table, would_drop) = if s.enrolled {
+        let (table, would_drop) = if s.enrolled && s.over_budget {
+            (TABLE_NONE, false)
+        } else if s.enrolled {
             let table = enrolled_flow_table(s.flow_known, s.verdict.action, s.verdict.reason);
             (table, violation && !own_drop)
         } else if both_unenrolled {
@@ -579,7 +608,10 @@ pub struct Side {
     pub flow_known: u8,
     /// `TABLE_*` the flow was placed in (`TABLE_NONE`: not counted in a flow table).
     pub table: u8,
-    pub _pad2: u16,
+    /// A violation beyond the device's budget of flow entries (1): no flow table looked
+    /// up, no decision cached (`take_flow_budget`).
+    pub over_budget: u8,
+    pub _pad2: u8,
     /// The break-glass deadline of the side's device entry (0: none).
     pub break_glass_until_ns: u64,
 }
@@ -1201,6 +1233,14 @@ mod tests {
             verdict,
             enrolled,
             flow_known,
+            over_budget: false,
+        }
+    }
+
+    fn over_budget(verdict: SideVerdict) -> PlanSide {
+        PlanSide {
+            over_budget: true,
+            ..side(verdict, true, false)
         }
     }
 
@@ -1248,6 +1288,33 @@ mod tests {
                         FLOW_SENT | FLOW_DROPPED,
                     ),
                     SidePlan::default(),
+                ],
+            ),
+            // A violation beyond the device's budget of flow entries (a scan's probe):
+            // dropped, counted, reported, but in no flow table.
+            (
+                over_budget(miss),
+                side(unjudged, false, false),
+                DROP,
+                true,
+                [
+                    sp(
+                        count | CHARGE_SENT | CHARGE_DROPPED | CHARGE_VIOLATION,
+                        TABLE_NONE,
+                        0,
+                    ),
+                    SidePlan::default(),
+                ],
+            ),
+            // Audited beyond the budget: the would-drop on the device only.
+            (
+                side(unjudged, false, false),
+                over_budget(audit_miss),
+                PASS,
+                true,
+                [
+                    SidePlan::default(),
+                    sp(count | CHARGE_VIOLATION, TABLE_NONE, 0),
                 ],
             ),
             // A known flow that now violates stays in FLOWS.
@@ -1384,6 +1451,40 @@ mod tests {
         for (i, (src, dst, action, judged, want)) in rows.into_iter().enumerate() {
             assert_eq!(plan(src, dst, action, judged), want, "row {i}");
         }
+    }
+
+    #[test]
+    fn a_devices_budget_of_violating_flow_entries_is_per_second() {
+        let second = 1_000_000_000;
+        let mut rate = EventRate::default();
+        let start = 5 * second;
+        for i in 0..VIOLATING_FLOWS_PER_DEVICE_PER_SECOND {
+            assert!(
+                take_flow_budget(&mut rate, start + u64::from(i)),
+                "flow {i}"
+            );
+        }
+        assert!(!take_flow_budget(&mut rate, start + 1_000), "one beyond");
+        assert!(
+            !take_flow_budget(&mut rate, start + second - 1),
+            "same second"
+        );
+        assert_eq!(rate.flows_in_window, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND);
+        // Events sent in the window are not flows, and the reverse.
+        rate.sent_in_window = 3;
+        assert!(take_flow_budget(&mut rate, start + second), "a new second");
+        assert_eq!(
+            (rate.window_start_ns, rate.flows_in_window),
+            (start + second, 1)
+        );
+        assert_eq!(rate.sent_in_window, 0, "the window is the events' too");
+        // The clock of a CPU never runs back; a slot last used long ago starts afresh.
+        let mut stale = EventRate {
+            window_start_ns: 1,
+            flows_in_window: u32::MAX,
+            ..EventRate::default()
+        };
+        assert!(take_flow_budget(&mut stale, 10 * second));
     }
 
     #[test]

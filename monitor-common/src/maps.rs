@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -224,7 +224,7 @@ pub mod defs {
         MAX_DEVICES + 1,
         0,
         true,
-        "event rate limit per device and CPU",
+        "event rate limit and new-flow budget per device and CPU",
     );
     pub const EVENT_STATS: MapDef = def::<u32, u64>(
         "EVENT_STATS",
@@ -477,6 +477,13 @@ pub const MAX_RULES_PER_SET: usize = 16;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Violation events per device per CPU per second; the rest are counted as suppressed.
 pub const EVENTS_PER_DEVICE_PER_SECOND: u32 = 20;
+/// Violations of a device judged in full (new violating flows: a repeated one is decided
+/// from the decision cache) per CPU per second that get a flow entry and a cached
+/// decision. Beyond it, in the rest of the second, a violation (a scan's probe, a frame of
+/// a spoofed flood) is still decided, dropped, counted per device and reason and reported
+/// within the event limit, but probes no flow table and caches nothing: a scan costs one
+/// judgement per probe and cannot churn the flow tables or the decision cache.
+pub const VIOLATING_FLOWS_PER_DEVICE_PER_SECOND: u32 = 32;
 /// Interface indexes IFACE_SLOTS covers (ifindex below this).
 pub const MAX_IFINDEX: u32 = 4096;
 /// Interfaces whose verdicts are counted apart (`IFACE_VERDICTS`).
@@ -820,13 +827,19 @@ pub struct Event {
     pub _pad2: u16,
 }
 
-/// Per-device, per-CPU event rate limit state: value of `EVENT_RATE` by slot.
+/// Per-device, per-CPU rate limits of one-second windows: value of `EVENT_RATE` by slot.
+/// Events sent ([`EVENTS_PER_DEVICE_PER_SECOND`]) and violations given a flow entry
+/// ([`VIOLATING_FLOWS_PER_DEVICE_PER_SECOND`]) in the window that began at
+/// `window_start_ns` (see [`crate::judge::roll_window`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventRate {
     pub window_start_ns: u64,
     pub sent_in_window: u32,
     pub suppressed: u32,
+    /// Violations judged in full that took a flow entry in this window.
+    pub flows_in_window: u32,
+    pub _pad: u32,
 }
 
 /// Indexes of `EVENT_STATS` (per-CPU u64 counters).
@@ -1267,7 +1280,7 @@ mod tests {
         assert_eq!(size_of::<MacBinding>(), 8);
         assert_eq!(size_of::<StationKey>(), 24);
         assert_eq!(size_of::<StationStats>(), 40);
-        assert_eq!(size_of::<EventRate>(), 16);
+        assert_eq!(size_of::<EventRate>(), 24);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 4);
         assert_eq!(size_of::<FlowStats>(), 7 * 8);

@@ -11,7 +11,7 @@ use monitor_common::{
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
         CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
-        TABLE_NONE,
+        TABLE_NONE, roll_window,
     },
     maps::{
         Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
@@ -234,10 +234,7 @@ fn emit_event(packet: &Packet, ip: &IpPacket, decision: &Decision, side: u8, slo
     };
     // SAFETY: per-CPU slot.
     let rate = unsafe { &mut *rate };
-    if packet.now.wrapping_sub(rate.window_start_ns) >= 1_000_000_000 {
-        rate.window_start_ns = packet.now;
-        rate.sent_in_window = 0;
-    }
+    roll_window(rate, packet.now);
     if rate.sent_in_window >= EVENTS_PER_DEVICE_PER_SECOND {
         rate.suppressed += 1;
         add_u64(&EVENT_STATS, EVENTS_SUPPRESSED);

@@ -34,8 +34,8 @@ use crate::{
     },
     cache,
     maps::{
-        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, FRAGMENTS, MAC_BINDINGS, REQUESTS, RULES,
-        SCRATCH, SPOOFED_FLOWS, WORK,
+        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
+        RULES, SCRATCH, SPOOFED_FLOWS, WORK,
     },
 };
 
@@ -98,6 +98,7 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
     }
     side.flow_known = 0;
     side.table = TABLE_NONE;
+    side.over_budget = 0;
     side.flow_index = NO_FLOW;
     side.flow_tag = 0;
 }
@@ -422,6 +423,13 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     if side.slot == NO_SLOT {
         return side.action;
     }
+    // A scan or a spoofed flood is a new violating flow in every frame: beyond the
+    // device's budget it is charged to the device alone, without the flow tables' lookups
+    // and writes (random cache lines of large arrays) or a cached decision.
+    if judge::is_violation(action, reason) && !flow_budget(side.slot, packet.now) {
+        side.over_budget = 1;
+        return side.action;
+    }
     let tag = tag(flow_hash(&side.key, packet.seed));
     let known = find_flow(TABLE_FLOWS, tag, packet.now);
     let table = judge::enrolled_flow_table(known != NO_FLOW, action, reason);
@@ -434,6 +442,17 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     side.table = table;
     side.flow_tag = tag;
     side.action
+}
+
+/// Whether the device in `slot` may give one more violation a flow entry in this second
+/// (`judge::take_flow_budget`, in its per-CPU slot of EVENT_RATE).
+#[inline(always)]
+fn flow_budget(slot: u32, now: u64) -> bool {
+    match EVENT_RATE.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, used only within this program run.
+        Some(rate) => judge::take_flow_budget(unsafe { &mut *rate }, now),
+        None => true,
+    }
 }
 
 /// The baseline's verdict, learning the flow in learn mode (`verified`: the packet's
@@ -598,11 +617,13 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
             verdict: src,
             enrolled: work.sides[0].slot != NO_SLOT,
             flow_known: work.sides[0].flow_known != 0,
+            over_budget: work.sides[0].over_budget != 0,
         },
         PlanSide {
             verdict: dst,
             enrolled: work.sides[1].slot != NO_SLOT,
             flow_known: work.sides[1].flow_known != 0,
+            over_budget: work.sides[1].over_budget != 0,
         },
         action,
         packet.judged(),
@@ -652,16 +673,22 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 }
 
 /// Stage 5: charges what `finish` decided, by the code that charges cached decisions,
-/// and caches the decision for the next packets with its key.
+/// and caches the decision for the next packets with its key (not a violation beyond its
+/// device's budget: a scan's probes would only evict decisions that are used again).
 #[inline(never)]
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let slots = flow_slots(&work.decision);
     apply(packet, ip, &work.decision, &slots);
     let spoofed = work.sides[0].flags & judge::SIDE_SPOOFED != 0;
     note_station(packet, &ip.src, work.sides[0].slot, spoofed);
+    let over_budget = (work.sides[0].over_budget | work.sides[1].over_budget) != 0;
     // A spoofed flow is judged with every frame, so that SPOOFED_FLOWS keeps it while it
-    // lasts.
-    if cache::cacheable(packet, ip, work.kind) && work.reason != Reason::SpoofedSource as u8 {
+    // lasts; a violation beyond its device's budget caches nothing (a scan would churn
+    // the cache).
+    if !over_budget
+        && cache::cacheable(packet, ip, work.kind)
+        && work.reason != Reason::SpoofedSource as u8
+    {
         cache::remember(packet, &work.decision);
     }
     work.decision.action

@@ -39,7 +39,7 @@ use monitor_common::{
         Counter, DEVICE_ENFORCE_CONFIRMED, DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL,
         DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE, DEVICE_SCHEDULE_IGNORE, DeviceEntry,
         DeviceStats, Direction, FlowKey, FlowStats, LAYOUT_VERSION, MODE_INHERIT, ORIGIN_LEARNED,
-        ORIGIN_POLICY, RULE_ANY, RULE_DENY, Rule,
+        ORIGIN_POLICY, RULE_ANY, RULE_DENY, Rule, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     parse::{MAX_IPV6_EXTENSIONS, Snaplen, parse_frame},
     schedule::{self, DEFAULT_TOLERANCE, HOUR_UNKNOWN, Schedule},
@@ -289,6 +289,9 @@ struct Step {
     path: Option<Path>,
     /// Baseline entries whose schedule must be exactly these hours after the frame.
     schedules: Vec<(FlowKey, Vec<u8>)>,
+    /// Enrolled devices whose violation is beyond their budget of flow entries: no flow
+    /// entry, but counted under the step's reason and reported (sent or suppressed).
+    over_budget: Vec<IpAddr>,
 }
 
 /// Something that happens between frames.
@@ -303,6 +306,12 @@ enum Change {
     Clock { hour_of_week: u8, tolerance: u8 },
     /// Time passes every timed MAC acceptance ([`Setup::bind_for`]), likewise.
     PastMacAllow,
+    /// A quiet second and a bit: every device's one-second rate-limit window ends, so the
+    /// next violation opens a new one.
+    Quiet,
+    /// These frames run at once, unchecked (a burst that spends a device's budget of
+    /// violating flow entries well within one window).
+    Frames(Vec<Vec<u8>>),
 }
 
 /// Which path decided an IP packet (`PATHS`).
@@ -330,6 +339,7 @@ fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) ->
         before: Vec::new(),
         path: None,
         schedules: Vec::new(),
+        over_budget: Vec::new(),
     }
 }
 
@@ -395,6 +405,12 @@ impl Step {
     /// After the frame, the baseline entry `key` records exactly `hours`.
     fn schedule_is(mut self, key: FlowKey, hours: &[u8]) -> Step {
         self.schedules.push((key, hours.to_vec()));
+        self
+    }
+
+    /// A violation of `addr` beyond its device's budget of flow entries.
+    fn over_budget(mut self, addr: impl Into<IpAddr>) -> Step {
+        self.over_budget.push(addr.into());
         self
     }
 
@@ -654,12 +670,36 @@ const TEST_RUN_IFINDEX: u32 = 1;
 fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
     let mut errors = Vec::new();
     let len = step.frame.len() as u64;
+    let budget_counts = |addr: &IpAddr| {
+        let slot = setup
+            .slot_of(*addr)
+            .expect("over_budget names an enrolled device");
+        let reasons = must(datapath.maps().device_reasons(slot), "DEVICE_REASONS");
+        let (sent, suppressed, lost) = must(datapath.maps().event_stats(), "EVENT_STATS");
+        let reason = reasons
+            .iter()
+            .find(|(r, _)| *r == step.reason)
+            .map_or(0, |(_, n)| *n);
+        (reason, sent + suppressed + lost)
+    };
+    let budget_before: Vec<(u64, u64)> = step.over_budget.iter().map(budget_counts).collect();
     let before = snapshot(datapath, setup);
     let got = match datapath.test_run(&step.frame) {
         Ok(verdict) => verdict.action,
         Err(e) => return vec![format!("test run failed: {e:?}")],
     };
     let after = snapshot(datapath, setup);
+    for (addr, before) in step.over_budget.iter().zip(&budget_before) {
+        let after = budget_counts(addr);
+        let moved = (after.0 - before.0, after.1 - before.1);
+        if moved != (1, 1) {
+            errors.push(format!(
+                "{addr} beyond its budget: (its {:?} counter, events sent + suppressed + lost) \
+                 moved {moved:?}, expected (1, 1)",
+                step.reason
+            ));
+        }
+    }
 
     if got != step.action {
         errors.push(format!("action {got:?}, expected {:?}", step.action));
@@ -889,6 +929,10 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
                 // The unenrolled peer of an enrolled device keeps no flow of its own.
                 continue;
             }
+            if step.over_budget.contains(&addr) {
+                // Beyond its device's budget a violation is counted in no flow table.
+                continue;
+            }
             // An enrolled side's flow lives in FLOWS once it exists there; a new flow that
             // violates the side's policy goes to the separate table.
             let violating = step.dropped.contains(&addr) || step.would_drop.contains(&addr);
@@ -1003,6 +1047,14 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        Change::Quiet => std::thread::sleep(Duration::from_millis(1_100)),
+        Change::Frames(frames) => {
+            for frame in frames {
+                datapath
+                    .test_run(frame)
+                    .unwrap_or_else(|e| panic!("case `{case}`: running a burst frame: {e:?}"));
+            }
+        }
     }
 }
 
@@ -1025,8 +1077,15 @@ fn set_mode(datapath: &mut Datapath, case: &str, mode: Mode) {
 fn footprint(case: &Case) -> BTreeSet<(IpAddr, IpAddr, u8)> {
     case.steps
         .iter()
-        .filter_map(|step| {
-            let parsed = parse_frame(step.frame.as_slice(), Snaplen::CaptureMayBeCut);
+        .flat_map(|step| {
+            let burst = step.before.iter().flat_map(|change| match change {
+                Change::Frames(frames) => frames.as_slice(),
+                _ => &[],
+            });
+            std::iter::once(&step.frame).chain(burst)
+        })
+        .filter_map(|frame| {
+            let parsed = parse_frame(frame.as_slice(), Snaplen::CaptureMayBeCut);
             parsed.has_ip.then(|| {
                 let (a, b) = (addr_of(&parsed.ip.src), addr_of(&parsed.ip.dst));
                 (a.min(b), a.max(b), parsed.ip.protocol)
@@ -3738,6 +3797,35 @@ fn decision_cache_cases() -> Vec<Case> {
             .flow(IPPROTO_TCP, 443, Outbound)
             .judged(),
     );
+    // A burst of new violating flows that spends the device's budget of flow entries at
+    // once, in a window of its own.
+    let budget = VIOLATING_FLOWS_PER_DEVICE_PER_SECOND as u16;
+    let spend = |first_port: u16| {
+        Change::Frames(
+            (0..budget)
+                .map(|i| udp(WS, 40000, SRV, first_port + i))
+                .collect(),
+        )
+    };
+    let spoofed_burst = |third: u8| {
+        Change::Frames(
+            (0..budget)
+                .map(|i| {
+                    let spoofed = std::net::Ipv4Addr::new(100, 64, third, i as u8);
+                    udp(spoofed, 40000, WS, 9999)
+                })
+                .collect(),
+        )
+    };
+    let flood_beyond = |host: u8| {
+        let spoofed = std::net::Ipv4Addr::new(100, 64, 9, host);
+        drop(udp(spoofed, 40000, WS, 9999), Reason::NotInBaseline, v4)
+            .between(spoofed, WS)
+            .dropped(WS)
+            .flow(IPPROTO_UDP, 9999, Outbound)
+            .over_budget(WS)
+            .judged()
+    };
     let mut flood = Vec::new();
     for i in 1..12u8 {
         let spoofed = std::net::Ipv4Addr::new(100, 64, 3, i);
@@ -3816,6 +3904,53 @@ fn decision_cache_cases() -> Vec<Case> {
             "a spoofed-source flood toward an enrolled device: every frame judged and dropped",
             Setup::new(Mode::Enforce).dev(ws()),
             flood,
+        ),
+        case(
+            "a scan beyond the device's budget of flow entries: dropped, counted, reported, \
+             in no flow table and not cached; the device's allowed flow unchanged; a new \
+             second gives flow entries again",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .baseline(key(WS, SRV, IPPROTO_UDP, 443, Outbound)),
+            vec![
+                violation(40000, 7000)
+                    .after(Change::Quiet)
+                    .after(spend(20000))
+                    .over_budget(WS)
+                    .judged(),
+                // Each probe right after a burst of its own: a window that ended since
+                // the last one is spent again (the decision of the probe before, had it
+                // been cached, would still stand).
+                violation(40000, 7000)
+                    .after(spend(20100))
+                    .over_budget(WS)
+                    .judged(),
+                violation(40000, 7001)
+                    .after(spend(20200))
+                    .over_budget(WS)
+                    .judged(),
+                pass(udp(WS, 40000, SRV, 443), Reason::InBaseline, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_UDP, 443, Outbound)
+                    .judged(),
+                violation(40000, 7002).after(Change::Quiet).judged(),
+                violation(40000, 7002).cached(),
+            ],
+        ),
+        case(
+            "an audited scan beyond the device's budget: a would-drop, counted and reported, \
+             in no flow table",
+            Setup::new(Mode::Audit).dev(ws()),
+            vec![
+                pass(udp(WS, 40000, SRV, 7100), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 7100, Outbound)
+                    .after(Change::Quiet)
+                    .after(spend(21000))
+                    .over_budget(WS)
+                    .judged(),
+            ],
         ),
         case(
             "a baseline entry the controller adds lifts a cached drop",
@@ -3988,6 +4123,15 @@ fn decision_cache_cases() -> Vec<Case> {
                 .flow(IPPROTO_TCP, 8443, Outbound)
                 .learns(key(PUMP, WS, IPPROTO_TCP, 8443, Inbound))
                 .judged(),
+            ],
+        ),
+        case(
+            "a spoofed-source flood beyond the device's budget: dropped and counted, in no \
+             flow table",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                flood_beyond(1).after(Change::Quiet).after(spoofed_burst(4)),
+                flood_beyond(2).after(spoofed_burst(5)),
             ],
         ),
     ]
