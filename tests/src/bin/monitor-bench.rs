@@ -40,7 +40,8 @@ use monitor::{
 use monitor_common::{
     Action, Mode,
     maps::{
-        BaselineEntry, DeviceEntry, FlowKey, MODE_INHERIT, MapDef, ORIGIN_IMPORTED, defs, programs,
+        BaselineEntry, DEVICE_MAC_BOUND, DeviceEntry, FlowKey, MODE_INHERIT, MapDef,
+        ORIGIN_IMPORTED, defs, programs,
     },
     memory,
 };
@@ -365,7 +366,19 @@ struct Case {
     /// The frames learn a new baseline entry each (deleted after each run, so that every
     /// run learns anew and the table keeps its size).
     learns: bool,
+    /// The frames arrive on a ward leg, where device 0's address is bound to its MAC
+    /// (the frames' source): the IP-MAC binding is checked.
+    ward: bool,
 }
+
+/// The case whose cost is compared with [`WARD_HIT`]'s: the MAC check's share.
+const CORE_HIT: &str = "enforce, baseline hit";
+/// The enforce hit on a ward leg, device 0 bound to its MAC.
+const WARD_HIT: &str = "enforce hit, ward leg (MAC bound)";
+/// Issue 11: the MAC check costs at most this share on the enforce-hit path.
+const FLOOR_MAC_CHECK: f64 = 0.10;
+/// The interface BPF_PROG_TEST_RUN runs frames on (loopback).
+const TEST_RUN_IFINDEX: u32 = 1;
 
 /// Repetitions of a case whose every repetition learns a baseline entry: the table's
 /// room above the largest scale's filler entries.
@@ -385,6 +398,7 @@ fn cases() -> Vec<Case> {
         repeat: REPEAT,
         floor,
         learns: false,
+        ward: false,
     };
     vec![
         case(
@@ -395,12 +409,22 @@ fn cases() -> Vec<Case> {
             CaseFloor::None,
         ),
         case(
-            "enforce, baseline hit",
+            CORE_HIT,
             Mode::Enforce,
             &hit,
             Action::Pass,
             CaseFloor::Ratio(FLOOR_CACHED_RATIO),
         ),
+        Case {
+            ward: true,
+            ..case(
+                WARD_HIT,
+                Mode::Enforce,
+                &hit,
+                Action::Pass,
+                CaseFloor::Ratio(FLOOR_CACHED_RATIO),
+            )
+        },
         case(
             "enforce, repeated drop",
             Mode::Enforce,
@@ -533,9 +557,11 @@ impl Reference {
 
 fn enroll_range(datapath: &mut Datapath, from: u32, to: u32) -> Result<()> {
     for i in from..to {
+        // Device 0 is bound to the frames' source MAC (checked on a ward leg only).
+        let flags = if i == 0 { DEVICE_MAC_BOUND } else { 0 };
         datapath.maps_mut().enroll(
             IpAddr::V4(device_v4(i)),
-            DeviceEntry::new(i, MODE_INHERIT, 0),
+            DeviceEntry::new(i, MODE_INHERIT, flags),
         )?;
     }
     Ok(())
@@ -649,6 +675,9 @@ fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> 
     datapath
         .maps_mut()
         .enroll(IpAddr::V6(DEVICE0_V6), DeviceEntry::new(0, MODE_INHERIT, 0))?;
+    datapath
+        .maps_mut()
+        .put_mac_bindings(&[(IpAddr::V4(device_v4(0)), DEVICE_MAC, 0)])?;
     let mut enrolled = 0;
     let mut filled = 0;
     let mut rows = Vec::new();
@@ -687,13 +716,24 @@ fn per_packet_cost(datapath: &mut Datapath, args: &Args) -> Result<CostResults> 
                     Some(r) => r.ns(&case.frame, case.repeat)?,
                     None => f64::NAN,
                 };
+                if case.ward {
+                    datapath
+                        .maps_mut()
+                        .set_interface_slot(TEST_RUN_IFINDEX, None, true)?;
+                }
                 let monitor = test_run_ns(
                     datapath,
                     case.program,
                     &case.frame,
                     case.repeat,
                     Some(case.expect),
-                )?;
+                );
+                if case.ward {
+                    datapath
+                        .maps_mut()
+                        .set_interface_slot(TEST_RUN_IFINDEX, None, false)?;
+                }
+                let monitor = monitor?;
                 if case.learns {
                     datapath
                         .maps_mut()
@@ -1944,11 +1984,7 @@ impl Report {
                 row.ratio.show(2)
             );
         }
-        let hits: Vec<&CostRow> = cost
-            .rows
-            .iter()
-            .filter(|r| r.case == "enforce, baseline hit")
-            .collect();
+        let hits: Vec<&CostRow> = cost.rows.iter().filter(|r| r.case == CORE_HIT).collect();
         let ns: Vec<f64> = hits.iter().map(|r| r.monitor_ns.median).collect();
         let ratios: Vec<f64> = hits.iter().map(|r| r.ratio.median).collect();
         let spread = |v: &[f64]| {
@@ -1984,6 +2020,30 @@ impl Report {
                 format!("{name}: ≤ {limit}× parse-only"),
                 format!("{worst:.2}× (worst scale)"),
                 worst <= limit,
+            ));
+        }
+        // The MAC check's share: the ward leg's hit against the core leg's, per scale.
+        let mac_check = hits
+            .iter()
+            .filter_map(|core| {
+                cost.rows
+                    .iter()
+                    .find(|r| {
+                        r.case == WARD_HIT
+                            && r.scale.devices == core.scale.devices
+                            && r.scale.baseline == core.scale.baseline
+                    })
+                    .map(|ward| ward.ratio.median / core.ratio.median - 1.0)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        if mac_check.is_finite() {
+            floors.push((
+                format!(
+                    "MAC check on the enforce-hit path (ward leg vs core leg): ≤ +{:.0}%",
+                    FLOOR_MAC_CHECK * 100.0
+                ),
+                format!("{:+.1}% (worst scale)", mac_check * 100.0),
+                mac_check <= FLOOR_MAC_CHECK,
             ));
         }
         if !hits.is_empty() {
