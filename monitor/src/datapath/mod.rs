@@ -945,13 +945,15 @@ impl MapSet {
         let table = MappedTable::<FlowSet>::map(data, def.max_entries)
             .map_err(|e| DatapathError::Mapping(def.name, e))?;
         let mut flows = Vec::new();
-        table.each(|set| {
-            for (way, slot) in set.slots.iter().enumerate() {
-                if way_holds_flow(&set, way, seed) {
-                    flows.push((slot.key, slot.stats));
+        table
+            .each(|set| {
+                for (way, slot) in set.slots.iter().enumerate() {
+                    if way_holds_flow(&set, way, seed) {
+                        flows.push((slot.key, slot.stats));
+                    }
                 }
-            }
-        });
+            })
+            .map_err(|e| DatapathError::Mapping(def.name, e))?;
         Ok(flows)
     }
 
@@ -1225,7 +1227,7 @@ pub fn is_flow_table(name: &str) -> bool {
 pub fn taken_flow_slots(data: &MapData, sets: u32) -> std::io::Result<u64> {
     let table = MappedTable::<FlowSet>::map(data, sets)?;
     let mut taken = 0;
-    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64);
+    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64)?;
     Ok(taken)
 }
 
@@ -1329,59 +1331,80 @@ fn random_seed() -> u32 {
     u32::from_ne_bytes(seed)
 }
 
-/// A BPF array created with `BPF_F_MMAPABLE`, mapped read-only into this process.
-struct MappedTable<T> {
-    at: std::ptr::NonNull<T>,
+/// A BPF array created with `BPF_F_MMAPABLE`, read through read-only shared mappings of
+/// one window at a time: mapped pages count in this process's RSS, and the flow tables
+/// are tens of MB, so no more than a window is mapped at once.
+struct MappedTable<'a, T> {
+    data: &'a MapData,
     len: usize,
-    bytes: usize,
+    _values: std::marker::PhantomData<T>,
 }
 
-impl<T: Copy> MappedTable<T> {
-    fn map(data: &MapData, entries: u32) -> std::io::Result<MappedTable<T>> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
+/// Bytes mapped at once, at most (about).
+const MAPPED_WINDOW: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+impl<'a, T: Copy> MappedTable<'a, T> {
+    fn map(data: &'a MapData, entries: u32) -> std::io::Result<MappedTable<'a, T>> {
         // The kernel lays an mmapable array's values out one after another, each rounded
         // up to 8 bytes, from offset 0.
         assert!(
             std::mem::size_of::<T>().is_multiple_of(8),
             "values must be whole u64 words"
         );
-        let len = entries as usize;
-        let bytes = (len * std::mem::size_of::<T>()).next_multiple_of(4096);
-        // SAFETY: a read-only shared mapping of the map's fd; the result is checked.
-        let at = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if at == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let at =
-            std::ptr::NonNull::new(at.cast::<T>()).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(MappedTable { at, len, bytes })
+        Ok(MappedTable {
+            data,
+            len: entries as usize,
+            _values: std::marker::PhantomData,
+        })
     }
 
     /// Each slot as it is now (the XDP program may change any while they are read; each
-    /// is copied whole, for the caller to judge by its tag).
-    fn each(&self, mut f: impl FnMut(T)) {
-        for i in 0..self.len {
-            // SAFETY: `i` is within the mapping, which holds `len` values of T; each is
-            // read with a volatile copy, since the kernel side writes them concurrently.
-            f(unsafe { std::ptr::read_volatile(self.at.as_ptr().add(i)) });
+    /// is copied whole, for the caller to judge by its tag). Windows start on a page and
+    /// hold whole values, so no value straddles two.
+    fn each(&self, mut f: impl FnMut(T)) -> std::io::Result<()> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let size = std::mem::size_of::<T>();
+        // Values per window: a multiple of the values that fill whole pages.
+        let step = PAGE / gcd(size, PAGE);
+        let per_window = step * (MAPPED_WINDOW / (step * size)).max(1);
+        let mut first = 0;
+        while first < self.len {
+            let count = per_window.min(self.len - first);
+            let bytes = (count * size).next_multiple_of(PAGE);
+            let offset = (first * size) as libc::off_t;
+            // SAFETY: a read-only shared mapping of the map's fd at a page-aligned offset
+            // within the array; the result is checked and unmapped below.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    self.data.fd().as_fd().as_raw_fd(),
+                    offset,
+                )
+            };
+            if at == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            let values = at.cast::<T>();
+            for i in 0..count {
+                // SAFETY: `i` is within the window, which holds `count` values of T; each
+                // is read with a volatile copy, since the kernel side writes them
+                // concurrently.
+                f(unsafe { std::ptr::read_volatile(values.add(i)) });
+            }
+            // SAFETY: the mapping made above, unmapped once.
+            unsafe { libc::munmap(at, bytes) };
+            first += count;
         }
+        Ok(())
     }
 }
 
-impl<T> Drop for MappedTable<T> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe { libc::munmap(self.at.as_ptr().cast(), self.bytes) };
-    }
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn merge_stats<'a>(values: impl Iterator<Item = &'a DeviceStats>) -> DeviceStats {
