@@ -517,7 +517,7 @@ impl Datapath {
                     )
                 })?;
             let entries = if monitor_common::memory::grows(def) {
-                count_keys(data).map_err(|e| DatapathError::Mapping(def.name, e))?
+                sys::count_keys(data, u64::MAX).map_err(|e| DatapathError::Mapping(def.name, e))?
             } else {
                 0
             };
@@ -1265,54 +1265,6 @@ fn map_data(map: &aya::maps::Map) -> &MapData {
         | Map::StackTraceMap(d)
         | Map::Unsupported(d)
         | Map::XskMap(d) => d,
-    }
-}
-
-/// Keys in a hash map or trie, walked with BPF_MAP_GET_NEXT_KEY (the kernel keeps no
-/// count it tells).
-fn count_keys(data: &MapData) -> std::io::Result<u64> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    #[repr(C)]
-    struct GetNextKey {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        next_key: u64,
-        flags: u64,
-    }
-    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-    let info = data.info().map_err(std::io::Error::other)?;
-    let fd = data.fd().as_fd().as_raw_fd() as u32;
-    let mut key = vec![0u8; info.key_size() as usize];
-    let mut next = vec![0u8; info.key_size() as usize];
-    let mut count = 0u64;
-    loop {
-        let attr = GetNextKey {
-            map_fd: fd,
-            _pad: 0,
-            key: if count == 0 { 0 } else { key.as_ptr() as u64 },
-            next_key: next.as_mut_ptr() as u64,
-            flags: 0,
-        };
-        // SAFETY: the attr points at two buffers of the map's key size that we own and
-        // that outlive the call; the kernel reads `key` and writes `next_key` only.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_GET_NEXT_KEY,
-                &attr as *const GetNextKey,
-                std::mem::size_of::<GetNextKey>(),
-            )
-        };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(count);
-            }
-            return Err(err);
-        }
-        count += 1;
-        std::mem::swap(&mut key, &mut next);
     }
 }
 

@@ -52,7 +52,6 @@ pub fn duplicate(set: &MapSet, name: &'static str) -> Result<MapData> {
 pub struct KeyCounter {
     pub name: &'static str,
     pub capacity: u32,
-    key_size: u32,
     data: MapData,
     /// A flow table: an array of sets the XDP program fills, counted by its taken slots.
     flow_table: bool,
@@ -90,7 +89,6 @@ pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
             tables.push(KeyCounter {
                 name,
                 capacity: info.max_entries() * ways,
-                key_size: info.key_size(),
                 data,
                 flow_table,
             });
@@ -100,9 +98,8 @@ pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
 }
 
 impl KeyCounter {
-    /// Number of keys (a flow table: taken slots), walking them with BPF_MAP_GET_NEXT_KEY (the kernel keeps no count
-    /// it would tell). Stops at the capacity: a key evicted while it is walked restarts
-    /// the walk from the first key.
+    /// Number of keys ([`count_keys`], at most the capacity), or for a flow table its
+    /// taken slots.
     pub fn count(&self) -> Result<u64, std::io::Error> {
         if self.flow_table {
             return super::taken_flow_slots(
@@ -110,51 +107,57 @@ impl KeyCounter {
                 self.capacity / monitor_common::maps::FLOW_WAYS,
             );
         }
-        #[repr(C)]
-        struct GetNextKey {
-            map_fd: u32,
-            _pad: u32,
-            key: u64,
-            next_key: u64,
-            flags: u64,
-        }
-        const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-        let fd = self.data.fd().as_fd().as_raw_fd() as u32;
-        let mut key = vec![0u8; self.key_size as usize];
-        let mut next = vec![0u8; self.key_size as usize];
-        let mut count = 0u64;
-        let mut first = true;
-        while count < u64::from(self.capacity) {
-            let attr = GetNextKey {
-                map_fd: fd,
-                _pad: 0,
-                key: if first { 0 } else { key.as_ptr() as u64 },
-                next_key: next.as_mut_ptr() as u64,
-                flags: 0,
-            };
-            // SAFETY: the attr points at two buffers of the map's key size that we own
-            // and that outlive the call; the kernel reads `key` and writes `next_key` only.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_GET_NEXT_KEY,
-                    &attr as *const GetNextKey,
-                    std::mem::size_of::<GetNextKey>(),
-                )
-            };
-            if rc != 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::ENOENT) {
-                    break;
-                }
-                return Err(err);
-            }
-            count += 1;
-            first = false;
-            std::mem::swap(&mut key, &mut next);
-        }
-        Ok(count)
+        count_keys(&self.data, u64::from(self.capacity))
     }
+}
+
+/// Keys in a hash map or trie, walked with BPF_MAP_GET_NEXT_KEY (the kernel keeps no
+/// count it tells), at most `limit`: a key evicted while it is walked restarts the walk
+/// from the first key, so a table that churns could otherwise be walked forever.
+pub fn count_keys(data: &MapData, limit: u64) -> Result<u64, std::io::Error> {
+    #[repr(C)]
+    struct GetNextKey {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let key_size = data.info().map_err(std::io::Error::other)?.key_size() as usize;
+    let fd = data.fd().as_fd().as_raw_fd() as u32;
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut count = 0u64;
+    while count < limit {
+        let attr = GetNextKey {
+            map_fd: fd,
+            _pad: 0,
+            key: if count == 0 { 0 } else { key.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the attr points at two buffers of the map's key size that we own and
+        // that outlive the call; the kernel reads `key` and writes `next_key` only.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                &attr as *const GetNextKey,
+                std::mem::size_of::<GetNextKey>(),
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                break;
+            }
+            return Err(err);
+        }
+        count += 1;
+        std::mem::swap(&mut key, &mut next);
+    }
+    Ok(count)
 }
 
 /// Entries read per BPF_MAP_LOOKUP_BATCH call.
