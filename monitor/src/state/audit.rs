@@ -2,7 +2,7 @@
 //! (written by `monitor allow`) and one when it ends (written by the daemon), appended and
 //! synced before enforcement is lifted, never rewritten.
 
-use std::{collections::BTreeMap, io::Write as _};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,18 +39,6 @@ impl AuditRecord {
     /// Appends the record to the audit trail, durably: it is synced before the caller
     /// lifts (or records the end of) anything.
     pub fn append(&self, state: &StateDir) -> Result<(), StateError> {
-        let path = state.path().join(files::AUDIT);
-        let io = |e| StateError::Io(path.clone(), e);
-        std::fs::create_dir_all(state.path()).map_err(io)?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut line =
-            serde_json::to_string(self).map_err(|e| StateError::Json(path.clone(), e))?;
-        line.push('\n');
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        state.append_json_line(files::AUDIT, self)
     }
 }

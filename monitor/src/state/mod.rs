@@ -135,6 +135,24 @@ impl StateDir {
         Ok(())
     }
 
+    /// Appends `value` as one JSON line to `name`, durably: the line is synced before the
+    /// caller acts on what it records (the audit trail, the mode history).
+    pub fn append_json_line<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        let path = self.root.join(name);
+        let io = |e| StateError::Io(path.clone(), e);
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut line =
+            serde_json::to_string(value).map_err(|e| StateError::Json(path.clone(), e))?;
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
     /// Reads JSON from `name`, `None` when the file does not exist.
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
         let path = self.root.join(name);

@@ -13,10 +13,7 @@
 //! policy's starting mode. `monitor detach` ends the history's current era: the next
 //! `monitor run` is a first start again.
 
-use std::{
-    io::{BufRead as _, Write as _},
-    time::SystemTime,
-};
+use std::{io::BufRead as _, time::SystemTime};
 
 use monitor_common::Mode;
 use serde::{Deserialize, Serialize};
@@ -125,19 +122,7 @@ impl History {
 
     /// Appends `record` (durably: the line is synced before the mode changes).
     pub fn append(state: &StateDir, record: &ModeRecord) -> Result<(), StateError> {
-        let path = state.path().join(files::MODE_HISTORY);
-        let io = |e| StateError::Io(path.clone(), e);
-        std::fs::create_dir_all(state.path()).map_err(io)?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut line =
-            serde_json::to_string(record).map_err(|e| StateError::Json(path.clone(), e))?;
-        line.push('\n');
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        state.append_json_line(files::MODE_HISTORY, record)
     }
 
     /// The records since the last detach.
