@@ -574,6 +574,11 @@ pub const CONFIG_JUDGE_UNENROLLED: u8 = 1 << 1;
 /// counted apart (`VERDICTS` from [`crate::CUT_VERDICTS`]) and charges no drop, would-drop
 /// or event to anyone. It is still counted and learned from.
 pub const CONFIG_CAPTURE_MAY_BE_CUT: u8 = 1 << 2;
+/// Every violation takes a flow entry: no per-second budget (replay sets it, never a live
+/// datapath). A capture's frames run far faster than they were captured, so a budget per
+/// second of the replay would keep some violating flows out of the flow tables at random,
+/// by how fast the machine ran them, and the report could not show what the capture holds.
+pub const CONFIG_EVERY_FLOW: u8 = 1 << 3;
 
 /// Global settings, the single entry of `CONFIG`.
 #[repr(C)]

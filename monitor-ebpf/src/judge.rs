@@ -17,7 +17,7 @@ use monitor_common::{
         TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
     },
     maps::{
-        BaselineEntry, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
+        BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
         DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
         MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
         RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
@@ -426,7 +426,10 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     // A scan or a spoofed flood is a new violating flow in every frame: beyond the
     // device's budget it is charged to the device alone, without the flow tables' lookups
     // and writes (random cache lines of large arrays) or a cached decision.
-    if judge::is_violation(action, reason) && !flow_budget(side.slot, packet.now) {
+    if judge::is_violation(action, reason)
+        && packet.flags & CONFIG_EVERY_FLOW == 0
+        && !flow_budget(side.slot, packet.now)
+    {
         side.over_budget = 1;
         return side.action;
     }

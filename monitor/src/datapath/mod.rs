@@ -4,13 +4,14 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray,
+        Array, HashMap, MapData, MapError, MapType, PerCpuArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{
@@ -492,7 +493,7 @@ impl Datapath {
     /// counted only for maps whose memory grows with them
     /// (`monitor_common::memory::grows`), 0 for the others.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64, u64)>> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::os::fd::AsRawFd as _;
         let mut rows = Vec::new();
         for def in &defs::ALL {
             let map = match self.maps.maps.get(def.name) {
@@ -585,6 +586,69 @@ impl Datapath {
 }
 
 impl MapSet {
+    /// Map `name` on a descriptor of its own (`dup`), for a reader that outlives any
+    /// borrow of the set.
+    pub fn duplicate(&self, name: &'static str) -> Result<MapData> {
+        let fd = map_data(self.map(name)?)
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| DatapathError::Map {
+                name,
+                what: "duplicating its descriptor",
+                source: MapError::SyscallError(aya::sys::SyscallError {
+                    call: "dup",
+                    io_error: e,
+                }),
+            })?;
+        MapData::from_fd(fd).map_err(map_err(name, "reading its info"))
+    }
+
+    /// The per-CPU array `name`, read in batches on a descriptor of its own.
+    pub fn batch_array<T: sys::Summed>(&self, name: &'static str) -> Result<sys::BatchArray<T>> {
+        sys::BatchArray::new(self.duplicate(name)?).map_err(DatapathError::Cpus)
+    }
+
+    /// The tables of `set` that fill up, in `names::ALL` order: arrays are full by
+    /// construction and a ring buffer has no entries, so only hash maps, tries and the flow
+    /// tables (arrays of sets that the XDP program fills).
+    pub fn fillable_tables(&self) -> Result<Vec<sys::KeyCounter>> {
+        let mut tables = Vec::new();
+        for name in names::ALL {
+            if self.map(name).is_err() {
+                // Not in the set (the event ring buffer stays with its one reader).
+                continue;
+            }
+            let data = self.duplicate(name)?;
+            let info = data.info().map_err(map_err(name, "reading its info"))?;
+            let flow_table = is_flow_table(name);
+            let fills = flow_table
+                || matches!(
+                    info.map_type(),
+                    Ok(MapType::Hash
+                        | MapType::PerCpuHash
+                        | MapType::LruHash
+                        | MapType::LruPerCpuHash
+                        | MapType::LpmTrie)
+                );
+            if fills {
+                // A flow table's entries are sets of FLOW_WAYS flows.
+                let ways = if flow_table {
+                    monitor_common::maps::FLOW_WAYS
+                } else {
+                    1
+                };
+                tables.push(sys::KeyCounter::new(
+                    name,
+                    info.max_entries() * ways,
+                    data,
+                    flow_table,
+                ));
+            }
+        }
+        Ok(tables)
+    }
+
     /// Opens the maps pinned under `dir` by a running monitor.
     pub fn open_pinned(dir: &Path) -> Result<Self> {
         let mut maps = BTreeMap::new();
@@ -607,7 +671,6 @@ impl MapSet {
     /// sampler, the device map), which then never wait on the daemon's writes. The event
     /// ring buffer stays with its one reader.
     pub fn share(&self) -> Result<MapSet> {
-        use std::os::fd::AsFd as _;
         let mut maps = BTreeMap::new();
         for (name, map) in &self.maps {
             let data = match map {
@@ -942,7 +1005,7 @@ impl MapSet {
             }
         };
         let seed = self.config()?.hash_seed;
-        let table = MappedTable::<FlowSet>::map(data, def.max_entries)
+        let table = sys::MappedTable::<FlowSet>::map(data, def.max_entries)
             .map_err(|e| DatapathError::Mapping(def.name, e))?;
         let mut flows = Vec::new();
         table
@@ -1222,15 +1285,6 @@ pub fn is_flow_table(name: &str) -> bool {
     name == defs::FLOWS.name || name == defs::UNENROLLED_FLOWS.name
 }
 
-/// How many slots of a flow table of `sets` sets hold a flow now (the fill level, like a
-/// hash map's entries): one pass over a shared mapping, no system call per slot.
-pub fn taken_flow_slots(data: &MapData, sets: u32) -> std::io::Result<u64> {
-    let table = MappedTable::<FlowSet>::map(data, sets)?;
-    let mut taken = 0;
-    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64)?;
-    Ok(taken)
-}
-
 /// The kernel's handle of any map.
 fn map_data(map: &aya::maps::Map) -> &MapData {
     use aya::maps::Map;
@@ -1281,82 +1335,6 @@ fn random_seed() -> u32 {
         return now.subsec_nanos() ^ now.as_secs() as u32;
     }
     u32::from_ne_bytes(seed)
-}
-
-/// A BPF array created with `BPF_F_MMAPABLE`, read through read-only shared mappings of
-/// one window at a time: mapped pages count in this process's RSS, and the flow tables
-/// are tens of MB, so no more than a window is mapped at once.
-struct MappedTable<'a, T> {
-    data: &'a MapData,
-    len: usize,
-    _values: std::marker::PhantomData<T>,
-}
-
-/// Bytes mapped at once, at most (about).
-const MAPPED_WINDOW: usize = 1 << 20;
-const PAGE: usize = 4096;
-
-impl<'a, T: Copy> MappedTable<'a, T> {
-    fn map(data: &'a MapData, entries: u32) -> std::io::Result<MappedTable<'a, T>> {
-        // The kernel lays an mmapable array's values out one after another, each rounded
-        // up to 8 bytes, from offset 0.
-        assert!(
-            std::mem::size_of::<T>().is_multiple_of(8),
-            "values must be whole u64 words"
-        );
-        Ok(MappedTable {
-            data,
-            len: entries as usize,
-            _values: std::marker::PhantomData,
-        })
-    }
-
-    /// Each slot as it is now (the XDP program may change any while they are read; each
-    /// is copied whole, for the caller to judge by its tag). Windows start on a page and
-    /// hold whole values, so no value straddles two.
-    fn each(&self, mut f: impl FnMut(T)) -> std::io::Result<()> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
-        let size = std::mem::size_of::<T>();
-        // Values per window: a multiple of the values that fill whole pages.
-        let step = PAGE / gcd(size, PAGE);
-        let per_window = step * (MAPPED_WINDOW / (step * size)).max(1);
-        let mut first = 0;
-        while first < self.len {
-            let count = per_window.min(self.len - first);
-            let bytes = (count * size).next_multiple_of(PAGE);
-            let offset = (first * size) as libc::off_t;
-            // SAFETY: a read-only shared mapping of the map's fd at a page-aligned offset
-            // within the array; the result is checked and unmapped below.
-            let at = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    bytes,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    self.data.fd().as_fd().as_raw_fd(),
-                    offset,
-                )
-            };
-            if at == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            let values = at.cast::<T>();
-            for i in 0..count {
-                // SAFETY: `i` is within the window, which holds `count` values of T; each
-                // is read with a volatile copy, since the kernel side writes them
-                // concurrently.
-                f(unsafe { std::ptr::read_volatile(values.add(i)) });
-            }
-            // SAFETY: the mapping made above, unmapped once.
-            unsafe { libc::munmap(at, bytes) };
-            first += count;
-        }
-        Ok(())
-    }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn merge_stats<'a>(values: impl Iterator<Item = &'a DeviceStats>) -> DeviceStats {

@@ -7,46 +7,8 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
-use aya::maps::{MapData, MapError, MapType};
-use monitor_common::maps::{DeviceStats, names};
-
-use super::{DatapathError, MapSet, map_err};
-
-type Result<T, E = DatapathError> = std::result::Result<T, E>;
-
-/// The kernel object behind one map of the set.
-fn data_of<'a>(set: &'a MapSet, name: &'static str) -> Result<&'a MapData> {
-    match set.map(name)? {
-        aya::maps::Map::Array(data)
-        | aya::maps::Map::HashMap(data)
-        | aya::maps::Map::LruHashMap(data)
-        | aya::maps::Map::LpmTrie(data)
-        | aya::maps::Map::PerCpuArray(data)
-        | aya::maps::Map::PerCpuHashMap(data)
-        | aya::maps::Map::PerCpuLruHashMap(data)
-        | aya::maps::Map::RingBuf(data) => Ok(data),
-        // The XDP object declares maps of the types above only.
-        _ => Err(DatapathError::MissingMap(name)),
-    }
-}
-
-/// Map `name` of `set` on a descriptor of its own (`dup`), for a reader that outlives
-/// any borrow of the set.
-pub fn duplicate(set: &MapSet, name: &'static str) -> Result<MapData> {
-    let fd = data_of(set, name)?
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| DatapathError::Map {
-            name,
-            what: "duplicating its descriptor",
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: "dup",
-                io_error: e,
-            }),
-        })?;
-    MapData::from_fd(fd).map_err(map_err(name, "reading its info"))
-}
+use aya::maps::MapData;
+use monitor_common::maps::{DeviceStats, FLOW_WAYS, FlowSet};
 
 /// A hash map or LPM trie whose keys are counted (its fill level).
 pub struct KeyCounter {
@@ -57,55 +19,23 @@ pub struct KeyCounter {
     flow_table: bool,
 }
 
-/// The tables of `set` that fill up, in `names::ALL` order: arrays are full by
-/// construction and a ring buffer has no entries, so only hash maps, tries and the flow
-/// tables (arrays of sets that the XDP program fills).
-pub fn fillable_tables(set: &MapSet) -> Result<Vec<KeyCounter>> {
-    let mut tables = Vec::new();
-    for name in names::ALL {
-        if set.map(name).is_err() {
-            // Not in the set (the event ring buffer stays with its one reader).
-            continue;
-        }
-        let data = duplicate(set, name)?;
-        let info = data.info().map_err(map_err(name, "reading its info"))?;
-        let flow_table = super::is_flow_table(name);
-        let fills = flow_table
-            || matches!(
-                info.map_type(),
-                Ok(MapType::Hash
-                    | MapType::PerCpuHash
-                    | MapType::LruHash
-                    | MapType::LruPerCpuHash
-                    | MapType::LpmTrie)
-            );
-        if fills {
-            // A flow table's entries are sets of FLOW_WAYS flows.
-            let ways = if flow_table {
-                monitor_common::maps::FLOW_WAYS
-            } else {
-                1
-            };
-            tables.push(KeyCounter {
-                name,
-                capacity: info.max_entries() * ways,
-                data,
-                flow_table,
-            });
+impl KeyCounter {
+    /// Counts the keys of `data` (named `name`, holding at most `capacity`); a flow table
+    /// ([`FlowSet`]s of [`FLOW_WAYS`] slots) by its taken slots.
+    pub fn new(name: &'static str, capacity: u32, data: MapData, flow_table: bool) -> KeyCounter {
+        KeyCounter {
+            name,
+            capacity,
+            data,
+            flow_table,
         }
     }
-    Ok(tables)
-}
 
-impl KeyCounter {
     /// Number of keys ([`count_keys`], at most the capacity), or for a flow table its
     /// taken slots.
     pub fn count(&self) -> Result<u64, std::io::Error> {
         if self.flow_table {
-            return super::taken_flow_slots(
-                &self.data,
-                self.capacity / monitor_common::maps::FLOW_WAYS,
-            );
+            return taken_flow_slots(&self.data, self.capacity / FLOW_WAYS);
         }
         count_keys(&self.data, u64::from(self.capacity))
     }
@@ -160,6 +90,90 @@ pub fn count_keys(data: &MapData, limit: u64) -> Result<u64, std::io::Error> {
     Ok(count)
 }
 
+/// How many slots of a flow table of `sets` sets hold a flow now (the fill level, like a
+/// hash map's entries): one pass over a shared mapping, no system call per slot.
+pub fn taken_flow_slots(data: &MapData, sets: u32) -> std::io::Result<u64> {
+    let table = MappedTable::<FlowSet>::map(data, sets)?;
+    let mut taken = 0;
+    table.each(|set| taken += set.tags.iter().filter(|t| **t != 0).count() as u64)?;
+    Ok(taken)
+}
+
+/// A BPF array created with `BPF_F_MMAPABLE`, read through read-only shared mappings of
+/// one window at a time: mapped pages count in this process's RSS, and the flow tables
+/// are tens of MB, so no more than a window is mapped at once.
+pub struct MappedTable<'a, T> {
+    data: &'a MapData,
+    len: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+/// Bytes mapped at once, at most (about).
+const MAPPED_WINDOW: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+impl<'a, T: Copy> MappedTable<'a, T> {
+    pub fn map(data: &'a MapData, entries: u32) -> std::io::Result<MappedTable<'a, T>> {
+        // The kernel lays an mmapable array's values out one after another, each rounded
+        // up to 8 bytes, from offset 0.
+        assert!(
+            std::mem::size_of::<T>().is_multiple_of(8),
+            "values must be whole u64 words"
+        );
+        Ok(MappedTable {
+            data,
+            len: entries as usize,
+            _values: std::marker::PhantomData,
+        })
+    }
+
+    /// Each slot as it is now (the XDP program may change any while they are read; each
+    /// is copied whole, for the caller to judge by its tag). Windows start on a page and
+    /// hold whole values, so no value straddles two.
+    pub fn each(&self, mut f: impl FnMut(T)) -> std::io::Result<()> {
+        let size = std::mem::size_of::<T>();
+        // Values per window: a multiple of the values that fill whole pages.
+        let step = PAGE / gcd(size, PAGE);
+        let per_window = step * (MAPPED_WINDOW / (step * size)).max(1);
+        let mut first = 0;
+        while first < self.len {
+            let count = per_window.min(self.len - first);
+            let bytes = (count * size).next_multiple_of(PAGE);
+            let offset = (first * size) as libc::off_t;
+            // SAFETY: a read-only shared mapping of the map's fd at a page-aligned offset
+            // within the array; the result is checked and unmapped below.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    self.data.fd().as_fd().as_raw_fd(),
+                    offset,
+                )
+            };
+            if at == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            let values = at.cast::<T>();
+            for i in 0..count {
+                // SAFETY: `i` is within the window, which holds `count` values of T; each
+                // is read with a volatile copy, since the kernel side writes them
+                // concurrently.
+                f(unsafe { std::ptr::read_volatile(values.add(i)) });
+            }
+            // SAFETY: the mapping made above, unmapped once.
+            unsafe { libc::munmap(at, bytes) };
+            first += count;
+        }
+        Ok(())
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// Entries read per BPF_MAP_LOOKUP_BATCH call.
 const BATCH: usize = 1024;
 
@@ -194,10 +208,9 @@ impl Summed for u64 {
 pub type StatsArray = BatchArray<DeviceStats>;
 
 impl<T: Summed> BatchArray<T> {
-    /// The per-CPU array `name` of `set`, on a descriptor of its own.
-    pub fn open(set: &MapSet, name: &'static str) -> Result<BatchArray<T>> {
-        let data = duplicate(set, name)?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+    /// The per-CPU array `data` (a descriptor of its own).
+    pub fn new(data: MapData) -> std::io::Result<BatchArray<T>> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         Ok(BatchArray {
             data,
             cpus,

@@ -15,7 +15,7 @@ use monitor_common::maps::{BaselineEntry, DEVICE_REASON_SLOTS, FlowKey, MAX_DEVI
 use crate::{
     datapath::{
         DatapathError, MapSet, addr_of,
-        sys::{self, BatchArray, KeyCounter},
+        sys::{BatchArray, KeyCounter},
     },
     support::error_chain,
 };
@@ -68,12 +68,12 @@ pub struct Counter {
 
 impl Counter {
     pub fn new(maps: &MapSet) -> Result<Counter, CountError> {
-        let baseline = aya::maps::Map::from_map_data(sys::duplicate(maps, names::BASELINE)?)
+        let baseline = aya::maps::Map::from_map_data(maps.duplicate(names::BASELINE)?)
             .map_err(CountError::Baseline)?;
         Ok(Counter {
             baseline,
-            tables: sys::fillable_tables(maps)?,
-            reasons: BatchArray::open(maps, names::DEVICE_REASONS)?,
+            tables: maps.fillable_tables()?,
+            reasons: maps.batch_array(names::DEVICE_REASONS)?,
         })
     }
 

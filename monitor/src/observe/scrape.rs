@@ -168,7 +168,7 @@ impl Scraper {
     pub fn open(live: Live) -> Result<Scraper> {
         let counts = Counter::new(&live.maps)?.start()?;
         Ok(Scraper {
-            stats: StatsArray::open(&live.maps, names::DEVICE_STATS)?,
+            stats: live.maps.batch_array(names::DEVICE_STATS)?,
             live,
             unenrolled: UnenrolledTotals::default(),
             counts,

@@ -30,8 +30,8 @@ use std::{
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
     maps::{
-        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_JUDGE_UNENROLLED, Counter, Direction,
-        FlowKey, FlowStats, MAX_BASELINE, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
+        BaselineEntry, CONFIG_CAPTURE_MAY_BE_CUT, CONFIG_EVERY_FLOW, CONFIG_JUDGE_UNENROLLED,
+        Counter, Direction, FlowKey, FlowStats, MAX_BASELINE, MAX_UNENROLLED, MAX_UNENROLLED_FLOWS,
     },
 };
 use serde::Serialize;
@@ -657,6 +657,8 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
     // Set for cut frames only (`replay_file`).
     maps.set_flags(CONFIG_CAPTURE_MAY_BE_CUT, false)?;
     maps.set_flags(CONFIG_JUDGE_UNENROLLED, args.learn_all)?;
+    // Frames run faster than they were captured: no per-second budget of flow entries.
+    maps.set_flags(CONFIG_EVERY_FLOW, true)?;
     maps.insert_baseline(&imported)?;
     let loaded = maps.baseline()?.len();
 
