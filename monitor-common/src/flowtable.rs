@@ -9,7 +9,9 @@
 //! across the whole table. A flow is known by its index, `set * FLOW_WAYS + way`. The tag, 64 bits of a hash seeded per datapath, tells flows apart without
 //! comparing their keys: nobody without the seed can choose a key whose tag is another's.
 
-use crate::maps::{DecisionKey, FlowKey, FlowSet};
+use crate::maps::{
+    DecisionKey, FlowKey, FlowSet, SERVICE_FILTER_BITS, SERVICE_FILTERS_ENTRIES, ServiceFilter,
+};
 
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
@@ -23,6 +25,37 @@ fn mix(h: u64, word: u64) -> u64 {
 fn finish(h: u64) -> u64 {
     let h = (h ^ (h >> 31)).wrapping_mul(K2);
     h ^ (h >> 29)
+}
+
+/// Where a device's baseline services are marked: the `SERVICE_FILTERS` entry of the
+/// device address of `key` (addresses that share an entry share their marks).
+#[inline(always)]
+pub fn service_filter_index(key: &FlowKey) -> u32 {
+    let w = flow_words(key);
+    let mut h = mix(K2, u64::from(w[0]) | u64::from(w[1]) << 32);
+    h = mix(h, u64::from(w[2]) | u64::from(w[3]) << 32);
+    (finish(h) % u64::from(SERVICE_FILTERS_ENTRIES)) as u32
+}
+
+/// The word and bit of a [`ServiceFilter`] that mark `key`'s protocol, service port and
+/// direction (not its peer: a scan to new ports misses, one over new peers does not).
+#[inline(always)]
+pub fn service_bit(key: &FlowKey) -> (usize, u64) {
+    let service = flow_words(key)[8];
+    let bit = (u64::from(service).wrapping_mul(K1) >> 32) % SERVICE_FILTER_BITS;
+    ((bit / 64) as usize, 1 << (bit % 64))
+}
+
+/// Whether the baseline may hold `key`, by its device's filter: false means it does not
+/// (every entry's bit is set before the entry is added, and bits are never cleared), so
+/// the baseline need not be looked up.
+#[inline(always)]
+pub fn may_be_in_baseline(filter: &ServiceFilter, key: &FlowKey) -> bool {
+    let (word, mask) = service_bit(key);
+    match filter.words.get(word) {
+        Some(bits) => bits & mask != 0,
+        None => true,
+    }
 }
 
 /// The hash of a flow key, with the datapath's seed (`Config::hash_seed`).
@@ -343,5 +376,48 @@ mod tests {
                 "{other:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_service_filter_passes_every_marked_service_and_rules_out_most_others() {
+        let mut filter = ServiceFilter::default();
+        let learned = [
+            key([10, 0, 0, 1], [10, 0, 9, 1], 443),
+            key([10, 0, 0, 1], [10, 0, 9, 2], 53),
+        ];
+        for k in &learned {
+            assert!(
+                !may_be_in_baseline(&filter, k),
+                "an empty filter holds nothing"
+            );
+            let (word, mask) = service_bit(k);
+            filter.words[word] |= mask;
+        }
+        for k in &learned {
+            assert!(may_be_in_baseline(&filter, k), "{k:?} marked");
+        }
+        // The peer is not in the bit: another server on a learned port may be in it.
+        assert!(may_be_in_baseline(
+            &filter,
+            &key([10, 0, 0, 1], [10, 9, 9, 9], 443)
+        ));
+        // A scan over new ports: nearly every probe is ruled out.
+        let through = (1024..11024u16)
+            .filter(|p| may_be_in_baseline(&filter, &key([10, 0, 0, 1], [10, 0, 9, 1], *p)))
+            .count();
+        assert!(
+            through < 200,
+            "{through} of 10000 probes would look the baseline up"
+        );
+        // Device addresses spread over the filters.
+        let indexes: std::collections::BTreeSet<u32> = (0..1000u16)
+            .map(|i| service_filter_index(&key([10, 1, (i >> 8) as u8, i as u8], [0; 4], 0)))
+            .collect();
+        assert!(
+            indexes.len() > 950,
+            "{} of 1000 addresses in distinct filters",
+            indexes.len()
+        );
+        assert!(indexes.iter().all(|i| *i < SERVICE_FILTERS_ENTRIES));
     }
 }

@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 12;
+pub const LAYOUT_VERSION: u32 = 14;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -154,6 +154,14 @@ pub mod defs {
         MAP_MMAPABLE,
         true,
         "flows between unenrolled addresses, and devices' violating flows",
+    );
+    pub const SERVICE_FILTERS: MapDef = def::<u32, ServiceFilter>(
+        "SERVICE_FILTERS",
+        MapKind::Array,
+        SERVICE_FILTERS_ENTRIES,
+        MAP_MMAPABLE,
+        true,
+        "per device address: the services its baseline may hold (a scan skips the baseline)",
     );
     pub const BASELINE: MapDef = def::<FlowKey, BaselineEntry>(
         "BASELINE",
@@ -324,7 +332,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 26] = [
+    pub const ALL: [MapDef; 27] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -332,6 +340,7 @@ pub mod defs {
         FLOWS,
         UNENROLLED_FLOWS,
         BASELINE,
+        SERVICE_FILTERS,
         CONNTRACK,
         FRAGMENTS,
         VERDICTS,
@@ -416,6 +425,7 @@ pub mod names {
     pub const FLOWS: &str = defs::FLOWS.name;
     pub const UNENROLLED_FLOWS: &str = defs::UNENROLLED_FLOWS.name;
     pub const BASELINE: &str = defs::BASELINE.name;
+    pub const SERVICE_FILTERS: &str = defs::SERVICE_FILTERS.name;
     pub const CONNTRACK: &str = defs::CONNTRACK.name;
     pub const FRAGMENTS: &str = defs::FRAGMENTS.name;
     pub const VERDICTS: &str = defs::VERDICTS.name;
@@ -952,6 +962,24 @@ pub struct FlowKey {
     pub direction: u8,
 }
 
+/// Entries of `SERVICE_FILTERS` (device addresses hash into them).
+pub const SERVICE_FILTERS_ENTRIES: u32 = 16_384;
+/// Bits of a [`ServiceFilter`].
+pub const SERVICE_FILTER_BITS: u64 = 256;
+
+/// The services (protocol, service port, direction) a device's baseline may hold, one bit
+/// each by hash (`flowtable::service_bit`): value of `SERVICE_FILTERS`, at the device
+/// address's index (`flowtable::service_filter_index`). A bit is set, atomically, before
+/// an entry with its service is added to the baseline (by the XDP program as it learns,
+/// by the controller as it restores or imports) and never cleared, so a clear bit proves
+/// the flow is not in the baseline: a scan's probes to new ports skip the baseline's
+/// lookup (a random cache line of a 16 MB bucket array) instead of missing in it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceFilter {
+    pub words: [u64; (SERVICE_FILTER_BITS / 64) as usize],
+}
+
 /// Counters of one flow (in a [`FlowSlot`] of `FLOWS` or `UNENROLLED_FLOWS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1255,6 +1283,7 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for FlowSlot {}
     unsafe impl aya::Pod for FlowSet {}
+    unsafe impl aya::Pod for ServiceFilter {}
     unsafe impl aya::Pod for DecisionKey {}
     unsafe impl aya::Pod for Decision {}
     unsafe impl aya::Pod for MacBindingKey {}

@@ -46,6 +46,21 @@ pub fn atomic_add(counter: *mut u64, value: u64) {
     }
 }
 
+/// ORs `mask` into `word` atomically (BPF_ATOMIC | BPF_OR).
+#[inline(always)]
+pub fn atomic_or(word: *mut u64, mask: u64) {
+    // SAFETY: `word` points at a u64 in map memory that outlives the program run; the
+    // instruction ORs into it atomically and touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({word} + 0) |= {mask}",
+            word = in(reg) word,
+            mask = in(reg) mask,
+            options(nostack),
+        );
+    }
+}
+
 #[inline(always)]
 pub fn add_counter(map: &PerCpuArray<Counter>, index: u32, len: u64) {
     if let Some(counter) = map.get_ptr_mut(index) {
@@ -364,9 +379,12 @@ pub fn find_flow(table: u8, tag: u64, now: u64) -> u32 {
 /// The slot of the flow `key` (tagged `tag`) in `table`: its own, or one it takes in its
 /// set (an empty one, else the one judged least recently, whose flow is forgotten).
 /// NO_FLOW if none could be had. The set's tags and times are one cache line: the choice
-/// reads nothing else.
+/// reads nothing else. `taken` is a slot the packet's other side took in this table this
+/// very moment (else NO_FLOW): it is never the one given up, however recently the set's
+/// other flows were judged (all of them in this clock tick, when frames come fast), or the
+/// two sides' flows would share one slot.
 #[inline(never)]
-pub fn place_flow(table: u8, key: &FlowKey, tag: u64, now: u64) -> u32 {
+pub fn place_flow(table: u8, key: &FlowKey, tag: u64, now: u64, taken_by_other: u32) -> u32 {
     let set_index = set_of(tag, table_sets(table));
     let Some(set) = flow_set(table, set_index) else {
         return NO_FLOW;
@@ -387,7 +405,9 @@ pub fn place_flow(table: u8, key: &FlowKey, tag: u64, now: u64) -> u32 {
         if taken == tag {
             found = way as u32;
         }
-        let age = if taken == 0 {
+        let age = if set_index * FLOW_WAYS + way as u32 == taken_by_other {
+            u64::MAX
+        } else if taken == 0 {
             0
         } else {
             judged.saturating_add(1)

@@ -11,7 +11,7 @@ use aya_ebpf::{bindings::BPF_NOEXIST, maps::lpm_trie::Key as LpmKey};
 use monitor_common::{
     Action, Reason,
     flow::{self, Initiator, Service, ServiceHint},
-    flowtable::{flow_hash, tag},
+    flowtable::{self, flow_hash, tag},
     judge::{
         self, CHARGE_SENT, NO_SLOT, PlanSide, SIDE_BREAK_GLASS, SIDE_MAC_BOUND, Side, SideVerdict,
         TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
@@ -35,6 +35,7 @@ use crate::{
     cache,
     maps::{
         BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
+        SERVICE_FILTERS,
         RULES, SCRATCH, SPOOFED_FLOWS, WORK,
     },
 };
@@ -395,6 +396,12 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     let later = work.is_later_fragment != 0;
     let verified = work.source_verified != 0;
     let (inherited_action, inherited_reason) = (work.inherited_action, work.inherited_reason);
+    // The slot the source side took, which the destination side must not take too.
+    let (other_table, other_index) = if source {
+        (TABLE_NONE, NO_FLOW)
+    } else {
+        (work.sides[0].table, work.sides[0].flow_index)
+    };
     let side = if source {
         &mut work.sides[0]
     } else {
@@ -439,7 +446,12 @@ fn judge_side(packet: &Packet, work: &mut Work, source: bool) -> u8 {
     side.flow_index = if known != NO_FLOW {
         known
     } else {
-        place_flow(table, &side.key, tag, packet.now)
+        let taken_by_other = if other_table == table {
+            other_index
+        } else {
+            NO_FLOW
+        };
+        place_flow(table, &side.key, tag, packet.now, taken_by_other)
     };
     side.flow_known = u8::from(known != NO_FLOW);
     side.table = table;
@@ -463,7 +475,11 @@ fn flow_budget(slot: u32, now: u64) -> bool {
 /// the hour recorded while learning, checked in audit and enforce.
 #[inline(always)]
 fn baseline_verdict(packet: &Packet, side: &Side, verified: bool) -> (u8, u8) {
-    let entry = BASELINE.get_ptr_mut(&side.key);
+    let entry = if may_be_in_baseline(&side.key) {
+        BASELINE.get_ptr_mut(&side.key)
+    } else {
+        None
+    };
     let on_schedule = match entry {
         Some(entry) => schedule_of(packet, side, entry),
         None => true,
@@ -474,6 +490,29 @@ fn baseline_verdict(packet: &Packet, side: &Side, verified: bool) -> (u8, u8) {
         return (ruling.action, ruling.reason);
     }
     (ruling.action, learn(packet, side, ruling.reason, verified))
+}
+
+/// Whether the baseline may hold `key`, by its device address's service filter (a clear
+/// bit: it does not, and the lookup, a miss in a large table, is skipped).
+#[inline(always)]
+fn may_be_in_baseline(key: &FlowKey) -> bool {
+    match SERVICE_FILTERS.get(flowtable::service_filter_index(key)) {
+        Some(filter) => flowtable::may_be_in_baseline(filter, key),
+        None => true,
+    }
+}
+
+/// Marks `key`'s service in its device address's filter, before the entry is added: the
+/// filter never says "not in the baseline" of an entry that is.
+#[inline(always)]
+fn mark_service(key: &FlowKey) {
+    let (word, mask) = flowtable::service_bit(key);
+    if let Some(filter) = SERVICE_FILTERS.get_ptr_mut(flowtable::service_filter_index(key)) {
+        // SAFETY: a map value shared by CPUs; the word is ORed atomically.
+        if let Some(bits) = unsafe { (*filter).words.get_mut(word) } {
+            crate::account::atomic_or(bits, mask);
+        }
+    }
 }
 
 /// Whether an impostor used the flow `key` (seen from either side) within
@@ -537,6 +576,7 @@ fn learn(packet: &Packet, side: &Side, learned: u8, verified: bool) -> u8 {
         window: packet.learn_window,
         schedule: learned_schedule(packet.hour_of_week),
     };
+    mark_service(key);
     match BASELINE.insert(key, &entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {
             if let Some(stats) = DEVICE_STATS.get_ptr_mut(side.slot) {
@@ -633,11 +673,14 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     );
     if both_unenrolled {
         // Traffic between unenrolled addresses: both flows in their own table.
+        let mut taken_by_other = NO_FLOW;
         for side in &mut work.sides {
             let tag = tag(flow_hash(&side.key, packet.seed));
             side.table = TABLE_UNENROLLED;
-            side.flow_index = place_flow(TABLE_UNENROLLED, &side.key, tag, packet.now);
+            side.flow_index =
+                place_flow(TABLE_UNENROLLED, &side.key, tag, packet.now, taken_by_other);
             side.flow_tag = tag;
+            taken_by_other = side.flow_index;
         }
     }
     let mut valid_until = packet.now.saturating_add(DECISION_TTL_NS);

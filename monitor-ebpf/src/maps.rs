@@ -12,7 +12,7 @@ use monitor_common::{
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
         DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MacBinding,
-        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet,
+        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
         StationKey, StationStats, defs,
     },
     parse::{Addr, ParsedFrame},
@@ -123,6 +123,9 @@ datapath_maps! {
     /// Flows between unenrolled addresses, and devices' new violating flows, apart.
     UNENROLLED_FLOWS: Array<FlowSet> = with_max_entries;
     BASELINE: HashMap<FlowKey, BaselineEntry> = with_max_entries;
+    /// Per device address, the services its baseline may hold: a clear bit skips the
+    /// baseline's lookup.
+    SERVICE_FILTERS: Array<ServiceFilter> = with_max_entries;
     CONNTRACK: LruHashMap<ConnKey, ConnEntry> = with_max_entries;
     FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> = with_max_entries;
     /// UDP and SCTP requests the policy allowed, so that their replies are known as

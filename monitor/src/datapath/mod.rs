@@ -22,7 +22,7 @@ use aya::{
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
-    flowtable::way_holds_flow,
+    flowtable::{service_bit, service_filter_index, way_holds_flow},
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
         EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
@@ -1180,6 +1180,20 @@ impl MapSet {
 
     /// Adds entries to the baseline (restored from disk, imported, promoted from policy).
     pub fn insert_baseline(&mut self, entries: &[(FlowKey, BaselineEntry)]) -> Result<()> {
+        // Their services first: the datapath skips the lookup of a flow whose bit is clear.
+        let marks: Vec<(u32, usize, u64)> = entries
+            .iter()
+            .map(|(key, _)| {
+                let (word, mask) = service_bit(key);
+                (service_filter_index(key), word, mask)
+            })
+            .collect();
+        sys::mark_services(
+            map_data(self.map(names::SERVICE_FILTERS)?),
+            defs::SERVICE_FILTERS.max_entries,
+            &marks,
+        )
+        .map_err(|e| DatapathError::Mapping(names::SERVICE_FILTERS, e))?;
         let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
             HashMap::try_from(self.map_mut(names::BASELINE)?)
                 .map_err(map_err(names::BASELINE, "wrong type"))?;

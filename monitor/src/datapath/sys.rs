@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::maps::MapData;
-use monitor_common::maps::{DeviceStats, FLOW_WAYS, FlowSet};
+use monitor_common::maps::{DeviceStats, FLOW_WAYS, FlowSet, ServiceFilter};
 
 /// A hash map or LPM trie whose keys are counted (its fill level).
 pub struct KeyCounter {
@@ -172,6 +172,53 @@ impl<'a, T: Copy> MappedTable<'a, T> {
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Sets bits of `SERVICE_FILTERS` (`data`, `entries` [`ServiceFilter`]s): each mark is
+/// (entry, word, mask), ORed atomically through a shared writable mapping, since the XDP
+/// program sets bits of the same words as it learns and a read-modify-write through
+/// bpf(2) could lose one of its bits.
+pub fn mark_services(
+    data: &MapData,
+    entries: u32,
+    marks: &[(u32, usize, u64)],
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let words_per_entry = std::mem::size_of::<ServiceFilter>() / 8;
+    let bytes = (entries as usize * std::mem::size_of::<ServiceFilter>()).next_multiple_of(PAGE);
+    // SAFETY: a shared mapping of the whole array (created with BPF_F_MMAPABLE) at offset
+    // 0, checked and unmapped below.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            data.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let words = at.cast::<u64>();
+    for &(entry, word, mask) in marks {
+        if entry >= entries || word >= words_per_entry {
+            continue;
+        }
+        // SAFETY: the word is inside the mapping (checked above), 8-byte aligned (the
+        // mapping is page aligned, values are whole u64s), and only ever accessed
+        // atomically, here and by the XDP program.
+        let word =
+            unsafe { AtomicU64::from_ptr(words.add(entry as usize * words_per_entry + word)) };
+        word.fetch_or(mask, Ordering::SeqCst);
+    }
+    // SAFETY: the mapping made above, unmapped once.
+    unsafe { libc::munmap(at, bytes) };
+    Ok(())
 }
 
 /// Entries read per BPF_MAP_LOOKUP_BATCH call.

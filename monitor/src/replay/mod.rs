@@ -633,6 +633,9 @@ pub fn command(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The flow tables' hash seed in a replay (a live datapath draws its own at random).
+const REPLAY_HASH_SEED: u32 = 0x5eed_0001;
+
 /// Replays the files into a freshly loaded datapath and reads back its maps.
 ///
 /// Every file is opened and checked (a capture, Ethernet) before anything runs, so a
@@ -653,6 +656,11 @@ pub fn run(args: &ReplayArgs) -> Result<Report, ReplayError> {
 
     let mut datapath = load_datapath()?;
     let maps = datapath.maps_mut();
+    // One seed for every replay: which flows share a set of the flow tables (and so
+    // which are forgotten when a set is full) is the same in every run and mode.
+    let mut config = maps.config()?;
+    config.hash_seed = REPLAY_HASH_SEED;
+    maps.set_config(config)?;
     maps.set_mode(args.mode)?;
     // Set for cut frames only (`replay_file`).
     maps.set_flags(CONFIG_CAPTURE_MAY_BE_CUT, false)?;
