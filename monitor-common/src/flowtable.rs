@@ -9,8 +9,12 @@
 //! across the whole table. A flow is known by its index, `set * FLOW_WAYS + way`. The tag, 64 bits of a hash seeded per datapath, tells flows apart without
 //! comparing their keys: nobody without the seed can choose a key whose tag is another's.
 
-use crate::maps::{
-    DecisionKey, FlowKey, FlowSet, SERVICE_FILTER_BITS, SERVICE_FILTERS_ENTRIES, ServiceFilter,
+use crate::{
+    maps::{
+        DecisionKey, ENROLLED_ADDRS_WORDS, FlowKey, FlowSet, SERVICE_FILTER_BITS,
+        SERVICE_FILTERS_ENTRIES, ServiceFilter,
+    },
+    parse::Addr,
 };
 
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -25,6 +29,22 @@ fn mix(h: u64, word: u64) -> u64 {
 fn finish(h: u64) -> u64 {
     let h = (h ^ (h >> 31)).wrapping_mul(K2);
     h ^ (h >> 29)
+}
+
+/// The word of `ENROLLED_ADDRS` and the bit in it that mark `addr` as enrolled: set by
+/// the controller before the address's DEVICES entry is written (and cleared only when a
+/// new policy replaces the whole set), so a clear bit proves the address is not enrolled
+/// and a spoofed flood's or a scan's new addresses skip the DEVICES lookup (a miss).
+#[inline(always)]
+pub fn enrolled_bit(addr: &Addr) -> (usize, u64) {
+    // SAFETY: an address is 16 bytes; read as four u32 words, unaligned.
+    let w = unsafe { core::ptr::read_unaligned(addr.as_ptr() as *const [u32; 4]) };
+    let mut h = mix(K1, u64::from(w[0]) | u64::from(w[1]) << 32);
+    h = finish(mix(h, u64::from(w[2]) | u64::from(w[3]) << 32));
+    (
+        ((h >> 6) % u64::from(ENROLLED_ADDRS_WORDS)) as usize,
+        1 << (h & 63),
+    )
 }
 
 /// Where a device's baseline services are marked: the `SERVICE_FILTERS` entry of the
@@ -419,5 +439,26 @@ mod tests {
             indexes.len()
         );
         assert!(indexes.iter().all(|i| *i < SERVICE_FILTERS_ENTRIES));
+    }
+
+    #[test]
+    fn enrolled_marks_spread_and_stay_in_the_bitmap() {
+        let mut marks = std::collections::BTreeSet::new();
+        for i in 0..10_000u32 {
+            let b = i.to_be_bytes();
+            let (word, mask) = enrolled_bit(&ipv4_mapped([10, b[1], b[2], b[3]]));
+            assert!(word < ENROLLED_ADDRS_WORDS as usize && mask.count_ones() == 1);
+            marks.insert((word, mask));
+        }
+        assert!(
+            marks.len() > 9_900,
+            "{} distinct marks of 10000 addresses",
+            marks.len()
+        );
+        // The other family's form of an address is another address.
+        assert_ne!(
+            enrolled_bit(&ipv4_mapped([10, 0, 0, 1])),
+            enrolled_bit(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1])
+        );
     }
 }

@@ -163,6 +163,14 @@ pub mod defs {
         true,
         "per device address: the services its baseline may hold (a scan skips the baseline)",
     );
+    pub const ENROLLED_ADDRS: MapDef = def::<u32, u64>(
+        "ENROLLED_ADDRS",
+        MapKind::Array,
+        ENROLLED_ADDRS_WORDS,
+        MAP_MMAPABLE,
+        true,
+        "a bit per enrolled address (by hash): a clear bit skips the DEVICES lookup",
+    );
     pub const BASELINE: MapDef = def::<FlowKey, BaselineEntry>(
         "BASELINE",
         MapKind::Hash,
@@ -332,7 +340,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 27] = [
+    pub const ALL: [MapDef; 28] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -341,6 +349,7 @@ pub mod defs {
         UNENROLLED_FLOWS,
         BASELINE,
         SERVICE_FILTERS,
+        ENROLLED_ADDRS,
         CONNTRACK,
         FRAGMENTS,
         VERDICTS,
@@ -426,6 +435,7 @@ pub mod names {
     pub const UNENROLLED_FLOWS: &str = defs::UNENROLLED_FLOWS.name;
     pub const BASELINE: &str = defs::BASELINE.name;
     pub const SERVICE_FILTERS: &str = defs::SERVICE_FILTERS.name;
+    pub const ENROLLED_ADDRS: &str = defs::ENROLLED_ADDRS.name;
     pub const CONNTRACK: &str = defs::CONNTRACK.name;
     pub const FRAGMENTS: &str = defs::FRAGMENTS.name;
     pub const VERDICTS: &str = defs::VERDICTS.name;
@@ -961,6 +971,10 @@ pub struct FlowKey {
     /// [`Direction`] as u8.
     pub direction: u8,
 }
+
+/// Words of `ENROLLED_ADDRS`: 1,048,576 bits, about 1.6% of them set at the most
+/// addresses an inventory may enroll ([`MAX_DEVICE_ADDRESSES`]).
+pub const ENROLLED_ADDRS_WORDS: u32 = 16_384;
 
 /// Entries of `SERVICE_FILTERS` (device addresses hash into them).
 pub const SERVICE_FILTERS_ENTRIES: u32 = 16_384;

@@ -34,7 +34,7 @@ use crate::{
     },
     cache,
     maps::{
-        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
+        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, ENROLLED_ADDRS, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
         SERVICE_FILTERS,
         RULES, SCRATCH, SPOOFED_FLOWS, WORK,
     },
@@ -75,7 +75,13 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         _pad1: 0,
         _pad2: 0,
     };
-    match DEVICES.get_ptr(&key) {
+    let (word, mask) = flowtable::enrolled_bit(addr);
+    let marked = match ENROLLED_ADDRS.get(word as u32) {
+        Some(bits) => bits & mask != 0,
+        None => true,
+    };
+    let found = if marked { DEVICES.get_ptr(&key) } else { None };
+    match found {
         Some(entry) => {
             // SAFETY: a map value, copied out at once.
             let entry = unsafe { *entry };

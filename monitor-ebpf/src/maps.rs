@@ -126,6 +126,8 @@ datapath_maps! {
     /// Per device address, the services its baseline may hold: a clear bit skips the
     /// baseline's lookup.
     SERVICE_FILTERS: Array<ServiceFilter> = with_max_entries;
+    /// A bit per enrolled address: a clear bit skips the DEVICES lookup.
+    ENROLLED_ADDRS: Array<u64> = with_max_entries;
     CONNTRACK: LruHashMap<ConnKey, ConnEntry> = with_max_entries;
     FRAGMENTS: LruHashMap<FragmentKey, FragmentEntry> = with_max_entries;
     /// UDP and SCTP requests the policy allowed, so that their replies are known as

@@ -22,12 +22,13 @@ use aya::{
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
-    flowtable::{service_bit, service_filter_index, way_holds_flow},
+    flowtable::{enrolled_bit, service_bit, service_filter_index, way_holds_flow},
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
         EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
-        LAYOUT_VERSION, MacBinding, MacBindingKey, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData,
-        RuleSet, StationKey, StationStats, active_generation, defs, names, programs,
+        LAYOUT_VERSION, MacBinding, MacBindingKey, MapDef, MapKind, PATH_CACHED, PATH_JUDGED,
+        RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats, active_generation, defs,
+        names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -780,6 +781,9 @@ impl MapSet {
     /// Enrolls (or updates) the device at `addr` in the policy packets read now. For a
     /// whole inventory use [`MapSet::install_policy`], which switches atomically.
     pub fn enroll(&mut self, addr: IpAddr, entry: DeviceEntry) -> Result<()> {
+        // Its mark first: the datapath looks DEVICES up only for marked addresses.
+        self.shared_words(&defs::ENROLLED_ADDRS, 1)?
+            .or(&[enrolled_bit(&addr_key(addr))]);
         let generation = self.active_generation()?;
         self.devices_map_mut()?
             .insert(device_key(addr, generation), entry, 0)
@@ -828,6 +832,14 @@ impl MapSet {
         let new = old ^ 1;
         // Leftovers of an interrupted install in the inactive generation.
         self.clear_generation(new)?;
+        // The new devices' marks first: the datapath looks DEVICES up only for marked
+        // addresses.
+        let enrolled = self.shared_words(&defs::ENROLLED_ADDRS, 1)?;
+        let marks: Vec<(usize, u64)> = devices
+            .iter()
+            .map(|(addr, _)| enrolled_bit(&addr_key(*addr)))
+            .collect();
+        enrolled.or(&marks);
         {
             let mut map = self.devices_map_mut()?;
             for (addr, entry) in devices {
@@ -851,7 +863,29 @@ impl MapSet {
         switched.generation = config.generation.wrapping_add(1);
         switched.cache_epoch = switched.cache_epoch.wrapping_add(1);
         self.set_config(switched)?;
-        self.clear_generation(old)
+        self.clear_generation(old)?;
+        // Only the new policy's addresses (and those enrolled since, which this thread
+        // would have marked) are enrolled now: the marks of the others go, so that
+        // addresses that left over the years do not fill the bitmap.
+        let mut words = vec![0u64; defs::ENROLLED_ADDRS.max_entries as usize];
+        for addr in self.devices()?.keys() {
+            let (index, mask) = enrolled_bit(&addr_key(*addr));
+            if let Some(word) = words.get_mut(index) {
+                *word |= mask;
+            }
+        }
+        enrolled.store(&words);
+        Ok(())
+    }
+
+    /// The mmapable array `def` of `words_per_entry` u64s per entry, mapped to be changed
+    /// atomically.
+    fn shared_words(&self, def: &MapDef, words_per_entry: usize) -> Result<sys::SharedWords> {
+        sys::SharedWords::map(
+            map_data(self.map(def.name)?),
+            def.max_entries as usize * words_per_entry,
+        )
+        .map_err(|e| DatapathError::Mapping(def.name, e))
     }
 
     fn clear_generation(&mut self, generation: u8) -> Result<()> {
@@ -1181,19 +1215,15 @@ impl MapSet {
     /// Adds entries to the baseline (restored from disk, imported, promoted from policy).
     pub fn insert_baseline(&mut self, entries: &[(FlowKey, BaselineEntry)]) -> Result<()> {
         // Their services first: the datapath skips the lookup of a flow whose bit is clear.
-        let marks: Vec<(u32, usize, u64)> = entries
+        const WORDS: usize = std::mem::size_of::<ServiceFilter>() / 8;
+        let marks: Vec<(usize, u64)> = entries
             .iter()
             .map(|(key, _)| {
                 let (word, mask) = service_bit(key);
-                (service_filter_index(key), word, mask)
+                (service_filter_index(key) as usize * WORDS + word, mask)
             })
             .collect();
-        sys::mark_services(
-            map_data(self.map(names::SERVICE_FILTERS)?),
-            defs::SERVICE_FILTERS.max_entries,
-            &marks,
-        )
-        .map_err(|e| DatapathError::Mapping(names::SERVICE_FILTERS, e))?;
+        self.shared_words(&defs::SERVICE_FILTERS, WORDS)?.or(&marks);
         let mut map: HashMap<&mut MapData, FlowKey, BaselineEntry> =
             HashMap::try_from(self.map_mut(names::BASELINE)?)
                 .map_err(map_err(names::BASELINE, "wrong type"))?;

@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::maps::MapData;
-use monitor_common::maps::{DeviceStats, FLOW_WAYS, FlowSet, ServiceFilter};
+use monitor_common::maps::{DeviceStats, FLOW_WAYS, FlowSet};
 
 /// A hash map or LPM trie whose keys are counted (its fill level).
 pub struct KeyCounter {
@@ -174,51 +174,76 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Sets bits of `SERVICE_FILTERS` (`data`, `entries` [`ServiceFilter`]s): each mark is
-/// (entry, word, mask), ORed atomically through a shared writable mapping, since the XDP
-/// program sets bits of the same words as it learns and a read-modify-write through
-/// bpf(2) could lose one of its bits.
-pub fn mark_services(
-    data: &MapData,
-    entries: u32,
-    marks: &[(u32, usize, u64)],
-) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    if marks.is_empty() {
-        return Ok(());
-    }
-    let words_per_entry = std::mem::size_of::<ServiceFilter>() / 8;
-    let bytes = (entries as usize * std::mem::size_of::<ServiceFilter>()).next_multiple_of(PAGE);
-    // SAFETY: a shared mapping of the whole array (created with BPF_F_MMAPABLE) at offset
-    // 0, checked and unmapped below.
-    let at = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            data.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if at == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    let words = at.cast::<u64>();
-    for &(entry, word, mask) in marks {
-        if entry >= entries || word >= words_per_entry {
-            continue;
+/// An array of u64 words created with BPF_F_MMAPABLE that the XDP program reads (and for
+/// SERVICE_FILTERS also sets bits of), mapped shared and writable: words are changed
+/// atomically, since a read-modify-write through bpf(2) could lose a bit the program set
+/// meanwhile.
+pub struct SharedWords {
+    at: *mut libc::c_void,
+    bytes: usize,
+    words: usize,
+}
+
+impl SharedWords {
+    /// Maps the whole array of `words` u64s (the map's entries times the words of each).
+    pub fn map(data: &MapData, words: usize) -> std::io::Result<SharedWords> {
+        let bytes = (words * 8).next_multiple_of(PAGE);
+        // SAFETY: a shared mapping of the whole array at offset 0, checked here and
+        // unmapped by Drop.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: the word is inside the mapping (checked above), 8-byte aligned (the
-        // mapping is page aligned, values are whole u64s), and only ever accessed
-        // atomically, here and by the XDP program.
-        let word =
-            unsafe { AtomicU64::from_ptr(words.add(entry as usize * words_per_entry + word)) };
-        word.fetch_or(mask, Ordering::SeqCst);
+        Ok(SharedWords { at, bytes, words })
     }
-    // SAFETY: the mapping made above, unmapped once.
-    unsafe { libc::munmap(at, bytes) };
-    Ok(())
+
+    /// Word `index` (None beyond the array).
+    fn word(&self, index: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        if index >= self.words {
+            return None;
+        }
+        // SAFETY: inside the mapping, 8-byte aligned (the mapping is page aligned and the
+        // values whole u64s), only ever accessed atomically, here and by the XDP program;
+        // it lives as long as `self`.
+        Some(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.at.cast::<u64>().add(index)) })
+    }
+
+    /// ORs each (word, mask) in.
+    pub fn or(&self, marks: &[(usize, u64)]) {
+        for &(index, mask) in marks {
+            if let Some(word) = self.word(index) {
+                word.fetch_or(mask, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Replaces every word by `words` (the rest of the array is cleared).
+    pub fn store(&self, words: &[u64]) {
+        for index in 0..self.words {
+            if let Some(word) = self.word(index) {
+                word.store(
+                    words.get(index).copied().unwrap_or(0),
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `map`, unmapped once.
+        unsafe { libc::munmap(self.at, self.bytes) };
+    }
 }
 
 /// Entries read per BPF_MAP_LOOKUP_BATCH call.
