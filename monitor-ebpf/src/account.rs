@@ -11,12 +11,12 @@ use monitor_common::{
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
         CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
-        TABLE_NONE, roll_window,
+        TABLE_NONE, binding_allows, roll_window,
     },
     maps::{
-        Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
+        Counter, DEVICE_MAC_BOUND, Decision, DecisionSide, DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
         EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
-        StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
+        MacBindingKey, StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
     },
     parse::{Addr, IpPacket},
 };
@@ -24,8 +24,8 @@ use monitor_common::{
 use crate::{
     Packet,
     maps::{
-        DEVICE_REASONS, DEVICE_STATS, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS, PATHS, STATIONS,
-        UNENROLLED_FLOWS, UNENROLLED_STATS,
+        DEVICE_REASONS, DEVICE_STATS, DEVICES, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS,
+        MAC_BINDINGS, PATHS, STATIONS, UNENROLLED_FLOWS, UNENROLLED_STATS,
     },
 };
 
@@ -178,6 +178,41 @@ pub fn note_station(packet: &Packet, src: &Addr, src_slot: u32, spoofed: bool) {
         return;
     }
     record_station(packet, src);
+}
+
+/// Counts a neighbour's claim of `addr` (ARP, neighbour advertisement) from a ward leg in
+/// the discovery table, under the rule `note_station` applies to source addresses: when
+/// `addr` is no enrolled device's, or a MAC-bound device's that this MAC may not use.
+#[inline(never)]
+pub fn note_claim(packet: &Packet, addr: &Addr) -> u8 {
+    let key = DeviceKey {
+        addr: *addr,
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let flags = match DEVICES.get_ptr(&key) {
+        // SAFETY: one field of a map value, read at once.
+        Some(entry) => unsafe { (*entry).flags },
+        None => return record_station(packet, addr),
+    };
+    if flags & DEVICE_MAC_BOUND == 0 {
+        return 0;
+    }
+    let binding = MacBindingKey {
+        addr: *addr,
+        mac: source_mac(packet.source_id),
+        _pad: 0,
+    };
+    let (found, until_ns) = match MAC_BINDINGS.get_ptr(&binding) {
+        // SAFETY: one field of a map value, read at once.
+        Some(binding) => (true, unsafe { (*binding).until_ns }),
+        None => (false, 0),
+    };
+    if binding_allows(found, until_ns, packet.now) {
+        return 0;
+    }
+    record_station(packet, addr)
 }
 
 #[inline(never)]
