@@ -4890,3 +4890,91 @@ fn discovery_counts_unenrolled_macs_on_ward_legs_and_a_mac_flood_evicts_nothing_
         Action::Pass
     );
 }
+
+/// While a device learns, the MACs it sends from on a ward leg are kept for it
+/// (`LEARNED_MACS`, by slot), for the controller to bind it to when it leaves learn mode:
+/// each MAC once, in the order first seen, the cached path adding nothing a judged frame
+/// did not; an impostor's frames on a bound address, other modes and core legs add none.
+#[test]
+fn a_learning_device_keeps_the_macs_it_sent_from_on_a_ward_leg() {
+    pin_to_one_cpu();
+    const OTHER_NIC: [u8; 6] = [0x00, 0x50, 0x56, 0x0a, 0x0b, 0x0c];
+    let setup = Setup::new(Mode::Learn)
+        .ward()
+        .dev(ws())
+        .dev(bound(pump()))
+        .bind(PUMP, PUMP_MAC);
+    let case = case(
+        "learned MACs",
+        setup,
+        vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
+    );
+    let mut datapath = load(&case);
+    let run = |datapath: &Datapath, frame: &[u8]| {
+        datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"))
+    };
+    let learned = |datapath: &Datapath, slot: u32| {
+        let seen = datapath
+            .maps()
+            .learned_macs(slot)
+            .unwrap_or_else(|e| panic!("reading LEARNED_MACS: {e:?}"));
+        (seen.macs().collect::<Vec<_>>(), seen.more)
+    };
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![], 0));
+    // Judged, then cached: one MAC, kept once.
+    for _ in 0..3 {
+        run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC));
+    }
+    let (cached, _) = datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(cached >= 1, "the later frames came from the cache");
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
+    // A second NIC, on the same flow: not the cached decision (made for the first MAC).
+    run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), OTHER_NIC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC, OTHER_NIC], 0));
+    // Beyond the places held, frames from more MACs are counted.
+    for i in 0..3u8 {
+        run(
+            &datapath,
+            &from_mac(udp(WS, 40002 + u16::from(i), SRV, 161), [2, 0, 0, 0, 0, i]),
+        );
+    }
+    let (macs, more) = learned(&datapath, SLOT_WS);
+    assert_eq!(
+        (macs.len(), more),
+        (monitor_common::maps::LEARNED_MACS_HELD, 1),
+        "{macs:?}"
+    );
+    // The bound pump: its own MAC is kept, an impostor's spoofed frame is not.
+    run(
+        &datapath,
+        &from_mac(tcp(PUMP, 40010, SRV, 443, TCP_SYN), PUMP_MAC),
+    );
+    run(
+        &datapath,
+        &from_mac(tcp(PUMP, 40011, SRV, 443, TCP_SYN), IMPOSTOR_MAC),
+    );
+    assert_eq!(learned(&datapath, SLOT_PUMP), (vec![PUMP_MAC], 0));
+    // Out of learn mode, and off ward legs, nothing is kept.
+    datapath
+        .maps_mut()
+        .reset_learned_macs(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    set_mode(&mut datapath, "learned MACs", Mode::Enforce);
+    run(&datapath, &from_mac(udp(WS, 40020, SRV, 162), WS_MAC));
+    set_mode(&mut datapath, "learned MACs", Mode::Learn);
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, false)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(&datapath, &from_mac(udp(WS, 40021, SRV, 163), WS_MAC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![], 0));
+    // Back on the ward leg, learning: kept again.
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, true)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(&datapath, &from_mac(udp(WS, 40022, SRV, 164), WS_MAC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
+}

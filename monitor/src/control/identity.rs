@@ -2,14 +2,24 @@
 //! ward leg (the discovery table counts a MAC's frames while their source address is no
 //! enrolled device's) and followed when a new lease gives them another. The device keeps
 //! its name, slot (counters), mode and baseline, which moves to the new address.
+//!
+//! Devices given by their addresses alone are bound, when they leave learn mode, to the
+//! MACs they were seen with on a ward leg while they learned (`bind_learned`).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use anyhow::Result;
-use monitor_common::maps::{BaselineEntry, FlowKey, StationKey, StationStats};
+use monitor_common::{
+    Mode,
+    maps::{BaselineEntry, FlowKey, StationKey, StationStats},
+};
 
 use crate::{
     datapath::{MapSet, addr_key, addr_of},
+    policy::format_mac,
     state::inventory::{EnrolledDevice, Inventory},
 };
 
@@ -93,6 +103,78 @@ pub fn follow(maps: &mut MapSet, inventory: &mut Inventory) -> Result<Vec<Move>>
         });
     }
     Ok(moves)
+}
+
+/// Most MACs a device is bound to by what it was seen with while it learned: a device
+/// with two NICs. More is something that is not one device (a bridge or NAT in front of
+/// it, or impostors during learning), which the operator should look at.
+pub const LEARNED_MACS_BOUND_AT_MOST: usize = 2;
+
+/// What leaving learn mode did with a device's MACs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LearnedMacs {
+    /// Bound to these MACs.
+    Bound { device: String, macs: Vec<String> },
+    /// Seen with more MACs than [`LEARNED_MACS_BOUND_AT_MOST`] (`more`: frames from
+    /// MACs beyond those the datapath holds): not bound.
+    NotBound {
+        device: String,
+        macs: Vec<String>,
+        more: u64,
+    },
+}
+
+/// Binds every device of `left_learning` (names) the inventory gives no `mac:`, and that is
+/// out of learn mode under `global` now, to the MACs the datapath saw it send from on a ward leg while it
+/// learned (`LEARNED_MACS`): its addresses' MAC bindings are installed, then its entries
+/// marked MAC-bound; the inventory is changed in place (the caller writes it). A device
+/// seen with too many MACs is reported once (`reported` holds the names) and not bound;
+/// one never seen on a ward leg while learning has nothing to bind.
+pub fn bind_learned(
+    maps: &mut MapSet,
+    inventory: &mut Inventory,
+    global: Mode,
+    left_learning: &BTreeSet<String>,
+    reported: &mut BTreeSet<String>,
+) -> Result<Vec<LearnedMacs>> {
+    let mut done = Vec::new();
+    for i in 0..inventory.devices.len() {
+        let device = &inventory.devices[i];
+        if !left_learning.contains(&device.spec.name)
+            || !device.spec.macs().is_empty()
+            || !device.learned_macs.is_empty()
+            || device.spec.addresses.is_empty()
+            || device.mode(global) == Mode::Learn
+        {
+            continue;
+        }
+        let seen = maps.learned_macs(device.slot)?;
+        let macs: Vec<String> = seen.macs().map(format_mac).collect();
+        if macs.is_empty() {
+            continue;
+        }
+        let name = device.spec.name.clone();
+        if macs.len() > LEARNED_MACS_BOUND_AT_MOST || seen.more > 0 {
+            if reported.insert(name.clone()) {
+                done.push(LearnedMacs::NotBound {
+                    device: name,
+                    macs,
+                    more: seen.more,
+                });
+            }
+            continue;
+        }
+        inventory.devices[i].learned_macs = macs.clone();
+        let device = &inventory.devices[i];
+        // The bindings first: marked MAC-bound without them, its own frames would be
+        // spoofed.
+        maps.put_mac_bindings(&device.mac_bindings())?;
+        for addr in &device.spec.addresses {
+            maps.enroll(*addr, device.entry())?;
+        }
+        done.push(LearnedMacs::Bound { device: name, macs });
+    }
+    Ok(done)
 }
 
 /// Moves baseline entries of the old addresses (as the device, and as other devices'

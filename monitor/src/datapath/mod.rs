@@ -26,8 +26,8 @@ use monitor_common::{
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
         EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
-        LAYOUT_VERSION, MacBinding, MacBindingKey, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData,
-        RuleSet, StationKey, StationStats, active_generation, defs, names, programs,
+        LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey, MapKind, PATH_CACHED, PATH_JUDGED,
+        RuleKeyData, RuleSet, StationKey, StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -946,7 +946,8 @@ impl MapSet {
         Ok(merge_stats(values.iter()))
     }
 
-    /// Zeroes the counters of `slot` (a slot handed to a new device).
+    /// Zeroes the counters of `slot` (a slot handed to a new device), and forgets the MACs
+    /// it learned with.
     pub fn reset_device_stats(&mut self, slot: u32) -> Result<()> {
         let mut array: PerCpuArray<&mut MapData, DeviceStats> =
             PerCpuArray::try_from(self.map_mut(names::DEVICE_STATS)?)
@@ -967,7 +968,27 @@ impl MapSet {
                 .set(index, zeros, 0)
                 .map_err(map_err(names::DEVICE_REASONS, "zeroing a slot"))?;
         }
-        Ok(())
+        self.reset_learned_macs(slot)
+    }
+
+    /// The source MACs the device in `slot` sent from on a ward leg while it learned.
+    pub fn learned_macs(&self, slot: u32) -> Result<LearnedMacs> {
+        let array: Array<&MapData, LearnedMacs> =
+            Array::try_from(self.map(names::LEARNED_MACS)?)
+                .map_err(map_err(names::LEARNED_MACS, "wrong type"))?;
+        array
+            .get(&slot, 0)
+            .map_err(map_err(names::LEARNED_MACS, "reading a slot"))
+    }
+
+    /// Forgets the MACs the device in `slot` was seen with while it learned.
+    pub fn reset_learned_macs(&mut self, slot: u32) -> Result<()> {
+        let mut array: Array<&mut MapData, LearnedMacs> =
+            Array::try_from(self.map_mut(names::LEARNED_MACS)?)
+                .map_err(map_err(names::LEARNED_MACS, "wrong type"))?;
+        array
+            .set(slot, LearnedMacs::default(), 0)
+            .map_err(map_err(names::LEARNED_MACS, "zeroing a slot"))
     }
 
     /// Counters of every unenrolled address still in the table, summed over CPUs.
