@@ -671,18 +671,6 @@ fn inventory_entry(lab: &Lab, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{name} not in inventory.json: {text}"))
 }
 
-/// The row of `name` in `monitor devices --json`.
-fn device_row(lab: &Lab, name: &str) -> serde_json::Value {
-    let out = lab.cli_ok(&["devices", "--json"]);
-    let json: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("devices --json: {e}: {out}"));
-    json["devices"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} not in monitor devices: {out}"))
-}
-
 /// The workstation has no `mac:` in the inventory: while it learns it is seen on the ward
 /// leg from the ward interface's MAC, and when it leaves learn mode it is bound to that
 /// MAC. From then on an impostor with its address and another MAC is dropped as
@@ -711,7 +699,7 @@ fn a_device_without_a_mac_is_bound_to_the_mac_it_learned_with() {
     let impostor = Impostor::new(&lab, &ward_if);
     lab.start_with_roles(&["--mode", "learn"]);
     lab.assert_normal_traffic(Outcome::Answered);
-    let row = device_row(&lab, WS);
+    let row = lab.device_row(WS);
     assert_eq!(
         row["macs"],
         serde_json::json!([]),
@@ -735,7 +723,7 @@ fn a_device_without_a_mac_is_bound_to_the_mac_it_learned_with() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(event["mac"], WARD_MAC, "{event}");
-    let row = device_row(&lab, WS);
+    let row = lab.device_row(WS);
     assert_eq!(row["macs"], serde_json::json!([WARD_MAC]), "{row}");
     assert_eq!(row["mac_learned"], true, "{row}");
     assert!(
@@ -815,4 +803,27 @@ fn a_device_seen_only_in_arp_is_discovered() {
     );
     let services = row["services"].as_array().map_or(0, Vec::len);
     assert_eq!(services, 0, "it reached no service: {row}");
+}
+
+/// A device given by its MAC alone that only ARPs gets its address from its ARP requests.
+#[test]
+fn a_mac_only_device_seen_only_in_arp_gets_its_address() {
+    const ARP_MAC: &str = "00:0c:29:34:34:34";
+    const NAME: &str = "pump-arp-01";
+    let mut lab = Lab::new(&example_policy());
+    std::fs::write(
+        lab.policy_dir.0.join("arp.yaml"),
+        format!(
+            "devices:\n  - name: {NAME}\n    kind: infusion-pump\n    mac: \"{ARP_MAC}\"\n    \
+             location: {{ site: main-campus, ward: icu-3 }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ward_if = ward_interface(&lab);
+    lab.start_with_roles(&["--mode", "learn"]);
+    let station = Impostor::station(&lab, &ward_if, ARP_MAC, "10.10.1.61");
+    let address: IpAddr = "10.10.1.61".parse().unwrap_or_else(|e| panic!("{e}"));
+    let nobody: std::net::SocketAddr = "10.10.1.223:443".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(station.tcp_from(address, nobody), Outcome::Answered);
+    wait_addresses(&lab, NAME, &["10.10.1.61"]);
 }
