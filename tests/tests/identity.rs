@@ -731,6 +731,20 @@ fn a_device_without_a_mac_is_bound_to_the_mac_it_learned_with() {
             .contains(&format!("{WARD_MAC} (learned)")),
         "the table shows the learned MAC"
     );
+    let map: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["map", "--json"]))
+        .unwrap_or_else(|e| panic!("map --json: {e}"));
+    let on_map = map["wards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| w["devices"].as_array().into_iter().flatten())
+        .find(|d| d["name"] == WS)
+        .unwrap_or_else(|| panic!("{WS} not on the map: {map}"));
+    assert_eq!(
+        on_map["mac"],
+        format!("{WARD_MAC} (learned)"),
+        "the map shows the learned MAC: {on_map}"
+    );
     assert_eq!(
         inventory_entry(&lab, WS)["learned-macs"],
         serde_json::json!([WARD_MAC]),

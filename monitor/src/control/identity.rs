@@ -149,21 +149,17 @@ pub fn bind_learned(
             continue;
         }
         let seen = maps.learned_macs(device.slot)?;
-        let macs: Vec<String> = seen.macs().map(format_mac).collect();
-        if macs.is_empty() {
-            continue;
-        }
         let name = device.spec.name.clone();
-        if macs.len() > LEARNED_MACS_BOUND_AT_MOST || seen.more > 0 {
-            if reported.insert(name.clone()) {
-                done.push(LearnedMacs::NotBound {
-                    device: name,
-                    macs,
-                    more: seen.more,
-                });
+        let macs = match binding_of(&name, &seen) {
+            None => continue,
+            Some(LearnedMacs::Bound { macs, .. }) => macs,
+            Some(not_bound) => {
+                if reported.insert(name) {
+                    done.push(not_bound);
+                }
+                continue;
             }
-            continue;
-        }
+        };
         inventory.devices[i].learned_macs = macs.clone();
         let device = &inventory.devices[i];
         // The bindings first: marked MAC-bound without them, its own frames would be
@@ -175,6 +171,28 @@ pub fn bind_learned(
         done.push(LearnedMacs::Bound { device: name, macs });
     }
     Ok(done)
+}
+
+/// What the MACs `seen` while device `name` learned bind it to: nothing when none was
+/// seen, else bound to them, or not bound when there were more than
+/// [`LEARNED_MACS_BOUND_AT_MOST`].
+fn binding_of(name: &str, seen: &monitor_common::maps::LearnedMacs) -> Option<LearnedMacs> {
+    let macs: Vec<String> = seen.macs().map(format_mac).collect();
+    if macs.is_empty() && seen.more == 0 {
+        return None;
+    }
+    let device = name.to_string();
+    Some(
+        if macs.len() > LEARNED_MACS_BOUND_AT_MOST || seen.more > 0 {
+            LearnedMacs::NotBound {
+                device,
+                macs,
+                more: seen.more,
+            }
+        } else {
+            LearnedMacs::Bound { device, macs }
+        },
+    )
 }
 
 /// Moves baseline entries of the old addresses (as the device, and as other devices'
@@ -228,6 +246,46 @@ mod tests {
                 ..StationStats::default()
             },
         )
+    }
+
+    #[test]
+    fn a_device_is_bound_to_one_or_two_macs_it_learned_with_not_to_more() {
+        use monitor_common::maps::{LearnedMacs as Seen, source_id};
+        let a = [0, 0x0c, 0x29, 0, 0, 1];
+        let b = [0, 0x0c, 0x29, 0, 0, 2];
+        let c = [0, 0x0c, 0x29, 0, 0, 3];
+        let seen = |macs: &[[u8; 6]], more: u64| {
+            let mut s = Seen::default();
+            for (i, m) in macs.iter().enumerate() {
+                s.ids[i] = source_id(m);
+            }
+            s.more = more;
+            s
+        };
+        let bound = |macs: &[&str]| {
+            Some(LearnedMacs::Bound {
+                device: "ws".into(),
+                macs: macs.iter().map(|m| (*m).to_string()).collect(),
+            })
+        };
+        assert_eq!(binding_of("ws", &seen(&[], 0)), None, "never seen");
+        assert_eq!(
+            binding_of("ws", &seen(&[a], 0)),
+            bound(&["00:0c:29:00:00:01"])
+        );
+        assert_eq!(
+            binding_of("ws", &seen(&[a, b], 0)),
+            bound(&["00:0c:29:00:00:01", "00:0c:29:00:00:02"]),
+            "two NICs"
+        );
+        assert!(matches!(
+            binding_of("ws", &seen(&[a, b, c], 0)),
+            Some(LearnedMacs::NotBound { ref macs, more: 0, .. }) if macs.len() == 3
+        ));
+        assert!(matches!(
+            binding_of("ws", &seen(&[a, b, c, [2, 0, 0, 0, 0, 4]], 7)),
+            Some(LearnedMacs::NotBound { more: 7, .. })
+        ));
     }
 
     #[test]

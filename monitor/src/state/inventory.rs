@@ -561,4 +561,39 @@ mod tests {
             monitor_common::schedule::DEFAULT_TOLERANCE
         );
     }
+
+    /// A MAC learned for a device without `mac:` binds its addresses as the inventory's
+    /// would, stays across reloads, and gives way once the inventory names a MAC.
+    #[test]
+    fn learned_macs_bind_until_the_inventory_gives_one() {
+        let policy = |ws: &str| {
+            Policy::from_sources(&[(
+                PathBuf::from("ward.yaml"),
+                format!(
+                    "devices:\n  - {{name: ws, kind: workstation, addresses: [10.0.0.4]{ws}}}\n"
+                ),
+            )])
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (mut inventory, _) = Inventory::from_policy(&policy(""), &Inventory::default(), &[]);
+        assert!(inventory.devices[0].bound_macs().is_empty());
+        assert_eq!(inventory.devices[0].entry().flags & DEVICE_MAC_BOUND, 0);
+        inventory.devices[0].learned_macs = vec!["00:0c:29:00:00:01".into()];
+        let addr: IpAddr = "10.0.0.4".parse().unwrap_or_else(|e| panic!("{e}"));
+        let learned = [0, 0x0c, 0x29, 0, 0, 1];
+        assert_eq!(
+            inventory.devices[0].mac_bindings(),
+            vec![(addr, learned, 0)]
+        );
+        assert_ne!(inventory.devices[0].entry().flags & DEVICE_MAC_BOUND, 0);
+        // A reload keeps it.
+        let (reloaded, _) = Inventory::from_policy(&policy(""), &inventory, &[]);
+        assert_eq!(reloaded.devices[0].mac_bindings(), vec![(addr, learned, 0)]);
+        // The inventory's MAC replaces it.
+        let given = [0, 0x0c, 0x29, 0, 0, 9];
+        let (named, _) =
+            Inventory::from_policy(&policy(", mac: \"00:0c:29:00:00:09\""), &reloaded, &[]);
+        assert!(named.devices[0].learned_macs.is_empty());
+        assert_eq!(named.devices[0].mac_bindings(), vec![(addr, given, 0)]);
+    }
 }
