@@ -593,7 +593,9 @@ impl Control {
             .collect();
         // At the first look every unbound device out of learn mode is looked at once (the
         // mode may have changed while no daemon ran); then those that left learn mode.
-        let left: BTreeSet<String> = match self.learning.replace(learning.clone()) {
+        // Kept until the binding is done: a failure looks at the same devices again.
+        let before = self.learning.replace(learning.clone());
+        let left: BTreeSet<String> = match &before {
             Some(before) => before.difference(&learning).cloned().collect(),
             None => self
                 .keeper
@@ -612,6 +614,7 @@ impl Control {
             Ok(lock) => lock,
             Err(e) => {
                 log::error!("binding learned MACs: {e:#}");
+                self.learning = before;
                 return;
             }
         };
@@ -626,6 +629,7 @@ impl Control {
             Ok(done) => done,
             Err(e) => {
                 log::error!("binding learned MACs: {e:#}");
+                self.learning = before;
                 return;
             }
         };
