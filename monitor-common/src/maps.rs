@@ -298,6 +298,14 @@ pub mod defs {
         true,
         "source MACs and addresses on ward legs outside the inventory (discovery)",
     );
+    pub const LEARNED_MACS: MapDef = def::<u32, LearnedMacs>(
+        "LEARNED_MACS",
+        MapKind::Array,
+        MAX_DEVICES,
+        0,
+        true,
+        "source MACs each device sent from on a ward leg while it learned",
+    );
     pub const PATHS: MapDef = def::<u32, u64>(
         "PATHS",
         MapKind::PerCpuArray,
@@ -340,7 +348,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 28] = [
+    pub const ALL: [MapDef; 29] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -365,6 +373,7 @@ pub mod defs {
         PATHS,
         MAC_BINDINGS,
         STATIONS,
+        LEARNED_MACS,
         DECISIONS,
         SCRATCH,
         WORK,
@@ -451,6 +460,7 @@ pub mod names {
     pub const PATHS: &str = defs::PATHS.name;
     pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
     pub const STATIONS: &str = defs::STATIONS.name;
+    pub const LEARNED_MACS: &str = defs::LEARNED_MACS.name;
 
     /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
     pub const ALL: [&str; defs::PINNED] = {
@@ -705,6 +715,32 @@ pub struct StationStats {
     /// The interface it was last seen on.
     pub ifindex: u32,
     pub _pad: u32,
+}
+
+/// MACs `LEARNED_MACS` holds per device.
+pub const LEARNED_MACS_HELD: usize = 4;
+
+/// The source MACs an enrolled device sent from on a ward leg while it learned: value of
+/// `LEARNED_MACS`, by the device's slot. The controller binds a device the inventory gives
+/// no `mac:` to them when it leaves learn mode. A per-device array, not STATIONS: a flood
+/// of random MACs cannot evict what a device's learning saw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnedMacs {
+    /// [`source_id`]s of the MACs, in the order first seen; 0: free.
+    pub ids: [u64; LEARNED_MACS_HELD],
+    /// Judged frames from further MACs, beyond those held.
+    pub more: u64,
+}
+
+impl LearnedMacs {
+    /// The MACs held, in the order first seen.
+    pub fn macs(&self) -> impl Iterator<Item = [u8; 6]> + '_ {
+        self.ids
+            .iter()
+            .filter(|id| **id != 0)
+            .map(|id| source_mac(*id))
+    }
 }
 
 /// (MAC, address) pairs the discovery table holds at once, least recently seen evicted: a
@@ -1304,6 +1340,7 @@ mod pod {
     unsafe impl aya::Pod for MacBinding {}
     unsafe impl aya::Pod for StationKey {}
     unsafe impl aya::Pod for StationStats {}
+    unsafe impl aya::Pod for LearnedMacs {}
 }
 
 #[cfg(test)]
@@ -1328,6 +1365,7 @@ mod tests {
         assert_eq!(size_of::<MacBinding>(), 8);
         assert_eq!(size_of::<StationKey>(), 24);
         assert_eq!(size_of::<StationStats>(), 40);
+        assert_eq!(size_of::<LearnedMacs>(), 40);
         assert_eq!(size_of::<EventRate>(), 24);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 1 + 1);
         assert_eq!(align_of::<FlowKey>(), 4);

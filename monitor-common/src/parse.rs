@@ -469,6 +469,108 @@ fn parse_transport<F: FrameBytes + ?Sized>(
     Ok(())
 }
 
+/// ICMPv6 neighbour advertisement (RFC 4861, 4.4).
+pub const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// The NDP option carrying the link-layer address of an advertisement's target.
+pub const NDP_OPTION_TARGET_LINK_LAYER: u8 = 2;
+
+/// The address a neighbour announces for itself, for the discovery table: writes it into
+/// `out` and returns true when the frame (parsed into `parsed`) is
+/// - an ARP request or reply for IPv4 over Ethernet whose sender hardware address is the
+///   frame's source MAC and whose sender address is not 0.0.0.0 (an ARP probe, RFC 5227,
+///   claims nothing yet): the sender address;
+/// - an ICMPv6 neighbour advertisement straight after the IPv6 header (no extension
+///   headers, as hosts send them), with hop limit 255 (RFC 4861: from the link itself),
+///   for a unicast target: the target address. When the first option is a target
+///   link-layer address it must be the frame's source MAC (a proxy or forged advertisement
+///   names another). Only the first option is looked at: NAs carry that one option, and a
+///   walk over options would be a loop the verifier checks once per round for what no host
+///   sends.
+///
+/// Whether the address may be recorded for that MAC (it is no enrolled device's, or the
+/// MAC is not bound to it) is the caller's business.
+#[inline(always)]
+pub fn neighbor_claim_into<F: FrameBytes + ?Sized>(
+    frame: &F,
+    parsed: &ParsedFrame,
+    out: &mut Addr,
+) -> bool {
+    if parsed.fault.is_some() {
+        return false;
+    }
+    let l3 = ETH_HEADER_LEN + 4 * usize::from(parsed.vlan_tags & 3);
+    match parsed.class {
+        FrameClass::Arp => arp_claim(frame, l3, &parsed.src_mac, out),
+        FrameClass::Ipv6
+            if parsed.ip.protocol == IPPROTO_ICMPV6
+                && parsed.ip.transport == TransportKind::Icmp
+                && parsed.ip.icmp_type == ICMPV6_NEIGHBOR_ADVERTISEMENT =>
+        {
+            advertisement_claim(frame, l3, &parsed.src_mac, out)
+        }
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn arp_claim<F: FrameBytes + ?Sized>(frame: &F, l3: usize, mac: &[u8; 6], out: &mut Addr) -> bool {
+    let Some(a) = read_at::<F, 28>(frame, l3) else {
+        return false;
+    };
+    // Ethernet (1), IPv4, 6- and 4-byte addresses, request (1) or reply (2).
+    let ethernet_ipv4 =
+        a[0] == 0 && a[1] == 1 && a[2] == 0x08 && a[3] == 0 && a[4] == 6 && a[5] == 4;
+    let op = be16([a[6], a[7]]);
+    let sender_mac = [a[8], a[9], a[10], a[11], a[12], a[13]];
+    let sender = [a[14], a[15], a[16], a[17]];
+    if !ethernet_ipv4 || !(op == 1 || op == 2) || sender_mac != *mac || sender == [0; 4] {
+        return false;
+    }
+    *out = ipv4_mapped(sender);
+    true
+}
+
+#[inline(always)]
+fn advertisement_claim<F: FrameBytes + ?Sized>(
+    frame: &F,
+    l3: usize,
+    mac: &[u8; 6],
+    out: &mut Addr,
+) -> bool {
+    let Some(h) = read_at::<F, 40>(frame, l3) else {
+        return false;
+    };
+    if h[6] != IPPROTO_ICMPV6 || h[7] != 255 {
+        return false;
+    }
+    let payload_end = l3 + 40 + usize::from(be16([h[4], h[5]]));
+    // Type, code, checksum, flags, then the target.
+    let Some(na) = read_at::<F, 24>(frame, l3 + 40) else {
+        return false;
+    };
+    if na[1] != 0 || payload_end < l3 + 40 + 24 {
+        return false;
+    }
+    let mut target = [0u8; 16];
+    target.copy_from_slice(&na[8..24]);
+    if target[0] == 0xff || target == [0; 16] {
+        return false;
+    }
+    let option_at = l3 + 40 + 24;
+    if option_at + 8 <= payload_end
+        && let Some(option) = read_at::<F, 8>(frame, option_at)
+        && option[0] == NDP_OPTION_TARGET_LINK_LAYER
+        && option[1] == 1
+        && [
+            option[2], option[3], option[4], option[5], option[6], option[7],
+        ] != *mac
+    {
+        return false;
+    }
+    *out = target;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     //! Host tests of the parser: valid frames parse to the right fields, and every
@@ -1272,5 +1374,101 @@ mod tests {
         assert_eq!(frame.read::<2>(3), None);
         assert_eq!(frame.read::<1>(usize::MAX), None, "offset overflow");
         assert_eq!(frame.frame_len(), 4);
+    }
+
+    // --- Neighbour claims (ARP, neighbour advertisements) ---
+
+    /// The source MAC `eth` gives every frame.
+    const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    fn arp(op: u16, sender_mac: [u8; 6], sender: [u8; 4]) -> Vec<u8> {
+        let mut a = vec![0, 1, 0x08, 0, 6, 4];
+        a.extend_from_slice(&op.to_be_bytes());
+        a.extend_from_slice(&sender_mac);
+        a.extend_from_slice(&sender);
+        a.extend_from_slice(&[0; 6]);
+        a.extend_from_slice(&B);
+        a
+    }
+
+    /// A neighbour advertisement for `target`, with a target link-layer option when given.
+    fn na(target: Addr, option: Option<[u8; 6]>, hop_limit: u8) -> Vec<u8> {
+        let mut icmp = vec![ICMPV6_NEIGHBOR_ADVERTISEMENT, 0, 0, 0, 0x60, 0, 0, 0];
+        icmp.extend_from_slice(&target);
+        if let Some(mac) = option {
+            icmp.extend_from_slice(&[NDP_OPTION_TARGET_LINK_LAYER, 1]);
+            icmp.extend_from_slice(&mac);
+        }
+        let mut ip = ipv6(&[], 0, IPPROTO_ICMPV6, &icmp);
+        ip[7] = hop_limit;
+        eth(&[], ETHERTYPE_IPV6, &ip)
+    }
+
+    fn claim(frame: &[u8]) -> Option<Addr> {
+        let parsed = strict(frame);
+        let mut out = [0xaa; 16];
+        neighbor_claim_into(frame, &parsed, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn arp_requests_and_replies_claim_their_sender_address_for_the_source_mac() {
+        for op in [1, 2] {
+            let frame = eth(&[], ETHERTYPE_ARP, &arp(op, SRC_MAC, A));
+            assert_eq!(claim(&frame), Some(ipv4_mapped(A)), "op {op}");
+        }
+        // Tagged, and padded to the Ethernet minimum.
+        let mut tagged = eth(&[(ETHERTYPE_VLAN, 10)], ETHERTYPE_ARP, &arp(2, SRC_MAC, A));
+        tagged.resize(64, 0);
+        assert_eq!(claim(&tagged), Some(ipv4_mapped(A)));
+        // Another sender MAC than the frame's, a probe (0.0.0.0), another opcode (RARP's
+        // 3), another hardware type: no claim.
+        let other = eth(&[], ETHERTYPE_ARP, &arp(2, [2, 0, 0, 0, 0, 9], A));
+        assert_eq!(claim(&other), None);
+        let probe = eth(&[], ETHERTYPE_ARP, &arp(1, SRC_MAC, [0; 4]));
+        assert_eq!(claim(&probe), None);
+        let rarp = eth(&[], ETHERTYPE_ARP, &arp(3, SRC_MAC, A));
+        assert_eq!(claim(&rarp), None);
+        let mut token_ring = arp(2, SRC_MAC, A);
+        token_ring[1] = 6;
+        assert_eq!(claim(&eth(&[], ETHERTYPE_ARP, &token_ring)), None);
+        // IP frames claim nothing.
+        assert_eq!(claim(&v4_frame(IPPROTO_UDP, &udp(1, 2, b""))), None);
+    }
+
+    #[test]
+    fn neighbour_advertisements_claim_their_target_for_the_source_mac() {
+        assert_eq!(claim(&na(A6, Some(SRC_MAC), 255)), Some(A6));
+        assert_eq!(claim(&na(A6, None, 255)), Some(A6), "no option to check");
+        // The option names another MAC (a proxy's answer, or a forgery).
+        assert_eq!(claim(&na(A6, Some([2, 0, 0, 0, 0, 9]), 255)), None);
+        // Not from the link itself, a multicast or unspecified target, a solicitation.
+        assert_eq!(claim(&na(A6, Some(SRC_MAC), 64)), None);
+        let mut multicast = A6;
+        multicast[0] = 0xff;
+        assert_eq!(claim(&na(multicast, None, 255)), None);
+        assert_eq!(claim(&na([0; 16], None, 255)), None);
+        let mut solicitation = na(A6, None, 255);
+        solicitation[ETH_HEADER_LEN + 40] = 135;
+        assert_eq!(claim(&solicitation), None);
+        // Behind an extension header: not looked at.
+        let mut icmp = vec![ICMPV6_NEIGHBOR_ADVERTISEMENT, 0, 0, 0, 0x60, 0, 0, 0];
+        icmp.extend_from_slice(&A6);
+        let mut ip = ipv6(&[(IPPROTO_DSTOPTS, 0)], 0, IPPROTO_ICMPV6, &icmp);
+        ip[7] = 255;
+        assert_eq!(claim(&eth(&[], ETHERTYPE_IPV6, &ip)), None);
+    }
+
+    #[test]
+    fn no_cut_of_a_claim_claims_anything() {
+        for frame in [
+            eth(&[], ETHERTYPE_ARP, &arp(2, SRC_MAC, A)),
+            na(A6, Some(SRC_MAC), 255),
+        ] {
+            assert!(claim(&frame).is_some());
+            for len in 0..frame.len() {
+                // A cut NA is malformed (its length claims more); a cut ARP is short.
+                assert_eq!(claim(&frame[..len]), None, "cut at {len}");
+            }
+        }
     }
 }

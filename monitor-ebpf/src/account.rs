@@ -11,12 +11,12 @@ use monitor_common::{
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
         CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
-        TABLE_NONE, roll_window,
+        LEARN, SIDE_SPOOFED, Side, TABLE_NONE, binding_allows, roll_window,
     },
     maps::{
-        Counter, Decision, DecisionSide, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
-        EVENTS_SENT, EVENTS_SUPPRESSED, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
-        StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
+        Counter, DEVICE_MAC_BOUND, Decision, DecisionSide, DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
+        EVENTS_SENT, EVENTS_SUPPRESSED, LEARNED_MACS_HELD, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
+        MacBindingKey, StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
     },
     parse::{Addr, IpPacket},
 };
@@ -24,8 +24,8 @@ use monitor_common::{
 use crate::{
     Packet,
     maps::{
-        DEVICE_REASONS, DEVICE_STATS, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS, PATHS, STATIONS,
-        UNENROLLED_FLOWS, UNENROLLED_STATS,
+        DEVICE_REASONS, DEVICE_STATS, DEVICES, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS,
+        LEARNED_MACS, MAC_BINDINGS, PATHS, STATIONS, UNENROLLED_FLOWS, UNENROLLED_STATS,
     },
 };
 
@@ -193,6 +193,81 @@ pub fn note_station(packet: &Packet, src: &Addr, src_slot: u32, spoofed: bool) {
         return;
     }
     record_station(packet, src);
+}
+
+/// `note_station` for a judged frame's source side, and on a ward leg the MAC an enrolled
+/// source sent from while it learns (`learn_source_mac`). Only the full judge calls this:
+/// a decision made on a ward leg is cached for its MAC alone, so each MAC a device uses
+/// is judged (and learned) at least once, and the cached path stays as it was.
+#[inline(always)]
+pub fn note_source(packet: &Packet, src: &Addr, side: &Side) {
+    let spoofed = side.flags & SIDE_SPOOFED != 0;
+    note_station(packet, src, side.slot, spoofed);
+    if packet.source_id != 0 && side.slot != NO_SLOT && !spoofed && side.treatment == LEARN {
+        learn_source_mac(packet.source_id, side.slot);
+    }
+}
+
+/// Keeps `source_id`'s MAC among those the device in `slot` sent from while it learned
+/// (`LEARNED_MACS`): the first LEARNED_MACS_HELD, then frames from more are counted.
+/// Shared by CPUs: each MAC is stored whole; two CPUs taking the same free place at once
+/// keep one MAC, and the other's next judged frame takes the next place.
+#[inline(never)]
+fn learn_source_mac(source_id: u64, slot: u32) -> u8 {
+    let Some(seen) = LEARNED_MACS.get_ptr_mut(slot) else {
+        return 0;
+    };
+    for i in 0..LEARNED_MACS_HELD {
+        // SAFETY: a value of a shared array; each place is read and written whole.
+        unsafe {
+            let held = read_volatile(&raw const (*seen).ids[i]);
+            if held == source_id {
+                return 0;
+            }
+            if held == 0 {
+                write_volatile(&raw mut (*seen).ids[i], source_id);
+                return 1;
+            }
+        }
+    }
+    // SAFETY: as above, added atomically.
+    atomic_add(unsafe { &raw mut (*seen).more }, 1);
+    1
+}
+
+/// Counts a neighbour's claim of `addr` (ARP, neighbour advertisement) from a ward leg in
+/// the discovery table, under the rule `note_station` applies to source addresses: when
+/// `addr` is no enrolled device's, or a MAC-bound device's that this MAC may not use.
+#[inline(never)]
+pub fn note_claim(packet: &Packet, addr: &Addr) -> u8 {
+    let key = DeviceKey {
+        addr: *addr,
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let flags = match DEVICES.get_ptr(&key) {
+        // SAFETY: one field of a map value, read at once.
+        Some(entry) => unsafe { (*entry).flags },
+        None => return record_station(packet, addr),
+    };
+    if flags & DEVICE_MAC_BOUND == 0 {
+        return 0;
+    }
+    let binding = MacBindingKey {
+        addr: *addr,
+        mac: source_mac(packet.source_id),
+        _pad: 0,
+    };
+    let (found, until_ns) = match MAC_BINDINGS.get_ptr(&binding) {
+        // SAFETY: one field of a map value, read at once.
+        Some(binding) => (true, unsafe { (*binding).until_ns }),
+        None => (false, 0),
+    };
+    if binding_allows(found, until_ns, packet.now) {
+        return 0;
+    }
+    record_station(packet, addr)
 }
 
 #[inline(never)]

@@ -29,7 +29,7 @@ use monitor_common::{
 use crate::{
     Fault, Packet,
     account::{
-        NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_station,
+        NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_source,
         place_flow,
     },
     cache,
@@ -731,8 +731,7 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
 fn charge(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
     let slots = flow_slots(&work.decision);
     apply(packet, ip, &work.decision, &slots);
-    let spoofed = work.sides[0].flags & judge::SIDE_SPOOFED != 0;
-    note_station(packet, &ip.src, work.sides[0].slot, spoofed);
+    note_source(packet, &ip.src, &work.sides[0]);
     let over_budget = (work.sides[0].over_budget | work.sides[1].over_budget) != 0;
     // A spoofed flow is judged with every frame, so that SPOOFED_FLOWS keeps it while it
     // lasts; a violation beyond its device's budget caches nothing (a scan would churn

@@ -46,7 +46,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use monitor_common::{
-    Action, CUT_VERDICTS, Mode, Reason, VERDICT_SLOTS,
+    Action, CUT_VERDICTS, FrameClass, Mode, Reason, VERDICT_SLOTS,
     maps::{
         CONFIG_CAPTURE_MAY_BE_CUT, IFACE_WARD, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED,
         active_generation, source_id,
@@ -335,10 +335,19 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         // without ARP (which, not being IP, always passes).
         (None, true) if is_neighbor_discovery(&parsed.ip) => {
             judge::count_unjudged(&packet)?;
+            if packet.source_id != 0 && parsed.ip.icmp_type == parse::ICMPV6_NEIGHBOR_ADVERTISEMENT
+            {
+                note_neighbor(ctx, &packet, parsed);
+            }
             (Action::Pass, Reason::NeighborDiscovery)
         }
         (None, true) => decide_ip(&packet, &parsed.ip)?,
-        (None, false) => (Action::Pass, Reason::NotIp),
+        (None, false) => {
+            if packet.source_id != 0 && parsed.class == FrameClass::Arp {
+                note_neighbor(ctx, &packet, parsed);
+            }
+            (Action::Pass, Reason::NotIp)
+        }
         (Some(fault), true) => (judge::judge_malformed(&packet)?, fault),
         (Some(fault), false) if packet.global == Mode::Enforce => (Action::Drop, fault),
         (Some(fault), false) => (Action::Pass, fault),
@@ -393,6 +402,20 @@ fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> 
     }
     add_path(PATH_JUDGED);
     judge::judge_ip(packet)
+}
+
+/// Discovery from what a neighbour announces on a ward leg (an ARP request or reply's
+/// sender, a neighbour advertisement's target; `parse::neighbor_claim_into` says which
+/// frames count), recorded as its source address would be: a device that only answers ARP
+/// or NDP still has its address known. Out of line: ARP and NDP are rare, and the IP
+/// path's frame does not grow by the address.
+#[inline(never)]
+fn note_neighbor(ctx: &XdpContext, packet: &Packet, parsed: &ParsedFrame) -> u8 {
+    let mut addr = [0u8; 16];
+    if !parse::neighbor_claim_into(&XdpFrame(ctx), parsed, &mut addr) {
+        return 0;
+    }
+    account::note_claim(packet, &addr)
 }
 
 /// ICMPv6 router solicitation/advertisement, neighbour solicitation/advertisement and

@@ -11,7 +11,7 @@ use monitor_common::{
     judge::Work,
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
-        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, MacBinding,
+        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, LearnedMacs, MacBinding,
         MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
         StationKey, StationStats, defs,
     },
@@ -149,6 +149,9 @@ datapath_maps! {
     /// Discovery: source MACs on ward legs with addresses outside the inventory
     /// (`account::record_station`).
     STATIONS: LruHashMap<StationKey, StationStats> = with_max_entries;
+    /// The source MACs each device sent from on a ward leg while it learned, by slot
+    /// (`account::learn_source_mac`).
+    LEARNED_MACS: Array<LearnedMacs> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
     /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the

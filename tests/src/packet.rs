@@ -48,6 +48,7 @@ pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
 pub const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
+pub const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
 
 /// `frame` cut to its first `len` bytes (or whole, if shorter). Lengths inside are left
 /// as they were, as a snapshot length or a broken NIC would leave them.
@@ -334,6 +335,23 @@ impl Transport {
             code: 0,
             rest: [0; 4],
             payload: target.octets().to_vec(),
+        }
+    }
+
+    /// ICMPv6 neighbour advertisement (override flag set) for `target`, with a target
+    /// link-layer address option when given. Sent with hop limit 255
+    /// ([`Ipv6::hop_limit`]) to count.
+    pub fn icmpv6_neighbor_advertisement(target: Ipv6Addr, tlla: Option<[u8; 6]>) -> Transport {
+        let mut payload = target.octets().to_vec();
+        if let Some(mac) = tlla {
+            payload.extend_from_slice(&[2, 1]);
+            payload.extend_from_slice(&mac);
+        }
+        Transport::Icmpv6 {
+            icmp_type: ICMPV6_NEIGHBOR_ADVERTISEMENT,
+            code: 0,
+            rest: [0x20, 0, 0, 0],
+            payload,
         }
     }
 
@@ -887,6 +905,32 @@ pub fn arp_request(sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> V
     out.extend_from_slice(&[0; 6]);
     out.extend_from_slice(&target.octets());
     out
+}
+
+/// An ARP packet (Ethernet/IPv4, opcode `op`: 1 request, 2 reply) from `sender_mac` and
+/// `sender` to `target_mac` and `target`: the ethertype 0x0806 payload.
+pub fn arp_packet(
+    op: u16,
+    sender_mac: [u8; 6],
+    sender: Ipv4Addr,
+    target_mac: [u8; 6],
+    target: Ipv4Addr,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(28);
+    out.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
+    out.extend_from_slice(&op.to_be_bytes());
+    out.extend_from_slice(&sender_mac);
+    out.extend_from_slice(&sender.octets());
+    out.extend_from_slice(&target_mac);
+    out.extend_from_slice(&target.octets());
+    out
+}
+
+/// A whole ARP frame sent from `eth_src` carrying `arp` (an [`arp_packet`]), broadcast,
+/// padded to the Ethernet minimum.
+pub fn arp_frame_from(eth_src: [u8; 6], arp: &[u8]) -> Vec<u8> {
+    let eth = Ethernet::new().src(eth_src).dst([0xff; 6]);
+    padded(&eth.frame(ETHERTYPE_ARP, arp), ETH_MIN_FRAME)
 }
 
 /// A whole ARP request frame, broadcast, padded to the Ethernet minimum.

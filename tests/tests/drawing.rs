@@ -60,6 +60,7 @@ fn device(slot: usize, name: String, kind: &str, address: IpAddr, ward: String) 
         has_rules: false,
         break_glass: None,
         mac_allows: Vec::new(),
+        learned_macs: Vec::new(),
         mac_only: false,
     }
 }

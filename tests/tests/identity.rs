@@ -657,3 +657,187 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
         "{moved:?}"
     );
 }
+
+/// The inventory's entry of `name` in `STATE/inventory.json`.
+fn inventory_entry(lab: &Lab, name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(lab.state_dir.0.join("inventory.json"))
+        .unwrap_or_else(|e| panic!("inventory.json: {e}"));
+    let inventory: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("inventory.json: {e}"));
+    inventory["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in inventory.json: {text}"))
+}
+
+/// The workstation has no `mac:` in the inventory: while it learns it is seen on the ward
+/// leg from the ward interface's MAC, and when it leaves learn mode it is bound to that
+/// MAC. From then on an impostor with its address and another MAC is dropped as
+/// `spoofed_source`, while the workstation itself goes on as before.
+#[test]
+fn a_device_without_a_mac_is_bound_to_the_mac_it_learned_with() {
+    let policy = example_policy();
+    let monitor_mac = "mac: \"00:80:25:aa:10:01\"";
+    assert!(policy.contains(monitor_mac), "policies/ward.yaml changed");
+    let policy = policy.replace(monitor_mac, &format!("mac: \"{WARD_MAC}\""));
+    let mut lab = Lab::new(&policy);
+    let ward_if = ward_interface(&lab);
+    lab.ward
+        .ward
+        .ip(&["link", "set", &ward_if, "address", WARD_MAC])
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.ward
+        .ward
+        .exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv4.conf.{ward_if}.promote_secondaries=1"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let impostor = Impostor::new(&lab, &ward_if);
+    lab.start_with_roles(&["--mode", "learn"]);
+    lab.assert_normal_traffic(Outcome::Answered);
+    let row = lab.device_row(WS);
+    assert_eq!(
+        row["macs"],
+        serde_json::json!([]),
+        "not bound while it learns: {row}"
+    );
+
+    lab.cli_ok(&["mode", "enforce"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let event = loop {
+        if let Some(e) = controller_events(&lab, "mac-learned")
+            .into_iter()
+            .find(|e| e["device"] == WS)
+        {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mac-learned event for {WS} 5 s after enforce:\n{}",
+            lab.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(event["mac"], WARD_MAC, "{event}");
+    let row = lab.device_row(WS);
+    assert_eq!(row["macs"], serde_json::json!([WARD_MAC]), "{row}");
+    assert_eq!(row["mac_learned"], true, "{row}");
+    assert!(
+        lab.cli_ok(&["devices"])
+            .contains(&format!("{WARD_MAC} (learned)")),
+        "the table shows the learned MAC"
+    );
+    let map: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["map", "--json"]))
+        .unwrap_or_else(|e| panic!("map --json: {e}"));
+    let on_map = map["wards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| w["devices"].as_array().into_iter().flatten())
+        .find(|d| d["name"] == WS)
+        .unwrap_or_else(|| panic!("{WS} not on the map: {map}"));
+    assert_eq!(
+        on_map["mac"],
+        format!("{WARD_MAC} (learned)"),
+        "the map shows the learned MAC: {on_map}"
+    );
+    assert_eq!(
+        inventory_entry(&lab, WS)["learned-macs"],
+        serde_json::json!([WARD_MAC]),
+        "kept across restarts"
+    );
+    // The other ward devices without `mac:` are bound likewise, each once; those the
+    // inventory binds (the pump) are not bound again.
+    let learned = controller_events(&lab, "mac-learned");
+    let names: Vec<&str> = learned
+        .iter()
+        .filter_map(|e| e["device"].as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), unique.len(), "each bound once: {learned:?}");
+    assert!(
+        !unique.contains(PUMP) && learned.iter().all(|e| e["mac"] == WARD_MAC),
+        "{learned:?}"
+    );
+
+    // The workstation, from its MAC, goes on as it learned.
+    lab.assert_normal_traffic(Outcome::Answered);
+    // Another MAC with its address is an impostor.
+    let before = spoof_events(&lab).len();
+    impostor.take(&lab, host(WS));
+    assert_eq!(
+        impostor.udp(WS, service("ntp", NTP)),
+        Outcome::TimedOut,
+        "the impostor with the workstation's address reaches its NTP server"
+    );
+    let events = more_spoof_events(&lab, before);
+    let dropped = events[before..]
+        .iter()
+        .find(|e| e["device"] == WS && e["verdict"] == "drop")
+        .unwrap_or_else(|| panic!("no dropped spoof event for {WS}: {events:?}"));
+    assert_eq!(dropped["source_mac"], IMPOSTOR_MAC, "{dropped}");
+    assert_eq!(dropped["expected_mac"], WARD_MAC, "{dropped}");
+}
+
+/// A device that only ARPs (its connection attempts never resolve, so no IP frame of it
+/// leaves) is still discovered, with the address its ARP requests give.
+#[test]
+fn a_device_seen_only_in_arp_is_discovered() {
+    const ARP_MAC: &str = "00:0c:29:12:12:12";
+    const ARP_ADDRESS: &str = "10.10.1.60";
+    let mut lab = Lab::new(&example_policy());
+    let ward_if = ward_interface(&lab);
+    lab.start_with_roles(&["--mode", "learn"]);
+    let station = Impostor::station(&lab, &ward_if, ARP_MAC, ARP_ADDRESS);
+    let address: IpAddr = ARP_ADDRESS.parse().unwrap_or_else(|e| panic!("{e}"));
+    // Nobody has 10.10.1.222: the kernel asks for it by ARP, and sends nothing else.
+    let nobody: std::net::SocketAddr = "10.10.1.222:443".parse().unwrap_or_else(|e| panic!("{e}"));
+    let first_arp = Instant::now();
+    assert_ne!(station.tcp_from(address, nobody), Outcome::Answered);
+    let row = loop {
+        if let Some(row) = discovered(&lab).into_iter().find(|d| d["mac"] == ARP_MAC) {
+            break row;
+        }
+        assert!(
+            first_arp.elapsed() < Duration::from_secs(5),
+            "the ARP-only device is not listed 5 s after its first ARP:\n{}",
+            lab.cli_ok(&["discovered"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        row["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a == ARP_ADDRESS)),
+        "its address, from ARP alone: {row}"
+    );
+    let services = row["services"].as_array().map_or(0, Vec::len);
+    assert_eq!(services, 0, "it reached no service: {row}");
+}
+
+/// A device given by its MAC alone that only ARPs gets its address from its ARP requests.
+#[test]
+fn a_mac_only_device_seen_only_in_arp_gets_its_address() {
+    const ARP_MAC: &str = "00:0c:29:34:34:34";
+    const NAME: &str = "pump-arp-01";
+    let mut lab = Lab::new(&example_policy());
+    std::fs::write(
+        lab.policy_dir.0.join("arp.yaml"),
+        format!(
+            "devices:\n  - name: {NAME}\n    kind: infusion-pump\n    mac: \"{ARP_MAC}\"\n    \
+             location: {{ site: main-campus, ward: icu-3 }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ward_if = ward_interface(&lab);
+    lab.start_with_roles(&["--mode", "learn"]);
+    let station = Impostor::station(&lab, &ward_if, ARP_MAC, "10.10.1.61");
+    let address: IpAddr = "10.10.1.61".parse().unwrap_or_else(|e| panic!("{e}"));
+    let nobody: std::net::SocketAddr = "10.10.1.223:443".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(station.tcp_from(address, nobody), Outcome::Answered);
+    wait_addresses(&lab, NAME, &["10.10.1.61"]);
+}

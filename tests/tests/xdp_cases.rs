@@ -23,7 +23,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
@@ -50,7 +50,8 @@ use monitor_tests::adversarial::{
 use monitor_tests::packet::{
     ETH_MIN_FRAME, ETHERTYPE_ARP, ETHERTYPE_EAPOL, Ethernet, Ext, IPPROTO_DSTOPTS, IPPROTO_ICMP,
     IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6, TCP_ACK, TCP_PSH, TCP_SYN,
-    TPID_QINQ_OLD, Transport, arp_frame, lldp_frame, padded, stp_frame, truncated,
+    TPID_QINQ_OLD, Transport, arp_frame, arp_frame_from, arp_packet, lldp_frame, padded, stp_frame,
+    truncated,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -69,6 +70,9 @@ struct Dev {
     /// Break-glass for this long from when the case's datapath is set up (the deadline is
     /// `CLOCK_MONOTONIC`, so it is made at load time).
     glass_for: Option<Duration>,
+    /// Not enrolled when the case starts: a step's [`Change::Enroll`] enrolls it, as the
+    /// controller enrolls a MAC-only device at the address it learned.
+    later: bool,
 }
 
 impl Dev {
@@ -77,7 +81,14 @@ impl Dev {
             addr: addr.into(),
             entry: DeviceEntry::new(slot, MODE_INHERIT, 0),
             glass_for: None,
+            later: false,
         }
+    }
+
+    /// Enrolled by a step's [`Change::Enroll`], not at the start.
+    fn later(mut self) -> Dev {
+        self.later = true;
+        self
     }
 
     fn mode(mut self, mode: Mode) -> Dev {
@@ -292,6 +303,9 @@ struct Step {
     /// Enrolled devices whose violation is beyond their budget of flow entries: no flow
     /// entry, but counted under the step's reason and reported (sent or suppressed).
     over_budget: Vec<IpAddr>,
+    /// The discovery table's (MAC, address) entries this frame counts, exactly; `None`:
+    /// not checked.
+    stations: Option<Vec<([u8; 6], IpAddr)>>,
 }
 
 /// Something that happens between frames.
@@ -312,6 +326,8 @@ enum Change {
     /// These frames run at once, unchecked (a burst that spends a device's budget of
     /// violating flow entries well within one window).
     Frames(Vec<Vec<u8>>),
+    /// The controller enrolls a device of the setup made [`Dev::later`] at its address.
+    Enroll(Dev),
 }
 
 /// Which path decided an IP packet (`PATHS`).
@@ -340,6 +356,7 @@ fn verdict(frame: Vec<u8>, action: Action, reason: Reason, class: FrameClass) ->
         path: None,
         schedules: Vec::new(),
         over_budget: Vec::new(),
+        stations: None,
     }
 }
 
@@ -414,6 +431,21 @@ impl Step {
         self
     }
 
+    /// Counted in the discovery table as sent by `mac` with `addr` (with no other entry
+    /// counted, unless another `station` names it).
+    fn station(mut self, mac: [u8; 6], addr: impl Into<IpAddr>) -> Step {
+        self.stations
+            .get_or_insert_with(Vec::new)
+            .push((mac, addr.into()));
+        self
+    }
+
+    /// Counted in no entry of the discovery table.
+    fn no_station(mut self) -> Step {
+        self.stations.get_or_insert_with(Vec::new);
+        self
+    }
+
     /// Decided by one lookup of the decision cache.
     fn cached(mut self) -> Step {
         self.path = Some(Path::Cached);
@@ -454,6 +486,8 @@ struct Snapshot {
     baseline: BTreeSet<FlowKey>,
     /// IP packets decided from the cache, and judged.
     paths: (u64, u64),
+    /// The discovery table's packet counts, by (MAC, address).
+    stations: BTreeMap<([u8; 6], IpAddr), u64>,
 }
 
 fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
@@ -493,6 +527,10 @@ fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
             .map(|(k, _)| k)
             .collect(),
         paths: must(maps.paths(), "PATHS"),
+        stations: must(maps.stations(), "STATIONS")
+            .into_iter()
+            .map(|(k, s)| ((k.mac, addr_of(&k.addr)), s.packets))
+            .collect(),
     }
 }
 
@@ -569,7 +607,7 @@ fn load(case: &Case) -> Datapath {
         entry
     };
     if setup.rules.is_empty() {
-        for dev in &setup.devices {
+        for dev in setup.devices.iter().filter(|d| !d.later) {
             maps.enroll(dev.addr, entry_of(dev))
                 .unwrap_or_else(|e| panic!("case `{name}`: enrolling {}: {e:?}", dev.addr));
         }
@@ -902,6 +940,24 @@ fn check_step(datapath: &Datapath, setup: &Setup, step: &Step) -> Vec<String> {
         }
     }
 
+    // The discovery table.
+    if let Some(want) = &step.stations {
+        let mut counted: Vec<([u8; 6], IpAddr)> = after
+            .stations
+            .iter()
+            .filter(|(k, n)| before.stations.get(k).copied().unwrap_or_default() != **n)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut want = want.clone();
+        counted.sort();
+        want.sort();
+        if counted != want {
+            errors.push(format!(
+                "discovery table entries (MAC, address) counted {counted:?}, expected {want:?}"
+            ));
+        }
+    }
+
     // Flow entries.
     let mut want_flows: BTreeMap<(bool, FlowKey), [u64; 6]> = BTreeMap::new();
     if let (Some((src, dst)), Some((protocol, port, dir))) = (step.ends, step.flow) {
@@ -1054,6 +1110,17 @@ fn apply_change(datapath: &mut Datapath, case: &str, change: &Change) {
                     .test_run(frame)
                     .unwrap_or_else(|e| panic!("case `{case}`: running a burst frame: {e:?}"));
             }
+        }
+        Change::Enroll(dev) => {
+            assert!(
+                dev.later,
+                "case `{case}`: {} is enrolled from the start",
+                dev.addr
+            );
+            datapath
+                .maps_mut()
+                .enroll(dev.addr, dev.entry)
+                .unwrap_or_else(|e| panic!("case `{case}`: enrolling {}: {e:?}", dev.addr));
         }
     }
 }
@@ -3689,6 +3756,218 @@ fn mac_binding_cases() -> Vec<Case> {
     ]
 }
 
+// ---------------------------------------------------------------------------------------
+// Neighbour claims: what ARP and neighbour advertisements teach the discovery table
+// ---------------------------------------------------------------------------------------
+
+const DISCOVERED_MAC: [u8; 6] = [0x00, 0x0c, 0x29, 0xaa, 0xbb, 0xcc];
+/// A MAC-only device's IPv6 address (a new lease, or SLAAC).
+const LEASED6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 3, 0, 0, 0, 0x77);
+const LINK_LOCAL6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x250, 0x56ff, 0xfe06, 0x606);
+const ALL_NODES6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// An ARP reply from `eth_src` saying `sender` is at `sender_mac`.
+fn arp_reply(eth_src: [u8; 6], sender_mac: [u8; 6], sender: Ipv4Addr) -> Vec<u8> {
+    arp_frame_from(
+        eth_src,
+        &arp_packet(2, sender_mac, sender, [0x02, 0, 0, 0, 0, 0xfe], HOST_Y),
+    )
+}
+
+/// An unsolicited neighbour advertisement from `eth_src` (and `src`) for `target`, with a
+/// target link-layer option when given.
+fn advertisement(
+    eth_src: [u8; 6],
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+    option: Option<[u8; 6]>,
+) -> Vec<u8> {
+    let mut ip = Ipv6::new(src, ALL_NODES6);
+    ip.hop_limit = 255;
+    ip.frame_in(
+        &Ethernet::new().src(eth_src),
+        &Transport::icmpv6_neighbor_advertisement(target, option),
+    )
+}
+
+/// ARP and neighbour advertisements on a ward leg count in the discovery table as a
+/// source address does (the address a frame's own MAC claims, when it is no enrolled
+/// device's or an impostor's), and keep passing unjudged.
+#[test]
+fn neighbor_claims() {
+    run_table("neighbor_claims", neighbor_claims_cases());
+}
+
+fn neighbor_claims_cases() -> Vec<Case> {
+    let arp = FrameClass::Arp;
+    let v6 = FrameClass::Ipv6;
+    let not_ip = Reason::NotIp;
+    let nd = Reason::NeighborDiscovery;
+    let ward = || Setup::new(Mode::Enforce).ward();
+    let leased = bound(Dev::new(LEASED6, SLOT_WS6)).later();
+    let dns_from = |mac: [u8; 6], sport: u16| {
+        Ipv6::new(LEASED6, DNS6)
+            .frame_in(&Ethernet::new().src(mac), &Transport::udp(sport, 53, b"q"))
+    };
+    vec![
+        case(
+            "an ARP reply on a ward leg records its sender's MAC and address",
+            ward(),
+            vec![
+                pass(
+                    arp_reply(DISCOVERED_MAC, DISCOVERED_MAC, HOST_X),
+                    not_ip,
+                    arp,
+                )
+                .station(DISCOVERED_MAC, HOST_X),
+            ],
+        ),
+        case(
+            "an ARP request records its sender too",
+            ward(),
+            vec![
+                pass(
+                    arp_frame_from(
+                        DISCOVERED_MAC,
+                        &arp_packet(1, DISCOVERED_MAC, HOST_X, [0; 6], HOST_Y),
+                    ),
+                    not_ip,
+                    arp,
+                )
+                .station(DISCOVERED_MAC, HOST_X),
+            ],
+        ),
+        case(
+            "a gratuitous ARP whose sender MAC is not the frame's source is not recorded",
+            ward(),
+            vec![
+                pass(
+                    arp_frame_from(
+                        DISCOVERED_MAC,
+                        &arp_packet(2, IMPOSTOR_MAC, HOST_X, [0xff; 6], HOST_X),
+                    ),
+                    not_ip,
+                    arp,
+                )
+                .no_station(),
+            ],
+        ),
+        case(
+            "an ARP probe (sender 0.0.0.0) claims nothing",
+            ward(),
+            vec![
+                pass(
+                    arp_frame_from(
+                        DISCOVERED_MAC,
+                        &arp_packet(1, DISCOVERED_MAC, Ipv4Addr::UNSPECIFIED, [0; 6], HOST_X),
+                    ),
+                    not_ip,
+                    arp,
+                )
+                .no_station(),
+            ],
+        ),
+        case(
+            "a MAC-bound device's own ARP is not recorded, an impostor's for its address is; both pass",
+            pump_ward(Mode::Enforce),
+            vec![
+                pass(arp_reply(PUMP_MAC, PUMP_MAC, PUMP), not_ip, arp).no_station(),
+                pass(arp_reply(IMPOSTOR_MAC, IMPOSTOR_MAC, PUMP), not_ip, arp)
+                    .station(IMPOSTOR_MAC, PUMP),
+            ],
+        ),
+        case(
+            "an enrolled device without a MAC binding is not recorded",
+            ward().dev(ws()),
+            vec![pass(arp_reply(DISCOVERED_MAC, DISCOVERED_MAC, WS), not_ip, arp).no_station()],
+        ),
+        case(
+            "a neighbour advertisement on a ward leg records its target for the frame's MAC",
+            ward(),
+            vec![
+                pass(
+                    advertisement(DISCOVERED_MAC, LINK_LOCAL6, LEASED6, Some(DISCOVERED_MAC)),
+                    nd,
+                    v6,
+                )
+                .between(LINK_LOCAL6, ALL_NODES6)
+                .station(DISCOVERED_MAC, LEASED6),
+            ],
+        ),
+        case(
+            "a neighbour advertisement whose option names another MAC is not recorded",
+            ward(),
+            vec![
+                pass(
+                    advertisement(DISCOVERED_MAC, LINK_LOCAL6, LEASED6, Some(IMPOSTOR_MAC)),
+                    nd,
+                    v6,
+                )
+                .between(LINK_LOCAL6, ALL_NODES6)
+                .no_station(),
+            ],
+        ),
+        case(
+            "on a core leg, ARP and neighbour advertisements record nothing",
+            Setup::new(Mode::Enforce),
+            vec![
+                pass(
+                    arp_reply(DISCOVERED_MAC, DISCOVERED_MAC, HOST_X),
+                    not_ip,
+                    arp,
+                )
+                .no_station(),
+                pass(
+                    advertisement(DISCOVERED_MAC, LINK_LOCAL6, LEASED6, Some(DISCOVERED_MAC)),
+                    nd,
+                    v6,
+                )
+                .between(LINK_LOCAL6, ALL_NODES6)
+                .no_station(),
+            ],
+        ),
+        case(
+            "ipv6 with the address learned from NDP: bound to the MAC that advertised it",
+            ward()
+                .dev(leased.clone())
+                .bind(LEASED6, WS6_MAC)
+                .baseline(key(LEASED6, DNS6, IPPROTO_UDP, 53, Outbound)),
+            vec![
+                // Not enrolled yet: its advertisement is what the controller learns from.
+                pass(
+                    advertisement(WS6_MAC, LINK_LOCAL6, LEASED6, Some(WS6_MAC)),
+                    nd,
+                    v6,
+                )
+                .between(LINK_LOCAL6, ALL_NODES6)
+                .station(WS6_MAC, LEASED6),
+                // Enrolled there and bound to that MAC, as the controller does.
+                pass(dns_from(WS6_MAC, 40020), Reason::InBaseline, v6)
+                    .after(Change::Enroll(leased))
+                    .between(LEASED6, DNS6)
+                    .flow(IPPROTO_UDP, 53, Outbound)
+                    .no_station(),
+                drop(dns_from(IMPOSTOR_MAC, 40021), Reason::SpoofedSource, v6)
+                    .between(LEASED6, DNS6)
+                    .dropped(LEASED6)
+                    .flow(IPPROTO_UDP, 53, Outbound)
+                    .station(IMPOSTOR_MAC, LEASED6),
+                // Its own advertisements are its own; an impostor's claim is recorded.
+                pass(advertisement(WS6_MAC, LEASED6, LEASED6, None), nd, v6)
+                    .between(LEASED6, ALL_NODES6)
+                    .no_station(),
+                pass(
+                    advertisement(IMPOSTOR_MAC, LINK_LOCAL6, LEASED6, Some(IMPOSTOR_MAC)),
+                    nd,
+                    v6,
+                )
+                .between(LINK_LOCAL6, ALL_NODES6)
+                .station(IMPOSTOR_MAC, LEASED6),
+            ],
+        ),
+    ]
+}
+
 /// A spoofed frame is counted under `spoofed_source` for its device, and its event names
 /// the MAC it came from.
 #[test]
@@ -4610,4 +4889,92 @@ fn discovery_counts_unenrolled_macs_on_ward_legs_and_a_mac_flood_evicts_nothing_
         run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC)).action,
         Action::Pass
     );
+}
+
+/// While a device learns, the MACs it sends from on a ward leg are kept for it
+/// (`LEARNED_MACS`, by slot), for the controller to bind it to when it leaves learn mode:
+/// each MAC once, in the order first seen, the cached path adding nothing a judged frame
+/// did not; an impostor's frames on a bound address, other modes and core legs add none.
+#[test]
+fn a_learning_device_keeps_the_macs_it_sent_from_on_a_ward_leg() {
+    pin_to_one_cpu();
+    const OTHER_NIC: [u8; 6] = [0x00, 0x50, 0x56, 0x0a, 0x0b, 0x0c];
+    let setup = Setup::new(Mode::Learn)
+        .ward()
+        .dev(ws())
+        .dev(bound(pump()))
+        .bind(PUMP, PUMP_MAC);
+    let case = case(
+        "learned MACs",
+        setup,
+        vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
+    );
+    let mut datapath = load(&case);
+    let run = |datapath: &Datapath, frame: &[u8]| {
+        datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"))
+    };
+    let learned = |datapath: &Datapath, slot: u32| {
+        let seen = datapath
+            .maps()
+            .learned_macs(slot)
+            .unwrap_or_else(|e| panic!("reading LEARNED_MACS: {e:?}"));
+        (seen.macs().collect::<Vec<_>>(), seen.more)
+    };
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![], 0));
+    // Judged, then cached: one MAC, kept once.
+    for _ in 0..3 {
+        run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), WS_MAC));
+    }
+    let (cached, _) = datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(cached >= 1, "the later frames came from the cache");
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
+    // A second NIC, on the same flow: not the cached decision (made for the first MAC).
+    run(&datapath, &from_mac(udp(WS, 40001, SRV, 161), OTHER_NIC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC, OTHER_NIC], 0));
+    // Beyond the places held, frames from more MACs are counted.
+    for i in 0..3u8 {
+        run(
+            &datapath,
+            &from_mac(udp(WS, 40002 + u16::from(i), SRV, 161), [2, 0, 0, 0, 0, i]),
+        );
+    }
+    let (macs, more) = learned(&datapath, SLOT_WS);
+    assert_eq!(
+        (macs.len(), more),
+        (monitor_common::maps::LEARNED_MACS_HELD, 1),
+        "{macs:?}"
+    );
+    // The bound pump: its own MAC is kept, an impostor's spoofed frame is not.
+    run(
+        &datapath,
+        &from_mac(tcp(PUMP, 40010, SRV, 443, TCP_SYN), PUMP_MAC),
+    );
+    run(
+        &datapath,
+        &from_mac(tcp(PUMP, 40011, SRV, 443, TCP_SYN), IMPOSTOR_MAC),
+    );
+    assert_eq!(learned(&datapath, SLOT_PUMP), (vec![PUMP_MAC], 0));
+    // Out of learn mode, and off ward legs, nothing is kept.
+    datapath
+        .maps_mut()
+        .reset_learned_macs(SLOT_WS)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    set_mode(&mut datapath, "learned MACs", Mode::Enforce);
+    run(&datapath, &from_mac(udp(WS, 40020, SRV, 162), WS_MAC));
+    set_mode(&mut datapath, "learned MACs", Mode::Learn);
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, false)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(&datapath, &from_mac(udp(WS, 40021, SRV, 163), WS_MAC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![], 0));
+    // Back on the ward leg, learning: kept again.
+    datapath
+        .maps_mut()
+        .set_interface_slot(TEST_RUN_IFINDEX, None, true)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    run(&datapath, &from_mac(udp(WS, 40022, SRV, 164), WS_MAC));
+    assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
 }

@@ -190,6 +190,11 @@ pub fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
                 d.baseline_entries.to_string(),
                 age(now, d.last_seen_ns),
                 d.location.clone(),
+                match (d.macs.is_empty(), d.mac_learned) {
+                    (true, _) => "-".into(),
+                    (false, false) => d.macs.join(","),
+                    (false, true) => format!("{} (learned)", d.macs.join(",")),
+                },
             ]
         })
         .collect();
@@ -208,7 +213,8 @@ pub fn devices(paths: &Paths, json: bool, top: usize) -> Result<()> {
                 "WOULD-DROP",
                 "BASELINE",
                 "LAST SEEN",
-                "LOCATION"
+                "LOCATION",
+                "MAC"
             ],
             &table_rows
         )

@@ -152,10 +152,10 @@ pub fn allow_mac(
     let mut inventory = Inventory::load(state)?;
     check_duration(duration, &inventory.break_glass_limit)?;
     let name = inventory.find(device)?.spec.name.clone();
-    if inventory.find(&name)?.spec.macs().is_empty() {
+    if inventory.find(&name)?.bound_macs().is_empty() {
         bail!(
-            "device `{name}` has no `mac:` in the inventory, so its MAC is not checked: there \
-             is nothing to accept (give it `mac:` in its policy file to bind it)"
+            "device `{name}` has no `mac:` in the inventory and none learned, so its MAC is not \
+             checked: there is nothing to accept (give it `mac:` in its policy file to bind it)"
         );
     }
     let who = operator();

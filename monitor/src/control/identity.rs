@@ -2,14 +2,24 @@
 //! ward leg (the discovery table counts a MAC's frames while their source address is no
 //! enrolled device's) and followed when a new lease gives them another. The device keeps
 //! its name, slot (counters), mode and baseline, which moves to the new address.
+//!
+//! Devices given by their addresses alone are bound, when they leave learn mode, to the
+//! MACs they were seen with on a ward leg while they learned (`bind_learned`).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use anyhow::Result;
-use monitor_common::maps::{BaselineEntry, FlowKey, StationKey, StationStats};
+use monitor_common::{
+    Mode,
+    maps::{BaselineEntry, FlowKey, StationKey, StationStats},
+};
 
 use crate::{
     datapath::{MapSet, addr_key, addr_of},
+    policy::format_mac,
     state::inventory::{EnrolledDevice, Inventory},
 };
 
@@ -95,6 +105,96 @@ pub fn follow(maps: &mut MapSet, inventory: &mut Inventory) -> Result<Vec<Move>>
     Ok(moves)
 }
 
+/// Most MACs a device is bound to by what it was seen with while it learned: a device
+/// with two NICs. More is something that is not one device (a bridge or NAT in front of
+/// it, or impostors during learning), which the operator should look at.
+pub const LEARNED_MACS_BOUND_AT_MOST: usize = 2;
+
+/// What leaving learn mode did with a device's MACs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LearnedMacs {
+    /// Bound to these MACs.
+    Bound { device: String, macs: Vec<String> },
+    /// Seen with more MACs than [`LEARNED_MACS_BOUND_AT_MOST`] (`more`: frames from
+    /// MACs beyond those the datapath holds): not bound.
+    NotBound {
+        device: String,
+        macs: Vec<String>,
+        more: u64,
+    },
+}
+
+/// Binds every device of `left_learning` (names) the inventory gives no `mac:`, and that is
+/// out of learn mode under `global` now, to the MACs the datapath saw it send from on a ward leg while it
+/// learned (`LEARNED_MACS`): its addresses' MAC bindings are installed, then its entries
+/// marked MAC-bound; the inventory is changed in place (the caller writes it). A device
+/// seen with too many MACs is reported once (`reported` holds the names) and not bound;
+/// one never seen on a ward leg while learning has nothing to bind.
+pub fn bind_learned(
+    maps: &mut MapSet,
+    inventory: &mut Inventory,
+    global: Mode,
+    left_learning: &BTreeSet<String>,
+    reported: &mut BTreeSet<String>,
+) -> Result<Vec<LearnedMacs>> {
+    let mut done = Vec::new();
+    for i in 0..inventory.devices.len() {
+        let device = &inventory.devices[i];
+        if !left_learning.contains(&device.spec.name)
+            || !device.spec.macs().is_empty()
+            || !device.learned_macs.is_empty()
+            || device.spec.addresses.is_empty()
+            || device.mode(global) == Mode::Learn
+        {
+            continue;
+        }
+        let seen = maps.learned_macs(device.slot)?;
+        let name = device.spec.name.clone();
+        let macs = match binding_of(&name, &seen) {
+            None => continue,
+            Some(LearnedMacs::Bound { macs, .. }) => macs,
+            Some(not_bound) => {
+                if reported.insert(name) {
+                    done.push(not_bound);
+                }
+                continue;
+            }
+        };
+        inventory.devices[i].learned_macs = macs.clone();
+        let device = &inventory.devices[i];
+        // The bindings first: marked MAC-bound without them, its own frames would be
+        // spoofed.
+        maps.put_mac_bindings(&device.mac_bindings())?;
+        for addr in &device.spec.addresses {
+            maps.enroll(*addr, device.entry())?;
+        }
+        done.push(LearnedMacs::Bound { device: name, macs });
+    }
+    Ok(done)
+}
+
+/// What the MACs `seen` while device `name` learned bind it to: nothing when none was
+/// seen, else bound to them, or not bound when there were more than
+/// [`LEARNED_MACS_BOUND_AT_MOST`].
+fn binding_of(name: &str, seen: &monitor_common::maps::LearnedMacs) -> Option<LearnedMacs> {
+    let macs: Vec<String> = seen.macs().map(format_mac).collect();
+    if macs.is_empty() && seen.more == 0 {
+        return None;
+    }
+    let device = name.to_string();
+    Some(
+        if macs.len() > LEARNED_MACS_BOUND_AT_MOST || seen.more > 0 {
+            LearnedMacs::NotBound {
+                device,
+                macs,
+                more: seen.more,
+            }
+        } else {
+            LearnedMacs::Bound { device, macs }
+        },
+    )
+}
+
 /// Moves baseline entries of the old addresses (as the device, and as other devices'
 /// peer) to the new address of the same family.
 fn rekey_baseline(maps: &mut MapSet, from: &[IpAddr], to: &[IpAddr]) -> Result<()> {
@@ -146,6 +246,46 @@ mod tests {
                 ..StationStats::default()
             },
         )
+    }
+
+    #[test]
+    fn a_device_is_bound_to_one_or_two_macs_it_learned_with_not_to_more() {
+        use monitor_common::maps::{LearnedMacs as Seen, source_id};
+        let a = [0, 0x0c, 0x29, 0, 0, 1];
+        let b = [0, 0x0c, 0x29, 0, 0, 2];
+        let c = [0, 0x0c, 0x29, 0, 0, 3];
+        let seen = |macs: &[[u8; 6]], more: u64| {
+            let mut s = Seen::default();
+            for (i, m) in macs.iter().enumerate() {
+                s.ids[i] = source_id(m);
+            }
+            s.more = more;
+            s
+        };
+        let bound = |macs: &[&str]| {
+            Some(LearnedMacs::Bound {
+                device: "ws".into(),
+                macs: macs.iter().map(|m| (*m).to_string()).collect(),
+            })
+        };
+        assert_eq!(binding_of("ws", &seen(&[], 0)), None, "never seen");
+        assert_eq!(
+            binding_of("ws", &seen(&[a], 0)),
+            bound(&["00:0c:29:00:00:01"])
+        );
+        assert_eq!(
+            binding_of("ws", &seen(&[a, b], 0)),
+            bound(&["00:0c:29:00:00:01", "00:0c:29:00:00:02"]),
+            "two NICs"
+        );
+        assert!(matches!(
+            binding_of("ws", &seen(&[a, b, c], 0)),
+            Some(LearnedMacs::NotBound { ref macs, more: 0, .. }) if macs.len() == 3
+        ));
+        assert!(matches!(
+            binding_of("ws", &seen(&[a, b, c, [2, 0, 0, 0, 0, 4]], 7)),
+            Some(LearnedMacs::NotBound { more: 7, .. })
+        ));
     }
 
     #[test]

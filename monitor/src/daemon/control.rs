@@ -176,6 +176,11 @@ pub struct Control {
     /// The baseline file as last saved: its learned times outlive the map's.
     saved_baseline: Option<BaselineFile>,
     saved_learned: u64,
+    /// Devices already reported as seen with too many MACs to bind while they learned.
+    unbound_reported: BTreeSet<String>,
+    /// Devices in learn mode at the last look (`None` before the first): those that leave
+    /// it are bound to the MACs they learned with.
+    learning: Option<BTreeSet<String>>,
     last_save: Instant,
     clock: SiteClockKeeper,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
@@ -250,6 +255,8 @@ impl Control {
             discovery: DiscoveryWatch::default(),
             saved_baseline,
             saved_learned: u64::MAX,
+            unbound_reported: BTreeSet::new(),
+            learning: None,
             last_save: Instant::now(),
             locks,
         };
@@ -464,6 +471,7 @@ impl Control {
             }
             if self.discovery.due() {
                 self.follow_leases();
+                self.bind_learned_macs();
                 for event in self.discovery.poll(self.datapath.maps(), &self.paths.state) {
                     self.event(event);
                 }
@@ -555,6 +563,129 @@ impl Control {
                 )
                 .about_device(&m.device, self.keeper.inventory()),
             );
+        }
+    }
+
+    /// Devices without `mac:` that left learn mode are bound to the MACs they learned with
+    /// (`control::identity::bind_learned`): the inventory in force and written, an event
+    /// per device bound (or seen with too many MACs to bind).
+    fn bind_learned_macs(&mut self) {
+        let global = match self.datapath.maps().config() {
+            Ok(config) => {
+                monitor_common::Mode::try_from(config.mode).unwrap_or(monitor_common::Mode::Learn)
+            }
+            Err(e) => {
+                log::error!("binding learned MACs: {e:#}");
+                return;
+            }
+        };
+        let unbound = |d: &&crate::state::inventory::EnrolledDevice| {
+            d.spec.macs().is_empty() && d.learned_macs.is_empty()
+        };
+        let learning: BTreeSet<String> = self
+            .keeper
+            .inventory()
+            .devices
+            .iter()
+            .filter(unbound)
+            .filter(|d| d.mode(global) == monitor_common::Mode::Learn)
+            .map(|d| d.spec.name.clone())
+            .collect();
+        // At the first look every unbound device out of learn mode is looked at once (the
+        // mode may have changed while no daemon ran); then those that left learn mode.
+        // Kept until the binding is done: a failure looks at the same devices again.
+        let before = self.learning.replace(learning.clone());
+        let left: BTreeSet<String> = match &before {
+            Some(before) => before.difference(&learning).cloned().collect(),
+            None => self
+                .keeper
+                .inventory()
+                .devices
+                .iter()
+                .filter(unbound)
+                .filter(|d| !learning.contains(&d.spec.name))
+                .map(|d| d.spec.name.clone())
+                .collect(),
+        };
+        if left.is_empty() {
+            return;
+        }
+        let _write = match WriteLock::take(self.paths.state.path()) {
+            Ok(lock) => lock,
+            Err(e) => {
+                log::error!("binding learned MACs: {e:#}");
+                self.learning = before;
+                return;
+            }
+        };
+        let mut inventory = self.keeper.inventory().clone();
+        let done = match identity::bind_learned(
+            self.datapath.maps_mut(),
+            &mut inventory,
+            global,
+            &left,
+            &mut self.unbound_reported,
+        ) {
+            Ok(done) => done,
+            Err(e) => {
+                log::error!("binding learned MACs: {e:#}");
+                self.learning = before;
+                return;
+            }
+        };
+        if done.is_empty() {
+            return;
+        }
+        if done
+            .iter()
+            .any(|d| matches!(d, identity::LearnedMacs::Bound { .. }))
+        {
+            if let Err(e) = inventory.save(&self.paths.state) {
+                log::error!("writing the inventory after binding learned MACs: {e:#}");
+            }
+            self.keeper
+                .wrote(&self.paths.state, inventory, &self.publisher);
+        }
+        for d in done {
+            match d {
+                identity::LearnedMacs::Bound { device, macs } => {
+                    let macs = macs.join(", ");
+                    log::info!(
+                        device = device.as_str();
+                        "{device} bound to {macs}, the MAC it was seen with while it learned"
+                    );
+                    self.event(
+                        ControllerEvent::notice(
+                            "mac-learned",
+                            format!(
+                                "{device} bound to {macs}, seen with it while it learned: \
+                                 its address from another MAC is now spoofed_source"
+                            ),
+                        )
+                        .about_device(&device, self.keeper.inventory())
+                        .with_mac(&macs),
+                    );
+                }
+                identity::LearnedMacs::NotBound { device, macs, more } => {
+                    let macs = macs.join(", ");
+                    let more = if more > 0 { " and more" } else { "" };
+                    log::warn!(
+                        device = device.as_str(), reason = "mac-not-learned";
+                        "{device} was seen with {macs}{more} while it learned: not bound to \
+                         any; give it `mac:` in the inventory"
+                    );
+                    self.event(
+                        ControllerEvent::warning(
+                            "mac-not-learned",
+                            format!(
+                                "{device} was seen with {macs}{more} while it learned, more MACs \
+                                 than one device has: not bound (give it `mac:` in the inventory)"
+                            ),
+                        )
+                        .about_device(&device, self.keeper.inventory()),
+                    );
+                }
+            }
         }
     }
 

@@ -26,9 +26,9 @@ use monitor_common::{
     maps::{
         BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
         EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
-        LAYOUT_VERSION, MacBinding, MacBindingKey, MapDef, MapKind, PATH_CACHED, PATH_JUDGED,
-        RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats, active_generation, defs,
-        names, programs,
+        LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey, MapDef, MapKind, PATH_CACHED,
+        PATH_JUDGED, RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats,
+        active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -980,7 +980,8 @@ impl MapSet {
         Ok(merge_stats(values.iter()))
     }
 
-    /// Zeroes the counters of `slot` (a slot handed to a new device).
+    /// Zeroes the counters of `slot` (a slot handed to a new device), and forgets the MACs
+    /// it learned with.
     pub fn reset_device_stats(&mut self, slot: u32) -> Result<()> {
         let mut array: PerCpuArray<&mut MapData, DeviceStats> =
             PerCpuArray::try_from(self.map_mut(names::DEVICE_STATS)?)
@@ -1001,7 +1002,27 @@ impl MapSet {
                 .set(index, zeros, 0)
                 .map_err(map_err(names::DEVICE_REASONS, "zeroing a slot"))?;
         }
-        Ok(())
+        self.reset_learned_macs(slot)
+    }
+
+    /// The source MACs the device in `slot` sent from on a ward leg while it learned.
+    pub fn learned_macs(&self, slot: u32) -> Result<LearnedMacs> {
+        let array: Array<&MapData, LearnedMacs> =
+            Array::try_from(self.map(names::LEARNED_MACS)?)
+                .map_err(map_err(names::LEARNED_MACS, "wrong type"))?;
+        array
+            .get(&slot, 0)
+            .map_err(map_err(names::LEARNED_MACS, "reading a slot"))
+    }
+
+    /// Forgets the MACs the device in `slot` was seen with while it learned.
+    pub fn reset_learned_macs(&mut self, slot: u32) -> Result<()> {
+        let mut array: Array<&mut MapData, LearnedMacs> =
+            Array::try_from(self.map_mut(names::LEARNED_MACS)?)
+                .map_err(map_err(names::LEARNED_MACS, "wrong type"))?;
+        array
+            .set(slot, LearnedMacs::default(), 0)
+            .map_err(map_err(names::LEARNED_MACS, "zeroing a slot"))
     }
 
     /// Counters of every unenrolled address still in the table, summed over CPUs.

@@ -388,7 +388,7 @@ impl EventWriter {
         line.source_mac = Some(format_mac(event.source_mac));
         line.source_vendor = Some(vendor_label(oui, event.source_mac));
         if let Some(device) = device {
-            let macs = device.spec.macs();
+            let macs = device.bound_macs();
             line.expected_mac = Some(
                 macs.iter()
                     .map(|m| format_mac(*m))

@@ -460,7 +460,7 @@ fn write_discovered(t: &mut Text, maps: &MapSet, inventory: &Inventory) -> Resul
     let enrolled: std::collections::BTreeSet<[u8; 6]> = inventory
         .devices
         .iter()
-        .flat_map(|d| d.spec.macs())
+        .flat_map(|d| d.bound_macs())
         .collect();
     let discovered: std::collections::BTreeSet<[u8; 6]> = stations
         .iter()

@@ -87,13 +87,18 @@ pub struct EnrolledDevice {
     /// sends on a ward leg, followed when they change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mac_only: bool,
+    /// For a device the inventory gives no `mac:`: the MACs it was seen with on a ward
+    /// leg while it learned, bound to its addresses when it left learn mode
+    /// (`control::identity::bind_learned`). Dropped when the inventory names its MACs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned_macs: Vec<String>,
 }
 
 impl EnrolledDevice {
     /// Its address–MAC bindings (`MAC_BINDINGS`): every address with every MAC of the
     /// inventory (lasting) and of the operator's timed acceptances (until they end).
     pub fn mac_bindings(&self) -> Vec<(IpAddr, [u8; 6], u64)> {
-        let macs = self.spec.macs();
+        let macs = self.bound_macs();
         if macs.is_empty() {
             return Vec::new();
         }
@@ -108,13 +113,35 @@ impl EnrolledDevice {
             .collect()
     }
 
+    /// The MACs its addresses are bound to: the inventory's, else those learned.
+    pub fn bound_macs(&self) -> Vec<[u8; 6]> {
+        let given = self.spec.macs();
+        if !given.is_empty() {
+            return given;
+        }
+        self.learned_macs
+            .iter()
+            .filter_map(|m| crate::policy::parse_mac(m))
+            .collect()
+    }
+
+    /// The mode it is in under `global` (the operator's override, else the policy's).
+    pub fn mode(&self, global: Mode) -> Mode {
+        let entry = self.entry();
+        if entry.mode == MODE_INHERIT {
+            global
+        } else {
+            Mode::try_from(entry.mode).unwrap_or(global)
+        }
+    }
+
     /// The entry the XDP program reads: the operator's override beats the policy's mode.
     pub fn entry(&self) -> DeviceEntry {
         let mut entry = self.spec.entry(self.slot);
         if self.has_rules {
             entry.flags |= DEVICE_HAS_RULES;
         }
-        if !self.spec.macs().is_empty() {
+        if !self.bound_macs().is_empty() {
             entry.flags |= DEVICE_MAC_BOUND;
         }
         if let Some(glass) = &self.break_glass {
@@ -134,11 +161,7 @@ impl EnrolledDevice {
     /// The mode this device is in under `global`, as operators read it.
     pub fn effective_mode(&self, global: Mode) -> &'static str {
         let entry = self.entry();
-        let mode = if entry.mode == MODE_INHERIT {
-            global
-        } else {
-            Mode::try_from(entry.mode).unwrap_or(global)
-        };
+        let mode = self.mode(global);
         if mode == Mode::Enforce
             && self.spec.criticality == Criticality::LifeCritical
             && entry.flags & DEVICE_ENFORCE_CONFIRMED == 0
@@ -278,13 +301,19 @@ impl Inventory {
             .devices
             .iter()
             .map(|spec| {
-                let (slot, operator_override, break_glass, mac_allows) =
+                let (slot, operator_override, break_glass, mac_allows, learned_macs) =
                     match old.get(spec.name.as_str()) {
                         Some(prev) => (
                             prev.slot,
                             prev.operator_override,
                             prev.break_glass.clone(),
                             prev.mac_allows.clone(),
+                            // The inventory's MACs, once given, replace what was learned.
+                            if spec.macs().is_empty() {
+                                prev.learned_macs.clone()
+                            } else {
+                                Vec::new()
+                            },
                         ),
                         None => {
                             while used.contains(&next_free) {
@@ -292,7 +321,7 @@ impl Inventory {
                             }
                             used.insert(next_free);
                             fresh.push(next_free);
-                            (next_free, None, None, Vec::new())
+                            (next_free, None, None, Vec::new(), Vec::new())
                         }
                     };
                 let mac_only = spec.addresses.is_empty() && !spec.macs().is_empty();
@@ -321,6 +350,7 @@ impl Inventory {
                     has_rules,
                     break_glass,
                     mac_allows,
+                    learned_macs,
                 }
             })
             .collect();
@@ -530,5 +560,40 @@ mod tests {
             Inventory::default().schedule_clock.tolerance,
             monitor_common::schedule::DEFAULT_TOLERANCE
         );
+    }
+
+    /// A MAC learned for a device without `mac:` binds its addresses as the inventory's
+    /// would, stays across reloads, and gives way once the inventory names a MAC.
+    #[test]
+    fn learned_macs_bind_until_the_inventory_gives_one() {
+        let policy = |ws: &str| {
+            Policy::from_sources(&[(
+                PathBuf::from("ward.yaml"),
+                format!(
+                    "devices:\n  - {{name: ws, kind: workstation, addresses: [10.0.0.4]{ws}}}\n"
+                ),
+            )])
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (mut inventory, _) = Inventory::from_policy(&policy(""), &Inventory::default(), &[]);
+        assert!(inventory.devices[0].bound_macs().is_empty());
+        assert_eq!(inventory.devices[0].entry().flags & DEVICE_MAC_BOUND, 0);
+        inventory.devices[0].learned_macs = vec!["00:0c:29:00:00:01".into()];
+        let addr: IpAddr = "10.0.0.4".parse().unwrap_or_else(|e| panic!("{e}"));
+        let learned = [0, 0x0c, 0x29, 0, 0, 1];
+        assert_eq!(
+            inventory.devices[0].mac_bindings(),
+            vec![(addr, learned, 0)]
+        );
+        assert_ne!(inventory.devices[0].entry().flags & DEVICE_MAC_BOUND, 0);
+        // A reload keeps it.
+        let (reloaded, _) = Inventory::from_policy(&policy(""), &inventory, &[]);
+        assert_eq!(reloaded.devices[0].mac_bindings(), vec![(addr, learned, 0)]);
+        // The inventory's MAC replaces it.
+        let given = [0, 0x0c, 0x29, 0, 0, 9];
+        let (named, _) =
+            Inventory::from_policy(&policy(", mac: \"00:0c:29:00:00:09\""), &reloaded, &[]);
+        assert!(named.devices[0].learned_macs.is_empty());
+        assert_eq!(named.devices[0].mac_bindings(), vec![(addr, given, 0)]);
     }
 }

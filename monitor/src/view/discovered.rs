@@ -79,7 +79,7 @@ pub fn discovered(
     let enrolled_macs: BTreeSet<[u8; 6]> = inventory
         .devices
         .iter()
-        .flat_map(|d| d.spec.macs())
+        .flat_map(|d| d.bound_macs())
         .collect();
     let by_address = inventory.by_address();
     let mut by_mac: BTreeMap<[u8; 6], Vec<(IpAddr, StationStats)>> = BTreeMap::new();

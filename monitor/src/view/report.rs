@@ -62,6 +62,10 @@ pub struct DeviceRow {
     pub name: String,
     pub kind: String,
     pub addresses: Vec<IpAddr>,
+    /// The MACs its addresses are bound to (the inventory's, or those learned).
+    pub macs: Vec<String>,
+    /// `macs` were learned while it learned, not given by the inventory.
+    pub mac_learned: bool,
     pub location: String,
     pub criticality: String,
     pub mode: String,
@@ -110,6 +114,12 @@ pub fn device_rows(
                 name: device.spec.name.clone(),
                 kind: device.spec.kind.clone(),
                 addresses: device.spec.addresses.clone(),
+                macs: device
+                    .bound_macs()
+                    .into_iter()
+                    .map(crate::policy::format_mac)
+                    .collect(),
+                mac_learned: device.spec.macs().is_empty() && !device.learned_macs.is_empty(),
                 location: device.spec.location.label(),
                 criticality: device.spec.criticality.name().into(),
                 mode: device.effective_mode(global).into(),

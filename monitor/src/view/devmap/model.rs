@@ -274,8 +274,9 @@ fn break_glass(device: &EnrolledDevice, now_unix: u64) -> Option<String> {
     ))
 }
 
-fn vendor_of(spec: &DeviceSpec, oui: Option<&OuiDb>) -> (Option<String>, Option<String>) {
-    let Some(mac) = spec.mac.as_deref() else {
+/// The vendor of `mac` (the inventory's, else the one learned).
+fn vendor_of(mac: Option<&str>, oui: Option<&OuiDb>) -> (Option<String>, Option<String>) {
+    let Some(mac) = mac else {
         return (None, Some("no MAC in the inventory".into()));
     };
     let Some(bytes) = parse_mac(mac) else {
@@ -457,12 +458,15 @@ fn map_device(
         Some(glass) => glass,
         None => protection_detail(protection, &mode, device.has_rules, &baseline),
     };
-    let (vendor, vendor_note) = vendor_of(spec, inputs.oui);
+    let learned_mac = device.learned_macs.first().map(String::as_str);
+    let (vendor, vendor_note) = vendor_of(spec.mac.as_deref().or(learned_mac), inputs.oui);
     MapDevice {
         name: spec.name.clone(),
         kind: spec.kind.clone(),
         addresses: spec.addresses.clone(),
-        mac: spec.mac.clone(),
+        mac: spec.mac.clone().or_else(|| {
+            learned_mac.map(|_| format!("{} (learned)", device.learned_macs.join(", ")))
+        }),
         vendor,
         vendor_note,
         ward: ward_of(spec),

@@ -48,6 +48,7 @@ fn device(slot: usize, name: &str, kind: &str, ip: IpAddr, ward: &str) -> Enroll
         has_rules: false,
         break_glass: None,
         mac_allows: Vec::new(),
+        learned_macs: Vec::new(),
         mac_only: false,
     }
 }
