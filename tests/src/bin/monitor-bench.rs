@@ -1800,6 +1800,7 @@ fn controller_run(monitor: &Path, devices: u32, runs: usize) -> Result<Controlle
     std::thread::sleep(Duration::from_secs(2));
     let pid = daemon.child.id();
     let idle_rss_mb = status_kb(pid, "VmRSS:")? / 1024.0;
+    let idle_peak_mb = status_kb(pid, "VmHWM:")? / 1024.0;
     let mut times = Vec::new();
     let mut bytes = 0;
     let scraping = Instant::now();
@@ -1827,7 +1828,7 @@ fn controller_run(monitor: &Path, devices: u32, runs: usize) -> Result<Controlle
         peak_rss_mb,
     };
     println!(
-        "  {devices} devices: ready in {:.1} s; /metrics {} ms, {} bytes; RSS {:.1} MB before scraping, {:.1} MB after (peak {:.1} MB)",
+        "  {devices} devices: ready in {:.1} s; /metrics {} ms, {} bytes; RSS {:.1} MB before scraping (peak {idle_peak_mb:.1} MB by then), {:.1} MB after (peak {:.1} MB)",
         run.start_s,
         run.scrape_ms.show(1),
         run.scrape_bytes,
