@@ -31,6 +31,18 @@ fn finish(h: u64) -> u64 {
     h ^ (h >> 29)
 }
 
+/// An address as two u64 words, to compare it without a byte loop.
+#[inline(always)]
+pub fn addr_halves(addr: &Addr) -> (u64, u64) {
+    // SAFETY: an address is 16 bytes; read as two u64 words, unaligned.
+    unsafe {
+        (
+            core::ptr::read_unaligned(addr.as_ptr() as *const u64),
+            core::ptr::read_unaligned(addr.as_ptr().add(8) as *const u64),
+        )
+    }
+}
+
 /// The word of `ENROLLED_ADDRS` and the bit in it that mark `addr` as enrolled: set by
 /// the controller before the address's DEVICES entry is written (and cleared only when a
 /// new policy replaces the whole set), so a clear bit proves the address is not enrolled

@@ -322,6 +322,14 @@ pub mod defs {
         false,
         "decision cache, per CPU",
     );
+    pub const DEVICE_MEMO: MapDef = def::<u32, DeviceMemo>(
+        "DEVICE_MEMO",
+        MapKind::PerCpuArray,
+        DEVICE_MEMO_SLOTS,
+        0,
+        false,
+        "device entries looked up lately, per CPU",
+    );
     pub const SCRATCH: MapDef = def::<u32, ParsedFrame>(
         "SCRATCH",
         MapKind::PerCpuArray,
@@ -348,7 +356,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 29] = [
+    pub const ALL: [MapDef; 30] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -375,6 +383,7 @@ pub mod defs {
         STATIONS,
         LEARNED_MACS,
         DECISIONS,
+        DEVICE_MEMO,
         SCRATCH,
         WORK,
         SPOOFED_FLOWS,
@@ -811,6 +820,26 @@ impl DeviceEntry {
             _pad: 0,
         }
     }
+}
+
+/// Entries of the per-CPU `DEVICE_MEMO` (a power of two).
+pub const DEVICE_MEMO_SLOTS: u32 = 256;
+
+/// A DEVICES entry this CPU read lately (per-CPU `DEVICE_MEMO`, by a hash of the
+/// address): it stands while the CONFIG epoch and policy generation it was read under do,
+/// and the controller moves the epoch with every DEVICES write. A device's frames that the
+/// decision cache cannot decide (a scan's probes, each a new flow) find its entry here
+/// instead of in the hash table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemo {
+    pub entry: DeviceEntry,
+    pub addr: Addr,
+    /// `Config::cache_epoch + 1` when read (0: empty).
+    pub epoch: u32,
+    pub generation: u8,
+    pub _pad1: u8,
+    pub _pad2: u16,
 }
 
 /// Values of [`Rule::action`].

@@ -17,7 +17,7 @@ use monitor_common::{
         TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
     },
     maps::{
-        BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
+        BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_REPLY, DEVICE_MEMO_SLOTS, DeviceEntry, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
         DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
         MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
         RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
@@ -34,7 +34,7 @@ use crate::{
     },
     cache,
     maps::{
-        BASELINE, CONNTRACK, DEVICE_STATS, DEVICES, ENROLLED_ADDRS, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
+        BASELINE, CONNTRACK, DEVICE_MEMO, DEVICE_STATS, DEVICES, ENROLLED_ADDRS, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
         SERVICE_FILTERS,
         RULES, SCRATCH, SPOOFED_FLOWS, WORK,
     },
@@ -80,10 +80,14 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         Some(bits) => bits & mask != 0,
         None => true,
     };
-    let found = if marked { DEVICES.get_ptr(&key) } else { None };
+    let found = if marked {
+        device_entry(packet, &key, word as u32)
+    } else {
+        None
+    };
     match found {
         Some(entry) => {
-            // SAFETY: a map value, copied out at once.
+            // SAFETY: a map value or this CPU's memo of one, copied out at once.
             let entry = unsafe { *entry };
             let treatment = judge::treatment(entry.mode, entry.flags, packet.global);
             side.slot = entry.slot;
@@ -108,6 +112,31 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
     side.over_budget = 0;
     side.flow_index = NO_FLOW;
     side.flow_tag = 0;
+}
+
+/// The DEVICES entry of `key`: from this CPU's memo when it read it under the same epoch
+/// and generation, else from the table (and remembered).
+#[inline(always)]
+fn device_entry(packet: &Packet, key: &DeviceKey, hash: u32) -> Option<*const DeviceEntry> {
+    let Some(memo) = DEVICE_MEMO.get_ptr_mut(hash & (DEVICE_MEMO_SLOTS - 1)) else {
+        return DEVICES.get_ptr(key);
+    };
+    // SAFETY: this CPU's slot, used only within this program run.
+    let memo = unsafe { &mut *memo };
+    let (a, b) = (flowtable::addr_halves(&memo.addr), flowtable::addr_halves(&key.addr));
+    if memo.epoch == packet.epoch_tag
+        && memo.generation == key.generation
+        && ((a.0 ^ b.0) | (a.1 ^ b.1)) == 0
+    {
+        return Some(&raw const memo.entry);
+    }
+    let entry = DEVICES.get_ptr(key)?;
+    // SAFETY: a map value, copied at once.
+    memo.entry = unsafe { *entry };
+    memo.addr = key.addr;
+    memo.epoch = packet.epoch_tag;
+    memo.generation = key.generation;
+    Some(entry)
 }
 
 /// Stage 2: both sides' device entries.

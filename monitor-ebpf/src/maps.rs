@@ -11,6 +11,7 @@ use monitor_common::{
     judge::Work,
     maps::{
         BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
+        DeviceMemo,
         DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, LearnedMacs, MacBinding,
         MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
         StationKey, StationStats, defs,
@@ -154,6 +155,8 @@ datapath_maps! {
     LEARNED_MACS: Array<LearnedMacs> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
+    /// DEVICES entries this CPU read lately, valid under the epoch.
+    DEVICE_MEMO: PerCpuArray<DeviceMemo> = with_max_entries;
     /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the
     /// stack beside everything else.
     SCRATCH: PerCpuArray<ParsedFrame> = with_max_entries;
