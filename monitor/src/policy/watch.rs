@@ -318,7 +318,9 @@ mod tests {
         out
     }
 
-    /// One settled change, reported no sooner than [`SETTLE`] after `last_write`.
+    /// One settled change, reported no sooner than [`SETTLE`] after `last_write` (taken
+    /// just before the last write began: inotify's events, timed by the watcher's thread,
+    /// may come before the writing call returns).
     fn assert_one_settled_change(watch: &mut PolicyWatch, last_write: Instant, what: &str) {
         let seen = reports(watch, last_write, SETTLE + Duration::from_millis(1500));
         assert_eq!(
@@ -341,8 +343,9 @@ mod tests {
     fn a_new_file_is_one_settled_change() {
         let scratch = Scratch::new("write");
         let mut watch = PolicyWatch::new(Some(&scratch.dir()));
+        let last_write = Instant::now();
         write(&scratch.dir().join("pumps.yaml"), "devices: []\n");
-        assert_one_settled_change(&mut watch, Instant::now(), "a new file");
+        assert_one_settled_change(&mut watch, last_write, "a new file");
     }
 
     #[test]
@@ -355,9 +358,10 @@ mod tests {
             .open(&file)
             .unwrap_or_else(|e| panic!("{e}"));
         // Same length: only the content changes.
+        let last_write = Instant::now();
         open.write_all(b"[]\n").unwrap_or_else(|e| panic!("{e}"));
         drop(open);
-        assert_one_settled_change(&mut watch, Instant::now(), "an edit in mud/");
+        assert_one_settled_change(&mut watch, last_write, "an edit in mud/");
     }
 
     #[test]
@@ -366,8 +370,9 @@ mod tests {
         let mut watch = PolicyWatch::new(Some(&scratch.dir()));
         let temporary = scratch.dir().join(".ward.yaml.partial");
         write(&temporary, "devices: []\ngroups: []\n");
+        let last_write = Instant::now();
         fs::rename(&temporary, scratch.dir().join("ward.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        assert_one_settled_change(&mut watch, Instant::now(), "a rename over");
+        assert_one_settled_change(&mut watch, last_write, "a rename over");
     }
 
     #[test]
@@ -415,8 +420,9 @@ mod tests {
         let mut watch = PolicyWatch::new(Some(&scratch.dir()));
         let sub = scratch.dir().join("vendors");
         fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let last_write = Instant::now();
         write(&sub.join("a.json"), "{}\n");
-        assert_one_settled_change(&mut watch, Instant::now(), "a new subdirectory");
+        assert_one_settled_change(&mut watch, last_write, "a new subdirectory");
         write(&sub.join("a.json"), "{ }\n");
         assert_one_settled_change(
             &mut watch,
@@ -430,13 +436,16 @@ mod tests {
         let scratch = Scratch::new("recreate");
         let dir = scratch.dir();
         let mut watch = PolicyWatch::new(Some(&dir));
+        let last_write = Instant::now();
         fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        assert_one_settled_change(&mut watch, Instant::now(), "the directory deleted");
+        assert_one_settled_change(&mut watch, last_write, "the directory deleted");
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let last_write = Instant::now();
         write(&dir.join("ward.yaml"), "devices: []\n");
-        assert_one_settled_change(&mut watch, Instant::now(), "the directory recreated");
+        assert_one_settled_change(&mut watch, last_write, "the directory recreated");
+        let last_write = Instant::now();
         write(&dir.join("ward.yaml"), "devices: [] \n");
-        assert_one_settled_change(&mut watch, Instant::now(), "an edit in the new directory");
+        assert_one_settled_change(&mut watch, last_write, "an edit in the new directory");
     }
 
     #[test]
