@@ -284,7 +284,7 @@ impl Inventory {
         previous: &Inventory,
         rules: &[(u32, RuleKeyData, RuleSet)],
     ) -> (Inventory, Vec<u32>) {
-        let ruled: BTreeSet<[u8; 16]> = rules.iter().map(|(_, key, _)| key.device).collect();
+        let ruled = ruled_addresses(rules);
         let old: BTreeMap<&str, &EnrolledDevice> = previous
             .devices
             .iter()
@@ -324,24 +324,17 @@ impl Inventory {
                             (next_free, None, None, Vec::new(), Vec::new())
                         }
                     };
-                let mac_only = spec.addresses.is_empty() && !spec.macs().is_empty();
+                let mac_only = is_mac_only(spec);
                 let mut spec = spec.clone();
                 if mac_only {
                     // The addresses learned so far stay with the device.
-                    spec.addresses = old
-                        .get(spec.name.as_str())
-                        .filter(|prev| prev.mac_only)
-                        .map(|prev| prev.spec.addresses.clone())
-                        .unwrap_or_default();
+                    spec.addresses = previous.learned_addresses(&spec).unwrap_or_default();
                 }
                 // The kind's schedule, where the device names none of its own.
                 if spec.schedule.is_none() {
                     spec.schedule = policy.defaults.schedule_by_kind.get(&spec.kind).copied();
                 }
-                let has_rules = spec
-                    .addresses
-                    .iter()
-                    .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
+                let has_rules = has_rules(&spec, &ruled);
                 EnrolledDevice {
                     slot,
                     mac_only,
@@ -365,6 +358,40 @@ impl Inventory {
             },
             fresh,
         )
+    }
+
+    /// The addresses this inventory learned for `spec`'s device, when both the policy
+    /// (`spec`) and this inventory know it by `mac:` alone.
+    fn learned_addresses(&self, spec: &DeviceSpec) -> Option<Vec<IpAddr>> {
+        if !is_mac_only(spec) {
+            return None;
+        }
+        self.devices
+            .iter()
+            .find(|d| d.mac_only && d.spec.name == spec.name)
+            .map(|d| d.spec.addresses.clone())
+    }
+
+    /// `policy` with every device it gives by `mac:` alone at the addresses this inventory
+    /// learned for it (as [`Inventory::from_policy`] keeps them): what the policy's rules
+    /// are compiled with, so that a device's own rules and the rules naming it as a peer
+    /// follow it to its addresses.
+    pub fn with_learned_addresses(&self, policy: &Policy) -> Policy {
+        let mut policy = policy.clone();
+        for spec in &mut policy.devices {
+            if let Some(addresses) = self.learned_addresses(spec) {
+                spec.addresses = addresses;
+            }
+        }
+        policy
+    }
+
+    /// Marks the devices `rules` apply to (the datapath looks their rules up only then).
+    pub fn mark_ruled(&mut self, rules: &[(u32, RuleKeyData, RuleSet)]) {
+        let ruled = ruled_addresses(rules);
+        for device in &mut self.devices {
+            device.has_rules = has_rules(&device.spec, &ruled);
+        }
     }
 
     /// Keeps the mode in force of every device `previous` enrolled: a policy load may set
@@ -506,6 +533,23 @@ impl Inventory {
     pub fn device_mut(&mut self, name: &str) -> Result<&mut EnrolledDevice, StateError> {
         self.find_mut(name)
     }
+}
+
+/// Whether the policy gives the device by `mac:` alone (its addresses are learned).
+fn is_mac_only(spec: &DeviceSpec) -> bool {
+    spec.addresses.is_empty() && !spec.macs().is_empty()
+}
+
+/// The device addresses that rule sets are keyed by.
+fn ruled_addresses(rules: &[(u32, RuleKeyData, RuleSet)]) -> BTreeSet<[u8; 16]> {
+    rules.iter().map(|(_, key, _)| key.device).collect()
+}
+
+/// Whether any of the device's addresses has rule sets.
+fn has_rules(spec: &DeviceSpec, ruled: &BTreeSet<[u8; 16]>) -> bool {
+    spec.addresses
+        .iter()
+        .any(|a| ruled.contains(&crate::datapath::addr_key(*a)))
 }
 
 #[cfg(test)]
