@@ -640,4 +640,69 @@ mod tests {
         assert!(named.devices[0].learned_macs.is_empty());
         assert_eq!(named.devices[0].mac_bindings(), vec![(addr, given, 0)]);
     }
+
+    /// A device given by `mac:` alone has its rules, and the mirror of a rule naming it as
+    /// a peer, compiled at the addresses the inventory learned for it; with none learned
+    /// they apply to no address. A device given by its addresses is compiled as written.
+    #[test]
+    fn rules_are_compiled_at_the_addresses_a_mac_only_device_learned() {
+        let policy = Policy::from_sources(&[(
+            PathBuf::from("ward.yaml"),
+            "devices:\n  - {name: pump, kind: infusion-pump, mac: \"00:0c:29:11:22:33\"}\n  \
+             - {name: pacs, kind: pacs, addresses: [10.20.0.30]}\nrules:\n  \
+             - {devices: {device: pump}, peer: {device: pacs}, protocol: tcp, ports: 104, \
+             action: allow}\n"
+                .into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ip = |a: &str| -> IpAddr { a.parse().unwrap_or_else(|e| panic!("{e}")) };
+        let keys = |rules: &[(u32, RuleKeyData, RuleSet)]| -> Vec<(IpAddr, IpAddr)> {
+            let mut keys: Vec<_> = rules
+                .iter()
+                .map(|(_, k, _)| {
+                    (
+                        crate::datapath::addr_of(&k.device),
+                        crate::datapath::addr_of(&k.peer),
+                    )
+                })
+                .collect();
+            keys.sort();
+            keys
+        };
+        let none = Inventory::default()
+            .with_learned_addresses(&policy)
+            .rule_sets()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(keys(&none).is_empty(), "{:?}", keys(&none));
+        let (mut inventory, _) = Inventory::from_policy(&policy, &Inventory::default(), &none);
+        let pump = |inventory: &Inventory| -> EnrolledDevice {
+            inventory
+                .find("pump")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .clone()
+        };
+        assert!(pump(&inventory).mac_only);
+        inventory
+            .device_mut("pump")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spec
+            .addresses = vec![ip("10.10.1.101")];
+        let rules = inventory
+            .with_learned_addresses(&policy)
+            .rule_sets()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            keys(&rules),
+            vec![
+                (ip("10.10.1.101"), ip("10.20.0.30")),
+                (ip("10.20.0.30"), ip("10.10.1.101"))
+            ]
+        );
+        inventory.mark_ruled(&rules);
+        assert!(inventory.devices.iter().all(|d| d.has_rules));
+        // A reload keeps the learned address, and the device stays known by its MAC.
+        let (reloaded, _) = Inventory::from_policy(&policy, &inventory, &rules);
+        assert!(pump(&reloaded).mac_only && pump(&reloaded).has_rules);
+        assert_eq!(pump(&reloaded).spec.addresses, vec![ip("10.10.1.101")]);
+    }
 }
