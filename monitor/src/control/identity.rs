@@ -1,7 +1,8 @@
 //! Devices given by `mac:` alone: their addresses are learned from what they send on a
 //! ward leg (the discovery table counts a MAC's frames while their source address is no
 //! enrolled device's) and followed when a new lease gives them another. The device keeps
-//! its name, slot (counters), mode and baseline, which moves to the new address.
+//! its name, slot (counters), mode and baseline, which moves to the new address, and the
+//! policy's rules about it are compiled again at its new addresses.
 //!
 //! Devices given by their addresses alone are bound, when they leave learn mode, to the
 //! MACs they were seen with on a ward leg while they learned (`bind_learned`).
