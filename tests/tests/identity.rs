@@ -15,7 +15,7 @@ use std::{
 
 use monitor::{
     datapath::{MapSet, addr_key},
-    lab::{DICOM, HTTPS, NTP, NetNs, Outcome, tcp_exchange, udp_exchange, unique_name},
+    lab::{DICOM, HTTPS, MLLP, NTP, NetNs, Outcome, tcp_exchange, udp_exchange, unique_name},
 };
 use monitor_tests::harness::{Lab, example_policy, host, service};
 
@@ -570,8 +570,37 @@ fn wait_addresses(lab: &Lab, name: &str, want: &[&str]) {
     }
 }
 
+/// Where the MAC-only pump's traffic gets, enforced: its baseline (the pump server), the
+/// allow rule (the PACS), the deny rule (the HL7 engine, which it talked to while it
+/// learned) and what neither names (the pump server's MLLP port).
+fn assert_enforced_at(station: &Impostor, at: IpAddr, when: &str) {
+    let got = [
+        station.tcp_from(at, service("pump-server", HTTPS)),
+        station.tcp_from(at, service("pacs", DICOM)),
+        station.tcp_from(at, service("hl7-engine", MLLP)),
+        station.tcp_from(at, service("pump-server", MLLP)),
+    ];
+    assert_eq!(
+        got,
+        [
+            Outcome::Answered,
+            Outcome::Answered,
+            Outcome::TimedOut,
+            Outcome::TimedOut
+        ],
+        "{when} at {at}: [pump server in its baseline, PACS by its allow rule, HL7 engine \
+         denied by its rule, pump server's MLLP in neither]"
+    );
+}
+
+/// A device given by its MAC alone gets its address from a real DHCP server, is enforced
+/// by its baseline and by the policy's rules about it (its own allow and deny rules, the
+/// allow rule's mirror on the PACS), renews to another address and is still enforced by
+/// the same baseline and rules, and after a restart too. Before the rules followed the
+/// device, they were compiled for no address: the PACS was dropped and the HL7 engine,
+/// learned, answered.
 #[test]
-fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
+fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline_and_rules() {
     const DHCP_MAC: &str = "00:0c:29:11:22:33";
     const NAME: &str = "pump-dhcp-01";
     let mut lab = Lab::new(&example_policy());
@@ -579,7 +608,13 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
         lab.policy_dir.0.join("dhcp.yaml"),
         format!(
             "devices:\n  - name: {NAME}\n    kind: infusion-pump\n    mac: \"{DHCP_MAC}\"\n    \
-             location: {{ site: main-campus, ward: icu-3 }}\n"
+             location: {{ site: main-campus, ward: icu-3 }}\n\
+             rules:\n  - description: the DHCP pump may query the PACS\n    \
+             devices: {{ device: {NAME} }}\n    peer: {{ device: pacs }}\n    \
+             protocol: tcp\n    ports: {DICOM}\n    direction: out\n    action: allow\n  \
+             - description: the DHCP pump never talks HL7, learned or not\n    \
+             devices: {{ device: {NAME} }}\n    peer: {{ device: hl7-engine }}\n    \
+             protocol: tcp\n    ports: {MLLP}\n    action: deny\n"
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -603,24 +638,21 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
     };
     assert_eq!(first, "10.10.1.101");
     let first_ip: IpAddr = first.parse().unwrap_or_else(|e| panic!("{e}"));
-    // Its first frames make it known; then its traffic is learned as its own.
+    // Its first frames make it known; then its traffic is learned as its own (the HL7
+    // engine's too, were it not for the deny rule).
     station.tcp_from(first_ip, service("pump-server", HTTPS));
     wait_addresses(&lab, NAME, &["10.10.1.101"]);
     assert_eq!(
         station.tcp_from(first_ip, service("pump-server", HTTPS)),
         Outcome::Answered
     );
-    lab.cli_ok(&["mode", "enforce"]);
     assert_eq!(
-        station.tcp_from(first_ip, service("pump-server", HTTPS)),
+        station.tcp_from(first_ip, service("hl7-engine", MLLP)),
         Outcome::Answered,
-        "in its baseline"
+        "learn mode drops nothing"
     );
-    assert_eq!(
-        station.tcp_from(first_ip, service("pacs", DICOM)),
-        Outcome::TimedOut,
-        "enforced by its baseline"
-    );
+    lab.cli_ok(&["mode", "enforce"]);
+    assert_enforced_at(&station, first_ip, "at its first lease");
     let packets_before = lab.device_row(NAME)["packets_sent"].as_u64().unwrap_or(0);
     assert!(packets_before > 0, "{}", lab.device_row(NAME));
 
@@ -633,16 +665,7 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
     let second_ip: IpAddr = second.parse().unwrap_or_else(|e| panic!("{e}"));
     station.tcp_from(second_ip, service("pump-server", HTTPS));
     wait_addresses(&lab, NAME, &["10.10.1.102"]);
-    assert_eq!(
-        station.tcp_from(second_ip, service("pump-server", HTTPS)),
-        Outcome::Answered,
-        "its baseline moved with it"
-    );
-    assert_eq!(
-        station.tcp_from(second_ip, service("pacs", DICOM)),
-        Outcome::TimedOut,
-        "still enforced by the same baseline"
-    );
+    assert_enforced_at(&station, second_ip, "after its new lease");
     let row = lab.device_row(NAME);
     assert!(
         row["packets_sent"].as_u64().unwrap_or(0) > packets_before,
@@ -656,6 +679,12 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline() {
         }),
         "{moved:?}"
     );
+
+    // A restart compiles the rules at the address inventory.json learned, from the start
+    // (nothing moves: the device is where the inventory says).
+    lab.stop(libc::SIGTERM);
+    lab.start_with_roles(&[]);
+    assert_enforced_at(&station, second_ip, "after a restart");
 }
 
 /// The inventory's entry of `name` in `STATE/inventory.json`.

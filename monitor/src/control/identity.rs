@@ -1,7 +1,8 @@
 //! Devices given by `mac:` alone: their addresses are learned from what they send on a
 //! ward leg (the discovery table counts a MAC's frames while their source address is no
 //! enrolled device's) and followed when a new lease gives them another. The device keeps
-//! its name, slot (counters), mode and baseline, which moves to the new address.
+//! its name, slot (counters), mode and baseline, which moves to the new address, and the
+//! policy's rules about it are compiled again at its new addresses.
 //!
 //! Devices given by their addresses alone are bound, when they leave learn mode, to the
 //! MACs they were seen with on a ward leg while they learned (`bind_learned`).
@@ -19,7 +20,7 @@ use monitor_common::{
 
 use crate::{
     datapath::{MapSet, addr_key, addr_of},
-    policy::format_mac,
+    policy::{Policy, PolicyError, format_mac},
     state::inventory::{EnrolledDevice, Inventory},
 };
 
@@ -69,14 +70,37 @@ pub fn current_addresses(
     addresses
 }
 
+/// What following the MAC-only devices came to.
+#[derive(Debug)]
+pub enum Followed {
+    /// These devices moved (none: nothing did).
+    Moved(Vec<Move>),
+    /// The policy in force does not compile with the devices at their new addresses:
+    /// nothing moved, the datapath and the inventory are as they were.
+    Held {
+        moves: Vec<Move>,
+        error: PolicyError,
+    },
+}
+
 /// Follows every MAC-only device of `inventory` to the addresses it sends from now: the
 /// datapath's entries, MAC bindings and baseline move with it; the inventory is changed in
-/// place (the caller writes it). Returns what moved.
-pub fn follow(maps: &mut MapSet, inventory: &mut Inventory) -> Result<Vec<Move>> {
+/// place (the caller writes it).
+///
+/// With `policy` (the policy in force, as installed), its rules are compiled again with
+/// the devices at their new addresses (a device's own rules and those naming it as a peer)
+/// and installed with the devices in one switch ([`Inventory::apply`]): the same policy,
+/// only the moved devices' addresses changed. If it does not compile, nothing moves
+/// ([`Followed::Held`]). Without one (no policy was loaded) only the devices' entries move.
+pub fn follow(
+    maps: &mut MapSet,
+    inventory: &mut Inventory,
+    policy: Option<&Policy>,
+) -> Result<Followed> {
     let stations = maps.stations()?;
+    let mut next = inventory.clone();
     let mut moves = Vec::new();
-    for i in 0..inventory.devices.len() {
-        let device = &inventory.devices[i];
+    for device in &mut next.devices {
         if !device.mac_only {
             continue;
         }
@@ -84,25 +108,49 @@ pub fn follow(maps: &mut MapSet, inventory: &mut Inventory) -> Result<Vec<Move>>
         if to == device.spec.addresses {
             continue;
         }
-        let from = device.spec.addresses.clone();
-        inventory.devices[i].spec.addresses = to.clone();
-        let device = &inventory.devices[i];
-        for addr in &to {
-            maps.enroll(*addr, device.entry())?;
-        }
-        maps.put_mac_bindings(&device.mac_bindings())?;
-        rekey_baseline(maps, &from, &to)?;
-        for addr in from.iter().filter(|a| !to.contains(a)) {
-            maps.unenroll(*addr)?;
-        }
-        maps.retain_mac_bindings(&inventory.mac_bindings())?;
         moves.push(Move {
-            device: inventory.devices[i].spec.name.clone(),
-            from,
+            device: device.spec.name.clone(),
+            from: std::mem::replace(&mut device.spec.addresses, to.clone()),
             to,
         });
     }
-    Ok(moves)
+    if moves.is_empty() {
+        return Ok(Followed::Moved(moves));
+    }
+    let rules = match policy.map(|p| next.with_learned_addresses(p).rule_sets()) {
+        None => None,
+        Some(Ok(rules)) => Some(rules),
+        Some(Err(error)) => return Ok(Followed::Held { moves, error }),
+    };
+    // The baseline at the new addresses before the devices are there; the old entries go
+    // once they have left.
+    let stale = rekey_baseline(maps, &moves)?;
+    match rules {
+        Some(rules) => {
+            next.mark_ruled(&rules);
+            next.apply(maps, &[], &rules)?;
+        }
+        None => {
+            for m in &moves {
+                let device = next
+                    .devices
+                    .iter()
+                    .find(|d| d.spec.name == m.device)
+                    .ok_or_else(|| anyhow::anyhow!("{} left the inventory", m.device))?;
+                for addr in &m.to {
+                    maps.enroll(*addr, device.entry())?;
+                }
+                maps.put_mac_bindings(&device.mac_bindings())?;
+                for addr in m.from.iter().filter(|a| !m.to.contains(a)) {
+                    maps.unenroll(*addr)?;
+                }
+            }
+            maps.retain_mac_bindings(&next.mac_bindings())?;
+        }
+    }
+    maps.remove_baseline_entries(&stale)?;
+    *inventory = next;
+    Ok(Followed::Moved(moves))
 }
 
 /// Most MACs a device is bound to by what it was seen with while it learned: a device
@@ -195,19 +243,24 @@ fn binding_of(name: &str, seen: &monitor_common::maps::LearnedMacs) -> Option<Le
     )
 }
 
-/// Moves baseline entries of the old addresses (as the device, and as other devices'
-/// peer) to the new address of the same family.
-fn rekey_baseline(maps: &mut MapSet, from: &[IpAddr], to: &[IpAddr]) -> Result<()> {
-    let moved: BTreeMap<[u8; 16], [u8; 16]> = from
+/// Copies the baseline entries of the moved devices' old addresses (as the device, and as
+/// other devices' peer) to the new address of the same family; returns the old entries,
+/// for the caller to remove once the devices have left those addresses.
+fn rekey_baseline(maps: &mut MapSet, moves: &[Move]) -> Result<Vec<FlowKey>> {
+    let moved: BTreeMap<[u8; 16], [u8; 16]> = moves
         .iter()
-        .filter(|old| !to.contains(old))
-        .filter_map(|old| {
-            let new = to.iter().find(|n| n.is_ipv6() == old.is_ipv6())?;
-            Some((addr_key(*old), addr_key(*new)))
+        .flat_map(|m| {
+            m.from
+                .iter()
+                .filter(|old| !m.to.contains(old))
+                .filter_map(|old| {
+                    let new = m.to.iter().find(|n| n.is_ipv6() == old.is_ipv6())?;
+                    Some((addr_key(*old), addr_key(*new)))
+                })
         })
         .collect();
     if moved.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut added: Vec<(FlowKey, BaselineEntry)> = Vec::new();
     let mut removed = Vec::new();
@@ -224,8 +277,7 @@ fn rekey_baseline(maps: &mut MapSet, from: &[IpAddr], to: &[IpAddr]) -> Result<(
         removed.push(key);
     }
     maps.insert_baseline(&added)?;
-    maps.remove_baseline_entries(&removed)?;
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -178,6 +178,12 @@ pub struct Control {
     saved_learned: u64,
     /// Devices already reported as seen with too many MACs to bind while they learned.
     unbound_reported: BTreeSet<String>,
+    /// The policy installed last (MUD names resolved), from which the rules are compiled
+    /// again when a device given by `mac:` alone moves; none while no policy was loaded
+    /// (a restart keeping the pinned one).
+    in_force: Option<crate::policy::Policy>,
+    /// The last reason a MAC-only device's move was held (reported once while it lasts).
+    move_held: Option<String>,
     /// Devices in learn mode at the last look (`None` before the first): those that leave
     /// it are bound to the MACs they learned with.
     learning: Option<BTreeSet<String>>,
@@ -257,6 +263,8 @@ impl Control {
             saved_learned: u64::MAX,
             unbound_reported: BTreeSet::new(),
             learning: None,
+            in_force: None,
+            move_held: None,
             last_save: Instant::now(),
             locks,
         };
@@ -402,6 +410,7 @@ impl Control {
         ));
         self.keeper
             .wrote(&self.paths.state, applied.inventory, &self.publisher);
+        self.in_force = Some(applied.policy);
         Ok(applied.starting_mode)
     }
 
@@ -525,9 +534,26 @@ impl Control {
                 return;
             }
         };
+        // What the CLI wrote meanwhile is installed with the move, not undone by it.
+        if let Err(e) = self
+            .keeper
+            .take_in_changes(&self.paths.state, &self.publisher)
+        {
+            log::error!("following devices' addresses: {e:#}");
+            return;
+        }
         let mut inventory = self.keeper.inventory().clone();
-        let moves = match identity::follow(self.datapath.maps_mut(), &mut inventory) {
-            Ok(moves) => moves,
+        let followed = identity::follow(
+            self.datapath.maps_mut(),
+            &mut inventory,
+            self.in_force.as_ref(),
+        );
+        let moves = match followed {
+            Ok(identity::Followed::Moved(moves)) => moves,
+            Ok(identity::Followed::Held { moves, error }) => {
+                self.move_held(&moves, &error);
+                return;
+            }
             Err(e) => {
                 log::error!("following devices' addresses: {e:#}");
                 return;
@@ -535,6 +561,13 @@ impl Control {
         };
         if moves.is_empty() {
             return;
+        }
+        self.move_held = None;
+        if self.in_force.is_none() {
+            log::warn!(
+                "no policy was loaded by this daemon: the rules naming a moved device stay at \
+                 its old addresses until the policy directory is applied"
+            );
         }
         if let Err(e) = inventory.save(&self.paths.state) {
             log::error!("writing the inventory after an address move: {e:#}");
@@ -564,6 +597,34 @@ impl Control {
                 .about_device(&m.device, self.keeper.inventory()),
             );
         }
+    }
+
+    /// A move the policy in force does not compile with: the devices stay at their old
+    /// addresses with the old rules (fail closed), logged as an error and reported by a
+    /// `device-move-failed` event, once while the reason lasts (it is tried every tick).
+    fn move_held(&mut self, moves: &[identity::Move], error: &crate::policy::PolicyError) {
+        let devices: Vec<String> = moves
+            .iter()
+            .map(|m| {
+                let to: Vec<String> = m.to.iter().map(ToString::to_string).collect();
+                format!("{} to {}", m.device, to.join(", "))
+            })
+            .collect();
+        let message = format!(
+            "the policy in force does not compile with {}: {error}; not moved, the rules in \
+             force stay",
+            devices.join("; ")
+        );
+        if self.move_held.as_ref() == Some(&message) {
+            return;
+        }
+        log::error!(reason = "device-move-failed"; "{message}");
+        self.move_held = Some(message.clone());
+        let mut event = ControllerEvent::error("device-move-failed", message);
+        if let Some(m) = moves.first() {
+            event = event.about_device(&m.device, self.keeper.inventory());
+        }
+        self.event(event);
     }
 
     /// Devices without `mac:` that left learn mode are bound to the MACs they learned with

@@ -12,7 +12,7 @@ use monitor_common::{
 use crate::{
     datapath::Datapath,
     policy::{
-        Policy, PolicyError,
+        Policy,
         guard::{AppliedPolicy, Shrink},
         mud::Names,
     },
@@ -53,6 +53,9 @@ pub struct Applied {
     pub shrink: Shrink,
     /// The policy's starting mode (`defaults: mode`), for a first start.
     pub starting_mode: Option<Mode>,
+    /// The policy installed (MUD names resolved): what the rules are compiled from again
+    /// when a device given by `mac:` alone moves (`crate::control::identity::follow`).
+    pub policy: Policy,
 }
 
 /// A policy directory read, checked and resolved, not yet installed.
@@ -117,7 +120,9 @@ pub fn install(
             dir.display()
         );
     }
-    let rules = compiled_rules(&policy)?;
+    // A device given by `mac:` alone keeps the addresses it learned (`from_policy`): its
+    // rules, and those naming it as a peer, are compiled at them from the start.
+    let rules = compiled_rules(&previous.with_learned_addresses(&policy))?;
     let (mut inventory, fresh) = Inventory::from_policy(&policy, previous, &rules);
     inventory.applied = AppliedPolicy::of(&written);
     let modes_kept = inventory.keep_modes_in_force(previous);
@@ -138,6 +143,7 @@ pub fn install(
         modes_kept,
         shrink,
         starting_mode: policy.defaults.mode,
+        policy,
     })
 }
 
@@ -159,6 +165,5 @@ pub fn apply_policy(datapath: &mut Datapath, state: &StateDir, dir: &Path) -> Re
 
 /// The policy's rules, folded into the rule sets the datapath reads.
 pub fn compiled_rules(policy: &Policy) -> Result<Vec<(u32, RuleKeyData, RuleSet)>> {
-    let rules = policy.compile_rules().map_err(PolicyError::Invalid)?;
-    Ok(crate::policy::fold_rules(&rules).map_err(PolicyError::Invalid)?)
+    Ok(policy.rule_sets()?)
 }

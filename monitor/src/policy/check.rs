@@ -12,6 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::policy::compile::{RuleSets, fold_rules};
 use crate::policy::{
     model::{
         Criticality, Defaults, DeviceSpec, GroupSpec, MAX_DEVICES, MAX_POLICY_FILE_BYTES, Place,
@@ -38,6 +39,14 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// The policy's rules, folded into the rule sets the datapath reads, at the addresses
+    /// its devices have in it (for a device given by `mac:` alone, those learned: see
+    /// `crate::state::inventory::Inventory::with_learned_addresses`).
+    pub fn rule_sets(&self) -> Result<RuleSets, PolicyError> {
+        let rules = self.compile_rules().map_err(PolicyError::Invalid)?;
+        fold_rules(&rules).map_err(PolicyError::Invalid)
+    }
+
     /// Loads and checks every `*.yaml`, `*.yml` and `*.json` file of `dir`.
     pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

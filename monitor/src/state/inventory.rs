@@ -284,7 +284,7 @@ impl Inventory {
         previous: &Inventory,
         rules: &[(u32, RuleKeyData, RuleSet)],
     ) -> (Inventory, Vec<u32>) {
-        let ruled: BTreeSet<[u8; 16]> = rules.iter().map(|(_, key, _)| key.device).collect();
+        let ruled = ruled_addresses(rules);
         let old: BTreeMap<&str, &EnrolledDevice> = previous
             .devices
             .iter()
@@ -324,24 +324,17 @@ impl Inventory {
                             (next_free, None, None, Vec::new(), Vec::new())
                         }
                     };
-                let mac_only = spec.addresses.is_empty() && !spec.macs().is_empty();
+                let mac_only = is_mac_only(spec);
                 let mut spec = spec.clone();
                 if mac_only {
                     // The addresses learned so far stay with the device.
-                    spec.addresses = old
-                        .get(spec.name.as_str())
-                        .filter(|prev| prev.mac_only)
-                        .map(|prev| prev.spec.addresses.clone())
-                        .unwrap_or_default();
+                    spec.addresses = previous.learned_addresses(&spec).unwrap_or_default();
                 }
                 // The kind's schedule, where the device names none of its own.
                 if spec.schedule.is_none() {
                     spec.schedule = policy.defaults.schedule_by_kind.get(&spec.kind).copied();
                 }
-                let has_rules = spec
-                    .addresses
-                    .iter()
-                    .any(|a| ruled.contains(&crate::datapath::addr_key(*a)));
+                let has_rules = has_rules(&spec, &ruled);
                 EnrolledDevice {
                     slot,
                     mac_only,
@@ -365,6 +358,40 @@ impl Inventory {
             },
             fresh,
         )
+    }
+
+    /// The addresses this inventory learned for `spec`'s device, when both the policy
+    /// (`spec`) and this inventory know it by `mac:` alone.
+    fn learned_addresses(&self, spec: &DeviceSpec) -> Option<Vec<IpAddr>> {
+        if !is_mac_only(spec) {
+            return None;
+        }
+        self.devices
+            .iter()
+            .find(|d| d.mac_only && d.spec.name == spec.name)
+            .map(|d| d.spec.addresses.clone())
+    }
+
+    /// `policy` with every device it gives by `mac:` alone at the addresses this inventory
+    /// learned for it (as [`Inventory::from_policy`] keeps them): what the policy's rules
+    /// are compiled with, so that a device's own rules and the rules naming it as a peer
+    /// follow it to its addresses.
+    pub fn with_learned_addresses(&self, policy: &Policy) -> Policy {
+        let mut policy = policy.clone();
+        for spec in &mut policy.devices {
+            if let Some(addresses) = self.learned_addresses(spec) {
+                spec.addresses = addresses;
+            }
+        }
+        policy
+    }
+
+    /// Marks the devices `rules` apply to (the datapath looks their rules up only then).
+    pub fn mark_ruled(&mut self, rules: &[(u32, RuleKeyData, RuleSet)]) {
+        let ruled = ruled_addresses(rules);
+        for device in &mut self.devices {
+            device.has_rules = has_rules(&device.spec, &ruled);
+        }
     }
 
     /// Keeps the mode in force of every device `previous` enrolled: a policy load may set
@@ -508,6 +535,23 @@ impl Inventory {
     }
 }
 
+/// Whether the policy gives the device by `mac:` alone (its addresses are learned).
+fn is_mac_only(spec: &DeviceSpec) -> bool {
+    spec.addresses.is_empty() && !spec.macs().is_empty()
+}
+
+/// The device addresses that rule sets are keyed by.
+fn ruled_addresses(rules: &[(u32, RuleKeyData, RuleSet)]) -> BTreeSet<[u8; 16]> {
+    rules.iter().map(|(_, key, _)| key.device).collect()
+}
+
+/// Whether any of the device's addresses has rule sets.
+fn has_rules(spec: &DeviceSpec, ruled: &BTreeSet<[u8; 16]>) -> bool {
+    spec.addresses
+        .iter()
+        .any(|a| ruled.contains(&crate::datapath::addr_key(*a)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -595,5 +639,70 @@ mod tests {
             Inventory::from_policy(&policy(", mac: \"00:0c:29:00:00:09\""), &reloaded, &[]);
         assert!(named.devices[0].learned_macs.is_empty());
         assert_eq!(named.devices[0].mac_bindings(), vec![(addr, given, 0)]);
+    }
+
+    /// A device given by `mac:` alone has its rules, and the mirror of a rule naming it as
+    /// a peer, compiled at the addresses the inventory learned for it; with none learned
+    /// they apply to no address. A device given by its addresses is compiled as written.
+    #[test]
+    fn rules_are_compiled_at_the_addresses_a_mac_only_device_learned() {
+        let policy = Policy::from_sources(&[(
+            PathBuf::from("ward.yaml"),
+            "devices:\n  - {name: pump, kind: infusion-pump, mac: \"00:0c:29:11:22:33\"}\n  \
+             - {name: pacs, kind: pacs, addresses: [10.20.0.30]}\nrules:\n  \
+             - {devices: {device: pump}, peer: {device: pacs}, protocol: tcp, ports: 104, \
+             action: allow}\n"
+                .into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ip = |a: &str| -> IpAddr { a.parse().unwrap_or_else(|e| panic!("{e}")) };
+        let keys = |rules: &[(u32, RuleKeyData, RuleSet)]| -> Vec<(IpAddr, IpAddr)> {
+            let mut keys: Vec<_> = rules
+                .iter()
+                .map(|(_, k, _)| {
+                    (
+                        crate::datapath::addr_of(&k.device),
+                        crate::datapath::addr_of(&k.peer),
+                    )
+                })
+                .collect();
+            keys.sort();
+            keys
+        };
+        let none = Inventory::default()
+            .with_learned_addresses(&policy)
+            .rule_sets()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(keys(&none).is_empty(), "{:?}", keys(&none));
+        let (mut inventory, _) = Inventory::from_policy(&policy, &Inventory::default(), &none);
+        let pump = |inventory: &Inventory| -> EnrolledDevice {
+            inventory
+                .find("pump")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .clone()
+        };
+        assert!(pump(&inventory).mac_only);
+        inventory
+            .device_mut("pump")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spec
+            .addresses = vec![ip("10.10.1.101")];
+        let rules = inventory
+            .with_learned_addresses(&policy)
+            .rule_sets()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            keys(&rules),
+            vec![
+                (ip("10.10.1.101"), ip("10.20.0.30")),
+                (ip("10.20.0.30"), ip("10.10.1.101"))
+            ]
+        );
+        inventory.mark_ruled(&rules);
+        assert!(inventory.devices.iter().all(|d| d.has_rules));
+        // A reload keeps the learned address, and the device stays known by its MAC.
+        let (reloaded, _) = Inventory::from_policy(&policy, &inventory, &rules);
+        assert!(pump(&reloaded).mac_only && pump(&reloaded).has_rules);
+        assert_eq!(pump(&reloaded).spec.addresses, vec![ip("10.10.1.101")]);
     }
 }
