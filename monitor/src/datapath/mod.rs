@@ -674,29 +674,17 @@ impl MapSet {
     pub fn share(&self) -> Result<MapSet> {
         let mut maps = BTreeMap::new();
         for (name, map) in &self.maps {
-            let data = match map {
-                aya::maps::Map::Array(data)
-                | aya::maps::Map::HashMap(data)
-                | aya::maps::Map::LruHashMap(data)
-                | aya::maps::Map::LpmTrie(data)
-                | aya::maps::Map::PerCpuArray(data)
-                | aya::maps::Map::PerCpuHashMap(data)
-                | aya::maps::Map::PerCpuLruHashMap(data) => data,
+            match map {
+                aya::maps::Map::Array(_)
+                | aya::maps::Map::HashMap(_)
+                | aya::maps::Map::LruHashMap(_)
+                | aya::maps::Map::LpmTrie(_)
+                | aya::maps::Map::PerCpuArray(_)
+                | aya::maps::Map::PerCpuHashMap(_)
+                | aya::maps::Map::PerCpuLruHashMap(_) => {}
                 _ => continue,
-            };
-            let fd = data
-                .fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| DatapathError::Map {
-                    name,
-                    what: "duplicating its descriptor",
-                    source: MapError::SyscallError(aya::sys::SyscallError {
-                        call: "dup",
-                        io_error: e,
-                    }),
-                })?;
-            let data = MapData::from_fd(fd).map_err(map_err(name, "reading its info"))?;
+            }
+            let data = self.duplicate(name)?;
             let map = aya::maps::Map::from_map_data(data)
                 .map_err(map_err(name, "unsupported map type"))?;
             maps.insert(*name, map);
