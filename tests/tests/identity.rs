@@ -167,22 +167,7 @@ fn more_spoof_events(lab: &Lab, count: usize) -> Vec<serde_json::Value> {
 #[test]
 fn an_impostor_on_an_enrolled_address_is_dropped_evented_and_never_learned() {
     let mut lab = Lab::new(&bound_policy());
-    let ward_if = ward_interface(&lab);
-    lab.ward
-        .ward
-        .ip(&["link", "set", &ward_if, "address", WARD_MAC])
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The pump's address is the interface's primary one: the others stay when it goes.
-    lab.ward
-        .ward
-        .exec(&[
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("net.ipv4.conf.{ward_if}.promote_secondaries=1"),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let impostor = Impostor::new(&lab, &ward_if);
+    let impostor = ward_with_impostor(&lab);
     lab.start_with_roles(&["--mode", "learn"]);
 
     // Learn: the real devices (right MAC) are learned as ever.
@@ -687,6 +672,27 @@ fn a_device_given_by_its_mac_follows_its_dhcp_lease_with_its_baseline_and_rules(
     assert_enforced_at(&station, second_ip, "after a restart");
 }
 
+/// The ward's devices sent from WARD_MAC (the MAC the policy binds them to), and an
+/// impostor beside them on the ward's link. The ward's interface keeps its other addresses
+/// when the impostor takes the primary one (the pump's) from it.
+fn ward_with_impostor(lab: &Lab) -> Impostor {
+    let ward_if = ward_interface(lab);
+    lab.ward
+        .ward
+        .ip(&["link", "set", &ward_if, "address", WARD_MAC])
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.ward
+        .ward
+        .exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv4.conf.{ward_if}.promote_secondaries=1"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    Impostor::new(lab, &ward_if)
+}
+
 /// The inventory's entry of `name` in `STATE/inventory.json`.
 fn inventory_entry(lab: &Lab, name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(lab.state_dir.0.join("inventory.json"))
@@ -711,21 +717,7 @@ fn a_device_without_a_mac_is_bound_to_the_mac_it_learned_with() {
     assert!(policy.contains(monitor_mac), "policies/ward.yaml changed");
     let policy = policy.replace(monitor_mac, &format!("mac: \"{WARD_MAC}\""));
     let mut lab = Lab::new(&policy);
-    let ward_if = ward_interface(&lab);
-    lab.ward
-        .ward
-        .ip(&["link", "set", &ward_if, "address", WARD_MAC])
-        .unwrap_or_else(|e| panic!("{e}"));
-    lab.ward
-        .ward
-        .exec(&[
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("net.ipv4.conf.{ward_if}.promote_secondaries=1"),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let impostor = Impostor::new(&lab, &ward_if);
+    let impostor = ward_with_impostor(&lab);
     lab.start_with_roles(&["--mode", "learn"]);
     lab.assert_normal_traffic(Outcome::Answered);
     let row = lab.device_row(WS);
