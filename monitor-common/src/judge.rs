@@ -12,8 +12,8 @@ use crate::{
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
         DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
-        DEVICE_SCHEDULE_IGNORE, Decision, EventRate, FlowKey, MODE_INHERIT, RULE_ALLOW, RULE_DENY,
-        VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
+        DEVICE_SCHEDULE_IGNORE, Decision, EventRate, FlowKey, FlowStats, MODE_INHERIT, RULE_ALLOW,
+        RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     schedule,
 };
@@ -432,6 +432,27 @@ pub const CHARGE_REASON: u8 = 1 << 5;
 pub const FLOW_SENT: u8 = 1 << 0;
 pub const FLOW_DROPPED: u8 = 1 << 1;
 pub const FLOW_WOULD_DROP: u8 = 1 << 2;
+
+/// What `packets` packets of `bytes` bytes, the last at `last_ns`, add to a side's flow
+/// whose charge is `flow` (`FLOW_*`): the one judged packet, and the packets a cached
+/// decision held (`Decision::pending_packets`), whether the XDP program adds them to the
+/// flow slot or a reader adds them to what it read.
+pub const fn flow_charge(flow: u8, packets: u64, bytes: u64, last_ns: u64) -> FlowStats {
+    let sent = flow & FLOW_SENT != 0;
+    FlowStats {
+        packets_sent: if sent { packets } else { 0 },
+        bytes_sent: if sent { bytes } else { 0 },
+        packets_received: if sent { 0 } else { packets },
+        bytes_received: if sent { 0 } else { bytes },
+        last_seen_ns: last_ns,
+        dropped_packets: if flow & FLOW_DROPPED != 0 { packets } else { 0 },
+        would_drop_packets: if flow & FLOW_WOULD_DROP != 0 {
+            packets
+        } else {
+            0
+        },
+    }
+}
 
 // Which flow table a side's flow is counted in (`SidePlan::table`).
 pub const TABLE_NONE: u8 = 0;
@@ -1503,5 +1524,40 @@ mod tests {
         for (src, dst, want) in rows {
             assert_eq!(remember_request(src, dst), want, "{src:?} {dst:?}");
         }
+    }
+
+    #[test]
+    fn flow_charge_by_the_sides_flow_flags() {
+        let charge = |flow: u8| {
+            let s = flow_charge(flow, 3, 180, 77);
+            [
+                s.packets_sent,
+                s.bytes_sent,
+                s.packets_received,
+                s.bytes_received,
+                s.last_seen_ns,
+                s.dropped_packets,
+                s.would_drop_packets,
+            ]
+        };
+        let rows: [(u8, [u64; 7]); 5] = [
+            (FLOW_SENT, [3, 180, 0, 0, 77, 0, 0]),
+            (0, [0, 0, 3, 180, 77, 0, 0]),
+            (FLOW_SENT | FLOW_DROPPED, [3, 180, 0, 0, 77, 3, 0]),
+            (FLOW_WOULD_DROP, [0, 0, 3, 180, 77, 0, 3]),
+            (
+                FLOW_SENT | FLOW_DROPPED | FLOW_WOULD_DROP,
+                [3, 180, 0, 0, 77, 3, 3],
+            ),
+        ];
+        for (flow, expected) in rows {
+            assert_eq!(charge(flow), expected, "flow flags {flow:#x}");
+        }
+        // One packet charged once, or pending and charged later, adds up the same.
+        let mut once = FlowStats::default();
+        for _ in 0..3 {
+            once.merge(&flow_charge(FLOW_SENT | FLOW_DROPPED, 1, 60, 77));
+        }
+        assert_eq!(once, flow_charge(FLOW_SENT | FLOW_DROPPED, 3, 180, 77));
     }
 }

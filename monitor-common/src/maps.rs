@@ -7,7 +7,7 @@ use crate::parse::Addr;
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 14;
+pub const LAYOUT_VERSION: u32 = 15;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -319,8 +319,8 @@ pub mod defs {
         MapKind::PerCpuArray,
         DECISION_SLOTS,
         0,
-        false,
-        "decision cache, per CPU",
+        true,
+        "decision cache, per CPU (holds its hits' flow packets until charged)",
     );
     pub const DEVICE_MEMO: MapDef = def::<u32, DeviceMemo>(
         "DEVICE_MEMO",
@@ -470,6 +470,7 @@ pub mod names {
     pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
     pub const STATIONS: &str = defs::STATIONS.name;
     pub const LEARNED_MACS: &str = defs::LEARNED_MACS.name;
+    pub const DECISIONS: &str = defs::DECISIONS.name;
 
     /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
     pub const ALL: [&str; defs::PINNED] = {
@@ -1316,6 +1317,15 @@ pub struct Decision {
     /// [`source_id`] of the frame it was made for (0 off ward legs): a frame from another
     /// MAC, or from another leg, is judged again, so a MAC binding is never bypassed.
     pub source_id: u64,
+    /// Packets decided by this entry since it charged its flows last, their bytes and the
+    /// time of the last: a cached hit charges its flow slots here, on this CPU's own cache
+    /// line, instead of with atomic adds to the shared flow tables. They reach the flow
+    /// slots when the entry is replaced (`judge::flow_charge`, while the slot still holds
+    /// the flow), and readers of the flow tables add what entries hold (the controller's
+    /// `Datapath::flows`).
+    pub pending_packets: u64,
+    pub pending_bytes: u64,
+    pub pending_last_ns: u64,
 }
 
 /// Entries of the per-CPU decision cache (a power of two).
@@ -1442,7 +1452,8 @@ mod tests {
     fn the_map_table_names_every_pinned_map_once() {
         assert_eq!(names::ALL.len(), defs::PINNED);
         assert!(names::ALL.contains(&names::PATHS));
-        assert!(!names::ALL.contains(&defs::DECISIONS.name));
+        assert!(names::ALL.contains(&names::DECISIONS));
+        assert!(!names::ALL.contains(&defs::DEVICE_MEMO.name));
         for name in names::ALL {
             let def = defs::by_name(name).expect("in the table");
             assert!(def.pinned);

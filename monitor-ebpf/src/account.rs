@@ -10,8 +10,8 @@ use monitor_common::{
     flowtable::set_of,
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
-        CHARGE_VIOLATION, FLOW_DROPPED, FLOW_SENT, FLOW_WOULD_DROP, NO_SLOT, TABLE_FLOWS,
-        LEARN, SIDE_SPOOFED, Side, TABLE_NONE, binding_allows, roll_window,
+        CHARGE_VIOLATION, NO_SLOT, TABLE_FLOWS,
+        LEARN, SIDE_SPOOFED, Side, TABLE_NONE, binding_allows, flow_charge, roll_window,
     },
     maps::{
         Counter, DEVICE_MAC_BOUND, Decision, DecisionSide, DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
@@ -525,31 +525,39 @@ static ZERO_FLOW_STATS: FlowStats = FlowStats {
     would_drop_packets: 0,
 };
 
-/// Charges a packet to a flow's slot (`flow`: `FLOW_*`), atomically: a flow's packets
-/// may come from several CPUs.
+/// Charges `packets` packets of `bytes` bytes, the last at `last_ns`, to a flow's slot
+/// (`flow`: `FLOW_*`), atomically: a flow's packets may come from several CPUs. The time
+/// only moves forward (what a cache entry held may be older than another CPU's packet).
 #[inline(always)]
-fn charge_flow(packet: &Packet, side: &DecisionSide, slot: Option<FlowRef>) {
+fn charge_flow(flow: u8, slot: Option<FlowRef>, packets: u64, bytes: u64, last_ns: u64) {
     let Some(slot) = slot else {
         return;
     };
+    let charge = flow_charge(flow, packets, bytes, last_ns);
     // SAFETY: a slot of a set of a shared array: counters are added atomically, the time
     // stored whole.
     unsafe {
         let stats = &raw mut (*slot.set.as_ptr()).slots[slot.way & (FLOW_WAYS as usize - 1)];
-        if side.flow & FLOW_SENT != 0 {
-            atomic_add(&raw mut (*stats).stats.packets_sent, 1);
-            atomic_add(&raw mut (*stats).stats.bytes_sent, packet.len);
-        } else {
-            atomic_add(&raw mut (*stats).stats.packets_received, 1);
-            atomic_add(&raw mut (*stats).stats.bytes_received, packet.len);
+        if charge.packets_sent != 0 {
+            atomic_add(&raw mut (*stats).stats.packets_sent, charge.packets_sent);
+            atomic_add(&raw mut (*stats).stats.bytes_sent, charge.bytes_sent);
         }
-        if side.flow & FLOW_DROPPED != 0 {
-            atomic_add(&raw mut (*stats).stats.dropped_packets, 1);
+        if charge.packets_received != 0 {
+            atomic_add(&raw mut (*stats).stats.packets_received, charge.packets_received);
+            atomic_add(&raw mut (*stats).stats.bytes_received, charge.bytes_received);
         }
-        if side.flow & FLOW_WOULD_DROP != 0 {
-            atomic_add(&raw mut (*stats).stats.would_drop_packets, 1);
+        if charge.dropped_packets != 0 {
+            atomic_add(&raw mut (*stats).stats.dropped_packets, charge.dropped_packets);
         }
-        (*stats).stats.last_seen_ns = packet.now;
+        if charge.would_drop_packets != 0 {
+            atomic_add(
+                &raw mut (*stats).stats.would_drop_packets,
+                charge.would_drop_packets,
+            );
+        }
+        if (*stats).stats.last_seen_ns < last_ns {
+            (*stats).stats.last_seen_ns = last_ns;
+        }
     }
 }
 
@@ -566,11 +574,11 @@ pub fn flow_slots(decision: &Decision) -> [Option<FlowRef>; 2] {
     [slot(&decision.sides[0]), slot(&decision.sides[1])]
 }
 
-/// Whether the flow slots a decision charges still hold its flows (a slot taken by
-/// another flow since makes the decision stale).
+/// Whether `slot` still holds the flow of `side` (a slot taken by another flow since
+/// makes a decision stale, and what it held for the flow is dropped with the flow).
 #[inline(always)]
-pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
-    let holds = |side: &DecisionSide, slot: Option<FlowRef>| match slot {
+fn side_holds(side: &DecisionSide, slot: Option<FlowRef>) -> bool {
+    match slot {
         // SAFETY: a set of a shared array; the tag is read whole.
         Some(slot) => {
             (unsafe {
@@ -581,8 +589,34 @@ pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
                 == side.flow_tag
         }
         None => side.table == TABLE_NONE,
-    };
-    holds(&decision.sides[0], slots[0]) && holds(&decision.sides[1], slots[1])
+    }
+}
+
+/// Whether the flow slots a decision charges still hold its flows.
+#[inline(always)]
+pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
+    side_holds(&decision.sides[0], slots[0]) && side_holds(&decision.sides[1], slots[1])
+}
+
+/// Charges the packets a cache entry decided since it was made (`Decision::pending_*`) to
+/// the flow slots that still hold its flows: before the entry is replaced.
+#[inline(always)]
+pub fn charge_pending(decision: &Decision) {
+    if decision.pending_packets == 0 {
+        return;
+    }
+    let slots = flow_slots(decision);
+    for (side, slot) in decision.sides.iter().zip(slots) {
+        if side.table != TABLE_NONE && side_holds(side, slot) {
+            charge_flow(
+                side.flow,
+                slot,
+                decision.pending_packets,
+                decision.pending_bytes,
+                decision.pending_last_ns,
+            );
+        }
+    }
 }
 
 /// Charges one side (0: source, 1: destination) of a packet as its decision says.
@@ -609,7 +643,7 @@ fn apply_side(
     if own.device & CHARGE_VIOLATION != 0 {
         emit_event(packet, ip, decision, side, own.slot);
     }
-    charge_flow(packet, own, slot);
+    charge_flow(own.flow, slot, 1, packet.len, packet.now);
 }
 
 /// Charges a packet as `decision` says, to both sides (`slots`: its flow slots, from

@@ -19,7 +19,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, flow_slots, flows_stand, note_station},
+    account::{apply, charge_pending, flow_slots, flows_stand, note_station},
     maps::{DECISIONS, REQUESTS},
 };
 
@@ -95,16 +95,19 @@ pub fn key_words(ip: &IpPacket, kind: u8) -> [u64; 5] {
     packet_key_words(&ip.src, &ip.dst, src_port, dst_port, ip.protocol, kind)
 }
 
-/// The cached decision for the key with words `key`, applied (everything charged) when it
-/// stands: its action and reason as `action | reason << 8`, else [`MISS`].
+/// The cached decision for the key with words `key`, applied when it stands: devices,
+/// reasons and events charged as the judge charges them, its flows' packets held in the
+/// entry itself (`Decision::pending_packets`: this CPU's cache line, no atomic adds to the
+/// shared flow tables). Its action and reason as `action | reason << 8`, else [`MISS`].
 #[inline(always)]
 pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
-    let Some(entry) = DECISIONS.get_ptr(decision_slot_of_words(key, packet.seed, DECISION_SLOTS))
+    let Some(entry) =
+        DECISIONS.get_ptr_mut(decision_slot_of_words(key, packet.seed, DECISION_SLOTS))
     else {
         return MISS;
     };
     // SAFETY: this CPU's slot, written only by this CPU while the program runs.
-    let entry: &Decision = unsafe { &*entry };
+    let entry: &mut Decision = unsafe { &mut *entry };
     let stored = decision_words(&entry.key);
     let same = ((stored[0] ^ key[0])
         | (stored[1] ^ key[1])
@@ -121,11 +124,13 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
     {
         return MISS;
     }
-    let slots = flow_slots(entry);
-    if !flows_stand(entry, &slots) {
+    if !flows_stand(entry, &flow_slots(entry)) {
         return MISS;
     }
-    apply(packet, ip, entry, &slots);
+    apply(packet, ip, entry, &[None, None]);
+    entry.pending_packets += 1;
+    entry.pending_bytes += packet.len;
+    entry.pending_last_ns = packet.now;
     // Spoof decisions are never cached: a cached source is enrolled only when it is its own.
     note_station(packet, &ip.src, entry.sides[0].slot, false);
     u32::from(entry.action) | u32::from(entry.reason) << 8
@@ -140,13 +145,17 @@ pub fn verdict(found: u32) -> (Action, Reason) {
     )
 }
 
-/// Caches `decision` (whose key is set) for the next packets with its key.
+/// Caches `decision` (whose key is set, nothing pending) for the next packets with its
+/// key, after charging what the entry it replaces held.
 #[inline(always)]
 pub fn remember(packet: &Packet, decision: &Decision) {
     if let Some(entry) =
         DECISIONS.get_ptr_mut(decision_slot(&decision.key, packet.seed, DECISION_SLOTS))
     {
         // SAFETY: this CPU's slot.
-        unsafe { *entry = *decision };
+        unsafe {
+            charge_pending(&*entry);
+            *entry = *decision;
+        }
     }
 }

@@ -750,6 +750,9 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         decision_side(&work.sides[1], &plans[1]),
     ];
     decision.source_id = packet.source_id;
+    decision.pending_packets = 0;
+    decision.pending_bytes = 0;
+    decision.pending_last_ns = 0;
     work.action
 }
 

@@ -4978,3 +4978,87 @@ fn a_learning_device_keeps_the_macs_it_sent_from_on_a_ward_leg() {
     run(&datapath, &from_mac(udp(WS, 40022, SRV, 164), WS_MAC));
     assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
 }
+
+/// A cached hit charges its flow in its CPU's cache entry, not with atomic adds to the
+/// shared flow table: the table's reader adds what entries hold, and an entry replaced by
+/// another key's decision charges what it held to the flow slot first. Each packet is
+/// counted once either way: not lost with the entry, not twice by the reader.
+#[test]
+fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
+    pin_to_one_cpu();
+    let setup = Setup::new(Mode::Learn).dev(ws());
+    let case = case(
+        "pending flow charges",
+        setup,
+        vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
+    );
+    let datapath = load(&case);
+    let run = |frame: &[u8]| {
+        let verdict = datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"));
+        assert_eq!(verdict.action, Action::Pass);
+    };
+    let flow = key(WS, SRV, IPPROTO_UDP, 161, Outbound);
+    let sent = || {
+        let flows = datapath
+            .maps()
+            .enrolled_flows()
+            .unwrap_or_else(|e| panic!("reading the flows: {e:?}"));
+        let stats = flows
+            .iter()
+            .find(|(k, _)| *k == flow)
+            .map(|(_, s)| *s)
+            .unwrap_or_else(|| panic!("the flow {} is in the table", describe_key(&flow)));
+        (stats.packets_sent, stats.bytes_sent, stats.packets_received)
+    };
+    let paths = || datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    let first = udp(WS, 40001, SRV, 161);
+    let len = first.len() as u64;
+    // One judged, four from the cache: all five counted, four of them held by the entry.
+    for _ in 0..5 {
+        run(&first);
+    }
+    assert_eq!(paths(), (4, 1), "one frame judged, then the cache");
+    assert_eq!(sent(), (5, 5 * len, 0), "held packets are read with the table");
+    assert_eq!(sent(), (5, 5 * len, 0), "reading moves nothing");
+    // Another client port of the same flow whose decision takes the same cache entry:
+    // the entry's four packets are charged to the slot as the entry is replaced.
+    let seed = datapath
+        .maps()
+        .config()
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .hash_seed;
+    let decision_key = |src_port: u16| monitor_common::maps::DecisionKey {
+        src: addr_key(WS.into()),
+        dst: addr_key(SRV.into()),
+        src_port,
+        dst_port: 161,
+        protocol: IPPROTO_UDP,
+        kind: monitor_common::maps::DECISION_PORTS,
+        _pad: 0,
+    };
+    let slot = |src_port: u16| {
+        monitor_common::flowtable::decision_slot(
+            &decision_key(src_port),
+            seed,
+            monitor_common::maps::DECISION_SLOTS,
+        )
+    };
+    let other = (40002..=u16::MAX)
+        .find(|&port| slot(port) == slot(40001))
+        .unwrap_or_else(|| panic!("no client port shares the first one's cache entry"));
+    let second = udp(WS, other, SRV, 161);
+    run(&second);
+    assert_eq!(paths(), (4, 2), "the other port was judged");
+    assert_eq!(sent(), (6, 6 * len, 0), "nothing lost or counted twice");
+    for _ in 0..3 {
+        run(&second);
+    }
+    assert_eq!(paths(), (7, 2));
+    assert_eq!(sent(), (9, 9 * len, 0));
+    // And back: the first port's decision replaces the second's again.
+    run(&first);
+    assert_eq!(paths(), (7, 3));
+    assert_eq!(sent(), (10, 10 * len, 0));
+}

@@ -23,12 +23,13 @@ use aya::{
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
     flowtable::{enrolled_bit, service_bit, service_filter_index, way_holds_flow},
+    judge::{TABLE_FLOWS, TABLE_UNENROLLED, flow_charge},
     maps::{
-        BaselineEntry, Config, Counter, DEVICE_REASON_SLOTS, DeviceEntry, DeviceKey, DeviceStats,
-        EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FlowKey, FlowSet, FlowStats, IFACE_WARD,
-        LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey, MapDef, MapKind, PATH_CACHED,
-        PATH_JUDGED, RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats,
-        active_generation, defs, names, programs,
+        BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision, DeviceEntry,
+        DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey,
+        FlowSet, FlowStats, IFACE_WARD, LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey,
+        MapDef, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData, RuleSet, ServiceFilter, StationKey,
+        StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -98,6 +99,8 @@ pub enum DatapathError {
     Link(PathBuf, #[source] aya::programs::links::LinkError),
     #[error("reading the flow table `{0}` through a shared mapping")]
     Mapping(&'static str, #[source] std::io::Error),
+    #[error("reading the map `{0}` in batches")]
+    Batch(&'static str, #[source] std::io::Error),
     #[error("counting the possible CPUs failed")]
     Cpus(#[source] std::io::Error),
     #[error("unknown XDP action {0} returned by the program")]
@@ -606,7 +609,7 @@ impl MapSet {
     }
 
     /// The per-CPU array `name`, read in batches on a descriptor of its own.
-    pub fn batch_array<T: sys::Summed>(&self, name: &'static str) -> Result<sys::BatchArray<T>> {
+    pub fn batch_array<T: Copy + Default>(&self, name: &'static str) -> Result<sys::BatchArray<T>> {
         sys::BatchArray::new(self.duplicate(name)?).map_err(DatapathError::Cpus)
     }
 
@@ -1050,17 +1053,68 @@ impl MapSet {
         let seed = self.config()?.hash_seed;
         let table = sys::MappedTable::<FlowSet>::map(data, def.max_entries)
             .map_err(|e| DatapathError::Mapping(def.name, e))?;
+        // The table first, then what the decision cache holds: a cache entry replaced in
+        // between has charged its packets to the table after it was read, so they are
+        // missed by this read (and seen by the next), never counted twice.
         let mut flows = Vec::new();
+        let mut indexes = Vec::new();
+        let mut set_index = 0u32;
         table
             .each(|set| {
                 for (way, slot) in set.slots.iter().enumerate() {
                     if way_holds_flow(&set, way, seed) {
+                        let index = set_index * FLOW_WAYS + way as u32;
+                        indexes.push((index, set.tags[way] as u32));
                         flows.push((slot.key, slot.stats));
                     }
                 }
+                set_index += 1;
             })
             .map_err(|e| DatapathError::Mapping(def.name, e))?;
+        let table_id = if enrolled {
+            TABLE_FLOWS
+        } else {
+            TABLE_UNENROLLED
+        };
+        let pending = self.pending_flow_charges(table_id)?;
+        if !pending.is_empty() {
+            for ((index, tag), (_, stats)) in indexes.iter().zip(flows.iter_mut()) {
+                if let Some(charges) = pending.get(index) {
+                    for (flow_tag, charge) in charges {
+                        if flow_tag == tag {
+                            stats.merge(charge);
+                        }
+                    }
+                }
+            }
+        }
         Ok(flows)
+    }
+
+    /// What the decision cache's entries hold for the flows of table `table`
+    /// (`judge::TABLE_*`), on every CPU: by flow slot index, the flow's tag and its charge
+    /// (`judge::flow_charge`). A slot whose tag is another's now held another flow.
+    fn pending_flow_charges(&self, table: u8) -> Result<BTreeMap<u32, Vec<(u32, FlowStats)>>> {
+        let decisions = self.batch_array::<Decision>(names::DECISIONS)?;
+        let mut pending: BTreeMap<u32, Vec<(u32, FlowStats)>> = BTreeMap::new();
+        decisions
+            .each(DECISION_SLOTS as usize, |_, per_cpu| {
+                for decision in per_cpu.iter().filter(|d| d.pending_packets != 0) {
+                    for side in decision.sides.iter().filter(|s| s.table == table) {
+                        pending.entry(side.flow_index).or_default().push((
+                            side.flow_tag,
+                            flow_charge(
+                                side.flow,
+                                decision.pending_packets,
+                                decision.pending_bytes,
+                                decision.pending_last_ns,
+                            ),
+                        ));
+                    }
+                }
+            })
+            .map_err(|e| DatapathError::Batch(names::DECISIONS, e))?;
+        Ok(pending)
     }
 
     /// IP packets decided from the decision cache and judged in full, summed over CPUs.

@@ -252,7 +252,7 @@ const BATCH: usize = 1024;
 /// A per-CPU array of counters read in batches (BPF_MAP_LOOKUP_BATCH): one syscall per
 /// `BATCH` entries instead of one per entry (10,000 syscalls were the largest part of a
 /// scrape's own work at 10,000 devices). Used for DEVICE_STATS (by slot) and
-/// DEVICE_REASONS (by slot and reason).
+/// DEVICE_REASONS (by slot and reason), summed, and for DECISIONS, CPU by CPU.
 pub struct BatchArray<T> {
     data: MapData,
     cpus: usize,
@@ -279,7 +279,7 @@ impl Summed for u64 {
 /// DEVICE_STATS, read in batches.
 pub type StatsArray = BatchArray<DeviceStats>;
 
-impl<T: Summed> BatchArray<T> {
+impl<T: Copy + Default> BatchArray<T> {
     /// The per-CPU array `data` (a descriptor of its own).
     pub fn new(data: MapData) -> std::io::Result<BatchArray<T>> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -290,8 +290,12 @@ impl<T: Summed> BatchArray<T> {
         })
     }
 
-    /// Entries `0..count`, summed over CPUs, by index.
-    pub fn read(&self, count: usize) -> Result<Vec<T>, std::io::Error> {
+    /// Calls `each` with the index and every possible CPU's value of entries `0..count`.
+    pub fn each(
+        &self,
+        count: usize,
+        mut each: impl FnMut(usize, &[T]),
+    ) -> Result<(), std::io::Error> {
         #[repr(C)]
         struct Batch {
             in_batch: u64,
@@ -313,7 +317,6 @@ impl<T: Summed> BatchArray<T> {
         let fd = self.data.fd().as_fd().as_raw_fd() as u32;
         let mut keys = vec![0u32; BATCH];
         let mut values = vec![T::default(); BATCH * self.cpus];
-        let mut out = vec![T::default(); count];
         let mut read = 0usize;
         let mut token = 0u32;
         while read < count {
@@ -352,10 +355,8 @@ impl<T: Summed> BatchArray<T> {
             }
             let got = (attr.count as usize).min(BATCH);
             for (key, per_cpu) in keys[..got].iter().zip(values.chunks(self.cpus)) {
-                if let Some(total) = out.get_mut(*key as usize) {
-                    for value in per_cpu {
-                        total.add(value);
-                    }
+                if (*key as usize) < count {
+                    each(*key as usize, per_cpu);
                 }
             }
             read += got;
@@ -364,6 +365,19 @@ impl<T: Summed> BatchArray<T> {
             }
             token = next;
         }
+        Ok(())
+    }
+}
+
+impl<T: Summed> BatchArray<T> {
+    /// Entries `0..count`, summed over CPUs, by index.
+    pub fn read(&self, count: usize) -> Result<Vec<T>, std::io::Error> {
+        let mut out = vec![T::default(); count];
+        self.each(count, |index, per_cpu| {
+            for value in per_cpu {
+                out[index].add(value);
+            }
+        })?;
         Ok(out)
     }
 }
