@@ -11,7 +11,8 @@
 
 use crate::{
     maps::{
-        DecisionKey, ENROLLED_ADDRS_WORDS, FlowKey, FlowSet, SERVICE_FILTER_BITS,
+        DecisionKey, ENROLLED_ADDRS_WORDS, FlowKey, FlowSet, REQUEST_FILTER_GENERATIONS,
+        REQUEST_FILTER_PERIOD_SHIFT, REQUEST_FILTER_WORDS, RequestKey, SERVICE_FILTER_BITS,
         SERVICE_FILTERS_ENTRIES, ServiceFilter,
     },
     parse::Addr,
@@ -57,6 +58,63 @@ pub fn enrolled_bit(addr: &Addr) -> (usize, u64) {
         ((h >> 6) % u64::from(ENROLLED_ADDRS_WORDS)) as usize,
         1 << (h & 63),
     )
+}
+
+/// The bit of `REQUEST_FILTER` that marks the request `key` (the word within a
+/// generation, and the mask).
+#[inline(always)]
+pub fn request_bit(key: &RequestKey) -> (u32, u64) {
+    // SAFETY: RequestKey is repr(C), 40 bytes with explicit padding, 8-byte aligned.
+    let w = unsafe { *(key as *const RequestKey as *const [u64; 5]) };
+    let mut h = mix(K2, w[0]);
+    h = mix(h, w[1]);
+    h = mix(h, w[2]);
+    h = mix(h, w[3]);
+    h = finish(mix(h, w[4]));
+    (
+        ((h >> 6) % u64::from(REQUEST_FILTER_WORDS)) as u32,
+        1 << (h & 63),
+    )
+}
+
+/// The period of `REQUEST_FILTER` at `now_ns` (coarse monotonic).
+#[inline(always)]
+pub const fn request_period(now_ns: u64) -> u64 {
+    now_ns >> REQUEST_FILTER_PERIOD_SHIFT
+}
+
+/// The generation period `period` marks, as the index of its first word.
+#[inline(always)]
+pub const fn request_generation(period: u64) -> u32 {
+    (period % REQUEST_FILTER_GENERATIONS as u64) as u32 * REQUEST_FILTER_WORDS
+}
+
+/// The words of `REQUEST_FILTER` that say whether a request of word `word` may have been
+/// remembered within a request's freshness of `now_ns`: this period's generation's and
+/// the last one's. Both clear: REQUESTS holds no fresh entry for it, and a packet that
+/// may be its reply skips the lookup. A request is marked (this period's generation)
+/// before its REQUESTS entry is written.
+#[inline(always)]
+pub const fn request_words(word: u32, now_ns: u64) -> [u32; 2] {
+    let period = request_period(now_ns);
+    [
+        request_generation(period) + word,
+        request_generation(period.wrapping_sub(1)) + word,
+    ]
+}
+
+/// The generation the controller clears at `now_ns` (its first word), if any: the next
+/// period's, in the first half of a period only, so that no CPU (whose coarse clock may
+/// be a tick behind or ahead) marks or reads it meanwhile. Its marks were made two
+/// periods ago at least, by requests no longer fresh.
+#[inline(always)]
+pub const fn stale_request_generation(now_ns: u64) -> Option<(u64, u32)> {
+    let half = 1u64 << (REQUEST_FILTER_PERIOD_SHIFT - 1);
+    let period = request_period(now_ns);
+    if now_ns & ((1u64 << REQUEST_FILTER_PERIOD_SHIFT) - 1) >= half {
+        return None;
+    }
+    Some((period, request_generation(period + 1)))
 }
 
 /// Where a device's baseline services are marked: the `SERVICE_FILTERS` entry of the
@@ -471,6 +529,82 @@ mod tests {
         assert_ne!(
             enrolled_bit(&ipv4_mapped([10, 0, 0, 1])),
             enrolled_bit(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1])
+        );
+    }
+
+    /// A model of REQUEST_FILTER driven through time: requests marked as the XDP program
+    /// marks them, generations cleared as the controller clears them (at every chance it
+    /// gets, the worst case), replies looked for within and after a request's freshness,
+    /// with CPU clocks a tick apart. A reply to a fresh request always finds its mark.
+    #[test]
+    fn a_fresh_requests_mark_is_never_cleared_or_missed() {
+        use crate::flow::REQUEST_TIMEOUT_NS;
+        const TICK: u64 = 4_000_000;
+        let period = 1u64 << REQUEST_FILTER_PERIOD_SHIFT;
+        let key = |i: u32| RequestKey {
+            client: ipv4_mapped([10, 0, (i >> 8) as u8, i as u8]),
+            server: ipv4_mapped([10, 9, 0, 80]),
+            client_port: 40_000 + (i % 1000) as u16,
+            server_port: 53,
+            protocol: 17,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        let words = (REQUEST_FILTER_WORDS * REQUEST_FILTER_GENERATIONS) as usize;
+        let mut filter = std::vec![0u64; words];
+        let mut made: std::vec::Vec<(u64, RequestKey)> = std::vec::Vec::new();
+        let mut cleared = 0;
+        // Four periods in steps of 1.7 s, starting mid-period, one request per step.
+        let start = 5 * period + period / 3;
+        let mut now = start;
+        let mut i = 0;
+        while now < start + 4 * period {
+            // The controller, on its own (precise) clock.
+            if let Some((_, first)) = stale_request_generation(now) {
+                filter[first as usize..(first + REQUEST_FILTER_WORDS) as usize].fill(0);
+                cleared += 1;
+            }
+            // A CPU a tick behind marks a request.
+            let k = key(i);
+            let (word, mask) = request_bit(&k);
+            filter[request_words(word, now - TICK)[0] as usize] |= mask;
+            made.push((now - TICK, k));
+            i += 1;
+            // Replies to every request still fresh, seen by a CPU a tick ahead.
+            let seen_at = now + TICK;
+            for (at, k) in &made {
+                if seen_at - at < REQUEST_TIMEOUT_NS {
+                    let (word, mask) = request_bit(k);
+                    let found = request_words(word, seen_at)
+                        .iter()
+                        .any(|&w| filter[w as usize] & mask != 0);
+                    assert!(found, "a request made at {at} is fresh at {seen_at}");
+                }
+            }
+            now += 1_700_000_000;
+        }
+        assert!(
+            cleared > 20,
+            "the controller cleared generations {cleared} times"
+        );
+        // Marks of requests made long ago are gone: most later lookups skip REQUESTS.
+        let old: std::vec::Vec<&RequestKey> = made
+            .iter()
+            .filter(|(at, _)| now - at > 3 * period)
+            .map(|(_, k)| k)
+            .collect();
+        let (word, mask) = request_bit(old[0]);
+        assert!(
+            request_words(word, now)
+                .iter()
+                .all(|&w| filter[w as usize] & mask == 0),
+            "a request three periods old is forgotten"
+        );
+        // The controller never clears in the second half of a period.
+        assert_eq!(stale_request_generation(6 * period + period / 2), None);
+        assert_eq!(
+            stale_request_generation(6 * period + 1),
+            Some((6, request_generation(7)))
         );
     }
 }

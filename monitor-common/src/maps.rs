@@ -171,6 +171,14 @@ pub mod defs {
         true,
         "a bit per enrolled address (by hash): a clear bit skips the DEVICES lookup",
     );
+    pub const REQUEST_FILTER: MapDef = def::<u32, u64>(
+        "REQUEST_FILTER",
+        MapKind::Array,
+        REQUEST_FILTER_WORDS * REQUEST_FILTER_GENERATIONS,
+        MAP_MMAPABLE,
+        true,
+        "a bit per request remembered lately (by hash): a clear bit skips the REQUESTS lookup",
+    );
     pub const BASELINE: MapDef = def::<FlowKey, BaselineEntry>(
         "BASELINE",
         MapKind::Hash,
@@ -356,7 +364,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 30] = [
+    pub const ALL: [MapDef; 31] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -378,6 +386,7 @@ pub mod defs {
         IFACE_VERDICTS,
         DEVICE_REASONS,
         REQUESTS,
+        REQUEST_FILTER,
         PATHS,
         MAC_BINDINGS,
         STATIONS,
@@ -466,6 +475,7 @@ pub mod names {
     pub const IFACE_VERDICTS: &str = defs::IFACE_VERDICTS.name;
     pub const DEVICE_REASONS: &str = defs::DEVICE_REASONS.name;
     pub const REQUESTS: &str = defs::REQUESTS.name;
+    pub const REQUEST_FILTER: &str = defs::REQUEST_FILTER.name;
     pub const PATHS: &str = defs::PATHS.name;
     pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
     pub const STATIONS: &str = defs::STATIONS.name;
@@ -1041,6 +1051,18 @@ pub struct FlowKey {
 /// Words of `ENROLLED_ADDRS`: 1,048,576 bits, about 1.6% of them set at the most
 /// addresses an inventory may enroll ([`MAX_DEVICE_ADDRESSES`]).
 pub const ENROLLED_ADDRS_WORDS: u32 = 16_384;
+
+/// Words of each generation of `REQUEST_FILTER`: 1,048,576 bits, about 12% of them set
+/// when all [`MAX_REQUESTS`] requests REQUESTS holds were made in one period.
+pub const REQUEST_FILTER_WORDS: u32 = 16_384;
+/// Generations of `REQUEST_FILTER`: the period's (marked and read), the last period's
+/// (read), and the next one's (cleared by the controller meanwhile).
+pub const REQUEST_FILTER_GENERATIONS: u32 = 3;
+/// A `REQUEST_FILTER` period is `1 << REQUEST_FILTER_PERIOD_SHIFT` ns of the coarse
+/// monotonic clock (68.7 s): no shorter than a request stays fresh, so a fresh request's
+/// mark is in the period's generation or the last one's.
+pub const REQUEST_FILTER_PERIOD_SHIFT: u32 = 36;
+const _: () = assert!(1u64 << REQUEST_FILTER_PERIOD_SHIFT >= crate::flow::REQUEST_TIMEOUT_NS);
 
 /// Entries of `SERVICE_FILTERS` (device addresses hash into them).
 pub const SERVICE_FILTERS_ENTRIES: u32 = 16_384;

@@ -9,10 +9,13 @@
 use monitor_common::{
     Action, Reason,
     flow::{self, ServiceHint},
-    flowtable::{decision_slot, decision_slot_of_words, decision_words, packet_key_words},
+    flowtable::{
+        decision_slot, decision_slot_of_words, decision_words, packet_key_words, request_bit,
+        request_words,
+    },
     maps::{
         DECISION_ICMP, DECISION_LOW_REQUEST, DECISION_OTHER, DECISION_PORTS, DECISION_REPLY,
-        DECISION_SLOTS, DECISION_TCP, Decision, DecisionKey,
+        DECISION_SLOTS, DECISION_TCP, Decision, DecisionKey, RequestKey,
     },
     parse::{FragmentKind, IpPacket, TransportKind},
 };
@@ -20,7 +23,7 @@ use monitor_common::{
 use crate::{
     Packet,
     account::{apply, charge_pending, flow_slots, flows_stand, note_station},
-    maps::{DECISIONS, REQUESTS},
+    maps::{DECISIONS, REQUEST_FILTER, REQUESTS},
 };
 
 /// A TCP handshake packet (it records the connection's server): judged every time.
@@ -40,7 +43,11 @@ pub fn kind(packet: &Packet, ip: &IpPacket) -> u8 {
         ServiceHint::Known(_) => DECISION_OTHER,
         ServiceHint::Request(_) => DECISION_PORTS,
         ServiceHint::MaybeReply { .. } => {
-            let seen = match REQUESTS.get_ptr(&flow::reply_key(ip)) {
+            let key = flow::reply_key(ip);
+            let seen = match may_be_requested(packet, &key)
+                .then(|| REQUESTS.get_ptr(&key))
+                .flatten()
+            {
                 // SAFETY: one field of a map value, read at once.
                 Some(entry) => flow::request_is_fresh(unsafe { (*entry).seen_ns }, packet.now),
                 None => false,
@@ -53,6 +60,30 @@ pub fn kind(packet: &Packet, ip: &IpPacket) -> u8 {
         }
         ServiceHint::TcpHandshake(_) => KIND_TCP_HANDSHAKE,
         ServiceHint::TcpEstablished { .. } => DECISION_TCP,
+    }
+}
+
+/// Whether REQUESTS may hold a fresh entry for `key`: its mark in this period's or the
+/// last period's generation of REQUEST_FILTER (both clear: it holds none, and the lookup,
+/// a miss for every probe of a scan from the lower port, is skipped).
+#[inline(always)]
+fn may_be_requested(packet: &Packet, key: &RequestKey) -> bool {
+    let (word, mask) = request_bit(key);
+    let marked = |index: u32| match REQUEST_FILTER.get(index) {
+        Some(bits) => bits & mask != 0,
+        None => true,
+    };
+    let [now, last] = request_words(word, packet.now);
+    marked(now) || marked(last)
+}
+
+/// Marks the request `key` in this period's generation of REQUEST_FILTER: before its
+/// REQUESTS entry is written, so that no reader finds the entry without the mark.
+#[inline(always)]
+pub fn mark_request(packet: &Packet, key: &RequestKey) {
+    let (word, mask) = request_bit(key);
+    if let Some(bits) = REQUEST_FILTER.get_ptr_mut(request_words(word, packet.now)[0]) {
+        crate::account::atomic_or(bits, mask);
     }
 }
 

@@ -687,7 +687,9 @@ fn finish(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
         let entry = RequestEntry {
             seen_ns: packet.now,
         };
-        let _ = REQUESTS.insert(&flow::request_key(ip), &entry, 0);
+        let key = flow::request_key(ip);
+        cache::mark_request(packet, &key);
+        let _ = REQUESTS.insert(&key, &entry, 0);
     }
     let both_unenrolled = work.sides[0].slot == NO_SLOT && work.sides[1].slot == NO_SLOT;
     let plans = judge::plan(

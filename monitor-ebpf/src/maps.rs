@@ -134,6 +134,9 @@ datapath_maps! {
     /// UDP and SCTP requests the policy allowed, so that their replies are known as
     /// replies.
     REQUESTS: LruHashMap<RequestKey, RequestEntry> = with_max_entries;
+    /// A bit per request remembered lately, in three generations by time: clear bits skip
+    /// the REQUESTS lookup.
+    REQUEST_FILTER: Array<u64> = with_max_entries;
     /// Verdicts of whole frames, then (from CUT_VERDICTS) of frames a capture cut short.
     VERDICTS: PerCpuArray<Counter> = with_max_entries;
     /// Interface index → 1 + its IFACE_VERDICTS block (0: not counted apart), set by the

@@ -5020,7 +5020,11 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
         run(&first);
     }
     assert_eq!(paths(), (4, 1), "one frame judged, then the cache");
-    assert_eq!(sent(), (5, 5 * len, 0), "held packets are read with the table");
+    assert_eq!(
+        sent(),
+        (5, 5 * len, 0),
+        "held packets are read with the table"
+    );
     assert_eq!(sent(), (5, 5 * len, 0), "reading moves nothing");
     // Another client port of the same flow whose decision takes the same cache entry:
     // the entry's four packets are charged to the slot as the entry is replaced.
@@ -5061,4 +5065,75 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     run(&first);
     assert_eq!(paths(), (7, 3));
     assert_eq!(sent(), (10, 10 * len, 0));
+}
+
+/// A packet from a server's lower port is a reply when REQUESTS holds its fresh request;
+/// REQUEST_FILTER, a bit per request in three generations by time, lets packets without
+/// a marked request skip that lookup. The controller clears the generation the next
+/// period will mark (`MapSet::clear_stale_requests`): the mark of a request made now
+/// survives it, and once its own generation is cleared (two periods later, here by
+/// telling the controller it is then) the filter alone turns the reply away, although
+/// REQUESTS still holds the request.
+#[test]
+fn a_reply_finds_its_request_through_the_filter_the_controller_clears() {
+    pin_to_one_cpu();
+    let period = 1u64 << monitor_common::maps::REQUEST_FILTER_PERIOD_SHIFT;
+    // Not within a few seconds of the end of a period: the frames below stay in it.
+    let into = coarse_now_ns() % period;
+    if into > period - 5_000_000_000 {
+        std::thread::sleep(Duration::from_nanos(period - into + 100_000_000));
+    }
+    let dns = key(WS, DNS, IPPROTO_UDP, 53, Outbound);
+    let setup = Setup::new(Mode::Enforce).dev(ws()).baseline(dns);
+    let case = case(
+        "request filter",
+        setup,
+        vec![pass(Vec::new(), Reason::InBaseline, FrameClass::Ipv4)],
+    );
+    let datapath = load(&case);
+    let run = |frame: &[u8]| {
+        let verdict = datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"));
+        verdict.action
+    };
+    let request = udp(WS, 53124, DNS, 53);
+    let reply = udp(DNS, 53, WS, 53124);
+    // In enforce mode a request to the workstation's port is outside its baseline.
+    let (passes, not_a_reply) = (Action::Pass, Action::Drop);
+    assert_eq!(
+        run(&reply),
+        not_a_reply,
+        "before its request: a request to the workstation's port"
+    );
+    assert_eq!(run(&request), passes);
+    assert_eq!(run(&reply), passes, "the reply to a request made now");
+    let start = coarse_now_ns() / period * period;
+    let this_period = start / period;
+    let clear = |at: u64, last: Option<u64>| {
+        datapath
+            .maps()
+            .clear_stale_requests(at, last)
+            .unwrap_or_else(|e| panic!("clearing REQUEST_FILTER: {e:?}"))
+    };
+    // Now (in the first half of this period): the next period's generation is cleared.
+    assert_eq!(clear(start + 1, None), Some(this_period));
+    assert_eq!(clear(start + 2, Some(this_period)), None, "once a period");
+    assert_eq!(
+        clear(start + period / 2, None),
+        None,
+        "not in the second half"
+    );
+    assert_eq!(run(&reply), passes, "the mark made this period survives");
+    // Two periods on, this period's generation is the stale one.
+    assert_eq!(clear(start + 2 * period + 1, None), Some(this_period + 2));
+    assert_eq!(
+        run(&reply),
+        not_a_reply,
+        "with its mark cleared, the reply is not looked up in REQUESTS"
+    );
+    // A request judged now marks this period's generation again (a cached request is
+    // judged again, and marked, within DECISION_TTL_NS: another client port here).
+    assert_eq!(run(&udp(WS, 53125, DNS, 53)), passes);
+    assert_eq!(run(&udp(DNS, 53, WS, 53125)), passes);
 }

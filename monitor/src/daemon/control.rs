@@ -46,7 +46,7 @@ use crate::{
         modes::History,
         week::Coverage,
     },
-    support::clock::unix_now,
+    support::clock::{monotonic_now_ns, unix_now},
 };
 
 /// How often the learned baseline is saved: a SIGKILL loses at most this much learning
@@ -188,6 +188,9 @@ pub struct Control {
     /// it are bound to the MACs they learned with.
     learning: Option<BTreeSet<String>>,
     last_save: Instant,
+    /// The period of REQUEST_FILTER in which its stale generation was cleared last.
+    requests_cleared: Option<u64>,
+    requests_failing: bool,
     clock: SiteClockKeeper,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
     locks: (InstanceLock, InstanceLock),
@@ -266,6 +269,8 @@ impl Control {
             in_force: None,
             move_held: None,
             last_save: Instant::now(),
+            requests_cleared: None,
+            requests_failing: false,
             locks,
         };
         let policy_mode = control.first_policy()?;
@@ -485,6 +490,7 @@ impl Control {
                     self.event(event);
                 }
             }
+            self.clear_stale_requests();
             if self.last_save.elapsed() >= BASELINE_SAVE_INTERVAL {
                 self.last_save = Instant::now();
                 self.save_baseline_if_grown();
@@ -492,6 +498,32 @@ impl Control {
             }
         }
         self.stop();
+    }
+
+    /// Clears the generation of remembered requests the next period will mark, once a
+    /// period. On failure the filter keeps its marks: replies are then looked up in
+    /// REQUESTS as before it (slower, never wrong), and it is tried again next time.
+    fn clear_stale_requests(&mut self) {
+        match self
+            .datapath
+            .maps()
+            .clear_stale_requests(monotonic_now_ns(), self.requests_cleared)
+        {
+            Ok(Some(period)) => {
+                self.requests_cleared = Some(period);
+                self.requests_failing = false;
+            }
+            Ok(None) => {}
+            // Once per failing spell, not every poll.
+            Err(e) if !self.requests_failing => {
+                self.requests_failing = true;
+                log::error!(
+                    "clearing the stale generation of remembered requests: {e:#}; replies \
+                     are looked up in REQUESTS more often until it succeeds"
+                );
+            }
+            Err(_) => {}
+        }
     }
 
     /// Writes the site's hour of the week into CONFIG and records the learning devices'

@@ -22,14 +22,16 @@ use aya::{
 };
 use monitor_common::{
     Action, FrameClass, Mode, Reason,
-    flowtable::{enrolled_bit, service_bit, service_filter_index, way_holds_flow},
+    flowtable::{
+        enrolled_bit, service_bit, service_filter_index, stale_request_generation, way_holds_flow,
+    },
     judge::{TABLE_FLOWS, TABLE_UNENROLLED, flow_charge},
     maps::{
         BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision, DeviceEntry,
         DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey,
         FlowSet, FlowStats, IFACE_WARD, LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey,
-        MapDef, MapKind, PATH_CACHED, PATH_JUDGED, RuleKeyData, RuleSet, ServiceFilter, StationKey,
-        StationStats, active_generation, defs, names, programs,
+        MapDef, MapKind, PATH_CACHED, PATH_JUDGED, REQUEST_FILTER_WORDS, RuleKeyData, RuleSet,
+        ServiceFilter, StationKey, StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -871,6 +873,24 @@ impl MapSet {
 
     /// The mmapable array `def` of `words_per_entry` u64s per entry, mapped to be changed
     /// atomically.
+    /// Clears the generation of REQUEST_FILTER that the next period will mark, when
+    /// `now_ns` (CLOCK_MONOTONIC) is in the first half of period `period` and it was not
+    /// cleared in this period yet (`cleared`: the period of the last clearing). Returns the
+    /// period it cleared in. Without it the filter only fills up: requests' replies are
+    /// then looked up in REQUESTS, as before the filter.
+    pub fn clear_stale_requests(&self, now_ns: u64, cleared: Option<u64>) -> Result<Option<u64>> {
+        let Some((period, first)) = stale_request_generation(now_ns) else {
+            return Ok(None);
+        };
+        if cleared == Some(period) {
+            return Ok(None);
+        }
+        let first = first as usize;
+        self.shared_words(&defs::REQUEST_FILTER, 1)?
+            .clear(first..first + REQUEST_FILTER_WORDS as usize);
+        Ok(Some(period))
+    }
+
     fn shared_words(&self, def: &MapDef, words_per_entry: usize) -> Result<sys::SharedWords> {
         sys::SharedWords::map(
             map_data(self.map(def.name)?),

@@ -226,6 +226,15 @@ impl SharedWords {
         }
     }
 
+    /// Clears words `range`.
+    pub fn clear(&self, range: std::ops::Range<usize>) {
+        for index in range {
+            if let Some(word) = self.word(index) {
+                word.store(0, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Replaces every word by `words` (the rest of the array is cleared).
     pub fn store(&self, words: &[u64]) {
         for index in 0..self.words {
