@@ -170,6 +170,21 @@ pub fn reply_key(ip: &IpPacket) -> RequestKey {
     }
 }
 
+/// The service of a packet whose service needs no table: told by the packet itself, a
+/// request to the lower port, or from the lower port without a fresh request (a request
+/// to the higher port). `None` for TCP (CONNTRACK) and for UDP or SCTP from the lower
+/// port with a fresh request (`request_seen`: a reply).
+#[inline(always)]
+pub fn untracked_service(ip: &IpPacket, request_seen: bool) -> Option<Service> {
+    match service_hint(ip) {
+        ServiceHint::Known(service) | ServiceHint::Request(service) => Some(service),
+        ServiceHint::MaybeReply { src_port, dst_port } if !request_seen => {
+            Some(reply_or_request(src_port, dst_port, false))
+        }
+        _ => None,
+    }
+}
+
 /// Whether a request last seen at `seen_ns` still admits replies at `now_ns` (a time a
 /// little ahead of `now_ns`, from another CPU's coarse clock, counts as fresh).
 #[inline(always)]

@@ -498,6 +498,39 @@ pub fn take_flow_budget(rate: &mut EventRate, now_ns: u64) -> bool {
     true
 }
 
+/// Whether the device's budget of flow entries for violations is spent in this window
+/// (what [`take_flow_budget`] would refuse), taking nothing.
+#[inline(always)]
+pub fn flow_budget_spent(rate: &mut EventRate, now_ns: u64) -> bool {
+    roll_window(rate, now_ns);
+    rate.flows_in_window >= VIOLATING_FLOWS_PER_DEVICE_PER_SECOND
+}
+
+/// Whether an enrolled source's new flow may be judged in one stage (`judge::probe` in
+/// the XDP program) when its service is not in its baseline: its verdict then follows
+/// from its treatment and flags alone ([`unlisted_verdict`]). Not while it learns (the
+/// flow is learned), not with break-glass, rules (a rule may match the peer) or a spoofed
+/// frame, and not on a ward leg when it is MAC-bound (its binding is checked first).
+#[inline(always)]
+pub fn judged_in_one_stage(treatment: u8, side_flags: u8, ward_leg: bool) -> bool {
+    (treatment == AUDIT || treatment == ENFORCE || treatment == SPARED)
+        && side_flags & (SIDE_BREAK_GLASS | SIDE_HAS_RULES | SIDE_SPOOFED) == 0
+        && !(ward_leg && side_flags & SIDE_MAC_BOUND != 0)
+}
+
+/// The verdict of a side whose flow is not in its baseline, where nothing decides before
+/// the baseline ([`before_baseline`] of a whole packet without rules): what the staged
+/// judge gets for it.
+#[inline(always)]
+pub fn unlisted_verdict(treatment: u8, side_flags: u8) -> (u8, u8) {
+    let ruling = before_baseline(treatment, side_flags, 0, false, 0, 0);
+    if ruling.decided {
+        return (ruling.action, ruling.reason);
+    }
+    let ruling = scheduled_baseline_verdict(treatment, side_flags, false, true);
+    (ruling.action, ruling.reason)
+}
+
 /// What a packet charges to one side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SidePlan {
@@ -1559,5 +1592,57 @@ mod tests {
             once.merge(&flow_charge(FLOW_SENT | FLOW_DROPPED, 1, 60, 77));
         }
         assert_eq!(once, flow_charge(FLOW_SENT | FLOW_DROPPED, 3, 180, 77));
+    }
+
+    #[test]
+    fn one_stage_judging_is_for_plain_audited_or_enforced_sources() {
+        let rows: [(u8, u8, bool, bool); 12] = [
+            (ENFORCE, 0, false, true),
+            (AUDIT, 0, false, true),
+            (SPARED, SIDE_PROTECTED, false, true),
+            (ENFORCE, SIDE_SCHEDULE_ENFORCE, true, true),
+            (ENFORCE, SIDE_MAC_BOUND, false, true),
+            (ENFORCE, SIDE_MAC_BOUND, true, false),
+            (LEARN, 0, false, false),
+            (UNJUDGED, 0, false, false),
+            (ENFORCE, SIDE_BREAK_GLASS, false, false),
+            (ENFORCE, SIDE_HAS_RULES, false, false),
+            (AUDIT, SIDE_SPOOFED, false, false),
+            (SPARED, SIDE_PROTECTED | SIDE_HAS_RULES, false, false),
+        ];
+        for (treatment, flags, ward, want) in rows {
+            assert_eq!(
+                judged_in_one_stage(treatment, flags, ward),
+                want,
+                "treatment {treatment} flags {flags:#x} ward leg {ward}"
+            );
+        }
+        // Its verdict is the staged judge's for a flow outside the baseline.
+        for (treatment, flags) in [(ENFORCE, 0), (AUDIT, 0), (SPARED, SIDE_PROTECTED)] {
+            let staged = before_baseline(treatment, flags, 0, false, 0, 0);
+            assert!(!staged.decided);
+            let baseline = scheduled_baseline_verdict(treatment, flags, false, true);
+            assert_eq!(
+                unlisted_verdict(treatment, flags),
+                (baseline.action, baseline.reason)
+            );
+        }
+        assert_eq!(
+            unlisted_verdict(ENFORCE, 0),
+            (DROP, Reason::NotInBaseline as u8)
+        );
+        assert_eq!(
+            unlisted_verdict(SPARED, SIDE_PROTECTED),
+            (PASS, Reason::LifeCriticalSpared as u8)
+        );
+        // The budget: spent once the window's flows are taken, renewed by the next window.
+        let mut rate = EventRate::default();
+        for _ in 0..VIOLATING_FLOWS_PER_DEVICE_PER_SECOND {
+            assert!(!flow_budget_spent(&mut rate, 10));
+            assert!(take_flow_budget(&mut rate, 10));
+        }
+        assert!(flow_budget_spent(&mut rate, 10));
+        assert!(!take_flow_budget(&mut rate, 10));
+        assert!(!flow_budget_spent(&mut rate, 10 + 1_000_000_000));
     }
 }

@@ -1437,7 +1437,7 @@ mod tests {
         assert_eq!(size_of::<DecisionSide>(), 16);
         assert_eq!(
             size_of::<Decision>(),
-            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16 + 8
+            40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16 + 8 + 3 * 8
         );
         assert_eq!(size_of::<BaselineEntry>(), 16 + 24);
         assert_eq!(size_of::<ConnKey>(), 36);
@@ -1448,7 +1448,10 @@ mod tests {
         assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<crate::judge::Side>(), 72);
-        assert_eq!(size_of::<crate::judge::Work>(), 2 * 72 + 104 + 8 + 16 + 8);
+        assert_eq!(
+            size_of::<crate::judge::Work>(),
+            2 * 72 + size_of::<Decision>() + 8 + 16 + 8
+        );
     }
 
     #[test]

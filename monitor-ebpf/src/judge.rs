@@ -17,7 +17,8 @@ use monitor_common::{
         TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
     },
     maps::{
-        BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_REPLY, DEVICE_MEMO_SLOTS, DeviceEntry, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
+        BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_ICMP, DECISION_LOW_REQUEST,
+        DECISION_OTHER, DECISION_PORTS, DECISION_REPLY, DEVICE_MEMO_SLOTS, DeviceEntry, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
         DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
         MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
         RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
@@ -30,7 +31,7 @@ use crate::{
     Fault, Packet,
     account::{
         NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_source,
-        place_flow,
+        note_station, place_flow,
     },
     cache,
     maps::{
@@ -75,12 +76,8 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         _pad1: 0,
         _pad2: 0,
     };
-    let (word, mask) = flowtable::enrolled_bit(addr);
-    let marked = match ENROLLED_ADDRS.get(word as u32) {
-        Some(bits) => bits & mask != 0,
-        None => true,
-    };
-    let found = if marked {
+    let (word, _) = flowtable::enrolled_bit(addr);
+    let found = if may_be_enrolled(addr) {
         device_entry(packet, &key, word as u32)
     } else {
         None
@@ -246,6 +243,184 @@ pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
         Action::try_from(work.action).unwrap_or(Action::Pass),
         Reason::try_from(work.reason).unwrap_or(Reason::Unenrolled),
     ))
+}
+
+/// A new flow of an enrolled device beyond its budget of flow entries for violations (a
+/// scan's probe from it, a spoofed flood's frame toward it), judged in one stage when
+/// nothing but that device's treatment decides it: its service needs no table
+/// (`flow::untracked_service`), the other address is no enrolled one (ENROLLED_ADDRS) and
+/// is not judged, the device may be judged in one stage (`judge::judged_in_one_stage`),
+/// the service is not in its baseline (SERVICE_FILTERS) and the verdict is a violation.
+/// It is then what the staged judge would give, by the same functions
+/// (`unlisted_verdict`, `combine`, `plan`), put in WORK for `charge_probe`, which charges
+/// it by the same `apply` and `note_station`, with nothing cached or put in a flow table
+/// (as the staged judge does beyond the budget). `action | reason << 8`, or `cache::MISS`
+/// for the staged judge.
+#[inline(never)]
+pub fn probe(packet: &Packet, kind: u8) -> u32 {
+    let untracked = kind == DECISION_PORTS
+        || kind == DECISION_LOW_REQUEST
+        || kind == DECISION_ICMP
+        || kind == DECISION_OTHER;
+    if !untracked || packet.flags & CONFIG_EVERY_FLOW != 0 {
+        return cache::MISS;
+    }
+    let (Ok(parsed), Ok(work)) = (parsed(), work()) else {
+        return cache::MISS;
+    };
+    let ip = &parsed.ip;
+    let Some(service) = flow::untracked_service(ip, false) else {
+        return cache::MISS;
+    };
+    let other_treatment = judge::unenrolled_treatment(packet.global, packet.flags);
+    if other_treatment != UNJUDGED {
+        return cache::MISS;
+    }
+    // Exactly one of the two addresses may be enrolled: the device.
+    let source = match (may_be_enrolled(&ip.src), may_be_enrolled(&ip.dst)) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => return cache::MISS,
+    };
+    let (addr, peer) = if source {
+        (ip.src, ip.dst)
+    } else {
+        (ip.dst, ip.src)
+    };
+    let key = DeviceKey {
+        addr,
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let (word, _) = flowtable::enrolled_bit(&addr);
+    let Some(entry) = device_entry(packet, &key, word as u32) else {
+        return cache::MISS;
+    };
+    // SAFETY: a map value or this CPU's memo of one, copied out at once.
+    let entry = unsafe { *entry };
+    let treatment = judge::treatment(entry.mode, entry.flags, packet.global);
+    let flags = judge::side_flags(
+        packet.now,
+        entry.break_glass_until_ns,
+        entry.flags,
+        treatment,
+    );
+    if !judge::judged_in_one_stage(treatment, flags, source && packet.source_id != 0) {
+        return cache::MISS;
+    }
+    let src_direction = flow::src_direction(service.initiator);
+    let direction = if source {
+        src_direction
+    } else {
+        src_direction.reversed()
+    };
+    if may_be_in_baseline(&flow::flow_key(
+        addr,
+        peer,
+        ip.protocol,
+        service.port,
+        direction,
+    )) {
+        return cache::MISS;
+    }
+    let (action, reason) = judge::unlisted_verdict(treatment, flags);
+    if !judge::is_violation(action, reason) {
+        return cache::MISS;
+    }
+    let spent = match EVENT_RATE.get_ptr_mut(entry.slot) {
+        // SAFETY: per-CPU slot, used only within this program run.
+        Some(rate) => judge::flow_budget_spent(unsafe { &mut *rate }, packet.now),
+        None => false,
+    };
+    if !spent {
+        return cache::MISS;
+    }
+    let device = PlanSide {
+        verdict: SideVerdict {
+            treatment,
+            action,
+            reason,
+            flags,
+        },
+        enrolled: true,
+        flow_known: false,
+        over_budget: true,
+    };
+    let unjudged = judge::before_baseline(other_treatment, 0, 0, false, 0, 0);
+    let other = PlanSide {
+        verdict: SideVerdict {
+            treatment: other_treatment,
+            action: unjudged.action,
+            reason: unjudged.reason,
+            flags: 0,
+        },
+        enrolled: false,
+        flow_known: false,
+        over_budget: false,
+    };
+    let (src, dst) = if source {
+        (device, other)
+    } else {
+        (other, device)
+    };
+    let (action, reason) = judge::combine(
+        src.verdict,
+        dst.verdict,
+        judge::unenrolled_action(packet.global, packet.flags),
+    );
+    let plans = judge::plan(src, dst, action, packet.judged());
+    let slots = if source {
+        [entry.slot, NO_SLOT]
+    } else {
+        [NO_SLOT, entry.slot]
+    };
+    let side = |index: usize, side: &PlanSide| DecisionSide {
+        slot: slots[index],
+        flow_index: NO_FLOW,
+        flow_tag: 0,
+        reason: side.verdict.reason,
+        device: plans[index].device,
+        table: plans[index].table,
+        flow: plans[index].flow,
+    };
+    let decision = &mut work.decision;
+    decision.epoch = packet.epoch_tag;
+    decision.config = packet.config_bits;
+    decision.action = action;
+    decision.reason = reason;
+    decision.service_port = service.port;
+    decision.src_direction = src_direction as u8;
+    decision.flags = 0;
+    decision.protocol = ip.protocol;
+    decision.hour_of_week = packet.hour_of_week;
+    decision.sides = [side(0, &src), side(1, &dst)];
+    decision.source_id = packet.source_id;
+    u32::from(action) | u32::from(reason) << 8
+}
+
+/// Charges what `probe` decided (in WORK), as the staged judge charges it. A stage of its
+/// own: `probe`'s keys are off the stack by the time events are sent (BPF allows 512
+/// bytes for the whole chain of calls).
+#[inline(never)]
+pub fn charge_probe(packet: &Packet) -> u8 {
+    let (Ok(parsed), Ok(work)) = (parsed(), work()) else {
+        return 0;
+    };
+    let ip = &parsed.ip;
+    apply(packet, ip, &work.decision, &[None, None]);
+    note_station(packet, &ip.src, work.decision.sides[0].slot, false);
+    work.decision.action
+}
+
+/// Whether `addr` may be enrolled: its ENROLLED_ADDRS bit (clear: it is not).
+#[inline(always)]
+fn may_be_enrolled(addr: &Addr) -> bool {
+    let (word, mask) = flowtable::enrolled_bit(addr);
+    match ENROLLED_ADDRS.get(word as u32) {
+        Some(bits) => bits & mask != 0,
+        None => true,
+    }
 }
 
 /// Stage 2b, on a ward leg: whether the source's MAC may send with its address, when the

@@ -388,8 +388,9 @@ fn coarse_now() -> Result<u64, Fault> {
 }
 
 /// An IP packet that parsed: decided by the per-CPU cache when the same packet key was
-/// judged before under the same policy, mode, epoch and hour of the week (one lookup), else
-/// judged in full.
+/// judged before under the same policy, mode, epoch and hour of the week (one lookup), a
+/// scan's probe beyond its device's budget in one stage (`judge::probe`), else judged in
+/// full.
 #[inline(always)]
 fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> {
     let kind = judge::set_kind(cache::kind(packet, ip))?;
@@ -397,6 +398,15 @@ fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> 
         let found = cache::decided(packet, ip, &cache::key_words(ip, kind));
         if found != cache::MISS {
             add_path(PATH_CACHED);
+            return Ok(cache::verdict(found));
+        }
+        // A scan's probe beyond its device's budget: one stage, when that decides it.
+        let found = judge::probe(packet, kind);
+        if found != cache::MISS {
+            add_path(PATH_JUDGED);
+            if judge::charge_probe(packet) != found as u8 {
+                return Err(Fault);
+            }
             return Ok(cache::verdict(found));
         }
     }

@@ -4086,6 +4086,24 @@ fn decision_cache_cases() -> Vec<Case> {
                 .collect(),
         )
     };
+    let spend_from = |first_port: u16, mac: [u8; 6]| {
+        Change::Frames(
+            (0..budget)
+                .map(|i| from_mac(udp(WS, 40000, SRV, first_port + i), mac))
+                .collect(),
+        )
+    };
+    const FLOOD_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(100, 64, 9, 77);
+    const FLOOD_MAC: [u8; 6] = [0x02, 0x66, 0, 0, 0, 0x77];
+    let allow_udp_7500 = Rule {
+        port_low: 7500,
+        port_high: 7500,
+        protocol: IPPROTO_UDP,
+        direction: RULE_ANY,
+        action: monitor_common::maps::RULE_ALLOW,
+        _pad: 0,
+        rule_id: 0,
+    };
     let spoofed_burst = |third: u8| {
         Change::Frames(
             (0..budget)
@@ -4411,6 +4429,97 @@ fn decision_cache_cases() -> Vec<Case> {
             vec![
                 flood_beyond(1).after(Change::Quiet).after(spoofed_burst(4)),
                 flood_beyond(2).after(spoofed_burst(5)),
+            ],
+        ),
+        case(
+            "beyond the budget, a probe of every kind whose service needs no table: to the \
+             lower port, from the lower port without a request, ICMP",
+            Setup::new(Mode::Enforce).dev(ws()),
+            vec![
+                violation(40000, 7300)
+                    .after(Change::Quiet)
+                    .after(spend(22000))
+                    .over_budget(WS)
+                    .judged(),
+                drop(udp(WS, 53, SRV, 40001), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .dropped(WS)
+                    .flow(IPPROTO_UDP, 40001, Outbound)
+                    .after(spend(22100))
+                    .over_budget(WS)
+                    .judged(),
+                drop(
+                    Ipv4::new(WS, SRV).frame(&Transport::icmp_echo(true, 9, 1)),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS)
+                .flow(IPPROTO_ICMP, 8, Outbound)
+                .after(spend(22200))
+                .over_budget(WS)
+                .judged(),
+            ],
+        ),
+        case(
+            "beyond the budget on a ward leg: an impostor of a MAC-bound device is still \
+             spoofed_source, the device's own probe is dropped, a flood's source toward it \
+             is discovered",
+            Setup::new(Mode::Enforce)
+                .ward()
+                .dev(bound(ws()))
+                .bind(WS, WS_MAC),
+            vec![
+                drop(
+                    from_mac(udp(WS, 40000, SRV, 7400), IMPOSTOR_MAC),
+                    Reason::SpoofedSource,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS)
+                .flow(IPPROTO_UDP, 7400, Outbound)
+                .after(Change::Quiet)
+                .after(spend_from(23000, WS_MAC))
+                .over_budget(WS)
+                .judged(),
+                drop(
+                    from_mac(udp(WS, 40000, SRV, 7401), WS_MAC),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(WS, SRV)
+                .dropped(WS)
+                .flow(IPPROTO_UDP, 7401, Outbound)
+                .after(spend_from(23100, WS_MAC))
+                .over_budget(WS)
+                .judged(),
+                drop(
+                    from_mac(udp(FLOOD_SOURCE, 40000, WS, 9999), FLOOD_MAC),
+                    Reason::NotInBaseline,
+                    v4,
+                )
+                .between(FLOOD_SOURCE, WS)
+                .dropped(WS)
+                .flow(IPPROTO_UDP, 9999, Outbound)
+                .after(spend_from(23200, WS_MAC))
+                .over_budget(WS)
+                .station(FLOOD_MAC, FLOOD_SOURCE)
+                .judged(),
+            ],
+        ),
+        case(
+            "beyond the budget, a device with rules: its allow rule still lets a new flow \
+             through (rules are judged in full)",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .rule(WS, SRV, allow_udp_7500),
+            vec![
+                pass(udp(WS, 40000, SRV, 7500), Reason::PolicyAllow, v4)
+                    .between(WS, SRV)
+                    .flow(IPPROTO_UDP, 7500, Outbound)
+                    .after(Change::Quiet)
+                    .after(spend(24000))
+                    .judged(),
             ],
         ),
     ]

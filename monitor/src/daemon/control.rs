@@ -157,6 +157,15 @@ pub struct ControlOptions {
     pub accept_shrink: bool,
 }
 
+/// The daemon's clearing of REQUEST_FILTER's stale generation.
+#[derive(Default)]
+struct RequestSweep {
+    /// The period in which it was cleared last.
+    cleared: Option<u64>,
+    /// The last try failed (reported once a spell).
+    failing: bool,
+}
+
 pub struct Control {
     paths: Paths,
     options: ControlOptions,
@@ -188,9 +197,7 @@ pub struct Control {
     /// it are bound to the MACs they learned with.
     learning: Option<BTreeSet<String>>,
     last_save: Instant,
-    /// The period of REQUEST_FILTER in which its stale generation was cleared last.
-    requests_cleared: Option<u64>,
-    requests_failing: bool,
+    requests: RequestSweep,
     clock: SiteClockKeeper,
     /// Held until the daemon stops: the datapath's and the state directory's locks.
     locks: (InstanceLock, InstanceLock),
@@ -269,8 +276,7 @@ impl Control {
             in_force: None,
             move_held: None,
             last_save: Instant::now(),
-            requests_cleared: None,
-            requests_failing: false,
+            requests: RequestSweep::default(),
             locks,
         };
         let policy_mode = control.first_policy()?;
@@ -312,13 +318,12 @@ impl Control {
         info.interfaces = attached;
         let summary = control.announce(info)?;
         let ring = control.datapath.maps_mut().take_events()?;
-        let events = events_rx;
         Ok((
             control,
             Started {
                 live,
                 ring,
-                events,
+                events: events_rx,
                 summary,
             },
         ))
@@ -507,16 +512,16 @@ impl Control {
         match self
             .datapath
             .maps()
-            .clear_stale_requests(monotonic_now_ns(), self.requests_cleared)
+            .clear_stale_requests(monotonic_now_ns(), self.requests.cleared)
         {
             Ok(Some(period)) => {
-                self.requests_cleared = Some(period);
-                self.requests_failing = false;
+                self.requests.cleared = Some(period);
+                self.requests.failing = false;
             }
             Ok(None) => {}
             // Once per failing spell, not every poll.
-            Err(e) if !self.requests_failing => {
-                self.requests_failing = true;
+            Err(e) if !self.requests.failing => {
+                self.requests.failing = true;
                 log::error!(
                     "clearing the stale generation of remembered requests: {e:#}; replies \
                      are looked up in REQUESTS more often until it succeeds"
