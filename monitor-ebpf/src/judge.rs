@@ -76,9 +76,9 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
         _pad1: 0,
         _pad2: 0,
     };
-    let (word, _) = flowtable::enrolled_bit(addr);
-    let found = if may_be_enrolled(addr) {
-        device_entry(packet, &key, word as u32)
+    let (marked, word) = enrolled_mark(addr);
+    let found = if marked {
+        device_entry(packet, &key, word)
     } else {
         None
     };
@@ -277,9 +277,11 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
         return cache::MISS;
     }
     // Exactly one of the two addresses may be enrolled: the device.
-    let source = match (may_be_enrolled(&ip.src), may_be_enrolled(&ip.dst)) {
-        (true, false) => true,
-        (false, true) => false,
+    let ((src_marked, src_word), (dst_marked, dst_word)) =
+        (enrolled_mark(&ip.src), enrolled_mark(&ip.dst));
+    let (source, word) = match (src_marked, dst_marked) {
+        (true, false) => (true, src_word),
+        (false, true) => (false, dst_word),
         _ => return cache::MISS,
     };
     let (addr, peer) = if source {
@@ -293,8 +295,7 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
         _pad1: 0,
         _pad2: 0,
     };
-    let (word, _) = flowtable::enrolled_bit(&addr);
-    let Some(entry) = device_entry(packet, &key, word as u32) else {
+    let Some(entry) = device_entry(packet, &key, word) else {
         return cache::MISS;
     };
     // SAFETY: a map value or this CPU's memo of one, copied out at once.
@@ -413,14 +414,16 @@ pub fn charge_probe(packet: &Packet) -> u8 {
     work.decision.action
 }
 
-/// Whether `addr` may be enrolled: its ENROLLED_ADDRS bit (clear: it is not).
+/// Whether `addr` may be enrolled (its ENROLLED_ADDRS bit; clear: it is not), and the
+/// word of its bit (which also picks its DEVICE_MEMO slot).
 #[inline(always)]
-fn may_be_enrolled(addr: &Addr) -> bool {
+fn enrolled_mark(addr: &Addr) -> (bool, u32) {
     let (word, mask) = flowtable::enrolled_bit(addr);
-    match ENROLLED_ADDRS.get(word as u32) {
+    let marked = match ENROLLED_ADDRS.get(word as u32) {
         Some(bits) => bits & mask != 0,
         None => true,
-    }
+    };
+    (marked, word as u32)
 }
 
 /// Stage 2b, on a ward leg: whether the source's MAC may send with its address, when the
