@@ -99,8 +99,10 @@ impl Names {
 /// longer times (restored after a reboot), limited to `device`'s entries.
 fn live(paths: &Paths, names: &Names, device: Option<&str>) -> Result<BaselineFile> {
     let maps = open_maps(paths)?;
-    let saved = BaselineFile::read(&paths.state.path().join(files::BASELINE)).ok();
-    let mut file = BaselineFile::from_map_keeping(&maps.baseline()?, saved.as_ref());
+    let kept = BaselineFile::read(&paths.state.path().join(files::BASELINE))
+        .ok()
+        .map(|saved| monitor::state::baseline::KeptTimes::of(&saved));
+    let mut file = BaselineFile::from_map_keeping(&maps.baseline()?, kept.as_ref());
     if let Some(addresses) = names.only(device)? {
         file.entries.retain(|r| addresses.contains(&r.device));
     }

@@ -51,11 +51,12 @@ pub fn detach(paths: &Paths) -> Result<()> {
 
 fn save_baseline_from_pins(paths: &Paths) -> Result<()> {
     let maps = crate::datapath::MapSet::open_pinned(&paths.pin_dir)?;
-    let previous = BaselineFile::read(&paths.state.path().join(files::BASELINE)).ok();
-    let saved = baseline::save(&maps, &paths.state, previous.as_ref())?;
+    let kept = BaselineFile::read(&paths.state.path().join(files::BASELINE))
+        .ok()
+        .map(|previous| baseline::KeptTimes::of(&previous));
+    let saved = baseline::save(&maps, &paths.state, kept.as_ref())?;
     println!(
-        "saved {} baseline entries to {}",
-        saved.entries.len(),
+        "saved {saved} baseline entries to {}",
         paths.state.path().join(files::BASELINE).display()
     );
     Ok(())

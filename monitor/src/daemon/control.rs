@@ -39,7 +39,7 @@ use crate::{
     policy::{mud::Names, watch::PolicyWatch},
     state::{
         StateDir,
-        baseline::{self, BaselineFile},
+        baseline::{self, KeptTimes},
         daemon::{DaemonInfo, Paths},
         files,
         lock::{InstanceLock, WriteLock},
@@ -113,7 +113,7 @@ impl SiteClockKeeper {
 
 /// Restores the baseline saved in the state directory into the datapath; returns the file
 /// (whose learned times the daemon keeps).
-fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<Option<BaselineFile>> {
+fn restore_baseline(datapath: &mut Datapath, state: &StateDir) -> Result<KeptTimes> {
     let (restored, saved) =
         baseline::restore(datapath.maps_mut(), state).context("restoring the saved baseline")?;
     if restored > 0 {
@@ -183,7 +183,7 @@ pub struct Control {
     /// Discovered devices and addresses announced so far.
     discovery: DiscoveryWatch,
     /// The baseline file as last saved: its learned times outlive the map's.
-    saved_baseline: Option<BaselineFile>,
+    kept_times: KeptTimes,
     saved_learned: u64,
     /// Devices already reported as seen with too many MACs to bind while they learned.
     unbound_reported: BTreeSet<String>,
@@ -246,7 +246,7 @@ impl Control {
         let mut datapath = Datapath::load(&Maps::Pinned(paths.pin_dir.clone()))
             .context("loading the XDP program")?;
         datapath.pin_programs(&paths.pin_dir)?;
-        let saved_baseline = restore_baseline(&mut datapath, &paths.state)?;
+        let kept_times = restore_baseline(&mut datapath, &paths.state)?;
         let keeper = InventoryKeeper::load(&paths.state)?;
         let (events, events_rx) = unbounded_channel();
         let (publisher, live) = Publisher::new(
@@ -269,7 +269,7 @@ impl Control {
             links: BTreeMap::new(),
             missing: BTreeSet::new(),
             discovery: DiscoveryWatch::default(),
-            saved_baseline,
+            kept_times,
             saved_learned: u64::MAX,
             unbound_reported: BTreeSet::new(),
             learning: None,
@@ -853,11 +853,10 @@ impl Control {
         match baseline::save(
             self.datapath.maps(),
             &self.paths.state,
-            self.saved_baseline.as_ref(),
+            Some(&self.kept_times),
         ) {
-            Ok(file) => {
+            Ok(_) => {
                 self.saved_learned = learned;
-                self.saved_baseline = Some(file);
                 self.stats.baseline_saves.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => log::error!("saving the baseline: {e:#}"),
@@ -890,7 +889,7 @@ impl Control {
         if let Err(e) = baseline::save(
             self.datapath.maps(),
             &self.paths.state,
-            self.saved_baseline.as_ref(),
+            Some(&self.kept_times),
         ) {
             log::error!("saving the baseline: {e:#}");
         }

@@ -208,29 +208,54 @@ impl Record {
     }
 }
 
+/// The learned times a baseline file records that the map cannot hold: entries learned
+/// before this boot (CLOCK_MONOTONIC cannot tell them; restored, they are 0 in the map).
+/// What a save keeps from the file before it, without keeping that whole file: after a
+/// plain restart none, after a reboot one per entry learned before it.
+#[derive(Clone, Debug, Default)]
+pub struct KeptTimes(std::collections::HashMap<FlowKey, Box<str>>);
+
+impl KeptTimes {
+    pub fn of(file: &BaselineFile) -> KeptTimes {
+        let clocks = Clocks::now();
+        KeptTimes(
+            file.entries
+                .iter()
+                .filter_map(|r| {
+                    let learned = r.learned.as_deref()?;
+                    (clocks.monotonic_of(learned) == 0).then_some((r.key().ok()?, learned.into()))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl BaselineFile {
     pub fn from_map(entries: &[(FlowKey, BaselineEntry)]) -> BaselineFile {
         BaselineFile::from_map_keeping(entries, None)
     }
 
     /// The file for the map's `entries`; where the map no longer knows when an entry was
-    /// learned (it was restored after a reboot), the time `previous` recorded is kept.
+    /// learned (it was restored after a reboot), the time `kept` recorded is kept.
     pub fn from_map_keeping(
         entries: &[(FlowKey, BaselineEntry)],
-        previous: Option<&BaselineFile>,
+        kept: Option<&KeptTimes>,
     ) -> BaselineFile {
         let clocks = Clocks::now();
-        let times: std::collections::HashMap<FlowKey, &str> = previous
-            .iter()
-            .flat_map(|file| file.entries.iter())
-            .filter_map(|r| Some((r.key().ok()?, r.learned.as_deref()?)))
-            .collect();
         let mut records: Vec<Record> = entries
             .iter()
             .map(|(k, e)| {
                 let mut record = Record::from_map_at(k, e, clocks);
                 if record.learned.is_none() {
-                    record.learned = times.get(k).map(|t| (*t).to_owned());
+                    record.learned = kept.and_then(|kept| kept.0.get(k)).map(|t| t.to_string());
                 }
                 record
             })
@@ -353,13 +378,10 @@ pub enum RestoreError {
 
 /// Restores the baseline saved in the state directory into the map (entries the map
 /// lacks). Returns how many, and the file (whose learned times the daemon keeps).
-pub fn restore(
-    maps: &mut MapSet,
-    state: &StateDir,
-) -> Result<(usize, Option<BaselineFile>), RestoreError> {
+pub fn restore(maps: &mut MapSet, state: &StateDir) -> Result<(usize, KeptTimes), RestoreError> {
     let path = state.path().join(files::BASELINE);
     if !path.exists() {
-        return Ok((0, None));
+        return Ok((0, KeptTimes::default()));
     }
     let file = BaselineFile::read(&path)?;
     let present: std::collections::HashSet<_> =
@@ -370,20 +392,22 @@ pub fn restore(
         .filter(|(k, _)| !present.contains(k))
         .collect();
     maps.insert_baseline(&missing)?;
-    Ok((missing.len(), Some(file)))
+    Ok((missing.len(), KeptTimes::of(&file)))
 }
 
 /// Saves the baseline map to the state directory (atomic replace), keeping the learned
-/// times `previous` knows that the map lost (entries restored after a reboot).
+/// times `kept` knows that the map lost (entries restored after a reboot). Returns how
+/// many entries it saved.
 pub fn save(
     maps: &MapSet,
     state: &StateDir,
-    previous: Option<&BaselineFile>,
-) -> Result<BaselineFile, RestoreError> {
+    kept: Option<&KeptTimes>,
+) -> Result<usize, RestoreError> {
     let entries = maps.baseline()?;
-    let file = BaselineFile::from_map_keeping(&entries, previous);
+    let file = BaselineFile::from_map_keeping(&entries, kept);
+    drop(entries);
     state.write_json(files::BASELINE, &file)?;
-    Ok(file)
+    Ok(file.entries.len())
 }
 
 #[cfg(test)]
@@ -478,7 +502,19 @@ mod tests {
             version: VERSION,
             entries: vec![old.clone()],
         };
-        let saved = BaselineFile::from_map_keeping(&[(key, restored)], Some(&previous));
+        let kept = KeptTimes(
+            previous
+                .entries
+                .iter()
+                .map(|r| {
+                    (
+                        r.key().unwrap_or_else(|e| panic!("{e}")),
+                        r.learned.clone().unwrap_or_default().into(),
+                    )
+                })
+                .collect(),
+        );
+        let saved = BaselineFile::from_map_keeping(&[(key, restored)], Some(&kept));
         assert_eq!(saved.entries, vec![old]);
     }
 
