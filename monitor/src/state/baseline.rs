@@ -228,14 +228,6 @@ impl KeptTimes {
                 .collect(),
         )
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl BaselineFile {
