@@ -73,12 +73,26 @@ macro_rules! reasons {
             }
         }
 
+        impl Reason {
+            /// Bit `n` set when `n` is a reason's number (`COUNT` ≤ 64, asserted below).
+            const NUMBERS: u64 = 0 $( | 1u64 << $num )*;
+        }
+
+        const _: () = assert!(Reason::COUNT <= 64, "Reason::NUMBERS holds 64 numbers");
+
+        /// A mask test, not a `match`: on BPF a `match` over the reasons compiles to a
+        /// tree of branches in an out-of-line function, a call and return on the path of
+        /// every frame the XDP program decides.
         impl TryFrom<u8> for Reason {
             type Error = u8;
+            #[inline(always)]
             fn try_from(raw: u8) -> Result<Self, u8> {
-                match raw {
-                    $( $num => Ok(Reason::$variant), )*
-                    other => Err(other),
+                if raw < 64 && Self::NUMBERS >> raw & 1 == 1 {
+                    // SAFETY: `Reason` is `repr(u8)` and `raw` is one of its variants'
+                    // numbers (its bit in NUMBERS).
+                    Ok(unsafe { core::mem::transmute::<u8, Reason>(raw) })
+                } else {
+                    Err(raw)
                 }
             }
         }
