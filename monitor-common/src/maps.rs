@@ -1292,8 +1292,9 @@ pub struct DecisionSide {
     pub slot: u32,
     /// Index of the side's flow in its table (`table`).
     pub flow_index: u32,
-    /// The low half of that slot's tag ([`FlowSet::tags`]) when the decision was made: a slot
-    /// taken by another flow since then makes the decision stale.
+    /// The low half of that slot's tag ([`FlowSet::tags`]) when the decision was made: what
+    /// the entry holds for the flow is charged to the slot (and added by readers) only
+    /// while the slot's tag is still this.
     pub flow_tag: u32,
     /// The side's own verdict's reason.
     pub reason: u8,

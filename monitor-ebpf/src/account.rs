@@ -574,8 +574,8 @@ pub fn flow_slots(decision: &Decision) -> [Option<FlowRef>; 2] {
     [slot(&decision.sides[0]), slot(&decision.sides[1])]
 }
 
-/// Whether `slot` still holds the flow of `side` (a slot taken by another flow since
-/// makes a decision stale, and what it held for the flow is dropped with the flow).
+/// Whether `slot` still holds the flow of `side` (what a decision held for a flow whose
+/// slot was taken by another since is dropped with the flow).
 #[inline(always)]
 fn side_holds(side: &DecisionSide, slot: Option<FlowRef>) -> bool {
     match slot {
@@ -590,12 +590,6 @@ fn side_holds(side: &DecisionSide, slot: Option<FlowRef>) -> bool {
         }
         None => side.table == TABLE_NONE,
     }
-}
-
-/// Whether the flow slots a decision charges still hold its flows.
-#[inline(always)]
-pub fn flows_stand(decision: &Decision, slots: &[Option<FlowRef>; 2]) -> bool {
-    side_holds(&decision.sides[0], slots[0]) && side_holds(&decision.sides[1], slots[1])
 }
 
 /// Charges the packets a cache entry decided since it was made (`Decision::pending_*`) to

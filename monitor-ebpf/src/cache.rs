@@ -2,9 +2,11 @@
 //! the hash of the packet's key. An established flow, or a repeated violating one, is
 //! decided by this one lookup: the cached decision stands while the CONFIG epoch, mode
 //! and hour of the week (schedules' verdicts and learning change with it) it was made
-//! under do, until its `valid_until_ns`, and while the flow slots it
-//! charges hold its flows. A stale or missing entry sends the packet to the full judge,
-//! which caches what it decides.
+//! under do, until its `valid_until_ns`. A stale or missing entry sends the packet to the
+//! full judge, which caches what it decides. A hit reads nothing of the flow tables (a
+//! random line of a large shared table per packet): a flow whose slot was given to
+//! another is placed again when its decision is next judged, within `DECISION_TTL_NS`, and
+//! what the entry held for it is dropped with the flow (`charge_pending` checks the tag).
 
 use monitor_common::{
     Action, Reason,
@@ -22,7 +24,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, charge_pending, flow_slots, flows_stand, note_station},
+    account::{apply, charge_pending, note_station},
     maps::{DECISIONS, REQUEST_FILTER, REQUESTS},
 };
 
@@ -153,9 +155,6 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
         && entry.hour_of_week == packet.hour_of_week
         && packet.now < entry.valid_until_ns)
     {
-        return MISS;
-    }
-    if !flows_stand(entry, &flow_slots(entry)) {
         return MISS;
     }
     apply(packet, ip, entry, &[None, None]);

@@ -5176,6 +5176,140 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     assert_eq!(sent(), (10, 10 * len, 0));
 }
 
+/// A cached hit reads nothing of the flow tables: when its flow's slot is given to another
+/// flow (the set is full), the flow goes on being decided from its cache entry, and what the
+/// entry holds for it never counts for the flow in its slot, neither when read nor when the
+/// entry is replaced (the slot's tag is another's); the flow is placed again, counted anew,
+/// when its decision is next judged.
+#[test]
+fn an_evicted_flows_held_packets_never_count_for_the_flow_that_took_its_slot() {
+    pin_to_one_cpu();
+    let setup = Setup::new(Mode::Learn).dev(ws());
+    let case = case(
+        "evicted flow",
+        setup,
+        vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
+    );
+    let datapath = load(&case);
+    let run = |frame: &[u8]| {
+        let verdict = datapath
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"));
+        assert_eq!(verdict.action, Action::Pass);
+    };
+    let seed = datapath
+        .maps()
+        .config()
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .hash_seed;
+    let sets = monitor_common::maps::defs::FLOWS.max_entries;
+    let set = |peer: Ipv4Addr| {
+        monitor_common::flowtable::set_of(
+            monitor_common::flowtable::flow_hash(&key(WS, peer, IPPROTO_UDP, 161, Outbound), seed),
+            sets,
+        )
+    };
+    let decision_slot = |peer: Ipv4Addr, src_port: u16| {
+        monitor_common::flowtable::decision_slot(
+            &monitor_common::maps::DecisionKey {
+                src: addr_key(WS.into()),
+                dst: addr_key(peer.into()),
+                src_port,
+                dst_port: 161,
+                protocol: IPPROTO_UDP,
+                kind: monitor_common::maps::DECISION_PORTS,
+                _pad: 0,
+            },
+            seed,
+            monitor_common::maps::DECISION_SLOTS,
+        )
+    };
+    // Four other peers whose flows land in the server flow's set, with cache entries of
+    // their own.
+    let peers: Vec<Ipv4Addr> = (0x0a80_0000u32..0x0b00_0000)
+        .map(Ipv4Addr::from)
+        .filter(|&peer| {
+            set(peer) == set(SRV) && decision_slot(peer, 40001) != decision_slot(SRV, 40001)
+        })
+        .take(monitor_common::maps::FLOW_WAYS as usize)
+        .collect();
+    assert_eq!(peers.len(), monitor_common::maps::FLOW_WAYS as usize);
+    let flows = || -> BTreeMap<Ipv4Addr, (u64, u64)> {
+        let flows = datapath
+            .maps()
+            .enrolled_flows()
+            .unwrap_or_else(|e| panic!("reading the flows: {e:?}"));
+        flows
+            .iter()
+            .filter_map(|(k, stats)| match addr_of(&k.peer) {
+                IpAddr::V4(peer) if addr_of(&k.device) == IpAddr::V4(WS) => {
+                    Some((peer, (stats.packets_sent, stats.bytes_sent)))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let paths = || datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    let server = udp(WS, 40001, SRV, 161);
+    let len = server.len() as u64;
+    for _ in 0..4 {
+        run(&server);
+    }
+    assert_eq!(paths(), (3, 1));
+    assert_eq!(flows().get(&SRV), Some(&(4, 4 * len)));
+    // The set fills; the fourth peer's flow takes the slot judged least recently: the
+    // server's. A clock tick or more apart, so that no two flows were judged at one time.
+    let tick = || std::thread::sleep(Duration::from_millis(30));
+    for &peer in &peers {
+        tick();
+        run(&udp(WS, 40001, peer, 161));
+    }
+    assert_eq!(paths(), (3, 5));
+    let last = peers[peers.len() - 1];
+    let now = flows();
+    assert_eq!(
+        now.get(&SRV),
+        None,
+        "the server's flow lost its slot: {now:?}"
+    );
+    assert_eq!(now.get(&last), Some(&(1, len)));
+    // Still decided from its cache entry, which now holds five packets of a flow whose
+    // slot holds another.
+    run(&server);
+    run(&server);
+    assert_eq!(paths(), (5, 5), "hits, without a look at the flow table");
+    let now = flows();
+    assert_eq!(now.get(&SRV), None);
+    assert_eq!(
+        now.get(&last),
+        Some(&(1, len)),
+        "the reader adds nothing of the server's held packets to the flow in its slot"
+    );
+    // Another client port of the server's flow takes the server's cache entry: the flow is
+    // placed again, in the slot judged least recently (the first peer's), and the entry's
+    // five packets, held for a slot now the last peer's, are dropped with the evicted flow.
+    let other = (40002..=u16::MAX)
+        .find(|&port| decision_slot(SRV, port) == decision_slot(SRV, 40001))
+        .unwrap_or_else(|| panic!("no client port shares the server's cache entry"));
+    tick();
+    run(&udp(WS, other, SRV, 161));
+    assert_eq!(paths(), (5, 6));
+    let now = flows();
+    assert_eq!(
+        now.get(&peers[0]),
+        None,
+        "the first peer gave up its slot: {now:?}"
+    );
+    for peer in &peers[1..] {
+        assert_eq!(
+            now.get(peer),
+            Some(&(1, len)),
+            "{peer}: only its own packet"
+        );
+    }
+    assert_eq!(now.get(&SRV), Some(&(1, len)), "placed again, counted anew");
+}
+
 /// A packet from a server's lower port is a reply when REQUESTS holds its fresh request;
 /// REQUEST_FILTER, a bit per request in three generations by time, lets packets without
 /// a marked request skip that lookup. The controller clears the generation the next
