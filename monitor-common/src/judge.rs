@@ -12,8 +12,8 @@ use crate::{
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
         DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
-        DEVICE_SCHEDULE_IGNORE, Decision, EventRate, FlowKey, FlowStats, MODE_INHERIT, RULE_ALLOW,
-        RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
+        DEVICE_SCHEDULE_IGNORE, Decision, DeviceStats, EventRate, FlowKey, FlowStats, MODE_INHERIT,
+        RULE_ALLOW, RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     schedule,
 };
@@ -447,6 +447,36 @@ pub const fn flow_charge(flow: u8, packets: u64, bytes: u64, last_ns: u64) -> Fl
         last_seen_ns: last_ns,
         dropped_packets: if flow & FLOW_DROPPED != 0 { packets } else { 0 },
         would_drop_packets: if flow & FLOW_WOULD_DROP != 0 {
+            packets
+        } else {
+            0
+        },
+    }
+}
+
+/// What `packets` packets of `bytes` bytes, the last at `last_ns`, add to a side's device
+/// counters (`DEVICE_STATS`, or an unenrolled address's entry) whose charge is `device`
+/// (`CHARGE_*`, with `CHARGE_COUNT`): the one judged packet (which also sets the first
+/// time seen), and the packets a cached decision held (`Decision::pending_packets`),
+/// whether the XDP program adds them to the slot or a reader adds them to what it read.
+pub const fn device_charge(device: u8, packets: u64, bytes: u64, last_ns: u64) -> DeviceStats {
+    let sent = device & CHARGE_SENT != 0;
+    let dropped = device & CHARGE_DROPPED != 0;
+    DeviceStats {
+        packets_sent: if sent { packets } else { 0 },
+        bytes_sent: if sent { bytes } else { 0 },
+        packets_received: if sent { 0 } else { packets },
+        bytes_received: if sent { 0 } else { bytes },
+        first_seen_ns: 0,
+        last_seen_ns: last_ns,
+        dropped_packets: if dropped { packets } else { 0 },
+        would_drop_packets: if !dropped && device & CHARGE_VIOLATION != 0 {
+            packets
+        } else {
+            0
+        },
+        learned_flows: 0,
+        break_glass_packets: if device & CHARGE_BREAK_GLASS != 0 {
             packets
         } else {
             0
@@ -1557,6 +1587,51 @@ mod tests {
         for (src, dst, want) in rows {
             assert_eq!(remember_request(src, dst), want, "{src:?} {dst:?}");
         }
+    }
+
+    #[test]
+    fn device_charge_by_the_sides_charge_flags() {
+        let charge = |device: u8| {
+            let s = device_charge(device, 3, 180, 77);
+            [
+                s.packets_sent,
+                s.bytes_sent,
+                s.packets_received,
+                s.bytes_received,
+                s.first_seen_ns,
+                s.last_seen_ns,
+                s.dropped_packets,
+                s.would_drop_packets,
+                s.learned_flows,
+                s.break_glass_packets,
+            ]
+        };
+        let count = CHARGE_COUNT | CHARGE_REASON;
+        let rows: [(u8, [u64; 10]); 6] = [
+            (count | CHARGE_SENT, [3, 180, 0, 0, 0, 77, 0, 0, 0, 0]),
+            (count, [0, 0, 3, 180, 0, 77, 0, 0, 0, 0]),
+            (
+                count | CHARGE_SENT | CHARGE_DROPPED | CHARGE_VIOLATION,
+                [3, 180, 0, 0, 0, 77, 3, 0, 0, 0],
+            ),
+            (count | CHARGE_VIOLATION, [0, 0, 3, 180, 0, 77, 0, 3, 0, 0]),
+            // The peer's policy dropped it: dropped here too, no violation of this side's.
+            (count | CHARGE_DROPPED, [0, 0, 3, 180, 0, 77, 3, 0, 0, 0]),
+            (
+                count | CHARGE_SENT | CHARGE_BREAK_GLASS,
+                [3, 180, 0, 0, 0, 77, 0, 0, 0, 3],
+            ),
+        ];
+        for (device, expected) in rows {
+            assert_eq!(charge(device), expected, "charge flags {device:#x}");
+        }
+        // One packet charged once, or held and charged later, adds up the same.
+        let flags = count | CHARGE_SENT | CHARGE_VIOLATION | CHARGE_BREAK_GLASS;
+        let mut once = DeviceStats::default();
+        for _ in 0..3 {
+            once.merge(&device_charge(flags, 1, 60, 77));
+        }
+        assert_eq!(once, device_charge(flags, 3, 180, 77));
     }
 
     #[test]

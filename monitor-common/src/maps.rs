@@ -1340,12 +1340,13 @@ pub struct Decision {
     /// [`source_id`] of the frame it was made for (0 off ward legs): a frame from another
     /// MAC, or from another leg, is judged again, so a MAC binding is never bypassed.
     pub source_id: u64,
-    /// Packets decided by this entry since it charged its flows last, their bytes and the
-    /// time of the last: a cached hit charges its flow slots here, on this CPU's own cache
-    /// line, instead of with atomic adds to the shared flow tables. They reach the flow
-    /// slots when the entry is replaced (`judge::flow_charge`, while the slot still holds
-    /// the flow), and readers of the flow tables add what entries hold (the controller's
-    /// `Datapath::flows`).
+    /// Packets decided by this entry since it was made, their bytes and the time of the
+    /// last: a cached hit charges its flow slots and its enrolled sides' device counters and
+    /// reasons here, on this CPU's own cache line, instead of with atomic adds to the shared
+    /// flow tables and writes to DEVICE_STATS and DEVICE_REASONS. They reach those when the
+    /// entry is replaced (`judge::flow_charge`, while the slot still holds the flow;
+    /// `judge::device_charge`), and their readers add what entries hold (the controller's
+    /// `Datapath::flows`, `HeldDeviceCharges`).
     pub pending_packets: u64,
     pub pending_bytes: u64,
     pub pending_last_ns: u64,

@@ -10,7 +10,7 @@ use monitor_common::{
     flowtable::set_of,
     judge::{
         CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
-        CHARGE_VIOLATION, NO_SLOT, TABLE_FLOWS,
+        CHARGE_VIOLATION, NO_SLOT, TABLE_FLOWS, device_charge,
         LEARN, SIDE_SPOOFED, Side, TABLE_NONE, binding_allows, flow_charge, roll_window,
     },
     maps::{
@@ -101,33 +101,35 @@ pub fn count_reason(slot: u32, reason: u8) {
 #[inline(always)]
 pub fn count_device(packet: &Packet, addr: &Addr, slot: u32, charge: u8) {
     if slot != NO_SLOT {
-        let Some(stats) = DEVICE_STATS.get_ptr_mut(slot) else {
-            return;
-        };
-        // SAFETY: a per-CPU value, written only by this CPU while the program runs.
-        let stats = unsafe { &mut *stats };
-        if charge & CHARGE_SENT != 0 {
-            stats.packets_sent += 1;
-            stats.bytes_sent += packet.len;
-        } else {
-            stats.packets_received += 1;
-            stats.bytes_received += packet.len;
-        }
-        if stats.first_seen_ns == 0 {
-            stats.first_seen_ns = packet.now;
-        }
-        stats.last_seen_ns = packet.now;
-        if charge & CHARGE_DROPPED != 0 {
-            stats.dropped_packets += 1;
-        } else if charge & CHARGE_VIOLATION != 0 {
-            stats.would_drop_packets += 1;
-        }
-        if charge & CHARGE_BREAK_GLASS != 0 {
-            stats.break_glass_packets += 1;
-        }
+        charge_device(slot, charge, 1, packet.len, packet.now);
     } else {
         count_unenrolled(packet, addr, charge);
     }
+}
+
+/// Adds `packets` packets of `bytes` bytes, the last at `last_ns`, to this CPU's counters
+/// of the device in `slot`, as its side's charge `charge` says (`judge::device_charge`).
+#[inline(always)]
+fn charge_device(slot: u32, charge: u8, packets: u64, bytes: u64, last_ns: u64) {
+    let Some(stats) = DEVICE_STATS.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: a per-CPU value, written only by this CPU while the program runs.
+    let stats = unsafe { &mut *stats };
+    let add = device_charge(charge, packets, bytes, last_ns);
+    stats.packets_sent += add.packets_sent;
+    stats.bytes_sent += add.bytes_sent;
+    stats.packets_received += add.packets_received;
+    stats.bytes_received += add.bytes_received;
+    if stats.first_seen_ns == 0 {
+        stats.first_seen_ns = last_ns;
+    }
+    if stats.last_seen_ns < last_ns {
+        stats.last_seen_ns = last_ns;
+    }
+    stats.dropped_packets += add.dropped_packets;
+    stats.would_drop_packets += add.would_drop_packets;
+    stats.break_glass_packets += add.break_glass_packets;
 }
 
 static ZERO_DEVICE_STATS: DeviceStats = DeviceStats {
@@ -593,11 +595,33 @@ fn side_holds(side: &DecisionSide, slot: Option<FlowRef>) -> bool {
 }
 
 /// Charges the packets a cache entry decided since it was made (`Decision::pending_*`) to
-/// the flow slots that still hold its flows: before the entry is replaced.
+/// its enrolled sides' device counters and reasons (this CPU's, as the hits would have),
+/// and to the flow slots that still hold its flows: before the entry is replaced.
 #[inline(always)]
 pub fn charge_pending(decision: &Decision) {
     if decision.pending_packets == 0 {
         return;
+    }
+    for side in &decision.sides {
+        if side.slot == NO_SLOT {
+            continue;
+        }
+        if side.device & CHARGE_COUNT != 0 {
+            charge_device(
+                side.slot,
+                side.device,
+                decision.pending_packets,
+                decision.pending_bytes,
+                decision.pending_last_ns,
+            );
+        }
+        if side.device & CHARGE_REASON != 0
+            && let Some(count) =
+                DEVICE_REASONS.get_ptr_mut(device_reason_index(side.slot, side.reason))
+        {
+            // SAFETY: per-CPU slot.
+            unsafe { *count += decision.pending_packets };
+        }
     }
     let slots = flow_slots(decision);
     for (side, slot) in decision.sides.iter().zip(slots) {
@@ -638,6 +662,29 @@ fn apply_side(
         emit_event(packet, ip, decision, side, own.slot);
     }
     charge_flow(own.flow, slot, 1, packet.len, packet.now);
+}
+
+/// Charges a packet decided from the cache entry `decision`: what cannot wait for the entry
+/// to be replaced. An enrolled side's device counters and reason, and the flows, are held
+/// in the entry (`Decision::pending_*`, counted by the caller) and charged by
+/// [`charge_pending`]; a violation's event is reported now (or counted as suppressed),
+/// and an unenrolled address's counters, shared by CPUs, are charged now.
+#[inline(always)]
+pub fn apply_held(packet: &Packet, ip: &IpPacket, decision: &Decision) {
+    for side in 0..2u8 {
+        let own = if side == 0 {
+            &decision.sides[0]
+        } else {
+            &decision.sides[1]
+        };
+        if own.device & CHARGE_COUNT != 0 && own.slot == NO_SLOT {
+            let addr = if side == 0 { &ip.src } else { &ip.dst };
+            count_unenrolled(packet, addr, own.device);
+        }
+        if own.device & CHARGE_VIOLATION != 0 {
+            emit_event(packet, ip, decision, side, own.slot);
+        }
+    }
 }
 
 /// Charges a packet as `decision` says, to both sides (`slots`: its flow slots, from

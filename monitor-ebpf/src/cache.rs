@@ -24,7 +24,7 @@ use monitor_common::{
 
 use crate::{
     Packet,
-    account::{apply, charge_pending, note_station},
+    account::{apply_held, charge_pending, note_station},
     maps::{DECISIONS, REQUEST_FILTER, REQUESTS},
 };
 
@@ -128,10 +128,12 @@ pub fn key_words(ip: &IpPacket, kind: u8) -> [u64; 5] {
     packet_key_words(&ip.src, &ip.dst, src_port, dst_port, ip.protocol, kind)
 }
 
-/// The cached decision for the key with words `key`, applied when it stands: devices,
-/// reasons and events charged as the judge charges them, its flows' packets held in the
-/// entry itself (`Decision::pending_packets`: this CPU's cache line, no atomic adds to the
-/// shared flow tables). Its action and reason as `action | reason << 8`, else [`MISS`].
+/// The cached decision for the key with words `key`, applied when it stands: events and
+/// unenrolled addresses charged as the judge charges them, the packet held in the entry
+/// itself for its flows, devices and reasons (`Decision::pending_packets`: this CPU's
+/// cache line, no atomic adds to the shared flow tables and no writes to two more lines of
+/// device counters; `account::charge_pending` charges them when the entry is replaced).
+/// Its action and reason as `action | reason << 8`, else [`MISS`].
 #[inline(always)]
 pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
     let Some(entry) =
@@ -157,7 +159,7 @@ pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
     {
         return MISS;
     }
-    apply(packet, ip, entry, &[None, None]);
+    apply_held(packet, ip, entry);
     entry.pending_packets += 1;
     entry.pending_bytes += packet.len;
     entry.pending_last_ns = packet.now;

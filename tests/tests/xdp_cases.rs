@@ -5088,10 +5088,11 @@ fn a_learning_device_keeps_the_macs_it_sent_from_on_a_ward_leg() {
     assert_eq!(learned(&datapath, SLOT_WS), (vec![WS_MAC], 0));
 }
 
-/// A cached hit charges its flow in its CPU's cache entry, not with atomic adds to the
-/// shared flow table: the table's reader adds what entries hold, and an entry replaced by
-/// another key's decision charges what it held to the flow slot first. Each packet is
-/// counted once either way: not lost with the entry, not twice by the reader.
+/// A cached hit charges its flow, its device's counters and its reason count in its CPU's
+/// cache entry, not with atomic adds to the shared flow table and writes to the device's
+/// counters: their readers add what entries hold, and an entry replaced by another key's
+/// decision charges what it held first. Each packet is counted once either way: not lost
+/// with the entry, not twice by the reader. A device slot handed over starts from zero.
 #[test]
 fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     pin_to_one_cpu();
@@ -5101,9 +5102,11 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
         setup,
         vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
     );
-    let datapath = load(&case);
+    // In a cell: the checks below borrow it, and the slot's hand-over changes maps.
+    let datapath = std::cell::RefCell::new(load(&case));
     let run = |frame: &[u8]| {
         let verdict = datapath
+            .borrow()
             .test_run(frame)
             .unwrap_or_else(|e| panic!("test run: {e:?}"));
         assert_eq!(verdict.action, Action::Pass);
@@ -5111,6 +5114,7 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     let flow = key(WS, SRV, IPPROTO_UDP, 161, Outbound);
     let sent = || {
         let flows = datapath
+            .borrow()
             .maps()
             .enrolled_flows()
             .unwrap_or_else(|e| panic!("reading the flows: {e:?}"));
@@ -5121,9 +5125,44 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
             .unwrap_or_else(|| panic!("the flow {} is in the table", describe_key(&flow)));
         (stats.packets_sent, stats.bytes_sent, stats.packets_received)
     };
-    let paths = || datapath.maps().paths().unwrap_or_else(|e| panic!("{e:?}"));
+    let paths = || {
+        datapath
+            .borrow()
+            .maps()
+            .paths()
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let device_slot = datapath
+        .borrow()
+        .maps()
+        .devices()
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .get(&IpAddr::V4(WS))
+        .map(|entry| entry.slot)
+        .unwrap_or_else(|| panic!("the workstation is enrolled"));
+    // The device's counters and its reason count: held by the entry as the flow's are.
+    let device = || {
+        let stats = datapath
+            .borrow()
+            .maps()
+            .device_stats(device_slot)
+            .unwrap_or_else(|e| panic!("reading the device: {e:?}"));
+        let reasons = datapath
+            .borrow()
+            .maps()
+            .device_reasons(device_slot)
+            .unwrap_or_else(|e| panic!("reading its reasons: {e:?}"));
+        (stats.packets_sent, stats.bytes_sent, reasons)
+    };
     let first = udp(WS, 40001, SRV, 161);
     let len = first.len() as u64;
+    let device_is = |packets: u64, why: &str| {
+        assert_eq!(
+            device(),
+            (packets, packets * len, vec![(Reason::Learned, packets)]),
+            "{why}"
+        );
+    };
     // One judged, four from the cache: all five counted, four of them held by the entry.
     for _ in 0..5 {
         run(&first);
@@ -5135,9 +5174,12 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
         "held packets are read with the table"
     );
     assert_eq!(sent(), (5, 5 * len, 0), "reading moves nothing");
+    device_is(5, "held packets are read with the device's counters");
+    device_is(5, "reading moves nothing");
     // Another client port of the same flow whose decision takes the same cache entry:
     // the entry's four packets are charged to the slot as the entry is replaced.
     let seed = datapath
+        .borrow()
         .maps()
         .config()
         .unwrap_or_else(|e| panic!("{e:?}"))
@@ -5165,15 +5207,49 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     run(&second);
     assert_eq!(paths(), (4, 2), "the other port was judged");
     assert_eq!(sent(), (6, 6 * len, 0), "nothing lost or counted twice");
+    device_is(6, "the device's held packets charged once");
     for _ in 0..3 {
         run(&second);
     }
     assert_eq!(paths(), (7, 2));
     assert_eq!(sent(), (9, 9 * len, 0));
+    device_is(9, "held again");
     // And back: the first port's decision replaces the second's again.
     run(&first);
     assert_eq!(paths(), (7, 3));
     assert_eq!(sent(), (10, 10 * len, 0));
+    device_is(10, "and charged again");
+    // A slot handed to a new device (here: zeroed, and the policy switch that moves the
+    // epoch): what the entries held for its previous owner is forgotten, what is held
+    // under the new epoch is kept.
+    run(&first);
+    assert_eq!(paths(), (8, 3));
+    {
+        let mut datapath = datapath.borrow_mut();
+        let maps = datapath.maps_mut();
+        maps.reset_device_stats(device_slot)
+            .unwrap_or_else(|e| panic!("zeroing the slot: {e:?}"));
+        maps.bump_cache_epoch()
+            .unwrap_or_else(|e| panic!("moving the epoch: {e:?}"));
+        maps.forget_held_charges(&[device_slot])
+            .unwrap_or_else(|e| panic!("forgetting what was held: {e:?}"));
+    }
+    assert_eq!(device(), (0, 0, vec![]), "the slot starts from zero");
+    run(&first);
+    run(&first);
+    run(&first);
+    assert_eq!(
+        paths(),
+        (10, 4),
+        "judged anew under the new epoch, then held"
+    );
+    device_is(3, "counted anew");
+    datapath
+        .borrow_mut()
+        .maps_mut()
+        .forget_held_charges(&[device_slot])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    device_is(3, "what is held under this epoch stays");
 }
 
 /// A cached hit reads nothing of the flow tables: when its flow's slot is given to another

@@ -844,8 +844,7 @@ impl Control {
             .inventory()
             .devices
             .iter()
-            .filter_map(|d| self.datapath.maps().device_stats(d.slot).ok())
-            .map(|s| s.learned_flows)
+            .filter_map(|d| self.datapath.maps().learned_flows(d.slot).ok())
             .sum();
         if learned == self.saved_learned {
             return;

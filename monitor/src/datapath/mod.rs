@@ -25,7 +25,10 @@ use monitor_common::{
     flowtable::{
         enrolled_bit, service_bit, service_filter_index, stale_request_generation, way_holds_flow,
     },
-    judge::{TABLE_FLOWS, TABLE_UNENROLLED, flow_charge},
+    judge::{
+        CHARGE_COUNT, CHARGE_REASON, NO_SLOT, TABLE_FLOWS, TABLE_UNENROLLED, device_charge,
+        flow_charge,
+    },
     maps::{
         BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision, DeviceEntry,
         DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey,
@@ -980,15 +983,95 @@ impl MapSet {
         aya::maps::RingBuf::try_from(map).map_err(map_err(names::EVENTS, "wrong type"))
     }
 
-    /// Counters of the device in `slot`, summed over CPUs.
+    /// Counters of the device in `slot`, summed over CPUs, with what the decision cache
+    /// holds for it. Reads the whole cache: for many devices, [`MapSet::devices_stats`].
     pub fn device_stats(&self, slot: u32) -> Result<DeviceStats> {
+        Ok(self.devices_stats([slot])?.pop().unwrap_or_default())
+    }
+
+    /// Baseline entries the device in `slot` learned, summed over CPUs (the decision cache
+    /// holds none: a learned flow is always judged).
+    pub fn learned_flows(&self, slot: u32) -> Result<u64> {
         let array: PerCpuArray<&MapData, DeviceStats> =
             PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
                 .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
         let values = array
             .get(&slot, 0)
             .map_err(map_err(names::DEVICE_STATS, "reading a slot"))?;
-        Ok(merge_stats(values.iter()))
+        Ok(values.iter().map(|s| s.learned_flows).sum())
+    }
+
+    /// Counters of the devices in `slots` (in that order), summed over CPUs, with what the
+    /// decision cache holds for them (read once).
+    pub fn devices_stats(&self, slots: impl IntoIterator<Item = u32>) -> Result<Vec<DeviceStats>> {
+        let array: PerCpuArray<&MapData, DeviceStats> =
+            PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
+                .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
+        let held = self.held_device_charges()?;
+        slots
+            .into_iter()
+            .map(|slot| {
+                let values = array
+                    .get(&slot, 0)
+                    .map_err(map_err(names::DEVICE_STATS, "reading a slot"))?;
+                let mut stats = merge_stats(values.iter());
+                held.add_stats(slot, &mut stats);
+                Ok(stats)
+            })
+            .collect()
+    }
+
+    /// What the decision cache's entries hold for enrolled devices, on every CPU.
+    pub fn held_device_charges(&self) -> Result<HeldDeviceCharges> {
+        HeldDeviceCharges::read(&self.batch_array::<Decision>(names::DECISIONS)?)
+    }
+
+    /// Forgets what the decision cache holds for the devices in `slots` from before the
+    /// current cache epoch: slots just handed to new devices (after the policy switch,
+    /// which moved the epoch, so that the previous owner's entries hold no more and the new
+    /// owner's are kept). The previous owner's flows lose what those entries held too.
+    pub fn forget_held_charges(&mut self, slots: &[u32]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let epoch = self.config()?.cache_epoch.wrapping_add(1);
+        let mut array: PerCpuArray<&mut MapData, Decision> =
+            PerCpuArray::try_from(self.map_mut(names::DECISIONS)?)
+                .map_err(map_err(names::DECISIONS, "wrong type"))?;
+        let stale = |d: &Decision| {
+            d.pending_packets != 0
+                && d.epoch != epoch
+                && d.sides.iter().any(|side| slots.contains(&side.slot))
+        };
+        for index in 0..DECISION_SLOTS {
+            let values = array
+                .get(&index, 0)
+                .map_err(map_err(names::DECISIONS, "reading"))?;
+            if !values.iter().any(stale) {
+                continue;
+            }
+            let cleared: Vec<Decision> = values
+                .iter()
+                .map(|d| {
+                    if stale(d) {
+                        Decision {
+                            pending_packets: 0,
+                            pending_bytes: 0,
+                            pending_last_ns: 0,
+                            ..*d
+                        }
+                    } else {
+                        *d
+                    }
+                })
+                .collect();
+            let cleared =
+                aya::maps::PerCpuValues::try_from(cleared).map_err(DatapathError::Cpus)?;
+            array
+                .set(index, cleared, 0)
+                .map_err(map_err(names::DECISIONS, "clearing an entry"))?;
+        }
+        Ok(())
     }
 
     /// Zeroes the counters of `slot` (a slot handed to a new device), and forgets the MACs
@@ -1257,6 +1340,7 @@ impl MapSet {
         let array: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(self.map(names::DEVICE_REASONS)?)
                 .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
+        let held = self.held_device_charges()?;
         let mut rows = Vec::new();
         for &reason in Reason::ALL {
             let index = monitor_common::maps::device_reason_index(slot, reason as u8);
@@ -1264,7 +1348,8 @@ impl MapSet {
                 .get(&index, 0)
                 .map_err(map_err(names::DEVICE_REASONS, "reading"))?
                 .iter()
-                .sum();
+                .sum::<u64>()
+                + held.reason(index);
             if total > 0 {
                 rows.push((reason, total));
             }
@@ -1462,6 +1547,74 @@ fn random_seed() -> u32 {
         return now.subsec_nanos() ^ now.as_secs() as u32;
     }
     u32::from_ne_bytes(seed)
+}
+
+/// What the decision cache's entries hold for enrolled devices (`Decision::pending_*` of
+/// sides with a slot): a cached hit charges its device's counters and reason there, not
+/// in DEVICE_STATS and DEVICE_REASONS, until the entry is replaced. Every reader of those
+/// adds this (`judge::device_charge`, the XDP program's own mapping).
+#[derive(Debug, Default)]
+pub struct HeldDeviceCharges {
+    stats: std::collections::HashMap<u32, DeviceStats>,
+    /// By DEVICE_REASONS index.
+    reasons: std::collections::HashMap<u32, u64>,
+}
+
+impl HeldDeviceCharges {
+    /// Reads every CPU's entries of DECISIONS.
+    pub fn read(decisions: &sys::BatchArray<Decision>) -> Result<HeldDeviceCharges> {
+        let mut held = HeldDeviceCharges::default();
+        decisions
+            .each(DECISION_SLOTS as usize, |_, per_cpu| {
+                for decision in per_cpu.iter().filter(|d| d.pending_packets != 0) {
+                    held.add(decision);
+                }
+            })
+            .map_err(|e| DatapathError::Batch(names::DECISIONS, e))?;
+        Ok(held)
+    }
+
+    fn add(&mut self, decision: &Decision) {
+        for side in decision.sides.iter().filter(|s| s.slot != NO_SLOT) {
+            if side.device & CHARGE_COUNT != 0 {
+                self.stats
+                    .entry(side.slot)
+                    .or_default()
+                    .merge(&device_charge(
+                        side.device,
+                        decision.pending_packets,
+                        decision.pending_bytes,
+                        decision.pending_last_ns,
+                    ));
+            }
+            if side.device & CHARGE_REASON != 0 {
+                *self
+                    .reasons
+                    .entry(monitor_common::maps::device_reason_index(
+                        side.slot,
+                        side.reason,
+                    ))
+                    .or_default() += decision.pending_packets;
+            }
+        }
+    }
+
+    /// Adds what is held for the device in `slot` to its counters read from DEVICE_STATS.
+    pub fn add_stats(&self, slot: u32, stats: &mut DeviceStats) {
+        if let Some(held) = self.stats.get(&slot) {
+            stats.merge(held);
+        }
+    }
+
+    /// What is held for DEVICE_REASONS index `index`.
+    pub fn reason(&self, index: u32) -> u64 {
+        self.reasons.get(&index).copied().unwrap_or(0)
+    }
+
+    /// What is held by DEVICE_REASONS index.
+    pub fn reasons(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.reasons.iter().map(|(index, count)| (*index, *count))
+    }
 }
 
 fn merge_stats<'a>(values: impl Iterator<Item = &'a DeviceStats>) -> DeviceStats {

@@ -10,11 +10,13 @@ use std::{
 };
 
 use aya::maps::MapData;
-use monitor_common::maps::{BaselineEntry, DEVICE_REASON_SLOTS, FlowKey, MAX_DEVICES, names};
+use monitor_common::maps::{
+    BaselineEntry, DEVICE_REASON_SLOTS, Decision, FlowKey, MAX_DEVICES, names,
+};
 
 use crate::{
     datapath::{
-        DatapathError, MapSet, addr_of,
+        DatapathError, HeldDeviceCharges, MapSet, addr_of,
         sys::{BatchArray, KeyCounter},
     },
     support::error_chain,
@@ -64,6 +66,8 @@ pub struct Counter {
     baseline: aya::maps::Map,
     tables: Vec<KeyCounter>,
     reasons: BatchArray<u64>,
+    /// What the decision cache holds for the reasons (added to DEVICE_REASONS).
+    decisions: BatchArray<Decision>,
 }
 
 impl Counter {
@@ -74,6 +78,7 @@ impl Counter {
             baseline,
             tables: maps.fillable_tables()?,
             reasons: maps.batch_array(names::DEVICE_REASONS)?,
+            decisions: maps.batch_array(names::DECISIONS)?,
         })
     }
 
@@ -107,10 +112,25 @@ impl Counter {
             entries.push((table.name, count, table.capacity));
         }
         let all = (MAX_DEVICES * DEVICE_REASON_SLOTS) as usize;
-        let device_reasons = self.reasons.read(all).unwrap_or_else(|e| {
+        let mut device_reasons = self.reasons.read(all).unwrap_or_else(|e| {
             log::warn!("reading {}: {e}", names::DEVICE_REASONS);
             Vec::new()
         });
+        if !device_reasons.is_empty() {
+            match HeldDeviceCharges::read(&self.decisions) {
+                Ok(held) => {
+                    for (index, count) in held.reasons() {
+                        if let Some(total) = device_reasons.get_mut(index as usize) {
+                            *total += count;
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!("reading {}: {}", names::DECISIONS, error_chain(&e));
+                    device_reasons.clear();
+                }
+            }
+        }
         Ok(TableCounts {
             baseline_per_addr,
             entries,

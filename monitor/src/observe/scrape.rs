@@ -255,6 +255,7 @@ impl Scraper {
                 None
             }
         };
+        let held = self.live.maps.held_device_charges()?;
         let mut rows = Vec::with_capacity(inventory.devices.len());
         for device in &inventory.devices {
             let spec = &device.spec;
@@ -273,7 +274,11 @@ impl Scraper {
                 push_label(&mut labels, name, value);
             }
             let stats = match all_stats.as_ref().and_then(|a| a.get(device.slot as usize)) {
-                Some(stats) => *stats,
+                Some(stats) => {
+                    let mut stats = *stats;
+                    held.add_stats(device.slot, &mut stats);
+                    stats
+                }
                 None => self.live.maps.device_stats(device.slot)?,
             };
             let effective = device.effective_mode(global);

@@ -230,8 +230,8 @@ impl Activity {
         let now_mono = monotonic_now_ns();
         let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
         let mut changed = false;
-        for device in &inventory.devices {
-            let stats = maps.device_stats(device.slot)?;
+        let all_stats = maps.devices_stats(inventory.devices.iter().map(|d| d.slot))?;
+        for (device, stats) in inventory.devices.iter().zip(all_stats) {
             let learning = device.effective_mode(global) == Mode::Learn.name();
             let seen = Observation::from_stats(device.slot, &stats, learning, now_mono, now);
             changed |= self.record(&device.spec.name, now, seen);

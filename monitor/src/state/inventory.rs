@@ -485,7 +485,8 @@ impl Inventory {
 
     /// Installs the inventory and `rules` as the policy packets read, in one atomic
     /// switch (see [`MapSet::install_policy`]); zeroes the counters of `fresh_slots` first
-    /// and sets the unenrolled default.
+    /// (and what the decision cache held for their previous owners, after the switch) and
+    /// sets the unenrolled default.
     pub fn apply(
         &self,
         maps: &mut MapSet,
@@ -507,6 +508,9 @@ impl Inventory {
         maps.put_mac_bindings(&bindings)
             .map_err(StateError::Datapath)?;
         maps.install_policy(&devices, rules)
+            .map_err(StateError::Datapath)?;
+        // After the switch: what the previous owners' cache entries held stays theirs.
+        maps.forget_held_charges(fresh_slots)
             .map_err(StateError::Datapath)?;
         maps.retain_mac_bindings(&bindings)
             .map_err(StateError::Datapath)?;

@@ -101,11 +101,12 @@ pub fn device_rows(
 ) -> Result<Vec<DeviceRow>, DatapathError> {
     let global = Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn);
     let baseline = maps.baseline()?;
+    let all_stats = maps.devices_stats(inventory.devices.iter().map(|d| d.slot))?;
     inventory
         .devices
         .iter()
-        .map(|device| {
-            let stats = maps.device_stats(device.slot)?;
+        .zip(all_stats)
+        .map(|(device, stats)| {
             let baseline_entries = baseline
                 .iter()
                 .filter(|(key, _)| device.spec.addresses.contains(&addr_of(&key.device)))

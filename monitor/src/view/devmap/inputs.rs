@@ -112,11 +112,7 @@ impl<'a> Inputs<'a> {
         oui: Option<&'a OuiDb>,
         coverage: Coverage,
     ) -> Result<Inputs<'a>, DevMapError> {
-        let stats = inventory
-            .devices
-            .iter()
-            .map(|d| maps.device_stats(d.slot))
-            .collect::<Result<_, _>>()?;
+        let stats = maps.devices_stats(inventory.devices.iter().map(|d| d.slot))?;
         Ok(Inputs {
             global_mode: Mode::try_from(maps.config()?.mode).unwrap_or(Mode::Learn),
             stats,
