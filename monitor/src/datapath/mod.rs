@@ -992,33 +992,33 @@ impl MapSet {
     /// Baseline entries the device in `slot` learned, summed over CPUs (the decision cache
     /// holds none: a learned flow is always judged).
     pub fn learned_flows(&self, slot: u32) -> Result<u64> {
+        Ok(self.device_table_stats(slot)?.learned_flows)
+    }
+
+    /// Counters of the devices in `slots` (in that order), summed over CPUs, with what the
+    /// decision cache holds for them (read once, after the table).
+    pub fn devices_stats(&self, slots: impl IntoIterator<Item = u32>) -> Result<Vec<DeviceStats>> {
+        let mut all = slots
+            .into_iter()
+            .map(|slot| Ok((slot, self.device_table_stats(slot)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let held = self.held_device_charges()?;
+        for (slot, stats) in &mut all {
+            held.add_stats(*slot, stats);
+        }
+        Ok(all.into_iter().map(|(_, stats)| stats).collect())
+    }
+
+    /// What DEVICE_STATS holds for the device in `slot`, summed over CPUs, without what
+    /// the decision cache holds for it.
+    pub fn device_table_stats(&self, slot: u32) -> Result<DeviceStats> {
         let array: PerCpuArray<&MapData, DeviceStats> =
             PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
                 .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
         let values = array
             .get(&slot, 0)
             .map_err(map_err(names::DEVICE_STATS, "reading a slot"))?;
-        Ok(values.iter().map(|s| s.learned_flows).sum())
-    }
-
-    /// Counters of the devices in `slots` (in that order), summed over CPUs, with what the
-    /// decision cache holds for them (read once).
-    pub fn devices_stats(&self, slots: impl IntoIterator<Item = u32>) -> Result<Vec<DeviceStats>> {
-        let array: PerCpuArray<&MapData, DeviceStats> =
-            PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
-                .map_err(map_err(names::DEVICE_STATS, "wrong type"))?;
-        let held = self.held_device_charges()?;
-        slots
-            .into_iter()
-            .map(|slot| {
-                let values = array
-                    .get(&slot, 0)
-                    .map_err(map_err(names::DEVICE_STATS, "reading a slot"))?;
-                let mut stats = merge_stats(values.iter());
-                held.add_stats(slot, &mut stats);
-                Ok(stats)
-            })
-            .collect()
+        Ok(merge_stats(values.iter()))
     }
 
     /// What the decision cache's entries hold for enrolled devices, on every CPU.
@@ -1335,12 +1335,13 @@ impl MapSet {
         Ok(rows)
     }
 
-    /// Packets of the device in `slot` by the reason of its own verdict (non-zero only).
+    /// Packets of the device in `slot` by the reason of its own verdict (non-zero only),
+    /// with what the decision cache holds (read after the table: an entry replaced in
+    /// between is missed once, never counted twice).
     pub fn device_reasons(&self, slot: u32) -> Result<Vec<(Reason, u64)>> {
         let array: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(self.map(names::DEVICE_REASONS)?)
                 .map_err(map_err(names::DEVICE_REASONS, "wrong type"))?;
-        let held = self.held_device_charges()?;
         let mut rows = Vec::new();
         for &reason in Reason::ALL {
             let index = monitor_common::maps::device_reason_index(slot, reason as u8);
@@ -1348,13 +1349,15 @@ impl MapSet {
                 .get(&index, 0)
                 .map_err(map_err(names::DEVICE_REASONS, "reading"))?
                 .iter()
-                .sum::<u64>()
-                + held.reason(index);
-            if total > 0 {
-                rows.push((reason, total));
-            }
+                .sum();
+            rows.push((reason, index, total));
         }
-        Ok(rows)
+        let held = self.held_device_charges()?;
+        Ok(rows
+            .into_iter()
+            .map(|(reason, index, total)| (reason, total + held.reason(index)))
+            .filter(|(_, total)| *total > 0)
+            .collect())
     }
 
     /// Every flow of the enrolled devices: FLOWS, and their violating flows, which the
@@ -1597,6 +1600,11 @@ impl HeldDeviceCharges {
                     .or_default() += decision.pending_packets;
             }
         }
+    }
+
+    /// What is held for the device in `slot`.
+    pub fn stats(&self, slot: u32) -> DeviceStats {
+        self.stats.get(&slot).copied().unwrap_or_default()
     }
 
     /// Adds what is held for the device in `slot` to its counters read from DEVICE_STATS.

@@ -19,6 +19,7 @@ use crate::{
         DatapathError, HeldDeviceCharges, MapSet, addr_of,
         sys::{BatchArray, KeyCounter},
     },
+    observe::monotonic::Floor,
     support::error_chain,
 };
 
@@ -49,7 +50,8 @@ pub struct TableCounts {
     pub baseline_per_addr: HashMap<IpAddr, u64>,
     /// Entries and capacity of each hash table, in `names::ALL` order.
     pub entries: Vec<(&'static str, u64, u32)>,
-    /// DEVICE_REASONS summed over CPUs (slot × reason), empty if the read failed: half a
+    /// DEVICE_REASONS summed over CPUs with what the decision cache holds, never falling
+    /// between walks (`monotonic`) (slot × reason), empty if the read failed: half a
     /// million counters at full size, too many to read in every scrape.
     pub device_reasons: Vec<u64>,
     pub at: Instant,
@@ -68,6 +70,8 @@ pub struct Counter {
     reasons: BatchArray<u64>,
     /// What the decision cache holds for the reasons (added to DEVICE_REASONS).
     decisions: BatchArray<Decision>,
+    /// Per DEVICE_REASONS index: the reason counts never fall between walks.
+    floors: Vec<Floor>,
 }
 
 impl Counter {
@@ -79,12 +83,13 @@ impl Counter {
             tables: maps.fillable_tables()?,
             reasons: maps.batch_array(names::DEVICE_REASONS)?,
             decisions: maps.batch_array(names::DECISIONS)?,
+            floors: Vec::new(),
         })
     }
 
     /// Counts once, then recounts on a thread of its own until every holder of the
     /// returned counts is gone.
-    pub fn start(self) -> Result<SharedCounts, CountError> {
+    pub fn start(mut self) -> Result<SharedCounts, CountError> {
         let started = Instant::now();
         let counts = Arc::new(Mutex::new(Arc::new(self.count()?)));
         let took = started.elapsed();
@@ -96,7 +101,7 @@ impl Counter {
         Ok(counts)
     }
 
-    fn count(&self) -> Result<TableCounts, CountError> {
+    fn count(&mut self) -> Result<TableCounts, CountError> {
         let mut baseline_per_addr: HashMap<IpAddr, u64> = HashMap::new();
         let baseline: aya::maps::HashMap<&MapData, FlowKey, BaselineEntry> =
             aya::maps::HashMap::try_from(&self.baseline).map_err(CountError::Baseline)?;
@@ -119,10 +124,11 @@ impl Counter {
         if !device_reasons.is_empty() {
             match HeldDeviceCharges::read(&self.decisions) {
                 Ok(held) => {
-                    for (index, count) in held.reasons() {
-                        if let Some(total) = device_reasons.get_mut(index as usize) {
-                            *total += count;
-                        }
+                    self.floors.resize(device_reasons.len(), Floor::default());
+                    for (index, (count, floor)) in
+                        device_reasons.iter_mut().zip(&mut self.floors).enumerate()
+                    {
+                        *count = floor.next(*count, held.reason(index as u32));
                     }
                 }
                 Err(e) => {
@@ -140,7 +146,7 @@ impl Counter {
     }
 
     /// A failed walk is logged and the old counts stay, ageing.
-    fn run(self, cache: Weak<Mutex<Arc<TableCounts>>>, first_took: Duration) {
+    fn run(mut self, cache: Weak<Mutex<Arc<TableCounts>>>, first_took: Duration) {
         let mut took = first_took;
         loop {
             std::thread::sleep(COUNT_EVERY.max(took * COUNT_DUTY));

@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod families;
 pub mod live;
 pub mod metrics;
+pub mod monotonic;
 pub mod sampler;
 pub mod scrape;
 pub mod stats;

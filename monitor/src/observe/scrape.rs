@@ -34,6 +34,7 @@ use super::{
     exposition::{Text, Value, push_label},
     families::{self as f, DEVICE_LABELS, Family},
     live::Live,
+    monotonic::DeviceFloors,
 };
 use crate::{
     datapath::{DatapathError, MapSet, sys::StatsArray},
@@ -154,6 +155,8 @@ pub struct Scraper {
     stats: StatsArray,
     unenrolled: UnenrolledTotals,
     counts: SharedCounts,
+    /// The device counters never fall between scrapes (`monotonic`).
+    floors: DeviceFloors,
 }
 
 impl std::fmt::Debug for Scraper {
@@ -172,6 +175,7 @@ impl Scraper {
             live,
             unenrolled: UnenrolledTotals::default(),
             counts,
+            floors: DeviceFloors::default(),
         })
     }
 
@@ -231,7 +235,7 @@ impl Scraper {
 
     /// Every device's counters and state, read before any family is written.
     fn device_rows(
-        &self,
+        &mut self,
         inventory: &Inventory,
         global: Mode,
         counts: &TableCounts,
@@ -273,14 +277,13 @@ impl Scraper {
                 }
                 push_label(&mut labels, name, value);
             }
-            let stats = match all_stats.as_ref().and_then(|a| a.get(device.slot as usize)) {
-                Some(stats) => {
-                    let mut stats = *stats;
-                    held.add_stats(device.slot, &mut stats);
-                    stats
-                }
-                None => self.live.maps.device_stats(device.slot)?,
+            let table = match all_stats.as_ref().and_then(|a| a.get(device.slot as usize)) {
+                Some(stats) => *stats,
+                None => self.live.maps.device_table_stats(device.slot)?,
             };
+            let stats = self
+                .floors
+                .export(device.slot, &table, &held.stats(device.slot));
             let effective = device.effective_mode(global);
             let mode = Mode::ALL
                 .into_iter()
