@@ -89,10 +89,20 @@ pub fn add_path(path: u32) {
 /// Counts a packet under `reason` for the device in `slot` (nothing when unenrolled).
 #[inline(always)]
 pub fn count_reason(slot: u32, reason: u8) {
+    count_reasons(slot, reason, 1);
+}
+
+/// Counts `packets` packets under `reason` for the device in `slot` (nothing when
+/// unenrolled).
+#[inline(always)]
+fn count_reasons(slot: u32, reason: u8, packets: u64) {
     if slot == NO_SLOT {
         return;
     }
-    add_u64(&DEVICE_REASONS, device_reason_index(slot, reason));
+    if let Some(count) = DEVICE_REASONS.get_ptr_mut(device_reason_index(slot, reason)) {
+        // SAFETY: per-CPU slot.
+        unsafe { *count += packets };
+    }
 }
 
 /// Charges a packet to one side's counters (`charge`: `CHARGE_*`): an enrolled device by
@@ -615,12 +625,8 @@ pub fn charge_pending(decision: &Decision) {
                 decision.pending_last_ns,
             );
         }
-        if side.device & CHARGE_REASON != 0
-            && let Some(count) =
-                DEVICE_REASONS.get_ptr_mut(device_reason_index(side.slot, side.reason))
-        {
-            // SAFETY: per-CPU slot.
-            unsafe { *count += decision.pending_packets };
+        if side.device & CHARGE_REASON != 0 {
+            count_reasons(side.slot, side.reason, decision.pending_packets);
         }
     }
     let slots = flow_slots(decision);

@@ -1004,7 +1004,7 @@ impl MapSet {
             .collect::<Result<Vec<_>>>()?;
         let held = self.held_device_charges()?;
         for (slot, stats) in &mut all {
-            held.add_stats(*slot, stats);
+            stats.merge(&held.stats(*slot));
         }
         Ok(all.into_iter().map(|(_, stats)| stats).collect())
     }
@@ -1605,13 +1605,6 @@ impl HeldDeviceCharges {
     /// What is held for the device in `slot`.
     pub fn stats(&self, slot: u32) -> DeviceStats {
         self.stats.get(&slot).copied().unwrap_or_default()
-    }
-
-    /// Adds what is held for the device in `slot` to its counters read from DEVICE_STATS.
-    pub fn add_stats(&self, slot: u32, stats: &mut DeviceStats) {
-        if let Some(held) = self.stats.get(&slot) {
-            stats.merge(held);
-        }
     }
 
     /// What is held for DEVICE_REASONS index `index`.
