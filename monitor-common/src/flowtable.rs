@@ -32,16 +32,38 @@ fn finish(h: u64) -> u64 {
     h ^ (h >> 29)
 }
 
-/// An address as two u64 words, to compare it without a byte loop.
+/// An address as two u64 words, to compare it without a byte loop. Built from its bytes
+/// (not an unaligned read, which BPF can only do byte by byte): where the address lies at
+/// an 8-byte boundary of an aligned struct (the parsed frame, a map value) LLVM loads each
+/// half whole.
 #[inline(always)]
 pub fn addr_halves(addr: &Addr) -> (u64, u64) {
-    // SAFETY: an address is 16 bytes; read as two u64 words, unaligned.
-    unsafe {
-        (
-            core::ptr::read_unaligned(addr.as_ptr() as *const u64),
-            core::ptr::read_unaligned(addr.as_ptr().add(8) as *const u64),
-        )
+    (addr_word(addr, 0), addr_word(addr, 8))
+}
+
+/// The eight bytes of `addr` from `at` (0 or 8) as a native-endian u64.
+#[inline(always)]
+fn addr_word(addr: &Addr, at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    let mut i = 0;
+    while i < 8 {
+        bytes[i] = addr[at + i];
+        i += 1;
     }
+    u64::from_ne_bytes(bytes)
+}
+
+/// [`addr_halves`] of an address known to be 8-byte aligned, in two loads (BPF has no
+/// unaligned loads: where LLVM cannot see an address's alignment, which is anywhere
+/// behind a map value, `addr_halves` reads it byte by byte).
+///
+/// # Safety
+/// `addr` must lie at an 8-byte aligned address.
+#[inline(always)]
+pub unsafe fn aligned_addr_halves(addr: &Addr) -> (u64, u64) {
+    // SAFETY: 16 bytes, aligned to 8 as the caller promises.
+    let words = unsafe { *(addr.as_ptr() as *const [u64; 2]) };
+    (words[0], words[1])
 }
 
 /// The word of `ENROLLED_ADDRS` and the bit in it that mark `addr` as enrolled: set by
@@ -50,10 +72,14 @@ pub fn addr_halves(addr: &Addr) -> (u64, u64) {
 /// and a spoofed flood's or a scan's new addresses skip the DEVICES lookup (a miss).
 #[inline(always)]
 pub fn enrolled_bit(addr: &Addr) -> (usize, u64) {
-    // SAFETY: an address is 16 bytes; read as four u32 words, unaligned.
-    let w = unsafe { core::ptr::read_unaligned(addr.as_ptr() as *const [u32; 4]) };
-    let mut h = mix(K1, u64::from(w[0]) | u64::from(w[1]) << 32);
-    h = finish(mix(h, u64::from(w[2]) | u64::from(w[3]) << 32));
+    enrolled_bit_of_halves(addr_halves(addr))
+}
+
+/// [`enrolled_bit`] of an address given as its [`addr_halves`].
+#[inline(always)]
+pub fn enrolled_bit_of_halves((low, high): (u64, u64)) -> (usize, u64) {
+    let mut h = mix(K1, low);
+    h = finish(mix(h, high));
     (
         ((h >> 6) % u64::from(ENROLLED_ADDRS_WORDS)) as usize,
         1 << (h & 63),
@@ -236,23 +262,11 @@ pub fn packet_key_words(
     protocol: u8,
     kind: u8,
 ) -> [u64; 5] {
-    let half = |a: &crate::parse::Addr, at: usize| {
-        u64::from_ne_bytes([
-            a[at],
-            a[at + 1],
-            a[at + 2],
-            a[at + 3],
-            a[at + 4],
-            a[at + 5],
-            a[at + 6],
-            a[at + 7],
-        ])
-    };
     [
-        half(src, 0),
-        half(src, 8),
-        half(dst, 0),
-        half(dst, 8),
+        addr_word(src, 0),
+        addr_word(src, 8),
+        addr_word(dst, 0),
+        addr_word(dst, 8),
         // Little-endian, as the key is laid out: ports, protocol, kind, padding.
         u64::from(src_port)
             | u64::from(dst_port) << 16
@@ -530,6 +544,44 @@ mod tests {
             enrolled_bit(&ipv4_mapped([10, 0, 0, 1])),
             enrolled_bit(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1])
         );
+    }
+
+    /// The XDP program marks and looks addresses up through the aligned halves of the
+    /// parsed packet and of its device memo; the controller sets marks from the address
+    /// bytes. Both must name the same bit, for IPv4 and IPv6 addresses alike.
+    #[test]
+    fn an_addresss_aligned_halves_name_the_bit_its_bytes_do() {
+        use crate::{
+            maps::{DeviceEntry, DeviceMemo},
+            parse::IpPacket,
+        };
+        let v6 = [
+            0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        for (src, dst) in [
+            (ipv4_mapped([10, 1, 2, 3]), v6),
+            (v6, ipv4_mapped([192, 168, 0, 9])),
+        ] {
+            let ip = IpPacket {
+                src,
+                dst,
+                ..IpPacket::EMPTY
+            };
+            assert_eq!(ip.src_halves(), addr_halves(&src));
+            assert_eq!(ip.dst_halves(), addr_halves(&dst));
+            assert_ne!(ip.src_halves(), ip.dst_halves());
+            assert_eq!(enrolled_bit_of_halves(ip.src_halves()), enrolled_bit(&src));
+            assert_eq!(enrolled_bit_of_halves(ip.dst_halves()), enrolled_bit(&dst));
+            let memo = DeviceMemo {
+                entry: DeviceEntry::new(3, 0, 0),
+                addr: dst,
+                epoch: 1,
+                generation: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            assert_eq!(memo.addr_halves(), ip.dst_halves());
+        }
     }
 
     /// A model of REQUEST_FILTER driven through time: requests marked as the XDP program

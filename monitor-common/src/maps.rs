@@ -853,6 +853,21 @@ pub struct DeviceMemo {
     pub _pad2: u16,
 }
 
+// The address lies at an 8-byte boundary of the memo, which is aligned to 8 (`addr_halves`).
+const _: () = assert!(
+    core::mem::offset_of!(DeviceMemo, addr) % 8 == 0 && core::mem::align_of::<DeviceMemo>() >= 8
+);
+
+impl DeviceMemo {
+    /// The memo's address as two u64 words, in two loads (see
+    /// [`crate::flowtable::aligned_addr_halves`]).
+    #[inline(always)]
+    pub fn addr_halves(&self) -> (u64, u64) {
+        // SAFETY: at an 8-byte boundary (asserted above) of a struct aligned to 8.
+        unsafe { crate::flowtable::aligned_addr_halves(&self.addr) }
+    }
+}
+
 /// Values of [`Rule::action`].
 pub const RULE_ALLOW: u8 = 1;
 pub const RULE_DENY: u8 = 2;

@@ -145,7 +145,28 @@ pub struct IpPacket {
     pub icmp_code: u8,
 }
 
+// The addresses lie at 8-byte boundaries of the 8-byte aligned packet (`src_halves`).
+const _: () = assert!(
+    core::mem::offset_of!(IpPacket, src) % 8 == 0 && core::mem::offset_of!(IpPacket, dst) % 8 == 0
+);
+
 impl IpPacket {
+    /// The source address as two u64 words (`flowtable::addr_halves` of it), read with
+    /// two loads: BPF has no unaligned loads, so the halves of an address whose alignment
+    /// LLVM cannot see (anything reached through a map value) are built byte by byte.
+    #[inline(always)]
+    pub fn src_halves(&self) -> (u64, u64) {
+        // SAFETY: at an 8-byte boundary (asserted above) of a struct aligned to 8.
+        unsafe { crate::flowtable::aligned_addr_halves(&self.src) }
+    }
+
+    /// The destination address as two u64 words, as [`IpPacket::src_halves`].
+    #[inline(always)]
+    pub fn dst_halves(&self) -> (u64, u64) {
+        // SAFETY: at an 8-byte boundary (asserted above) of a struct aligned to 8.
+        unsafe { crate::flowtable::aligned_addr_halves(&self.dst) }
+    }
+
     /// All zero: the starting point the parser fills in.
     pub const EMPTY: IpPacket = IpPacket {
         src: [0; 16],

@@ -69,16 +69,16 @@ pub fn set_kind(kind: u8) -> Result<u8, Fault> {
 
 /// Fills `side` for the address `addr`: its inventory entry, if any, decides treatment.
 #[inline(always)]
-fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
+fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr, halves: (u64, u64)) {
     let key = DeviceKey {
         addr: *addr,
         generation: packet.generation,
         _pad1: 0,
         _pad2: 0,
     };
-    let (marked, word) = enrolled_mark(addr);
+    let (marked, word) = enrolled_mark(halves);
     let found = if marked {
-        device_entry(packet, &key, word)
+        device_entry(packet, &key, halves, word)
     } else {
         None
     };
@@ -111,16 +111,22 @@ fn enroll_side(packet: &Packet, side: &mut Side, addr: &Addr) {
     side.flow_tag = 0;
 }
 
-/// The DEVICES entry of `key`: from this CPU's memo when it read it under the same epoch
-/// and generation, else from the table (and remembered).
+/// The DEVICES entry of `key` (whose address's halves are `halves`): from this CPU's memo
+/// when it read it under the same epoch and generation, else from the table (and
+/// remembered).
 #[inline(always)]
-fn device_entry(packet: &Packet, key: &DeviceKey, hash: u32) -> Option<*const DeviceEntry> {
+fn device_entry(
+    packet: &Packet,
+    key: &DeviceKey,
+    halves: (u64, u64),
+    hash: u32,
+) -> Option<*const DeviceEntry> {
     let Some(memo) = DEVICE_MEMO.get_ptr_mut(hash & (DEVICE_MEMO_SLOTS - 1)) else {
         return DEVICES.get_ptr(key);
     };
     // SAFETY: this CPU's slot, used only within this program run.
     let memo = unsafe { &mut *memo };
-    let (a, b) = (flowtable::addr_halves(&memo.addr), flowtable::addr_halves(&key.addr));
+    let (a, b) = (memo.addr_halves(), halves);
     if memo.epoch == packet.epoch_tag
         && memo.generation == key.generation
         && ((a.0 ^ b.0) | (a.1 ^ b.1)) == 0
@@ -139,8 +145,8 @@ fn device_entry(packet: &Packet, key: &DeviceKey, hash: u32) -> Option<*const De
 /// Stage 2: both sides' device entries.
 #[inline(never)]
 fn identify(packet: &Packet, ip: &IpPacket, work: &mut Work) -> u8 {
-    enroll_side(packet, &mut work.sides[0], &ip.src);
-    enroll_side(packet, &mut work.sides[1], &ip.dst);
+    enroll_side(packet, &mut work.sides[0], &ip.src, ip.src_halves());
+    enroll_side(packet, &mut work.sides[1], &ip.dst, ip.dst_halves());
     work.sides[0].treatment | work.sides[1].treatment
 }
 
@@ -277,11 +283,12 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
         return cache::MISS;
     }
     // Exactly one of the two addresses may be enrolled: the device.
+    let (src_halves, dst_halves) = (ip.src_halves(), ip.dst_halves());
     let ((src_marked, src_word), (dst_marked, dst_word)) =
-        (enrolled_mark(&ip.src), enrolled_mark(&ip.dst));
-    let (source, word) = match (src_marked, dst_marked) {
-        (true, false) => (true, src_word),
-        (false, true) => (false, dst_word),
+        (enrolled_mark(src_halves), enrolled_mark(dst_halves));
+    let (source, word, halves) = match (src_marked, dst_marked) {
+        (true, false) => (true, src_word, src_halves),
+        (false, true) => (false, dst_word, dst_halves),
         _ => return cache::MISS,
     };
     let (addr, peer) = if source {
@@ -295,7 +302,7 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
         _pad1: 0,
         _pad2: 0,
     };
-    let Some(entry) = device_entry(packet, &key, word) else {
+    let Some(entry) = device_entry(packet, &key, halves, word) else {
         return cache::MISS;
     };
     // SAFETY: a map value or this CPU's memo of one, copied out at once.
@@ -414,11 +421,11 @@ pub fn charge_probe(packet: &Packet) -> u8 {
     work.decision.action
 }
 
-/// Whether `addr` may be enrolled (its ENROLLED_ADDRS bit; clear: it is not), and the
-/// word of its bit (which also picks its DEVICE_MEMO slot).
+/// Whether the address with halves `halves` may be enrolled (its ENROLLED_ADDRS bit;
+/// clear: it is not), and the word of its bit (which also picks its DEVICE_MEMO slot).
 #[inline(always)]
-fn enrolled_mark(addr: &Addr) -> (bool, u32) {
-    let (word, mask) = flowtable::enrolled_bit(addr);
+fn enrolled_mark(halves: (u64, u64)) -> (bool, u32) {
+    let (word, mask) = flowtable::enrolled_bit_of_halves(halves);
     let marked = match ENROLLED_ADDRS.get(word as u32) {
         Some(bits) => bits & mask != 0,
         None => true,
