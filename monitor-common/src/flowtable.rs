@@ -11,9 +11,9 @@
 
 use crate::{
     maps::{
-        DecisionKey, ENROLLED_ADDRS_WORDS, FlowKey, FlowSet, REQUEST_FILTER_GENERATIONS,
-        REQUEST_FILTER_PERIOD_SHIFT, REQUEST_FILTER_WORDS, RequestKey, SERVICE_FILTER_BITS,
-        SERVICE_FILTERS_ENTRIES, ServiceFilter,
+        DECISION_TAGS_PER_ENTRY, DecisionKey, ENROLLED_ADDRS_WORDS, FlowKey, FlowSet,
+        REQUEST_FILTER_GENERATIONS, REQUEST_FILTER_PERIOD_SHIFT, REQUEST_FILTER_WORDS, RequestKey,
+        SERVICE_FILTER_BITS, SERVICE_FILTERS_ENTRIES, ServiceFilter,
     },
     parse::Addr,
 };
@@ -248,7 +248,13 @@ pub fn way_holds_flow(set: &FlowSet, way: usize, seed: u32) -> bool {
 /// `slots` (a power of two).
 #[inline(always)]
 pub fn decision_slot(key: &DecisionKey, seed: u32, slots: u32) -> u32 {
-    (decision_hash(key, seed) >> 32) as u32 & (slots - 1)
+    decision_place(key, seed, slots).slot
+}
+
+/// The [`DecisionPlace`] of `key`, in a cache of `slots` (a power of two).
+#[inline(always)]
+pub fn decision_place(key: &DecisionKey, seed: u32, slots: u32) -> DecisionPlace {
+    decision_place_of_words(&decision_words(key), seed, slots)
 }
 
 /// The words of the decision key a packet has (as [`decision_words`] gives them for the
@@ -275,11 +281,34 @@ pub fn packet_key_words(
     ]
 }
 
-/// The slot of the per-CPU decision cache for a key's words, in a cache of `slots` (a
-/// power of two).
+/// Where a packet's decision is cached: its slot of the per-CPU decision cache and its
+/// tag there (`DecisionTags`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionPlace {
+    pub slot: u32,
+    /// Never 0 (the tag of a slot not written).
+    pub tag: u16,
+}
+
+impl DecisionPlace {
+    /// The `DECISION_TAGS` entry holding this slot's tag, and the tag's index in it.
+    #[inline(always)]
+    pub const fn tag_at(&self) -> (u32, usize) {
+        (
+            self.slot / DECISION_TAGS_PER_ENTRY,
+            (self.slot % DECISION_TAGS_PER_ENTRY) as usize,
+        )
+    }
+}
+
+/// The [`DecisionPlace`] of a key's words, in a cache of `slots` (a power of two).
 #[inline(always)]
-pub fn decision_slot_of_words(w: &[u64; 5], seed: u32, slots: u32) -> u32 {
-    (decision_hash_of_words(w, seed) >> 32) as u32 & (slots - 1)
+pub fn decision_place_of_words(w: &[u64; 5], seed: u32, slots: u32) -> DecisionPlace {
+    let h = decision_hash_of_words(w, seed);
+    DecisionPlace {
+        slot: (h >> 32) as u32 & (slots - 1),
+        tag: (h as u16).max(1),
+    }
 }
 
 /// The hash of a decision key, with the datapath's seed.
@@ -430,10 +459,46 @@ mod tests {
             packet_key_words(&key.src, &key.dst, 40_000, 443, 17, 3),
             decision_words(&key)
         );
-        assert_eq!(
-            decision_slot_of_words(&decision_words(&key), 5, 4096),
-            decision_slot(&key, 5, 4096)
-        );
+        let place = decision_place_of_words(&decision_words(&key), 5, 4096);
+        assert_eq!(place, decision_place(&key, 5, 4096));
+        assert_eq!(place.slot, decision_slot(&key, 5, 4096));
+    }
+
+    /// Tags tell keys that share a slot apart: a scan's keys falling on a slot held by
+    /// another flow are nearly always refused by the tag alone, and no key has the tag of
+    /// a slot never written (0).
+    #[test]
+    fn keys_sharing_a_decision_slot_nearly_always_differ_in_tag() {
+        let slots = crate::maps::DECISION_SLOTS;
+        let mut by_slot: BTreeMap<u32, vec::Vec<u16>> = BTreeMap::new();
+        for port in 0..=u16::MAX {
+            let key = DecisionKey {
+                src: ipv4_mapped([10, 1, 0, 1]),
+                dst: ipv4_mapped([10, 2, 0, 1]),
+                src_port: 40_000,
+                dst_port: port,
+                protocol: 17,
+                kind: 2,
+                _pad: 0,
+            };
+            let place = decision_place(&key, 7, slots);
+            assert_ne!(place.tag, 0, "port {port}");
+            let (entry, index) = place.tag_at();
+            assert!(entry < slots / DECISION_TAGS_PER_ENTRY && index < 32);
+            by_slot.entry(place.slot).or_default().push(place.tag);
+        }
+        // 65,536 keys, 16 a slot: ~120 pairs a slot, about one in 65,535 equal by chance.
+        let (mut pairs, mut equal) = (0u64, 0u64);
+        for tags in by_slot.values() {
+            for (i, a) in tags.iter().enumerate() {
+                for b in &tags[i + 1..] {
+                    pairs += 1;
+                    equal += u64::from(a == b);
+                }
+            }
+        }
+        assert!(pairs > 400_000, "{pairs} pairs");
+        assert!(equal < 30, "{equal} of {pairs} pairs in a slot share a tag");
     }
 
     #[test]

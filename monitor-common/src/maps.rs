@@ -330,6 +330,14 @@ pub mod defs {
         true,
         "decision cache, per CPU (holds its hits' flow packets until charged)",
     );
+    pub const DECISION_TAGS: MapDef = def::<u32, DecisionTags>(
+        "DECISION_TAGS",
+        MapKind::PerCpuArray,
+        DECISION_SLOTS / DECISION_TAGS_PER_ENTRY,
+        0,
+        false,
+        "a tag per decision cache slot, per CPU: a new flow's miss reads no entry",
+    );
     pub const DEVICE_MEMO: MapDef = def::<u32, DeviceMemo>(
         "DEVICE_MEMO",
         MapKind::PerCpuArray,
@@ -364,7 +372,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 31] = [
+    pub const ALL: [MapDef; 32] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -392,6 +400,7 @@ pub mod defs {
         STATIONS,
         LEARNED_MACS,
         DECISIONS,
+        DECISION_TAGS,
         DEVICE_MEMO,
         SCRATCH,
         WORK,
@@ -1370,6 +1379,21 @@ pub struct Decision {
 /// Entries of the per-CPU decision cache (a power of two).
 pub const DECISION_SLOTS: u32 = 4096;
 
+/// Tags of decision cache slots per `DECISION_TAGS` entry: a cache line of them.
+pub const DECISION_TAGS_PER_ENTRY: u32 = 32;
+
+/// The tags of [`DECISION_TAGS_PER_ENTRY`] consecutive slots of the per-CPU decision
+/// cache (`DECISION_TAGS`): 16 bits of the hash of the key each slot's entry was written
+/// with (never 0), 0 for a slot this program instance has not written. A lookup whose tag
+/// differs is a miss without reading the entry: a scan's or a flood's frames, each a new
+/// key, would otherwise read a random line of the cache (128 bytes × 4,096 per CPU) each,
+/// where the tags are 8 KB. A tag that matches is only a hint: the entry's key decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionTags {
+    pub tags: [u16; DECISION_TAGS_PER_ENTRY as usize],
+}
+
 /// Indexes of `PATHS` (per-CPU u64 counters): IP packets decided from the decision
 /// cache, and judged in full.
 pub const PATH_CACHED: u32 = 0;
@@ -1392,6 +1416,7 @@ mod pod {
     // so every bit pattern is valid and none has implicit padding.
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DeviceEntry {}
+    unsafe impl aya::Pod for DecisionTags {}
     unsafe impl aya::Pod for DeviceKey {}
     unsafe impl aya::Pod for Rule {}
     unsafe impl aya::Pod for RuleKeyData {}
@@ -1452,6 +1477,7 @@ mod tests {
         assert_eq!(size_of::<FlowSet>(), 64 + 4 * 96);
         assert_eq!(size_of::<DecisionKey>(), 40);
         assert_eq!(size_of::<DecisionSide>(), 16);
+        assert_eq!(size_of::<DecisionTags>(), 64);
         assert_eq!(
             size_of::<Decision>(),
             40 + 8 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 2 * 16 + 8 + 3 * 8

@@ -12,8 +12,8 @@ use monitor_common::{
     Action, Reason,
     flow::{self, ServiceHint},
     flowtable::{
-        decision_slot, decision_slot_of_words, decision_words, packet_key_words, request_bit,
-        request_words,
+        DecisionPlace, decision_place, decision_place_of_words, decision_words, packet_key_words,
+        request_bit, request_words,
     },
     maps::{
         DECISION_ICMP, DECISION_LOW_REQUEST, DECISION_OTHER, DECISION_PORTS, DECISION_REPLY,
@@ -25,7 +25,7 @@ use monitor_common::{
 use crate::{
     Packet,
     account::{apply_held, charge_pending, note_station},
-    maps::{DECISIONS, REQUEST_FILTER, REQUESTS},
+    maps::{DECISION_TAGS, DECISIONS, REQUEST_FILTER, REQUESTS},
 };
 
 /// A TCP handshake packet (it records the connection's server): judged every time.
@@ -136,9 +136,11 @@ pub fn key_words(ip: &IpPacket, kind: u8) -> [u64; 5] {
 /// Its action and reason as `action | reason << 8`, else [`MISS`].
 #[inline(always)]
 pub fn decided(packet: &Packet, ip: &IpPacket, key: &[u64; 5]) -> u32 {
-    let Some(entry) =
-        DECISIONS.get_ptr_mut(decision_slot_of_words(key, packet.seed, DECISION_SLOTS))
-    else {
+    let place = decision_place_of_words(key, packet.seed, DECISION_SLOTS);
+    if tag(&place) != Some(place.tag) {
+        return MISS;
+    }
+    let Some(entry) = DECISIONS.get_ptr_mut(place.slot) else {
         return MISS;
     };
     // SAFETY: this CPU's slot, written only by this CPU while the program runs.
@@ -181,13 +183,33 @@ pub fn verdict(found: u32) -> (Action, Reason) {
 /// key, after charging what the entry it replaces held.
 #[inline(always)]
 pub fn remember(packet: &Packet, decision: &Decision) {
-    if let Some(entry) =
-        DECISIONS.get_ptr_mut(decision_slot(&decision.key, packet.seed, DECISION_SLOTS))
-    {
+    let place = decision_place(&decision.key, packet.seed, DECISION_SLOTS);
+    if let Some(entry) = DECISIONS.get_ptr_mut(place.slot) {
         // SAFETY: this CPU's slot.
         unsafe {
             charge_pending(&*entry);
             *entry = *decision;
+        }
+        set_tag(&place);
+    }
+}
+
+/// The tag this CPU's decision cache holds for `place`'s slot.
+#[inline(always)]
+fn tag(place: &DecisionPlace) -> Option<u16> {
+    let (entry, index) = place.tag_at();
+    let tags = DECISION_TAGS.get(entry)?;
+    tags.tags.get(index).copied()
+}
+
+/// Records that `place`'s slot now holds an entry with its tag.
+#[inline(always)]
+fn set_tag(place: &DecisionPlace) {
+    let (entry, index) = place.tag_at();
+    if let Some(tags) = DECISION_TAGS.get_ptr_mut(entry) {
+        // SAFETY: this CPU's slot, written only by this CPU while the program runs.
+        if let Some(tag) = unsafe { (*tags).tags.get_mut(index) } {
+            *tag = place.tag;
         }
     }
 }

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use monitor_common::{
     judge::Work,
     maps::{
-        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DeviceEntry, DeviceKey,
+        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DecisionTags, DeviceEntry, DeviceKey,
         DeviceMemo,
         DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, LearnedMacs, MacBinding,
         MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
@@ -158,6 +158,8 @@ datapath_maps! {
     LEARNED_MACS: Array<LearnedMacs> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
+    /// A tag per DECISIONS slot: a miss reads no entry (`cache::decided`).
+    DECISION_TAGS: PerCpuArray<DecisionTags> = with_max_entries;
     /// DEVICES entries this CPU read lately, valid under the epoch.
     DEVICE_MEMO: PerCpuArray<DeviceMemo> = with_max_entries;
     /// The frame being judged, parsed straight into a per-CPU slot: it does not fit the
