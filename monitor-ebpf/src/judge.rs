@@ -41,8 +41,9 @@ use crate::{
     },
 };
 
+/// This CPU's working state, looked up once per frame by the program and handed down.
 #[inline(always)]
-fn work() -> Result<&'static mut Work, Fault> {
+pub fn work() -> Result<&'static mut Work, Fault> {
     let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
     // SAFETY: this CPU's slot, used only within this program run.
     Ok(unsafe { &mut *work })
@@ -58,12 +59,11 @@ fn parsed() -> Result<&'static ParsedFrame, Fault> {
 /// Keeps the packet's kind in WORK and returns it as read back from there: the value the
 /// verifier sees after this is the same unknown on every path (see `Work::kind`).
 #[inline(always)]
-pub fn set_kind(kind: u8) -> Result<u8, Fault> {
-    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
-    // SAFETY: this CPU's slot; the volatile read is not folded into the write.
+pub fn set_kind(work: &mut Work, kind: u8) -> u8 {
+    // SAFETY: a field of this CPU's slot; the volatile read is not folded into the write.
     unsafe {
-        write_volatile(&raw mut (*work).kind, kind);
-        Ok(read_volatile(&raw const (*work).kind))
+        write_volatile(&raw mut work.kind, kind);
+        read_volatile(&raw const work.kind)
     }
 }
 
@@ -224,12 +224,14 @@ pub fn count_unjudged(packet: &Packet) -> Result<(), Fault> {
 /// would put the deepest chain of stages (`judge_side`, `place_flow`) over the 512 bytes
 /// of stack BPF allows.
 #[inline(always)]
-pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
+pub fn judge_ip(
+    packet: &Packet,
+    parsed: &ParsedFrame,
+    work: &mut Work,
+) -> Result<(Action, Reason), Fault> {
     // The per-CPU slots are looked up once and handed down: the stages read their inputs
     // from map memory, which the verifier does not track.
-    let parsed = parsed()?;
     let ip = &parsed.ip;
-    let work = work()?;
     work.decision.key = cache::key(ip, work.kind);
     // The stages return a scalar the caller uses (see main.rs).
     prepare(ip, work);
@@ -263,7 +265,7 @@ pub fn judge_ip(packet: &Packet) -> Result<(Action, Reason), Fault> {
 /// (as the staged judge does beyond the budget). `action | reason << 8`, or `cache::MISS`
 /// for the staged judge.
 #[inline(never)]
-pub fn probe(packet: &Packet, kind: u8) -> u32 {
+pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     let untracked = kind == DECISION_PORTS
         || kind == DECISION_LOW_REQUEST
         || kind == DECISION_ICMP
@@ -271,10 +273,6 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
     if !untracked || packet.flags & CONFIG_EVERY_FLOW != 0 {
         return cache::MISS;
     }
-    let (Ok(parsed), Ok(work)) = (parsed(), work()) else {
-        return cache::MISS;
-    };
-    let ip = &parsed.ip;
     let Some(service) = flow::untracked_service(ip, false) else {
         return cache::MISS;
     };
@@ -411,11 +409,7 @@ pub fn probe(packet: &Packet, kind: u8) -> u32 {
 /// own: `probe`'s keys are off the stack by the time events are sent (BPF allows 512
 /// bytes for the whole chain of calls).
 #[inline(never)]
-pub fn charge_probe(packet: &Packet) -> u8 {
-    let (Ok(parsed), Ok(work)) = (parsed(), work()) else {
-        return 0;
-    };
-    let ip = &parsed.ip;
+pub fn charge_probe(packet: &Packet, ip: &IpPacket, work: &Work) -> u8 {
     apply(packet, ip, &work.decision, &[None, None]);
     note_station(packet, &ip.src, work.decision.sides[0].slot, false);
     work.decision.action

@@ -47,6 +47,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     Action, CUT_VERDICTS, FrameClass, Mode, Reason, VERDICT_SLOTS,
+    judge::Work,
     maps::{
         CONFIG_CAPTURE_MAY_BE_CUT, IFACE_WARD, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED,
         active_generation, source_id,
@@ -58,7 +59,7 @@ use monitor_common::{
 
 use crate::{
     account::{add_counter, add_path},
-    maps::{CLASSES, CONFIG, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH, VERDICTS, WORK},
+    maps::{CLASSES, CONFIG, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH, VERDICTS},
 };
 
 /// The one bounds check every packet read goes through.
@@ -298,9 +299,10 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
         Some(value) => *value,
         None => 0,
     };
+    let work = judge::work()?;
     let mut packet = Packet {
         len: frame.frame_len() as u64,
-        now: coarse_now()?,
+        now: coarse_now(work),
         global,
         flags,
         generation: active_generation(config),
@@ -341,7 +343,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
             }
             (Action::Pass, Reason::NeighborDiscovery)
         }
-        (None, true) => decide_ip(&packet, &parsed.ip)?,
+        (None, true) => decide_ip(&packet, parsed, work)?,
         (None, false) => {
             if packet.source_id != 0 && parsed.class == FrameClass::Arp {
                 note_neighbor(ctx, &packet, parsed);
@@ -373,18 +375,15 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
 /// that increments jiffies updates the coarse clock right after, so a time read in between
 /// is at most one tick behind, as the coarse clock always may be.
 #[inline(always)]
-fn coarse_now() -> Result<u64, Fault> {
-    let work = WORK.get_ptr_mut(0).ok_or(Fault)?;
-    // SAFETY: helpers without arguments; this CPU's slot, used only within this program
-    // run.
-    unsafe {
-        let jiffies = bpf_jiffies64();
-        if jiffies != (*work).clock_jiffies || (*work).clock_ns == 0 {
-            (*work).clock_ns = bpf_ktime_get_coarse_ns();
-            (*work).clock_jiffies = jiffies;
-        }
-        Ok((*work).clock_ns)
+fn coarse_now(work: &mut Work) -> u64 {
+    // SAFETY: helpers without arguments.
+    let jiffies = unsafe { bpf_jiffies64() };
+    if jiffies != work.clock_jiffies || work.clock_ns == 0 {
+        // SAFETY: a helper without arguments.
+        work.clock_ns = unsafe { bpf_ktime_get_coarse_ns() };
+        work.clock_jiffies = jiffies;
     }
+    work.clock_ns
 }
 
 /// An IP packet that parsed: decided by the per-CPU cache when the same packet key was
@@ -392,8 +391,13 @@ fn coarse_now() -> Result<u64, Fault> {
 /// scan's probe beyond its device's budget in one stage (`judge::probe`), else judged in
 /// full.
 #[inline(always)]
-fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> {
-    let kind = judge::set_kind(cache::kind(packet, ip))?;
+fn decide_ip(
+    packet: &Packet,
+    parsed: &ParsedFrame,
+    work: &mut Work,
+) -> Result<(Action, Reason), Fault> {
+    let ip = &parsed.ip;
+    let kind = judge::set_kind(work, cache::kind(packet, ip));
     if cache::cacheable(packet, ip, kind) {
         let found = cache::decided(packet, ip, &cache::key_words(ip, kind));
         if found != cache::MISS {
@@ -401,17 +405,17 @@ fn decide_ip(packet: &Packet, ip: &IpPacket) -> Result<(Action, Reason), Fault> 
             return Ok(cache::verdict(found));
         }
         // A scan's probe beyond its device's budget: one stage, when that decides it.
-        let found = judge::probe(packet, kind);
+        let found = judge::probe(packet, ip, work, kind);
         if found != cache::MISS {
             add_path(PATH_JUDGED);
-            if judge::charge_probe(packet) != found as u8 {
+            if judge::charge_probe(packet, ip, work) != found as u8 {
                 return Err(Fault);
             }
             return Ok(cache::verdict(found));
         }
     }
     add_path(PATH_JUDGED);
-    judge::judge_ip(packet)
+    judge::judge_ip(packet, parsed, work)
 }
 
 /// Discovery from what a neighbour announces on a ward leg (an ARP request or reply's
