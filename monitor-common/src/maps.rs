@@ -3,11 +3,11 @@
 //! All `#[repr(C)]`, `Copy`, with explicit padding and integer flags. Field order and
 //! sizes are the pinned-map layout: [`LAYOUT_VERSION`] changes whenever they do.
 
-use crate::parse::Addr;
+use crate::{FrameClass, VERDICTS_ENTRIES, parse::Addr};
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 15;
+pub const LAYOUT_VERSION: u32 = 16;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -105,7 +105,7 @@ const fn def<K, V>(
 /// computes kernel memory from ([`crate::memory`]).
 pub mod defs {
     use super::*;
-    use crate::{FrameClass, VERDICT_SLOTS, VERDICTS_ENTRIES, judge::Work, parse::ParsedFrame};
+    use crate::{VERDICT_SLOTS, judge::Work, parse::ParsedFrame};
 
     pub const CONFIG: MapDef = def::<u32, Config>(
         "CONFIG",
@@ -203,21 +203,13 @@ pub mod defs {
         true,
         "first fragments' verdicts",
     );
-    pub const VERDICTS: MapDef = def::<u32, Counter>(
-        "VERDICTS",
+    pub const FRAME_COUNTS: MapDef = def::<u32, FrameCounts>(
+        "FRAME_COUNTS",
         MapKind::PerCpuArray,
-        VERDICTS_ENTRIES,
+        1,
         0,
         true,
-        "packets and bytes by action and reason",
-    );
-    pub const CLASSES: MapDef = def::<u32, Counter>(
-        "CLASSES",
-        MapKind::PerCpuArray,
-        FrameClass::COUNT as u32,
-        0,
-        true,
-        "frames by class",
+        "frames by class, by action and reason, and by path (cache or judge), per CPU",
     );
     pub const RULES: MapDef = MapDef {
         key_size: 4 + core::mem::size_of::<RuleKeyData>() as u32,
@@ -314,14 +306,6 @@ pub mod defs {
         true,
         "source MACs each device sent from on a ward leg while it learned",
     );
-    pub const PATHS: MapDef = def::<u32, u64>(
-        "PATHS",
-        MapKind::PerCpuArray,
-        PATH_SLOTS,
-        0,
-        true,
-        "IP packets decided from the cache, and judged in full",
-    );
     pub const DECISIONS: MapDef = def::<u32, Decision>(
         "DECISIONS",
         MapKind::PerCpuArray,
@@ -372,7 +356,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 32] = [
+    pub const ALL: [MapDef; 30] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -384,8 +368,7 @@ pub mod defs {
         ENROLLED_ADDRS,
         CONNTRACK,
         FRAGMENTS,
-        VERDICTS,
-        CLASSES,
+        FRAME_COUNTS,
         RULES,
         EVENTS,
         EVENT_RATE,
@@ -395,7 +378,6 @@ pub mod defs {
         DEVICE_REASONS,
         REQUESTS,
         REQUEST_FILTER,
-        PATHS,
         MAC_BINDINGS,
         STATIONS,
         LEARNED_MACS,
@@ -474,8 +456,7 @@ pub mod names {
     pub const ENROLLED_ADDRS: &str = defs::ENROLLED_ADDRS.name;
     pub const CONNTRACK: &str = defs::CONNTRACK.name;
     pub const FRAGMENTS: &str = defs::FRAGMENTS.name;
-    pub const VERDICTS: &str = defs::VERDICTS.name;
-    pub const CLASSES: &str = defs::CLASSES.name;
+    pub const FRAME_COUNTS: &str = defs::FRAME_COUNTS.name;
     pub const RULES: &str = defs::RULES.name;
     pub const EVENTS: &str = defs::EVENTS.name;
     pub const EVENT_RATE: &str = defs::EVENT_RATE.name;
@@ -485,7 +466,6 @@ pub mod names {
     pub const DEVICE_REASONS: &str = defs::DEVICE_REASONS.name;
     pub const REQUESTS: &str = defs::REQUESTS.name;
     pub const REQUEST_FILTER: &str = defs::REQUEST_FILTER.name;
-    pub const PATHS: &str = defs::PATHS.name;
     pub const MAC_BINDINGS: &str = defs::MAC_BINDINGS.name;
     pub const STATIONS: &str = defs::STATIONS.name;
     pub const LEARNED_MACS: &str = defs::LEARNED_MACS.name;
@@ -1394,11 +1374,39 @@ pub struct DecisionTags {
     pub tags: [u16; DECISION_TAGS_PER_ENTRY as usize],
 }
 
-/// Indexes of `PATHS` (per-CPU u64 counters): IP packets decided from the decision
-/// cache, and judged in full.
+/// Indexes of [`FrameCounts::paths`]: IP packets decided from the decision cache, and
+/// judged in full.
 pub const PATH_CACHED: u32 = 0;
 pub const PATH_JUDGED: u32 = 1;
 pub const PATH_SLOTS: u32 = 2;
+
+/// What every frame adds to, per CPU (`FRAME_COUNTS`, one entry): its class, its action
+/// and reason, and for an IP packet the path that decided it. One value, so that a frame
+/// costs one lookup for them where three maps cost three.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// By [`crate::FrameClass`].
+    pub classes: [Counter; FrameClass::COUNT],
+    /// By [`crate::verdict_index`]; from [`crate::CUT_VERDICTS`], frames a capture cut.
+    pub verdicts: [Counter; VERDICTS_ENTRIES as usize],
+    /// By `PATH_*`.
+    pub paths: [u64; PATH_SLOTS as usize],
+}
+
+impl FrameCounts {
+    pub const ZERO: FrameCounts = FrameCounts {
+        classes: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; FrameClass::COUNT],
+        verdicts: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; VERDICTS_ENTRIES as usize],
+        paths: [0; PATH_SLOTS as usize],
+    };
+}
 
 /// Packet and byte counter: `VERDICTS` (by [`crate::verdict_index`]) and `CLASSES` (by
 /// [`crate::FrameClass`]), per CPU.
@@ -1417,6 +1425,7 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DeviceEntry {}
     unsafe impl aya::Pod for DecisionTags {}
+    unsafe impl aya::Pod for FrameCounts {}
     unsafe impl aya::Pod for DeviceKey {}
     unsafe impl aya::Pod for Rule {}
     unsafe impl aya::Pod for RuleKeyData {}
@@ -1490,6 +1499,10 @@ mod tests {
         assert_eq!(size_of::<RequestKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
         assert_eq!(size_of::<RequestEntry>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(
+            size_of::<FrameCounts>(),
+            16 * (crate::FrameClass::COUNT + VERDICTS_ENTRIES as usize) + 8 * PATH_SLOTS as usize
+        );
         assert_eq!(size_of::<crate::judge::Side>(), 72);
         assert_eq!(
             size_of::<crate::judge::Work>(),
@@ -1519,7 +1532,8 @@ mod tests {
     #[test]
     fn the_map_table_names_every_pinned_map_once() {
         assert_eq!(names::ALL.len(), defs::PINNED);
-        assert!(names::ALL.contains(&names::PATHS));
+        assert!(names::ALL.contains(&names::FRAME_COUNTS));
+        assert!(!names::ALL.contains(&defs::DECISION_TAGS.name));
         assert!(names::ALL.contains(&names::DECISIONS));
         assert!(!names::ALL.contains(&defs::DEVICE_MEMO.name));
         for name in names::ALL {

@@ -25,7 +25,7 @@ use crate::{
     Packet,
     maps::{
         DEVICE_REASONS, DEVICE_STATS, DEVICES, EVENT_RATE, EVENT_STATS, EVENTS, FLOWS,
-        LEARNED_MACS, MAC_BINDINGS, PATHS, STATIONS, UNENROLLED_FLOWS, UNENROLLED_STATS,
+        LEARNED_MACS, MAC_BINDINGS, STATIONS, UNENROLLED_FLOWS, UNENROLLED_STATS,
     },
 };
 
@@ -72,18 +72,21 @@ pub fn add_counter(map: &PerCpuArray<Counter>, index: u32, len: u64) {
     }
 }
 
+/// Adds a frame of `len` bytes to `counter` (a place in this CPU's `FrameCounts`).
+#[inline(always)]
+pub fn count_frame(counter: Option<&mut Counter>, len: u64) {
+    if let Some(counter) = counter {
+        counter.packets += 1;
+        counter.bytes += len;
+    }
+}
+
 #[inline(always)]
 fn add_u64(map: &PerCpuArray<u64>, index: u32) {
     if let Some(counter) = map.get_ptr_mut(index) {
         // SAFETY: per-CPU slot.
         unsafe { *counter += 1 };
     }
-}
-
-/// Counts an IP packet under the path that decided it (`PATH_*`).
-#[inline(always)]
-pub fn add_path(path: u32) {
-    add_u64(&PATHS, path);
 }
 
 /// Counts a packet under `reason` for the device in `slot` (nothing when unenrolled).

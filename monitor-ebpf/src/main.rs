@@ -49,8 +49,8 @@ use monitor_common::{
     Action, CUT_VERDICTS, FrameClass, Mode, Reason, VERDICT_SLOTS,
     judge::Work,
     maps::{
-        CONFIG_CAPTURE_MAY_BE_CUT, IFACE_WARD, LAYOUT_VERSION, PATH_CACHED, PATH_JUDGED,
-        active_generation, source_id,
+        CONFIG_CAPTURE_MAY_BE_CUT, FrameCounts, IFACE_WARD, LAYOUT_VERSION, PATH_CACHED,
+        PATH_JUDGED, active_generation, source_id,
     },
     parse::{self, FrameBytes, IpPacket, ParsedFrame, Snaplen},
     schedule::HOUR_UNKNOWN,
@@ -58,8 +58,8 @@ use monitor_common::{
 };
 
 use crate::{
-    account::{add_counter, add_path},
-    maps::{CLASSES, CONFIG, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH, VERDICTS},
+    account::{add_counter, count_frame},
+    maps::{CONFIG, FRAME_COUNTS, IFACE_SLOTS, IFACE_VERDICTS, SCRATCH},
 };
 
 /// The one bounds check every packet read goes through.
@@ -111,13 +111,13 @@ fn xdp_verdict(result: Result<Action, Fault>) -> u32 {
 pub fn parse_only_xdp(ctx: XdpContext) -> u32 {
     let frame = XdpFrame(&ctx);
     let len = frame.frame_len() as u64;
-    let Some(parsed) = SCRATCH.get_ptr_mut(0) else {
+    let (Some(parsed), Ok(counts)) = (SCRATCH.get_ptr_mut(0), frame_counts()) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's slot, used only within this program run.
     let parsed = unsafe { &mut *parsed };
     parse::parse_frame_into(&frame, Snaplen::Strict, parsed);
-    add_counter(&CLASSES, parsed.class as u32, len);
+    count_frame(counts.classes.get_mut(class_index(parsed)), len);
     xdp_action::XDP_PASS
 }
 
@@ -328,7 +328,8 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     // SAFETY: this CPU's slot, used only within this program run.
     let parsed: &mut ParsedFrame = unsafe { &mut *parsed };
     parse::parse_frame_into(&frame, snaplen, parsed);
-    add_counter(&CLASSES, parsed.class as u32, packet.len);
+    let counts = frame_counts()?;
+    count_frame(counts.classes.get_mut(class_index(parsed)), packet.len);
     if iface & IFACE_WARD != 0 {
         packet.source_id = source_id(&parsed.src_mac);
     }
@@ -343,7 +344,13 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
             }
             (Action::Pass, Reason::NeighborDiscovery)
         }
-        (None, true) => decide_ip(&packet, parsed, work)?,
+        (None, true) => {
+            let (action, reason, path) = decide_ip(&packet, parsed, work)?;
+            if let Some(count) = counts.paths.get_mut(path as usize) {
+                *count += 1;
+            }
+            (action, reason)
+        }
         (None, false) => {
             if packet.source_id != 0 && parsed.class == FrameClass::Arp {
                 note_neighbor(ctx, &packet, parsed);
@@ -357,7 +364,7 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let index = verdict_index(action, reason);
     // A cut frame's verdict is not a prediction replay may show (CONFIG_CAPTURE_MAY_BE_CUT).
     let block = if packet.judged() { 0 } else { CUT_VERDICTS };
-    add_counter(&VERDICTS, block + index, packet.len);
+    count_frame(counts.verdicts.get_mut((block + index) as usize), packet.len);
     let block = iface & !IFACE_WARD;
     if block != 0 {
         add_counter(
@@ -395,27 +402,44 @@ fn decide_ip(
     packet: &Packet,
     parsed: &ParsedFrame,
     work: &mut Work,
-) -> Result<(Action, Reason), Fault> {
+) -> Result<(Action, Reason, u32), Fault> {
     let ip = &parsed.ip;
     let kind = judge::set_kind(work, cache::kind(packet, ip));
     if cache::cacheable(packet, ip, kind) {
         let found = cache::decided(packet, ip, &cache::key_words(ip, kind));
         if found != cache::MISS {
-            add_path(PATH_CACHED);
-            return Ok(cache::verdict(found));
+            let (action, reason) = cache::verdict(found);
+            return Ok((action, reason, PATH_CACHED));
         }
         // A scan's probe beyond its device's budget: one stage, when that decides it.
         let found = judge::probe(packet, ip, work, kind);
         if found != cache::MISS {
-            add_path(PATH_JUDGED);
             if judge::charge_probe(packet, ip, work) != found as u8 {
                 return Err(Fault);
             }
-            return Ok(cache::verdict(found));
+            let (action, reason) = cache::verdict(found);
+            return Ok((action, reason, PATH_JUDGED));
         }
     }
-    add_path(PATH_JUDGED);
-    judge::judge_ip(packet, parsed, work)
+    let (action, reason) = judge::judge_ip(packet, parsed, work)?;
+    Ok((action, reason, PATH_JUDGED))
+}
+
+/// The frame's class as an index, read as a plain byte: LLVM knows an enum's range and
+/// would drop the bounds check of an index made from it, which the verifier, seeing a
+/// byte, needs.
+#[inline(always)]
+fn class_index(parsed: &ParsedFrame) -> usize {
+    // SAFETY: a one-byte field of the parsed frame (`FrameClass` is `repr(u8)`).
+    usize::from(unsafe { core::ptr::read_volatile(&raw const parsed.class as *const u8) })
+}
+
+/// This CPU's frame counters.
+#[inline(always)]
+fn frame_counts() -> Result<&'static mut FrameCounts, Fault> {
+    let counts = FRAME_COUNTS.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's slot, written only by this CPU while the program runs.
+    Ok(unsafe { &mut *counts })
 }
 
 /// Discovery from what a neighbour announces on a ward leg (an ARP request or reply's

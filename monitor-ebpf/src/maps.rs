@@ -10,7 +10,7 @@ use aya_ebpf::{
 use monitor_common::{
     judge::Work,
     maps::{
-        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DecisionTags, DeviceEntry, DeviceKey,
+        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DecisionTags, DeviceEntry, FrameCounts, DeviceKey,
         DeviceMemo,
         DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, LearnedMacs, MacBinding,
         MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
@@ -137,17 +137,15 @@ datapath_maps! {
     /// A bit per request remembered lately, in three generations by time: clear bits skip
     /// the REQUESTS lookup.
     REQUEST_FILTER: Array<u64> = with_max_entries;
-    /// Verdicts of whole frames, then (from CUT_VERDICTS) of frames a capture cut short.
-    VERDICTS: PerCpuArray<Counter> = with_max_entries;
+    /// Frames by class, by verdict (whole frames, then from CUT_VERDICTS frames a capture
+    /// cut short) and by path: one entry, one lookup per frame.
+    FRAME_COUNTS: PerCpuArray<FrameCounts> = with_max_entries;
     /// Interface index → 1 + its IFACE_VERDICTS block (0: not counted apart), set by the
     /// controller for the interfaces it attaches to.
     IFACE_SLOTS: Array<u32> = with_max_entries;
     IFACE_VERDICTS: PerCpuArray<Counter> = with_max_entries;
     /// Packets per enrolled device and reason of its own verdict.
     DEVICE_REASONS: PerCpuArray<u64> = with_max_entries;
-    CLASSES: PerCpuArray<Counter> = with_max_entries;
-    /// IP packets decided from the cache, and judged in full.
-    PATHS: PerCpuArray<u64> = with_max_entries;
     /// The MACs each MAC-bound address may be sent from on a ward leg (`judge::bind_source`).
     MAC_BINDINGS: HashMap<MacBindingKey, MacBinding> = with_max_entries;
     /// Discovery: source MACs on ward legs with addresses outside the inventory

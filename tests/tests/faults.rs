@@ -185,11 +185,11 @@ fn a_pinned_map_of_the_wrong_kind_is_refused_and_untouched() {
         .unwrap_or_else(|e| panic!("bpffs: {e}"));
     let dir = TempDir(Path::new("/sys/fs/bpf").join(unique_name("mfkind")));
     std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
-    let def = monitor_common::maps::defs::PATHS;
+    let def = monitor_common::maps::defs::FRAME_COUNTS;
     assert_eq!(def.kind, monitor_common::maps::MapKind::PerCpuArray);
-    let wrong = dir.0.join(names::PATHS);
+    let wrong = dir.0.join(names::FRAME_COUNTS);
     let created = sh(&format!(
-        "bpftool map create {p} type array key {k} value {v} entries {m} name PATHS",
+        "bpftool map create {p} type array key {k} value {v} entries {m} name FRAME_COUNTS",
         p = wrong.display(),
         k = def.key_size,
         v = def.value_size,
@@ -233,7 +233,7 @@ fn a_pinned_map_of_the_wrong_kind_is_refused_and_untouched() {
         .collect();
     assert_eq!(
         pinned,
-        vec![names::PATHS.to_string()],
+        vec![names::FRAME_COUNTS.to_string()],
         "the refused load pinned maps"
     );
 }

@@ -330,7 +330,7 @@ enum Change {
     Enroll(Dev),
 }
 
-/// Which path decided an IP packet (`PATHS`).
+/// Which path decided an IP packet (`FRAME_COUNTS`' paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     /// One lookup of the per-CPU decision cache.
@@ -526,7 +526,7 @@ fn snapshot(datapath: &Datapath, setup: &Setup) -> Snapshot {
             .into_iter()
             .map(|(k, _)| k)
             .collect(),
-        paths: must(maps.paths(), "PATHS"),
+        paths: must(maps.paths(), "FRAME_COUNTS"),
         stations: must(maps.stations(), "STATIONS")
             .into_iter()
             .map(|(k, s)| ((k.mac, addr_of(&k.addr)), s.packets))

@@ -32,9 +32,10 @@ use monitor_common::{
     maps::{
         BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision, DeviceEntry,
         DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey,
-        FlowSet, FlowStats, IFACE_WARD, LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey,
-        MapDef, MapKind, PATH_CACHED, PATH_JUDGED, REQUEST_FILTER_WORDS, RuleKeyData, RuleSet,
-        ServiceFilter, StationKey, StationStats, active_generation, defs, names, programs,
+        FlowSet, FlowStats, FrameCounts, IFACE_WARD, LAYOUT_VERSION, LearnedMacs, MacBinding,
+        MacBindingKey, MapDef, MapKind, PATH_CACHED, PATH_JUDGED, REQUEST_FILTER_WORDS,
+        RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats, active_generation, defs,
+        names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -1222,16 +1223,25 @@ impl MapSet {
 
     /// IP packets decided from the decision cache and judged in full, summed over CPUs.
     pub fn paths(&self) -> Result<(u64, u64)> {
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(names::PATHS)?)
-            .map_err(map_err(names::PATHS, "wrong type"))?;
-        let sum = |index: u32| -> Result<u64> {
-            Ok(array
-                .get(&index, 0)
-                .map_err(map_err(names::PATHS, "reading"))?
+        let counts = self.frame_counts()?;
+        let sum = |index: u32| -> u64 {
+            counts
                 .iter()
-                .sum())
+                .filter_map(|c| c.paths.get(index as usize))
+                .sum()
         };
-        Ok((sum(PATH_CACHED)?, sum(PATH_JUDGED)?))
+        Ok((sum(PATH_CACHED), sum(PATH_JUDGED)))
+    }
+
+    /// Every CPU's frame counters (`FRAME_COUNTS`).
+    fn frame_counts(&self) -> Result<Vec<FrameCounts>> {
+        let array: PerCpuArray<&MapData, FrameCounts> =
+            PerCpuArray::try_from(self.map(names::FRAME_COUNTS)?)
+                .map_err(map_err(names::FRAME_COUNTS, "wrong type"))?;
+        let values = array
+            .get(&0, 0)
+            .map_err(map_err(names::FRAME_COUNTS, "reading"))?;
+        Ok(values.iter().copied().collect())
     }
 
     /// Counts the verdicts of interface `ifindex` apart, in block `slot` (< MAX_IFACES);
@@ -1462,16 +1472,13 @@ impl MapSet {
     }
 
     fn verdict_block(&self, base: u32) -> Result<Vec<(Action, Reason, Counter)>> {
-        let array: PerCpuArray<&MapData, Counter> =
-            PerCpuArray::try_from(self.map(names::VERDICTS)?)
-                .map_err(map_err(names::VERDICTS, "wrong type"))?;
+        let counts = self.frame_counts()?;
         let mut rows = Vec::new();
         for &reason in Reason::ALL {
             for action in Action::ALL {
-                let values = array
-                    .get(&(base + verdict_index(action, reason)), 0)
-                    .map_err(map_err(names::VERDICTS, "reading"))?;
-                rows.push((action, reason, sum_counters(values.iter())));
+                let index = (base + verdict_index(action, reason)) as usize;
+                let counter = sum_counters(counts.iter().filter_map(|c| c.verdicts.get(index)));
+                rows.push((action, reason, counter));
             }
         }
         Ok(rows)
@@ -1479,18 +1486,15 @@ impl MapSet {
 
     /// Packets and bytes per frame class, summed over CPUs.
     pub fn classes(&self) -> Result<Vec<(FrameClass, Counter)>> {
-        let array: PerCpuArray<&MapData, Counter> =
-            PerCpuArray::try_from(self.map(names::CLASSES)?)
-                .map_err(map_err(names::CLASSES, "wrong type"))?;
-        FrameClass::ALL
+        let counts = self.frame_counts()?;
+        Ok(FrameClass::ALL
             .into_iter()
             .map(|class| {
-                array
-                    .get(&(class as u32), 0)
-                    .map(|values| (class, sum_counters(values.iter())))
-                    .map_err(map_err(names::CLASSES, "reading"))
+                let counter =
+                    sum_counters(counts.iter().filter_map(|c| c.classes.get(class as usize)));
+                (class, counter)
             })
-            .collect()
+            .collect())
     }
 }
 
