@@ -610,7 +610,7 @@ pub const CONFIG_JUDGE_UNENROLLED: u8 = 1 << 1;
 /// The frame being run was cut by a capture's snapshot length (replay sets it for such
 /// frames only, never a live datapath): the parser lets IP lengths run past the captured
 /// bytes, and since what was cut could have changed the verdict, the frame's verdict is
-/// counted apart (`VERDICTS` from [`crate::CUT_VERDICTS`]) and charges no drop, would-drop
+/// counted apart (`FrameCounts::verdicts` from [`crate::CUT_VERDICTS`]) and charges no drop, would-drop
 /// or event to anyone. It is still counted and learned from.
 pub const CONFIG_CAPTURE_MAY_BE_CUT: u8 = 1 << 2;
 /// Every violation takes a flow entry: no per-second budget (replay sets it, never a live
@@ -1394,22 +1394,8 @@ pub struct FrameCounts {
     pub paths: [u64; PATH_SLOTS as usize],
 }
 
-impl FrameCounts {
-    pub const ZERO: FrameCounts = FrameCounts {
-        classes: [Counter {
-            packets: 0,
-            bytes: 0,
-        }; FrameClass::COUNT],
-        verdicts: [Counter {
-            packets: 0,
-            bytes: 0,
-        }; VERDICTS_ENTRIES as usize],
-        paths: [0; PATH_SLOTS as usize],
-    };
-}
-
-/// Packet and byte counter: `VERDICTS` (by [`crate::verdict_index`]) and `CLASSES` (by
-/// [`crate::FrameClass`]), per CPU.
+/// Packet and byte counter: [`FrameCounts`]' classes and verdicts, and `IFACE_VERDICTS`
+/// (by [`crate::verdict_index`]), per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {

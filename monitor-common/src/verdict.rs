@@ -170,21 +170,21 @@ impl Reason {
     }
 }
 
-/// Index of the (action, reason) counter in the `VERDICTS` per-CPU array.
+/// Index of the (action, reason) counter in `FrameCounts::verdicts` (per CPU).
 #[inline(always)]
 pub const fn verdict_index(action: Action, reason: Reason) -> u32 {
     (reason as u32) * (Action::COUNT as u32) + action as u32
 }
 
-/// Number of (action, reason) slots: one block of `VERDICTS` (and of each interface's
-/// `IFACE_VERDICTS`).
+/// Number of (action, reason) slots: one block of `FrameCounts::verdicts` (and of each
+/// interface's `IFACE_VERDICTS`).
 pub const VERDICT_SLOTS: u32 = (Reason::COUNT * Action::COUNT) as u32;
 
-/// First slot of the second block of `VERDICTS`: frames a capture cut short
+/// First slot of the second block of `FrameCounts::verdicts`: frames a capture cut short
 /// (`CONFIG_CAPTURE_MAY_BE_CUT`), whose verdicts replay must not present as predictions.
 pub const CUT_VERDICTS: u32 = VERDICT_SLOTS;
 
-/// Entries of the `VERDICTS` array: the verdicts of whole frames, then of cut ones.
+/// Entries of `FrameCounts::verdicts`: the verdicts of whole frames, then of cut ones.
 pub const VERDICTS_ENTRIES: u32 = 2 * VERDICT_SLOTS;
 
 /// Enforcement mode, global or per device.

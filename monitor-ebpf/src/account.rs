@@ -63,13 +63,8 @@ pub fn atomic_or(word: *mut u64, mask: u64) {
 
 #[inline(always)]
 pub fn add_counter(map: &PerCpuArray<Counter>, index: u32, len: u64) {
-    if let Some(counter) = map.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += len;
-        }
-    }
+    // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+    count_frame(map.get_ptr_mut(index).map(|c| unsafe { &mut *c }), len);
 }
 
 /// Adds a frame of `len` bytes to `counter` (a place in this CPU's `FrameCounts`).

@@ -4,8 +4,8 @@
 //! runs its frames in order. Every frame ("step") states the action and reason it must
 //! get, its frame class and who it is charged to, and the runner checks the *whole*
 //! change of the counters against that:
-//! - `VERDICTS`: exactly one (action, reason) counter moved, by one packet and the frame's
-//!   length in bytes; `CLASSES`: likewise for exactly one class;
+//! - verdicts (`FRAME_COUNTS`): exactly one (action, reason) counter moved, by one packet
+//!   and the frame's length in bytes; classes: likewise for exactly one class;
 //! - `DEVICE_STATS` of every enrolled slot and `UNENROLLED_STATS` of every address:
 //!   packets/bytes sent and received, dropped, would-drop, learned flows, break-glass;
 //! - `BASELINE`: exactly the entries the step learns are added, nothing is removed;
