@@ -12,8 +12,8 @@ use crate::{
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
         DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
-        DEVICE_SCHEDULE_IGNORE, Decision, DeviceStats, EventRate, FlowKey, FlowStats, MODE_INHERIT,
-        RULE_ALLOW, RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
+        DEVICE_SCHEDULE_IGNORE, Decision, DecisionSide, DeviceStats, EventRate, FlowKey, FlowStats,
+        MODE_INHERIT, RULE_ALLOW, RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     schedule,
 };
@@ -740,6 +740,74 @@ pub struct Work {
     /// When the timed `MAC_BINDINGS` entry that let the source's MAC through ends (0: none
     /// or a lasting one): the decision stands no longer.
     pub binding_until_ns: u64,
+    /// The device the last one-stage probe judged, and what it decided for it.
+    pub probe: ProbeMemo,
+}
+
+/// What `judge::probe` in the XDP program decided for a device, kept for its next probe:
+/// a scan's probes come from one device (a flood's frames go to one), and all that
+/// differs between them is the peer and the service. Those are checked for every probe
+/// (the peer is no enrolled address, the service is not in the device's baseline, the
+/// device's budget of flow entries is spent); the device's entry, treatment, verdict and
+/// charges are taken from here while everything they were derived from holds
+/// ([`ProbeMemo::holds`]). Nothing else that they depend on moves without a new cache
+/// epoch: a policy, a device's mode or a break-glass bumps it, and a probe is never
+/// judged with break-glass running (`judged_in_one_stage`), so none can end under it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeMemo {
+    /// The device's address as two aligned words (`flowtable::addr_halves`).
+    pub device: [u64; 2],
+    /// `source_id` of the frame the probe judged (a ward leg's source MAC, 0 elsewhere).
+    pub source_id: u64,
+    /// What the probe charges to the packet's source and destination.
+    pub sides: [DecisionSide; 2],
+    /// The `cache_epoch + 1` the probe read the device's entry under.
+    pub epoch: u32,
+    /// The device's DEVICE_STATS slot.
+    pub slot: u32,
+    /// The global mode and CONFIG flags (as `Decision::config`).
+    pub config: u16,
+    /// The copy of the policy maps the device's entry was read from.
+    pub generation: u8,
+    pub hour_of_week: u8,
+    /// The device was the packet's source (1) or destination (0).
+    pub source: u8,
+    pub action: u8,
+    pub reason: u8,
+    /// Written by a probe (1); a zeroed memo holds nothing.
+    pub filled: u8,
+}
+
+// Every byte a named field: no padding for LLVM to fill from a register.
+const _: () = assert!(core::mem::size_of::<ProbeMemo>() == 72);
+
+impl ProbeMemo {
+    /// Whether the memo was made under the packet's context: the same cache epoch, mode
+    /// and flags, policy copy, hour of the week and source MAC.
+    #[inline(always)]
+    pub fn holds(
+        &self,
+        epoch: u32,
+        config: u16,
+        generation: u8,
+        hour_of_week: u8,
+        source_id: u64,
+    ) -> bool {
+        self.filled == 1
+            && self.epoch == epoch
+            && self.config == config
+            && self.generation == generation
+            && self.hour_of_week == hour_of_week
+            && self.source_id == source_id
+    }
+
+    /// Whether the memo is of the device with the address halves `device` (on the side
+    /// `source` says).
+    #[inline(always)]
+    pub fn is_of(&self, device: (u64, u64)) -> bool {
+        ((device.0 ^ self.device[0]) | (device.1 ^ self.device[1])) == 0
+    }
 }
 
 #[cfg(test)]
@@ -758,6 +826,64 @@ mod tests {
 
     fn r(reason: Reason) -> u8 {
         reason as u8
+    }
+
+    /// A probe's memo serves only the context it was made in: any one of the cache
+    /// epoch, mode and flags, policy copy, hour or source MAC differing, or a memo never
+    /// written, and the device is judged afresh.
+    #[test]
+    fn a_probe_memo_holds_only_in_its_own_context() {
+        let memo = ProbeMemo {
+            device: [7, 9],
+            source_id: 0x0200_0000_0002,
+            epoch: 5,
+            config: 2,
+            generation: 1,
+            hour_of_week: 30,
+            source: 1,
+            filled: 1,
+            ..ProbeMemo::default()
+        };
+        let made = (5, 2, 1, 30, 0x0200_0000_0002);
+        let rows = [
+            ("the same context", memo, made, true),
+            (
+                "another cache epoch",
+                memo,
+                (6, 2, 1, 30, 0x0200_0000_0002),
+                false,
+            ),
+            (
+                "another mode or flags",
+                memo,
+                (5, 3, 1, 30, 0x0200_0000_0002),
+                false,
+            ),
+            (
+                "the other policy copy",
+                memo,
+                (5, 2, 0, 30, 0x0200_0000_0002),
+                false,
+            ),
+            ("another hour", memo, (5, 2, 1, 31, 0x0200_0000_0002), false),
+            ("another source MAC", memo, (5, 2, 1, 30, 0), false),
+            (
+                "never written",
+                ProbeMemo { filled: 0, ..memo },
+                made,
+                false,
+            ),
+            ("zeroed", ProbeMemo::default(), (0, 0, 0, 0, 0), false),
+        ];
+        for (name, memo, (epoch, config, generation, hour, source_id), holds) in rows {
+            assert_eq!(
+                memo.holds(epoch, config, generation, hour, source_id),
+                holds,
+                "{name}"
+            );
+        }
+        assert!(memo.is_of((7, 9)));
+        assert!(!memo.is_of((7, 8)) && !memo.is_of((6, 9)));
     }
 
     #[test]

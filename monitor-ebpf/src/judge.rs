@@ -262,7 +262,9 @@ pub fn judge_ip(
 /// It is then what the staged judge would give, by the same functions
 /// (`unlisted_verdict`, `combine`, `plan`), put in WORK for `charge_probe`, which charges
 /// it by the same `apply` and `note_station`, with nothing cached or put in a flow table
-/// (as the staged judge does beyond the budget). `action | reason << 8`, or `cache::MISS`
+/// (as the staged judge does beyond the budget). The device's part of that is judged once
+/// and kept for its next probes (`work.probe`, see `ProbeMemo`): a scan's later probes
+/// check only their peer, service and budget. `action | reason << 8`, or `cache::MISS`
 /// for the staged judge.
 #[inline(never)]
 pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
@@ -280,41 +282,31 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     if other_treatment != UNJUDGED {
         return cache::MISS;
     }
-    // Exactly one of the two addresses may be enrolled: the device.
     let (src_halves, dst_halves) = (ip.src_halves(), ip.dst_halves());
-    let ((src_marked, src_word), (dst_marked, dst_word)) =
-        (enrolled_mark(src_halves), enrolled_mark(dst_halves));
-    let (source, word, halves) = match (src_marked, dst_marked) {
-        (true, false) => (true, src_word, src_halves),
-        (false, true) => (false, dst_word, dst_halves),
-        _ => return cache::MISS,
+    // The device of the last probe again (the peer no enrolled address), or judged afresh.
+    let memo = &work.probe;
+    let remembered = memo.holds(
+        packet.epoch_tag,
+        packet.config_bits,
+        packet.generation,
+        packet.hour_of_week,
+        packet.source_id,
+    ) && if memo.source != 0 {
+        memo.is_of(src_halves) && !enrolled_mark(dst_halves).0
+    } else {
+        memo.is_of(dst_halves) && !enrolled_mark(src_halves).0
     };
+    if !remembered && judge_device(packet, ip, work, src_halves, dst_halves, other_treatment) == 0
+    {
+        return cache::MISS;
+    }
+    let memo = &work.probe;
+    let source = memo.source != 0;
     let (addr, peer) = if source {
         (ip.src, ip.dst)
     } else {
         (ip.dst, ip.src)
     };
-    let key = DeviceKey {
-        addr,
-        generation: packet.generation,
-        _pad1: 0,
-        _pad2: 0,
-    };
-    let Some(entry) = device_entry(packet, &key, halves, word) else {
-        return cache::MISS;
-    };
-    // SAFETY: a map value or this CPU's memo of one, copied out at once.
-    let entry = unsafe { *entry };
-    let treatment = judge::treatment(entry.mode, entry.flags, packet.global);
-    let flags = judge::side_flags(
-        packet.now,
-        entry.break_glass_until_ns,
-        entry.flags,
-        treatment,
-    );
-    if !judge::judged_in_one_stage(treatment, flags, source && packet.source_id != 0) {
-        return cache::MISS;
-    }
     let src_direction = flow::src_direction(service.initiator);
     let direction = if source {
         src_direction
@@ -330,17 +322,74 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     )) {
         return cache::MISS;
     }
-    let (action, reason) = judge::unlisted_verdict(treatment, flags);
-    if !judge::is_violation(action, reason) {
-        return cache::MISS;
-    }
-    let spent = match EVENT_RATE.get_ptr_mut(entry.slot) {
+    let spent = match EVENT_RATE.get_ptr_mut(memo.slot) {
         // SAFETY: per-CPU slot, used only within this program run.
         Some(rate) => judge::flow_budget_spent(unsafe { &mut *rate }, packet.now),
         None => false,
     };
     if !spent {
         return cache::MISS;
+    }
+    let (action, reason, sides) = (memo.action, memo.reason, memo.sides);
+    let decision = &mut work.decision;
+    decision.epoch = packet.epoch_tag;
+    decision.config = packet.config_bits;
+    decision.action = action;
+    decision.reason = reason;
+    decision.service_port = service.port;
+    decision.src_direction = src_direction as u8;
+    decision.flags = 0;
+    decision.protocol = ip.protocol;
+    decision.hour_of_week = packet.hour_of_week;
+    decision.sides = sides;
+    decision.source_id = packet.source_id;
+    u32::from(action) | u32::from(reason) << 8
+}
+
+/// `probe`'s judgement of the device, when the packet's service and peer leave one to
+/// make: exactly one of the two addresses may be enrolled (the device), it may be judged
+/// in one stage and its verdict is a violation. Kept in `work.probe` for the device's next
+/// probes (1), else 0: the staged judge decides the packet.
+#[inline(always)]
+fn judge_device(
+    packet: &Packet,
+    ip: &IpPacket,
+    work: &mut Work,
+    src_halves: (u64, u64),
+    dst_halves: (u64, u64),
+    other_treatment: u8,
+) -> u8 {
+    let ((src_marked, src_word), (dst_marked, dst_word)) =
+        (enrolled_mark(src_halves), enrolled_mark(dst_halves));
+    let (source, word, halves) = match (src_marked, dst_marked) {
+        (true, false) => (true, src_word, src_halves),
+        (false, true) => (false, dst_word, dst_halves),
+        _ => return 0,
+    };
+    let key = DeviceKey {
+        addr: if source { ip.src } else { ip.dst },
+        generation: packet.generation,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let Some(entry) = device_entry(packet, &key, halves, word) else {
+        return 0;
+    };
+    // SAFETY: a map value or this CPU's memo of one, copied out at once.
+    let entry = unsafe { *entry };
+    let treatment = judge::treatment(entry.mode, entry.flags, packet.global);
+    let flags = judge::side_flags(
+        packet.now,
+        entry.break_glass_until_ns,
+        entry.flags,
+        treatment,
+    );
+    if !judge::judged_in_one_stage(treatment, flags, source && packet.source_id != 0) {
+        return 0;
+    }
+    let (action, reason) = judge::unlisted_verdict(treatment, flags);
+    if !judge::is_violation(action, reason) {
+        return 0;
     }
     let device = PlanSide {
         verdict: SideVerdict {
@@ -390,19 +439,20 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
         table: plans[index].table,
         flow: plans[index].flow,
     };
-    let decision = &mut work.decision;
-    decision.epoch = packet.epoch_tag;
-    decision.config = packet.config_bits;
-    decision.action = action;
-    decision.reason = reason;
-    decision.service_port = service.port;
-    decision.src_direction = src_direction as u8;
-    decision.flags = 0;
-    decision.protocol = ip.protocol;
-    decision.hour_of_week = packet.hour_of_week;
-    decision.sides = [side(0, &src), side(1, &dst)];
-    decision.source_id = packet.source_id;
-    u32::from(action) | u32::from(reason) << 8
+    let memo = &mut work.probe;
+    memo.device = [halves.0, halves.1];
+    memo.source_id = packet.source_id;
+    memo.sides = [side(0, &src), side(1, &dst)];
+    memo.epoch = packet.epoch_tag;
+    memo.slot = entry.slot;
+    memo.config = packet.config_bits;
+    memo.generation = packet.generation;
+    memo.hour_of_week = packet.hour_of_week;
+    memo.source = u8::from(source);
+    memo.action = action;
+    memo.reason = reason;
+    memo.filled = 1;
+    1
 }
 
 /// Charges what `probe` decided (in WORK), as the staged judge charges it. A stage of its

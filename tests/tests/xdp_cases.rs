@@ -4462,6 +4462,47 @@ fn decision_cache_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "beyond the budget, what a probe judged of its device serves that device's next \
+             probes only: a probe to an enrolled peer, one toward the device and one under \
+             another mode are judged afresh",
+            Setup::new(Mode::Enforce)
+                .dev(ws())
+                .dev(pacs())
+                .baseline(key(PACS, WS, IPPROTO_UDP, 7602, Inbound)),
+            vec![
+                violation(40000, 7600)
+                    .after(Change::Quiet)
+                    .after(spend(23000))
+                    .over_budget(WS)
+                    .judged(),
+                violation(40000, 7601)
+                    .after(spend(23100))
+                    .over_budget(WS)
+                    .judged(),
+                // PACS's side allows it (no event of its own): WS's violation drops it.
+                drop(udp(WS, 40000, PACS, 7602), Reason::NotInBaseline, v4)
+                    .between(WS, PACS)
+                    .dropped(WS)
+                    .flow(IPPROTO_UDP, 7602, Outbound)
+                    .after(spend(23200))
+                    .over_budget(WS)
+                    .judged(),
+                flood_beyond(3).after(spoofed_burst(6)),
+                violation(40000, 7603)
+                    .after(spend(23300))
+                    .over_budget(WS)
+                    .judged(),
+                pass(udp(WS, 40000, SRV, 7604), Reason::NotInBaseline, v4)
+                    .between(WS, SRV)
+                    .would_drop(WS)
+                    .flow(IPPROTO_UDP, 7604, Outbound)
+                    .in_mode(Mode::Audit)
+                    .after(spend(23400))
+                    .over_budget(WS)
+                    .judged(),
+            ],
+        ),
+        case(
             "beyond the budget on a ward leg: an impostor of a MAC-bound device is still \
              spoofed_source, the device's own probe is dropped, a flood's source toward it \
              is discovered",
