@@ -1492,7 +1492,7 @@ mod tests {
         assert_eq!(size_of::<crate::judge::Side>(), 72);
         assert_eq!(
             size_of::<crate::judge::Work>(),
-            2 * 72 + size_of::<Decision>() + 8 + 16 + 8
+            2 * 72 + size_of::<Decision>() + 8 + 16 + 8 + size_of::<crate::judge::ProbeMemo>()
         );
     }
 
