@@ -802,8 +802,8 @@ impl ProbeMemo {
             && self.source_id == source_id
     }
 
-    /// Whether the memo is of the device with the address halves `device` (on the side
-    /// `source` says).
+    /// Whether the memo is of the device whose address has the halves `device` (the
+    /// caller picks the packet's side that `source` names).
     #[inline(always)]
     pub fn is_of(&self, device: (u64, u64)) -> bool {
         ((device.0 ^ self.device[0]) | (device.1 ^ self.device[1])) == 0
