@@ -148,16 +148,41 @@ pub const fn stale_request_generation(now_ns: u64) -> Option<(u64, u32)> {
 #[inline(always)]
 pub fn service_filter_index(key: &FlowKey) -> u32 {
     let w = flow_words(key);
-    let mut h = mix(K2, u64::from(w[0]) | u64::from(w[1]) << 32);
-    h = mix(h, u64::from(w[2]) | u64::from(w[3]) << 32);
+    service_filter_index_of_words(w[0], w[1], w[2], w[3])
+}
+
+/// [`service_filter_index`] of the keys of the device at `addr`.
+#[inline(always)]
+pub fn device_service_filter_index(addr: &Addr) -> u32 {
+    let word = |at: usize| u32::from_ne_bytes([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]]);
+    service_filter_index_of_words(word(0), word(4), word(8), word(12))
+}
+
+#[inline(always)]
+fn service_filter_index_of_words(w0: u32, w1: u32, w2: u32, w3: u32) -> u32 {
+    let mut h = mix(K2, u64::from(w0) | u64::from(w1) << 32);
+    h = mix(h, u64::from(w2) | u64::from(w3) << 32);
     (finish(h) % u64::from(SERVICE_FILTERS_ENTRIES)) as u32
+}
+
+/// The word of a flow key that holds its service (`flow_words(key)[8]`: its service port,
+/// protocol and direction, as `FlowKey` lays them out), without the key.
+#[inline(always)]
+pub fn service_word(service_port: u16, protocol: u8, direction: u8) -> u32 {
+    let [low, high] = service_port.to_ne_bytes();
+    u32::from_ne_bytes([low, high, protocol, direction])
 }
 
 /// The word and bit of a [`ServiceFilter`] that mark `key`'s protocol, service port and
 /// direction (not its peer: a scan to new ports misses, one over new peers does not).
 #[inline(always)]
 pub fn service_bit(key: &FlowKey) -> (usize, u64) {
-    let service = flow_words(key)[8];
+    service_bit_of_word(flow_words(key)[8])
+}
+
+/// [`service_bit`] of the keys whose service word ([`service_word`]) is `service`.
+#[inline(always)]
+pub fn service_bit_of_word(service: u32) -> (usize, u64) {
     let bit = (u64::from(service).wrapping_mul(K1) >> 32) % SERVICE_FILTER_BITS;
     ((bit / 64) as usize, 1 << (bit % 64))
 }
@@ -167,7 +192,13 @@ pub fn service_bit(key: &FlowKey) -> (usize, u64) {
 /// the baseline need not be looked up.
 #[inline(always)]
 pub fn may_be_in_baseline(filter: &ServiceFilter, key: &FlowKey) -> bool {
-    let (word, mask) = service_bit(key);
+    may_have_service(filter, flow_words(key)[8])
+}
+
+/// [`may_be_in_baseline`] of the device's keys whose service word is `service`.
+#[inline(always)]
+pub fn may_have_service(filter: &ServiceFilter, service: u32) -> bool {
+    let (word, mask) = service_bit_of_word(service);
     match filter.words.get(word) {
         Some(bits) => bits & mask != 0,
         None => true,
@@ -722,6 +753,46 @@ mod tests {
         assert_eq!(
             stale_request_generation(6 * period + 1),
             Some((6, request_generation(7)))
+        );
+    }
+
+    /// The service filter's index and bit, taken from a device's address and a service
+    /// word (a probe's, without building its key), are those of the flow key they come
+    /// from.
+    #[test]
+    fn a_filter_place_from_the_address_and_service_word_is_the_keys() {
+        let keys = [
+            key([10, 0, 0, 1], [10, 0, 9, 1], 443),
+            key([10, 200, 3, 7], [192, 168, 1, 1], 7),
+            FlowKey {
+                device: [
+                    0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                ],
+                peer: [0xfe; 16],
+                service_port: 0xbeef,
+                protocol: 132,
+                direction: 1,
+            },
+        ];
+        for k in &keys {
+            assert_eq!(
+                device_service_filter_index(&k.device),
+                service_filter_index(k),
+                "{k:?}"
+            );
+            let word = service_word(k.service_port, k.protocol, k.direction);
+            assert_eq!(word, flow_words(k)[8], "{k:?}");
+            assert_eq!(service_bit_of_word(word), service_bit(k), "{k:?}");
+        }
+        let mut filter = ServiceFilter::default();
+        let (word, mask) = service_bit(&keys[0]);
+        filter.words[word] |= mask;
+        assert!(may_have_service(&filter, flow_words(&keys[0])[8]));
+        let other = service_word(444, 6, 0);
+        assert_eq!(
+            may_have_service(&filter, other),
+            service_bit_of_word(other) == (word, mask),
+            "another service is marked only if it has the same bit"
         );
     }
 }

@@ -12,8 +12,8 @@ use crate::{
     maps::{
         CONFIG_JUDGE_UNENROLLED, CONFIG_UNENROLLED_DROP, DEVICE_ENFORCE_CONFIRMED,
         DEVICE_HAS_RULES, DEVICE_LIFE_CRITICAL, DEVICE_MAC_BOUND, DEVICE_SCHEDULE_ENFORCE,
-        DEVICE_SCHEDULE_IGNORE, Decision, DecisionSide, DeviceStats, EventRate, FlowKey, FlowStats,
-        MODE_INHERIT, RULE_ALLOW, RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
+        DEVICE_SCHEDULE_IGNORE, Decision, DecisionSide, DeviceKey, DeviceStats, EventRate, FlowKey,
+        FlowStats, MODE_INHERIT, RULE_ALLOW, RULE_DENY, VIOLATING_FLOWS_PER_DEVICE_PER_SECOND,
     },
     schedule,
 };
@@ -740,36 +740,44 @@ pub struct Work {
     /// When the timed `MAC_BINDINGS` entry that let the source's MAC through ends (0: none
     /// or a lasting one): the decision stands no longer.
     pub binding_until_ns: u64,
-    /// The device the last one-stage probe judged, and what it decided for it.
-    pub probe: ProbeMemo,
 }
 
-/// What `judge::probe` in the XDP program decided for a device, kept for its next probe:
-/// a scan's probes come from one device (a flood's frames go to one), and all that
-/// differs between them is the peer and the service. Those are checked for every probe
-/// (the peer is no enrolled address, the service is not in the device's baseline, the
-/// device's budget of flow entries is spent); the device's entry, treatment, verdict and
-/// charges are taken from here while everything they were derived from holds
-/// ([`ProbeMemo::holds`]). Nothing else that they depend on moves without a new cache
-/// epoch: a policy, a device's mode or a break-glass bumps it, and a probe is never
+/// What `judge::probe` in the XDP program decided for a device, kept for its next probe
+/// (`PROBE_MEMO`, one per CPU): a scan's probes come from one device (a flood's frames go
+/// to one), and all that differs between them is the peer and the service. Those are
+/// checked for every probe (the peer is no enrolled address, the service is not in the
+/// device's baseline, the device's budget of flow entries is spent); the device's entry,
+/// treatment, verdict and charges are taken from here while everything they were derived
+/// from holds ([`ProbeMemo::holds`]). Nothing else that they depend on moves without a new
+/// cache epoch: a policy, a device's mode or a break-glass bumps it, and a probe is never
 /// judged with break-glass running (`judged_in_one_stage`), so none can end under it.
+///
+/// The memo also holds what its probes charged the device (`pending_*`, as a cached
+/// decision holds its hits': `Decision::pending_packets`), when that is all they charge
+/// ([`ProbeMemo::hold`]) and their events are suppressed by the device's rate: the XDP
+/// program charges it to DEVICE_STATS and DEVICE_REASONS when the memo is replaced or the
+/// clock ticks, and every reader of those adds it meanwhile ([`ProbeMemo::charges_current`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeMemo {
-    /// The device's address as two aligned words (`flowtable::addr_halves`).
-    pub device: [u64; 2],
-    /// `source_id` of the frame the probe judged (a ward leg's source MAC, 0 elsewhere).
-    pub source_id: u64,
-    /// What the probe charges to the packet's source and destination.
-    pub sides: [DecisionSide; 2],
+    /// The device's DEVICES key, in the policy copy the memo was made under: its address,
+    /// and the key its slot is checked by before held charges from another epoch go to it.
+    pub key: DeviceKey,
     /// The `cache_epoch + 1` the probe read the device's entry under.
     pub epoch: u32,
+    /// `source_id` of the frame the probe judged (a ward leg's source MAC, 0 elsewhere).
+    pub source_id: u64,
+    /// Probes charged here and not yet to the device's counters: how many, their bytes,
+    /// when the last came.
+    pub pending_packets: u64,
+    pub pending_bytes: u64,
+    pub pending_last_ns: u64,
+    /// What the probe charges to the packet's source and destination.
+    pub sides: [DecisionSide; 2],
     /// The device's DEVICE_STATS slot.
     pub slot: u32,
     /// The global mode and CONFIG flags (as `Decision::config`).
     pub config: u16,
-    /// The copy of the policy maps the device's entry was read from.
-    pub generation: u8,
     pub hour_of_week: u8,
     /// The device was the packet's source (1) or destination (0).
     pub source: u8,
@@ -777,10 +785,15 @@ pub struct ProbeMemo {
     pub reason: u8,
     /// Written by a probe (1); a zeroed memo holds nothing.
     pub filled: u8,
+    /// The probe charges the device's counters, reason and event alone (1: its charges
+    /// may be held here), nothing of the peer's.
+    pub hold: u8,
+    /// The device address's SERVICE_FILTERS entry (`flowtable::device_service_filter_index`).
+    pub filter: u32,
 }
 
 // Every byte a named field: no padding for LLVM to fill from a register.
-const _: () = assert!(core::mem::size_of::<ProbeMemo>() == 72);
+const _: () = assert!(core::mem::size_of::<ProbeMemo>() == 104);
 
 impl ProbeMemo {
     /// Whether the memo was made under the packet's context: the same cache epoch, mode
@@ -797,7 +810,7 @@ impl ProbeMemo {
         self.filled == 1
             && self.epoch == epoch
             && self.config == config
-            && self.generation == generation
+            && self.key.generation == generation
             && self.hour_of_week == hour_of_week
             && self.source_id == source_id
     }
@@ -806,7 +819,18 @@ impl ProbeMemo {
     /// caller picks the packet's side that `source` names).
     #[inline(always)]
     pub fn is_of(&self, device: (u64, u64)) -> bool {
-        ((device.0 ^ self.device[0]) | (device.1 ^ self.device[1])) == 0
+        let own = crate::flowtable::addr_halves(&self.key.addr);
+        ((device.0 ^ own.0) | (device.1 ^ own.1)) == 0
+    }
+
+    /// Whether the memo holds charges that are its slot's under the cache epoch `epoch`:
+    /// it was made under that epoch. A slot changes hands only with a policy switch,
+    /// which moves the epoch; charges held from before it are the slot's only if the
+    /// device still has it (the XDP program checks its DEVICES entry before charging
+    /// them), and readers leave them out until then.
+    #[inline(always)]
+    pub fn charges_current(&self, epoch: u32) -> bool {
+        self.pending_packets != 0 && self.epoch == epoch
     }
 }
 
@@ -833,12 +857,18 @@ mod tests {
     /// written, and the device is judged afresh.
     #[test]
     fn a_probe_memo_holds_only_in_its_own_context() {
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&7u64.to_ne_bytes());
+        addr[8..].copy_from_slice(&9u64.to_ne_bytes());
         let memo = ProbeMemo {
-            device: [7, 9],
+            key: DeviceKey {
+                addr,
+                generation: 1,
+                ..DeviceKey::default()
+            },
             source_id: 0x0200_0000_0002,
             epoch: 5,
             config: 2,
-            generation: 1,
             hour_of_week: 30,
             source: 1,
             filled: 1,

@@ -7,7 +7,7 @@ use crate::{FrameClass, VERDICTS_ENTRIES, parse::Addr};
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 16;
+pub const LAYOUT_VERSION: u32 = 17;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -314,6 +314,14 @@ pub mod defs {
         true,
         "decision cache, per CPU (holds its hits' flow packets until charged)",
     );
+    pub const PROBE_MEMO: MapDef = def::<u32, crate::judge::ProbeMemo>(
+        "PROBE_MEMO",
+        MapKind::PerCpuArray,
+        1,
+        0,
+        true,
+        "a scan's device as its last probe judged it, per CPU (holds its probes' counts until charged)",
+    );
     pub const DECISION_TAGS: MapDef = def::<u32, DecisionTags>(
         "DECISION_TAGS",
         MapKind::PerCpuArray,
@@ -356,7 +364,7 @@ pub mod defs {
     );
 
     /// Every map of the object: the pinned ones first, in the order they are pinned.
-    pub const ALL: [MapDef; 30] = [
+    pub const ALL: [MapDef; 31] = [
         CONFIG,
         DEVICES,
         DEVICE_STATS,
@@ -382,6 +390,7 @@ pub mod defs {
         STATIONS,
         LEARNED_MACS,
         DECISIONS,
+        PROBE_MEMO,
         DECISION_TAGS,
         DEVICE_MEMO,
         SCRATCH,
@@ -470,6 +479,7 @@ pub mod names {
     pub const STATIONS: &str = defs::STATIONS.name;
     pub const LEARNED_MACS: &str = defs::LEARNED_MACS.name;
     pub const DECISIONS: &str = defs::DECISIONS.name;
+    pub const PROBE_MEMO: &str = defs::PROBE_MEMO.name;
 
     /// Every pinned map, in a fixed order (pinning, adoption, layout checks).
     pub const ALL: [&str; defs::PINNED] = {
@@ -785,7 +795,7 @@ pub const fn active_generation(config: &Config) -> u8 {
 
 /// Key of `DEVICES`: an address in one policy generation.
 #[repr(C, align(4))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceKey {
     pub addr: Addr,
     /// 0 or 1, see [`Config::generation`].
@@ -1439,6 +1449,7 @@ mod pod {
     unsafe impl aya::Pod for StationKey {}
     unsafe impl aya::Pod for StationStats {}
     unsafe impl aya::Pod for LearnedMacs {}
+    unsafe impl aya::Pod for crate::judge::ProbeMemo {}
 }
 
 #[cfg(test)]
@@ -1492,7 +1503,7 @@ mod tests {
         assert_eq!(size_of::<crate::judge::Side>(), 72);
         assert_eq!(
             size_of::<crate::judge::Work>(),
-            2 * 72 + size_of::<Decision>() + 8 + 16 + 8 + size_of::<crate::judge::ProbeMemo>()
+            2 * 72 + size_of::<Decision>() + 8 + 16 + 8
         );
     }
 
@@ -1521,6 +1532,7 @@ mod tests {
         assert!(names::ALL.contains(&names::FRAME_COUNTS));
         assert!(!names::ALL.contains(&defs::DECISION_TAGS.name));
         assert!(names::ALL.contains(&names::DECISIONS));
+        assert!(names::ALL.contains(&names::PROBE_MEMO));
         assert!(!names::ALL.contains(&defs::DEVICE_MEMO.name));
         for name in names::ALL {
             let def = defs::by_name(name).expect("in the table");

@@ -9,14 +9,15 @@ use monitor_common::{
     Action,
     flowtable::set_of,
     judge::{
-        CHARGE_BREAK_GLASS, CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT,
-        CHARGE_VIOLATION, NO_SLOT, TABLE_FLOWS, device_charge,
-        LEARN, SIDE_SPOOFED, Side, TABLE_NONE, binding_allows, flow_charge, roll_window,
+        CHARGE_COUNT, CHARGE_DROPPED, CHARGE_REASON, CHARGE_SENT, CHARGE_VIOLATION, LEARN, NO_SLOT,
+        ProbeMemo, SIDE_SPOOFED, Side, TABLE_FLOWS, TABLE_NONE, binding_allows, device_charge,
+        flow_charge, roll_window,
     },
     maps::{
-        Counter, DEVICE_MAC_BOUND, Decision, DecisionSide, DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_PER_DEVICE_PER_SECOND,
-        EVENTS_SENT, EVENTS_SUPPRESSED, LEARNED_MACS_HELD, Event, FLOW_WAYS, FlowKey, FlowSet, FlowStats,
-        MacBindingKey, StationKey, StationStats, UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
+        Counter, DEVICE_MAC_BOUND, Decision, DecisionSide, DeviceKey, DeviceStats, EVENTS_LOST,
+        EVENTS_PER_DEVICE_PER_SECOND, EVENTS_SENT, EVENTS_SUPPRESSED, Event, EventRate, FLOW_WAYS,
+        FlowKey, FlowSet, FlowStats, LEARNED_MACS_HELD, MacBindingKey, StationKey, StationStats,
+        UNENROLLED_RATE_SLOT, defs, device_reason_index, source_mac,
     },
     parse::{Addr, IpPacket},
 };
@@ -335,15 +336,26 @@ fn emit_event(packet: &Packet, ip: &IpPacket, decision: &Decision, side: u8, slo
     // SAFETY: per-CPU slot.
     let rate = unsafe { &mut *rate };
     roll_window(rate, packet.now);
-    if rate.sent_in_window >= EVENTS_PER_DEVICE_PER_SECOND {
-        rate.suppressed += 1;
-        add_u64(&EVENT_STATS, EVENTS_SUPPRESSED);
+    if suppress_event(rate) {
         return;
     }
     if send_event(packet, ip, decision, side, rate.suppressed) != 0 {
         rate.sent_in_window += 1;
         rate.suppressed = 0;
     }
+}
+
+/// Whether the rate `rate` (its window rolled to now) allows no more events in its
+/// window: the event is then counted as suppressed (reported with the next one sent, and
+/// in EVENT_STATS).
+#[inline(always)]
+pub fn suppress_event(rate: &mut EventRate) -> bool {
+    if rate.sent_in_window < EVENTS_PER_DEVICE_PER_SECOND {
+        return false;
+    }
+    rate.suppressed += 1;
+    add_u64(&EVENT_STATS, EVENTS_SUPPRESSED);
+    true
 }
 
 /// Writes an event into the ring (the rare part of `emit_event`, kept out of line).
@@ -553,11 +565,20 @@ fn charge_flow(flow: u8, slot: Option<FlowRef>, packets: u64, bytes: u64, last_n
             atomic_add(&raw mut (*stats).stats.bytes_sent, charge.bytes_sent);
         }
         if charge.packets_received != 0 {
-            atomic_add(&raw mut (*stats).stats.packets_received, charge.packets_received);
-            atomic_add(&raw mut (*stats).stats.bytes_received, charge.bytes_received);
+            atomic_add(
+                &raw mut (*stats).stats.packets_received,
+                charge.packets_received,
+            );
+            atomic_add(
+                &raw mut (*stats).stats.bytes_received,
+                charge.bytes_received,
+            );
         }
         if charge.dropped_packets != 0 {
-            atomic_add(&raw mut (*stats).stats.dropped_packets, charge.dropped_packets);
+            atomic_add(
+                &raw mut (*stats).stats.dropped_packets,
+                charge.dropped_packets,
+            );
         }
         if charge.would_drop_packets != 0 {
             atomic_add(
@@ -637,6 +658,29 @@ pub fn charge_pending(decision: &Decision) {
                 decision.pending_bytes,
                 decision.pending_last_ns,
             );
+        }
+    }
+}
+
+/// Charges what a probe memo holds to its device's counters and reason (this CPU's, as
+/// the probes would have), as `charge_pending` does a decision's.
+#[inline(always)]
+pub fn charge_memo(memo: &ProbeMemo) {
+    for side in &memo.sides {
+        if side.slot == NO_SLOT {
+            continue;
+        }
+        if side.device & CHARGE_COUNT != 0 {
+            charge_device(
+                side.slot,
+                side.device,
+                memo.pending_packets,
+                memo.pending_bytes,
+                memo.pending_last_ns,
+            );
+        }
+        if side.device & CHARGE_REASON != 0 {
+            count_reasons(side.slot, side.reason, memo.pending_packets);
         }
     }
 }

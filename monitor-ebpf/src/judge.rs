@@ -13,15 +13,16 @@ use monitor_common::{
     flow::{self, Initiator, Service, ServiceHint},
     flowtable::{self, flow_hash, tag},
     judge::{
-        self, CHARGE_SENT, NO_SLOT, PlanSide, SIDE_BREAK_GLASS, SIDE_MAC_BOUND, Side, SideVerdict,
-        TABLE_FLOWS, TABLE_NONE, TABLE_UNENROLLED, UNJUDGED, Work,
+        self, CHARGE_COUNT, CHARGE_SENT, CHARGE_VIOLATION, NO_SLOT, PlanSide, ProbeMemo,
+        SIDE_BREAK_GLASS, SIDE_MAC_BOUND, Side, SideVerdict, TABLE_FLOWS, TABLE_NONE,
+        TABLE_UNENROLLED, UNJUDGED, Work,
     },
     maps::{
         BaselineEntry, CONFIG_EVERY_FLOW, ConnEntry, DECISION_ICMP, DECISION_LOW_REQUEST,
-        DECISION_OTHER, DECISION_PORTS, DECISION_REPLY, DEVICE_MEMO_SLOTS, DeviceEntry, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
-        DecisionSide, DeviceKey, Direction, FlowKey, FragmentEntry, FragmentKey, MAX_RULES_PER_SET,
-        MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY, RULE_DENY, RULE_PREFIX_BASE,
-        RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
+        DECISION_OTHER, DECISION_PORTS, DECISION_REPLY, DECISION_TTL_NS, DECISION_UNENROLLED_PAIR,
+        DEVICE_MEMO_SLOTS, DecisionSide, DeviceEntry, DeviceKey, Direction, FlowKey, FragmentEntry,
+        FragmentKey, MAX_RULES_PER_SET, MacBindingKey, ORIGIN_LEARNED, RULE_ALLOW, RULE_ANY,
+        RULE_DENY, RULE_PREFIX_BASE, RequestEntry, RuleKeyData, SPOOF_MEMORY_NS,
     },
     parse::{Addr, FragmentKind, IpPacket, ParsedFrame},
     schedule,
@@ -30,14 +31,14 @@ use monitor_common::{
 use crate::{
     Fault, Packet,
     account::{
-        NO_FLOW, apply, count_device, count_reason, find_flow, flow_slots, note_source,
-        note_station, place_flow,
+        NO_FLOW, apply, charge_memo, count_device, count_reason, find_flow, flow_slots,
+        note_source, note_station, place_flow, suppress_event,
     },
     cache,
     maps::{
-        BASELINE, CONNTRACK, DEVICE_MEMO, DEVICE_STATS, DEVICES, ENROLLED_ADDRS, EVENT_RATE, FRAGMENTS, MAC_BINDINGS, REQUESTS,
-        SERVICE_FILTERS,
-        RULES, SCRATCH, SPOOFED_FLOWS, WORK,
+        BASELINE, CONNTRACK, DEVICE_MEMO, DEVICE_STATS, DEVICES, ENROLLED_ADDRS, EVENT_RATE,
+        FRAGMENTS, MAC_BINDINGS, PROBE_MEMO, REQUESTS, RULES, SCRATCH, SERVICE_FILTERS,
+        SPOOFED_FLOWS, WORK,
     },
 };
 
@@ -260,12 +261,17 @@ pub fn judge_ip(
 /// is not judged, the device may be judged in one stage (`judge::judged_in_one_stage`),
 /// the service is not in its baseline (SERVICE_FILTERS) and the verdict is a violation.
 /// It is then what the staged judge would give, by the same functions
-/// (`unlisted_verdict`, `combine`, `plan`), put in WORK for `charge_probe`, which charges
-/// it by the same `apply` and `note_station`, with nothing cached or put in a flow table
-/// (as the staged judge does beyond the budget). The device's part of that is judged once
-/// and kept for its next probes (`work.probe`, see `ProbeMemo`): a scan's later probes
-/// check only their peer, service and budget. `action | reason << 8`, or `cache::MISS`
-/// for the staged judge.
+/// (`unlisted_verdict`, `combine`, `plan`), with nothing cached or put in a flow table (as
+/// the staged judge does beyond the budget). The device's part of that is judged once and
+/// kept for its next probes (PROBE_MEMO, see `ProbeMemo`): a scan's later probes check
+/// only their peer, service and budget.
+///
+/// What the probe charges is held in the memo ([`PROBE_HELD`] in the result) when that is
+/// the device's counters and reason alone and its event is suppressed by the device's
+/// rate (nearly every probe of a scan or flood: 20 events a second are sent); otherwise
+/// the decision is put in WORK for `charge_probe`, which charges it by the same `apply` and
+/// `note_station` as the staged judge. `action | reason << 8` (with [`PROBE_HELD`]), or
+/// `cache::MISS` for the staged judge.
 #[inline(never)]
 pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     let untracked = kind == DECISION_PORTS
@@ -282,9 +288,13 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     if other_treatment != UNJUDGED {
         return cache::MISS;
     }
+    let Some(memo) = PROBE_MEMO.get_ptr_mut(0) else {
+        return cache::MISS;
+    };
+    // SAFETY: this CPU's slot, written only by this CPU while the program runs.
+    let memo = unsafe { &mut *memo };
     let (src_halves, dst_halves) = (ip.src_halves(), ip.dst_halves());
     // The device of the last probe again (the peer no enrolled address), or judged afresh.
-    let memo = &work.probe;
     let remembered = memo.holds(
         packet.epoch_tag,
         packet.config_bits,
@@ -296,41 +306,54 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     } else {
         memo.is_of(dst_halves) && !enrolled_mark(src_halves).0
     };
-    if !remembered && judge_device(packet, ip, work, src_halves, dst_halves, other_treatment) == 0
-    {
+    if !remembered && judge_device(packet, ip, memo, src_halves, dst_halves, other_treatment) == 0 {
         return cache::MISS;
     }
-    let memo = &work.probe;
     let source = memo.source != 0;
-    let (addr, peer) = if source {
-        (ip.src, ip.dst)
-    } else {
-        (ip.dst, ip.src)
-    };
     let src_direction = flow::src_direction(service.initiator);
     let direction = if source {
         src_direction
     } else {
         src_direction.reversed()
     };
-    if may_be_in_baseline(&flow::flow_key(
-        addr,
-        peer,
-        ip.protocol,
-        service.port,
-        direction,
-    )) {
-        return cache::MISS;
-    }
-    let spent = match EVENT_RATE.get_ptr_mut(memo.slot) {
-        // SAFETY: per-CPU slot, used only within this program run.
-        Some(rate) => judge::flow_budget_spent(unsafe { &mut *rate }, packet.now),
-        None => false,
+    // The device's baseline filter, found once for the memo: by the service alone.
+    let may_be_listed = match SERVICE_FILTERS.get(memo.filter) {
+        Some(filter) => flowtable::may_have_service(
+            filter,
+            flowtable::service_word(service.port, ip.protocol, direction as u8),
+        ),
+        None => true,
     };
-    if !spent {
+    if may_be_listed {
         return cache::MISS;
     }
-    let (action, reason, sides) = (memo.action, memo.reason, memo.sides);
+    let Some(rate) = EVENT_RATE.get_ptr_mut(memo.slot) else {
+        return cache::MISS;
+    };
+    // SAFETY: per-CPU slot, used only within this program run.
+    let rate = unsafe { &mut *rate };
+    if !judge::flow_budget_spent(rate, packet.now) {
+        return cache::MISS;
+    }
+    let (action, reason) = (memo.action, memo.reason);
+    let verdict = u32::from(action) | u32::from(reason) << 8;
+    let own = if source {
+        &memo.sides[0]
+    } else {
+        &memo.sides[1]
+    };
+    // `charge_probe` would count the device and reason, and send or suppress its event
+    // (the rate's window is rolled to now); `note_station` does nothing for a packet whose
+    // source is the device, or off a ward leg.
+    if memo.hold != 0
+        && (source || packet.source_id == 0)
+        && (own.device & CHARGE_VIOLATION == 0 || suppress_event(rate))
+    {
+        memo.pending_packets += 1;
+        memo.pending_bytes += packet.len;
+        memo.pending_last_ns = packet.now;
+        return verdict | PROBE_HELD;
+    }
     let decision = &mut work.decision;
     decision.epoch = packet.epoch_tag;
     decision.config = packet.config_bits;
@@ -341,20 +364,56 @@ pub fn probe(packet: &Packet, ip: &IpPacket, work: &mut Work, kind: u8) -> u32 {
     decision.flags = 0;
     decision.protocol = ip.protocol;
     decision.hour_of_week = packet.hour_of_week;
-    decision.sides = sides;
+    decision.sides = memo.sides;
     decision.source_id = packet.source_id;
-    u32::from(action) | u32::from(reason) << 8
+    verdict
+}
+
+/// In `probe`'s result: what the packet charges is held in the probe memo (nothing is
+/// left for `charge_probe`). Above the action and reason bytes.
+pub const PROBE_HELD: u32 = 1 << 16;
+
+/// Charges what the probe memo holds to its device, and empties it: before the memo is
+/// replaced. Held under another cache epoch, the charges are the slot's only if the device
+/// still has it (a slot changes hands with a policy switch, which moves the epoch): else
+/// they go with the device's old slot. Out of line (a memo is replaced once per device a
+/// scan or flood comes from or goes to), and with a small frame: the program, `probe` and
+/// this are within 32 bytes of the 512 BPF allows a chain of calls.
+#[inline(never)]
+fn charge_held(packet: &Packet, memo: &mut ProbeMemo) -> u8 {
+    if memo.pending_packets == 0 {
+        return 0;
+    }
+    if memo.charges_current(packet.epoch_tag) || holds_slot(packet, memo) {
+        charge_memo(memo);
+    }
+    memo.pending_packets = 0;
+    memo.pending_bytes = 0;
+    1
+}
+
+/// Whether the memo's device has the memo's slot in the active policy. The memo's key is
+/// moved to the active policy copy for the lookup (the memo is about to be replaced).
+#[inline(always)]
+fn holds_slot(packet: &Packet, memo: &mut ProbeMemo) -> bool {
+    memo.key.generation = packet.generation;
+    match DEVICES.get_ptr(&memo.key) {
+        // SAFETY: one field of a map value, read at once.
+        Some(entry) => (unsafe { (*entry).slot }) == memo.slot,
+        None => false,
+    }
 }
 
 /// `probe`'s judgement of the device, when the packet's service and peer leave one to
 /// make: exactly one of the two addresses may be enrolled (the device), it may be judged
-/// in one stage and its verdict is a violation. Kept in `work.probe` for the device's next
-/// probes (1), else 0: the staged judge decides the packet.
+/// in one stage and its verdict is a violation. Kept in PROBE_MEMO for the device's next
+/// probes (1; what the memo held for the device it replaces is charged first), else 0:
+/// the staged judge decides the packet.
 #[inline(always)]
 fn judge_device(
     packet: &Packet,
     ip: &IpPacket,
-    work: &mut Work,
+    memo: &mut ProbeMemo,
     src_halves: (u64, u64),
     dst_halves: (u64, u64),
     other_treatment: u8,
@@ -439,14 +498,20 @@ fn judge_device(
         table: plans[index].table,
         flow: plans[index].flow,
     };
-    let memo = &mut work.probe;
-    memo.device = [halves.0, halves.1];
-    memo.source_id = packet.source_id;
+    charge_held(packet, memo);
     memo.sides = [side(0, &src), side(1, &dst)];
+    let other = if source {
+        &memo.sides[1]
+    } else {
+        &memo.sides[0]
+    };
+    memo.hold = u8::from(other.device & (CHARGE_COUNT | CHARGE_VIOLATION) == 0);
+    memo.filter = flowtable::device_service_filter_index(&key.addr);
+    memo.key = key;
+    memo.source_id = packet.source_id;
     memo.epoch = packet.epoch_tag;
     memo.slot = entry.slot;
     memo.config = packet.config_bits;
-    memo.generation = packet.generation;
     memo.hour_of_week = packet.hour_of_week;
     memo.source = u8::from(source);
     memo.action = action;
@@ -820,7 +885,11 @@ fn schedule_of(packet: &Packet, side: &Side, entry: *mut BaselineEntry) -> bool 
         return true;
     }
     // SAFETY: a map value's schedule, read in place.
-    schedule::on_schedule(unsafe { &(*entry).schedule }, hour, packet.schedule_tolerance)
+    schedule::on_schedule(
+        unsafe { &(*entry).schedule },
+        hour,
+        packet.schedule_tolerance,
+    )
 }
 
 /// Learns the side's flow into the baseline: the reason its verdict gets (`learned`, or

@@ -364,7 +364,10 @@ fn try_monitor(ctx: &XdpContext) -> Result<Action, Fault> {
     let index = verdict_index(action, reason);
     // A cut frame's verdict is not a prediction replay may show (CONFIG_CAPTURE_MAY_BE_CUT).
     let block = if packet.judged() { 0 } else { CUT_VERDICTS };
-    count_frame(counts.verdicts.get_mut((block + index) as usize), packet.len);
+    count_frame(
+        counts.verdicts.get_mut((block + index) as usize),
+        packet.len,
+    );
     let block = iface & !IFACE_WARD;
     if block != 0 {
         add_counter(
@@ -414,7 +417,9 @@ fn decide_ip(
         // A scan's probe beyond its device's budget: one stage, when that decides it.
         let found = judge::probe(packet, ip, work, kind);
         if found != cache::MISS {
-            if judge::charge_probe(packet, ip, work) != found as u8 {
+            if found & judge::PROBE_HELD == 0
+                && judge::charge_probe(packet, ip, work) != found as u8
+            {
                 return Err(Fault);
             }
             let (action, reason) = cache::verdict(found);

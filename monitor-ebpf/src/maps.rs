@@ -8,13 +8,13 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key as LpmKey},
 };
 use monitor_common::{
-    judge::Work,
+    judge::{ProbeMemo, Work},
     maps::{
-        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DecisionTags, DeviceEntry, FrameCounts, DeviceKey,
-        DeviceMemo,
-        DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry, FragmentKey, LearnedMacs, MacBinding,
-        MacBindingKey, MapDef, MapKind, RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter,
-        StationKey, StationStats, defs,
+        BaselineEntry, Config, ConnEntry, ConnKey, Counter, Decision, DecisionTags, DeviceEntry,
+        DeviceKey, DeviceMemo, DeviceStats, EventRate, FlowKey, FlowSet, FragmentEntry,
+        FragmentKey, FrameCounts, LearnedMacs, MacBinding, MacBindingKey, MapDef, MapKind,
+        RequestEntry, RequestKey, RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats,
+        defs,
     },
     parse::{Addr, ParsedFrame},
 };
@@ -156,6 +156,9 @@ datapath_maps! {
     LEARNED_MACS: Array<LearnedMacs> = with_max_entries;
     /// The per-CPU decision cache (`cache`).
     DECISIONS: PerCpuArray<Decision> = with_max_entries;
+    /// The device of this CPU's last one-stage probe, and what its probes hold for it
+    /// (`judge::probe`).
+    PROBE_MEMO: PerCpuArray<ProbeMemo> = with_max_entries;
     /// A tag per DECISIONS slot: a miss reads no entry (`cache::decided`).
     DECISION_TAGS: PerCpuArray<DecisionTags> = with_max_entries;
     /// DEVICES entries this CPU read lately, valid under the epoch.

@@ -5293,6 +5293,141 @@ fn a_cached_flows_packets_are_counted_once_wherever_they_are_held() {
     device_is(3, "what is held under this epoch stays");
 }
 
+/// A scan's probes beyond its device's budget, whose events the device's rate suppresses,
+/// charge the device in its CPU's probe memo, not in DEVICE_STATS and DEVICE_REASONS: the
+/// readers add what the memo holds, and the memo charges it when another device's probe
+/// replaces it. Each probe is counted once either way, and only for its device: held
+/// across a cache epoch, the charges go to the slot only if the device still has it, never
+/// to a device the slot was handed to.
+#[test]
+fn a_probes_held_charges_are_counted_once_and_only_for_their_device() {
+    pin_to_one_cpu();
+    let setup = Setup::new(Mode::Enforce).dev(ws()).dev(pacs());
+    let case = case(
+        "held probe charges",
+        setup,
+        vec![pass(Vec::new(), Reason::Learned, FrameClass::Ipv4)],
+    );
+    let datapath = std::cell::RefCell::new(load(&case));
+    let run = |frame: &[u8]| {
+        let verdict = datapath
+            .borrow()
+            .test_run(frame)
+            .unwrap_or_else(|e| panic!("test run: {e:?}"));
+        assert_eq!(
+            verdict.action,
+            Action::Drop,
+            "a probe beyond the budget is dropped"
+        );
+    };
+    let budget = VIOLATING_FLOWS_PER_DEVICE_PER_SECOND as u16;
+    // From `from`, to SRV's ports `first..first + count`: each a new flow.
+    let probes = |from: std::net::Ipv4Addr, first: u16, count: u16| {
+        for port in first..first + count {
+            run(&udp(from, 40000, SRV, port));
+        }
+    };
+    // Dropped packets and NotInBaseline counts of the device in `slot`, as readers see
+    // them (table and held), and in the table alone.
+    let dropped = |slot: u32| {
+        let maps = datapath.borrow();
+        let maps = maps.maps();
+        let read = must(maps.device_stats(slot), "the device's counters");
+        let reasons = must(maps.device_reasons(slot), "its reasons");
+        let not_in_baseline = reasons
+            .iter()
+            .find(|(reason, _)| *reason == Reason::NotInBaseline)
+            .map_or(0, |(_, count)| *count);
+        let table = must(maps.device_table_stats(slot), "its table part");
+        (
+            read.dropped_packets,
+            read.packets_sent,
+            not_in_baseline,
+            table.dropped_packets,
+        )
+    };
+    let suppressed = || must(datapath.borrow().maps().event_stats(), "EVENT_STATS").1;
+    // Both budgets spent (and both devices' events: 20 a second), each device's probes
+    // from then on judged in one stage.
+    probes(WS, 20000, budget);
+    probes(PACS, 20000, budget);
+    let (ws0, pacs0) = (dropped(SLOT_WS), dropped(SLOT_PACS));
+    assert_eq!(ws0.0, u64::from(budget), "the budget's probes each counted");
+    assert_eq!(ws0.3, ws0.0, "nothing held yet");
+    let suppressed0 = suppressed();
+    probes(WS, 21000, 5);
+    let ws1 = dropped(SLOT_WS);
+    assert_eq!(
+        (ws1.0, ws1.1, ws1.2),
+        (ws0.0 + 5, ws0.1 + 5, ws0.2 + 5),
+        "the probes counted as they are held"
+    );
+    assert_eq!(ws1.3, ws0.3, "held by the memo, not yet in the table");
+    assert_eq!(dropped(SLOT_WS), ws1, "reading moves nothing");
+    assert_eq!(
+        suppressed(),
+        suppressed0 + 5,
+        "each probe's event suppressed"
+    );
+    // Another device's probe replaces the memo: what it held is charged, once.
+    probes(PACS, 21000, 1);
+    let ws2 = dropped(SLOT_WS);
+    assert_eq!((ws2.0, ws2.3), (ws1.0, ws1.0), "charged to the table, once");
+    assert_eq!(
+        dropped(SLOT_PACS).0,
+        pacs0.0 + 1,
+        "the other device's own probe"
+    );
+    // Held across another cache epoch (a mode written again): the device keeps its slot,
+    // so the readers count what is held, and the next memo charges it.
+    probes(WS, 21100, 2);
+    must(
+        datapath.borrow_mut().maps_mut().bump_cache_epoch(),
+        "moving the epoch",
+    );
+    assert_eq!(
+        dropped(SLOT_WS),
+        (ws2.0 + 2, ws2.1 + 2, ws2.2 + 2, ws2.3),
+        "held under the old epoch, read: the device still has its slot"
+    );
+    probes(WS, 21200, 1);
+    assert_eq!(
+        dropped(SLOT_WS).0,
+        ws2.0 + 3,
+        "held under the old epoch, then the new"
+    );
+    probes(PACS, 21100, 1);
+    let ws3 = dropped(SLOT_WS);
+    assert_eq!((ws3.0, ws3.3), (ws2.0 + 3, ws2.0 + 3), "all of it charged");
+    // The slot handed to another device (WS unenrolled, a new one enrolled in its slot,
+    // the slot zeroed): what the memo held for WS counts for neither.
+    probes(WS, 21300, 4);
+    assert_eq!(dropped(SLOT_WS).0, ws3.0 + 4);
+    let successor = std::net::Ipv4Addr::new(10, 3, 0, 99);
+    {
+        let mut datapath = datapath.borrow_mut();
+        let maps = datapath.maps_mut();
+        let entry = must(maps.devices(), "DEVICES")[&IpAddr::V4(WS)];
+        must(maps.unenroll(IpAddr::V4(WS)), "unenrolling WS");
+        must(maps.reset_device_stats(SLOT_WS), "zeroing the slot");
+        must(
+            maps.enroll(IpAddr::V4(successor), entry),
+            "enrolling its successor",
+        );
+    }
+    assert_eq!(
+        dropped(SLOT_WS),
+        (0, 0, 0, 0),
+        "the successor starts from zero"
+    );
+    probes(PACS, 21200, 1);
+    assert_eq!(
+        dropped(SLOT_WS),
+        (0, 0, 0, 0),
+        "WS's held probes dropped with its slot"
+    );
+}
+
 /// A cached hit reads nothing of the flow tables: when its flow's slot is given to another
 /// flow (the set is full), the flow goes on being decided from its cache entry, and what the
 /// entry holds for it never counts for the flow in its slot, neither when read nor when the

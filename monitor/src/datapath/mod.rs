@@ -26,16 +26,16 @@ use monitor_common::{
         enrolled_bit, service_bit, service_filter_index, stale_request_generation, way_holds_flow,
     },
     judge::{
-        CHARGE_COUNT, CHARGE_REASON, NO_SLOT, TABLE_FLOWS, TABLE_UNENROLLED, device_charge,
-        flow_charge,
+        CHARGE_COUNT, CHARGE_REASON, NO_SLOT, ProbeMemo, TABLE_FLOWS, TABLE_UNENROLLED,
+        device_charge, flow_charge,
     },
     maps::{
-        BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision, DeviceEntry,
-        DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT, EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey,
-        FlowSet, FlowStats, FrameCounts, IFACE_WARD, LAYOUT_VERSION, LearnedMacs, MacBinding,
-        MacBindingKey, MapDef, MapKind, PATH_CACHED, PATH_JUDGED, REQUEST_FILTER_WORDS,
-        RuleKeyData, RuleSet, ServiceFilter, StationKey, StationStats, active_generation, defs,
-        names, programs,
+        BaselineEntry, Config, Counter, DECISION_SLOTS, DEVICE_REASON_SLOTS, Decision,
+        DecisionSide, DeviceEntry, DeviceKey, DeviceStats, EVENTS_LOST, EVENTS_SENT,
+        EVENTS_SUPPRESSED, FLOW_WAYS, FlowKey, FlowSet, FlowStats, FrameCounts, IFACE_WARD,
+        LAYOUT_VERSION, LearnedMacs, MacBinding, MacBindingKey, MapDef, MapKind, PATH_CACHED,
+        PATH_JUDGED, REQUEST_FILTER_WORDS, RuleKeyData, RuleSet, ServiceFilter, StationKey,
+        StationStats, active_generation, defs, names, programs,
     },
     parse::Addr,
     verdict_index,
@@ -1011,7 +1011,7 @@ impl MapSet {
     }
 
     /// What DEVICE_STATS holds for the device in `slot`, summed over CPUs, without what
-    /// the decision cache holds for it.
+    /// the decision cache and the probe memos hold for it.
     pub fn device_table_stats(&self, slot: u32) -> Result<DeviceStats> {
         let array: PerCpuArray<&MapData, DeviceStats> =
             PerCpuArray::try_from(self.map(names::DEVICE_STATS)?)
@@ -1022,9 +1022,20 @@ impl MapSet {
         Ok(merge_stats(values.iter()))
     }
 
-    /// What the decision cache's entries hold for enrolled devices, on every CPU.
+    /// What the decision cache's entries and the probe memos hold for enrolled devices, on
+    /// every CPU.
     pub fn held_device_charges(&self) -> Result<HeldDeviceCharges> {
-        HeldDeviceCharges::read(&self.batch_array::<Decision>(names::DECISIONS)?)
+        self.held_sources()?.read()
+    }
+
+    /// Where device charges are held, on descriptors of their own (`HeldSources`).
+    pub fn held_sources(&self) -> Result<HeldSources> {
+        Ok(HeldSources {
+            decisions: self.batch_array(names::DECISIONS)?,
+            memos: self.batch_array(names::PROBE_MEMO)?,
+            config: aya::maps::Map::Array(self.duplicate(names::CONFIG)?),
+            devices: aya::maps::Map::HashMap(self.duplicate(names::DEVICES)?),
+        })
     }
 
     /// Forgets what the decision cache holds for the devices in `slots` from before the
@@ -1556,10 +1567,12 @@ fn random_seed() -> u32 {
     u32::from_ne_bytes(seed)
 }
 
-/// What the decision cache's entries hold for enrolled devices (`Decision::pending_*` of
-/// sides with a slot): a cached hit charges its device's counters and reason there, not
-/// in DEVICE_STATS and DEVICE_REASONS, until the entry is replaced. Every reader of those
-/// adds this (`judge::device_charge`, the XDP program's own mapping).
+/// What the decision cache's entries and the probe memos hold for enrolled devices
+/// (`Decision::pending_*` of sides with a slot, `ProbeMemo::pending_*`): a cached hit, and
+/// a scan's probe whose event is suppressed, charge their device's counters and reason
+/// there, not in DEVICE_STATS and DEVICE_REASONS, until the entry or memo is replaced.
+/// Every reader of those adds this (`judge::device_charge`, the XDP program's own
+/// mapping).
 #[derive(Debug, Default)]
 pub struct HeldDeviceCharges {
     stats: std::collections::HashMap<u32, DeviceStats>,
@@ -1567,32 +1580,79 @@ pub struct HeldDeviceCharges {
     reasons: std::collections::HashMap<u32, u64>,
 }
 
-impl HeldDeviceCharges {
-    /// Reads every CPU's entries of DECISIONS.
-    pub fn read(decisions: &sys::BatchArray<Decision>) -> Result<HeldDeviceCharges> {
+/// The maps that hold device charges outside DEVICE_STATS and DEVICE_REASONS (the decision
+/// cache, the probe memos), with CONFIG and DEVICES, which say whose a memo's charges are.
+pub struct HeldSources {
+    decisions: sys::BatchArray<Decision>,
+    memos: sys::BatchArray<ProbeMemo>,
+    config: aya::maps::Map,
+    devices: aya::maps::Map,
+}
+
+impl HeldSources {
+    /// Reads every CPU's entries of DECISIONS and PROBE_MEMO. A memo's charges count as
+    /// the XDP program will charge them: to its slot when made under the current cache
+    /// epoch, or when its device still has that slot in the active policy; else not at all
+    /// (the slot changed hands, `ProbeMemo::charges_current`).
+    pub fn read(&self) -> Result<HeldDeviceCharges> {
         let mut held = HeldDeviceCharges::default();
-        decisions
+        self.decisions
             .each(DECISION_SLOTS as usize, |_, per_cpu| {
                 for decision in per_cpu.iter().filter(|d| d.pending_packets != 0) {
-                    held.add(decision);
+                    held.add(
+                        &decision.sides,
+                        decision.pending_packets,
+                        decision.pending_bytes,
+                        decision.pending_last_ns,
+                    );
                 }
             })
             .map_err(|e| DatapathError::Batch(names::DECISIONS, e))?;
+        let mut memos = Vec::new();
+        self.memos
+            .each(1, |_, per_cpu| {
+                memos.extend(per_cpu.iter().filter(|m| m.pending_packets != 0).copied());
+            })
+            .map_err(|e| DatapathError::Batch(names::PROBE_MEMO, e))?;
+        if memos.is_empty() {
+            return Ok(held);
+        }
+        let config: Config = Array::try_from(&self.config)
+            .map_err(map_err(names::CONFIG, "wrong type"))?
+            .get(&0, 0)
+            .map_err(map_err(names::CONFIG, "reading entry 0"))?;
+        let devices: HashMap<&MapData, DeviceKey, DeviceEntry> =
+            HashMap::try_from(&self.devices).map_err(map_err(names::DEVICES, "wrong type"))?;
+        for memo in memos {
+            let key = DeviceKey {
+                generation: active_generation(&config),
+                ..memo.key
+            };
+            if memo.charges_current(config.cache_epoch.wrapping_add(1))
+                || devices
+                    .get(&key, 0)
+                    .is_ok_and(|entry| entry.slot == memo.slot)
+            {
+                held.add(
+                    &memo.sides,
+                    memo.pending_packets,
+                    memo.pending_bytes,
+                    memo.pending_last_ns,
+                );
+            }
+        }
         Ok(held)
     }
+}
 
-    fn add(&mut self, decision: &Decision) {
-        for side in decision.sides.iter().filter(|s| s.slot != NO_SLOT) {
+impl HeldDeviceCharges {
+    fn add(&mut self, sides: &[DecisionSide; 2], packets: u64, bytes: u64, last_ns: u64) {
+        for side in sides.iter().filter(|s| s.slot != NO_SLOT) {
             if side.device & CHARGE_COUNT != 0 {
                 self.stats
                     .entry(side.slot)
                     .or_default()
-                    .merge(&device_charge(
-                        side.device,
-                        decision.pending_packets,
-                        decision.pending_bytes,
-                        decision.pending_last_ns,
-                    ));
+                    .merge(&device_charge(side.device, packets, bytes, last_ns));
             }
             if side.device & CHARGE_REASON != 0 {
                 *self
@@ -1601,7 +1661,7 @@ impl HeldDeviceCharges {
                         side.slot,
                         side.reason,
                     ))
-                    .or_default() += decision.pending_packets;
+                    .or_default() += packets;
             }
         }
     }

@@ -10,13 +10,11 @@ use std::{
 };
 
 use aya::maps::MapData;
-use monitor_common::maps::{
-    BaselineEntry, DEVICE_REASON_SLOTS, Decision, FlowKey, MAX_DEVICES, names,
-};
+use monitor_common::maps::{BaselineEntry, DEVICE_REASON_SLOTS, FlowKey, MAX_DEVICES, names};
 
 use crate::{
     datapath::{
-        DatapathError, HeldDeviceCharges, MapSet, addr_of,
+        DatapathError, HeldSources, MapSet, addr_of,
         sys::{BatchArray, KeyCounter},
     },
     observe::monotonic::Floor,
@@ -68,8 +66,9 @@ pub struct Counter {
     baseline: aya::maps::Map,
     tables: Vec<KeyCounter>,
     reasons: BatchArray<u64>,
-    /// What the decision cache holds for the reasons (added to DEVICE_REASONS).
-    decisions: BatchArray<Decision>,
+    /// What the decision cache and the probe memos hold for the reasons (added to
+    /// DEVICE_REASONS).
+    held: HeldSources,
     /// Per DEVICE_REASONS index: the reason counts never fall between walks.
     floors: Vec<Floor>,
 }
@@ -82,7 +81,7 @@ impl Counter {
             baseline,
             tables: maps.fillable_tables()?,
             reasons: maps.batch_array(names::DEVICE_REASONS)?,
-            decisions: maps.batch_array(names::DECISIONS)?,
+            held: maps.held_sources()?,
             floors: Vec::new(),
         })
     }
@@ -122,7 +121,7 @@ impl Counter {
             Vec::new()
         });
         if !device_reasons.is_empty() {
-            match HeldDeviceCharges::read(&self.decisions) {
+            match self.held.read() {
                 Ok(held) => {
                     self.floors.resize(device_reasons.len(), Floor::default());
                     for (index, (count, floor)) in
@@ -132,7 +131,12 @@ impl Counter {
                     }
                 }
                 Err(e) => {
-                    log::warn!("reading {}: {}", names::DECISIONS, error_chain(&e));
+                    log::warn!(
+                        "reading what {} and {} hold: {}",
+                        names::DECISIONS,
+                        names::PROBE_MEMO,
+                        error_chain(&e)
+                    );
                     device_reasons.clear();
                 }
             }

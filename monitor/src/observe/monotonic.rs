@@ -1,10 +1,11 @@
 //! Counters exported as Prometheus counters never fall between scrapes.
 //!
 //! A device's counters are read in two parts: what DEVICE_STATS and DEVICE_REASONS hold,
-//! then what the decision cache's entries hold for it (`HeldDeviceCharges`). An entry
-//! replaced between the two reads has moved what it held into the table after the table
-//! was read: that read falls short by it, and a Prometheus counter that falls reads as a
-//! reset (its whole value counted again by `rate`). So each counter keeps its last table
+//! then what the decision cache's entries and the probe memos hold for it
+//! (`HeldDeviceCharges`). An entry or memo replaced between the two reads has moved what
+//! it held into the table after the table was read: that read falls short by it, and a
+//! Prometheus counter that falls reads as a reset (its whole value counted again by
+//! `rate`). So each counter keeps its last table
 //! part and the value exported: while the table part does not fall, the export does not
 //! either; a table part that falls was zeroed (a slot handed to a new device), and the
 //! counter follows it down.
