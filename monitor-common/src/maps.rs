@@ -7,7 +7,7 @@ use crate::{FrameClass, VERDICTS_ENTRIES, parse::Addr};
 
 /// Bumped whenever a map's key or value layout, or a map's size, changes. Stored in
 /// `CONFIG` so that a controller can refuse pinned maps of another layout.
-pub const LAYOUT_VERSION: u32 = 17;
+pub const LAYOUT_VERSION: u32 = 18;
 
 /// BPF map types the datapath uses, by their kernel number.
 #[repr(u32)]
@@ -1081,7 +1081,7 @@ const _: () = assert!(1u64 << REQUEST_FILTER_PERIOD_SHIFT >= crate::flow::REQUES
 /// Entries of `SERVICE_FILTERS` (device addresses hash into them).
 pub const SERVICE_FILTERS_ENTRIES: u32 = 16_384;
 /// Bits of a [`ServiceFilter`].
-pub const SERVICE_FILTER_BITS: u64 = 256;
+pub const SERVICE_FILTER_BITS: u64 = 1024;
 
 /// The services (protocol, service port, direction) a device's baseline may hold, one bit
 /// each by hash (`flowtable::service_bit`): value of `SERVICE_FILTERS`, at the device
