@@ -631,23 +631,12 @@ pub fn charge_pending(decision: &Decision) {
     if decision.pending_packets == 0 {
         return;
     }
-    for side in &decision.sides {
-        if side.slot == NO_SLOT {
-            continue;
-        }
-        if side.device & CHARGE_COUNT != 0 {
-            charge_device(
-                side.slot,
-                side.device,
-                decision.pending_packets,
-                decision.pending_bytes,
-                decision.pending_last_ns,
-            );
-        }
-        if side.device & CHARGE_REASON != 0 {
-            count_reasons(side.slot, side.reason, decision.pending_packets);
-        }
-    }
+    charge_devices(
+        &decision.sides,
+        decision.pending_packets,
+        decision.pending_bytes,
+        decision.pending_last_ns,
+    );
     let slots = flow_slots(decision);
     for (side, slot) in decision.sides.iter().zip(slots) {
         if side.table != TABLE_NONE && side_holds(side, slot) {
@@ -666,21 +655,27 @@ pub fn charge_pending(decision: &Decision) {
 /// the probes would have), as `charge_pending` does a decision's.
 #[inline(always)]
 pub fn charge_memo(memo: &ProbeMemo) {
-    for side in &memo.sides {
+    charge_devices(
+        &memo.sides,
+        memo.pending_packets,
+        memo.pending_bytes,
+        memo.pending_last_ns,
+    );
+}
+
+/// Charges `packets` held packets (`bytes`, the last at `last_ns`) to the device counters
+/// and reasons of the enrolled sides among `sides`, as each side's charges say.
+#[inline(always)]
+fn charge_devices(sides: &[DecisionSide; 2], packets: u64, bytes: u64, last_ns: u64) {
+    for side in sides {
         if side.slot == NO_SLOT {
             continue;
         }
         if side.device & CHARGE_COUNT != 0 {
-            charge_device(
-                side.slot,
-                side.device,
-                memo.pending_packets,
-                memo.pending_bytes,
-                memo.pending_last_ns,
-            );
+            charge_device(side.slot, side.device, packets, bytes, last_ns);
         }
         if side.device & CHARGE_REASON != 0 {
-            count_reasons(side.slot, side.reason, memo.pending_packets);
+            count_reasons(side.slot, side.reason, packets);
         }
     }
 }
