@@ -755,8 +755,10 @@ pub struct Work {
 /// The memo also holds what its probes charged the device (`pending_*`, as a cached
 /// decision holds its hits': `Decision::pending_packets`), when that is all they charge
 /// ([`ProbeMemo::hold`]) and their events are suppressed by the device's rate: the XDP
-/// program charges it to DEVICE_STATS and DEVICE_REASONS when the memo is replaced or the
-/// clock ticks, and every reader of those adds it meanwhile ([`ProbeMemo::charges_current`]).
+/// program charges it to DEVICE_STATS and DEVICE_REASONS when another device's probe
+/// replaces the memo, and every reader of those adds it meanwhile
+/// ([`ProbeMemo::charges_current`]; the controller's `HeldSources::read` applies the same
+/// slot check as the XDP program's `charge_held`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeMemo {
