@@ -5145,10 +5145,9 @@ fn client_ports_sharing_a_decision_slot(slot: impl Fn(u16) -> u32) -> (u16, u16)
     let mut seen = std::collections::HashMap::new();
     let ports = 40001..=40001 + monitor_common::maps::DECISION_SLOTS as u16;
     for port in ports {
-        if let Some(&first) = seen.get(&slot(port)) {
+        if let Some(first) = seen.insert(slot(port), port) {
             return (first, port);
         }
-        seen.insert(slot(port), port);
     }
     panic!("more ports than cache slots, and no two share one")
 }
